@@ -919,6 +919,68 @@ func (x *ClusterError) GetMessage() string {
 	return ""
 }
 
+// GroupRoles is the stored role assignment of a group: which director is ACTIVE, and the epoch
+// of that assignment. Every other director of the group is STANDBY.
+type GroupRoles struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Active        string                 `protobuf:"bytes,2,opt,name=active,proto3" json:"active,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupRoles) Reset() {
+	*x = GroupRoles{}
+	mi := &file_lvsctl_v1_types_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupRoles) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupRoles) ProtoMessage() {}
+
+func (x *GroupRoles) ProtoReflect() protoreflect.Message {
+	mi := &file_lvsctl_v1_types_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupRoles.ProtoReflect.Descriptor instead.
+func (*GroupRoles) Descriptor() ([]byte, []int) {
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *GroupRoles) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *GroupRoles) GetActive() string {
+	if x != nil {
+		return x.Active
+	}
+	return ""
+}
+
+func (x *GroupRoles) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
 var File_lvsctl_v1_types_proto protoreflect.FileDescriptor
 
 const file_lvsctl_v1_types_proto_rawDesc = "" +
@@ -975,7 +1037,12 @@ const file_lvsctl_v1_types_proto_rawDesc = "" +
 	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\"B\n" +
 	"\fClusterError\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage*[\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"P\n" +
+	"\n" +
+	"GroupRoles\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x16\n" +
+	"\x06active\x18\x02 \x01(\tR\x06active\x12\x14\n" +
+	"\x05epoch\x18\x03 \x01(\x04R\x05epoch*[\n" +
 	"\bProtocol\x12\x18\n" +
 	"\x14PROTOCOL_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fPROTOCOL_TCP\x10\x01\x12\x10\n" +
@@ -1005,7 +1072,7 @@ func file_lvsctl_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_lvsctl_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_lvsctl_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_lvsctl_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_lvsctl_v1_types_proto_goTypes = []any{
 	(Protocol)(0),          // 0: lvsctl.v1.Protocol
 	(Forwarding)(0),        // 1: lvsctl.v1.Forwarding
@@ -1021,6 +1088,7 @@ var file_lvsctl_v1_types_proto_goTypes = []any{
 	(*Object)(nil),         // 11: lvsctl.v1.Object
 	(*RoleAssignment)(nil), // 12: lvsctl.v1.RoleAssignment
 	(*ClusterError)(nil),   // 13: lvsctl.v1.ClusterError
+	(*GroupRoles)(nil),     // 14: lvsctl.v1.GroupRoles
 }
 var file_lvsctl_v1_types_proto_depIdxs = []int32{
 	0,  // 0: lvsctl.v1.PortRange.protocol:type_name -> lvsctl.v1.Protocol
@@ -1056,7 +1124,7 @@ func file_lvsctl_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lvsctl_v1_types_proto_rawDesc), len(file_lvsctl_v1_types_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   11,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,179 @@
+// Package session keeps an agent's stream to the controller up: it connects, says Hello,
+// delivers what the controller sends in order, sends what the agent queues, and reconnects
+// with exponential backoff and jitter when the stream breaks. It knows nothing of the data
+// plane; a lost controller never touches it.
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+
+	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
+)
+
+// Config of a session.
+type Config struct {
+	// Target is the controller's HOST:PORT.
+	Target   string
+	Insecure bool
+	Logger   *slog.Logger
+	// MinBackoff and MaxBackoff bound the wait between reconnects; each wait is jittered so
+	// a fleet that lost its controller does not reconnect in lockstep.
+	MinBackoff, MaxBackoff time.Duration
+	// Heartbeat is how often the agent tells the controller it is alive.
+	Heartbeat time.Duration
+}
+
+// ErrNotConnected is returned by Send when no stream is up; the message is dropped, and the
+// next connection starts with a Hello that carries what the controller needs.
+var ErrNotConnected = errors.New("not connected to the controller")
+
+// ErrTLSNotImplemented is returned when Insecure is false: TLS comes with the security issue.
+var ErrTLSNotImplemented = errors.New("TLS is not implemented yet: pass --insecure for plaintext gRPC")
+
+// Session is one agent's connection to the controller.
+type Session struct {
+	cfg Config
+	log *slog.Logger
+
+	mu     sync.Mutex
+	outbox chan *lvsctlv1.ConnectRequest // nil while disconnected
+}
+
+// New returns a session; Run connects it.
+func New(cfg Config) *Session {
+	if cfg.MinBackoff == 0 {
+		cfg.MinBackoff = 200 * time.Millisecond
+	}
+	if cfg.MaxBackoff == 0 {
+		cfg.MaxBackoff = 10 * time.Second
+	}
+	if cfg.Heartbeat == 0 {
+		cfg.Heartbeat = 5 * time.Second
+	}
+	return &Session{cfg: cfg, log: cfg.Logger.With("controller", cfg.Target)}
+}
+
+// outboxSize bounds what may wait to be sent; past it Send refuses rather than blocking the
+// agent's reconcile loop behind a slow network.
+const outboxSize = 256
+
+// Send queues a message on the current stream.
+func (s *Session) Send(m *lvsctlv1.ConnectRequest) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.outbox == nil {
+		return ErrNotConnected
+	}
+	select {
+	case s.outbox <- m:
+		return nil
+	default:
+		return fmt.Errorf("%w: send queue full", ErrNotConnected)
+	}
+}
+
+// Run connects and keeps reconnecting until ctx ends. hello is called for each new stream
+// (so it carries the latest applied revision); handle receives each controller message in
+// order and may block (that slows only this agent's stream).
+func (s *Session) Run(ctx context.Context, hello func() *lvsctlv1.Hello, handle func(*lvsctlv1.ConnectResponse)) error {
+	if !s.cfg.Insecure {
+		return ErrTLSNotImplemented
+	}
+	conn, err := grpc.NewClient(s.cfg.Target,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
+	)
+	if err != nil {
+		return fmt.Errorf("controller address %q: %w", s.cfg.Target, err)
+	}
+	defer conn.Close()
+	client := lvsctlv1.NewAgentServiceClient(conn)
+	backoff := s.cfg.MinBackoff
+	for ctx.Err() == nil {
+		start := time.Now()
+		err := s.stream(ctx, client, hello, handle)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(start) > 30*time.Second {
+			// A stream that lived a while was healthy: start the backoff over.
+			backoff = s.cfg.MinBackoff
+		}
+		wait := backoff/2 + rand.N(backoff/2+1)
+		s.log.Warn("controller stream ended; reconnecting", "error", err, "in", wait.Round(time.Millisecond))
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil
+		}
+		backoff = min(backoff*2, s.cfg.MaxBackoff)
+	}
+	return nil
+}
+
+func (s *Session) stream(ctx context.Context, client lvsctlv1.AgentServiceClient, hello func() *lvsctlv1.Hello, handle func(*lvsctlv1.ConnectResponse)) error {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	st, err := client.Connect(sctx, grpc.WaitForReady(false))
+	if err != nil {
+		return err
+	}
+	if err := st.Send(&lvsctlv1.ConnectRequest{Msg: &lvsctlv1.ConnectRequest_Hello{Hello: hello()}}); err != nil {
+		return err
+	}
+	outbox := make(chan *lvsctlv1.ConnectRequest, outboxSize)
+	s.mu.Lock()
+	s.outbox = outbox
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.outbox = nil
+		s.mu.Unlock()
+	}()
+
+	sendErr := make(chan error, 1)
+	go func() {
+		hb := time.NewTicker(s.cfg.Heartbeat)
+		defer hb.Stop()
+		for {
+			var m *lvsctlv1.ConnectRequest
+			select {
+			case <-sctx.Done():
+				sendErr <- sctx.Err()
+				return
+			case m = <-outbox:
+			case <-hb.C:
+				m = &lvsctlv1.ConnectRequest{Msg: &lvsctlv1.ConnectRequest_Heartbeat{Heartbeat: &lvsctlv1.Heartbeat{}}}
+			}
+			if err := st.Send(m); err != nil {
+				sendErr <- err
+				cancel()
+				return
+			}
+		}
+	}()
+	first := true
+	for {
+		m, err := st.Recv()
+		if err != nil {
+			cancel()
+			<-sendErr
+			return err
+		}
+		if first {
+			s.log.Info("connected to controller")
+			first = false
+		}
+		handle(m)
+	}
+}

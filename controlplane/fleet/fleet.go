@@ -1,0 +1,234 @@
+// Package fleet keeps the latest status of every director in memory and serves it to
+// StatusService. Status changes every second on every director; it is not worth an etcd
+// write, and a restarted controller learns it again from the agents within a period.
+package fleet
+
+import (
+	"context"
+	"maps"
+	"slices"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
+)
+
+// Fleet is the status registry.
+type Fleet struct {
+	mu sync.Mutex
+	// dirs holds each director's status; stats per cluster are kept apart so a report
+	// replaces only what changed.
+	dirs     map[string]*lvsctlv1.DirectorStatus
+	stats    map[string]map[string]*lvsctlv1.ClusterStats
+	inConfig map[string]bool
+	watchers map[*watcher]struct{}
+}
+
+type watcher struct {
+	// notify has room for one wake-up: a watcher that has not caught up is woken once and
+	// then reads the latest of every director that changed, skipping intermediate states.
+	notify chan struct{}
+	dirty  map[string]bool
+}
+
+// New returns an empty registry.
+func New() *Fleet {
+	return &Fleet{
+		dirs:     map[string]*lvsctlv1.DirectorStatus{},
+		stats:    map[string]map[string]*lvsctlv1.ClusterStats{},
+		inConfig: map[string]bool{},
+		watchers: map[*watcher]struct{}{},
+	}
+}
+
+// Update changes one director's status under the lock and wakes the watchers.
+func (f *Fleet) Update(director string, fn func(*lvsctlv1.DirectorStatus)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.updateLocked(director, fn)
+}
+
+func (f *Fleet) updateLocked(director string, fn func(*lvsctlv1.DirectorStatus)) {
+	d, ok := f.dirs[director]
+	if !ok {
+		d = &lvsctlv1.DirectorStatus{Director: director}
+		f.dirs[director] = d
+	}
+	fn(d)
+	f.markLocked(director)
+}
+
+func (f *Fleet) markLocked(director string) {
+	for w := range f.watchers {
+		w.dirty[director] = true
+		select {
+		case w.notify <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Desired is what the configuration says of one director.
+type Desired struct {
+	Group    string
+	Role     *lvsctlv1.RoleAssignment
+	Revision int64
+}
+
+// SetConfig records every configured director's group, role and desired revision. Directors
+// no longer configured and not connected are forgotten.
+func (f *Fleet) SetConfig(dirs map[string]Desired) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for name, want := range dirs {
+		f.updateLocked(name, func(d *lvsctlv1.DirectorStatus) {
+			d.Group = want.Group
+			d.Role = want.Role.GetRole()
+			d.Epoch = want.Role.GetEpoch()
+			d.DesiredRevision = want.Revision
+		})
+	}
+	for name, d := range f.dirs {
+		if _, ok := dirs[name]; ok {
+			continue
+		}
+		if !d.GetConnected() {
+			delete(f.dirs, name)
+			delete(f.stats, name)
+			f.markLocked(name)
+			continue
+		}
+		d.Group, d.Role, d.Epoch, d.DesiredRevision = "", lvsctlv1.Role_ROLE_UNSPECIFIED, 0, 0
+		f.markLocked(name)
+	}
+	f.inConfig = map[string]bool{}
+	for name := range dirs {
+		f.inConfig[name] = true
+	}
+}
+
+// Disconnected marks a director's session gone; an unconfigured one is forgotten.
+func (f *Fleet) Disconnected(director string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.inConfig[director] {
+		delete(f.dirs, director)
+		delete(f.stats, director)
+		f.markLocked(director)
+		return
+	}
+	f.updateLocked(director, func(d *lvsctlv1.DirectorStatus) {
+		d.Connected = false
+		d.LastSeen = timestamppb.Now()
+	})
+}
+
+// Report merges an agent's stats report: changed clusters replace theirs, removed ones go,
+// and a full report replaces everything.
+func (f *Fleet) Report(director string, r *lvsctlv1.StatusReport) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	m := f.stats[director]
+	if m == nil || r.GetFull() {
+		m = map[string]*lvsctlv1.ClusterStats{}
+		f.stats[director] = m
+	}
+	for _, c := range r.GetChanged() {
+		m[c.GetCluster()] = c
+	}
+	for _, name := range r.GetRemoved() {
+		delete(m, name)
+	}
+	f.updateLocked(director, func(d *lvsctlv1.DirectorStatus) { d.LastSeen = timestamppb.Now() })
+}
+
+// get returns a copy of one director's status with its stats, limited to one cluster if set.
+func (f *Fleet) getLocked(director, cluster string) *lvsctlv1.DirectorStatus {
+	d, ok := f.dirs[director]
+	if !ok {
+		return nil
+	}
+	out := proto.CloneOf(d)
+	m := f.stats[director]
+	for _, name := range slices.Sorted(maps.Keys(m)) {
+		if cluster == "" || cluster == name {
+			out.Clusters = append(out.Clusters, m[name])
+		}
+	}
+	return out
+}
+
+// List returns every director's status, sorted by name.
+func (f *Fleet) List(cluster string) []*lvsctlv1.DirectorStatus {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []*lvsctlv1.DirectorStatus
+	for _, name := range slices.Sorted(maps.Keys(f.dirs)) {
+		out = append(out, f.getLocked(name, cluster))
+	}
+	return out
+}
+
+// Server implements StatusService over a Fleet.
+type Server struct {
+	lvsctlv1.UnimplementedStatusServiceServer
+	fleet *Fleet
+}
+
+// NewServer returns the StatusService.
+func NewServer(f *Fleet) *Server { return &Server{fleet: f} }
+
+// Register adds the service to a gRPC server.
+func (s *Server) Register(g *grpc.Server) { lvsctlv1.RegisterStatusServiceServer(g, s) }
+
+// List returns the fleet's status.
+func (s *Server) List(_ context.Context, req *lvsctlv1.StatusServiceListRequest) (*lvsctlv1.StatusServiceListResponse, error) {
+	return &lvsctlv1.StatusServiceListResponse{Directors: s.fleet.List(req.GetCluster())}, nil
+}
+
+// Watch sends every director, then each change. A director that is forgotten is sent once
+// with only its name set and connected false.
+func (s *Server) Watch(req *lvsctlv1.StatusServiceWatchRequest, stream grpc.ServerStreamingServer[lvsctlv1.StatusServiceWatchResponse]) error {
+	w := &watcher{notify: make(chan struct{}, 1), dirty: map[string]bool{}}
+	f := s.fleet
+	f.mu.Lock()
+	f.watchers[w] = struct{}{}
+	for name := range f.dirs {
+		w.dirty[name] = true
+	}
+	w.notify <- struct{}{}
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		delete(f.watchers, w)
+		f.mu.Unlock()
+	}()
+	ctx := stream.Context()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-w.notify:
+		}
+		f.mu.Lock()
+		var batch []*lvsctlv1.DirectorStatus
+		for _, name := range slices.Sorted(maps.Keys(w.dirty)) {
+			d := f.getLocked(name, req.GetCluster())
+			if d == nil {
+				d = &lvsctlv1.DirectorStatus{Director: name}
+			}
+			batch = append(batch, d)
+		}
+		w.dirty = map[string]bool{}
+		f.mu.Unlock()
+		// Sending happens outside the lock: a slow watcher blocks only itself.
+		for _, d := range batch {
+			if err := stream.Send(&lvsctlv1.StatusServiceWatchResponse{Director: d}); err != nil {
+				return err
+			}
+		}
+	}
+}
