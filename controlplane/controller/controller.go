@@ -38,6 +38,8 @@ type Config struct {
 	// EtcdClientURL and EtcdPeerURL are the embedded etcd's listen URLs.
 	EtcdClientURL string
 	EtcdPeerURL   string
+	// EtcdLogLevel is the embedded etcd's log level.
+	EtcdLogLevel string
 	// MetricsListen serves Prometheus /metrics when set.
 	MetricsListen string
 	// Insecure allows plaintext gRPC (TLS arrives with the security issue).
@@ -76,7 +78,7 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 		if cfg.DataDir == "" {
 			return nil, fmt.Errorf("%w: --data-dir is required for the embedded etcd (or give --etcd-endpoints)", ErrConfig)
 		}
-		e, err := store.StartEmbedded(ctx, store.EmbeddedConfig{DataDir: cfg.DataDir, ClientURL: cfg.EtcdClientURL, PeerURL: cfg.EtcdPeerURL})
+		e, err := store.StartEmbedded(ctx, store.EmbeddedConfig{DataDir: cfg.DataDir, ClientURL: cfg.EtcdClientURL, PeerURL: cfg.EtcdPeerURL, LogLevel: cfg.EtcdLogLevel})
 		if err != nil {
 			return nil, err
 		}

@@ -20,6 +20,8 @@ type EmbeddedConfig struct {
 	PeerURL   string
 	// Name of the etcd member; it is part of the data dir's identity.
 	Name string
+	// LogLevel of etcd's own logger (debug, info, warn, error, fatal); default error.
+	LogLevel string
 }
 
 // Embedded is a running embedded etcd.
@@ -53,6 +55,9 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 	ecfg.InitialCluster = ecfg.InitialClusterFromName(ecfg.Name)
 	// etcd logs through zap; only its errors are worth an operator's attention here.
 	ecfg.LogLevel = "error"
+	if cfg.LogLevel != "" {
+		ecfg.LogLevel = cfg.LogLevel
+	}
 	ecfg.LogOutputs = []string{"stderr"}
 	// The store holds a few objects per cluster; keep the embedded etcd's footprint small.
 	ecfg.AutoCompactionMode = "revision"

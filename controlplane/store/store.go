@@ -138,7 +138,12 @@ func (s *Store) Load(ctx context.Context) (*Snapshot, error) {
 	snap := NewSnapshot()
 	snap.Revision = resp.Header.Revision
 	for _, kv := range resp.Kvs {
-		if err := snap.Set(string(kv.Key), kv.Value, kv.ModRevision); err != nil {
+		// An empty value (a generation marker) decodes as nil; nil means deleted to Set.
+		value := kv.Value
+		if value == nil {
+			value = []byte{}
+		}
+		if err := snap.Set(string(kv.Key), value, kv.ModRevision); err != nil {
 			return nil, err
 		}
 	}

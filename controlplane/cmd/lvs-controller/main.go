@@ -24,6 +24,7 @@ func main() {
 	flag.StringVar(&endpoints, "etcd-endpoints", "", "comma-separated external etcd endpoints (instead of the embedded etcd)")
 	flag.StringVar(&cfg.EtcdClientURL, "etcd-client-url", "http://127.0.0.1:2379", "embedded etcd client listen URL")
 	flag.StringVar(&cfg.EtcdPeerURL, "etcd-peer-url", "http://127.0.0.1:2380", "embedded etcd peer listen URL")
+	flag.StringVar(&cfg.EtcdLogLevel, "etcd-log-level", "error", "embedded etcd's log level (debug, info, warn, error, fatal)")
 	flag.StringVar(&cfg.MetricsListen, "metrics-listen", "", "address for Prometheus /metrics (empty: off)")
 	flag.BoolVar(&cfg.Insecure, "insecure", false, "serve plaintext gRPC (no TLS)")
 	flag.BoolVar(&debug, "debug", false, "log at debug level")
