@@ -1,0 +1,273 @@
+package fake_test
+
+import (
+	"errors"
+	"net/netip"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/lvsctl/lvsctl/agent/dataplane"
+	"github.com/lvsctl/lvsctl/agent/dataplane/fake"
+	"github.com/lvsctl/lvsctl/agent/reconcile"
+)
+
+var (
+	_ reconcile.IPVS      = (*fake.IPVS)(nil)
+	_ reconcile.Firewall  = (*fake.Firewall)(nil)
+	_ reconcile.Addresses = (*fake.Addresses)(nil)
+)
+
+var (
+	svc16 = dataplane.Service{ServiceKey: dataplane.ServiceKey{Family: dataplane.IPv4, FWMark: 16}, Scheduler: "wlc", Timeout: 600, NetmaskBits: 32}
+	real1 = dataplane.Destination{Address: netip.MustParseAddr("198.51.100.1"), Weight: 100, Forward: dataplane.ForwardMasq}
+)
+
+func TestIPVSRefuses(t *testing.T) {
+	v6 := dataplane.Service{ServiceKey: dataplane.ServiceKey{Family: dataplane.IPv6, FWMark: 16}, Scheduler: "rr", NetmaskBits: 128}
+	tests := []struct {
+		name string
+		call func(f *fake.IPVS) error
+		want error
+	}{
+		{"add existing service", func(f *fake.IPVS) error { return f.AddService(svc16) }, dataplane.ErrExist},
+		{"same mark other family is another service", func(f *fake.IPVS) error { return f.AddService(v6) }, nil},
+		{"update missing service", func(f *fake.IPVS) error { s := svc16; s.FWMark = 17; return f.UpdateService(s) }, dataplane.ErrNotExist},
+		{"delete missing service", func(f *fake.IPVS) error { s := svc16; s.FWMark = 17; return f.DelService(s) }, dataplane.ErrNotExist},
+		{"unknown scheduler", func(f *fake.IPVS) error { s := svc16; s.FWMark = 17; s.Scheduler = "wlcx"; return f.AddService(s) }, syscall.ENOENT},
+		{"empty scheduler", func(f *fake.IPVS) error { s := svc16; s.Scheduler = ""; return f.UpdateService(s) }, syscall.ENOENT},
+		{"IPv4 netmask /33", func(f *fake.IPVS) error { s := svc16; s.NetmaskBits = 33; return f.UpdateService(s) }, syscall.EINVAL},
+		{"IPv6 netmask /0", func(f *fake.IPVS) error { s := v6; s.FWMark = 18; s.NetmaskBits = 0; return f.AddService(s) }, syscall.EINVAL},
+		{"fwmark 0", func(f *fake.IPVS) error { s := svc16; s.FWMark = 0; return f.AddService(s) }, syscall.EINVAL},
+		{"bad family", func(f *fake.IPVS) error { s := svc16; s.Family = 5; return f.AddService(s) }, syscall.EAFNOSUPPORT},
+		{"add existing destination", func(f *fake.IPVS) error { return f.AddDestination(svc16, real1) }, dataplane.ErrExist},
+		{"destination of missing service", func(f *fake.IPVS) error { s := svc16; s.FWMark = 17; return f.AddDestination(s, real1) }, dataplane.ErrNotExist},
+		{"update missing destination", func(f *fake.IPVS) error {
+			d := real1
+			d.Address = netip.MustParseAddr("198.51.100.2")
+			return f.UpdateDestination(svc16, d)
+		}, dataplane.ErrNotExist},
+		{"delete missing destination", func(f *fake.IPVS) error {
+			d := real1
+			d.Port = 80
+			return f.DelDestination(svc16, d)
+		}, dataplane.ErrNotExist},
+		{"weight above 65535", func(f *fake.IPVS) error { d := real1; d.Weight = 65536; return f.UpdateDestination(svc16, d) }, syscall.ERANGE},
+		{"negative weight", func(f *fake.IPVS) error { d := real1; d.Weight = ^uint32(0); return f.UpdateDestination(svc16, d) }, syscall.ERANGE},
+		{"no forwarding", func(f *fake.IPVS) error { d := real1; d.Forward = 0; return f.UpdateDestination(svc16, d) }, syscall.EINVAL},
+		{"IPv6 real by masq", func(f *fake.IPVS) error {
+			return f.AddDestination(svc16, dataplane.Destination{Address: netip.MustParseAddr("2001:db8::1"), Weight: 1, Forward: dataplane.ForwardMasq})
+		}, syscall.EINVAL},
+		{"IPv6 real by tunnel", func(f *fake.IPVS) error {
+			return f.AddDestination(svc16, dataplane.Destination{Address: netip.MustParseAddr("2001:db8::1"), Weight: 1, Forward: dataplane.ForwardTunnel})
+		}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := fake.NewIPVS()
+			if err := f.AddService(svc16); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.AddDestination(svc16, real1); err != nil {
+				t.Fatal(err)
+			}
+			f.ResetOps()
+			before := f.Dump()
+			err := tt.call(f)
+			if tt.want == nil {
+				if err != nil || len(f.Ops()) != 1 {
+					t.Errorf("err = %v, ops %v; want success and one op", err, f.Ops())
+				}
+				return
+			}
+			if !errors.Is(err, tt.want) {
+				t.Errorf("err = %v, want one wrapping %v", err, tt.want)
+			}
+			if f.Dump() != before || len(f.Ops()) != 0 {
+				t.Errorf("a refused call changed the fake: ops %v\n%s", f.Ops(), f.Dump())
+			}
+		})
+	}
+}
+
+func TestIPVSEditsInPlace(t *testing.T) {
+	f := fake.NewIPVS()
+	mustDo(t, f.AddService(svc16))
+	mustDo(t, f.AddDestination(svc16, real1))
+	mustDo(t, f.SetDestinationStats(svc16.ServiceKey, dataplane.DestinationStats{Destination: real1, ActiveConns: 7, Counters: dataplane.Counters{Conns: 70}}))
+	mustDo(t, f.SetServiceCounters(svc16.ServiceKey, dataplane.Counters{Conns: 99, InBytes: 1000}))
+
+	edited := svc16
+	edited.Scheduler = "sh"
+	mustDo(t, f.UpdateService(edited))
+	d := real1
+	d.Weight = 5
+	mustDo(t, f.UpdateDestination(edited, d))
+
+	want := "fwm 16 ipv4 sh timeout 600 netmask /32\nfwm 16 ipv4 -> 198.51.100.1:0 masq weight 5\n"
+	if got := f.Dump(); got != want {
+		t.Errorf("Dump() =\n%s\nwant\n%s", got, want)
+	}
+	st, err := f.Stats()
+	mustDo(t, err)
+	if len(st) != 1 || st[0].Counters.Conns != 99 || len(st[0].Destinations) != 1 {
+		t.Fatalf("Stats() = %+v", st)
+	}
+	// An edit keeps the counters, as the kernel does; the stats show the current weight.
+	if got := st[0].Destinations[0]; got.ActiveConns != 7 || got.Counters.Conns != 70 || got.Weight != 5 {
+		t.Errorf("destination stats after edit = %+v", got)
+	}
+	if err := f.SetDestinationStats(svc16.ServiceKey, dataplane.DestinationStats{Destination: dataplane.Destination{Address: netip.MustParseAddr("198.51.100.9")}}); !errors.Is(err, dataplane.ErrNotExist) {
+		t.Errorf("SetDestinationStats of a missing destination: %v", err)
+	}
+	if n := len(f.Ops()); n != 4 {
+		t.Errorf("ops = %v, want 4 (add, add, update, update)", f.Ops())
+	}
+	mustDo(t, f.DelService(edited))
+	if f.Dump() != "" {
+		t.Errorf("DelService left %q", f.Dump())
+	}
+}
+
+func TestFailureInjection(t *testing.T) {
+	boom := errors.New("boom")
+	f := fake.NewIPVS()
+	f.FailNext("AddService", boom)
+	if err := f.AddService(svc16); !errors.Is(err, boom) {
+		t.Fatalf("first AddService = %v, want boom", err)
+	}
+	if f.Dump() != "" || len(f.Ops()) != 0 {
+		t.Fatal("a failed call changed the fake")
+	}
+	mustDo(t, f.AddService(svc16)) // FailNext fails once
+
+	f.FailWhen(func(o fake.Op) error {
+		if o.Name == "Destinations" {
+			return boom
+		}
+		return nil
+	})
+	if _, err := f.Destinations(svc16); !errors.Is(err, boom) {
+		t.Errorf("Destinations = %v, want boom", err)
+	}
+	if _, err := f.Destinations(svc16); !errors.Is(err, boom) {
+		t.Errorf("FailWhen fails every time until cleared; second call: %v", err)
+	}
+	f.FailWhen(nil)
+	if _, err := f.Destinations(svc16); err != nil {
+		t.Errorf("after FailWhen(nil): %v", err)
+	}
+}
+
+func TestFirewall(t *testing.T) {
+	vip := netip.MustParseAddr("192.0.2.10")
+	a := dataplane.MarkRule{VIP: vip, Protocol: dataplane.TCP, FirstPort: 554, LastPort: 554, Mark: 16}
+	b := dataplane.MarkRule{VIP: vip, Protocol: dataplane.UDP, FirstPort: 1024, LastPort: 5000, Mark: 16}
+	c := dataplane.MarkRule{VIP: vip, Protocol: dataplane.UDP, FirstPort: 554, LastPort: 554, Mark: 16}
+	f := fake.NewFirewall()
+	steps := []struct {
+		rules   []dataplane.MarkRule
+		changed int
+		err     error
+	}{
+		{[]dataplane.MarkRule{a, b}, 2, nil},
+		{[]dataplane.MarkRule{b, a}, 0, nil},
+		{[]dataplane.MarkRule{a, c}, 2, nil},
+		{[]dataplane.MarkRule{a, {VIP: vip, Protocol: dataplane.TCP, FirstPort: 10, LastPort: 9, Mark: 1}}, 0, syscall.EINVAL},
+		{[]dataplane.MarkRule{{VIP: vip, Protocol: 1, FirstPort: 1, LastPort: 1, Mark: 1}}, 0, syscall.EINVAL},
+		{nil, 2, nil},
+	}
+	wantOps := 0
+	for i, s := range steps {
+		n, err := f.SetMarkRules(s.rules)
+		if !errors.Is(err, s.err) || n != s.changed {
+			t.Errorf("step %d: SetMarkRules = %d, %v; want %d, %v", i, n, err, s.changed, s.err)
+		}
+		if n > 0 {
+			wantOps++
+		}
+		if i == 2 {
+			want := "192.0.2.10 tcp dport 554 mark 16\n192.0.2.10 udp dport 554 mark 16\n"
+			if got := f.Dump(); got != want {
+				t.Errorf("Dump() =\n%s\nwant\n%s", got, want)
+			}
+		}
+		if i == 4 {
+			// The refused transactions changed nothing.
+			if rules, _ := f.MarkRules(); len(rules) != 2 {
+				t.Errorf("after refused transactions: %v", rules)
+			}
+		}
+	}
+	if len(f.Ops()) != wantOps {
+		t.Errorf("transactions = %d, want %d", len(f.Ops()), wantOps)
+	}
+}
+
+func TestAddresses(t *testing.T) {
+	f := fake.NewAddresses("eth0")
+	p24 := netip.MustParsePrefix("192.0.2.10/24")
+	p32 := netip.MustParsePrefix("192.0.2.10/32")
+	v6 := netip.MustParsePrefix("2001:db8::10/128")
+	mustDo(t, f.AddAddress("eth0", p24))
+	mustDo(t, f.AddAddress("eth0", v6))
+	tests := []struct {
+		name string
+		call func() error
+		want error
+	}{
+		{"same IPv4 address and length", func() error { return f.AddAddress("eth0", p24) }, dataplane.ErrExist},
+		{"same IPv6 address, other length", func() error { return f.AddAddress("eth0", netip.MustParsePrefix("2001:db8::10/64")) }, dataplane.ErrExist},
+		{"delete missing", func() error { return f.DelAddress("eth0", p32) }, dataplane.ErrNotExist},
+		{"unknown interface", func() error { return f.AddAddress("eth9", p32) }, syscall.ENODEV},
+		{"unknown interface is ErrNotExist", func() error { _, err := f.Addresses("eth9"); return err }, dataplane.ErrNotExist},
+	}
+	for _, tt := range tests {
+		if err := tt.call(); !errors.Is(err, tt.want) {
+			t.Errorf("%s: err = %v, want %v", tt.name, err, tt.want)
+		}
+	}
+	// Linux keys IPv4 addresses by address and length: /32 beside /24 is another address.
+	mustDo(t, f.AddAddress("eth0", p32))
+	if got, want := f.Dump(), "eth0 192.0.2.10/24\neth0 192.0.2.10/32\neth0 2001:db8::10/128\n"; got != want {
+		t.Errorf("Dump() =\n%s\nwant\n%s", got, want)
+	}
+	if len(f.Ops()) != 3 {
+		t.Errorf("ops = %v, want the 3 successful adds", f.Ops())
+	}
+}
+
+// TestConcurrent is for the race detector: the fakes are called from several goroutines.
+func TestConcurrent(t *testing.T) {
+	f := fake.NewIPVS()
+	fw := fake.NewFirewall()
+	ad := fake.NewAddresses("eth0")
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			s := svc16
+			s.FWMark = uint32(100 + i)
+			_ = f.AddService(s)
+			_, _ = f.Services()
+			_, _ = f.Stats()
+			_ = f.Dump()
+			_, _ = fw.SetMarkRules([]dataplane.MarkRule{{VIP: netip.MustParseAddr("192.0.2.1"), Protocol: dataplane.TCP, FirstPort: uint16(i + 1), LastPort: uint16(i + 1), Mark: 1}})
+			_ = ad.AddAddress("eth0", netip.PrefixFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(i + 1)}), 32))
+			_, _ = ad.Addresses("eth0")
+		})
+	}
+	wg.Wait()
+	if s, _ := f.Services(); len(s) != 8 {
+		t.Errorf("services = %d, want 8", len(s))
+	}
+	if a, _ := ad.Addresses("eth0"); len(a) != 8 {
+		t.Errorf("addresses = %d, want 8", len(a))
+	}
+}
+
+func mustDo(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}

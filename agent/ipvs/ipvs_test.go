@@ -1,0 +1,196 @@
+package ipvs
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"net/netip"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/lvsctl/lvsctl/agent/dataplane"
+)
+
+// The reconciler's and the stats collector's views of IPVS, copied here because their
+// packages may not exist yet; the assignments fail to compile if Kernel drifts from them.
+var (
+	_ interface {
+		Services() ([]dataplane.Service, error)
+		AddService(dataplane.Service) error
+		UpdateService(dataplane.Service) error
+		DelService(dataplane.Service) error
+		Destinations(dataplane.Service) ([]dataplane.Destination, error)
+		AddDestination(dataplane.Service, dataplane.Destination) error
+		UpdateDestination(dataplane.Service, dataplane.Destination) error
+		DelDestination(dataplane.Service, dataplane.Destination) error
+	} = (*Kernel)(nil)
+	_ interface {
+		Stats() ([]dataplane.ServiceStats, error)
+	} = (*Kernel)(nil)
+)
+
+func privileged(t *testing.T) {
+	t.Helper()
+	why := ""
+	if os.Geteuid() != 0 {
+		why = "needs root to create a network namespace"
+	} else if _, err := exec.LookPath("ip"); err != nil {
+		why = "needs the ip command"
+	}
+	if why == "" {
+		return
+	}
+	if os.Getenv("LVSCTL_REQUIRE_PRIVILEGED") == "1" {
+		t.Fatal(why + " (LVSCTL_REQUIRE_PRIVILEGED=1)")
+	}
+	t.Skip(why)
+}
+
+// netnsPath creates a network namespace removed when the test ends and returns its path.
+func netnsPath(t *testing.T) string {
+	t.Helper()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	name := "lvsctl-ipvs-" + hex.EncodeToString(b)
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add %s: %v: %s", name, err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "delete", name).CombinedOutput(); err != nil {
+			t.Errorf("ip netns delete %s: %v: %s", name, err, out)
+		}
+	})
+	return "/run/netns/" + name
+}
+
+// kernelHasIPVS tells, independently of the code under test, whether IPVS is loaded: the
+// module (or built-in code) shows in /sys/module, and the host namespace has /proc/net/ip_vs.
+func kernelHasIPVS() bool {
+	for _, p := range []string{"/sys/module/ip_vs", "/proc/net/ip_vs"} {
+		if _, err := os.Stat(p); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+func TestNewWithoutIPVS(t *testing.T) {
+	privileged(t)
+	if kernelHasIPVS() {
+		t.Skip("this kernel has IPVS; TestKernelRoundTrip covers it")
+	}
+	k, err := New(WithNetNSPath(netnsPath(t)))
+	if err == nil {
+		k.Close()
+		t.Fatal("New succeeded on a kernel without IPVS")
+	}
+	if !errors.Is(err, dataplane.ErrUnavailable) {
+		t.Errorf("New error %v does not wrap dataplane.ErrUnavailable", err)
+	}
+	for _, want := range []string{`generic netlink family "IPVS" not found`, `modprobe ip_vs`, "ip_vs_wlc"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("New error %q does not say %q", err, want)
+		}
+	}
+}
+
+func TestNewBadNamespace(t *testing.T) {
+	_, err := New(WithNetNSPath("/nonexistent/netns"))
+	if err == nil || !strings.Contains(err.Error(), "/nonexistent/netns") || !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("New with a missing namespace: %v, want an error naming the path and wrapping ErrNotExist", err)
+	}
+}
+
+// TestKernelRoundTrip drives a real IPVS in a fresh namespace. This host has none; the VM lab
+// runs it with LVSCTL_REQUIRE_IPVS=1, which turns the skip into a failure.
+func TestKernelRoundTrip(t *testing.T) {
+	privileged(t)
+	if !kernelHasIPVS() {
+		if os.Getenv("LVSCTL_REQUIRE_IPVS") == "1" {
+			t.Fatal("IPVS is not loaded (LVSCTL_REQUIRE_IPVS=1): modprobe ip_vs ip_vs_wlc ip_vs_rr")
+		}
+		t.Skip("this kernel has no IPVS loaded; the VM lab runs this test")
+	}
+	k, err := New(WithNetNSPath(netnsPath(t)))
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	defer k.Close()
+
+	svc := dataplane.Service{ServiceKey: dataplane.ServiceKey{Family: dataplane.IPv4, FWMark: 16}, Scheduler: "wlc", Timeout: 600, NetmaskBits: 32}
+	if err := k.AddService(svc); err != nil {
+		t.Fatalf("AddService: %v", err)
+	}
+	if err := k.AddService(svc); !errors.Is(err, dataplane.ErrExist) {
+		t.Errorf("AddService twice: %v, want ErrExist", err)
+	}
+	if got, err := k.Services(); err != nil || !slices.Equal(got, []dataplane.Service{svc}) {
+		t.Errorf("Services() = %v, %v; want [%v]", got, err, svc)
+	}
+	reals := []dataplane.Destination{
+		{Address: netip.MustParseAddr("198.51.100.1"), Weight: 100, Forward: dataplane.ForwardMasq},
+		{Address: netip.MustParseAddr("198.51.100.2"), Weight: 100, Forward: dataplane.ForwardRoute},
+		{Address: netip.MustParseAddr("198.51.100.3"), Weight: 50, Forward: dataplane.ForwardTunnel},
+	}
+	for _, d := range reals {
+		if err := k.AddDestination(svc, d); err != nil {
+			t.Fatalf("AddDestination(%v): %v", d, err)
+		}
+	}
+	if err := k.AddDestination(svc, reals[0]); !errors.Is(err, dataplane.ErrExist) {
+		t.Errorf("AddDestination twice: %v, want ErrExist", err)
+	}
+	sortDests := func(ds []dataplane.Destination) []dataplane.Destination {
+		slices.SortFunc(ds, func(a, b dataplane.Destination) int { return a.Address.Compare(b.Address) })
+		return ds
+	}
+	if got, err := k.Destinations(svc); err != nil || !slices.Equal(sortDests(got), reals) {
+		t.Errorf("Destinations() = %v, %v; want %v", got, err, reals)
+	}
+
+	// Edit in place: the service keeps its destinations.
+	edited := svc
+	edited.Scheduler, edited.Timeout, edited.NetmaskBits = "rr", 0, 24
+	if err := k.UpdateService(edited); err != nil {
+		t.Fatalf("UpdateService: %v", err)
+	}
+	if got, err := k.Services(); err != nil || !slices.Equal(got, []dataplane.Service{edited}) {
+		t.Errorf("Services() after update = %v, %v; want [%v]", got, err, edited)
+	}
+	reweighted := reals[1]
+	reweighted.Weight = 7
+	if err := k.UpdateDestination(edited, reweighted); err != nil {
+		t.Fatalf("UpdateDestination: %v", err)
+	}
+	want := []dataplane.Destination{reals[0], reweighted, reals[2]}
+	if got, err := k.Destinations(edited); err != nil || !slices.Equal(sortDests(got), want) {
+		t.Errorf("Destinations() after update = %v, %v; want %v", got, err, want)
+	}
+
+	stats, err := k.Stats()
+	if err != nil || len(stats) != 1 || stats[0].Service != edited || len(stats[0].Destinations) != 3 {
+		t.Errorf("Stats() = %+v, %v; want one service %v with 3 destinations", stats, err, edited)
+	}
+
+	if err := k.DelDestination(edited, reals[2]); err != nil {
+		t.Fatalf("DelDestination: %v", err)
+	}
+	if err := k.DelDestination(edited, reals[2]); !errors.Is(err, dataplane.ErrNotExist) {
+		t.Errorf("DelDestination twice: %v, want ErrNotExist", err)
+	}
+	if err := k.DelService(edited); err != nil {
+		t.Fatalf("DelService: %v", err)
+	}
+	if err := k.DelService(edited); !errors.Is(err, dataplane.ErrNotExist) {
+		t.Errorf("DelService twice: %v, want ErrNotExist", err)
+	}
+	if _, err := k.Destinations(edited); !errors.Is(err, dataplane.ErrNotExist) {
+		t.Errorf("Destinations of a deleted service: %v, want ErrNotExist", err)
+	}
+	if err := k.AddDestination(edited, reals[0]); !errors.Is(err, dataplane.ErrNotExist) {
+		t.Errorf("AddDestination to a deleted service: %v, want ErrNotExist", err)
+	}
+}

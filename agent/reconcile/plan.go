@@ -1,0 +1,151 @@
+package reconcile
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/lvsctl/lvsctl/agent/dataplane"
+	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
+)
+
+// clusterSpec is one cluster translated into kernel objects.
+type clusterSpec struct {
+	name  string
+	svc   dataplane.Service
+	dests []dataplane.Destination
+	rules []dataplane.MarkRule
+	vips  []netip.Addr
+}
+
+// plan translates the desired clusters, sorted by name. A cluster that cannot be translated,
+// or whose (family, fwmark) another cluster already has, is reported and left out, as if absent.
+func (a *apply) plan(desired *lvsctlv1.DesiredState) []*clusterSpec {
+	clusters := slices.Clone(desired.GetClusters())
+	slices.SortFunc(clusters, func(x, y *lvsctlv1.Cluster) int { return strings.Compare(x.GetName(), y.GetName()) })
+	var specs []*clusterSpec
+	byKey := map[dataplane.ServiceKey]string{}
+	for _, c := range clusters {
+		s, err := translate(c)
+		if err != nil {
+			a.clusterErr(c.GetName(), fmt.Errorf("invalid cluster: %w", err))
+			continue
+		}
+		if other, ok := byKey[s.svc.ServiceKey]; ok {
+			a.clusterErr(c.GetName(), fmt.Errorf("invalid cluster: fwmark %d %s is also used by cluster %q", s.svc.FWMark, s.svc.Family, other))
+			continue
+		}
+		byKey[s.svc.ServiceKey] = c.GetName()
+		specs = append(specs, s)
+	}
+	return specs
+}
+
+// translate turns a cluster into its IPVS service, destinations, mark rules and VIPs. The
+// controller validates clusters; this only refuses what cannot be expressed in the kernel, with
+// the field at fault.
+func translate(c *lvsctlv1.Cluster) (*clusterSpec, error) {
+	if c.GetName() == "" {
+		return nil, errors.New("name: empty")
+	}
+	if c.GetFwmark() == 0 {
+		return nil, errors.New("fwmark: 0, not allocated by the controller")
+	}
+	if len(c.GetVips()) == 0 {
+		return nil, errors.New("vips: none; a cluster needs at least one VIP")
+	}
+	s := &clusterSpec{name: c.GetName()}
+	var family dataplane.Family
+	for i, v := range c.GetVips() {
+		addr, err := netip.ParseAddr(v)
+		if err != nil {
+			return nil, fmt.Errorf("vips[%d]: %w", i, err)
+		}
+		addr = addr.Unmap()
+		if addr.Zone() != "" || !addr.IsGlobalUnicast() {
+			return nil, fmt.Errorf("vips[%d]: %s is not a unicast address without a zone", i, addr)
+		}
+		if i == 0 {
+			family = dataplane.FamilyOf(addr)
+		} else if f := dataplane.FamilyOf(addr); f != family {
+			// One firewall-mark service has one family; mixing would need a second service.
+			return nil, fmt.Errorf("vips[%d]: %s is %s but vips[0] is %s", i, addr, f, family)
+		}
+		if slices.Contains(s.vips, addr) {
+			return nil, fmt.Errorf("vips[%d]: %s is listed twice", i, addr)
+		}
+		s.vips = append(s.vips, addr)
+	}
+
+	hostBits := uint32(32)
+	if family == dataplane.IPv6 {
+		hostBits = 128
+	}
+	netmask := c.GetPersistence().GetNetmaskBits()
+	if netmask == 0 {
+		netmask = hostBits
+	}
+	if netmask > hostBits {
+		return nil, fmt.Errorf("persistence.netmask_bits: %d is longer than an %s address", netmask, family)
+	}
+	s.svc = dataplane.Service{
+		ServiceKey:  dataplane.ServiceKey{Family: family, FWMark: c.GetFwmark()},
+		Scheduler:   c.GetScheduler(),
+		Timeout:     c.GetPersistence().GetTimeoutSeconds(),
+		NetmaskBits: uint8(netmask),
+	}
+
+	var fwd dataplane.Forward
+	switch c.GetForwarding() {
+	case lvsctlv1.Forwarding_FORWARDING_MASQ:
+		fwd = dataplane.ForwardMasq
+	case lvsctlv1.Forwarding_FORWARDING_ROUTE:
+		fwd = dataplane.ForwardRoute
+	case lvsctlv1.Forwarding_FORWARDING_TUNNEL:
+		fwd = dataplane.ForwardTunnel
+	default:
+		return nil, fmt.Errorf("forwarding: %v is not masq, route or tunnel", c.GetForwarding())
+	}
+	for i, rs := range c.GetReals() {
+		addr, err := netip.ParseAddr(rs.GetAddress())
+		if err != nil {
+			return nil, fmt.Errorf("reals[%d].address: %w", i, err)
+		}
+		addr = addr.Unmap()
+		if slices.ContainsFunc(s.dests, func(d dataplane.Destination) bool { return d.Address == addr }) {
+			return nil, fmt.Errorf("reals[%d].address: %s is listed twice", i, addr)
+		}
+		// Port 0: a firewall-mark service keeps the port the client asked for.
+		s.dests = append(s.dests, dataplane.Destination{Address: addr, Weight: rs.GetWeight(), Forward: fwd})
+	}
+
+	for i, pr := range c.GetPorts() {
+		var proto dataplane.Protocol
+		switch pr.GetProtocol() {
+		case lvsctlv1.Protocol_PROTOCOL_TCP:
+			proto = dataplane.TCP
+		case lvsctlv1.Protocol_PROTOCOL_UDP:
+			proto = dataplane.UDP
+		case lvsctlv1.Protocol_PROTOCOL_SCTP:
+			proto = dataplane.SCTP
+		default:
+			return nil, fmt.Errorf("ports[%d].protocol: %v is not tcp, udp or sctp", i, pr.GetProtocol())
+		}
+		first, last := pr.GetFirst(), pr.GetLast()
+		if first == 0 || first > 65535 {
+			return nil, fmt.Errorf("ports[%d].first: %d is not a port (1-65535)", i, first)
+		}
+		if last < first || last > 65535 {
+			return nil, fmt.Errorf("ports[%d].last: %d is not a port from first (%d) to 65535", i, last, first)
+		}
+		for _, vip := range s.vips {
+			r := dataplane.MarkRule{VIP: vip, Protocol: proto, FirstPort: uint16(first), LastPort: uint16(last), Mark: c.GetFwmark()}
+			if !slices.Contains(s.rules, r) {
+				s.rules = append(s.rules, r)
+			}
+		}
+	}
+	return s, nil
+}

@@ -1,0 +1,251 @@
+// Package reconcile makes the kernel match a director's desired state: one IPVS firewall-mark
+// service per cluster, the nftables mark rules that steer the clusters' VIP:ports into them, and,
+// on the ACTIVE director, the VIPs and the group's gateway address.
+//
+// Every Apply reads the kernel back and makes only the differences, so it also repairs drift.
+// The agent touches only what its state records as created by it, and keeps going past errors,
+// reporting each against its cluster.
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+
+	"github.com/lvsctl/lvsctl/agent/dataplane"
+	"github.com/lvsctl/lvsctl/agent/state"
+	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
+)
+
+// IPVS is the kernel's IPVS, as far as firewall-mark services go.
+type IPVS interface {
+	// Services lists the kernel's firewall-mark services (other services are ignored).
+	Services() ([]dataplane.Service, error)
+	AddService(dataplane.Service) error
+	UpdateService(dataplane.Service) error // edit in place: scheduler, timeout/persistent flag, netmask
+	DelService(dataplane.Service) error
+	Destinations(dataplane.Service) ([]dataplane.Destination, error)
+	AddDestination(dataplane.Service, dataplane.Destination) error
+	UpdateDestination(dataplane.Service, dataplane.Destination) error
+	DelDestination(dataplane.Service, dataplane.Destination) error
+}
+
+// Firewall is the agent's own nftables table of mark rules.
+type Firewall interface {
+	MarkRules() ([]dataplane.MarkRule, error)
+	// SetMarkRules makes table inet lvsctl hold exactly these rules in ONE nftables transaction;
+	// returns rules added+deleted; equal rules => 0 and no transaction.
+	SetMarkRules([]dataplane.MarkRule) (int, error)
+}
+
+// Addresses are the interfaces' addresses.
+type Addresses interface {
+	Addresses(iface string) ([]netip.Prefix, error)
+	AddAddress(iface string, p netip.Prefix) error
+	DelAddress(iface string, p netip.Prefix) error
+}
+
+// Ownership records which kernel objects the agent created; *state.State implements it. Record
+// and Forget save before they return.
+type Ownership interface {
+	OwnsService(dataplane.ServiceKey) bool
+	OwnedServices() []dataplane.ServiceKey
+	RecordService(dataplane.ServiceKey) error
+	ForgetService(dataplane.ServiceKey) error
+	OwnsAddress(state.Address) bool
+	OwnedAddresses() []state.Address
+	RecordAddress(state.Address) error
+	ForgetAddress(state.Address) error
+}
+
+// Config is what a Reconciler works on. All fields but Logger are required.
+type Config struct {
+	Logger    *slog.Logger
+	IPVS      IPVS
+	Firewall  Firewall
+	Addresses Addresses
+	State     Ownership
+}
+
+// Result is what one Apply did: the number of kernel changes and the errors, per cluster and
+// for the director as a whole (capabilities, mark rules, addresses). It maps onto an Ack.
+type Result struct {
+	Operations     int
+	ClusterErrors  []*lvsctlv1.ClusterError
+	DirectorErrors []string
+}
+
+// Reconciler applies desired states to the kernel. Its Apply calls are serialized, so a
+// change-driven apply and the periodic resync may call it from different goroutines.
+type Reconciler struct {
+	log   *slog.Logger
+	ipvs  IPVS
+	fw    Firewall
+	addrs Addresses
+	owned Ownership
+
+	mu sync.Mutex
+}
+
+// New returns a Reconciler. A nil Logger discards logs.
+func New(cfg Config) *Reconciler {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Reconciler{log: log, ipvs: cfg.IPVS, fw: cfg.Firewall, addrs: cfg.Addresses, owned: cfg.State}
+}
+
+// Apply makes the kernel match desired, with the VIPs present only if role is ACTIVE. A nil
+// desired is an empty one: everything the agent owns is removed, so callers must not call Apply
+// before they have a desired state (the controller's snapshot or the saved one).
+//
+// It never stops at an error: each is reported and the rest is still applied; the next Apply
+// retries what failed.
+func (r *Reconciler) Apply(ctx context.Context, desired *lvsctlv1.DesiredState, role *lvsctlv1.RoleAssignment) Result {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	a := &apply{r: r, ctx: ctx}
+	if missing := r.missingConfig(); missing != "" {
+		a.directorErr(fmt.Errorf("reconcile: config has no %s", missing))
+		return a.res
+	}
+	a.run(desired, role.GetRole() == lvsctlv1.Role_ROLE_ACTIVE)
+	return a.res
+}
+
+func (r *Reconciler) missingConfig() string {
+	switch {
+	case r.ipvs == nil:
+		return "IPVS"
+	case r.fw == nil:
+		return "Firewall"
+	case r.addrs == nil:
+		return "Addresses"
+	case r.owned == nil:
+		return "State"
+	}
+	return ""
+}
+
+// apply is the work of one Apply call.
+type apply struct {
+	r       *Reconciler
+	ctx     context.Context
+	res     Result
+	stopped bool
+}
+
+func (a *apply) clusterErr(cluster string, err error) {
+	a.r.log.Warn("reconcile failed", "cluster", cluster, "error", err)
+	a.res.ClusterErrors = append(a.res.ClusterErrors, &lvsctlv1.ClusterError{Cluster: cluster, Message: err.Error()})
+}
+
+func (a *apply) directorErr(err error) {
+	a.r.log.Warn("reconcile failed", "error", err)
+	a.res.DirectorErrors = append(a.res.DirectorErrors, err.Error())
+}
+
+// interrupted reports, once, that the context ended; the rest is left for the next Apply.
+func (a *apply) interrupted() bool {
+	if a.stopped {
+		return true
+	}
+	if err := a.ctx.Err(); err != nil {
+		a.stopped = true
+		a.directorErr(fmt.Errorf("reconcile interrupted: %w", err))
+		return true
+	}
+	return false
+}
+
+// addressMode is what the address step may do this time.
+type addressMode int
+
+const (
+	addressesNormal addressMode = iota
+	// addressesRelease removes every owned address: IPVS is missing, so a VIP here would
+	// attract traffic that nothing can balance.
+	addressesRelease
+	// addressesFreeze leaves addresses alone: the IPVS state could not be read, and dropping
+	// VIPs over a transient read error would be an outage.
+	addressesFreeze
+)
+
+// run orders the steps so that traffic is never attracted to something half-built: services
+// and destinations first, then the mark rules, then the VIPs; on the way out, VIPs go first,
+// then rules, then services.
+func (a *apply) run(desired *lvsctlv1.DesiredState, active bool) {
+	specs := a.plan(desired)
+	desiredKeys := map[dataplane.ServiceKey]bool{}
+	for _, s := range specs {
+		desiredKeys[s.svc.ServiceKey] = true
+	}
+
+	mode := addressesNormal
+	if !active {
+		mode = addressesRelease
+	}
+	kernel, err := a.r.ipvs.Services()
+	ipvsOK := err == nil
+	if err != nil {
+		a.directorErr(fmt.Errorf("read IPVS services: %w", err))
+		if errors.Is(err, dataplane.ErrUnavailable) {
+			mode = addressesRelease
+		} else if mode == addressesNormal {
+			mode = addressesFreeze
+		}
+	}
+	inKernel := map[dataplane.ServiceKey]dataplane.Service{}
+	for _, s := range kernel {
+		inKernel[s.ServiceKey] = s
+	}
+
+	// Clusters whose service belongs to someone else get neither rules nor VIPs: marking their
+	// traffic would hand it to a service lvsctl does not manage.
+	var usable []*clusterSpec
+	serving := map[*clusterSpec]bool{}
+	for _, s := range specs {
+		if ipvsOK {
+			if a.interrupted() {
+				return
+			}
+			switch a.syncService(s, inKernel) {
+			case serviceForeign:
+				continue
+			case serviceReady:
+				serving[s] = true
+			}
+		}
+		usable = append(usable, s)
+	}
+
+	if a.interrupted() {
+		return
+	}
+	var want []wantedAddress
+	if mode == addressesNormal {
+		want = a.wantedAddresses(desired.GetGroup(), usable, serving)
+	}
+	var present map[string]*linkAddresses
+	if mode != addressesFreeze {
+		present = a.readAddresses(want)
+		a.releaseAddresses(want, present)
+	}
+
+	if a.interrupted() {
+		return
+	}
+	a.syncRules(usable)
+
+	if ipvsOK {
+		a.deleteServices(desiredKeys, inKernel)
+	}
+
+	if mode == addressesNormal && !a.interrupted() {
+		a.claimAddresses(want, present)
+	}
+}

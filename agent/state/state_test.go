@@ -1,0 +1,195 @@
+package state
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/lvsctl/lvsctl/agent/dataplane"
+	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
+)
+
+func TestLoadMissingIsEmpty(t *testing.T) {
+	for _, dir := range []string{t.TempDir(), filepath.Join(t.TempDir(), "not", "yet")} {
+		s, err := Load(dir)
+		if err != nil {
+			t.Fatalf("Load(%s): %v", dir, err)
+		}
+		if len(s.OwnedServices()) != 0 || len(s.OwnedAddresses()) != 0 || s.AppliedRevision() != 0 {
+			t.Errorf("Load(%s) of a missing file is not empty", dir)
+		}
+		if _, ok := s.Desired(); ok {
+			t.Errorf("Load(%s) of a missing file has a desired state", dir)
+		}
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "agent")
+	s, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k16 := dataplane.ServiceKey{Family: dataplane.IPv4, FWMark: 16}
+	k17v6 := dataplane.ServiceKey{Family: dataplane.IPv6, FWMark: 17}
+	vip := Address{Interface: "eth0", Prefix: netip.MustParsePrefix("192.0.2.10/32")}
+	gw := Address{Interface: "eth1", Prefix: netip.MustParsePrefix("198.51.100.254/24")}
+	desired := Desired{
+		Revision: 42,
+		State: &lvsctlv1.DesiredState{
+			Group: &lvsctlv1.DirectorGroup{Name: "edge-1", VipInterface: "eth0"},
+			Clusters: []*lvsctlv1.Cluster{{
+				Name: "wms", Vips: []string{"192.0.2.10"}, Scheduler: "wlc", Fwmark: 16,
+				Reals: []*lvsctlv1.RealServer{{Address: "198.51.100.1", Weight: 100}},
+			}},
+		},
+		Role: &lvsctlv1.RoleAssignment{Group: "edge-1", Role: lvsctlv1.Role_ROLE_ACTIVE, Epoch: 3},
+	}
+	for _, err := range []error{
+		s.RecordService(k17v6), s.RecordService(k16), s.RecordService(k16),
+		s.RecordAddress(gw), s.RecordAddress(vip),
+		s.SetAppliedRevision(41), s.SetDesired(desired),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The state keeps its own copy: changing the caller's message must not change it.
+	desired.State.Clusters[0].Scheduler = "rr"
+
+	got, err := Load(dir)
+	if err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	if want := []dataplane.ServiceKey{k16, k17v6}; !slices.Equal(got.OwnedServices(), want) {
+		t.Errorf("services = %v, want %v", got.OwnedServices(), want)
+	}
+	if want := []Address{vip, gw}; !slices.Equal(got.OwnedAddresses(), want) {
+		t.Errorf("addresses = %v, want %v", got.OwnedAddresses(), want)
+	}
+	if got.AppliedRevision() != 41 {
+		t.Errorf("applied revision = %d, want 41", got.AppliedRevision())
+	}
+	d, ok := got.Desired()
+	if !ok {
+		t.Fatal("reloaded state has no desired state")
+	}
+	if d.Revision != 42 || d.Role.GetEpoch() != 3 || d.Role.GetRole() != lvsctlv1.Role_ROLE_ACTIVE {
+		t.Errorf("desired revision/role = %d/%v", d.Revision, d.Role)
+	}
+	if sch := d.State.GetClusters()[0].GetScheduler(); sch != "wlc" {
+		t.Errorf("desired scheduler = %q, want wlc (the state must copy what it is given)", sch)
+	}
+	if !got.OwnsService(k16) || got.OwnsService(dataplane.ServiceKey{Family: dataplane.IPv6, FWMark: 16}) {
+		t.Error("OwnsService does not tell families apart")
+	}
+
+	// Forgetting is saved too.
+	if err := got.ForgetService(k16); err != nil {
+		t.Fatal(err)
+	}
+	if err := got.ForgetAddress(vip); err != nil {
+		t.Fatal(err)
+	}
+	again, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.OwnsService(k16) || again.OwnsAddress(vip) || !again.OwnsAddress(gw) {
+		t.Errorf("after forget: services %v addresses %v", again.OwnedServices(), again.OwnedAddresses())
+	}
+	// No temporary files are left behind.
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 || entries[0].Name() != FileName {
+		t.Errorf("state directory holds %v, want only %s", entries, FileName)
+	}
+}
+
+func TestLoadCorrupt(t *testing.T) {
+	tests := []struct {
+		name, content string
+	}{
+		{"truncated", `{"version": 1, "services": [`},
+		{"not json", "garbage"},
+		{"empty file", ""},
+		{"wrong version", `{"version": 2}`},
+		{"bad family", `{"version": 1, "services": [{"family": "ipx", "fwmark": 16}]}`},
+		{"zero fwmark", `{"version": 1, "services": [{"family": "ipv4", "fwmark": 0}]}`},
+		{"bad prefix", `{"version": 1, "addresses": [{"interface": "eth0", "prefix": "192.0.2.300/32"}]}`},
+		{"no interface", `{"version": 1, "addresses": [{"interface": "", "prefix": "192.0.2.1/32"}]}`},
+		{"unknown field", `{"version": 1, "owned": []}`},
+		{"bad desired", `{"version": 1, "desired": {"revision": 1, "state": {"clusters": 7}}}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, FileName), []byte(tt.content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if s, err := Load(dir); err == nil {
+				t.Errorf("Load of %s = %v services, no error; want an error", tt.name, s.OwnedServices())
+			}
+		})
+	}
+}
+
+func TestFailedSaveIsRolledBack(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "agent")
+	s, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A plain file where the directory should be makes every save fail, even for root.
+	if err := os.WriteFile(dir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	k := dataplane.ServiceKey{Family: dataplane.IPv4, FWMark: 16}
+	a := Address{Interface: "eth0", Prefix: netip.MustParsePrefix("192.0.2.10/32")}
+	if err := s.RecordService(k); err == nil {
+		t.Error("RecordService with an unwritable state directory: no error")
+	}
+	if err := s.RecordAddress(a); err == nil {
+		t.Error("RecordAddress with an unwritable state directory: no error")
+	}
+	if s.OwnsService(k) || s.OwnsAddress(a) {
+		t.Error("an object whose recording failed is still owned in memory")
+	}
+}
+
+func TestDesiredAbsentParts(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetDesired(Desired{Revision: 5}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, ok := got.Desired()
+	if !ok || d.Revision != 5 || d.State != nil || d.Role != nil {
+		t.Errorf("Desired() = %+v, %v; want revision 5 with no state or role", d, ok)
+	}
+	// An empty DesiredState (no clusters) is a desired state, distinct from none.
+	if err := s.SetDesired(Desired{Revision: 6, State: &lvsctlv1.DesiredState{}}); err != nil {
+		t.Fatal(err)
+	}
+	got, err = Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _ = got.Desired()
+	if d.State == nil || !proto.Equal(d.State, &lvsctlv1.DesiredState{}) {
+		t.Errorf("empty desired state reloaded as %v", d.State)
+	}
+}
