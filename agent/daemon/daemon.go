@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/lvsctl/lvsctl/agent/metrics"
 	"github.com/lvsctl/lvsctl/agent/reconcile"
 	"github.com/lvsctl/lvsctl/agent/session"
 	"github.com/lvsctl/lvsctl/agent/state"
@@ -41,6 +42,8 @@ type Config struct {
 	// Stats samples IPVS counters every StatsPeriod; nil turns status reports off.
 	Stats       *stats.Reporter
 	StatsPeriod time.Duration
+	// Metrics, when set, records reconciles and the sampled stats for /metrics.
+	Metrics *metrics.Agent
 }
 
 // Agent is a running agent.
@@ -161,6 +164,9 @@ func (a *Agent) report(cur *lvsctlv1.DesiredState) {
 		a.log.Debug("no stats", "error", err)
 		return
 	}
+	if a.cfg.Metrics != nil {
+		a.cfg.Metrics.SetStats(a.cfg.Stats.Last())
+	}
 	if rep == nil {
 		return
 	}
@@ -182,7 +188,11 @@ func (a *Agent) hello() *lvsctlv1.Hello {
 func (a *Agent) reconcile(ctx context.Context, cur *lvsctlv1.DesiredState, rev int64, role *lvsctlv1.RoleAssignment, fromCtl bool) {
 	start := time.Now()
 	res := a.cfg.Reconciler.Apply(ctx, cur, role)
-	log := a.log.With("revision", rev, "operations", res.Operations, "duration", time.Since(start).Round(time.Microsecond))
+	took := time.Since(start)
+	if a.cfg.Metrics != nil {
+		a.cfg.Metrics.ObserveReconcile(took, rev, res.Operations, len(res.ClusterErrors), len(res.DirectorErrors))
+	}
+	log := a.log.With("revision", rev, "operations", res.Operations, "duration", took.Round(time.Microsecond))
 	if len(res.ClusterErrors)+len(res.DirectorErrors) > 0 {
 		log.Warn("reconciled with errors", "cluster_errors", len(res.ClusterErrors), "director_errors", res.DirectorErrors)
 	} else if res.Operations > 0 {

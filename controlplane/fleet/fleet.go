@@ -186,7 +186,8 @@ func (s *Server) Register(g *grpc.Server) { lvsctlv1.RegisterStatusServiceServer
 
 // List returns the fleet's status.
 func (s *Server) List(_ context.Context, req *lvsctlv1.StatusServiceListRequest) (*lvsctlv1.StatusServiceListResponse, error) {
-	return &lvsctlv1.StatusServiceListResponse{Directors: s.fleet.List(req.GetCluster())}, nil
+	dirs := s.fleet.List(req.GetCluster())
+	return &lvsctlv1.StatusServiceListResponse{Directors: dirs, Clusters: Aggregate(dirs)}, nil
 }
 
 // Watch sends every director, then each change. A director that is forgotten is sent once
@@ -231,4 +232,55 @@ func (s *Server) Watch(req *lvsctlv1.StatusServiceWatchRequest, stream grpc.Serv
 			}
 		}
 	}
+}
+
+// Aggregate sums each cluster's stats over the given directors, per real server too.
+// Rates add up as well: each director's kernel estimates its own share of the traffic.
+func Aggregate(dirs []*lvsctlv1.DirectorStatus) []*lvsctlv1.ClusterStats {
+	byName := map[string]*lvsctlv1.ClusterStats{}
+	reals := map[string]map[string]*lvsctlv1.RealServerStats{}
+	for _, d := range dirs {
+		for _, c := range d.GetClusters() {
+			agg, ok := byName[c.GetCluster()]
+			if !ok {
+				agg = &lvsctlv1.ClusterStats{Cluster: c.GetCluster(), Fwmark: c.GetFwmark(), Counters: &lvsctlv1.Counters{}}
+				byName[c.GetCluster()] = agg
+				reals[c.GetCluster()] = map[string]*lvsctlv1.RealServerStats{}
+			}
+			addCounters(agg.Counters, c.GetCounters())
+			for _, r := range c.GetReals() {
+				ar, ok := reals[c.GetCluster()][r.GetAddress()]
+				if !ok {
+					ar = &lvsctlv1.RealServerStats{Address: r.GetAddress(), Weight: r.GetWeight(), Counters: &lvsctlv1.Counters{}}
+					reals[c.GetCluster()][r.GetAddress()] = ar
+				}
+				ar.ActiveConns += r.GetActiveConns()
+				ar.InactiveConns += r.GetInactiveConns()
+				ar.PersistentConns += r.GetPersistentConns()
+				addCounters(ar.Counters, r.GetCounters())
+			}
+		}
+	}
+	var out []*lvsctlv1.ClusterStats
+	for _, name := range slices.Sorted(maps.Keys(byName)) {
+		agg := byName[name]
+		for _, addr := range slices.Sorted(maps.Keys(reals[name])) {
+			agg.Reals = append(agg.Reals, reals[name][addr])
+		}
+		out = append(out, agg)
+	}
+	return out
+}
+
+func addCounters(dst, src *lvsctlv1.Counters) {
+	dst.Conns += src.GetConns()
+	dst.InPackets += src.GetInPackets()
+	dst.OutPackets += src.GetOutPackets()
+	dst.InBytes += src.GetInBytes()
+	dst.OutBytes += src.GetOutBytes()
+	dst.Cps += src.GetCps()
+	dst.InPps += src.GetInPps()
+	dst.OutPps += src.GetOutPps()
+	dst.InBps += src.GetInBps()
+	dst.OutBps += src.GetOutBps()
 }

@@ -7,17 +7,25 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
 	"github.com/lvsctl/lvsctl/agent/daemon"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/lvsctl/lvsctl/agent/ipvs"
+	"github.com/lvsctl/lvsctl/agent/metrics"
 	"github.com/lvsctl/lvsctl/agent/nft"
 	"github.com/lvsctl/lvsctl/agent/reconcile"
 	"github.com/lvsctl/lvsctl/agent/session"
 	"github.com/lvsctl/lvsctl/agent/state"
+	"github.com/lvsctl/lvsctl/agent/stats"
 	"github.com/lvsctl/lvsctl/agent/vip"
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
 )
@@ -30,6 +38,8 @@ func main() {
 		director, controller, stateDir string
 		insecure, debug                bool
 		resync, offlineAfter           time.Duration
+		statsPeriod                    time.Duration
+		metricsListen                  string
 	)
 	flag.StringVar(&director, "director", "", "this director's name, as in its director group (required)")
 	flag.StringVar(&controller, "controller", "127.0.0.1:7443", "controller HOST:PORT")
@@ -37,6 +47,8 @@ func main() {
 	flag.BoolVar(&insecure, "insecure", false, "plaintext gRPC to the controller (no TLS)")
 	flag.DurationVar(&resync, "resync", 30*time.Second, "period of drift repair against the kernel")
 	flag.DurationVar(&offlineAfter, "offline-after", 10*time.Second, "apply the last saved state if the controller is unreachable this long after start")
+	flag.DurationVar(&statsPeriod, "stats-period", time.Second, "how often IPVS counters are sampled and changes reported")
+	flag.StringVar(&metricsListen, "metrics-listen", "", "address for Prometheus /metrics (empty: off)")
 	flag.BoolVar(&debug, "debug", false, "log at debug level")
 	flag.Parse()
 	level := slog.LevelInfo
@@ -44,13 +56,22 @@ func main() {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	if err := run(log, director, controller, stateDir, insecure, resync, offlineAfter); err != nil {
+	opts := options{director: director, controller: controller, stateDir: stateDir, insecure: insecure,
+		resync: resync, offlineAfter: offlineAfter, statsPeriod: statsPeriod, metricsListen: metricsListen}
+	if err := run(log, opts); err != nil {
 		fmt.Fprintln(os.Stderr, "lvs-agent:", err)
 		os.Exit(1)
 	}
 }
 
-func run(log *slog.Logger, director, controller, stateDir string, insecure bool, resync, offlineAfter time.Duration) error {
+type options struct {
+	director, controller, stateDir, metricsListen string
+	insecure                                      bool
+	resync, offlineAfter, statsPeriod             time.Duration
+}
+
+func run(log *slog.Logger, o options) error {
+	director, controller, stateDir, insecure, resync := o.director, o.controller, o.stateDir, o.insecure, o.resync
 	if director == "" {
 		return fmt.Errorf("--director is required")
 	}
@@ -84,9 +105,24 @@ func run(log *slog.Logger, director, controller, stateDir string, insecure bool,
 	if ok, err := kipvs.Available(); !ok {
 		log.Error("IPVS is unavailable; the agent stays connected and reports it", "error", err)
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(reg)
+	if o.metricsListen != "" {
+		lis, err := net.Listen("tcp", o.metricsListen)
+		if err != nil {
+			return fmt.Errorf("--metrics-listen: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = srv.Serve(lis) }()
+		defer srv.Close()
+	}
 	agent := daemon.New(daemon.Config{
 		Director: director, Version: version, Logger: log, State: st, Reconciler: rec, Session: sess,
-		Capabilities: caps, Resync: resync, OfflineAfter: offlineAfter,
+		Capabilities: caps, Resync: resync, OfflineAfter: o.offlineAfter,
+		Stats: stats.NewReporter(kipvs), StatsPeriod: o.statsPeriod, Metrics: m,
 	})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -208,8 +208,11 @@ func (x *StatusServiceListRequest) GetCluster() string {
 }
 
 type StatusServiceListResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Directors     []*DirectorStatus      `protobuf:"bytes,1,rep,name=directors,proto3" json:"directors,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Directors []*DirectorStatus      `protobuf:"bytes,1,rep,name=directors,proto3" json:"directors,omitempty"`
+	// clusters are each cluster's stats summed over every director that reports it (per real
+	// server too): what the whole fleet carries, whichever director is ACTIVE.
+	Clusters      []*ClusterStats `protobuf:"bytes,2,rep,name=clusters,proto3" json:"clusters,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -247,6 +250,13 @@ func (*StatusServiceListResponse) Descriptor() ([]byte, []int) {
 func (x *StatusServiceListResponse) GetDirectors() []*DirectorStatus {
 	if x != nil {
 		return x.Directors
+	}
+	return nil
+}
+
+func (x *StatusServiceListResponse) GetClusters() []*ClusterStats {
+	if x != nil {
+		return x.Clusters
 	}
 	return nil
 }
@@ -360,9 +370,10 @@ const file_lvsctl_v1_status_proto_rawDesc = "" +
 	"\tlast_seen\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\x123\n" +
 	"\bclusters\x18\r \x03(\v2\x17.lvsctl.v1.ClusterStatsR\bclusters\"4\n" +
 	"\x18StatusServiceListRequest\x12\x18\n" +
-	"\acluster\x18\x01 \x01(\tR\acluster\"T\n" +
+	"\acluster\x18\x01 \x01(\tR\acluster\"\x89\x01\n" +
 	"\x19StatusServiceListResponse\x127\n" +
-	"\tdirectors\x18\x01 \x03(\v2\x19.lvsctl.v1.DirectorStatusR\tdirectors\"5\n" +
+	"\tdirectors\x18\x01 \x03(\v2\x19.lvsctl.v1.DirectorStatusR\tdirectors\x123\n" +
+	"\bclusters\x18\x02 \x03(\v2\x17.lvsctl.v1.ClusterStatsR\bclusters\"5\n" +
 	"\x19StatusServiceWatchRequest\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\"S\n" +
 	"\x1aStatusServiceWatchResponse\x125\n" +
@@ -397,22 +408,23 @@ var file_lvsctl_v1_status_proto_goTypes = []any{
 	(*ClusterStats)(nil),               // 9: lvsctl.v1.ClusterStats
 }
 var file_lvsctl_v1_status_proto_depIdxs = []int32{
-	5, // 0: lvsctl.v1.DirectorStatus.role:type_name -> lvsctl.v1.Role
-	6, // 1: lvsctl.v1.DirectorStatus.errors:type_name -> lvsctl.v1.ClusterError
-	7, // 2: lvsctl.v1.DirectorStatus.capabilities:type_name -> lvsctl.v1.Capabilities
-	8, // 3: lvsctl.v1.DirectorStatus.last_seen:type_name -> google.protobuf.Timestamp
-	9, // 4: lvsctl.v1.DirectorStatus.clusters:type_name -> lvsctl.v1.ClusterStats
-	0, // 5: lvsctl.v1.StatusServiceListResponse.directors:type_name -> lvsctl.v1.DirectorStatus
-	0, // 6: lvsctl.v1.StatusServiceWatchResponse.director:type_name -> lvsctl.v1.DirectorStatus
-	1, // 7: lvsctl.v1.StatusService.List:input_type -> lvsctl.v1.StatusServiceListRequest
-	3, // 8: lvsctl.v1.StatusService.Watch:input_type -> lvsctl.v1.StatusServiceWatchRequest
-	2, // 9: lvsctl.v1.StatusService.List:output_type -> lvsctl.v1.StatusServiceListResponse
-	4, // 10: lvsctl.v1.StatusService.Watch:output_type -> lvsctl.v1.StatusServiceWatchResponse
-	9, // [9:11] is the sub-list for method output_type
-	7, // [7:9] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	5,  // 0: lvsctl.v1.DirectorStatus.role:type_name -> lvsctl.v1.Role
+	6,  // 1: lvsctl.v1.DirectorStatus.errors:type_name -> lvsctl.v1.ClusterError
+	7,  // 2: lvsctl.v1.DirectorStatus.capabilities:type_name -> lvsctl.v1.Capabilities
+	8,  // 3: lvsctl.v1.DirectorStatus.last_seen:type_name -> google.protobuf.Timestamp
+	9,  // 4: lvsctl.v1.DirectorStatus.clusters:type_name -> lvsctl.v1.ClusterStats
+	0,  // 5: lvsctl.v1.StatusServiceListResponse.directors:type_name -> lvsctl.v1.DirectorStatus
+	9,  // 6: lvsctl.v1.StatusServiceListResponse.clusters:type_name -> lvsctl.v1.ClusterStats
+	0,  // 7: lvsctl.v1.StatusServiceWatchResponse.director:type_name -> lvsctl.v1.DirectorStatus
+	1,  // 8: lvsctl.v1.StatusService.List:input_type -> lvsctl.v1.StatusServiceListRequest
+	3,  // 9: lvsctl.v1.StatusService.Watch:input_type -> lvsctl.v1.StatusServiceWatchRequest
+	2,  // 10: lvsctl.v1.StatusService.List:output_type -> lvsctl.v1.StatusServiceListResponse
+	4,  // 11: lvsctl.v1.StatusService.Watch:output_type -> lvsctl.v1.StatusServiceWatchResponse
+	10, // [10:12] is the sub-list for method output_type
+	8,  // [8:10] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_lvsctl_v1_status_proto_init() }

@@ -1,0 +1,121 @@
+// Package metrics exposes the agent's Prometheus metrics: the connection counts and
+// counters of every cluster and real server it applies, as last sampled from the kernel, and
+// how its reconciles go.
+package metrics
+
+import (
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lvsctl/lvsctl/agent/dataplane"
+)
+
+// Agent holds the agent's metrics. The zero value is not usable; use New.
+type Agent struct {
+	reconcileSeconds prometheus.Histogram
+	operations       prometheus.Counter
+	clusterErrors    prometheus.Gauge
+	directorErrors   prometheus.Gauge
+	applied          prometheus.Gauge
+
+	mu    sync.Mutex
+	stats map[string]*dataplane.ServiceStats
+}
+
+var (
+	realLabels    = []string{"cluster", "real"}
+	clusterLabels = []string{"cluster"}
+
+	descRealActive     = prometheus.NewDesc("lvsctl_real_active_connections", "Active (established) connections to a real server, from IPVS.", realLabels, nil)
+	descRealInactive   = prometheus.NewDesc("lvsctl_real_inactive_connections", "Inactive connections to a real server, from IPVS.", realLabels, nil)
+	descRealPersistent = prometheus.NewDesc("lvsctl_real_persistent_connections", "Persistence templates pointing at a real server, from IPVS.", realLabels, nil)
+	descRealWeight     = prometheus.NewDesc("lvsctl_real_weight", "Weight of a real server in the kernel.", realLabels, nil)
+	descRealConns      = prometheus.NewDesc("lvsctl_real_connections_total", "Connections scheduled to a real server.", realLabels, nil)
+	descRealInBytes    = prometheus.NewDesc("lvsctl_real_in_bytes_total", "Bytes from clients to a real server.", realLabels, nil)
+	descRealOutBytes   = prometheus.NewDesc("lvsctl_real_out_bytes_total", "Bytes from a real server to clients.", realLabels, nil)
+	descRealInPackets  = prometheus.NewDesc("lvsctl_real_in_packets_total", "Packets from clients to a real server.", realLabels, nil)
+	descRealOutPackets = prometheus.NewDesc("lvsctl_real_out_packets_total", "Packets from a real server to clients.", realLabels, nil)
+	descConns          = prometheus.NewDesc("lvsctl_cluster_connections_total", "Connections scheduled by a cluster's IPVS service.", clusterLabels, nil)
+	descInBytes        = prometheus.NewDesc("lvsctl_cluster_in_bytes_total", "Bytes from clients through a cluster's service.", clusterLabels, nil)
+	descOutBytes       = prometheus.NewDesc("lvsctl_cluster_out_bytes_total", "Bytes to clients through a cluster's service.", clusterLabels, nil)
+	descInPackets      = prometheus.NewDesc("lvsctl_cluster_in_packets_total", "Packets from clients through a cluster's service.", clusterLabels, nil)
+	descOutPackets     = prometheus.NewDesc("lvsctl_cluster_out_packets_total", "Packets to clients through a cluster's service.", clusterLabels, nil)
+)
+
+// New registers the agent's metrics on reg.
+func New(reg prometheus.Registerer) *Agent {
+	m := &Agent{
+		reconcileSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "lvsctl_agent_reconcile_duration_seconds", Help: "Duration of one reconcile of the kernel against the desired state.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
+		}),
+		operations:     prometheus.NewCounter(prometheus.CounterOpts{Name: "lvsctl_agent_kernel_operations_total", Help: "Kernel changes made by reconciles."}),
+		clusterErrors:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "lvsctl_agent_cluster_errors", Help: "Clusters that failed to apply in the last reconcile."}),
+		directorErrors: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lvsctl_agent_director_errors", Help: "Director-wide errors in the last reconcile."}),
+		applied:        prometheus.NewGauge(prometheus.GaugeOpts{Name: "lvsctl_agent_applied_revision", Help: "Revision of the desired state last applied."}),
+	}
+	reg.MustRegister(m.reconcileSeconds, m.operations, m.clusterErrors, m.directorErrors, m.applied, m)
+	return m
+}
+
+// ObserveReconcile records one reconcile.
+func (m *Agent) ObserveReconcile(d time.Duration, rev int64, operations, clusterErrors, directorErrors int) {
+	m.reconcileSeconds.Observe(d.Seconds())
+	m.operations.Add(float64(operations))
+	m.clusterErrors.Set(float64(clusterErrors))
+	m.directorErrors.Set(float64(directorErrors))
+	m.applied.Set(float64(rev))
+}
+
+// SetStats replaces the sampled stats, by cluster name. The map and its values must not be
+// changed afterwards (the stats reporter makes a new one each sample).
+func (m *Agent) SetStats(s map[string]*dataplane.ServiceStats) {
+	m.mu.Lock()
+	m.stats = s
+	m.mu.Unlock()
+}
+
+// Describe implements prometheus.Collector.
+func (m *Agent) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descRealActive, descRealInactive, descRealPersistent, descRealWeight, descRealConns,
+		descRealInBytes, descRealOutBytes, descRealInPackets, descRealOutPackets, descConns, descInBytes, descOutBytes, descInPackets, descOutPackets} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector from the last sample.
+func (m *Agent) Collect(ch chan<- prometheus.Metric) {
+	m.mu.Lock()
+	s := m.stats
+	m.mu.Unlock()
+	for _, name := range slices.Sorted(maps.Keys(s)) {
+		svc := s[name]
+		counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+		}
+		gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+		}
+		counter(descConns, svc.Counters.Conns, name)
+		counter(descInBytes, svc.Counters.InBytes, name)
+		counter(descOutBytes, svc.Counters.OutBytes, name)
+		counter(descInPackets, svc.Counters.InPackets, name)
+		counter(descOutPackets, svc.Counters.OutPackets, name)
+		for _, d := range svc.Destinations {
+			real := d.Address.String()
+			gauge(descRealActive, float64(d.ActiveConns), name, real)
+			gauge(descRealInactive, float64(d.InactiveConns), name, real)
+			gauge(descRealPersistent, float64(d.PersistentConns), name, real)
+			gauge(descRealWeight, float64(d.Weight), name, real)
+			counter(descRealConns, d.Counters.Conns, name, real)
+			counter(descRealInBytes, d.Counters.InBytes, name, real)
+			counter(descRealOutBytes, d.Counters.OutBytes, name, real)
+			counter(descRealInPackets, d.Counters.InPackets, name, real)
+			counter(descRealOutPackets, d.Counters.OutPackets, name, real)
+		}
+	}
+}

@@ -1,0 +1,144 @@
+package fleet
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
+)
+
+func realStats(addr string, active, inactive, persistent uint32, conns uint64) *lvsctlv1.RealServerStats {
+	return &lvsctlv1.RealServerStats{Address: addr, ActiveConns: active, InactiveConns: inactive, PersistentConns: persistent, Counters: &lvsctlv1.Counters{Conns: conns}}
+}
+
+func TestAggregateSumsAcrossDirectors(t *testing.T) {
+	dirs := []*lvsctlv1.DirectorStatus{
+		{Director: "dir-a", Clusters: []*lvsctlv1.ClusterStats{
+			{Cluster: "wms", Fwmark: 1, Counters: &lvsctlv1.Counters{Conns: 10, InBytes: 100},
+				Reals: []*lvsctlv1.RealServerStats{realStats("198.51.100.1", 3, 1, 2, 6), realStats("198.51.100.2", 2, 0, 1, 4)}},
+			{Cluster: "web", Fwmark: 2, Counters: &lvsctlv1.Counters{Conns: 1}, Reals: []*lvsctlv1.RealServerStats{realStats("198.51.100.9", 1, 0, 0, 1)}},
+		}},
+		{Director: "dir-b", Clusters: []*lvsctlv1.ClusterStats{
+			{Cluster: "wms", Fwmark: 1, Counters: &lvsctlv1.Counters{Conns: 5, InBytes: 50},
+				Reals: []*lvsctlv1.RealServerStats{realStats("198.51.100.1", 1, 1, 1, 5), realStats("198.51.100.3", 4, 0, 0, 0)}},
+		}},
+		{Director: "dir-c"}, // connected but reports nothing
+	}
+	got := Aggregate(dirs)
+	if len(got) != 2 || got[0].GetCluster() != "web" || got[1].GetCluster() != "wms" {
+		t.Fatalf("clusters = %v, want [web wms] sorted", got)
+	}
+	wms := got[1]
+	if wms.GetCounters().GetConns() != 15 || wms.GetCounters().GetInBytes() != 150 {
+		t.Errorf("wms counters = %v, want conns 15 inBytes 150", wms.GetCounters())
+	}
+	want := []struct {
+		addr                         string
+		active, inactive, persistent uint32
+		conns                        uint64
+	}{
+		{"198.51.100.1", 4, 2, 3, 11},
+		{"198.51.100.2", 2, 0, 1, 4},
+		{"198.51.100.3", 4, 0, 0, 0},
+	}
+	if len(wms.GetReals()) != len(want) {
+		t.Fatalf("wms reals = %v", wms.GetReals())
+	}
+	for i, w := range want {
+		r := wms.GetReals()[i]
+		if r.GetAddress() != w.addr || r.GetActiveConns() != w.active || r.GetInactiveConns() != w.inactive || r.GetPersistentConns() != w.persistent || r.GetCounters().GetConns() != w.conns {
+			t.Errorf("real %d = %v, want %+v", i, r, w)
+		}
+	}
+}
+
+func TestReportMergesDeltas(t *testing.T) {
+	f := New()
+	f.SetConfig(map[string]Desired{"dir-a": {Group: "edge-1"}})
+	f.Report("dir-a", &lvsctlv1.StatusReport{Full: true, Changed: []*lvsctlv1.ClusterStats{{Cluster: "a"}, {Cluster: "b"}}})
+	f.Report("dir-a", &lvsctlv1.StatusReport{Changed: []*lvsctlv1.ClusterStats{{Cluster: "b", Fwmark: 9}}, Removed: []string{"a"}})
+	got := f.List("")[0].GetClusters()
+	if len(got) != 1 || got[0].GetCluster() != "b" || got[0].GetFwmark() != 9 {
+		t.Errorf("after delta: %v, want only b with fwmark 9", got)
+	}
+	f.Report("dir-a", &lvsctlv1.StatusReport{Full: true, Changed: []*lvsctlv1.ClusterStats{{Cluster: "c"}}})
+	if got := f.List("")[0].GetClusters(); len(got) != 1 || got[0].GetCluster() != "c" {
+		t.Errorf("a full report must replace everything: %v", got)
+	}
+	if got := f.List("nothing")[0].GetClusters(); len(got) != 0 {
+		t.Errorf("filter by an unknown cluster kept %v", got)
+	}
+}
+
+// TestSlowWatcherDoesNotBlock: a watcher that never reads must not slow updates nor the
+// other watchers, and a reading watcher ends up with the latest state.
+func TestSlowWatcherDoesNotBlock(t *testing.T) {
+	f := New()
+	f.SetConfig(map[string]Desired{"dir-a": {Group: "edge-1"}})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	NewServer(f).Register(srv)
+	go func() { _ = srv.Serve(lis) }()
+	defer srv.Stop()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := lvsctlv1.NewStatusServiceClient(conn)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// The slow one opens its stream and never reads.
+	if _, err := client.Watch(ctx, &lvsctlv1.StatusServiceWatchRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	fast, err := client.Watch(ctx, &lvsctlv1.StatusServiceWatchRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Big reports fill the slow watcher's flow-control window quickly.
+	big := &lvsctlv1.ClusterStats{Cluster: "wms"}
+	for i := range 2000 {
+		big.Reals = append(big.Reals, realStats("198.51.100.1", uint32(i), 0, 0, 0))
+	}
+	start := time.Now()
+	const updates = 300
+	for i := range updates {
+		f.Update("dir-a", func(d *lvsctlv1.DirectorStatus) { d.AppliedRevision = int64(i + 1) })
+		f.Report("dir-a", &lvsctlv1.StatusReport{Changed: []*lvsctlv1.ClusterStats{big}})
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("%d updates took %v with a stalled watcher", updates, took)
+	}
+	deadline := time.After(10 * time.Second)
+	for {
+		got := make(chan *lvsctlv1.StatusServiceWatchResponse, 1)
+		errc := make(chan error, 1)
+		go func() {
+			m, err := fast.Recv()
+			if err != nil {
+				errc <- err
+				return
+			}
+			got <- m
+		}()
+		select {
+		case m := <-got:
+			if m.GetDirector().GetAppliedRevision() == updates {
+				return
+			}
+		case err := <-errc:
+			t.Fatal(err)
+		case <-deadline:
+			t.Fatal("the reading watcher never saw the latest revision")
+		}
+	}
+}
