@@ -364,12 +364,12 @@ func find(snap *store.Snapshot, kind lvsctlv1.Kind, name string) (*lvsctlv1.Obje
 		if c, ok := snap.Clusters[name]; ok {
 			return &lvsctlv1.Object{Kind: &lvsctlv1.Object_Cluster{Cluster: c}}, nil
 		}
-		return nil, fmt.Errorf("%w: cluster %q", ErrNotFound, name)
+		return nil, fmt.Errorf("cluster %q: %w", name, ErrNotFound)
 	case lvsctlv1.Kind_KIND_GROUP:
 		if g, ok := snap.Groups[name]; ok {
 			return &lvsctlv1.Object{Kind: &lvsctlv1.Object_Group{Group: g}}, nil
 		}
-		return nil, fmt.Errorf("%w: group %q", ErrNotFound, name)
+		return nil, fmt.Errorf("group %q: %w", name, ErrNotFound)
 	}
 	return nil, fmt.Errorf("%w: kind: %v is not a kind of object", validate.ErrInvalid, kind)
 }

@@ -1,0 +1,253 @@
+package commands_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/lvsctl/lvsctl/cli/commands"
+	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
+)
+
+const wmsFile = "../../deploy/examples/wms.yaml"
+
+type result struct {
+	out, err string
+	code     int
+}
+
+// lvsctl runs the command in-process against addr, with stdin.
+func lvsctl(t *testing.T, addr, stdin string, args ...string) result {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	env := map[string]string{"LVSCTL_CONTROLLER": addr}
+	code := commands.Run(context.Background(), append([]string{"--insecure"}, args...),
+		commands.Streams{In: strings.NewReader(stdin), Out: &out, Err: &errOut},
+		func(k string) string { return env[k] })
+	return result{out: out.String(), err: errOut.String(), code: code}
+}
+
+func expect(t *testing.T, got result, code int, out, errOut string) {
+	t.Helper()
+	if got.code != code || got.out != out || got.err != errOut {
+		t.Errorf("got exit %d\nstdout:\n%s\nstderr:\n%s\nwant exit %d\nstdout:\n%s\nstderr:\n%s", got.code, got.out, got.err, code, out, errOut)
+	}
+}
+
+func TestApplyAndRoundTrip(t *testing.T) {
+	srv, addr := start(t)
+	expect(t, lvsctl(t, addr, "", "apply", "-f", wmsFile), 0,
+		"cluster/wms created (revision 1)\ngroup/edge-1 created (revision 1)\n", "")
+	expect(t, lvsctl(t, addr, "", "apply", "-f", wmsFile), 0,
+		"cluster/wms unchanged (revision 1)\ngroup/edge-1 unchanged (revision 1)\n", "")
+
+	// get -o yaml prints the stored object with its read-only fields, and apply takes it back.
+	got := lvsctl(t, addr, "", "get", "cluster", "wms", "-o", "yaml")
+	if got.code != 0 || !strings.Contains(got.out, "\nfwmark: 1\nrevision: 1\n") || !strings.HasPrefix(got.out, "kind: Cluster\nname: wms\n") {
+		t.Fatalf("get -o yaml: %+v", got)
+	}
+	before := srv.snapshot()
+	expect(t, lvsctl(t, addr, got.out, "apply", "-f", "-"), 0, "cluster/wms unchanged (revision 1)\n", "")
+	jsonOut := lvsctl(t, addr, "", "get", "cluster", "wms", "-o", "json")
+	expect(t, lvsctl(t, addr, jsonOut.out, "apply", "-f", "-"), 0, "cluster/wms unchanged (revision 1)\n", "")
+	if after := srv.snapshot(); after != before {
+		t.Errorf("re-applying get's output changed the store:\n%s\n->\n%s", before, after)
+	}
+
+	// A change is "configured" and moves the revision; the fwmark stays.
+	edited := strings.Replace(got.out, "weight: 100}\nfwmark", "weight: 0}\nfwmark", 1)
+	edited = strings.Replace(edited, "revision: 1\n", "", 1)
+	expect(t, lvsctl(t, addr, edited, "apply", "-f", "-"), 0, "cluster/wms configured (revision 2)\n", "")
+	// The old revision is now stale: optimistic concurrency, not a merge.
+	expect(t, lvsctl(t, addr, got.out, "apply", "-f", "-"), 1, "", "error: cluster/wms: revision 1 is stale (stored 2)\n")
+}
+
+func TestApplyErrors(t *testing.T) {
+	srv, addr := start(t)
+	wms, err := os.ReadFile(wmsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cluster := strings.Split(string(wms), "---")[0]
+	tests := []struct {
+		name, stdin, stderr string
+		reachesServer       bool
+	}{
+		{"local validation", strings.Replace(cluster, "1024-5000", "5000-1024", 1),
+			"error: cluster \"wms\": ports[4].ports: range 5000-1024 is reversed\n", false},
+		{"parse error", "kind: Cluster\n", "error: document 1 (Cluster): name: required\n", false},
+		{"empty input", "", "error: manifest holds no objects\n", false},
+		{"server's cross-object check, shown as its message", cluster,
+			"error: cluster \"wms\": directorGroup: group \"edge-1\" does not exist\n", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := srv.applies
+			expect(t, lvsctl(t, addr, tt.stdin, "apply", "-f", "-"), 1, "", tt.stderr)
+			if reached := srv.applies > before; reached != tt.reachesServer {
+				t.Errorf("reached the server: %v, want %v", reached, tt.reachesServer)
+			}
+		})
+	}
+	expect(t, lvsctl(t, addr, "", "apply", "-f", "/nonexistent/wms.yaml"), 1, "",
+		"error: reading manifest: open /nonexistent/wms.yaml: no such file or directory\n")
+}
+
+func TestDiff(t *testing.T) {
+	_, addr := start(t)
+	got := lvsctl(t, addr, "", "diff", "-f", wmsFile)
+	if got.code != 1 || !strings.Contains(got.out, "cluster/wms would be created\n  + kind: Cluster\n") ||
+		!strings.Contains(got.out, "director dir-a would:\n  reconcile cluster wms\n") {
+		t.Errorf("diff before apply: %+v", got)
+	}
+	lvsctl(t, addr, "", "apply", "-f", wmsFile)
+	expect(t, lvsctl(t, addr, "", "diff", "-f", wmsFile), 0, "", "")
+
+	wms, _ := os.ReadFile(wmsFile)
+	edited := strings.Replace(string(wms), "{address: 198.51.100.3, weight: 100}", "{address: 198.51.100.3, weight: 0}", 1)
+	expect(t, lvsctl(t, addr, edited, "diff", "-f", "-"), 1,
+		"cluster/wms would be configured\n  -   - {address: 198.51.100.3, weight: 100}\n  +   - {address: 198.51.100.3, weight: 0}\n"+
+			"director dir-a would:\n  reconcile cluster wms\n", "")
+
+	// Errors exit 2, so that scripts can tell them from differences.
+	expect(t, lvsctl(t, addr, "kind: Nope\n", "diff", "-f", "-"), 2, "",
+		"error: document 1: kind: unknown kind \"Nope\" (want Cluster or DirectorGroup)\n")
+	if got := lvsctl(t, addr, "", "diff"); got.code != 2 {
+		t.Errorf("diff without -f: exit %d, want 2", got.code)
+	}
+}
+
+func TestGetAndDelete(t *testing.T) {
+	_, addr := start(t)
+	lvsctl(t, addr, "", "apply", "-f", wmsFile)
+	lvsctl(t, addr, `{"kind": "Cluster", "name": "echo", "directorGroup": "edge-1", "vips": ["192.0.2.11"],
+		"ports": [{"protocol": "tcp", "port": 7}], "reals": [{"address": "198.51.100.7"}]}`, "apply", "-f", "-")
+
+	expect(t, lvsctl(t, addr, "", "get", "clusters"), 0,
+		"NAME  GROUP   VIPS        PORTS                                            FWMARK  SCHEDULER  FORWARDING  REALS  REVISION\n"+
+			"echo  edge-1  192.0.2.11  tcp/7                                            2       wlc        route       1      2\n"+
+			"wms   edge-1  192.0.2.10  tcp/554,udp/554,tcp/1755,udp/1755,udp/1024-5000  1       wlc        masq        3      1\n", "")
+	expect(t, lvsctl(t, addr, "", "get", "group", "edge-1"), 0,
+		"NAME    DIRECTORS   VIP-INTERFACE  GATEWAY  SYNC  REVISION\n"+
+			"edge-1  dir-a(200)  eth0           -        -     1\n", "")
+	got := lvsctl(t, addr, "", "get", "clusters", "-o", "json")
+	var list []map[string]any
+	if err := json.Unmarshal([]byte(got.out), &list); err != nil || len(list) != 2 || list[0]["name"] != "echo" {
+		t.Errorf("get clusters -o json: %v %+v", err, got)
+	}
+
+	expect(t, lvsctl(t, addr, "", "delete", "cluster", "echo"), 0, "cluster/echo deleted (revision 3)\n", "")
+	expect(t, lvsctl(t, addr, "", "get", "cluster", "echo"), 1, "", "error: cluster \"echo\" not found\n")
+	expect(t, lvsctl(t, addr, "", "delete", "group", "edge-1", "--revision", "7"), 1, "", "error: group/edge-1: revision 7 is stale (stored 1)\n")
+	expect(t, lvsctl(t, addr, "", "get", "clusters", "-o", "xml"), 1, "", "error: unknown output format \"xml\" (want table, yaml or json)\n")
+}
+
+func fleet() []*lvsctlv1.DirectorStatus {
+	return []*lvsctlv1.DirectorStatus{
+		{Director: "dir-a", Group: "edge-1", Connected: true, Role: lvsctlv1.Role_ROLE_ACTIVE, Epoch: 3,
+			DesiredRevision: 5, AppliedRevision: 5, AgentVersion: "v0.1.0", LastSeen: timestamppb.New(timestamppb.Now().AsTime()),
+			Clusters: []*lvsctlv1.ClusterStats{{Cluster: "wms", Fwmark: 1, Reals: []*lvsctlv1.RealServerStats{
+				{Address: "198.51.100.1", Weight: 100, ActiveConns: 12, InactiveConns: 3, PersistentConns: 9}}}}},
+		{Director: "dir-b", Group: "edge-1", Connected: false, Role: lvsctlv1.Role_ROLE_STANDBY, Epoch: 3,
+			DesiredRevision: 5, AppliedRevision: 4,
+			Errors:         []*lvsctlv1.ClusterError{{Cluster: "wms", Message: "scheduler mh: module not loaded"}},
+			DirectorErrors: []string{"vip 192.0.2.10: interface eth0 is down"}},
+	}
+}
+
+func TestStatus(t *testing.T) {
+	srv, addr := start(t)
+	srv.directors = fleet()
+	expect(t, lvsctl(t, addr, "", "status"), 0,
+		"NAME   GROUP   CONNECTED  ROLE     DESIRED  APPLIED  ERRORS\n"+
+			"dir-a  edge-1  yes        ACTIVE   5        5        0\n"+
+			"dir-b  edge-1  no         STANDBY  5        4        2\n"+
+			"\nErrors:\n"+
+			"  dir-b: cluster \"wms\": scheduler mh: module not loaded\n"+
+			"  dir-b: vip 192.0.2.10: interface eth0 is down\n", "")
+
+	got := lvsctl(t, addr, "", "status", "-o", "json")
+	var views []map[string]any
+	if err := json.Unmarshal([]byte(got.out), &views); err != nil || len(views) != 2 {
+		t.Fatalf("status -o json: %v\n%s", err, got.out)
+	}
+	b := views[1]
+	want := map[string]any{"name": "dir-b", "group": "edge-1", "connected": false, "role": "STANDBY",
+		"desiredRevision": 5.0, "appliedRevision": 4.0}
+	for k, v := range want {
+		if b[k] != v {
+			t.Errorf("%s = %#v, want %#v", k, b[k], v)
+		}
+	}
+	errs, _ := b["errors"].([]any)
+	if len(errs) != 2 || errs[0] != `cluster "wms": scheduler mh: module not loaded` || errs[1] != "vip 192.0.2.10: interface eth0 is down" {
+		t.Errorf("errors = %#v", b["errors"])
+	}
+	if e, ok := views[0]["errors"].([]any); !ok || len(e) != 0 {
+		t.Errorf("a director without errors must have errors: [], got %#v", views[0]["errors"])
+	}
+
+	expect(t, lvsctl(t, addr, "", "get", "directors"), 0,
+		"NAME   GROUP   CONNECTED  ROLE     EPOCH  DESIRED  APPLIED  VERSION\n"+
+			"dir-a  edge-1  yes        ACTIVE   3      5        5        v0.1.0\n"+
+			"dir-b  edge-1  no         STANDBY  3      5        4        -\n", "")
+}
+
+func TestDescribe(t *testing.T) {
+	srv, addr := start(t)
+	srv.directors = fleet()
+	lvsctl(t, addr, "", "apply", "-f", wmsFile)
+	lvsctl(t, addr, "kind: DirectorGroup\nname: edge-1\ndirectors: [{name: dir-a, priority: 200}, {name: dir-b, priority: 100}, {name: dir-c, priority: 50}]\nvipInterface: eth0\n", "apply", "-f", "-")
+	expect(t, lvsctl(t, addr, "", "describe", "cluster", "wms"), 0, `Cluster:      wms
+Revision:     1
+Group:        edge-1
+VIPs:         192.0.2.10
+Ports:        tcp/554, udp/554, tcp/1755, udp/1755, udp/1024-5000
+FWMark:       1
+Scheduler:    wlc
+Persistence:  600s
+Forwarding:   masq
+Reals:
+  ADDRESS       WEIGHT
+  198.51.100.1  100
+  198.51.100.2  100
+  198.51.100.3  100
+Directors (group edge-1, VIPs on eth0):
+  NAME   PRIORITY  CONNECTED  ROLE     APPLIED  ERRORS
+  dir-a  200       yes        ACTIVE   5        -
+  dir-b  100       no         STANDBY  4        scheduler mh: module not loaded
+  dir-c  50        no         -        -        -
+Connections:
+  DIRECTOR  REAL          WEIGHT  ACTIVE  INACTIVE  PERSISTENT
+  dir-a     198.51.100.1  100     12      3         9
+`, "")
+	expect(t, lvsctl(t, addr, "", "describe", "cluster", "nope"), 1, "", "error: cluster \"nope\" not found\n")
+}
+
+func TestConnection(t *testing.T) {
+	var out, errOut bytes.Buffer
+	s := commands.Streams{In: strings.NewReader(""), Out: &out, Err: &errOut}
+	noEnv := func(string) string { return "" }
+	if code := commands.Run(context.Background(), []string{"status"}, s, noEnv); code != 1 ||
+		!strings.Contains(errOut.String(), "pass --insecure") {
+		t.Errorf("without --insecure: exit %d, %q", code, errOut.String())
+	}
+	// Nothing listens on port 1 of loopback: the error is reported, not a hang (short timeout).
+	errOut.Reset()
+	if code := commands.Run(context.Background(), []string{"--insecure", "--controller", "127.0.0.1:1", "--timeout", "2s", "status"}, s, noEnv); code != 1 ||
+		!strings.HasPrefix(errOut.String(), "error: controller 127.0.0.1:1: ") {
+		t.Errorf("unreachable controller: exit %d, %q", code, errOut.String())
+	}
+	// LVSCTL_INSECURE and LVSCTL_CONTROLLER come from the environment.
+	_, addr := start(t)
+	env := map[string]string{"LVSCTL_CONTROLLER": addr, "LVSCTL_INSECURE": "1"}
+	errOut.Reset()
+	if code := commands.Run(context.Background(), []string{"get", "clusters"}, s, func(k string) string { return env[k] }); code != 0 {
+		t.Errorf("env config: exit %d, %q", code, errOut.String())
+	}
+}

@@ -1,0 +1,297 @@
+package commands
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/lvsctl/lvsctl/cli/printer"
+	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
+)
+
+// withConfig runs f with a ConfigService client and the request deadline.
+func (o *options) withConfig(ctx context.Context, f func(context.Context, lvsctlv1.ConfigServiceClient) error) error {
+	conn, err := o.dial()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := o.context(ctx)
+	defer cancel()
+	return f(ctx, lvsctlv1.NewConfigServiceClient(conn))
+}
+
+// directors fetches every director's status, sorted by name, keeping only one cluster's stats
+// when cluster is set.
+func (o *options) directors(ctx context.Context, cluster string) ([]*lvsctlv1.DirectorStatus, error) {
+	conn, err := o.dial()
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	ctx, cancel := o.context(ctx)
+	defer cancel()
+	resp, err := lvsctlv1.NewStatusServiceClient(conn).List(ctx, &lvsctlv1.StatusServiceListRequest{Cluster: cluster})
+	if err != nil {
+		return nil, o.fromRPC(err)
+	}
+	ds := resp.GetDirectors()
+	slices.SortFunc(ds, func(a, b *lvsctlv1.DirectorStatus) int { return strings.Compare(a.GetDirector(), b.GetDirector()) })
+	return ds, nil
+}
+
+func newGetCmd(o *options) *cobra.Command {
+	get := &cobra.Command{
+		Use:   "get",
+		Short: "Show clusters, director groups or directors",
+	}
+	addOutputFlag(get)
+	objects := func(kind lvsctlv1.Kind, use string, aliases ...string) *cobra.Command {
+		return &cobra.Command{
+			Use:     use + " [NAME]",
+			Aliases: aliases,
+			Short:   "Show one " + use + " or all of them",
+			Args:    cobra.MaximumNArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				p, err := printFormat(cmd)
+				if err != nil {
+					return err
+				}
+				return o.withConfig(cmd.Context(), func(ctx context.Context, c lvsctlv1.ConfigServiceClient) error {
+					if len(args) == 1 {
+						resp, err := c.Get(ctx, &lvsctlv1.GetRequest{Kind: kind, Name: args[0]})
+						if err != nil {
+							return o.fromRPC(err)
+						}
+						return p.Objects(o.streams.Out, []*lvsctlv1.Object{resp.GetObject()}, true)
+					}
+					resp, err := c.List(ctx, &lvsctlv1.ListRequest{Kind: kind})
+					if err != nil {
+						return o.fromRPC(err)
+					}
+					objs := resp.GetObjects()
+					slices.SortFunc(objs, func(a, b *lvsctlv1.Object) int { return strings.Compare(keyOf(a).name, keyOf(b).name) })
+					return p.Objects(o.streams.Out, objs, false)
+				})
+			},
+		}
+	}
+	get.AddCommand(
+		objects(lvsctlv1.Kind_KIND_CLUSTER, "cluster", "clusters"),
+		objects(lvsctlv1.Kind_KIND_GROUP, "group", "groups"),
+		&cobra.Command{
+			Use:     "directors",
+			Aliases: []string{"director"},
+			Short:   "Show every director: group, connection, role and revisions",
+			Args:    cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				p, err := printFormat(cmd)
+				if err != nil {
+					return err
+				}
+				ds, err := o.directors(cmd.Context(), "")
+				if err != nil {
+					return err
+				}
+				return p.Directors(o.streams.Out, ds)
+			},
+		},
+	)
+	return get
+}
+
+func newStatusCmd(o *options) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show every director: role, desired and applied revision, errors",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			p, err := printFormat(cmd)
+			if err != nil {
+				return err
+			}
+			ds, err := o.directors(cmd.Context(), "")
+			if err != nil {
+				return err
+			}
+			return p.Status(o.streams.Out, ds)
+		},
+	}
+	addOutputFlag(cmd)
+	return cmd
+}
+
+func newDeleteCmd(o *options) *cobra.Command {
+	del := &cobra.Command{
+		Use:   "delete",
+		Short: "Delete a cluster or a director group",
+	}
+	var revision int64
+	del.PersistentFlags().Int64Var(&revision, "revision", 0, "refuse the delete unless the object is still at this revision")
+	one := func(kind lvsctlv1.Kind, use string) *cobra.Command {
+		return &cobra.Command{
+			Use:   use + " NAME",
+			Short: "Delete a " + use,
+			Args:  cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				return o.withConfig(cmd.Context(), func(ctx context.Context, c lvsctlv1.ConfigServiceClient) error {
+					resp, err := c.Delete(ctx, &lvsctlv1.DeleteRequest{Kind: kind, Name: args[0], Revision: revision})
+					if err != nil {
+						return o.fromRPC(err)
+					}
+					fmt.Fprintf(o.streams.Out, "%s/%s deleted (revision %d)\n", kindWord(kind), args[0], resp.GetRevision())
+					return nil
+				})
+			},
+		}
+	}
+	del.AddCommand(one(lvsctlv1.Kind_KIND_CLUSTER, "cluster"), one(lvsctlv1.Kind_KIND_GROUP, "group"))
+	return del
+}
+
+func newDescribeCmd(o *options) *cobra.Command {
+	describe := &cobra.Command{
+		Use:   "describe",
+		Short: "Show an object in detail, with the state of its directors",
+	}
+	describe.AddCommand(&cobra.Command{
+		Use:   "cluster NAME",
+		Short: "Show a cluster, its group, and each director's role, applied revision, errors and connections",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var cl *lvsctlv1.Cluster
+			var group *lvsctlv1.DirectorGroup
+			err := o.withConfig(cmd.Context(), func(ctx context.Context, c lvsctlv1.ConfigServiceClient) error {
+				resp, err := c.Get(ctx, &lvsctlv1.GetRequest{Kind: lvsctlv1.Kind_KIND_CLUSTER, Name: args[0]})
+				if err != nil {
+					return o.fromRPC(err)
+				}
+				cl = resp.GetObject().GetCluster()
+				gresp, err := c.Get(ctx, &lvsctlv1.GetRequest{Kind: lvsctlv1.Kind_KIND_GROUP, Name: cl.GetDirectorGroup()})
+				// A missing group is worth showing, not failing on: describe is for diagnosis.
+				if status.Code(err) != codes.NotFound && err != nil {
+					return o.fromRPC(err)
+				}
+				group = gresp.GetObject().GetGroup()
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			ds, err := o.directors(cmd.Context(), cl.GetName())
+			if err != nil {
+				return err
+			}
+			return describeCluster(o.streams.Out, cl, group, ds)
+		},
+	})
+	return describe
+}
+
+func describeCluster(w io.Writer, cl *lvsctlv1.Cluster, g *lvsctlv1.DirectorGroup, ds []*lvsctlv1.DirectorStatus) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	persistence := "none"
+	if p := cl.GetPersistence(); p.GetTimeoutSeconds() > 0 {
+		persistence = fmt.Sprintf("%ds", p.GetTimeoutSeconds())
+		if p.GetNetmaskBits() > 0 {
+			persistence += fmt.Sprintf(", clients grouped by /%d", p.GetNetmaskBits())
+		}
+	}
+	fmt.Fprintf(tw, "Cluster:\t%s\n", cl.GetName())
+	fmt.Fprintf(tw, "Revision:\t%d\n", cl.GetRevision())
+	fmt.Fprintf(tw, "Group:\t%s\n", cl.GetDirectorGroup())
+	fmt.Fprintf(tw, "VIPs:\t%s\n", strings.Join(cl.GetVips(), ", "))
+	fmt.Fprintf(tw, "Ports:\t%s\n", strings.ReplaceAll(printer.PortsText(cl.GetPorts()), ",", ", "))
+	fmt.Fprintf(tw, "FWMark:\t%d\n", cl.GetFwmark())
+	fmt.Fprintf(tw, "Scheduler:\t%s\n", cl.GetScheduler())
+	fmt.Fprintf(tw, "Persistence:\t%s\n", persistence)
+	fmt.Fprintf(tw, "Forwarding:\t%s\n", printer.ForwardingName(cl.GetForwarding()))
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+
+	fmt.Fprintln(w, "Reals:")
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  ADDRESS\tWEIGHT")
+	for _, r := range cl.GetReals() {
+		fmt.Fprintf(tw, "  %s\t%d\n", r.GetAddress(), r.GetWeight())
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+
+	status := map[string]*lvsctlv1.DirectorStatus{}
+	for _, d := range ds {
+		status[d.GetDirector()] = d
+	}
+	if g == nil {
+		fmt.Fprintf(w, "Directors: group %q does not exist\n", cl.GetDirectorGroup())
+		return nil
+	}
+	fmt.Fprintf(w, "Directors (group %s, VIPs on %s):\n", g.GetName(), g.GetVipInterface())
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  NAME\tPRIORITY\tCONNECTED\tROLE\tAPPLIED\tERRORS")
+	var conns []string
+	for _, member := range g.GetDirectors() {
+		d := status[member.GetName()]
+		v := printer.ViewDirector(d)
+		var errs []string
+		for _, e := range d.GetErrors() {
+			if e.GetCluster() == cl.GetName() {
+				errs = append(errs, e.GetMessage())
+			}
+		}
+		fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\t%s\t%s\n", member.GetName(), member.GetPriority(), yesNo(v.Connected),
+			dash(v.Role), dash(revisionText(d)), dash(strings.Join(errs, "; ")))
+		for _, st := range d.GetClusters() {
+			if st.GetCluster() != cl.GetName() {
+				continue
+			}
+			for _, r := range st.GetReals() {
+				conns = append(conns, fmt.Sprintf("  %s\t%s\t%d\t%d\t%d\t%d", member.GetName(), r.GetAddress(), r.GetWeight(),
+					r.GetActiveConns(), r.GetInactiveConns(), r.GetPersistentConns()))
+			}
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(conns) > 0 {
+		fmt.Fprintln(w, "Connections:")
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  DIRECTOR\tREAL\tWEIGHT\tACTIVE\tINACTIVE\tPERSISTENT")
+		for _, c := range conns {
+			fmt.Fprintln(tw, c)
+		}
+		return tw.Flush()
+	}
+	return nil
+}
+
+func revisionText(d *lvsctlv1.DirectorStatus) string {
+	if d == nil {
+		return ""
+	}
+	return fmt.Sprint(d.GetAppliedRevision())
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,179 @@
+// Package commands is lvsctl: cobra commands that read manifests, check them with package
+// validate, and talk to the controller's ConfigService and StatusService over gRPC.
+package commands
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/lvsctl/lvsctl/cli/printer"
+)
+
+// Exit codes. diff follows diff(1) and kubectl diff: 1 means "differences", so its errors
+// exit with 2; every other command exits 1 on error.
+const (
+	ExitOK          = 0
+	ExitError       = 1
+	ExitDifferences = 1
+	ExitDiffError   = 2
+)
+
+// DefaultController is where lvsctl looks for the controller without --controller or
+// LVSCTL_CONTROLLER.
+const DefaultController = "127.0.0.1:7443"
+
+// Streams are the command's standard input and outputs (swapped for buffers in tests).
+type Streams struct {
+	In       io.Reader
+	Out, Err io.Writer
+}
+
+// errDifferences is what diff returns when it found differences: exit 1, nothing more to say.
+var errDifferences = errors.New("differences found")
+
+// errNeedInsecure refuses to pretend TLS exists before it does (DESIGN.md section 6).
+var errNeedInsecure = errors.New("TLS to the controller is not implemented yet: pass --insecure (plaintext gRPC) or set LVSCTL_INSECURE=1")
+
+type options struct {
+	streams    Streams
+	controller string
+	insecure   bool
+	timeout    time.Duration
+}
+
+// Run runs lvsctl with args (without the program name) and returns the exit code. getenv
+// supplies the environment (os.Getenv in main).
+func Run(ctx context.Context, args []string, s Streams, getenv func(string) string) int {
+	root := NewRoot(s, getenv)
+	root.SetArgs(args)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	isDiff := cmd != nil && cmd.Name() == "diff"
+	if errors.Is(err, errDifferences) {
+		return ExitDifferences
+	}
+	fmt.Fprintf(s.Err, "error: %v\n", err)
+	if isDiff {
+		return ExitDiffError
+	}
+	return ExitError
+}
+
+// NewRoot builds the command tree.
+func NewRoot(s Streams, getenv func(string) string) *cobra.Command {
+	o := &options{streams: s}
+	root := &cobra.Command{
+		Use:   "lvsctl",
+		Short: "lvsctl manages IPVS clusters on a fleet of LVS directors",
+		// Errors are printed once by Run, as the server's message; usage only on flag errors.
+		SilenceErrors: true,
+		SilenceUsage:  true,
+	}
+	root.SetIn(s.In)
+	root.SetOut(s.Out)
+	root.SetErr(s.Err)
+	controller := getenv("LVSCTL_CONTROLLER")
+	if controller == "" {
+		controller = DefaultController
+	}
+	insecureDefault, _ := strconv.ParseBool(getenv("LVSCTL_INSECURE"))
+	root.PersistentFlags().StringVar(&o.controller, "controller", controller, "controller address HOST:PORT (env LVSCTL_CONTROLLER)")
+	root.PersistentFlags().BoolVar(&o.insecure, "insecure", insecureDefault, "plaintext gRPC, for a controller on loopback (env LVSCTL_INSECURE)")
+	root.PersistentFlags().DurationVar(&o.timeout, "timeout", 10*time.Second, "deadline of each request to the controller")
+	root.AddCommand(
+		newApplyCmd(o),
+		newDiffCmd(o),
+		newGetCmd(o),
+		newDescribeCmd(o),
+		newDeleteCmd(o),
+		newStatusCmd(o),
+	)
+	return root
+}
+
+// dial connects to the controller. grpc.NewClient connects lazily, so errors show on the
+// first call.
+func (o *options) dial() (*grpc.ClientConn, error) {
+	if !o.insecure {
+		return nil, errNeedInsecure
+	}
+	if !isLoopback(o.controller) {
+		fmt.Fprintf(o.streams.Err, "WARNING: plaintext gRPC to %s, which is not a loopback address: anyone on the path can read and change the configuration\n", o.controller)
+	}
+	conn, err := grpc.NewClient(o.controller, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("controller %s: %w", o.controller, err)
+	}
+	return conn, nil
+}
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
+}
+
+func (o *options) context(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, o.timeout)
+}
+
+// rpcError shows a gRPC error as the server's message (the controller writes messages for
+// operators, e.g. `cluster "wms": ports[4].ports: range 5000-1024 is reversed`) while keeping
+// the status for errors.As and status.Code.
+type rpcError struct {
+	prefix string
+	st     *status.Status
+}
+
+func (e *rpcError) Error() string              { return e.prefix + e.st.Message() }
+func (e *rpcError) GRPCStatus() *status.Status { return e.st }
+
+// fromRPC converts a gRPC error for printing. Errors of the connection itself, rather than the
+// server's answer, name the controller so that a wrong address is obvious.
+func (o *options) fromRPC(err error) error {
+	if err == nil {
+		return nil
+	}
+	st := status.Convert(err)
+	var prefix string
+	if c := st.Code(); c == codes.Unavailable || c == codes.DeadlineExceeded {
+		prefix = "controller " + o.controller + ": "
+	}
+	return &rpcError{prefix: prefix, st: st}
+}
+
+func printFormat(cmd *cobra.Command) (printer.Printer, error) {
+	s, err := cmd.Flags().GetString("output")
+	if err != nil {
+		return nil, err
+	}
+	f, err := printer.ParseFormat(s)
+	if err != nil {
+		return nil, err
+	}
+	return printer.New(f)
+}
+
+func addOutputFlag(cmd *cobra.Command) {
+	cmd.PersistentFlags().StringP("output", "o", string(printer.Table), "output format: table, yaml or json")
+}

@@ -1,0 +1,278 @@
+// Package printer prints lvsctl's results in the format chosen with -o: an aligned table for
+// people, or YAML/JSON for scripts. Objects print in the manifest schema (package manifest), so
+// that what get prints, apply accepts.
+package printer
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/lvsctl/lvsctl/controlplane/manifest"
+	"github.com/lvsctl/lvsctl/controlplane/validate"
+	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
+)
+
+// Format is an output format, as given to -o.
+type Format string
+
+const (
+	Table Format = "table"
+	YAML  Format = "yaml"
+	JSON  Format = "json"
+)
+
+// ParseFormat checks an -o value.
+func ParseFormat(s string) (Format, error) {
+	switch f := Format(s); f {
+	case Table, YAML, JSON:
+		return f, nil
+	}
+	return "", fmt.Errorf("unknown output format %q (want table, yaml or json)", s)
+}
+
+// Printer prints what lvsctl's commands fetch.
+type Printer interface {
+	// Objects prints clusters and groups. one is set for `get KIND NAME`: JSON prints the object
+	// itself rather than an array of one.
+	Objects(w io.Writer, objs []*lvsctlv1.Object, one bool) error
+	// Directors prints the fleet as `get directors` shows it: membership, role and revisions.
+	Directors(w io.Writer, ds []*lvsctlv1.DirectorStatus) error
+	// Status prints the fleet as `status` shows it: revisions and errors.
+	Status(w io.Writer, ds []*lvsctlv1.DirectorStatus) error
+}
+
+// New returns the printer of a format.
+func New(f Format) (Printer, error) {
+	switch f {
+	case Table:
+		return tablePrinter{}, nil
+	case YAML, JSON:
+		return dataPrinter{format: f}, nil
+	}
+	return nil, fmt.Errorf("unknown output format %q (want table, yaml or json)", f)
+}
+
+// DirectorView is a director's status as lvsctl prints it in JSON and YAML. The field names
+// are a stable interface for scripts; they are lvsctl's own, not the proto's.
+type DirectorView struct {
+	Name      string `json:"name"`
+	Group     string `json:"group"`
+	Connected bool   `json:"connected"`
+	// Role is ACTIVE, STANDBY, or "" before the first assignment.
+	Role            string `json:"role"`
+	Epoch           uint64 `json:"epoch"`
+	DesiredRevision int64  `json:"desiredRevision"`
+	AppliedRevision int64  `json:"appliedRevision"`
+	// Errors are the cluster errors as `cluster "wms": message`, then the director's own.
+	Errors       []string `json:"errors"`
+	AgentVersion string   `json:"agentVersion,omitempty"`
+	// LastSeen is RFC 3339, empty when never seen.
+	LastSeen string `json:"lastSeen,omitempty"`
+}
+
+// RoleName is the printed name of a role: ACTIVE, STANDBY or "".
+func RoleName(r lvsctlv1.Role) string {
+	switch r {
+	case lvsctlv1.Role_ROLE_ACTIVE:
+		return "ACTIVE"
+	case lvsctlv1.Role_ROLE_STANDBY:
+		return "STANDBY"
+	}
+	return ""
+}
+
+// ClusterErrorText formats one cluster's error on a director like validation errors read.
+func ClusterErrorText(e *lvsctlv1.ClusterError) string {
+	return fmt.Sprintf("%s %q: %s", validate.KindCluster, e.GetCluster(), e.GetMessage())
+}
+
+// ViewDirector converts a director's status for printing.
+func ViewDirector(d *lvsctlv1.DirectorStatus) DirectorView {
+	v := DirectorView{
+		Name:            d.GetDirector(),
+		Group:           d.GetGroup(),
+		Connected:       d.GetConnected(),
+		Role:            RoleName(d.GetRole()),
+		Epoch:           d.GetEpoch(),
+		DesiredRevision: d.GetDesiredRevision(),
+		AppliedRevision: d.GetAppliedRevision(),
+		Errors:          []string{},
+		AgentVersion:    d.GetAgentVersion(),
+	}
+	for _, e := range d.GetErrors() {
+		v.Errors = append(v.Errors, ClusterErrorText(e))
+	}
+	v.Errors = append(v.Errors, d.GetDirectorErrors()...)
+	if d.GetLastSeen() != nil {
+		v.LastSeen = d.GetLastSeen().AsTime().UTC().Format(time.RFC3339)
+	}
+	return v
+}
+
+type dataPrinter struct{ format Format }
+
+func (p dataPrinter) Objects(w io.Writer, objs []*lvsctlv1.Object, one bool) error {
+	marshal := manifest.MarshalList
+	if one {
+		marshal = manifest.Marshal
+	}
+	b, err := marshal(objs, manifest.Format(p.format))
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(b)
+	return err
+}
+
+func (p dataPrinter) Directors(w io.Writer, ds []*lvsctlv1.DirectorStatus) error {
+	views := make([]DirectorView, 0, len(ds))
+	for _, d := range ds {
+		views = append(views, ViewDirector(d))
+	}
+	var b []byte
+	var err error
+	if p.format == JSON {
+		b, err = json.MarshalIndent(views, "", "  ")
+		b = append(b, '\n')
+	} else {
+		b, err = yaml.Marshal(views)
+	}
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(b)
+	return err
+}
+
+// Status prints the same view as Directors: scripts get one shape for both.
+func (p dataPrinter) Status(w io.Writer, ds []*lvsctlv1.DirectorStatus) error {
+	return p.Directors(w, ds)
+}
+
+type tablePrinter struct{}
+
+func newTable(w io.Writer, header ...string) *tabwriter.Writer {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	return tw
+}
+
+func row(tw *tabwriter.Writer, cells ...any) {
+	s := make([]string, len(cells))
+	for i, c := range cells {
+		s[i] = fmt.Sprint(c)
+		if s[i] == "" {
+			s[i] = "-"
+		}
+	}
+	fmt.Fprintln(tw, strings.Join(s, "\t"))
+}
+
+// PortsText prints a cluster's ports compactly: tcp/554,udp/1024-5000.
+func PortsText(ports []*lvsctlv1.PortRange) string {
+	s := make([]string, len(ports))
+	for i, p := range ports {
+		s[i] = strings.Replace(validate.FormatPorts(p), " ", "/", 1)
+	}
+	return strings.Join(s, ",")
+}
+
+// ForwardingName is the manifest spelling of a forwarding method.
+func ForwardingName(f lvsctlv1.Forwarding) string {
+	switch f {
+	case lvsctlv1.Forwarding_FORWARDING_MASQ:
+		return "masq"
+	case lvsctlv1.Forwarding_FORWARDING_ROUTE:
+		return "route"
+	case lvsctlv1.Forwarding_FORWARDING_TUNNEL:
+		return "tunnel"
+	}
+	return ""
+}
+
+func (tablePrinter) Objects(w io.Writer, objs []*lvsctlv1.Object, _ bool) error {
+	var clusters []*lvsctlv1.Cluster
+	var groups []*lvsctlv1.DirectorGroup
+	for _, o := range objs {
+		if c := o.GetCluster(); c != nil {
+			clusters = append(clusters, c)
+		} else if g := o.GetGroup(); g != nil {
+			groups = append(groups, g)
+		}
+	}
+	if len(clusters) > 0 || len(groups) == 0 {
+		tw := newTable(w, "NAME", "GROUP", "VIPS", "PORTS", "FWMARK", "SCHEDULER", "FORWARDING", "REALS", "REVISION")
+		for _, c := range clusters {
+			row(tw, c.GetName(), c.GetDirectorGroup(), strings.Join(c.GetVips(), ","), PortsText(c.GetPorts()),
+				c.GetFwmark(), c.GetScheduler(), ForwardingName(c.GetForwarding()), len(c.GetReals()), c.GetRevision())
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		if len(groups) > 0 {
+			fmt.Fprintln(w)
+		}
+	}
+	if len(groups) > 0 {
+		tw := newTable(w, "NAME", "DIRECTORS", "VIP-INTERFACE", "GATEWAY", "SYNC", "REVISION")
+		for _, g := range groups {
+			ds := make([]string, len(g.GetDirectors()))
+			for i, d := range g.GetDirectors() {
+				ds[i] = fmt.Sprintf("%s(%d)", d.GetName(), d.GetPriority())
+			}
+			var gw, sync string
+			if g.GetGateway() != nil {
+				gw = g.GetGateway().GetAddress() + "@" + g.GetGateway().GetInterface()
+			}
+			if g.GetSync() != nil {
+				sync = fmt.Sprintf("%s/%d", g.GetSync().GetInterface(), g.GetSync().GetSyncId())
+			}
+			row(tw, g.GetName(), strings.Join(ds, ","), g.GetVipInterface(), gw, sync, g.GetRevision())
+		}
+		return tw.Flush()
+	}
+	return nil
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func (tablePrinter) Directors(w io.Writer, ds []*lvsctlv1.DirectorStatus) error {
+	tw := newTable(w, "NAME", "GROUP", "CONNECTED", "ROLE", "EPOCH", "DESIRED", "APPLIED", "VERSION")
+	for _, d := range ds {
+		v := ViewDirector(d)
+		row(tw, v.Name, v.Group, yesNo(v.Connected), v.Role, v.Epoch, v.DesiredRevision, v.AppliedRevision, v.AgentVersion)
+	}
+	return tw.Flush()
+}
+
+// Status prints one row per director with its error count, then every error on its own line
+// (they are too long for a column).
+func (tablePrinter) Status(w io.Writer, ds []*lvsctlv1.DirectorStatus) error {
+	tw := newTable(w, "NAME", "GROUP", "CONNECTED", "ROLE", "DESIRED", "APPLIED", "ERRORS")
+	var errs []string
+	for _, d := range ds {
+		v := ViewDirector(d)
+		row(tw, v.Name, v.Group, yesNo(v.Connected), v.Role, v.DesiredRevision, v.AppliedRevision, len(v.Errors))
+		for _, e := range v.Errors {
+			errs = append(errs, v.Name+": "+e)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(errs) > 0 {
+		fmt.Fprintf(w, "\nErrors:\n  %s\n", strings.Join(errs, "\n  "))
+	}
+	return nil
+}

@@ -1,0 +1,577 @@
+// Package manifest reads and writes the operator's manifests: YAML (several documents
+// separated by ---) or JSON (one object, an array, or a stream of objects), in the schema of
+// DESIGN.md section 1. It checks the shape (known kinds and fields, types, names present) and
+// leaves the meaning (addresses, ranges, limits) to package validate.
+package manifest
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/lvsctl/lvsctl/controlplane/validate"
+	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
+)
+
+// Manifest kinds.
+const (
+	KindCluster       = "Cluster"
+	KindDirectorGroup = "DirectorGroup"
+)
+
+// Defaults applied to fields a manifest leaves out.
+const (
+	// DefaultScheduler is ipvsadm's default (-s wlc).
+	DefaultScheduler = "wlc"
+	// DefaultForwarding is ipvsadm's default (-g, direct routing).
+	DefaultForwarding = lvsctlv1.Forwarding_FORWARDING_ROUTE
+	// DefaultWeight is ipvsadm's default (-w 1). An explicit weight 0 quiesces a server.
+	DefaultWeight = 1
+	// DefaultPriority is keepalived's default VRRP priority.
+	DefaultPriority = 100
+)
+
+// ErrEmpty is returned for input that holds no object at all.
+var ErrEmpty = errors.New("manifest holds no objects")
+
+// DocumentError is a problem in a document whose object has no name yet to report it by.
+// It matches validate.ErrInvalid.
+type DocumentError struct {
+	// Document is the 1-based number of the document in the input (empty documents not counted).
+	Document int
+	// Kind is the manifest kind as written, "" when unknown.
+	Kind   string
+	Path   string
+	Reason string
+}
+
+// Error formats the error as `document 2 (Cluster): name: required`.
+func (e *DocumentError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "document %d", e.Document)
+	if e.Kind != "" {
+		fmt.Fprintf(&b, " (%s)", e.Kind)
+	}
+	if e.Path != "" {
+		b.WriteString(": " + e.Path)
+	}
+	b.WriteString(": " + e.Reason)
+	return b.String()
+}
+
+// Is makes every DocumentError match validate.ErrInvalid.
+func (e *DocumentError) Is(target error) bool { return target == validate.ErrInvalid }
+
+// Parse reads every object of a manifest. Fields left out get the defaults above. The error
+// joins every problem found, each naming its document or object and the field path.
+func Parse(data []byte) ([]*lvsctlv1.Object, error) {
+	docs, err := split(data)
+	if err != nil {
+		return nil, err
+	}
+	if len(docs) == 0 {
+		return nil, ErrEmpty
+	}
+	var objs []*lvsctlv1.Object
+	var errs []error
+	for i, d := range docs {
+		r := &docReader{doc: i + 1}
+		if o := r.object(d); o != nil {
+			objs = append(objs, o)
+		}
+		errs = append(errs, r.errs...)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return objs, nil
+}
+
+// split returns the documents of the input as generic JSON values (maps, lists, json.Number,
+// strings, booleans), dropping empty ones.
+func split(data []byte) ([]any, error) {
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) > 0 && (trimmed[0] == '{' || trimmed[0] == '[') {
+		return splitJSON(trimmed)
+	}
+	var docs []any
+	for _, chunk := range yamlDocuments(data) {
+		// Strict conversion refuses duplicate keys, which a lenient one would silently merge.
+		j, err := yaml.YAMLToJSONStrict(chunk.text)
+		if err != nil {
+			return nil, fmt.Errorf("document %d (starting at line %d): %w", len(docs)+1, chunk.line, err)
+		}
+		v, err := decodeJSON(j)
+		if err != nil {
+			return nil, fmt.Errorf("document %d (starting at line %d): %w", len(docs)+1, chunk.line, err)
+		}
+		docs = appendDoc(docs, v)
+	}
+	return docs, nil
+}
+
+func splitJSON(data []byte) ([]any, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var docs []any
+	for {
+		var v any
+		err := dec.Decode(&v)
+		if errors.Is(err, io.EOF) {
+			return docs, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("document %d: %w", len(docs)+1, err)
+		}
+		docs = appendDoc(docs, v)
+	}
+}
+
+// appendDoc adds a document; a top-level list is a list of documents (as printed for several
+// objects in JSON).
+func appendDoc(docs []any, v any) []any {
+	switch v := v.(type) {
+	case nil:
+		return docs
+	case []any:
+		for _, e := range v {
+			docs = appendDoc(docs, e)
+		}
+		return docs
+	}
+	return append(docs, v)
+}
+
+func decodeJSON(j []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(j))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+type yamlChunk struct {
+	text []byte
+	line int
+}
+
+// yamlDocuments splits a YAML stream at "---" lines, like kubectl's YAML reader.
+func yamlDocuments(data []byte) []yamlChunk {
+	var chunks []yamlChunk
+	cur := yamlChunk{line: 1}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 64*1024), len(data)+1)
+	for n := 1; sc.Scan(); n++ {
+		line := sc.Text()
+		if rest, ok := strings.CutPrefix(line, "---"); ok && (rest == "" || rest[0] == ' ' || rest[0] == '\t' || rest[0] == '\r') {
+			chunks = append(chunks, cur)
+			cur = yamlChunk{line: n + 1}
+			// Anything after "--- " on the same line (a comment, usually) starts the document.
+			line = rest
+		}
+		cur.text = append(cur.text, line...)
+		cur.text = append(cur.text, '\n')
+	}
+	return append(chunks, cur)
+}
+
+// docReader converts one document, collecting every problem with its path.
+type docReader struct {
+	doc  int
+	kind string // manifest kind as written
+	name string
+	errs []error
+}
+
+func (r *docReader) fail(path, format string, args ...any) {
+	reason := fmt.Sprintf(format, args...)
+	if r.name == "" {
+		r.errs = append(r.errs, &DocumentError{Document: r.doc, Kind: r.kind, Path: path, Reason: reason})
+		return
+	}
+	k := validate.KindCluster
+	if r.kind == KindDirectorGroup {
+		k = validate.KindGroup
+	}
+	r.errs = append(r.errs, &validate.FieldError{Kind: k, Name: r.name, Path: path, Reason: reason})
+}
+
+// fields is one mapping of the document; it remembers which keys were read so that the rest
+// can be refused as unknown. encoding/json's DisallowUnknownFields would name the key but not
+// its path (ports[2].prot), hence this walk.
+type fields struct {
+	m    map[string]any
+	path string
+	used map[string]bool
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func (r *docReader) mapping(v any, path string) (*fields, bool) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		r.fail(path, "must be a mapping, not %s", typeName(v))
+		return nil, false
+	}
+	return &fields{m: m, path: path, used: map[string]bool{}}, true
+}
+
+// get returns a field's value; null counts as absent.
+func (f *fields) get(key string) (any, bool) {
+	f.used[key] = true
+	v, ok := f.m[key]
+	return v, ok && v != nil
+}
+
+func (r *docReader) done(f *fields) {
+	var unknown []string
+	for k := range f.m {
+		if !f.used[k] {
+			unknown = append(unknown, k)
+		}
+	}
+	sort.Strings(unknown)
+	for _, k := range unknown {
+		r.fail(join(f.path, k), "unknown field")
+	}
+}
+
+func typeName(v any) string {
+	switch v := v.(type) {
+	case string:
+		return fmt.Sprintf("the string %q", v)
+	case json.Number:
+		return "the number " + v.String()
+	case bool:
+		return "a boolean"
+	case []any:
+		return "a list"
+	case map[string]any:
+		return "a mapping"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+func (r *docReader) str(f *fields, key string) string {
+	v, ok := f.get(key)
+	if !ok {
+		return ""
+	}
+	s, isStr := v.(string)
+	if !isStr {
+		r.fail(join(f.path, key), "must be a string, not %s", typeName(v))
+	}
+	return s
+}
+
+// number reads a whole number in [min, max]; ok is false when absent or refused.
+func (r *docReader) number(f *fields, key string, min, max int64) (int64, bool) {
+	v, present := f.get(key)
+	if !present {
+		return 0, false
+	}
+	return r.toNumber(v, join(f.path, key), min, max)
+}
+
+func (r *docReader) toNumber(v any, path string, min, max int64) (int64, bool) {
+	n, isNum := v.(json.Number)
+	if !isNum {
+		r.fail(path, "must be a number, not %s", typeName(v))
+		return 0, false
+	}
+	i, err := strconv.ParseInt(n.String(), 10, 64)
+	switch {
+	case err != nil:
+		r.fail(path, "%s is not a whole number", n)
+		return 0, false
+	case i < min && min == 0:
+		r.fail(path, "%d is negative", i)
+		return 0, false
+	case i < min || i > max:
+		r.fail(path, "%d is out of range %d-%d", i, min, max)
+		return 0, false
+	}
+	return i, true
+}
+
+func (r *docReader) list(f *fields, key string) []any {
+	v, ok := f.get(key)
+	if !ok {
+		return nil
+	}
+	l, isList := v.([]any)
+	if !isList {
+		r.fail(join(f.path, key), "must be a list, not %s", typeName(v))
+	}
+	return l
+}
+
+func (r *docReader) object(v any) *lvsctlv1.Object {
+	f, ok := v.(map[string]any)
+	if !ok {
+		r.fail("", "must be a mapping with kind and name, not %s", typeName(v))
+		return nil
+	}
+	top := &fields{m: f, used: map[string]bool{}}
+	kind, hasKind := top.get("kind")
+	r.kind, _ = kind.(string)
+	switch {
+	case !hasKind:
+		r.fail("kind", "required (%s or %s)", KindCluster, KindDirectorGroup)
+		return nil
+	case r.kind != KindCluster && r.kind != KindDirectorGroup:
+		r.kind = ""
+		r.fail("kind", "unknown kind %s (want %s or %s)", quoteAny(kind), KindCluster, KindDirectorGroup)
+		return nil
+	}
+	name := r.str(top, "name")
+	if name == "" {
+		r.fail("name", "required")
+	}
+	r.name = name
+	var o *lvsctlv1.Object
+	if r.kind == KindCluster {
+		o = &lvsctlv1.Object{Kind: &lvsctlv1.Object_Cluster{Cluster: r.cluster(top, name)}}
+	} else {
+		o = &lvsctlv1.Object{Kind: &lvsctlv1.Object_Group{Group: r.group(top, name)}}
+	}
+	r.done(top)
+	return o
+}
+
+func quoteAny(v any) string {
+	if s, ok := v.(string); ok {
+		return strconv.Quote(s)
+	}
+	return typeName(v)
+}
+
+var protocols = map[string]lvsctlv1.Protocol{
+	"tcp":  lvsctlv1.Protocol_PROTOCOL_TCP,
+	"udp":  lvsctlv1.Protocol_PROTOCOL_UDP,
+	"sctp": lvsctlv1.Protocol_PROTOCOL_SCTP,
+}
+
+var forwardings = map[string]lvsctlv1.Forwarding{
+	"masq":   lvsctlv1.Forwarding_FORWARDING_MASQ,
+	"route":  lvsctlv1.Forwarding_FORWARDING_ROUTE,
+	"tunnel": lvsctlv1.Forwarding_FORWARDING_TUNNEL,
+}
+
+var portRange = regexp.MustCompile(`^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$`)
+
+func (r *docReader) cluster(f *fields, name string) *lvsctlv1.Cluster {
+	c := &lvsctlv1.Cluster{
+		Name:          name,
+		DirectorGroup: r.str(f, "directorGroup"),
+		Scheduler:     r.str(f, "scheduler"),
+		Forwarding:    DefaultForwarding,
+	}
+	if c.Scheduler == "" {
+		c.Scheduler = DefaultScheduler
+	}
+	for i, v := range r.list(f, "vips") {
+		s, ok := v.(string)
+		if !ok {
+			r.fail(fmt.Sprintf("vips[%d]", i), "must be a string, not %s", typeName(v))
+		}
+		c.Vips = append(c.Vips, s)
+	}
+	c.Ports = []*lvsctlv1.PortRange{}
+	for i, v := range r.list(f, "ports") {
+		c.Ports = append(c.Ports, r.ports(v, fmt.Sprintf("ports[%d]", i)))
+	}
+	if v, ok := f.get("persistence"); ok {
+		c.Persistence = r.persistence(v)
+	}
+	if fw := r.str(f, "forwarding"); fw != "" {
+		var known bool
+		if c.Forwarding, known = forwardings[fw]; !known {
+			r.fail("forwarding", "unknown forwarding %q (want masq, route or tunnel)", fw)
+		}
+	}
+	c.Reals = []*lvsctlv1.RealServer{}
+	for i, v := range r.list(f, "reals") {
+		path := fmt.Sprintf("reals[%d]", i)
+		rf, ok := r.mapping(v, path)
+		if !ok {
+			continue
+		}
+		rs := &lvsctlv1.RealServer{Address: r.str(rf, "address"), Weight: DefaultWeight}
+		if w, ok := r.number(rf, "weight", 0, math.MaxUint32); ok {
+			rs.Weight = uint32(w)
+		}
+		r.done(rf)
+		c.Reals = append(c.Reals, rs)
+	}
+	if m, ok := r.number(f, "fwmark", 0, math.MaxUint32); ok {
+		c.Fwmark = uint32(m)
+	}
+	if rev, ok := r.number(f, "revision", math.MinInt64, math.MaxInt64); ok {
+		c.Revision = rev
+	}
+	return c
+}
+
+func (r *docReader) ports(v any, path string) *lvsctlv1.PortRange {
+	pr := &lvsctlv1.PortRange{}
+	f, ok := r.mapping(v, path)
+	if !ok {
+		return pr
+	}
+	if p := r.str(f, "protocol"); p != "" {
+		var known bool
+		if pr.Protocol, known = protocols[p]; !known {
+			r.fail(join(path, "protocol"), "unknown protocol %q (want tcp, udp or sctp)", p)
+		}
+	}
+	single, hasPort := f.get("port")
+	multi, hasPorts := f.get("ports")
+	switch {
+	case hasPort && hasPorts:
+		r.fail(path, "set port or ports, not both")
+	case hasPort:
+		if n, ok := r.toNumber(single, join(path, "port"), 0, math.MaxUint32); ok {
+			pr.First, pr.Last = uint32(n), uint32(n)
+		}
+	case hasPorts:
+		pr.First, pr.Last = r.portRange(multi, join(path, "ports"))
+	default:
+		r.fail(path, "port or ports is required")
+	}
+	r.done(f)
+	return pr
+}
+
+// portRange reads "1024-5000" (or a single port). A reversed range is kept as written, for
+// validate to report with both ends.
+func (r *docReader) portRange(v any, path string) (first, last uint32) {
+	if _, isNum := v.(json.Number); isNum {
+		n, _ := r.toNumber(v, path, 0, math.MaxUint32)
+		return uint32(n), uint32(n)
+	}
+	s, isStr := v.(string)
+	m := portRange.FindStringSubmatch(s)
+	if !isStr || m == nil {
+		r.fail(path, "must be a port range like 1024-5000, not %s", typeName(v))
+		return 0, 0
+	}
+	a, errA := strconv.ParseUint(m[1], 10, 32)
+	b, errB := a, error(nil)
+	if m[2] != "" {
+		b, errB = strconv.ParseUint(m[2], 10, 32)
+	}
+	if errA != nil || errB != nil {
+		r.fail(path, "%q is out of range", s)
+		return 0, 0
+	}
+	return uint32(a), uint32(b)
+}
+
+func (r *docReader) persistence(v any) *lvsctlv1.Persistence {
+	f, ok := r.mapping(v, "persistence")
+	if !ok {
+		return nil
+	}
+	p := &lvsctlv1.Persistence{}
+	t, hasTimeout := f.get("timeout")
+	if !hasTimeout {
+		r.fail("persistence.timeout", "required (e.g. 600s); leave persistence out for none")
+	} else {
+		p.TimeoutSeconds = r.timeout(t)
+	}
+	if n, ok := r.number(f, "netmask", 0, math.MaxUint32); ok {
+		p.NetmaskBits = uint32(n)
+	}
+	r.done(f)
+	return p
+}
+
+// timeout reads a duration ("600s", "10m") or a number of seconds.
+func (r *docReader) timeout(v any) uint32 {
+	const path = "persistence.timeout"
+	var d time.Duration
+	switch v := v.(type) {
+	case json.Number:
+		n, ok := r.toNumber(v, path, 0, math.MaxUint32)
+		if !ok {
+			return 0
+		}
+		d = time.Duration(n) * time.Second
+	case string:
+		var err error
+		if d, err = time.ParseDuration(v); err != nil {
+			r.fail(path, "%q is not a duration (e.g. 600s or 10m)", v)
+			return 0
+		}
+	default:
+		r.fail(path, "must be a duration like 600s, not %s", typeName(v))
+		return 0
+	}
+	switch {
+	case d < time.Second:
+		r.fail(path, "%s is less than 1s; leave persistence out for none", d)
+	case d%time.Second != 0:
+		r.fail(path, "%s is not a whole number of seconds", d)
+	case d/time.Second > math.MaxUint32:
+		r.fail(path, "%s is too long", d)
+	default:
+		return uint32(d / time.Second)
+	}
+	return 0
+}
+
+func (r *docReader) group(f *fields, name string) *lvsctlv1.DirectorGroup {
+	g := &lvsctlv1.DirectorGroup{Name: name, Directors: []*lvsctlv1.Director{}}
+	for i, v := range r.list(f, "directors") {
+		path := fmt.Sprintf("directors[%d]", i)
+		df, ok := r.mapping(v, path)
+		if !ok {
+			continue
+		}
+		d := &lvsctlv1.Director{Name: r.str(df, "name"), Priority: DefaultPriority}
+		if p, ok := r.number(df, "priority", 0, math.MaxUint32); ok {
+			d.Priority = uint32(p)
+		}
+		r.done(df)
+		g.Directors = append(g.Directors, d)
+	}
+	g.VipInterface = r.str(f, "vipInterface")
+	if v, ok := f.get("gateway"); ok {
+		if gf, ok := r.mapping(v, "gateway"); ok {
+			g.Gateway = &lvsctlv1.Gateway{Address: r.str(gf, "address"), Interface: r.str(gf, "interface")}
+			r.done(gf)
+		}
+	}
+	if v, ok := f.get("sync"); ok {
+		if sf, ok := r.mapping(v, "sync"); ok {
+			g.Sync = &lvsctlv1.Sync{Interface: r.str(sf, "interface")}
+			if id, ok := r.number(sf, "syncId", 0, math.MaxUint32); ok {
+				g.Sync.SyncId = uint32(id)
+			}
+			r.done(sf)
+		}
+	}
+	if rev, ok := r.number(f, "revision", math.MinInt64, math.MaxInt64); ok {
+		g.Revision = rev
+	}
+	return g
+}

@@ -1,0 +1,124 @@
+package validate
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+
+	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
+)
+
+// Set checks the rules between objects of a whole desired state (what the store would hold
+// after a change). It does not repeat Object's checks: run Object on each changed object first.
+// Fields that Object would refuse (bad addresses, reversed ranges) are skipped here.
+func Set(objs []*lvsctlv1.Object) error {
+	var errs []error
+	fail := func(kind, name, path, format string, args ...any) {
+		errs = append(errs, &FieldError{Kind: kind, Name: name, Path: path, Reason: fmt.Sprintf(format, args...)})
+	}
+
+	type key struct{ kind, name string }
+	seen := map[key]bool{}
+	groups := map[string]bool{}
+	directorGroup := map[string]string{}
+	var clusters []*lvsctlv1.Cluster
+	for _, o := range objs {
+		kind, name := KindName(o)
+		if kind == "" {
+			continue
+		}
+		if seen[key{kind, name}] {
+			fail(kind, name, "name", "defined twice")
+			continue
+		}
+		seen[key{kind, name}] = true
+		if c := o.GetCluster(); c != nil {
+			clusters = append(clusters, c)
+			continue
+		}
+		g := o.GetGroup()
+		groups[g.GetName()] = true
+		for i, d := range g.GetDirectors() {
+			if other, ok := directorGroup[d.GetName()]; ok && other != g.GetName() {
+				fail(KindGroup, g.GetName(), fmt.Sprintf("directors[%d].name", i), "director %q is already in group %q (a director serves one group)", d.GetName(), other)
+				continue
+			}
+			directorGroup[d.GetName()] = g.GetName()
+		}
+	}
+
+	type vipOwner struct{ cluster, group string }
+	type claim struct {
+		vip     netip.Addr
+		ports   *lvsctlv1.PortRange
+		index   int
+		cluster string
+	}
+	marks := map[uint32]string{}
+	vipOwners := map[netip.Addr]vipOwner{}
+	var claims []claim
+	for _, c := range clusters {
+		if g := c.GetDirectorGroup(); g != "" && !groups[g] {
+			fail(KindCluster, c.GetName(), "directorGroup", "group %q does not exist", g)
+		}
+		if m := c.GetFwmark(); m != 0 {
+			if other, ok := marks[m]; ok {
+				fail(KindCluster, c.GetName(), "fwmark", "%d is already used by cluster %q", m, other)
+			} else {
+				marks[m] = c.GetName()
+			}
+		}
+		var mine []claim
+		for vi, s := range c.GetVips() {
+			vip, reason := parseAddr(s)
+			if reason != "" {
+				continue
+			}
+			// Only the ACTIVE director of one group may hold a VIP; two groups would mean two
+			// ACTIVE directors answering ARP for it.
+			if o, ok := vipOwners[vip]; ok && o.group != c.GetDirectorGroup() {
+				fail(KindCluster, c.GetName(), fmt.Sprintf("vips[%d]", vi), "%s is already served by group %q (cluster %q); a VIP belongs to one director group", vip, o.group, o.cluster)
+			} else if !ok {
+				vipOwners[vip] = vipOwner{cluster: c.GetName(), group: c.GetDirectorGroup()}
+			}
+			for pi, p := range c.GetPorts() {
+				if p.GetFirst() > p.GetLast() {
+					continue
+				}
+				mine = append(mine, claim{vip: vip, ports: p, index: pi, cluster: c.GetName()})
+			}
+		}
+		reported := map[int]bool{}
+		for _, m := range mine {
+			if reported[m.index] {
+				continue
+			}
+			for _, o := range claims {
+				if o.vip == m.vip && overlaps(m.ports, o.ports) {
+					fail(KindCluster, c.GetName(), fmt.Sprintf("ports[%d]", m.index), "%s on %s is already used by cluster %q (ports[%d] %s)",
+						FormatPorts(m.ports), m.vip, o.cluster, o.index, FormatPorts(o.ports))
+					reported[m.index] = true
+					break
+				}
+			}
+		}
+		claims = append(claims, mine...)
+	}
+	return errors.Join(errs...)
+}
+
+// AllocateFWMark returns the lowest mark >= 1 that no cluster uses, or 0 when every mark up to
+// MaxFWMark is taken. The controller calls it on create when the cluster's fwmark is 0.
+func AllocateFWMark(existing []*lvsctlv1.Cluster) uint32 {
+	used := make(map[uint32]bool, len(existing))
+	for _, c := range existing {
+		used[c.GetFwmark()] = true
+	}
+	// At most len(existing) marks are taken, so this loop runs at most len(existing)+1 times.
+	for m := uint32(1); m <= MaxFWMark; m++ {
+		if !used[m] {
+			return m
+		}
+	}
+	return 0
+}

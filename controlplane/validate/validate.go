@@ -1,0 +1,351 @@
+package validate
+
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strings"
+
+	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
+)
+
+// Limits of the fields, each from the kernel or the tool whose convention we follow.
+const (
+	// MaxPort is the highest TCP/UDP/SCTP port.
+	MaxPort = 65535
+	// MaxWeight is ipvsadm's limit for -w (the kernel takes an int, ipvsadm refuses more).
+	MaxWeight = 65535
+	// MaxPersistenceTimeout is ipvsadm's MAX_TIMEOUT (31 days). The kernel stores the timeout
+	// in jiffies in an unsigned int, so a larger value could overflow at HZ=1000 (49.7 days).
+	MaxPersistenceTimeout = 86400 * 31
+	// MaxFWMark is the highest mark an operator may pin. The kernel and nftables take any u32,
+	// but we keep the top bit free: the controller allocates marks from 1 upwards, and a
+	// positive signed 32-bit value survives every tool that parses marks as int (ipvsadm
+	// -f on 32-bit builds, iptables-save readers, JSON consumers without uint32).
+	MaxFWMark = 1<<31 - 1
+	// MinPriority and MaxPriority follow keepalived's VRRP priority range.
+	MinPriority = 1
+	MaxPriority = 255
+	// MaxSyncID is the IPVS sync daemon's syncid, a u8 in the kernel.
+	MaxSyncID = 255
+	// maxNameLen is the RFC 1123 label limit.
+	maxNameLen = 63
+	// maxIfNameLen is IFNAMSIZ-1: the kernel refuses longer interface names.
+	maxIfNameLen = 15
+)
+
+// Schedulers are the IPVS schedulers the kernel ships (ip_vs_*.ko), in ipvsadm's spelling.
+var Schedulers = []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos"}
+
+var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+
+// Object checks one object on its own. It returns nil or an error joining one *FieldError per
+// problem; every one matches ErrInvalid.
+func Object(o *lvsctlv1.Object) error {
+	switch k := o.GetKind().(type) {
+	case *lvsctlv1.Object_Cluster:
+		return Cluster(k.Cluster)
+	case *lvsctlv1.Object_Group:
+		return Group(k.Group)
+	}
+	return &FieldError{Path: "kind", Reason: "required (Cluster or DirectorGroup)"}
+}
+
+// KindName returns the kind (KindCluster, KindGroup) and name of an object, "" for neither.
+func KindName(o *lvsctlv1.Object) (kind, name string) {
+	switch k := o.GetKind().(type) {
+	case *lvsctlv1.Object_Cluster:
+		return KindCluster, k.Cluster.GetName()
+	case *lvsctlv1.Object_Group:
+		return KindGroup, k.Group.GetName()
+	}
+	return "", ""
+}
+
+func checkName(c *collector, path, name string) {
+	switch {
+	case name == "":
+		c.add(path, "required")
+	case len(name) > maxNameLen:
+		c.add(path, "%q is longer than %d characters", name, maxNameLen)
+	case !dnsLabel.MatchString(name):
+		c.add(path, "%q is not a DNS label (lowercase letters, digits and '-', starting and ending with a letter or digit)", name)
+	}
+}
+
+// parseAddr parses an address of a VIP or real server; it refuses what IPVS cannot serve.
+func parseAddr(s string) (netip.Addr, string) {
+	if s == "" {
+		return netip.Addr{}, "required"
+	}
+	a, err := netip.ParseAddr(s)
+	switch {
+	case err != nil:
+		return netip.Addr{}, fmt.Sprintf("%q is not an IP address", s)
+	case a.Zone() != "":
+		return netip.Addr{}, fmt.Sprintf("%q has a zone; IPVS addresses have none", s)
+	case a.Is4In6():
+		return netip.Addr{}, fmt.Sprintf("%q is an IPv4-mapped IPv6 address; write %s", s, a.Unmap())
+	case a.IsUnspecified():
+		return netip.Addr{}, fmt.Sprintf("%s is the unspecified address", s)
+	case a.IsMulticast():
+		return netip.Addr{}, fmt.Sprintf("%s is a multicast address", s)
+	}
+	return a, ""
+}
+
+func family(a netip.Addr) string {
+	if a.Is4() {
+		return "IPv4"
+	}
+	return "IPv6"
+}
+
+// PortPath is the manifest path of a port entry: ports[i].port for a single port, ports[i].ports
+// for a range (reversed ones included).
+func PortPath(i int, p *lvsctlv1.PortRange) string {
+	if p.GetFirst() == p.GetLast() {
+		return fmt.Sprintf("ports[%d].port", i)
+	}
+	return fmt.Sprintf("ports[%d].ports", i)
+}
+
+// FormatPorts prints a port entry as "udp 1024-5000" or "tcp 554".
+func FormatPorts(p *lvsctlv1.PortRange) string {
+	return protoName(p.GetProtocol()) + " " + portText(p)
+}
+
+func portText(p *lvsctlv1.PortRange) string {
+	if p.GetFirst() == p.GetLast() {
+		return fmt.Sprint(p.GetFirst())
+	}
+	return fmt.Sprintf("%d-%d", p.GetFirst(), p.GetLast())
+}
+
+func protoName(p lvsctlv1.Protocol) string {
+	switch p {
+	case lvsctlv1.Protocol_PROTOCOL_TCP:
+		return "tcp"
+	case lvsctlv1.Protocol_PROTOCOL_UDP:
+		return "udp"
+	case lvsctlv1.Protocol_PROTOCOL_SCTP:
+		return "sctp"
+	}
+	return fmt.Sprintf("protocol(%d)", int32(p))
+}
+
+func overlaps(a, b *lvsctlv1.PortRange) bool {
+	return a.GetProtocol() == b.GetProtocol() && a.GetFirst() <= b.GetLast() && b.GetFirst() <= a.GetLast()
+}
+
+// Cluster checks one cluster. A cluster with no reals is valid: IPVS accepts a service without
+// destinations (it drops the traffic), which is how an operator drains the last server or
+// prepares a cluster before its servers exist.
+func Cluster(cl *lvsctlv1.Cluster) error {
+	c := &collector{kind: KindCluster, name: cl.GetName()}
+	checkName(c, "name", cl.GetName())
+	if cl.GetDirectorGroup() == "" {
+		c.add("directorGroup", "required")
+	} else {
+		checkName(c, "directorGroup", cl.GetDirectorGroup())
+	}
+
+	// One fwmark service has one address family: the first valid VIP sets it.
+	var fam string
+	vips := map[netip.Addr]int{}
+	if len(cl.GetVips()) == 0 {
+		c.add("vips", "at least one VIP is required")
+	}
+	for i, s := range cl.GetVips() {
+		path := fmt.Sprintf("vips[%d]", i)
+		a, reason := parseAddr(s)
+		if reason != "" {
+			c.add(path, "%s", reason)
+			continue
+		}
+		if j, dup := vips[a]; dup {
+			c.add(path, "%s is listed twice (vips[%d])", a, j)
+			continue
+		}
+		vips[a] = i
+		if fam == "" {
+			fam = family(a)
+		} else if family(a) != fam {
+			c.add(path, "%s is %s but the cluster's first VIP is %s (one IPVS service has one address family)", a, family(a), fam)
+		}
+	}
+
+	if len(cl.GetPorts()) == 0 {
+		c.add("ports", "at least one port is required")
+	}
+	for i, p := range cl.GetPorts() {
+		switch p.GetProtocol() {
+		case lvsctlv1.Protocol_PROTOCOL_TCP, lvsctlv1.Protocol_PROTOCOL_UDP, lvsctlv1.Protocol_PROTOCOL_SCTP:
+		case lvsctlv1.Protocol_PROTOCOL_UNSPECIFIED:
+			c.add(fmt.Sprintf("ports[%d].protocol", i), "required (tcp, udp or sctp)")
+		default:
+			c.add(fmt.Sprintf("ports[%d].protocol", i), "unknown protocol %d (want tcp, udp or sctp)", int32(p.GetProtocol()))
+		}
+		path := PortPath(i, p)
+		switch {
+		case p.GetFirst() > p.GetLast():
+			c.add(path, "range %s is reversed", portText(p))
+			continue
+		case p.GetFirst() < 1 || p.GetLast() > MaxPort:
+			c.add(path, "%s is out of range 1-%d", portText(p), MaxPort)
+			continue
+		}
+		// Overlapping entries of one cluster are allowed: they all set the same mark, and the
+		// seed's WMS cluster lists udp 1755 next to udp 1024-5000. An exact repeat is a typo.
+		for j, q := range cl.GetPorts()[:i] {
+			if q.GetProtocol() == p.GetProtocol() && q.GetFirst() == p.GetFirst() && q.GetLast() == p.GetLast() {
+				c.add(fmt.Sprintf("ports[%d]", i), "%s is listed twice (ports[%d])", FormatPorts(p), j)
+				break
+			}
+		}
+	}
+
+	if !slices.Contains(Schedulers, cl.GetScheduler()) {
+		if cl.GetScheduler() == "" {
+			c.add("scheduler", "required (one of %s)", strings.Join(Schedulers, " "))
+		} else {
+			c.add("scheduler", "unknown scheduler %q (want one of %s)", cl.GetScheduler(), strings.Join(Schedulers, " "))
+		}
+	}
+
+	if p := cl.GetPersistence(); p != nil {
+		if p.GetTimeoutSeconds() > MaxPersistenceTimeout {
+			c.add("persistence.timeout", "%ds is longer than %ds (31 days, ipvsadm's limit)", p.GetTimeoutSeconds(), MaxPersistenceTimeout)
+		}
+		if p.GetTimeoutSeconds() == 0 && p.GetNetmaskBits() != 0 {
+			c.add("persistence.netmask", "set without a timeout (persistence is off when the timeout is 0)")
+		}
+		maxBits := uint32(32)
+		if fam == "IPv6" {
+			maxBits = 128
+		}
+		if p.GetNetmaskBits() > maxBits {
+			c.add("persistence.netmask", "/%d is longer than /%d for %s", p.GetNetmaskBits(), maxBits, familyOr(fam))
+		}
+	}
+
+	switch cl.GetForwarding() {
+	case lvsctlv1.Forwarding_FORWARDING_MASQ, lvsctlv1.Forwarding_FORWARDING_ROUTE, lvsctlv1.Forwarding_FORWARDING_TUNNEL:
+	case lvsctlv1.Forwarding_FORWARDING_UNSPECIFIED:
+		c.add("forwarding", "required (masq, route or tunnel)")
+	default:
+		c.add("forwarding", "unknown forwarding %d (want masq, route or tunnel)", int32(cl.GetForwarding()))
+	}
+
+	reals := map[netip.Addr]int{}
+	for i, r := range cl.GetReals() {
+		path := fmt.Sprintf("reals[%d].address", i)
+		a, reason := parseAddr(r.GetAddress())
+		switch {
+		case reason != "":
+			c.add(path, "%s", reason)
+		case fam != "" && family(a) != fam:
+			c.add(path, "%s is %s but the VIPs are %s (one IPVS service has one address family)", a, family(a), fam)
+		default:
+			if j, dup := reals[a]; dup {
+				c.add(path, "%s is listed twice (reals[%d])", a, j)
+			} else if j, isVIP := vips[a]; isVIP {
+				c.add(path, "%s is the cluster's VIP (vips[%d])", a, j)
+			}
+			reals[a] = i
+		}
+		if r.GetWeight() > MaxWeight {
+			c.add(fmt.Sprintf("reals[%d].weight", i), "%d is more than %d", r.GetWeight(), MaxWeight)
+		}
+	}
+
+	if cl.GetFwmark() > MaxFWMark {
+		c.add("fwmark", "%d is more than %d (0 lets the controller allocate one)", cl.GetFwmark(), MaxFWMark)
+	}
+	if cl.GetRevision() < 0 {
+		c.add("revision", "%d is negative", cl.GetRevision())
+	}
+	return c.err()
+}
+
+func familyOr(fam string) string {
+	if fam == "" {
+		return "IPv4"
+	}
+	return fam
+}
+
+// validIfName mirrors the kernel's dev_valid_name.
+func validIfName(s string) string {
+	switch {
+	case s == "":
+		return "required"
+	case len(s) > maxIfNameLen:
+		return fmt.Sprintf("%q is longer than %d characters (IFNAMSIZ)", s, maxIfNameLen)
+	case s == "." || s == "..":
+		return fmt.Sprintf("%q is not an interface name", s)
+	case strings.ContainsAny(s, "/: \t\n\v\f\r"):
+		return fmt.Sprintf("%q contains '/', ':' or white space", s)
+	}
+	return ""
+}
+
+// Group checks one director group.
+func Group(g *lvsctlv1.DirectorGroup) error {
+	c := &collector{kind: KindGroup, name: g.GetName()}
+	checkName(c, "name", g.GetName())
+	if len(g.GetDirectors()) == 0 {
+		c.add("directors", "at least one director is required")
+	}
+	names := map[string]int{}
+	for i, d := range g.GetDirectors() {
+		path := fmt.Sprintf("directors[%d]", i)
+		checkName(c, path+".name", d.GetName())
+		if j, dup := names[d.GetName()]; dup && d.GetName() != "" {
+			c.add(path+".name", "%q is listed twice (directors[%d])", d.GetName(), j)
+		}
+		names[d.GetName()] = i
+		if d.GetPriority() < MinPriority || d.GetPriority() > MaxPriority {
+			c.add(path+".priority", "%d is out of range %d-%d", d.GetPriority(), MinPriority, MaxPriority)
+		}
+	}
+	if r := validIfName(g.GetVipInterface()); r != "" {
+		c.add("vipInterface", "%s", r)
+	}
+	if gw := g.GetGateway(); gw != nil {
+		p, err := netip.ParsePrefix(gw.GetAddress())
+		switch {
+		case gw.GetAddress() == "":
+			c.add("gateway.address", "required (an address with its prefix length, e.g. 198.51.100.254/24)")
+		case err != nil:
+			c.add("gateway.address", "%q is not an address with a prefix length (e.g. 198.51.100.254/24)", gw.GetAddress())
+		default:
+			if _, reason := parseAddr(p.Addr().String()); reason != "" || p.Addr().Zone() != "" {
+				c.add("gateway.address", "%s", firstNonEmpty(reason, "has a zone"))
+			}
+		}
+		if r := validIfName(gw.GetInterface()); r != "" {
+			c.add("gateway.interface", "%s", r)
+		}
+	}
+	if s := g.GetSync(); s != nil {
+		if r := validIfName(s.GetInterface()); r != "" {
+			c.add("sync.interface", "%s", r)
+		}
+		if s.GetSyncId() > MaxSyncID {
+			c.add("sync.syncId", "%d is more than %d (the kernel's sync id is one byte)", s.GetSyncId(), MaxSyncID)
+		}
+	}
+	if g.GetRevision() < 0 {
+		c.add("revision", "%d is negative", g.GetRevision())
+	}
+	return c.err()
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
