@@ -4,9 +4,11 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,10 +21,12 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/lvsctl/lvsctl/agent/daemon"
+	"github.com/lvsctl/lvsctl/agent/dataplane"
 	"github.com/lvsctl/lvsctl/agent/dataplane/fake"
 	"github.com/lvsctl/lvsctl/agent/reconcile"
 	"github.com/lvsctl/lvsctl/agent/session"
 	"github.com/lvsctl/lvsctl/agent/state"
+	"github.com/lvsctl/lvsctl/agent/stats"
 	"github.com/lvsctl/lvsctl/controlplane/controller"
 	"github.com/lvsctl/lvsctl/controlplane/manifest"
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
@@ -114,7 +118,8 @@ func startAgent(t *testing.T, name, target string) *agentProc {
 	log := testLogger(t).With("component", "agent", "director", name)
 	rec := reconcile.New(reconcile.Config{Logger: log, IPVS: a.ipvs, Firewall: a.fw, Addresses: a.addrs, State: st})
 	sess := session.New(session.Config{Target: target, Insecure: true, Logger: log, MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond})
-	ag := daemon.New(daemon.Config{Director: name, Version: "test", Logger: log, State: st, Reconciler: rec, Session: sess, Resync: time.Hour})
+	ag := daemon.New(daemon.Config{Director: name, Version: "test", Logger: log, State: st, Reconciler: rec, Session: sess, Resync: time.Hour,
+		Stats: stats.NewReporter(a.ipvs), StatsPeriod: 50 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
 	a.stop, a.done = cancel, make(chan error, 1)
 	go func() { a.done <- ag.Run(ctx) }()
@@ -394,4 +399,77 @@ reals: [{address: 198.51.100.1}]
 			}
 		})
 	}
+}
+
+// TestStatusCounts: connection counts the kernel holds on each director reach StatusService,
+// per director and summed per cluster, and follow the kernel when they change.
+func TestStatusCounts(t *testing.T) {
+	ctl := newController(t)
+	c := dial(t, ctl.cfg.Listen)
+	ctx := context.Background()
+	dirA := startAgent(t, "dir-a", ctl.cfg.Listen)
+	dirB := startAgent(t, "dir-b", ctl.cfg.Listen)
+	resp, err := c.config.Apply(ctx, &lvsctlv1.ApplyRequest{Objects: twoDirectorWMS(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitApplied(t, c, resp.GetRevision(), "dir-a", "dir-b")
+	key := dataplane.ServiceKey{Family: dataplane.IPv4, FWMark: resp.GetObjects()[0].GetCluster().GetFwmark()}
+	set := func(a *agentProc, real string, active, inactive, persistent uint32) {
+		t.Helper()
+		err := a.ipvs.SetDestinationStats(key, dataplane.DestinationStats{
+			Destination: dataplane.Destination{Address: netip.MustParseAddr(real)},
+			ActiveConns: active, InactiveConns: inactive, PersistentConns: persistent,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	set(dirA, "198.51.100.1", 5, 1, 2)
+	set(dirA, "198.51.100.2", 7, 0, 3)
+	set(dirB, "198.51.100.1", 1, 0, 1)
+
+	want := map[string]uint32{"198.51.100.1": 6, "198.51.100.2": 7, "198.51.100.3": 0}
+	waitTotals := func(want map[string]uint32) {
+		t.Helper()
+		var got map[string]uint32
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			l, err := c.status.List(ctx, &lvsctlv1.StatusServiceListRequest{Cluster: "wms"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = map[string]uint32{}
+			for _, cs := range l.GetClusters() {
+				for _, r := range cs.GetReals() {
+					got[r.GetAddress()] = r.GetActiveConns()
+				}
+			}
+			if fmt.Sprint(got) == fmt.Sprint(want) {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.Fatalf("fleet active connections per real = %v, want %v", got, want)
+	}
+	waitTotals(want)
+	l, err := c.status.List(ctx, &lvsctlv1.StatusServiceListRequest{Cluster: "wms"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range l.GetDirectors() {
+		if d.GetDirector() != "dir-a" {
+			continue
+		}
+		for _, r := range d.GetClusters()[0].GetReals() {
+			if r.GetAddress() == "198.51.100.1" && (r.GetActiveConns() != 5 || r.GetInactiveConns() != 1 || r.GetPersistentConns() != 2) {
+				t.Errorf("dir-a 198.51.100.1 = %v, want active 5 inactive 1 persistent 2", r)
+			}
+		}
+	}
+	// Connections close: the counts fall back.
+	set(dirA, "198.51.100.1", 0, 0, 0)
+	set(dirA, "198.51.100.2", 0, 0, 0)
+	set(dirB, "198.51.100.1", 0, 0, 0)
+	waitTotals(map[string]uint32{"198.51.100.1": 0, "198.51.100.2": 0, "198.51.100.3": 0})
 }
