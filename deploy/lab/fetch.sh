@@ -1,0 +1,145 @@
+#!/bin/bash
+# fetch.sh: gather what the lab's guest needs, once, into a cache folder.
+#
+# The machines this runs on have no IPVS in their own kernel, so the lab boots
+# Debian's kernel under qemu (see shared/LAB.md). This script puts into
+# ${LAB_CACHE:-/var/cache/lvsctl-lab}:
+#   kernel/        Debian's linux-image-<version>-amd64 unpacked with dpkg -x
+#                  (never installed: the host's /boot is left alone), plus the
+#                  modules.dep that its postinst would have made
+#   userland/      busybox (static) and ipvsadm, nft, iproute2's ip with every
+#                  shared library ldd lists for them, at the same paths
+#   kernel.version the kernel release (the /lib/modules folder name)
+#   fetch.stamp    written last: its presence means the cache is complete
+# and installs qemu-system-x86 on the host if it is missing.
+#
+# ipvsadm, nftables and iproute2 are installed on the host rather than only
+# unpacked: ldd resolves libraries against the installed system, and that is
+# the only way to get exactly the libraries (and versions) those binaries
+# need without re-doing apt's dependency resolution here. busybox-static is
+# unpacked instead, because installing it would replace the host's busybox.
+#
+# Idempotent: with a complete cache it does nothing (LAB_REFETCH=1 redoes it).
+# Runs as root, without standard input (CI).
+set -euo pipefail
+
+CACHE=${LAB_CACHE:-/var/cache/lvsctl-lab}
+export DEBIAN_FRONTEND=noninteractive
+
+log() { echo "fetch: $*" >&2; }
+
+updated=no
+apt_update_once() {
+	if [ "$updated" = no ]; then
+		log "apt-get update"
+		apt-get update -qq </dev/null
+		updated=yes
+	fi
+}
+
+# apt_install PKG...: install whatever is missing; refresh the package lists
+# only if apt does not know a package (a fresh machine has empty lists).
+apt_install() {
+	local missing=()
+	for p in "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	log "apt-get install ${missing[*]}"
+	if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null >&2; then
+		apt_update_once
+		apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null >&2
+	fi
+}
+
+# candidate PKG: the version apt would fetch, updating the lists if unknown.
+candidate() {
+	local v
+	v=$(apt-cache policy "$1" 2>/dev/null | awk '/Candidate:/ {print $2}')
+	if [ -z "$v" ] || [ "$v" = "(none)" ]; then
+		apt_update_once
+		v=$(apt-cache policy "$1" | awk '/Candidate:/ {print $2}')
+	fi
+	if [ -z "$v" ] || [ "$v" = "(none)" ]; then
+		log "no package $1 in the apt sources"
+		exit 1
+	fi
+	echo "$v"
+}
+
+# download PKG: its .deb into $CACHE/debs (kept: a re-fetch is then offline).
+download() {
+	local pkg=$1 ver deb try
+	ver=$(candidate "$pkg")
+	for try in cached fetched; do
+		# apt-get download names it PKG_VERSION_ARCH.deb, with ':' as %3a.
+		for deb in "$CACHE/debs/${pkg}_${ver//:/%3a}_"*.deb; do
+			[ -e "$deb" ] && { echo "$deb"; return 0; }
+		done
+		[ $try = fetched ] && break
+		log "apt-get download $pkg=$ver"
+		# The sandbox user _apt cannot write to a root-owned cache folder.
+		(cd "$CACHE/debs" && apt-get download -qq -o APT::Sandbox::User=root "$pkg=$ver" </dev/null >&2)
+	done
+	log "apt-get download $pkg=$ver left no .deb in $CACHE/debs"
+	exit 1
+}
+
+# copy_with_libs FILE DEST: FILE and every library ldd lists, plus the
+# dynamic loader, at the same paths under DEST.
+copy_with_libs() {
+	local f=$1 dest=$2 lib
+	install -D -m 0755 "$f" "$dest$f"
+	for lib in $(ldd "$f" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}'); do
+		[ -e "$dest$lib" ] || install -D -m 0755 "$(readlink -f "$lib")" "$dest$lib"
+	done
+}
+
+if [ -e "$CACHE/fetch.stamp" ] && [ "${LAB_REFETCH:-0}" != 1 ] && command -v qemu-system-x86_64 >/dev/null; then
+	log "cache complete in $CACHE ($(cat "$CACHE/kernel.version"))"
+	exit 0
+fi
+[ "$(id -u)" = 0 ] || { log "must run as root (apt-get)"; exit 1; }
+
+start=$(date +%s)
+mkdir -p "$CACHE/debs"
+rm -f "$CACHE/fetch.stamp"
+
+apt_install qemu-system-x86 ipvsadm nftables iproute2
+
+# linux-image-amd64 is a metapackage; the kernel is its versioned dependency.
+candidate linux-image-amd64 >/dev/null
+kpkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+[ -n "$kpkg" ] || { log "cannot find the kernel package linux-image-amd64 depends on"; exit 1; }
+kdeb=$(download "$kpkg")
+bdeb=$(download busybox-static)
+
+log "unpacking $(basename "$kdeb")"
+rm -rf "$CACHE/kernel" "$CACHE/userland"
+dpkg -x "$kdeb" "$CACHE/kernel"
+kver=$(ls "$CACHE/kernel/lib/modules")
+[ "$(echo "$kver" | wc -w)" = 1 ] || { log "expected one kernel in $kdeb, found: $kver"; exit 1; }
+
+mkdir -p "$CACHE/userland/bin"
+dpkg -x "$bdeb" "$CACHE/busybox.tmp"
+install -m 0755 "$CACHE/busybox.tmp/bin/busybox" "$CACHE/userland/bin/busybox"
+rm -rf "$CACHE/busybox.tmp"
+
+# The package has no modules.dep (depmod runs in its postinst); busybox's
+# depmod makes one without needing kmod on the host.
+"$CACHE/userland/bin/busybox" depmod -b "$CACHE/kernel" "$kver"
+
+for tool in /usr/sbin/ipvsadm /usr/sbin/nft /usr/sbin/ip; do
+	copy_with_libs "$tool" "$CACHE/userland"
+done
+
+echo "$kver" >"$CACHE/kernel.version"
+{
+	echo "kernel $kpkg $(candidate "$kpkg")"
+	echo "busybox-static $(candidate busybox-static)"
+	for p in ipvsadm nftables iproute2; do
+		echo "$p $(dpkg-query -W -f='${Version}' "$p")"
+	done
+} >"$CACHE/fetch.stamp.tmp"
+mv "$CACHE/fetch.stamp.tmp" "$CACHE/fetch.stamp"
+log "cache ready in $CACHE ($kver) in $(($(date +%s) - start))s"

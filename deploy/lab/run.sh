@@ -1,0 +1,160 @@
+#!/bin/bash
+# run.sh [SCENARIO...]: run lab scenarios in Debian's kernel under qemu.
+#
+# This machine's kernel has no IPVS, so each scenario boots a small VM (one
+# boot per scenario: a clean kernel each time, no state leaks between them)
+# whose /init runs deploy/lab/scenarios/SCENARIO.sh and prints
+# "LAB-VERDICT SCENARIO PASS|FAIL rc=N". With no arguments, every scenario.
+#
+# Steps: fetch.sh (cached), build the static Go binaries into $LAB_BIN,
+# build-initramfs.sh, then one qemu boot per scenario. Console logs go to
+# deploy/lab/.build/logs/SCENARIO.log. Exits non-zero if any scenario failed
+# or printed no verdict.
+#
+# Environment:
+#   LAB_VERBOSE=1      stream each console live (the demo uses this)
+#   LAB_SHELL=1        after the scenario, a shell on the guest console
+#                      (interactive; implies LAB_VERBOSE; one scenario only)
+#   LAB_TIMEOUT=SECS   scenario time limit inside the guest (default 240);
+#                      the boot's wall-clock limit is this plus 90 s
+#   LAB_ACCEL=tcg|kvm  default tcg (software emulation). KVM is opt-in: on
+#                      the project's machines /dev/kvm exists, qemu accepts
+#                      it, and the guest kernel then hangs after the BIOS.
+#   LAB_BIN=DIR        where the Go binaries are built (default .build/bin)
+#   LAB_CACHE=DIR      fetch cache (default /var/cache/lvsctl-lab)
+set -euo pipefail
+
+LAB_DIR=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$LAB_DIR/../.." && pwd)
+BUILD=$LAB_DIR/.build
+export LAB_BIN=${LAB_BIN:-$BUILD/bin}
+TIMEOUT=${LAB_TIMEOUT:-240}
+VERBOSE=${LAB_VERBOSE:-0}
+SHELL_MODE=${LAB_SHELL:-0}
+[ "$SHELL_MODE" = 1 ] && VERBOSE=1
+
+say() { echo "lab: $*"; }
+# qemu's stderr without its warning that fw_cfg names should start with
+# "opt/" (etc/sercon-port is SeaBIOS's own name, see below).
+quiet_qemu() { grep -v 'fw_cfg item names should be prefixed' >&2 || true; }
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN {printf "%.1f", b - a}'; }
+
+# Scenarios: the arguments, or every scenarios/*.sh but the helpers.
+scenarios=()
+if [ $# -gt 0 ]; then
+	for s in "$@"; do
+		s=${s%.sh}
+		s=${s##*/}
+		[ -f "$LAB_DIR/scenarios/$s.sh" ] || { say "no scenario $LAB_DIR/scenarios/$s.sh"; exit 2; }
+		scenarios+=("$s")
+	done
+else
+	for f in "$LAB_DIR"/scenarios/*.sh; do
+		s=$(basename "$f" .sh)
+		[ "$s" = lib ] || scenarios+=("$s")
+	done
+fi
+if [ "$SHELL_MODE" = 1 ] && [ ${#scenarios[@]} -ne 1 ]; then
+	say "LAB_SHELL=1 needs exactly one scenario"
+	exit 2
+fi
+
+t0=$(now)
+"$LAB_DIR/fetch.sh"
+t_fetch=$(since "$t0")
+
+# The Go binaries: whichever of the project's commands exist yet.
+t1=$(now)
+GO=$(command -v go || echo /usr/local/go/bin/go)
+pkgs=()
+for p in controlplane/cmd/lvs-controller agent/cmd/lvs-agent cli/cmd/lvsctl "$LAB_DIR"/cmd/*; do
+	p=${p#"$REPO"/}
+	ls "$REPO/$p"/*.go >/dev/null 2>&1 && pkgs+=("./$p")
+done
+[ "$LAB_BIN" = "$BUILD/bin" ] && rm -rf "$LAB_BIN"
+mkdir -p "$LAB_BIN"
+gobuild() { (cd "$REPO" && CGO_ENABLED=0 "$GO" build -trimpath -ldflags='-s -w' -o "$LAB_BIN/" "$@"); }
+say "go build ${pkgs[*]}"
+broken=()
+if ! gobuild "${pkgs[@]}" 2>/dev/null; then
+	# Someone's command does not compile: build the others one by one, so
+	# the scenarios still run (and show what works), but fail the run.
+	for p in "${pkgs[@]}"; do
+		gobuild "$p" || broken+=("$p")
+	done
+	say "BUILD FAILED: ${broken[*]} (the run will fail; scenarios that need it too)"
+fi
+t_go=$(since "$t1")
+
+t2=$(now)
+"$LAB_DIR/build-initramfs.sh"
+t_initrd=$(since "$t2")
+
+# Software emulation unless KVM is asked for (see LAB_ACCEL above: a
+# /dev/kvm that opens is no proof that a guest runs).
+case ${LAB_ACCEL:-tcg} in
+kvm) accel=(-accel kvm -cpu host) ;;
+tcg) accel=(-accel tcg) ;;
+*) say "LAB_ACCEL must be tcg or kvm"; exit 2 ;;
+esac
+
+mkdir -p "$BUILD/logs"
+passed=0
+failed=0
+summary=()
+for s in "${scenarios[@]}"; do
+	log=$BUILD/logs/$s.log
+	# sercon-port=0: SeaBIOS keeps off the serial console, where it would
+	# reset the terminal and turn line wrapping off (ESC c, ESC [?7l).
+	# shellcheck disable=SC2054 # the commas belong to qemu's option syntax
+	cmd=(qemu-system-x86_64 -m 1024 -smp 2 -nographic -no-reboot -nic none "${accel[@]}"
+		-fw_cfg name=etc/sercon-port,string=0
+		-kernel "$BUILD/vmlinuz" -initrd "$BUILD/initrd.img"
+		-append "console=ttyS0 quiet panic=-1 lab.scenario=$s lab.timeout=$TIMEOUT lab.shell=$SHELL_MODE")
+	say "boot for scenario $s (log $log)"
+	tb=$(now)
+	set +e
+	if [ "$SHELL_MODE" = 1 ]; then
+		"${cmd[@]}" 2> >(quiet_qemu) | tee "$log"
+	elif [ "$VERBOSE" = 1 ]; then
+		timeout $((TIMEOUT + 90)) "${cmd[@]}" </dev/null 2> >(quiet_qemu) | tee "$log"
+	else
+		timeout $((TIMEOUT + 90)) "${cmd[@]}" </dev/null 2> >(quiet_qemu >"$log.stderr") >"$log"
+	fi
+	qrc=$?
+	wait # for quiet_qemu
+	if [ -s "$log.stderr" ]; then cat "$log.stderr" >>"$log"; fi
+	rm -f "$log.stderr"
+	sed -i 's/\r$//' "$log" # the serial line ends lines with CR LF
+	set -e
+	took=$(since "$tb")
+	verdict=$(grep -a '^LAB-VERDICT ' "$log" | tail -n 1 || true)
+	case $verdict in
+	"LAB-VERDICT $s PASS "*) result=PASS ;;
+	"LAB-VERDICT $s FAIL "*) result="FAIL (${verdict##* })" ;;
+	*)
+		result="NO VERDICT"
+		[ $qrc = 124 ] && result="NO VERDICT (killed after $((TIMEOUT + 90))s)"
+		;;
+	esac
+	if [ "$result" = PASS ]; then
+		passed=$((passed + 1))
+	else
+		failed=$((failed + 1))
+		if [ "$VERBOSE" != 1 ]; then
+			say "--- $s: failed checks ---"
+			grep -a '^FAIL' "$log" || true
+			say "--- $s: last 40 lines of $log ---"
+			tail -n 40 "$log"
+		fi
+	fi
+	summary+=("$(printf '%-24s %-30s %6ss  %s' "$s" "$result" "$took" "${log#"$REPO"/}")")
+done
+
+echo
+say "fetch ${t_fetch}s, go build ${t_go}s, initramfs ${t_initrd}s, total $(since "$t0")s (accel: ${accel[*]})"
+for line in "${summary[@]}"; do say "$line"; done
+[ ${#broken[@]} -gt 0 ] && say "BUILD FAILED: ${broken[*]}"
+say "$passed passed, $failed failed"
+[ "$failed" = 0 ] && [ ${#broken[@]} = 0 ]

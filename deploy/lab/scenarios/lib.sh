@@ -1,0 +1,265 @@
+# lib.sh: helpers for the lab's scenarios. Sourced (". ./lib.sh") by busybox
+# sh inside the guest, so POSIX sh only: no arrays, no [[ ]], no "local" on
+# anything that matters.
+#
+# The site, all inside one VM (bridges live in the guest's root namespace;
+# each box is a network namespace joined to them by a veth pair):
+#
+#   br-client 192.0.2.0/24    client eth0 192.0.2.100   dir-a eth0 192.0.2.2
+#                             VIP 192.0.2.10 (added by whoever programs dir-a)
+#   br-real   198.51.100.0/24 dir-a eth1 198.51.100.254 (the reals' gateway)
+#                             rs1..rs3 eth0 198.51.100.1..3, rs4 on demand
+#   br-mgmt   203.0.113.0/24  root namespace 203.0.113.1 (controller :7443)
+#                             dir-a eth2 203.0.113.11 (agent)
+#
+# A scenario prints what it checks; a failed check prints
+#   FAIL: WHAT: expected X, saw Y
+# and the scenario's exit status (from finish) makes the verdict.
+
+# shellcheck disable=SC2034 # names for the scenarios that source this file
+VIP=192.0.2.10
+CLIENT_IP=192.0.2.100
+GATEWAY=198.51.100.254
+MGMT_ROOT_IP=203.0.113.1
+CONTROLLER=203.0.113.1:7443
+DIR_A_CLIENT_IP=192.0.2.2
+DIR_A_MGMT_IP=203.0.113.11
+REALS="rs1 rs2 rs3"
+
+LAB_FAILS=0
+LAB_CHECKS=0
+
+# busybox sh runs its own applets before $PATH, and busybox's ip has no
+# netns: a function is looked up first, so every "ip" here is iproute2's.
+ip() { /usr/sbin/ip "$@"; }
+
+# on NS CMD...: run CMD in network namespace NS ("in" is a shell keyword).
+on() {
+	_ns=$1
+	shift
+	/usr/sbin/ip netns exec "$_ns" "$@"
+}
+
+uptime_s() { cut -d' ' -f1 /proc/uptime; }
+
+# step TEXT: a banner for each stage; the demo shows these to a newcomer.
+step() {
+	echo
+	echo "==== [$(uptime_s)s] $* ===="
+}
+
+# note TEXT: an indented remark under the current step.
+note() { echo "  $*"; }
+
+# show CMD...: print a command, run it, print its output indented; returns
+# its status.
+show() {
+	echo "  \$ $*"
+	_out=$("$@" 2>&1)
+	_rc=$?
+	[ -n "$_out" ] && printf '%s\n' "$_out" | sed 's/^/    /'
+	return $_rc
+}
+
+# oneline VALUE: multi-line values on one line, joined by "; ".
+oneline() { printf '%s\n' "$1" | awk 'NR > 1 { printf "; " } { printf "%s", $0 }'; }
+
+pass_check() {
+	LAB_CHECKS=$((LAB_CHECKS + 1))
+	echo "ok: $1"
+}
+
+fail_check() {
+	LAB_CHECKS=$((LAB_CHECKS + 1))
+	LAB_FAILS=$((LAB_FAILS + 1))
+	echo "FAIL: $*"
+}
+
+# expect_eq WHAT EXPECTED GOT
+expect_eq() {
+	if [ "$2" = "$3" ]; then
+		pass_check "$1 ($(oneline "$3"))"
+	else
+		fail_check "$1: expected $(oneline "$2"), saw $(oneline "$3")"
+		return 1
+	fi
+}
+
+# expect_match WHAT REGEX GOT: GOT must match the extended REGEX (grep -E).
+expect_match() {
+	if printf '%s\n' "$3" | grep -Eq -- "$2"; then
+		pass_check "$1 ($(oneline "$3"))"
+	else
+		fail_check "$1: expected to match /$2/, saw $(oneline "$3")"
+		return 1
+	fi
+}
+
+# expect_ok WHAT CMD...: CMD must exit 0; its output is shown when it does not.
+expect_ok() {
+	_what=$1
+	shift
+	_out=$("$@" 2>&1)
+	_rc=$?
+	if [ $_rc = 0 ]; then
+		pass_check "$_what"
+	else
+		fail_check "$_what: expected success of '$*', saw exit $_rc: $(oneline "$_out")"
+		return 1
+	fi
+}
+
+# expect_fail WHAT CMD...: CMD must exit non-zero.
+expect_fail() {
+	_what=$1
+	shift
+	if _out=$("$@" 2>&1); then
+		fail_check "$_what: expected '$*' to fail, it succeeded: $(oneline "$_out")"
+		return 1
+	fi
+	pass_check "$_what"
+}
+
+# die TEXT: a setup step failed; the rest of the scenario would be noise.
+die() {
+	echo "FAIL: $*"
+	exit 1
+}
+
+# finish: the scenario's last line; its exit status is the verdict.
+finish() {
+	echo
+	if [ "$LAB_FAILS" -eq 0 ]; then
+		echo "scenario passed: $LAB_CHECKS checks"
+		exit 0
+	fi
+	echo "scenario FAILED: $LAB_FAILS of $LAB_CHECKS checks failed"
+	exit 1
+}
+
+# wait_until SECS CMD...: retry CMD every 0.2 s until it succeeds; status 1
+# after SECS.
+wait_until() {
+	_limit=$(($1 * 5))
+	shift
+	_i=0
+	while ! "$@" >/dev/null 2>&1; do
+		_i=$((_i + 1))
+		[ "$_i" -ge "$_limit" ] && return 1
+		sleep 0.2
+	done
+}
+
+# wait_tcp HOST:PORT [SECS] [NS]: wait until HOST:PORT accepts TCP
+# connections, from namespace NS (default: the root namespace).
+wait_tcp() {
+	if [ -n "${3:-}" ]; then
+		on "$3" lab-client wait "$1" --timeout "${2:-10}s"
+	else
+		lab-client wait "$1" --timeout "${2:-10}s"
+	fi
+}
+
+# wait_line FILE REGEX [SECS]: wait until a line of FILE matches REGEX (for
+# programs that announce readiness in their log, e.g. "HOLD READY").
+wait_line() {
+	wait_until "${3:-10}" grep -Eq -- "$2" "$1" || {
+		echo "  (waited ${3:-10}s for /$2/ in $1; it holds:)"
+		tail -n 20 "$1" 2>/dev/null | sed 's/^/    /'
+		return 1
+	}
+}
+
+# bridge_up NAME [ADDR/PREFIX]: a bridge in the root namespace, with an
+# address there if given.
+bridge_up() {
+	ip link add "$1" type bridge || return 1
+	[ -n "${2:-}" ] && ip addr add "$2" dev "$1"
+	ip link set "$1" up
+}
+
+# netns_up NS: a namespace with its loopback up.
+netns_up() {
+	ip netns add "$1" || return 1
+	on "$1" ip link set lo up
+}
+
+# plug NS IFACE BRIDGE ADDR/PREFIX: a veth pair, IFACE inside NS with ADDR,
+# the other end (named NS-IFACE, so keep NS to 10 characters) on BRIDGE.
+plug() {
+	ip link add "$1-$2" type veth peer name "$2" netns "$1" || return 1
+	ip link set "$1-$2" master "$3" up
+	on "$1" ip addr add "$4" dev "$2"
+	on "$1" ip link set "$2" up
+}
+
+# add_director NAME CLIENT_ADDR REAL_ADDR MGMT_ADDR (each ADDR/PREFIX, REAL_ADDR
+# may be "-" for none): eth0 on br-client, eth1 on br-real, eth2 on br-mgmt,
+# forwarding on. A second director for failover would be e.g.
+#   add_director dir-b 192.0.2.3/24 198.51.100.253/24 203.0.113.12/24
+add_director() {
+	netns_up "$1" || return 1
+	plug "$1" eth0 br-client "$2"
+	if [ "$3" = - ]; then
+		ip link add "$1-eth1" type veth peer name eth1 netns "$1"
+		ip link set "$1-eth1" master br-real up
+		on "$1" ip link set eth1 up
+	else
+		plug "$1" eth1 br-real "$3"
+	fi
+	plug "$1" eth2 br-mgmt "$4"
+	on "$1" sysctl -qw net.ipv4.ip_forward=1
+}
+
+# add_real NAME ADDR: a real server on br-real, routing through $GATEWAY.
+add_real() {
+	netns_up "$1" || return 1
+	plug "$1" eth0 br-real "$2/24"
+	on "$1" ip route add default via "$GATEWAY"
+}
+
+# add_client NAME ADDR: a client on br-client.
+add_client() {
+	netns_up "$1" || return 1
+	plug "$1" eth0 br-client "$2/24"
+}
+
+# topology: the whole site above, without rs4 and without any VIP.
+topology() {
+	bridge_up br-client || die "cannot create bridge br-client"
+	bridge_up br-real
+	bridge_up br-mgmt "$MGMT_ROOT_IP/24"
+	add_client client "$CLIENT_IP"
+	add_director dir-a "$DIR_A_CLIENT_IP/24" "$GATEWAY/24" "$DIR_A_MGMT_IP/24"
+	add_real rs1 198.51.100.1
+	add_real rs2 198.51.100.2
+	add_real rs3 198.51.100.3
+	on client ip -br addr show dev eth0 >/dev/null || die "topology: client has no eth0"
+	note "client 192.0.2.100 | dir-a 192.0.2.2, 198.51.100.254, 203.0.113.11 | rs1-3 198.51.100.1-3 | root 203.0.113.1"
+}
+
+# add_rs4: the optional fourth real server (198.51.100.4); starts its
+# responder too.
+add_rs4() {
+	add_real rs4 198.51.100.4 || return 1
+	start_real rs4
+}
+
+# start_real NAME: lab-responder in namespace NAME, logging to /tmp/NAME.log;
+# returns once it has bound all its ports.
+start_real() {
+	on "$1" lab-responder --name "$1" >"/tmp/$1.log" 2>&1 &
+	wait_line "/tmp/$1.log" "ready" 20 || die "responder $1 did not start"
+}
+
+# start_reals: a responder in each of rs1..rs3 (and rs4 if it exists).
+start_reals() {
+	for _rs in $REALS; do
+		on "$_rs" lab-responder --name "$_rs" >"/tmp/$_rs.log" 2>&1 &
+	done
+	[ -e /run/netns/rs4 ] && on rs4 lab-responder --name rs4 >/tmp/rs4.log 2>&1 &
+	for _rs in $REALS $([ -e /run/netns/rs4 ] && echo rs4); do
+		wait_line "/tmp/$_rs.log" "ready" 20 || die "responder $_rs did not start"
+	done
+	note "responders ready on $REALS$([ -e /run/netns/rs4 ] && echo ' rs4'): tcp 554,1755 udp 554,1024-5000"
+}
