@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -248,5 +250,7 @@ func applyDelta(cur *lvsctlv1.DesiredState, d *lvsctlv1.Delta) *lvsctlv1.Desired
 			next.Clusters = append(next.Clusters, c)
 		}
 	}
+	// Sorted by name, as the controller's snapshots are, so equal states compare equal.
+	slices.SortFunc(next.Clusters, func(a, b *lvsctlv1.Cluster) int { return strings.Compare(a.GetName(), b.GetName()) })
 	return next
 }
