@@ -25,7 +25,7 @@ func kernelWith(t testing.TB, n, reals int) (*fake.IPVS, []*lvsctlv1.Cluster) {
 		}
 		c := &lvsctlv1.Cluster{Name: fmt.Sprintf("c%d", i), Fwmark: mark, Vips: []string{"192.0.2.10"}}
 		for r := range reals {
-			addr := netip.AddrFrom4([4]byte{198, 51, byte(100 + r/250), byte(1 + r%250)})
+			addr := netip.AddrFrom4([4]byte{198, 51, 100, byte(1 + r)}) // reals <= 250: the documentation range
 			if err := k.AddDestination(svc, dataplane.Destination{Address: addr, Weight: 1, Forward: dataplane.ForwardMasq}); err != nil {
 				t.Fatal(err)
 			}
