@@ -306,16 +306,25 @@ func groupChanges(a, b *lvsctlv1.DirectorGroup) []string {
 	return out
 }
 
-// validate checks the whole resulting state: the cross-object rules.
+// validate checks the whole resulting state: the cross-object rules. Stored objects that
+// this write leaves alone come first, so a conflict is reported against the object being
+// written ("cluster "web": ... already used by cluster "wms""), not the one already there.
 func (ch *change) validate() error {
-	var objs []*lvsctlv1.Object
+	var kept, written []*lvsctlv1.Object
+	add := func(key string, o *lvsctlv1.Object) {
+		if _, ok := ch.write.Puts[key]; ok {
+			written = append(written, o)
+		} else {
+			kept = append(kept, o)
+		}
+	}
 	for _, n := range slices.Sorted(maps.Keys(ch.next.Groups)) {
-		objs = append(objs, &lvsctlv1.Object{Kind: &lvsctlv1.Object_Group{Group: ch.next.Groups[n]}})
+		add(store.GroupKey(n), &lvsctlv1.Object{Kind: &lvsctlv1.Object_Group{Group: ch.next.Groups[n]}})
 	}
 	for _, n := range slices.Sorted(maps.Keys(ch.next.Clusters)) {
-		objs = append(objs, &lvsctlv1.Object{Kind: &lvsctlv1.Object_Cluster{Cluster: ch.next.Clusters[n]}})
+		add(store.ClusterKey(n), &lvsctlv1.Object{Kind: &lvsctlv1.Object_Cluster{Cluster: ch.next.Clusters[n]}})
 	}
-	return validate.Set(objs)
+	return validate.Set(append(kept, written...))
 }
 
 // plans lists, per director, what it would change.
