@@ -147,26 +147,37 @@ func TestGetAndDelete(t *testing.T) {
 	expect(t, lvsctl(t, addr, "", "get", "clusters", "-o", "xml"), 1, "", "error: unknown output format \"xml\" (want table, yaml or json)\n")
 }
 
-func fleet() []*lvsctlv1.DirectorStatus {
+// testFleet: dir-a is ACTIVE for wms and echo; dir-b is a disconnected STANDBY whose wms
+// connections are the persistent ones the sync daemon copied.
+func testFleet() []*lvsctlv1.DirectorStatus {
 	return []*lvsctlv1.DirectorStatus{
 		{Director: "dir-a", Group: "edge-1", Connected: true, Role: lvsctlv1.Role_ROLE_ACTIVE, Epoch: 3,
 			DesiredRevision: 5, AppliedRevision: 5, AgentVersion: "v0.1.0", LastSeen: timestamppb.New(timestamppb.Now().AsTime()),
-			Clusters: []*lvsctlv1.ClusterStats{{Cluster: "wms", Fwmark: 1, Reals: []*lvsctlv1.RealServerStats{
-				{Address: "198.51.100.1", Weight: 100, ActiveConns: 12, InactiveConns: 3, PersistentConns: 9}}}}},
+			Clusters: []*lvsctlv1.ClusterStats{
+				{Cluster: "wms", Fwmark: 1, Counters: &lvsctlv1.Counters{Conns: 350, Cps: 5}, Reals: []*lvsctlv1.RealServerStats{
+					{Address: "198.51.100.1", Weight: 100, ActiveConns: 12, InactiveConns: 3, PersistentConns: 9,
+						Counters: &lvsctlv1.Counters{Conns: 300, Cps: 4, InBps: 1500, OutBps: 2_000_000}},
+					{Address: "198.51.100.2", Weight: 100, ActiveConns: 2, PersistentConns: 2,
+						Counters: &lvsctlv1.Counters{Conns: 50, Cps: 1}}}},
+				{Cluster: "echo", Fwmark: 2, Counters: &lvsctlv1.Counters{Cps: 2}, Reals: []*lvsctlv1.RealServerStats{
+					{Address: "198.51.100.7", Weight: 1, ActiveConns: 7}}},
+			}},
 		{Director: "dir-b", Group: "edge-1", Connected: false, Role: lvsctlv1.Role_ROLE_STANDBY, Epoch: 3,
 			DesiredRevision: 5, AppliedRevision: 4,
 			Errors:         []*lvsctlv1.ClusterError{{Cluster: "wms", Message: "scheduler mh: module not loaded"}},
-			DirectorErrors: []string{"vip 192.0.2.10: interface eth0 is down"}},
+			DirectorErrors: []string{"vip 192.0.2.10: interface eth0 is down"},
+			Clusters: []*lvsctlv1.ClusterStats{{Cluster: "wms", Fwmark: 1, Reals: []*lvsctlv1.RealServerStats{
+				{Address: "198.51.100.1", Weight: 100, PersistentConns: 9}}}}},
 	}
 }
 
 func TestStatus(t *testing.T) {
 	srv, addr := start(t)
-	srv.directors = fleet()
+	srv.directors = testFleet()
 	expect(t, lvsctl(t, addr, "", "status"), 0,
-		"NAME   GROUP   CONNECTED  ROLE     DESIRED  APPLIED  ERRORS\n"+
-			"dir-a  edge-1  yes        ACTIVE   5        5        0\n"+
-			"dir-b  edge-1  no         STANDBY  5        4        2\n"+
+		"NAME   GROUP   CONNECTED  ROLE     DESIRED  APPLIED  ERRORS  ACTIVE  INACTIVE  PERSISTENT  CPS\n"+
+			"dir-a  edge-1  yes        ACTIVE   5        5        0       21      3         11          7\n"+
+			"dir-b  edge-1  no         STANDBY  5        4        2       0       0         9           0\n"+
 			"\nErrors:\n"+
 			"  dir-b: cluster \"wms\": scheduler mh: module not loaded\n"+
 			"  dir-b: vip 192.0.2.10: interface eth0 is down\n", "")
@@ -177,8 +188,10 @@ func TestStatus(t *testing.T) {
 		t.Fatalf("status -o json: %v\n%s", err, got.out)
 	}
 	b := views[1]
+	// The keys other tools rely on, then the totals.
 	want := map[string]any{"name": "dir-b", "group": "edge-1", "connected": false, "role": "STANDBY",
-		"desiredRevision": 5.0, "appliedRevision": 4.0}
+		"desiredRevision": 5.0, "appliedRevision": 4.0,
+		"activeConns": 0.0, "inactiveConns": 0.0, "persistentConns": 9.0, "cps": 0.0}
 	for k, v := range want {
 		if b[k] != v {
 			t.Errorf("%s = %#v, want %#v", k, b[k], v)
@@ -191,6 +204,11 @@ func TestStatus(t *testing.T) {
 	if e, ok := views[0]["errors"].([]any); !ok || len(e) != 0 {
 		t.Errorf("a director without errors must have errors: [], got %#v", views[0]["errors"])
 	}
+	for k, v := range map[string]any{"name": "dir-a", "activeConns": 21.0, "inactiveConns": 3.0, "persistentConns": 11.0, "cps": 7.0} {
+		if views[0][k] != v {
+			t.Errorf("dir-a: %s = %#v, want %#v", k, views[0][k], v)
+		}
+	}
 
 	expect(t, lvsctl(t, addr, "", "get", "directors"), 0,
 		"NAME   GROUP   CONNECTED  ROLE     EPOCH  DESIRED  APPLIED  VERSION\n"+
@@ -200,7 +218,7 @@ func TestStatus(t *testing.T) {
 
 func TestDescribe(t *testing.T) {
 	srv, addr := start(t)
-	srv.directors = fleet()
+	srv.directors = testFleet()
 	lvsctl(t, addr, "", "apply", "-f", wmsFile)
 	lvsctl(t, addr, "kind: DirectorGroup\nname: edge-1\ndirectors: [{name: dir-a, priority: 200}, {name: dir-b, priority: 100}, {name: dir-c, priority: 50}]\nvipInterface: eth0\n", "apply", "-f", "-")
 	expect(t, lvsctl(t, addr, "", "describe", "cluster", "wms"), 0, `Cluster:      wms
@@ -225,6 +243,8 @@ Directors (group edge-1, VIPs on eth0):
 Connections:
   DIRECTOR  REAL          WEIGHT  ACTIVE  INACTIVE  PERSISTENT
   dir-a     198.51.100.1  100     12      3         9
+  dir-a     198.51.100.2  100     2       0         2
+  dir-b     198.51.100.1  100     0       0         9
 `, "")
 	expect(t, lvsctl(t, addr, "", "describe", "cluster", "nope"), 1, "", "error: cluster \"nope\" not found\n")
 }

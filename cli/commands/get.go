@@ -28,9 +28,9 @@ func (o *options) withConfig(ctx context.Context, f func(context.Context, lvsctl
 	return f(ctx, lvsctlv1.NewConfigServiceClient(conn))
 }
 
-// directors fetches every director's status, sorted by name, keeping only one cluster's stats
-// when cluster is set.
-func (o *options) directors(ctx context.Context, cluster string) ([]*lvsctlv1.DirectorStatus, error) {
+// fleetStatus fetches every director's status, sorted by name, with the fleet's totals per
+// cluster, keeping only one cluster's stats when cluster is set.
+func (o *options) fleetStatus(ctx context.Context, cluster string) (*lvsctlv1.StatusServiceListResponse, error) {
 	conn, err := o.dial()
 	if err != nil {
 		return nil, err
@@ -42,9 +42,19 @@ func (o *options) directors(ctx context.Context, cluster string) ([]*lvsctlv1.Di
 	if err != nil {
 		return nil, o.fromRPC(err)
 	}
-	ds := resp.GetDirectors()
+	sortDirectors(resp.GetDirectors())
+	return resp, nil
+}
+
+// directors fetches every director's status, sorted by name, keeping only one cluster's stats
+// when cluster is set.
+func (o *options) directors(ctx context.Context, cluster string) ([]*lvsctlv1.DirectorStatus, error) {
+	resp, err := o.fleetStatus(ctx, cluster)
+	return resp.GetDirectors(), err
+}
+
+func sortDirectors(ds []*lvsctlv1.DirectorStatus) {
 	slices.SortFunc(ds, func(a, b *lvsctlv1.DirectorStatus) int { return strings.Compare(a.GetDirector(), b.GetDirector()) })
-	return ds, nil
 }
 
 func newGetCmd(o *options) *cobra.Command {
@@ -105,27 +115,6 @@ func newGetCmd(o *options) *cobra.Command {
 		},
 	)
 	return get
-}
-
-func newStatusCmd(o *options) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "status",
-		Short: "Show every director: role, desired and applied revision, errors",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := printFormat(cmd)
-			if err != nil {
-				return err
-			}
-			ds, err := o.directors(cmd.Context(), "")
-			if err != nil {
-				return err
-			}
-			return p.Status(o.streams.Out, ds)
-		},
-	}
-	addOutputFlag(cmd)
-	return cmd
 }
 
 func newDeleteCmd(o *options) *cobra.Command {

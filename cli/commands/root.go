@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"time"
 
@@ -38,6 +39,21 @@ const DefaultController = "127.0.0.1:7443"
 type Streams struct {
 	In       io.Reader
 	Out, Err io.Writer
+	// OutIsTerminal says whether Out is a terminal, which makes top draw full-screen. Nil
+	// means: Out is an *os.File that is a character device.
+	OutIsTerminal func() bool
+}
+
+func (s Streams) outIsTerminal() bool {
+	if s.OutIsTerminal != nil {
+		return s.OutIsTerminal()
+	}
+	f, ok := s.Out.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 // errDifferences is what diff returns when it found differences: exit 1, nothing more to say.
@@ -101,6 +117,7 @@ func NewRoot(s Streams, getenv func(string) string) *cobra.Command {
 		newDescribeCmd(o),
 		newDeleteCmd(o),
 		newStatusCmd(o),
+		newTopCmd(o),
 	)
 	return root
 }
@@ -162,12 +179,16 @@ func (o *options) fromRPC(err error) error {
 	return &rpcError{prefix: prefix, st: st}
 }
 
-func printFormat(cmd *cobra.Command) (printer.Printer, error) {
+func outputFormat(cmd *cobra.Command) (printer.Format, error) {
 	s, err := cmd.Flags().GetString("output")
 	if err != nil {
-		return nil, err
+		return "", err
 	}
-	f, err := printer.ParseFormat(s)
+	return printer.ParseFormat(s)
+}
+
+func printFormat(cmd *cobra.Command) (printer.Printer, error) {
+	f, err := outputFormat(cmd)
 	if err != nil {
 		return nil, err
 	}

@@ -9,12 +9,14 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/lvsctl/lvsctl/controlplane/fleet"
 	"github.com/lvsctl/lvsctl/controlplane/manifest"
 	"github.com/lvsctl/lvsctl/controlplane/validate"
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
@@ -30,6 +32,8 @@ type testServer struct {
 	objects   map[string]*lvsctlv1.Object // by "kind/name"
 	directors []*lvsctlv1.DirectorStatus
 	applies   int // Apply calls, dry runs included
+	// watch feeds the Watch stream being served.
+	watch chan watchEvent
 }
 
 func key(o *lvsctlv1.Object) string {
@@ -205,14 +209,43 @@ func (s *testServer) Delete(_ context.Context, req *lvsctlv1.DeleteRequest) (*lv
 	return &lvsctlv1.DeleteResponse{Revision: s.revision}, nil
 }
 
-func (s *testServer) StatusList(_ context.Context, _ *lvsctlv1.StatusServiceListRequest) (*lvsctlv1.StatusServiceListResponse, error) {
+// forCluster copies a director's status keeping only one cluster's stats, as the controller
+// does for a request with cluster set.
+func forCluster(d *lvsctlv1.DirectorStatus, cluster string) *lvsctlv1.DirectorStatus {
+	d = proto.Clone(d).(*lvsctlv1.DirectorStatus)
+	if cluster != "" {
+		d.Clusters = slices.DeleteFunc(d.Clusters, func(c *lvsctlv1.ClusterStats) bool { return c.GetCluster() != cluster })
+	}
+	return d
+}
+
+func (s *testServer) StatusList(_ context.Context, req *lvsctlv1.StatusServiceListRequest) (*lvsctlv1.StatusServiceListResponse, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	resp := &lvsctlv1.StatusServiceListResponse{}
 	for i := len(s.directors) - 1; i >= 0; i-- { // reversed: lvsctl must sort
-		resp.Directors = append(resp.Directors, proto.Clone(s.directors[i]).(*lvsctlv1.DirectorStatus))
+		resp.Directors = append(resp.Directors, forCluster(s.directors[i], req.GetCluster()))
 	}
+	// The controller's own sum, so that lvsctl's totals under watch are checked against it.
+	resp.Clusters = fleet.Aggregate(resp.Directors)
 	return resp, nil
+}
+
+// watchEvent is what the test makes Watch do next: send a director's status, or end the
+// stream with err (nil err and nil director: end it cleanly).
+type watchEvent struct {
+	director *lvsctlv1.DirectorStatus
+	err      error
+}
+
+// push hands an event to the Watch stream being served, waiting (bounded) for one.
+func (s *testServer) push(t *testing.T, ev watchEvent) {
+	t.Helper()
+	select {
+	case s.watch <- ev:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no Watch stream took the event within 10s")
+	}
 }
 
 // statusServer adapts StatusList to StatusService.List (the two services share the name List).
@@ -225,6 +258,34 @@ func (st statusServer) List(ctx context.Context, req *lvsctlv1.StatusServiceList
 	return st.s.StatusList(ctx, req)
 }
 
+// Watch sends every director, as the controller does, then what the test pushes.
+func (st statusServer) Watch(req *lvsctlv1.StatusServiceWatchRequest, stream grpc.ServerStreamingServer[lvsctlv1.StatusServiceWatchResponse]) error {
+	st.s.mu.Lock()
+	var first []*lvsctlv1.DirectorStatus
+	for _, d := range st.s.directors {
+		first = append(first, forCluster(d, req.GetCluster()))
+	}
+	st.s.mu.Unlock()
+	for _, d := range first {
+		if err := stream.Send(&lvsctlv1.StatusServiceWatchResponse{Director: d}); err != nil {
+			return err
+		}
+	}
+	for {
+		select {
+		case <-stream.Context().Done():
+			return nil
+		case ev := <-st.s.watch:
+			if ev.director == nil {
+				return ev.err
+			}
+			if err := stream.Send(&lvsctlv1.StatusServiceWatchResponse{Director: forCluster(ev.director, req.GetCluster())}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
 // start serves a testServer on 127.0.0.1:0 and returns it with its address.
 func start(t *testing.T) (*testServer, string) {
 	t.Helper()
@@ -232,7 +293,7 @@ func start(t *testing.T) (*testServer, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &testServer{objects: map[string]*lvsctlv1.Object{}}
+	srv := &testServer{objects: map[string]*lvsctlv1.Object{}, watch: make(chan watchEvent)}
 	g := grpc.NewServer()
 	lvsctlv1.RegisterConfigServiceServer(g, srv)
 	lvsctlv1.RegisterStatusServiceServer(g, statusServer{s: srv})

@@ -43,8 +43,12 @@ type Printer interface {
 	Objects(w io.Writer, objs []*lvsctlv1.Object, one bool) error
 	// Directors prints the fleet as `get directors` shows it: membership, role and revisions.
 	Directors(w io.Writer, ds []*lvsctlv1.DirectorStatus) error
-	// Status prints the fleet as `status` shows it: revisions and errors.
+	// Status prints the fleet as `status` shows it: revisions, errors and connection totals.
 	Status(w io.Writer, ds []*lvsctlv1.DirectorStatus) error
+	// ClusterStatus prints one cluster per director and per real server.
+	ClusterStatus(w io.Writer, v ClusterStatusView) error
+	// Top prints one frame of `top`.
+	Top(w io.Writer, v TopView) error
 }
 
 // New returns the printer of a format.
@@ -56,6 +60,17 @@ func New(f Format) (Printer, error) {
 		return dataPrinter{format: f}, nil
 	}
 	return nil, fmt.Errorf("unknown output format %q (want table, yaml or json)", f)
+}
+
+// NewStream returns the printer of a format for a sequence of documents (watch, top): JSON
+// prints one compact document per line (NDJSON), YAML starts each document with "---".
+// Tables print as New's do; the caller separates them. Objects print as New's do: they are
+// never streamed.
+func NewStream(f Format) (Printer, error) {
+	if f == YAML || f == JSON {
+		return dataPrinter{format: f, stream: true}, nil
+	}
+	return New(f)
 }
 
 // DirectorView is a director's status as lvsctl prints it in JSON and YAML. The field names
@@ -115,7 +130,34 @@ func ViewDirector(d *lvsctlv1.DirectorStatus) DirectorView {
 	return v
 }
 
-type dataPrinter struct{ format Format }
+type dataPrinter struct {
+	format Format
+	stream bool
+}
+
+// write prints v as one JSON or YAML document.
+func (p dataPrinter) write(w io.Writer, v any) error {
+	var b []byte
+	var err error
+	switch {
+	case p.format == JSON && p.stream:
+		b, err = json.Marshal(v)
+	case p.format == JSON:
+		b, err = json.MarshalIndent(v, "", "  ")
+	default:
+		b, err = yaml.Marshal(v)
+	}
+	if err != nil {
+		return err
+	}
+	if p.format == JSON {
+		b = append(b, '\n')
+	} else if p.stream {
+		b = append([]byte("---\n"), b...)
+	}
+	_, err = w.Write(b)
+	return err
+}
 
 func (p dataPrinter) Objects(w io.Writer, objs []*lvsctlv1.Object, one bool) error {
 	marshal := manifest.MarshalList
@@ -135,24 +177,16 @@ func (p dataPrinter) Directors(w io.Writer, ds []*lvsctlv1.DirectorStatus) error
 	for _, d := range ds {
 		views = append(views, ViewDirector(d))
 	}
-	var b []byte
-	var err error
-	if p.format == JSON {
-		b, err = json.MarshalIndent(views, "", "  ")
-		b = append(b, '\n')
-	} else {
-		b, err = yaml.Marshal(views)
-	}
-	if err != nil {
-		return err
-	}
-	_, err = w.Write(b)
-	return err
+	return p.write(w, views)
 }
 
-// Status prints the same view as Directors: scripts get one shape for both.
+// Status prints Directors' view with each director's connection totals as extra keys.
 func (p dataPrinter) Status(w io.Writer, ds []*lvsctlv1.DirectorStatus) error {
-	return p.Directors(w, ds)
+	views := make([]StatusView, 0, len(ds))
+	for _, d := range ds {
+		views = append(views, ViewStatus(d))
+	}
+	return p.write(w, views)
 }
 
 type tablePrinter struct{}
@@ -256,14 +290,16 @@ func (tablePrinter) Directors(w io.Writer, ds []*lvsctlv1.DirectorStatus) error 
 	return tw.Flush()
 }
 
-// Status prints one row per director with its error count, then every error on its own line
-// (they are too long for a column).
+// Status prints one row per director with its error count and connection totals, then every
+// error on its own line (they are too long for a column). The totals come after the columns
+// that scripts may already cut.
 func (tablePrinter) Status(w io.Writer, ds []*lvsctlv1.DirectorStatus) error {
-	tw := newTable(w, "NAME", "GROUP", "CONNECTED", "ROLE", "DESIRED", "APPLIED", "ERRORS")
+	tw := newTable(w, "NAME", "GROUP", "CONNECTED", "ROLE", "DESIRED", "APPLIED", "ERRORS", "ACTIVE", "INACTIVE", "PERSISTENT", "CPS")
 	var errs []string
 	for _, d := range ds {
-		v := ViewDirector(d)
-		row(tw, v.Name, v.Group, yesNo(v.Connected), v.Role, v.DesiredRevision, v.AppliedRevision, len(v.Errors))
+		v := ViewStatus(d)
+		row(tw, v.Name, v.Group, yesNo(v.Connected), v.Role, v.DesiredRevision, v.AppliedRevision, len(v.Errors),
+			v.ActiveConns, v.InactiveConns, v.PersistentConns, v.CPS)
 		for _, e := range v.Errors {
 			errs = append(errs, v.Name+": "+e)
 		}

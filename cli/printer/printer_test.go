@@ -36,7 +36,16 @@ func directors() []*lvsctlv1.DirectorStatus {
 	return []*lvsctlv1.DirectorStatus{
 		{Director: "dir-a", Group: "edge-1", Connected: true, Role: lvsctlv1.Role_ROLE_ACTIVE, Epoch: 2,
 			DesiredRevision: 9, AppliedRevision: 9, AgentVersion: "v0.1.0",
-			LastSeen: timestamppb.New(time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC))},
+			LastSeen: timestamppb.New(time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)),
+			Clusters: []*lvsctlv1.ClusterStats{
+				{Cluster: "wms", Fwmark: 1, Counters: &lvsctlv1.Counters{Conns: 900, Cps: 7}, Reals: []*lvsctlv1.RealServerStats{
+					{Address: "198.51.100.2", Weight: 100, ActiveConns: 4, InactiveConns: 1, PersistentConns: 2},
+					{Address: "198.51.100.1", Weight: 100, ActiveConns: 12, InactiveConns: 3, PersistentConns: 9},
+				}},
+				{Cluster: "echo", Fwmark: 2, Counters: &lvsctlv1.Counters{Cps: 1}, Reals: []*lvsctlv1.RealServerStats{
+					{Address: "198.51.100.7", Weight: 1, ActiveConns: 1},
+				}},
+			}},
 		{Director: "dir-b", Group: "edge-1", DesiredRevision: 9, AppliedRevision: 7,
 			Errors:         []*lvsctlv1.ClusterError{{Cluster: "wms", Message: "no such scheduler"}},
 			DirectorErrors: []string{"eth0 is down"}},
@@ -144,6 +153,7 @@ func TestObjects(t *testing.T) {
 }
 
 func TestFleet(t *testing.T) {
+	// get directors' JSON: other tools parse it, so it must not change.
 	const view = `[
   {
     "name": "dir-a",
@@ -172,32 +182,84 @@ func TestFleet(t *testing.T) {
   }
 ]
 `
+	// status's JSON is the same with each director's totals added.
+	const statusView = `[
+  {
+    "name": "dir-a",
+    "group": "edge-1",
+    "connected": true,
+    "role": "ACTIVE",
+    "epoch": 2,
+    "desiredRevision": 9,
+    "appliedRevision": 9,
+    "errors": [],
+    "agentVersion": "v0.1.0",
+    "lastSeen": "2025-01-02T03:04:05Z",
+    "activeConns": 17,
+    "inactiveConns": 4,
+    "persistentConns": 11,
+    "cps": 8
+  },
+  {
+    "name": "dir-b",
+    "group": "edge-1",
+    "connected": false,
+    "role": "",
+    "epoch": 0,
+    "desiredRevision": 9,
+    "appliedRevision": 7,
+    "errors": [
+      "cluster \"wms\": no such scheduler",
+      "eth0 is down"
+    ],
+    "activeConns": 0,
+    "inactiveConns": 0,
+    "persistentConns": 0,
+    "cps": 0
+  }
+]
+`
 	tests := []struct {
 		name   string
 		format Format
+		stream bool
 		status bool
 		want   string
 	}{
-		{"status table", Table, true,
-			"NAME   GROUP   CONNECTED  ROLE    DESIRED  APPLIED  ERRORS\n" +
-				"dir-a  edge-1  yes        ACTIVE  9        9        0\n" +
-				"dir-b  edge-1  no         -       9        7        2\n" +
+		{"status table", Table, false, true,
+			"NAME   GROUP   CONNECTED  ROLE    DESIRED  APPLIED  ERRORS  ACTIVE  INACTIVE  PERSISTENT  CPS\n" +
+				"dir-a  edge-1  yes        ACTIVE  9        9        0       17      4         11          8\n" +
+				"dir-b  edge-1  no         -       9        7        2       0       0         0           0\n" +
 				"\nErrors:\n  dir-b: cluster \"wms\": no such scheduler\n  dir-b: eth0 is down\n"},
-		{"directors table", Table, false,
+		{"directors table", Table, false, false,
 			"NAME   GROUP   CONNECTED  ROLE    EPOCH  DESIRED  APPLIED  VERSION\n" +
 				"dir-a  edge-1  yes        ACTIVE  2      9        9        v0.1.0\n" +
 				"dir-b  edge-1  no         -       0      9        7        -\n"},
-		{"status json", JSON, true, view},
-		{"directors json", JSON, false, view},
-		{"status yaml", YAML, true,
+		{"status json", JSON, false, true, statusView},
+		{"directors json", JSON, false, false, view},
+		{"status json stream is one line", JSON, true, true,
+			`[{"name":"dir-a","group":"edge-1","connected":true,"role":"ACTIVE","epoch":2,"desiredRevision":9,"appliedRevision":9,` +
+				`"errors":[],"agentVersion":"v0.1.0","lastSeen":"2025-01-02T03:04:05Z","activeConns":17,"inactiveConns":4,"persistentConns":11,"cps":8},` +
+				`{"name":"dir-b","group":"edge-1","connected":false,"role":"","epoch":0,"desiredRevision":9,"appliedRevision":7,` +
+				`"errors":["cluster \"wms\": no such scheduler","eth0 is down"],"activeConns":0,"inactiveConns":0,"persistentConns":0,"cps":0}]` + "\n"},
+		{"directors yaml", YAML, false, false,
 			"- agentVersion: v0.1.0\n  appliedRevision: 9\n  connected: true\n  desiredRevision: 9\n  epoch: 2\n  errors: []\n" +
 				"  group: edge-1\n  lastSeen: \"2025-01-02T03:04:05Z\"\n  name: dir-a\n  role: ACTIVE\n" +
 				"- appliedRevision: 7\n  connected: false\n  desiredRevision: 9\n  epoch: 0\n  errors:\n" +
 				"  - 'cluster \"wms\": no such scheduler'\n  - eth0 is down\n  group: edge-1\n  name: dir-b\n  role: \"\"\n"},
+		{"status yaml stream starts a document", YAML, true, true,
+			"---\n- activeConns: 17\n  agentVersion: v0.1.0\n  appliedRevision: 9\n  connected: true\n  cps: 8\n  desiredRevision: 9\n  epoch: 2\n  errors: []\n" +
+				"  group: edge-1\n  inactiveConns: 4\n  lastSeen: \"2025-01-02T03:04:05Z\"\n  name: dir-a\n  persistentConns: 11\n  role: ACTIVE\n" +
+				"- activeConns: 0\n  appliedRevision: 7\n  connected: false\n  cps: 0\n  desiredRevision: 9\n  epoch: 0\n  errors:\n" +
+				"  - 'cluster \"wms\": no such scheduler'\n  - eth0 is down\n  group: edge-1\n  inactiveConns: 0\n  name: dir-b\n  persistentConns: 0\n  role: \"\"\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, err := New(tt.format)
+			newPrinter := New
+			if tt.stream {
+				newPrinter = NewStream
+			}
+			p, err := newPrinter(tt.format)
 			if err != nil {
 				t.Fatal(err)
 			}

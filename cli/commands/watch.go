@@ -1,0 +1,130 @@
+package commands
+
+import (
+	"context"
+	"errors"
+	"io"
+	"maps"
+	"slices"
+	"sync"
+
+	"google.golang.org/protobuf/proto"
+
+	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
+)
+
+// errWatchEnded is a Watch stream that the controller closed: the user asked to watch until
+// interrupted, so scripts must see that it stopped early.
+var errWatchEnded = errors.New("the controller ended the watch")
+
+// fleetState is the latest status of every director, by name.
+type fleetState map[string]*lvsctlv1.DirectorStatus
+
+func newFleetState(ds []*lvsctlv1.DirectorStatus) fleetState {
+	f := fleetState{}
+	for _, d := range ds {
+		f[d.GetDirector()] = d
+	}
+	return f
+}
+
+// update records a director's status from Watch and reports whether the view changed. A
+// director that the controller forgot comes with only its name: it leaves the view, as it
+// has left List.
+func (f fleetState) update(d *lvsctlv1.DirectorStatus) bool {
+	name := d.GetDirector()
+	if proto.Equal(d, &lvsctlv1.DirectorStatus{Director: name}) {
+		_, had := f[name]
+		delete(f, name)
+		return had
+	}
+	// last_seen moves with every heartbeat; on its own it is not a change worth a reprint.
+	if old, ok := f[name]; ok && sameButLastSeen(old, d) {
+		f[name] = d
+		return false
+	}
+	f[name] = d
+	return true
+}
+
+// sorted returns the directors sorted by name.
+func (f fleetState) sorted() []*lvsctlv1.DirectorStatus {
+	out := make([]*lvsctlv1.DirectorStatus, 0, len(f))
+	for _, name := range slices.Sorted(maps.Keys(f)) {
+		out = append(out, f[name])
+	}
+	return out
+}
+
+// fleetWatch is the fleet's status from List, then every change from Watch. A goroutine reads
+// the stream so that the caller can wait on the stream and a ticker at once.
+type fleetWatch struct {
+	initial *lvsctlv1.StatusServiceListResponse
+	updates <-chan *lvsctlv1.DirectorStatus
+	// ended receives how the stream ended: nil when ctx was cancelled (Ctrl-C), else the error.
+	ended <-chan error
+	close func()
+}
+
+// watchFleet lists the fleet, then watches it. List gives a complete first view at once:
+// Watch's first messages are the same directors one by one, with no mark of where they end,
+// and they are dropped as unchanged. The caller must call close.
+func (o *options) watchFleet(ctx context.Context, cluster string) (*fleetWatch, error) {
+	conn, err := o.dial()
+	if err != nil {
+		return nil, err
+	}
+	client := lvsctlv1.NewStatusServiceClient(conn)
+	listCtx, cancelList := o.context(ctx)
+	initial, err := client.List(listCtx, &lvsctlv1.StatusServiceListRequest{Cluster: cluster})
+	cancelList()
+	if err != nil {
+		conn.Close()
+		return nil, o.fromRPC(err)
+	}
+	sortDirectors(initial.GetDirectors())
+	// The stream has no deadline: it lasts until the user stops it.
+	streamCtx, stop := context.WithCancel(ctx)
+	stream, err := client.Watch(streamCtx, &lvsctlv1.StatusServiceWatchRequest{Cluster: cluster})
+	if err != nil {
+		stop()
+		conn.Close()
+		return nil, o.fromRPC(err)
+	}
+	updates := make(chan *lvsctlv1.DirectorStatus)
+	ended := make(chan error, 1)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			resp, err := stream.Recv()
+			switch {
+			case ctx.Err() != nil:
+				ended <- nil
+				return
+			case errors.Is(err, io.EOF):
+				ended <- errWatchEnded
+				return
+			case err != nil:
+				ended <- o.fromRPC(err)
+				return
+			}
+			select {
+			case updates <- resp.GetDirector():
+			case <-streamCtx.Done():
+				ended <- nil
+				return
+			}
+		}
+	})
+	return &fleetWatch{initial: initial, updates: updates, ended: ended, close: func() {
+		stop()
+		wg.Wait()
+		conn.Close()
+	}}, nil
+}
+
+func sameButLastSeen(a, b *lvsctlv1.DirectorStatus) bool {
+	a2, b2 := proto.CloneOf(a), proto.CloneOf(b)
+	a2.LastSeen, b2.LastSeen = nil, nil
+	return proto.Equal(a2, b2)
+}

@@ -1,0 +1,253 @@
+package printer
+
+import (
+	"cmp"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
+)
+
+// ANSI sequences of top's full-screen view.
+const (
+	// ClearScreen moves the cursor home and clears the screen: each frame replaces the last.
+	ClearScreen = "\x1b[H\x1b[2J"
+	HideCursor  = "\x1b[?25l"
+	ShowCursor  = "\x1b[?25h"
+)
+
+// totalRow names the fleet-total rows of `status cluster`: parentheses cannot appear in a
+// director's name (a DNS label), so it never collides with one.
+const totalRow = "(total)"
+
+// StatusView is one director as `status` prints it: DirectorView (whose JSON keys other tools
+// rely on) plus the connections it carries, summed over its clusters.
+type StatusView struct {
+	DirectorView
+	ActiveConns     uint64 `json:"activeConns"`
+	InactiveConns   uint64 `json:"inactiveConns"`
+	PersistentConns uint64 `json:"persistentConns"`
+	// CPS is new connections per second, the kernel's estimate.
+	CPS uint64 `json:"cps"`
+}
+
+// ViewStatus converts a director's status with its totals.
+func ViewStatus(d *lvsctlv1.DirectorStatus) StatusView {
+	v := StatusView{DirectorView: ViewDirector(d)}
+	for _, c := range d.GetClusters() {
+		v.CPS += c.GetCounters().GetCps()
+		for _, r := range c.GetReals() {
+			v.ActiveConns += uint64(r.GetActiveConns())
+			v.InactiveConns += uint64(r.GetInactiveConns())
+			v.PersistentConns += uint64(r.GetPersistentConns())
+		}
+	}
+	return v
+}
+
+// RealView is one real server of one cluster, on one director or summed over the fleet.
+// Rates are per second; InBps and OutBps are bytes (IPVS's inbps/outbps), not bits.
+type RealView struct {
+	Address         string `json:"address"`
+	Weight          uint32 `json:"weight"`
+	ActiveConns     uint32 `json:"activeConns"`
+	InactiveConns   uint32 `json:"inactiveConns"`
+	PersistentConns uint32 `json:"persistentConns"`
+	Conns           uint64 `json:"conns"`
+	CPS             uint64 `json:"cps"`
+	InBps           uint64 `json:"inBps"`
+	OutBps          uint64 `json:"outBps"`
+}
+
+// ViewReal converts one real server's stats.
+func ViewReal(r *lvsctlv1.RealServerStats) RealView {
+	c := r.GetCounters()
+	return RealView{
+		Address: r.GetAddress(), Weight: r.GetWeight(),
+		ActiveConns: r.GetActiveConns(), InactiveConns: r.GetInactiveConns(), PersistentConns: r.GetPersistentConns(),
+		Conns: c.GetConns(), CPS: c.GetCps(), InBps: c.GetInBps(), OutBps: c.GetOutBps(),
+	}
+}
+
+// viewReals converts a cluster's real servers, sorted by address so that views are stable.
+func viewReals(st *lvsctlv1.ClusterStats) []RealView {
+	out := []RealView{}
+	for _, r := range st.GetReals() {
+		out = append(out, ViewReal(r))
+	}
+	slices.SortFunc(out, func(a, b RealView) int { return strings.Compare(a.Address, b.Address) })
+	return out
+}
+
+// ClusterDirectorView is one director of `status cluster NAME`.
+type ClusterDirectorView struct {
+	Name            string `json:"name"`
+	Role            string `json:"role"`
+	Connected       bool   `json:"connected"`
+	AppliedRevision int64  `json:"appliedRevision"`
+	DesiredRevision int64  `json:"desiredRevision"`
+	// Errors are this cluster's errors on the director (messages only: the cluster is known).
+	Errors []string `json:"errors"`
+	// DirectorErrors stop every cluster on the director (IPVS missing, say), so they belong
+	// in each cluster's view too.
+	DirectorErrors []string   `json:"directorErrors"`
+	Reals          []RealView `json:"reals"`
+}
+
+// ClusterTotalView is a cluster summed over every director that reports it.
+type ClusterTotalView struct {
+	Reals []RealView `json:"reals"`
+}
+
+// ClusterStatusView is `status cluster NAME`. The JSON keys are an interface for scripts
+// (the lab scenarios parse directors[].reals[].activeConns): keep them.
+type ClusterStatusView struct {
+	Cluster   string                `json:"cluster"`
+	Directors []ClusterDirectorView `json:"directors"`
+	Total     ClusterTotalView      `json:"total"`
+}
+
+// ViewClusterStatus builds the view of one cluster. It shows the directors of the cluster's
+// group, and any other director that still reports stats or errors for it (one that has just
+// left the group, say). total is the fleet's sum for the cluster (nil when nobody reports it).
+func ViewClusterStatus(cluster, group string, ds []*lvsctlv1.DirectorStatus, total *lvsctlv1.ClusterStats) ClusterStatusView {
+	v := ClusterStatusView{Cluster: cluster, Directors: []ClusterDirectorView{}, Total: ClusterTotalView{Reals: viewReals(total)}}
+	for _, d := range ds {
+		dv := ClusterDirectorView{
+			Name: d.GetDirector(), Role: RoleName(d.GetRole()), Connected: d.GetConnected(),
+			AppliedRevision: d.GetAppliedRevision(), DesiredRevision: d.GetDesiredRevision(),
+			Errors: []string{}, DirectorErrors: append([]string{}, d.GetDirectorErrors()...), Reals: []RealView{},
+		}
+		for _, e := range d.GetErrors() {
+			if e.GetCluster() == cluster {
+				dv.Errors = append(dv.Errors, e.GetMessage())
+			}
+		}
+		reports := false
+		for _, st := range d.GetClusters() {
+			if st.GetCluster() == cluster {
+				dv.Reals = append(dv.Reals, viewReals(st)...)
+				reports = true
+			}
+		}
+		if d.GetGroup() == group || reports || len(dv.Errors) > 0 {
+			v.Directors = append(v.Directors, dv)
+		}
+	}
+	return v
+}
+
+// TopRow is one real server of one cluster on one director.
+type TopRow struct {
+	Director string `json:"director"`
+	Cluster  string `json:"cluster"`
+	RealView
+}
+
+// TopView is one frame of `top`.
+type TopView struct {
+	// Time is when the frame was drawn, RFC 3339.
+	Time string `json:"time"`
+	// Directors counts the directors known; Disconnected names those not connected, whose
+	// rows are their last report.
+	Directors    int      `json:"directors"`
+	Disconnected []string `json:"disconnected"`
+	// Reals are sorted by active connections, busiest first.
+	Reals []TopRow `json:"reals"`
+}
+
+// ViewTop builds a frame of `top` at now from every director's status.
+func ViewTop(now time.Time, ds []*lvsctlv1.DirectorStatus) TopView {
+	v := TopView{Time: now.Format(time.RFC3339), Directors: len(ds), Disconnected: []string{}, Reals: []TopRow{}}
+	for _, d := range ds {
+		if !d.GetConnected() {
+			v.Disconnected = append(v.Disconnected, d.GetDirector())
+		}
+		for _, st := range d.GetClusters() {
+			for _, r := range st.GetReals() {
+				v.Reals = append(v.Reals, TopRow{Director: d.GetDirector(), Cluster: st.GetCluster(), RealView: ViewReal(r)})
+			}
+		}
+	}
+	slices.Sort(v.Disconnected)
+	slices.SortFunc(v.Reals, func(a, b TopRow) int {
+		return cmp.Or(
+			cmp.Compare(b.ActiveConns, a.ActiveConns),
+			strings.Compare(a.Director, b.Director),
+			strings.Compare(a.Cluster, b.Cluster),
+			strings.Compare(a.Address, b.Address))
+	})
+	return v
+}
+
+// HumanRate prints a byte rate with SI prefixes: 999 B/s, 1.2 kB/s, 45.0 MB/s.
+func HumanRate(bytesPerSecond uint64) string {
+	const units = "kMGTPE"
+	if bytesPerSecond < 1000 {
+		return fmt.Sprintf("%d B/s", bytesPerSecond)
+	}
+	f := float64(bytesPerSecond)
+	i := -1
+	for f >= 999.95 && i < len(units)-1 {
+		f /= 1000
+		i++
+	}
+	return fmt.Sprintf("%.1f %cB/s", f, units[i])
+}
+
+func (tablePrinter) ClusterStatus(w io.Writer, v ClusterStatusView) error {
+	fmt.Fprintf(w, "Cluster: %s\n", v.Cluster)
+	tw := newTable(w, "DIRECTOR", "ROLE", "CONNECTED", "APPLIED", "DESIRED", "ERRORS")
+	var errs []string
+	for _, d := range v.Directors {
+		row(tw, d.Name, d.Role, yesNo(d.Connected), d.AppliedRevision, d.DesiredRevision, len(d.Errors)+len(d.DirectorErrors))
+		for _, e := range append(d.DirectorErrors, d.Errors...) {
+			errs = append(errs, d.Name+": "+e)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	tw = newTable(w, "DIRECTOR", "REAL", "WEIGHT", "ACTIVE", "INACTIVE", "PERSISTENT", "CONNS", "CPS", "IN", "OUT")
+	realRow := func(director string, r RealView) {
+		row(tw, director, r.Address, r.Weight, r.ActiveConns, r.InactiveConns, r.PersistentConns,
+			r.Conns, r.CPS, HumanRate(r.InBps), HumanRate(r.OutBps))
+	}
+	for _, d := range v.Directors {
+		for _, r := range d.Reals {
+			realRow(d.Name, r)
+		}
+	}
+	for _, r := range v.Total.Reals {
+		realRow(totalRow, r)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(errs) > 0 {
+		fmt.Fprintf(w, "\nErrors:\n  %s\n", strings.Join(errs, "\n  "))
+	}
+	return nil
+}
+
+func (tablePrinter) Top(w io.Writer, v TopView) error {
+	header := fmt.Sprintf("lvsctl top  %s  directors: %d", v.Time, v.Directors)
+	if len(v.Disconnected) > 0 {
+		header += "  not connected: " + strings.Join(v.Disconnected, ",")
+	}
+	fmt.Fprintln(w, header)
+	tw := newTable(w, "DIRECTOR", "CLUSTER", "REAL", "WEIGHT", "ACTIVE", "INACTIVE", "PERSISTENT", "CPS", "IN", "OUT")
+	for _, r := range v.Reals {
+		row(tw, r.Director, r.Cluster, r.Address, r.Weight, r.ActiveConns, r.InactiveConns, r.PersistentConns,
+			r.CPS, HumanRate(r.InBps), HumanRate(r.OutBps))
+	}
+	return tw.Flush()
+}
+
+func (p dataPrinter) ClusterStatus(w io.Writer, v ClusterStatusView) error { return p.write(w, v) }
+
+func (p dataPrinter) Top(w io.Writer, v TopView) error { return p.write(w, v) }
