@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -29,18 +28,11 @@ import (
 	"github.com/lvsctl/lvsctl/agent/stats"
 	"github.com/lvsctl/lvsctl/controlplane/controller"
 	"github.com/lvsctl/lvsctl/controlplane/manifest"
+	"github.com/lvsctl/lvsctl/controlplane/store/storetest"
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
 )
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+func freePort(t *testing.T) string { return storetest.FreePorts(t, 1)[0] }
 
 func testLogger(t *testing.T) *slog.Logger {
 	if os.Getenv("LVSCTL_TEST_LOG") != "" {
@@ -58,11 +50,12 @@ type ctlProc struct {
 }
 
 func newController(t *testing.T) *ctlProc {
+	ports := storetest.FreePorts(t, 3)
 	cfg := controller.Config{
 		DataDir:       filepath.Join(t.TempDir(), "etcd"),
-		Listen:        freePort(t),
-		EtcdClientURL: "http://" + freePort(t),
-		EtcdPeerURL:   "http://" + freePort(t),
+		Listen:        ports[0],
+		EtcdClientURL: "http://" + ports[1],
+		EtcdPeerURL:   "http://" + ports[2],
 		Insecure:      true,
 		// etcd logs its own shutdown as errors; the test checks behaviour, not its logs.
 		EtcdLogLevel: "fatal",

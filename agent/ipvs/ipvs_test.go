@@ -63,6 +63,10 @@ func netnsPath(t *testing.T) string {
 			t.Errorf("ip netns delete %s: %v: %s", name, err, out)
 		}
 	})
+	// With lo down the kernel refuses every IPv4 real server ("address not unicast").
+	if out, err := exec.Command("ip", "-n", name, "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		t.Fatalf("lo up in %s: %v: %s", name, err, out)
+	}
 	return "/run/netns/" + name
 }
 

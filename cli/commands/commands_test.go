@@ -271,3 +271,22 @@ func TestConnection(t *testing.T) {
 		t.Errorf("env config: exit %d, %q", code, errOut.String())
 	}
 }
+
+// TestUnknownKindFails: a mistyped kind must fail, not print help and exit 0 (a script
+// would believe `delete clustr wms` deleted something).
+func TestUnknownKindFails(t *testing.T) {
+	_, addr := start(t)
+	for _, tc := range []struct {
+		args []string
+		err  string
+	}{
+		{[]string{"delete", "clustr", "wms"}, "error: lvsctl delete: unknown kind \"clustr\" (one of: cluster, group)\n"},
+		{[]string{"get", "clustrs"}, "error: lvsctl get: unknown kind \"clustrs\" (one of: cluster, directors, group)\n"},
+		{[]string{"describe", "grp", "x"}, "error: lvsctl describe: unknown kind \"grp\" (one of: cluster)\n"},
+		{[]string{"get"}, "error: lvsctl get: say what (one of: cluster, directors, group)\n"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			expect(t, lvsctl(t, addr, "", tc.args...), 1, "", tc.err)
+		})
+	}
+}

@@ -61,6 +61,7 @@ func newGetCmd(o *options) *cobra.Command {
 	get := &cobra.Command{
 		Use:   "get",
 		Short: "Show clusters, director groups or directors",
+		RunE:  unknownSubcommand,
 	}
 	addOutputFlag(get)
 	objects := func(kind lvsctlv1.Kind, use string, aliases ...string) *cobra.Command {
@@ -121,6 +122,7 @@ func newDeleteCmd(o *options) *cobra.Command {
 	del := &cobra.Command{
 		Use:   "delete",
 		Short: "Delete a cluster or a director group",
+		RunE:  unknownSubcommand,
 	}
 	var revision int64
 	del.PersistentFlags().Int64Var(&revision, "revision", 0, "refuse the delete unless the object is still at this revision")
@@ -149,6 +151,7 @@ func newDescribeCmd(o *options) *cobra.Command {
 	describe := &cobra.Command{
 		Use:   "describe",
 		Short: "Show an object in detail, with the state of its directors",
+		RunE:  unknownSubcommand,
 	}
 	describe.AddCommand(&cobra.Command{
 		Use:   "cluster NAME",
@@ -283,4 +286,19 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// unknownSubcommand makes `lvsctl delete clustr wms` an error: without a RunE cobra prints
+// the help and exits 0, and a script would believe the delete worked.
+func unknownSubcommand(cmd *cobra.Command, args []string) error {
+	var kinds []string
+	for _, c := range cmd.Commands() {
+		if c.IsAvailableCommand() {
+			kinds = append(kinds, c.Name())
+		}
+	}
+	if len(args) == 0 {
+		return fmt.Errorf("%s: say what (one of: %s)", cmd.CommandPath(), strings.Join(kinds, ", "))
+	}
+	return fmt.Errorf("%s: unknown kind %q (one of: %s)", cmd.CommandPath(), args[0], strings.Join(kinds, ", "))
 }

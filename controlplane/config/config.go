@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -27,12 +28,14 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrStale: the request named a revision that is no longer the stored one.
 	ErrStale = errors.New("stale revision")
+	// ErrInUse: the object is still referenced (a group with clusters).
+	ErrInUse = errors.New("still in use")
 )
 
-// maxAttempts bounds retries of a write that raced another writer. A write that named no
-// revision was not based on a particular version, so retrying on fresh state is what the
-// operator meant; one that named a revision is refused instead.
-const maxAttempts = 5
+// maxAttempts bounds retries of a write that raced another writer. Each attempt reads the
+// store afresh and checks again every revision the request named, so a retry never writes
+// over a change the operator did not see.
+const maxAttempts = 10
 
 // Server implements ConfigService.
 type Server struct {
@@ -60,12 +63,12 @@ func (s *Server) Apply(ctx context.Context, req *lvsctlv1.ApplyRequest) (*lvsctl
 		}
 	}
 	for attempt := 0; ; attempt++ {
-		resp, explicit, err := s.apply(ctx, req)
-		if errors.Is(err, store.ErrConflict) && !explicit && attempt < maxAttempts {
+		resp, err := s.apply(ctx, req)
+		if errors.Is(err, store.ErrConflict) && attempt < maxAttempts {
 			continue
 		}
 		if errors.Is(err, store.ErrConflict) {
-			err = fmt.Errorf("%w: an object changed while this apply was written; read it again", ErrStale)
+			err = fmt.Errorf("%w: the store kept changing while this apply was written; try again", ErrStale)
 		}
 		if err != nil {
 			return nil, toStatus(err)
@@ -79,7 +82,6 @@ type change struct {
 	snap, next *store.Snapshot
 	write      store.Write
 	touched    map[string]bool // groups whose directors' desired state changes
-	explicit   bool
 }
 
 func newChange(snap *store.Snapshot) *change {
@@ -92,14 +94,14 @@ func newChange(snap *store.Snapshot) *change {
 	maps.Copy(next.Generations, snap.Generations)
 	return &change{
 		snap: snap, next: next, touched: map[string]bool{},
-		write: store.Write{Expect: map[string]int64{}, Puts: map[string]proto.Message{}},
+		write: store.Write{Head: snap.Head, Expect: map[string]int64{}, Puts: map[string]proto.Message{}},
 	}
 }
 
-func (s *Server) apply(ctx context.Context, req *lvsctlv1.ApplyRequest) (*lvsctlv1.ApplyResponse, bool, error) {
+func (s *Server) apply(ctx context.Context, req *lvsctlv1.ApplyRequest) (*lvsctlv1.ApplyResponse, error) {
 	snap, err := s.store.Load(ctx)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	ch := newChange(snap)
 	resp := &lvsctlv1.ApplyResponse{}
@@ -111,7 +113,7 @@ func (s *Server) apply(ctx context.Context, req *lvsctlv1.ApplyRequest) (*lvsctl
 		case *lvsctlv1.Object_Cluster:
 			id := "cluster/" + k.Cluster.GetName()
 			if seen[id] {
-				return nil, false, fmt.Errorf("%w: cluster %q: objects[%d]: defined twice in one apply", validate.ErrInvalid, k.Cluster.GetName(), i)
+				return nil, fmt.Errorf("%w: cluster %q: objects[%d]: defined twice in one apply", validate.ErrInvalid, k.Cluster.GetName(), i)
 			}
 			seen[id] = true
 			var c *lvsctlv1.Cluster
@@ -122,15 +124,15 @@ func (s *Server) apply(ctx context.Context, req *lvsctlv1.ApplyRequest) (*lvsctl
 		case *lvsctlv1.Object_Group:
 			id := "group/" + k.Group.GetName()
 			if seen[id] {
-				return nil, false, fmt.Errorf("%w: group %q: objects[%d]: defined twice in one apply", validate.ErrInvalid, k.Group.GetName(), i)
+				return nil, fmt.Errorf("%w: group %q: objects[%d]: defined twice in one apply", validate.ErrInvalid, k.Group.GetName(), i)
 			}
 			seen[id] = true
 			res, err = ch.putGroup(k.Group)
 		default:
-			return nil, false, fmt.Errorf("%w: objects[%d]: kind is required", validate.ErrInvalid, i)
+			return nil, fmt.Errorf("%w: objects[%d]: kind is required", validate.ErrInvalid, i)
 		}
 		if err != nil {
-			return nil, ch.explicit, err
+			return nil, err
 		}
 		resp.Results = append(resp.Results, res)
 	}
@@ -138,7 +140,7 @@ func (s *Server) apply(ctx context.Context, req *lvsctlv1.ApplyRequest) (*lvsctl
 		c.Fwmark = validate.AllocateFWMark(slices.Collect(maps.Values(ch.next.Clusters)))
 	}
 	if err := ch.validate(); err != nil {
-		return nil, ch.explicit, err
+		return nil, err
 	}
 	resp.Plans = ch.plans()
 	for _, o := range req.GetObjects() {
@@ -146,18 +148,18 @@ func (s *Server) apply(ctx context.Context, req *lvsctlv1.ApplyRequest) (*lvsctl
 	}
 	resp.Revision = snap.Revision
 	if req.GetDryRun() || len(ch.write.Puts) == 0 {
-		return resp, ch.explicit, nil
+		return resp, nil
 	}
 	rev, err := s.commit(ctx, ch)
 	if err != nil {
-		return nil, ch.explicit, err
+		return nil, err
 	}
 	resp.Revision = rev
 	for _, o := range resp.Objects {
 		setRevision(o, rev, ch)
 	}
 	s.log.Info("applied", "revision", rev, "objects", len(req.GetObjects()), "writes", len(ch.write.Puts))
-	return resp, ch.explicit, nil
+	return resp, nil
 }
 
 func setRevision(o *lvsctlv1.Object, rev int64, ch *change) {
@@ -200,16 +202,18 @@ func checkRevision(kind, name string, asked int64, cur interface{ GetRevision() 
 func (ch *change) putCluster(in *lvsctlv1.Cluster) (*lvsctlv1.ObjectResult, *lvsctlv1.Cluster, error) {
 	name := in.GetName()
 	cur, exists := ch.snap.Clusters[name]
-	if in.GetRevision() != 0 {
-		ch.explicit = true
-	}
 	if err := checkRevision("cluster", name, in.GetRevision(), cur, exists); err != nil {
 		return nil, nil, err
 	}
 	c := proto.CloneOf(in)
 	c.Revision = 0
-	if c.GetFwmark() == 0 && exists {
-		// A mark, once allocated, stays: changing it would re-mark live traffic.
+	if exists {
+		// A mark, once allocated, stays: changing it would move live traffic to a new IPVS
+		// service and drop its connections and persistence.
+		if c.GetFwmark() != 0 && c.GetFwmark() != cur.GetFwmark() {
+			return nil, nil, &validate.FieldError{Kind: validate.KindCluster, Name: name, Path: "fwmark",
+				Reason: fmt.Sprintf("%d differs from the allocated %d: a cluster's fwmark never changes (delete and re-create the cluster to move it)", c.GetFwmark(), cur.GetFwmark())}
+		}
 		c.Fwmark = cur.GetFwmark()
 	}
 	res := &lvsctlv1.ObjectResult{Kind: lvsctlv1.Kind_KIND_CLUSTER, Name: name}
@@ -238,9 +242,6 @@ func (ch *change) putCluster(in *lvsctlv1.Cluster) (*lvsctlv1.ObjectResult, *lvs
 func (ch *change) putGroup(in *lvsctlv1.DirectorGroup) (*lvsctlv1.ObjectResult, error) {
 	name := in.GetName()
 	cur, exists := ch.snap.Groups[name]
-	if in.GetRevision() != 0 {
-		ch.explicit = true
-	}
 	if err := checkRevision("group", name, in.GetRevision(), cur, exists); err != nil {
 		return nil, err
 	}
@@ -266,9 +267,11 @@ func (ch *change) putGroup(in *lvsctlv1.DirectorGroup) (*lvsctlv1.ObjectResult, 
 	ch.next.Groups[name] = g
 	// The first assignment, or one whose ACTIVE left the group, makes the highest-priority
 	// director ACTIVE under a higher epoch. Failover (a later issue) moves it on health.
+	// Epochs come from the store's revision, so they only grow, across groups and across a
+	// group deleted and created again: an agent never sees an old epoch come back.
 	roles, ok := ch.snap.Roles[name]
 	if !ok || !member(g, roles.GetActive()) {
-		nr := &lvsctlv1.GroupRoles{Group: name, Active: desired.InitialActive(g), Epoch: roles.GetEpoch() + 1}
+		nr := &lvsctlv1.GroupRoles{Group: name, Active: desired.InitialActive(g), Epoch: uint64(ch.snap.Revision) + 1}
 		ch.write.Puts[store.RolesKey(name)] = nr
 		ch.write.Expect[store.RolesKey(name)] = ch.snap.RolesRevision[name]
 		ch.next.Roles[name] = nr
@@ -306,25 +309,48 @@ func groupChanges(a, b *lvsctlv1.DirectorGroup) []string {
 	return out
 }
 
-// validate checks the whole resulting state: the cross-object rules. Stored objects that
-// this write leaves alone come first, so a conflict is reported against the object being
-// written ("cluster "web": ... already used by cluster "wms""), not the one already there.
+// validate checks the cross-object rules on the resulting state. Stored objects that this
+// write leaves alone come first, so a conflict is reported against the object being written
+// ("cluster "web": ... already used by cluster "wms""), and only violations of written
+// objects refuse the write: a store that already holds a violation (written by an older
+// version, say) must still accept the changes that repair it.
 func (ch *change) validate() error {
 	var kept, written []*lvsctlv1.Object
-	add := func(key string, o *lvsctlv1.Object) {
+	isWritten := map[string]bool{}
+	add := func(kind, name, key string, o *lvsctlv1.Object) {
 		if _, ok := ch.write.Puts[key]; ok {
 			written = append(written, o)
+			isWritten[kind+"/"+name] = true
 		} else {
 			kept = append(kept, o)
 		}
 	}
 	for _, n := range slices.Sorted(maps.Keys(ch.next.Groups)) {
-		add(store.GroupKey(n), &lvsctlv1.Object{Kind: &lvsctlv1.Object_Group{Group: ch.next.Groups[n]}})
+		add(validate.KindGroup, n, store.GroupKey(n), &lvsctlv1.Object{Kind: &lvsctlv1.Object_Group{Group: ch.next.Groups[n]}})
 	}
 	for _, n := range slices.Sorted(maps.Keys(ch.next.Clusters)) {
-		add(store.ClusterKey(n), &lvsctlv1.Object{Kind: &lvsctlv1.Object_Cluster{Cluster: ch.next.Clusters[n]}})
+		add(validate.KindCluster, n, store.ClusterKey(n), &lvsctlv1.Object{Kind: &lvsctlv1.Object_Cluster{Cluster: ch.next.Clusters[n]}})
 	}
-	return validate.Set(append(kept, written...))
+	var errs []error
+	for _, err := range flatten(validate.Set(append(kept, written...))) {
+		var fe *validate.FieldError
+		if errors.As(err, &fe) && !isWritten[fe.Kind+"/"+fe.Name] {
+			continue
+		}
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// flatten lists the errors inside an errors.Join.
+func flatten(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 // plans lists, per director, what it would change.
@@ -409,11 +435,11 @@ func (s *Server) List(ctx context.Context, req *lvsctlv1.ListRequest) (*lvsctlv1
 func (s *Server) Delete(ctx context.Context, req *lvsctlv1.DeleteRequest) (*lvsctlv1.DeleteResponse, error) {
 	for attempt := 0; ; attempt++ {
 		resp, err := s.delete(ctx, req)
-		if errors.Is(err, store.ErrConflict) && req.GetRevision() == 0 && attempt < maxAttempts {
+		if errors.Is(err, store.ErrConflict) && attempt < maxAttempts {
 			continue
 		}
 		if errors.Is(err, store.ErrConflict) {
-			err = fmt.Errorf("%w: the object changed while it was deleted; read it again", ErrStale)
+			err = fmt.Errorf("%w: the store kept changing while this delete was written; try again", ErrStale)
 		}
 		if err != nil {
 			return nil, toStatus(err)
@@ -447,15 +473,23 @@ func (s *Server) delete(ctx context.Context, req *lvsctlv1.DeleteRequest) (*lvsc
 		if err := checkRevision("group", name, req.GetRevision(), k.Group, true); err != nil {
 			return nil, err
 		}
+		var users []string
+		for _, c := range slices.Sorted(maps.Keys(snap.Clusters)) {
+			if snap.Clusters[c].GetDirectorGroup() == name {
+				users = append(users, fmt.Sprintf("%q", c))
+			}
+		}
+		if len(users) > 0 {
+			return nil, fmt.Errorf("group %q: %w by cluster %s: delete or move them first", name, ErrInUse, strings.Join(users, ", "))
+		}
 		key := store.GroupKey(name)
 		ch.write.Expect[key] = k.Group.GetRevision()
 		ch.write.Deletes = append(ch.write.Deletes, key, store.RolesKey(name), store.GenerationKey(name))
 		delete(ch.next.Groups, name)
 		delete(ch.next.Roles, name)
 	}
-	if err := ch.validate(); err != nil {
-		return nil, err
-	}
+	// A delete needs no cross-object validation: removing a cluster breaks no rule, and a
+	// group in use was refused above.
 	resp := &lvsctlv1.DeleteResponse{Revision: snap.Revision, Plans: ch.plans()}
 	if req.GetDryRun() {
 		return resp, nil
@@ -480,8 +514,16 @@ func toStatus(err error) error {
 		code = codes.FailedPrecondition
 	case errors.Is(err, ErrNotFound):
 		code = codes.NotFound
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+	case errors.Is(err, ErrInUse):
+		code = codes.FailedPrecondition
+	case errors.Is(err, store.ErrTooLarge):
+		code = codes.InvalidArgument
+	case errors.Is(err, context.Canceled):
+		code = codes.Canceled
+	case errors.Is(err, context.DeadlineExceeded):
 		code = codes.DeadlineExceeded
+	case errors.Is(err, store.ErrUnavailable):
+		code = codes.Unavailable
 	}
 	return status.Error(code, err.Error())
 }

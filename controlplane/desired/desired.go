@@ -52,9 +52,9 @@ func Directors(snap *store.Snapshot) []string {
 }
 
 // For computes a director's desired state. A director in no group gets an empty state at
-// revision 0: it keeps nothing of lvsctl's.
+// revision 0 and an empty role (no group, no role): the agent decides what to keep.
 func For(snap *store.Snapshot, director string) *Director {
-	d := &Director{Name: director, State: &lvsctlv1.DesiredState{}}
+	d := &Director{Name: director, State: &lvsctlv1.DesiredState{}, Role: &lvsctlv1.RoleAssignment{}}
 	group := GroupOf(snap, director)
 	if group == "" {
 		return d

@@ -191,6 +191,8 @@ func (h *Hub) Connect(stream grpc.BidiStreamingServer[lvsctlv1.ConnectRequest, l
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	s := &session{director: name, notify: make(chan struct{}, 1), full: make(chan struct{}, 1), cancel: cancel}
+	// Registration and the fleet's connected flag change together under h.mu, so an old
+	// session's goodbye can never land after a new session's hello.
 	h.mu.Lock()
 	if old, ok := h.sessions[name]; ok {
 		// The newest stream wins: the old one is from an agent that restarted or reconnected.
@@ -198,19 +200,6 @@ func (h *Hub) Connect(stream grpc.BidiStreamingServer[lvsctlv1.ConnectRequest, l
 		log.Warn("replacing an existing session")
 	}
 	h.sessions[name] = s
-	h.mu.Unlock()
-	defer func() {
-		h.mu.Lock()
-		current := h.sessions[name] == s
-		if current {
-			delete(h.sessions, name)
-		}
-		h.mu.Unlock()
-		if current {
-			h.cfg.Fleet.Disconnected(name)
-		}
-		log.Info("agent disconnected")
-	}()
 	h.cfg.Fleet.Update(name, func(d *lvsctlv1.DirectorStatus) {
 		d.Connected = true
 		d.AgentVersion = hello.GetVersion()
@@ -218,15 +207,30 @@ func (h *Hub) Connect(stream grpc.BidiStreamingServer[lvsctlv1.ConnectRequest, l
 		d.AppliedRevision = hello.GetLastAppliedRevision()
 		d.LastSeen = timestamppb.Now()
 	})
+	h.mu.Unlock()
+	defer func() {
+		h.mu.Lock()
+		if h.sessions[name] == s {
+			delete(h.sessions, name)
+			h.cfg.Fleet.Disconnected(name)
+		}
+		h.mu.Unlock()
+		log.Info("agent disconnected")
+	}()
 	log.Info("agent connected", "version", hello.GetVersion(), "last_applied_revision", hello.GetLastAppliedRevision())
 
 	errc := make(chan error, 2)
 	go func() { errc <- h.receive(ctx, stream, s) }()
 	go func() { errc <- h.send(ctx, stream, s) }()
-	err = <-errc
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		// Replaced, or the stream ended. Returning ends the stream, which also unblocks a
+		// Send stuck on a hung agent's flow control; the goroutines then finish.
+	}
 	cancel()
-	if ctx.Err() != nil && stream.Context().Err() == nil {
-		// Replaced by a newer session: end this stream without an error the agent would log.
+	if stream.Context().Err() == nil && err == nil {
+		// Replaced by a newer session of the same director.
 		return status.Error(codes.Aborted, "replaced by a newer session of the same director")
 	}
 	return err

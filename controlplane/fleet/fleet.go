@@ -120,6 +120,9 @@ func (f *Fleet) Disconnected(director string) {
 		f.markLocked(director)
 		return
 	}
+	// Its counts are no longer known: keeping them would add a dead director's last
+	// connections to the fleet's totals forever.
+	delete(f.stats, director)
 	f.updateLocked(director, func(d *lvsctlv1.DirectorStatus) {
 		d.Connected = false
 		d.LastSeen = timestamppb.Now()

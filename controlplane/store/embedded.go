@@ -62,6 +62,7 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 	// The store holds a few objects per cluster; keep the embedded etcd's footprint small.
 	ecfg.AutoCompactionMode = "revision"
 	ecfg.AutoCompactionRetention = "10000"
+	ecfg.MaxTxnOps = MaxOps
 
 	e, err := embed.StartEtcd(ecfg)
 	if err != nil {

@@ -31,8 +31,25 @@ const (
 	kindGenerations = "generations/"
 )
 
-// ErrConflict is returned when a conditional write found a key changed since it was read.
+// ErrConflict is returned when a conditional write found the store changed since it was read.
 var ErrConflict = errors.New("stored object changed since it was read")
+
+// ErrTooLarge is returned for a write with more operations than MaxOps.
+var ErrTooLarge = errors.New("write too large")
+
+// ErrUnavailable wraps every failure to reach etcd or to get an answer from it.
+var ErrUnavailable = errors.New("etcd unavailable")
+
+// headKey is rewritten by every write and every write requires it unchanged since its read.
+// Per-key conditions alone would let two writers that each touch different keys both pass
+// checks that span objects (a VIP+port claimed twice, one fwmark allocated twice, a cluster
+// created in a group being deleted); the head serializes writes, which a configuration store
+// can afford.
+const headKey = Prefix + "head"
+
+// MaxOps is the number of operations one write may hold; the embedded etcd is configured
+// for it (etcd's default is 128, a manifest of a few dozen objects).
+const MaxOps = 4096
 
 // ClusterKey, GroupKey, RolesKey and GenerationKey name the etcd keys of objects.
 func ClusterKey(name string) string     { return Prefix + kindClusters + name }
@@ -43,6 +60,8 @@ func GenerationKey(group string) string { return Prefix + kindGenerations + grou
 // Snapshot is the whole desired state at one revision.
 type Snapshot struct {
 	Revision int64
+	// Head is the mod_revision of the head key when the snapshot was read (0: never written).
+	Head     int64
 	Clusters map[string]*lvsctlv1.Cluster
 	Groups   map[string]*lvsctlv1.DirectorGroup
 	Roles    map[string]*lvsctlv1.GroupRoles
@@ -69,6 +88,10 @@ func (s *Snapshot) GroupRevision(group string) int64 {
 
 // Set stores one key's value into the snapshot (deleted when value is nil).
 func (s *Snapshot) Set(key string, value []byte, modRevision int64) error {
+	if key == headKey {
+		s.Head = modRevision
+		return nil
+	}
 	rest, ok := strings.CutPrefix(key, Prefix)
 	if !ok {
 		return nil
@@ -133,7 +156,7 @@ func New(client *clientv3.Client) *Store { return &Store{client: client} }
 func (s *Store) Load(ctx context.Context) (*Snapshot, error) {
 	resp, err := s.client.Get(ctx, Prefix, clientv3.WithPrefix())
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", Prefix, err)
+		return nil, fmt.Errorf("%w: reading %s: %w", ErrUnavailable, Prefix, err)
 	}
 	snap := NewSnapshot()
 	snap.Revision = resp.Header.Revision
@@ -152,6 +175,9 @@ func (s *Store) Load(ctx context.Context) (*Snapshot, error) {
 
 // Write is one atomic change: every condition must hold, then every op is applied.
 type Write struct {
+	// Head is the head revision the writer read (Snapshot.Head); the write fails with
+	// ErrConflict if any other write committed since.
+	Head int64
 	// Expect maps a key to the mod_revision it must still have (0: it must not exist).
 	Expect map[string]int64
 	Puts   map[string]proto.Message
@@ -163,7 +189,7 @@ type Write struct {
 // Commit applies w in one etcd transaction and returns the new revision. It returns
 // ErrConflict when a condition failed: someone else wrote in between.
 func (s *Store) Commit(ctx context.Context, w Write) (int64, error) {
-	var cmps []clientv3.Cmp
+	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(headKey), "=", w.Head)}
 	for k, rev := range w.Expect {
 		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", rev))
 	}
@@ -181,9 +207,13 @@ func (s *Store) Commit(ctx context.Context, w Write) (int64, error) {
 	for _, k := range w.Deletes {
 		ops = append(ops, clientv3.OpDelete(k))
 	}
+	ops = append(ops, clientv3.OpPut(headKey, ""))
+	if len(ops) > MaxOps {
+		return 0, fmt.Errorf("%w: %d etcd operations, more than the %d one write may hold: apply fewer objects at once", ErrTooLarge, len(ops), MaxOps)
+	}
 	resp, err := s.client.Txn(ctx).If(cmps...).Then(ops...).Commit()
 	if err != nil {
-		return 0, fmt.Errorf("writing to etcd: %w", err)
+		return 0, fmt.Errorf("%w: writing: %w", ErrUnavailable, err)
 	}
 	if !resp.Succeeded {
 		return 0, ErrConflict
@@ -223,7 +253,7 @@ func (s *Store) Watch(ctx context.Context, after int64) (<-chan Batch, <-chan er
 				return
 			}
 			if err := resp.Err(); err != nil {
-				errc <- fmt.Errorf("watching %s: %w", Prefix, err)
+				errc <- fmt.Errorf("%w: watching %s: %w", ErrUnavailable, Prefix, err)
 				return
 			}
 			if len(resp.Events) == 0 {

@@ -35,8 +35,8 @@ const (
 	maxIfNameLen = 15
 )
 
-// Schedulers are the IPVS schedulers the kernel ships (ip_vs_*.ko), in ipvsadm's spelling.
-var Schedulers = []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos"}
+// schedulers are the IPVS schedulers the kernel ships (ip_vs_*.ko), in ipvsadm's spelling.
+var schedulers = []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos"}
 
 var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 
@@ -206,11 +206,11 @@ func Cluster(cl *lvsctlv1.Cluster) error {
 		}
 	}
 
-	if !slices.Contains(Schedulers, cl.GetScheduler()) {
+	if !slices.Contains(schedulers, cl.GetScheduler()) {
 		if cl.GetScheduler() == "" {
-			c.add("scheduler", "required (one of %s)", strings.Join(Schedulers, " "))
+			c.add("scheduler", "required (one of %s)", strings.Join(schedulers, " "))
 		} else {
-			c.add("scheduler", "unknown scheduler %q (want one of %s)", cl.GetScheduler(), strings.Join(Schedulers, " "))
+			c.add("scheduler", "unknown scheduler %q (want one of %s)", cl.GetScheduler(), strings.Join(schedulers, " "))
 		}
 	}
 

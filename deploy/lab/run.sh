@@ -1,12 +1,17 @@
 #!/bin/bash
 # run.sh [SCENARIO...]: run lab scenarios in Debian's kernel under qemu.
+# run.sh --demo: the newcomer's walk-through (scenarios/demo.sh) with the
+# console streamed live; exits non-zero if the demo's checks fail.
 #
 # This machine's kernel has no IPVS, so each scenario boots a small VM (one
 # boot per scenario: a clean kernel each time, no state leaks between them)
 # whose /init runs deploy/lab/scenarios/SCENARIO.sh and prints
-# "LAB-VERDICT SCENARIO PASS|FAIL rc=N". With no arguments, every scenario.
+# "LAB-VERDICT SCENARIO PASS|FAIL rc=N". With no arguments, every scenario
+# but demo (it repeats what wms proves, for a reader: run it with --demo).
 #
-# Steps: fetch.sh (cached), build the static Go binaries into $LAB_BIN,
+# Steps: fetch.sh (cached), build the static Go binaries into $LAB_BIN (and
+# the agent's IPVS backend tests as $LAB_BIN/ipvs-backend.test, for the
+# ipvs-backend scenario),
 # build-initramfs.sh, then one qemu boot per scenario. Console logs go to
 # deploy/lab/.build/logs/SCENARIO.log. Exits non-zero if any scenario failed
 # or printed no verdict.
@@ -40,7 +45,13 @@ quiet_qemu() { grep -v 'fw_cfg item names should be prefixed' >&2 || true; }
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN {printf "%.1f", b - a}'; }
 
-# Scenarios: the arguments, or every scenarios/*.sh but the helpers.
+# Scenarios: the arguments, or every scenarios/*.sh but the helpers and
+# the demo.
+if [ "${1:-}" = --demo ]; then
+	[ $# = 1 ] || { say "--demo takes no other arguments"; exit 2; }
+	VERBOSE=1
+	set -- demo
+fi
 scenarios=()
 if [ $# -gt 0 ]; then
 	for s in "$@"; do
@@ -52,7 +63,7 @@ if [ $# -gt 0 ]; then
 else
 	for f in "$LAB_DIR"/scenarios/*.sh; do
 		s=$(basename "$f" .sh)
-		[ "$s" = lib ] || scenarios+=("$s")
+		[ "$s" = lib ] || [ "$s" = demo ] || scenarios+=("$s")
 	done
 fi
 if [ "$SHELL_MODE" = 1 ] && [ ${#scenarios[@]} -ne 1 ]; then
@@ -84,6 +95,14 @@ if ! gobuild "${pkgs[@]}" 2>/dev/null; then
 		gobuild "$p" || broken+=("$p")
 	done
 	say "BUILD FAILED: ${broken[*]} (the run will fail; scenarios that need it too)"
+fi
+# The agent's IPVS backend tests, compiled for the guest: its real kernel
+# runs TestKernelRoundTrip, which skips on hosts without IPVS.
+if [ -d "$REPO/agent/ipvs" ]; then
+	if ! (cd "$REPO" && CGO_ENABLED=0 "$GO" test -c -trimpath -o "$LAB_BIN/ipvs-backend.test" ./agent/ipvs); then
+		broken+=("./agent/ipvs (test)")
+		say "BUILD FAILED: ./agent/ipvs tests"
+	fi
 fi
 t_go=$(since "$t1")
 

@@ -52,9 +52,11 @@ step() {
 note() { echo "  $*"; }
 
 # show CMD...: print a command, run it, print its output indented; returns
-# its status.
+# its status. "lv ..." is printed as "lvsctl ...".
 show() {
-	echo "  \$ $*"
+	_shown=$*
+	[ "$1" = lv ] && _shown="lvsctl ${_shown#lv }" # lv is lvsctl with the lab's controller
+	echo "  \$ $_shown"
 	_out=$("$@" 2>&1)
 	_rc=$?
 	[ -n "$_out" ] && printf '%s\n' "$_out" | sed 's/^/    /'
@@ -262,4 +264,97 @@ start_reals() {
 		wait_line "/tmp/$_rs.log" "ready" 20 || die "responder $_rs did not start"
 	done
 	note "responders ready on $REALS$([ -e /run/netns/rs4 ] && echo ' rs4'): tcp 554,1755 udp 554,1024-5000"
+}
+
+# ---- lvsctl in the lab: controller, agent, CLI, metrics -------------------
+# The controller runs in the guest's root namespace on br-mgmt, the agent in
+# dir-a; both in plaintext (--insecure) on the documentation addresses.
+AGENT_METRICS=$DIR_A_MGMT_IP:9444
+export LVSCTL_CONTROLLER=$CONTROLLER LVSCTL_INSECURE=1
+
+# start_controller: lvs-controller in the root namespace, logging to
+# /tmp/controller.log; returns once it listens on $CONTROLLER. (It warns
+# about plaintext on a non-loopback address: expected here.)
+start_controller() {
+	lvs-controller --data-dir /var/lib/lvsctl/controller --listen "$CONTROLLER" --insecure \
+		--etcd-log-level fatal >/tmp/controller.log 2>&1 &
+	CONTROLLER_PID=$!
+	wait_tcp "$CONTROLLER" 30 || {
+		tail -n 20 /tmp/controller.log | sed 's/^/    /'
+		die "controller did not listen on $CONTROLLER"
+	}
+	note "controller listening on $CONTROLLER (pid $CONTROLLER_PID, log /tmp/controller.log)"
+}
+
+# start_agent [EXTRA FLAGS...]: lvs-agent for director dir-a inside dir-a,
+# logging to /tmp/agent.log, metrics on $AGENT_METRICS; returns once the
+# metrics endpoint answers.
+# shellcheck disable=SC2120 # the arguments are optional
+start_agent() {
+	on dir-a lvs-agent --director dir-a --controller "$CONTROLLER" --state-dir /var/lib/lvsctl/agent \
+		--insecure --metrics-listen "$AGENT_METRICS" --stats-period 1s "$@" >/tmp/agent.log 2>&1 &
+	AGENT_PID=$!
+	wait_tcp "$AGENT_METRICS" 30 || {
+		tail -n 20 /tmp/agent.log | sed 's/^/    /'
+		die "agent did not serve metrics on $AGENT_METRICS"
+	}
+	note "agent for dir-a running (pid $AGENT_PID, log /tmp/agent.log, metrics http://$AGENT_METRICS/metrics)"
+}
+
+# lv ARGS...: lvsctl against the lab's controller, with its exit status. Its
+# warning that plaintext gRPC to a non-loopback address can be read on the
+# path is true and expected in the lab; lv leaves it out of stderr (the rest
+# of stderr is passed on, after stdout).
+lv() {
+	lvsctl --controller "$CONTROLLER" --insecure "$@" 2>/tmp/lv.stderr
+	_lv_rc=$?
+	grep -v '^WARNING: plaintext gRPC to ' /tmp/lv.stderr >&2
+	return $_lv_rc
+}
+
+# metric NAME [SUBSTRING]: the value of the first sample of metric NAME on
+# the agent's /metrics whose labels contain SUBSTRING (e.g. 'real="198.51.100.1'),
+# empty if none.
+metric() {
+	wget -qO- "http://$AGENT_METRICS/metrics" 2>/dev/null |
+		awk -v n="$1" -v s="${2:-}" '
+			/^#/ { next }
+			{ name = $1; sub(/\{.*/, "", name) }
+			name == n && (s == "" || index($1, s)) { print $NF; exit }'
+}
+
+# status_field DIRECTOR FIELD: FIELD (desiredRevision, appliedRevision,
+# connected, role, ...) of DIRECTOR in `lvsctl status -o json`, as its raw
+# JSON text (numbers and booleans bare, strings quoted). No jq in the guest:
+# the JSON is flattened to one line and split at the director objects.
+status_field() {
+	lv status -o json 2>/dev/null | tr -d '\n' | sed 's/}[[:space:]]*,[[:space:]]*{/}\n{/g' |
+		grep -E "\"name\"[[:space:]]*:[[:space:]]*\"$1\"" | head -n 1 |
+		sed -nE "s/.*\"$2\"[[:space:]]*:[[:space:]]*(\"[^\"]*\"|[^,}[:space:]]+).*/\1/p"
+}
+
+# applied_rev [DIRECTOR]: DIRECTOR's (default dir-a) appliedRevision, as
+# `lvsctl status` shows it (empty if it is not listed).
+# shellcheck disable=SC2120 # the argument is optional
+applied_rev() { status_field "${1:-dir-a}" appliedRevision; }
+
+# applied_ok [DIRECTOR] [AFTER]: status 0 when DIRECTOR's (default dir-a)
+# appliedRevision equals its desiredRevision and is above 0 and above AFTER.
+applied_ok() {
+	_d=$(status_field "${1:-dir-a}" desiredRevision)
+	_a=$(status_field "${1:-dir-a}" appliedRevision)
+	[ -n "$_d" ] && [ "$_d" -gt "${2:-0}" ] 2>/dev/null && [ "$_d" = "$_a" ]
+}
+
+# wait_applied [SECS] [DIRECTOR] [AFTER]: wait (default 30 s) until
+# `lvsctl status` shows DIRECTOR (default dir-a) has applied its desired
+# revision, which must be above 0, and above AFTER if given. After a change,
+# pass the revision applied before it (AFTER=$(applied_rev)): the director's
+# desired revision may not have moved yet when apply returns.
+wait_applied() {
+	wait_until "${1:-30}" applied_ok "${2:-dir-a}" "${3:-0}" || {
+		echo "  (waited ${1:-30}s for ${2:-dir-a} to apply a revision above ${3:-0}; lvsctl status says:)"
+		lv status 2>&1 | sed 's/^/    /'
+		return 1
+	}
 }

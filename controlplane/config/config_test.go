@@ -1,0 +1,216 @@
+package config
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/lvsctl/lvsctl/controlplane/store"
+	"github.com/lvsctl/lvsctl/controlplane/store/storetest"
+	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
+)
+
+func newServer(t *testing.T) (*Server, *store.Store) {
+	st := storetest.Start(t)
+	return NewServer(st, slog.New(slog.NewTextHandler(io.Discard, nil))), st
+}
+
+func group(name string, directors ...string) *lvsctlv1.Object {
+	g := &lvsctlv1.DirectorGroup{Name: name, VipInterface: "eth0"}
+	for i, d := range directors {
+		g.Directors = append(g.Directors, &lvsctlv1.Director{Name: d, Priority: uint32(200 - i)})
+	}
+	return &lvsctlv1.Object{Kind: &lvsctlv1.Object_Group{Group: g}}
+}
+
+func cluster(name, grp, vip string, port uint32) *lvsctlv1.Object {
+	return &lvsctlv1.Object{Kind: &lvsctlv1.Object_Cluster{Cluster: &lvsctlv1.Cluster{
+		Name: name, DirectorGroup: grp, Vips: []string{vip}, Scheduler: "wlc",
+		Forwarding: lvsctlv1.Forwarding_FORWARDING_MASQ,
+		Ports:      []*lvsctlv1.PortRange{{Protocol: lvsctlv1.Protocol_PROTOCOL_TCP, First: port, Last: port}},
+		Reals:      []*lvsctlv1.RealServer{{Address: "198.51.100.1", Weight: 1}},
+	}}}
+}
+
+func apply(t *testing.T, s *Server, objs ...*lvsctlv1.Object) *lvsctlv1.ApplyResponse {
+	t.Helper()
+	resp, err := s.Apply(context.Background(), &lvsctlv1.ApplyRequest{Objects: objs})
+	if err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	return resp
+}
+
+// TestConcurrentAppliesCannotBothClaim: writers racing to claim the same VIP+port (each
+// through a different cluster, so no key is shared) end with exactly one winner, and every
+// fwmark stored is distinct.
+func TestConcurrentAppliesCannotBothClaim(t *testing.T) {
+	s, st := newServer(t)
+	apply(t, s, group("edge-1", "dir-a"))
+	const writers = 8
+	var wg sync.WaitGroup
+	errs := make([]error, writers)
+	for i := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = s.Apply(context.Background(), &lvsctlv1.ApplyRequest{Objects: []*lvsctlv1.Object{cluster(fmt.Sprintf("c%d", i), "edge-1", "192.0.2.10", 80)}})
+		}()
+	}
+	wg.Wait()
+	won := 0
+	for _, err := range errs {
+		switch status.Code(err) {
+		case codes.OK:
+			won++
+		case codes.InvalidArgument:
+			if !strings.Contains(err.Error(), "already used by cluster") {
+				t.Errorf("loser's error %v does not name the conflict", err)
+			}
+		default:
+			t.Errorf("unexpected error: %v", err)
+		}
+	}
+	snap, err := st.Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if won != 1 || len(snap.Clusters) != 1 {
+		t.Fatalf("%d writers won and %d clusters are stored; want exactly 1", won, len(snap.Clusters))
+	}
+}
+
+func TestConcurrentCreatesGetDistinctMarks(t *testing.T) {
+	s, st := newServer(t)
+	apply(t, s, group("edge-1", "dir-a"))
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := s.Apply(context.Background(), &lvsctlv1.ApplyRequest{Objects: []*lvsctlv1.Object{cluster(fmt.Sprintf("c%d", i), "edge-1", "192.0.2.10", uint32(80+i))}}); err != nil {
+				t.Errorf("apply c%d: %v", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	snap, err := st.Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	marks := map[uint32]string{}
+	for name, c := range snap.Clusters {
+		if other, ok := marks[c.GetFwmark()]; ok {
+			t.Errorf("clusters %s and %s share fwmark %d", other, name, c.GetFwmark())
+		}
+		marks[c.GetFwmark()] = name
+	}
+	if len(snap.Clusters) != 8 {
+		t.Errorf("%d clusters stored, want 8", len(snap.Clusters))
+	}
+}
+
+func TestFwmarkNeverChanges(t *testing.T) {
+	s, _ := newServer(t)
+	resp := apply(t, s, group("edge-1", "dir-a"), cluster("web", "edge-1", "192.0.2.10", 80))
+	mark := resp.GetObjects()[1].GetCluster().GetFwmark()
+	c := cluster("web", "edge-1", "192.0.2.10", 80)
+	c.GetCluster().Fwmark = mark + 76
+	_, err := s.Apply(context.Background(), &lvsctlv1.ApplyRequest{Objects: []*lvsctlv1.Object{c}})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), `cluster "web": fwmark:`) {
+		t.Errorf("changing the fwmark: %v, want InvalidArgument naming cluster \"web\" and fwmark", err)
+	}
+	// Leaving it out keeps the allocated one: nothing changes.
+	again := apply(t, s, cluster("web", "edge-1", "192.0.2.10", 80))
+	if a := again.GetResults()[0].GetAction(); a != lvsctlv1.Action_ACTION_UNCHANGED {
+		t.Errorf("re-apply without fwmark: %v, want UNCHANGED", a)
+	}
+}
+
+func TestDeleteGroupInUse(t *testing.T) {
+	s, _ := newServer(t)
+	apply(t, s, group("edge-1", "dir-a"), cluster("web", "edge-1", "192.0.2.10", 80))
+	_, err := s.Delete(context.Background(), &lvsctlv1.DeleteRequest{Kind: lvsctlv1.Kind_KIND_GROUP, Name: "edge-1"})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), `group "edge-1": still in use by cluster "web"`) {
+		t.Errorf("deleting a group in use: %v", err)
+	}
+	if _, err := s.Delete(context.Background(), &lvsctlv1.DeleteRequest{Kind: lvsctlv1.Kind_KIND_CLUSTER, Name: "web"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Delete(context.Background(), &lvsctlv1.DeleteRequest{Kind: lvsctlv1.Kind_KIND_GROUP, Name: "edge-1"}); err != nil {
+		t.Errorf("deleting an unused group: %v", err)
+	}
+}
+
+// TestEpochsOnlyGrow: role epochs never go back, across groups and across a group deleted
+// and created again, so an agent can always trust a higher epoch.
+func TestEpochsOnlyGrow(t *testing.T) {
+	s, st := newServer(t)
+	ctx := context.Background()
+	epoch := func(g string) uint64 {
+		snap, err := st.Load(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return snap.Roles[g].GetEpoch()
+	}
+	apply(t, s, group("edge-1", "dir-a"))
+	e1 := epoch("edge-1")
+	apply(t, s, group("edge-2", "dir-b"))
+	e2 := epoch("edge-2")
+	apply(t, s, group("edge-1", "dir-c")) // dir-a left: a new assignment
+	e3 := epoch("edge-1")
+	if _, err := s.Delete(ctx, &lvsctlv1.DeleteRequest{Kind: lvsctlv1.Kind_KIND_GROUP, Name: "edge-1"}); err != nil {
+		t.Fatal(err)
+	}
+	apply(t, s, group("edge-1", "dir-a"))
+	e4 := epoch("edge-1")
+	if !(e1 < e2 && e2 < e3 && e3 < e4) {
+		t.Errorf("epochs %d, %d, %d, %d must only grow", e1, e2, e3, e4)
+	}
+}
+
+// TestRepairingApplyPassesDespiteOldViolations: a violation already in the store (written by
+// an older version, say) does not block writes that do not involve it.
+func TestRepairingApplyPassesDespiteOldViolations(t *testing.T) {
+	s, st := newServer(t)
+	apply(t, s, group("edge-1", "dir-a"), cluster("a", "edge-1", "192.0.2.10", 80))
+	// Sneak a conflicting cluster in behind validation.
+	snap, err := st.Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := cluster("b", "edge-1", "192.0.2.10", 80).GetCluster()
+	bad.Fwmark = 9
+	if _, err := st.Commit(context.Background(), store.Write{Head: snap.Head, Puts: map[string]proto.Message{store.ClusterKey("b"): bad}}); err != nil {
+		t.Fatal(err)
+	}
+	apply(t, s, cluster("c", "edge-1", "192.0.2.10", 443))
+	if _, err := s.Delete(context.Background(), &lvsctlv1.DeleteRequest{Kind: lvsctlv1.Kind_KIND_CLUSTER, Name: "b"}); err != nil {
+		t.Errorf("deleting the clashing cluster: %v", err)
+	}
+}
+
+func TestStaleRevisionRefused(t *testing.T) {
+	s, _ := newServer(t)
+	first := apply(t, s, group("edge-1", "dir-a"), cluster("web", "edge-1", "192.0.2.10", 80))
+	old := first.GetObjects()[1].GetCluster()
+	upd := cluster("web", "edge-1", "192.0.2.10", 80)
+	upd.GetCluster().Reals[0].Weight = 5
+	apply(t, s, upd)
+	stale := cluster("web", "edge-1", "192.0.2.10", 80)
+	stale.GetCluster().Revision = old.GetRevision()
+	stale.GetCluster().Reals[0].Weight = 9
+	_, err := s.Apply(context.Background(), &lvsctlv1.ApplyRequest{Objects: []*lvsctlv1.Object{stale}})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), `cluster "web": revision:`) {
+		t.Errorf("stale write: %v, want FailedPrecondition naming cluster \"web\" revision", err)
+	}
+}

@@ -1,0 +1,59 @@
+// Package storetest starts real embedded etcd servers for tests, on loopback ports that do
+// not collide within one test process.
+package storetest
+
+import (
+	"context"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/lvsctl/lvsctl/controlplane/store"
+)
+
+// FreePorts returns n distinct loopback addresses that were free a moment ago. All listeners
+// stay open until every port is chosen, so one call never returns the same port twice.
+func FreePorts(t testing.TB, n int) []string {
+	t.Helper()
+	var ls []net.Listener
+	var out []string
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		out = append(out, l.Addr().String())
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	return out
+}
+
+// Start runs an embedded etcd for the test and returns a store over it.
+func Start(t testing.TB) *store.Store {
+	t.Helper()
+	ports := FreePorts(t, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	e, err := store.StartEmbedded(ctx, store.EmbeddedConfig{
+		DataDir:   filepath.Join(t.TempDir(), "etcd"),
+		ClientURL: "http://" + ports[0],
+		PeerURL:   "http://" + ports[1],
+		LogLevel:  "fatal",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	c, err := clientv3.New(clientv3.Config{Endpoints: []string{e.Endpoint()}, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return store.New(c)
+}
