@@ -291,7 +291,9 @@ start_controller() {
 # metrics endpoint answers.
 # shellcheck disable=SC2120 # the arguments are optional
 start_agent() {
-	on dir-a lvs-agent --director dir-a --controller "$CONTROLLER" --state-dir /var/lib/lvsctl/agent \
+	# iproute2 called directly, not through on(): a backgrounded function runs in a
+	# subshell, and $! would be that shell's pid; ip netns exec execs the agent in place.
+	/usr/sbin/ip netns exec dir-a lvs-agent --director dir-a --controller "$CONTROLLER" --state-dir /var/lib/lvsctl/agent \
 		--insecure --metrics-listen "$AGENT_METRICS" --stats-period 1s "$@" >/tmp/agent.log 2>&1 &
 	AGENT_PID=$!
 	wait_tcp "$AGENT_METRICS" 30 || {
