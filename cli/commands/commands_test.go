@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -41,30 +42,40 @@ func expect(t *testing.T, got result, code int, out, errOut string) {
 
 func TestApplyAndRoundTrip(t *testing.T) {
 	srv, addr := start(t)
+	// Revisions are the store's: one apply is one transaction, one revision on.
+	r1 := srv.revision(t) + 1
 	expect(t, lvsctl(t, addr, "", "apply", "-f", wmsFile), 0,
-		"cluster/wms created (revision 1)\ngroup/edge-1 created (revision 1)\n", "")
+		fmt.Sprintf("cluster/wms created (revision %d)\ngroup/edge-1 created (revision %[1]d)\n", r1), "")
 	expect(t, lvsctl(t, addr, "", "apply", "-f", wmsFile), 0,
-		"cluster/wms unchanged (revision 1)\ngroup/edge-1 unchanged (revision 1)\n", "")
+		fmt.Sprintf("cluster/wms unchanged (revision %d)\ngroup/edge-1 unchanged (revision %[1]d)\n", r1), "")
 
 	// get -o yaml prints the stored object with its read-only fields, and apply takes it back.
 	got := lvsctl(t, addr, "", "get", "cluster", "wms", "-o", "yaml")
-	if got.code != 0 || !strings.Contains(got.out, "\nfwmark: 1\nrevision: 1\n") || !strings.HasPrefix(got.out, "kind: Cluster\nname: wms\n") {
+	if got.code != 0 || !strings.Contains(got.out, fmt.Sprintf("\nfwmark: 1\nrevision: %d\n", r1)) || !strings.HasPrefix(got.out, "kind: Cluster\nname: wms\n") {
 		t.Fatalf("get -o yaml: %+v", got)
 	}
-	before := srv.snapshot()
-	expect(t, lvsctl(t, addr, got.out, "apply", "-f", "-"), 0, "cluster/wms unchanged (revision 1)\n", "")
+	before := srv.revision(t)
+	expect(t, lvsctl(t, addr, got.out, "apply", "-f", "-"), 0, fmt.Sprintf("cluster/wms unchanged (revision %d)\n", r1), "")
 	jsonOut := lvsctl(t, addr, "", "get", "cluster", "wms", "-o", "json")
-	expect(t, lvsctl(t, addr, jsonOut.out, "apply", "-f", "-"), 0, "cluster/wms unchanged (revision 1)\n", "")
-	if after := srv.snapshot(); after != before {
-		t.Errorf("re-applying get's output changed the store:\n%s\n->\n%s", before, after)
+	expect(t, lvsctl(t, addr, jsonOut.out, "apply", "-f", "-"), 0, fmt.Sprintf("cluster/wms unchanged (revision %d)\n", r1), "")
+	if after := srv.revision(t); after != before {
+		t.Errorf("re-applying get's output wrote to the store: revision %d -> %d", before, after)
 	}
 
 	// A change is "configured" and moves the revision; the fwmark stays.
 	edited := strings.Replace(got.out, "weight: 100}\nfwmark", "weight: 0}\nfwmark", 1)
-	edited = strings.Replace(edited, "revision: 1\n", "", 1)
-	expect(t, lvsctl(t, addr, edited, "apply", "-f", "-"), 0, "cluster/wms configured (revision 2)\n", "")
+	edited = strings.Replace(edited, fmt.Sprintf("revision: %d\n", r1), "", 1)
+	r2 := r1 + 1
+	expect(t, lvsctl(t, addr, edited, "apply", "-f", "-"), 0, fmt.Sprintf("cluster/wms configured (revision %d)\n", r2), "")
+	if now := lvsctl(t, addr, "", "get", "cluster", "wms", "-o", "yaml"); !strings.Contains(now.out, fmt.Sprintf("weight: 0}\nfwmark: 1\nrevision: %d\n", r2)) {
+		t.Errorf("after the change, get -o yaml: %+v", now)
+	}
 	// The old revision is now stale: optimistic concurrency, not a merge.
-	expect(t, lvsctl(t, addr, got.out, "apply", "-f", "-"), 1, "", "error: cluster/wms: revision 1 is stale (stored 2)\n")
+	expect(t, lvsctl(t, addr, got.out, "apply", "-f", "-"), 1, "",
+		fmt.Sprintf("error: stale revision: cluster \"wms\": revision: %d is stale, the stored object is at %d\n", r1, r2))
+	if after := srv.revision(t); after != r2 {
+		t.Errorf("the refused apply wrote to the store: revision %d -> %d", r2, after)
+	}
 }
 
 func TestApplyErrors(t *testing.T) {
@@ -87,9 +98,9 @@ func TestApplyErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := srv.applies
+			before := srv.applies.Load()
 			expect(t, lvsctl(t, addr, tt.stdin, "apply", "-f", "-"), 1, "", tt.stderr)
-			if reached := srv.applies > before; reached != tt.reachesServer {
+			if reached := srv.applies.Load() > before; reached != tt.reachesServer {
 				t.Errorf("reached the server: %v, want %v", reached, tt.reachesServer)
 			}
 		})
@@ -99,11 +110,13 @@ func TestApplyErrors(t *testing.T) {
 }
 
 func TestDiff(t *testing.T) {
-	_, addr := start(t)
-	got := lvsctl(t, addr, "", "diff", "-f", wmsFile)
-	if got.code != 1 || !strings.Contains(got.out, "cluster/wms would be created\n  + kind: Cluster\n") ||
-		!strings.Contains(got.out, "director dir-a would:\n  reconcile cluster wms\n") {
-		t.Errorf("diff before apply: %+v", got)
+	srv, addr := start(t)
+	before := srv.revision(t)
+	expect(t, lvsctl(t, addr, "", "diff", "-f", wmsFile), 1,
+		"cluster/wms would be created\ngroup/edge-1 would be created\n"+
+			"director dir-a would:\n  add cluster wms: fwmark 1, wlc, 3 real servers, 1 VIPs x 5 port ranges\n  vip interface: \"\" -> \"eth0\"\n", "")
+	if after := srv.revision(t); after != before {
+		t.Errorf("diff wrote to the store: revision %d -> %d", before, after)
 	}
 	lvsctl(t, addr, "", "apply", "-f", wmsFile)
 	expect(t, lvsctl(t, addr, "", "diff", "-f", wmsFile), 0, "", "")
@@ -111,8 +124,8 @@ func TestDiff(t *testing.T) {
 	wms, _ := os.ReadFile(wmsFile)
 	edited := strings.Replace(string(wms), "{address: 198.51.100.3, weight: 100}", "{address: 198.51.100.3, weight: 0}", 1)
 	expect(t, lvsctl(t, addr, edited, "diff", "-f", "-"), 1,
-		"cluster/wms would be configured\n  -   - {address: 198.51.100.3, weight: 100}\n  +   - {address: 198.51.100.3, weight: 0}\n"+
-			"director dir-a would:\n  reconcile cluster wms\n", "")
+		"cluster/wms would be configured\n  real 198.51.100.3 weight: 100 -> 0\n"+
+			"director dir-a would:\n  cluster wms: real 198.51.100.3 weight: 100 -> 0\n", "")
 
 	// Errors exit 2, so that scripts can tell them from differences.
 	expect(t, lvsctl(t, addr, "kind: Nope\n", "diff", "-f", "-"), 2, "",
@@ -123,27 +136,36 @@ func TestDiff(t *testing.T) {
 }
 
 func TestGetAndDelete(t *testing.T) {
-	_, addr := start(t)
+	srv, addr := start(t)
+	wmsRev := srv.revision(t) + 1
 	lvsctl(t, addr, "", "apply", "-f", wmsFile)
 	lvsctl(t, addr, `{"kind": "Cluster", "name": "echo", "directorGroup": "edge-1", "vips": ["192.0.2.11"],
 		"ports": [{"protocol": "tcp", "port": 7}], "reals": [{"address": "198.51.100.7"}]}`, "apply", "-f", "-")
 
-	expect(t, lvsctl(t, addr, "", "get", "clusters"), 0,
+	// echo gets the next free fwmark; the table is sorted by name.
+	expect(t, lvsctl(t, addr, "", "get", "clusters"), 0, fmt.Sprintf(
 		"NAME  GROUP   VIPS        PORTS                                            FWMARK  SCHEDULER  FORWARDING  REALS  REVISION\n"+
-			"echo  edge-1  192.0.2.11  tcp/7                                            2       wlc        route       1      2\n"+
-			"wms   edge-1  192.0.2.10  tcp/554,udp/554,tcp/1755,udp/1755,udp/1024-5000  1       wlc        masq        3      1\n", "")
-	expect(t, lvsctl(t, addr, "", "get", "group", "edge-1"), 0,
+			"echo  edge-1  192.0.2.11  tcp/7                                            2       wlc        route       1      %d\n"+
+			"wms   edge-1  192.0.2.10  tcp/554,udp/554,tcp/1755,udp/1755,udp/1024-5000  1       wlc        masq        3      %d\n", wmsRev+1, wmsRev), "")
+	expect(t, lvsctl(t, addr, "", "get", "group", "edge-1"), 0, fmt.Sprintf(
 		"NAME    DIRECTORS   VIP-INTERFACE  GATEWAY  SYNC  REVISION\n"+
-			"edge-1  dir-a(200)  eth0           -        -     1\n", "")
+			"edge-1  dir-a(200)  eth0           -        -     %d\n", wmsRev), "")
 	got := lvsctl(t, addr, "", "get", "clusters", "-o", "json")
 	var list []map[string]any
 	if err := json.Unmarshal([]byte(got.out), &list); err != nil || len(list) != 2 || list[0]["name"] != "echo" {
 		t.Errorf("get clusters -o json: %v %+v", err, got)
 	}
 
-	expect(t, lvsctl(t, addr, "", "delete", "cluster", "echo"), 0, "cluster/echo deleted (revision 3)\n", "")
-	expect(t, lvsctl(t, addr, "", "get", "cluster", "echo"), 1, "", "error: cluster \"echo\" not found\n")
-	expect(t, lvsctl(t, addr, "", "delete", "group", "edge-1", "--revision", "7"), 1, "", "error: group/edge-1: revision 7 is stale (stored 1)\n")
+	expect(t, lvsctl(t, addr, "", "delete", "cluster", "echo"), 0, fmt.Sprintf("cluster/echo deleted (revision %d)\n", wmsRev+2), "")
+	expect(t, lvsctl(t, addr, "", "get", "cluster", "echo"), 1, "", "error: cluster \"echo\": not found\n")
+	expect(t, lvsctl(t, addr, "", "delete", "cluster", "echo"), 1, "", "error: cluster \"echo\": not found\n")
+	expect(t, lvsctl(t, addr, "", "delete", "group", "edge-1", "--revision", "7"), 1, "",
+		fmt.Sprintf("error: stale revision: group \"edge-1\": revision: 7 is stale, the stored object is at %d\n", wmsRev))
+	expect(t, lvsctl(t, addr, "", "delete", "group", "edge-1"), 1, "",
+		"error: group \"edge-1\": still in use by cluster \"wms\": delete or move them first\n")
+	if now := srv.revision(t); now != wmsRev+2 {
+		t.Errorf("refused deletes wrote to the store: revision %d, want %d", now, wmsRev+2)
+	}
 	expect(t, lvsctl(t, addr, "", "get", "clusters", "-o", "xml"), 1, "", "error: unknown output format \"xml\" (want table, yaml or json)\n")
 }
 
@@ -173,7 +195,7 @@ func testFleet() []*lvsctlv1.DirectorStatus {
 
 func TestStatus(t *testing.T) {
 	srv, addr := start(t)
-	srv.directors = testFleet()
+	srv.setFleet(testFleet())
 	expect(t, lvsctl(t, addr, "", "status"), 0,
 		"NAME   GROUP   CONNECTED  ROLE     DESIRED  APPLIED  ERRORS  ACTIVE  INACTIVE  PERSISTENT  CPS\n"+
 			"dir-a  edge-1  yes        ACTIVE   5        5        0       21      3         11          7\n"+
@@ -218,11 +240,12 @@ func TestStatus(t *testing.T) {
 
 func TestDescribe(t *testing.T) {
 	srv, addr := start(t)
-	srv.directors = testFleet()
+	srv.setFleet(testFleet())
+	wmsRev := srv.revision(t) + 1
 	lvsctl(t, addr, "", "apply", "-f", wmsFile)
 	lvsctl(t, addr, "kind: DirectorGroup\nname: edge-1\ndirectors: [{name: dir-a, priority: 200}, {name: dir-b, priority: 100}, {name: dir-c, priority: 50}]\nvipInterface: eth0\n", "apply", "-f", "-")
 	expect(t, lvsctl(t, addr, "", "describe", "cluster", "wms"), 0, `Cluster:      wms
-Revision:     1
+Revision:     `+fmt.Sprint(wmsRev)+`
 Group:        edge-1
 VIPs:         192.0.2.10
 Ports:        tcp/554, udp/554, tcp/1755, udp/1755, udp/1024-5000
@@ -246,7 +269,7 @@ Connections:
   dir-a     198.51.100.2  100     2       0         2
   dir-b     198.51.100.1  100     0       0         9
 `, "")
-	expect(t, lvsctl(t, addr, "", "describe", "cluster", "nope"), 1, "", "error: cluster \"nope\" not found\n")
+	expect(t, lvsctl(t, addr, "", "describe", "cluster", "nope"), 1, "", "error: cluster \"nope\": not found\n")
 }
 
 func TestConnection(t *testing.T) {

@@ -62,7 +62,7 @@ func (o *options) clusterGroup(ctx context.Context, name string) (string, error)
 	err := o.withConfig(ctx, func(ctx context.Context, c lvsctlv1.ConfigServiceClient) error {
 		resp, err := c.Get(ctx, &lvsctlv1.GetRequest{Kind: lvsctlv1.Kind_KIND_CLUSTER, Name: name})
 		if status.Code(err) == codes.NotFound {
-			return fmt.Errorf("cluster %q not found", name)
+			return fmt.Errorf("cluster %q: not found", name)
 		}
 		if err != nil {
 			return o.fromRPC(err)

@@ -143,7 +143,7 @@ func decodeCluster(t *testing.T, doc string) clusterJSON {
 
 func TestStatusCluster(t *testing.T) {
 	srv, addr := start(t)
-	srv.directors = testFleet()
+	srv.setFleet(testFleet())
 	lvsctl(t, addr, "", "apply", "-f", wmsFile)
 	// echo's stats on dir-a are left out: lvsctl asks for wms only.
 	expect(t, lvsctl(t, addr, "", "status", "cluster", "wms"), 0, `Cluster: wms
@@ -189,7 +189,7 @@ Errors:
 
 func TestUnknownCluster(t *testing.T) {
 	srv, addr := start(t)
-	srv.directors = testFleet()
+	srv.setFleet(testFleet())
 	lvsctl(t, addr, "", "apply", "-f", wmsFile)
 	for _, args := range [][]string{
 		{"status", "cluster", "nope"},
@@ -198,7 +198,7 @@ func TestUnknownCluster(t *testing.T) {
 		{"top", "--cluster", "nope", "--iterations", "1"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
-			expect(t, lvsctl(t, addr, "", args...), 1, "", "error: cluster \"nope\" not found\n")
+			expect(t, lvsctl(t, addr, "", args...), 1, "", "error: cluster \"nope\": not found\n")
 		})
 	}
 }
@@ -282,16 +282,17 @@ func TestStatusWatch(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv, addr := start(t)
-			srv.directors = testFleet()
+			srv.setFleet(testFleet())
 			lvsctl(t, addr, "", "apply", "-f", wmsFile)
 			r := startLvsctl(t, addr, false, tt.args...)
 			r.out.waitFor(t, "first view", func(s string) bool { return strings.HasSuffix(s, "\n") })
+			srv.watching(t)
 			busy := busier()
-			srv.push(t, watchEvent{director: busy})
+			srv.setDirector(busy)
 			// The same status again is no change: nothing printed.
-			srv.push(t, watchEvent{director: busy})
+			srv.setDirector(busy)
 			// A forgotten director comes with only its name: it leaves the view.
-			srv.push(t, watchEvent{director: &lvsctlv1.DirectorStatus{Director: "dir-b"}})
+			srv.fleet.Disconnected("dir-b")
 			r.out.waitFor(t, "third view", tt.done)
 			got := r.stop(t)
 			if got.code != 0 || got.err != "" {
@@ -306,19 +307,19 @@ func TestStatusWatch(t *testing.T) {
 func TestStatusWatchEnds(t *testing.T) {
 	tests := []struct {
 		name   string
-		end    watchEvent
+		end    error // how the controller ends the stream; nil: cleanly
 		stderr string
 	}{
-		{"stream error", watchEvent{err: status.Error(codes.Internal, "fleet registry broke")}, "error: fleet registry broke\n"},
-		{"controller closes the stream", watchEvent{}, "error: the controller ended the watch\n"},
+		{"stream error", status.Error(codes.Internal, "fleet registry broke"), "error: fleet registry broke\n"},
+		{"controller closes the stream", nil, "error: the controller ended the watch\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv, addr := start(t)
-			srv.directors = testFleet()
+			srv.setFleet(testFleet())
 			r := startLvsctl(t, addr, false, "status", "-w", "-o", "json")
 			r.out.waitFor(t, "first view", func(s string) bool { return strings.HasSuffix(s, "\n") })
-			srv.push(t, tt.end)
+			srv.end(t, tt.end)
 			if got := r.wait(t); got.code != 1 || got.err != tt.stderr || strings.Count(got.out, "\n") != 1 {
 				t.Errorf("got exit %d, stderr %q, stdout:\n%s\nwant exit 1, stderr %q after one view", got.code, got.err, got.out, tt.stderr)
 			}
@@ -331,7 +332,7 @@ var timestamp = regexp.MustCompile(`lvsctl top  (\S+)  `)
 
 func TestTopPlain(t *testing.T) {
 	srv, addr := start(t)
-	srv.directors = testFleet()
+	srv.setFleet(testFleet())
 	lvsctl(t, addr, "", "apply", "-f", wmsFile)
 	const frame = "lvsctl top  TIME  directors: 2  not connected: dir-b\n" +
 		"DIRECTOR  CLUSTER  REAL          WEIGHT  ACTIVE  INACTIVE  PERSISTENT  CPS  IN        OUT\n" +
@@ -383,14 +384,14 @@ func TestTopPlain(t *testing.T) {
 
 func TestTopFollowsWatch(t *testing.T) {
 	srv, addr := start(t)
-	srv.directors = testFleet()
+	srv.setFleet(testFleet())
 	r := startLvsctl(t, addr, false, "top", "--interval", "20ms")
 	r.out.waitFor(t, "first frame", func(s string) bool { return strings.Contains(s, "dir-b     wms") })
 	// dir-b takes over: it is connected and now the busiest, so it moves to the top.
 	b := proto.Clone(testFleet()[1]).(*lvsctlv1.DirectorStatus)
 	b.Connected = true
 	b.Clusters[0].Reals[0].ActiveConns = 50
-	srv.push(t, watchEvent{director: b})
+	srv.setDirector(b)
 	const busiest = "lvsctl top  TIME  directors: 2\n" +
 		"DIRECTOR  CLUSTER  REAL          WEIGHT  ACTIVE  INACTIVE  PERSISTENT  CPS  IN        OUT\n" +
 		"dir-b     wms      198.51.100.1  100     50      0         9           0    0 B/s     0 B/s\n"
@@ -404,7 +405,7 @@ func TestTopFollowsWatch(t *testing.T) {
 
 func TestTopTerminal(t *testing.T) {
 	srv, addr := start(t)
-	srv.directors = testFleet()[1:]
+	srv.setFleet(testFleet()[1:])
 	got := startLvsctl(t, addr, true, "top", "--iterations", "1").wait(t)
 	got.out = timestamp.ReplaceAllString(got.out, "lvsctl top  TIME  ")
 	expect(t, got, 0, "\x1b[?25l"+"\x1b[H\x1b[2J"+

@@ -3,6 +3,7 @@ package commands
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"maps"
 	"slices"
@@ -66,31 +67,37 @@ type fleetWatch struct {
 	close func()
 }
 
-// watchFleet lists the fleet, then watches it. List gives a complete first view at once:
-// Watch's first messages are the same directors one by one, with no mark of where they end,
-// and they are dropped as unchanged. The caller must call close.
+// watchFleet watches the fleet: the stream's first message is the complete fleet, then
+// each change follows. The caller must call close.
 func (o *options) watchFleet(ctx context.Context, cluster string) (*fleetWatch, error) {
 	conn, err := o.dial()
 	if err != nil {
 		return nil, err
 	}
 	client := lvsctlv1.NewStatusServiceClient(conn)
-	listCtx, cancelList := o.context(ctx)
-	initial, err := client.List(listCtx, &lvsctlv1.StatusServiceListRequest{Cluster: cluster})
-	cancelList()
-	if err != nil {
-		conn.Close()
-		return nil, o.fromRPC(err)
-	}
-	sortDirectors(initial.GetDirectors())
 	// The stream has no deadline: it lasts until the user stops it.
 	streamCtx, stop := context.WithCancel(ctx)
-	stream, err := client.Watch(streamCtx, &lvsctlv1.StatusServiceWatchRequest{Cluster: cluster})
-	if err != nil {
+	fail := func(err error) (*fleetWatch, error) {
 		stop()
 		conn.Close()
-		return nil, o.fromRPC(err)
+		return nil, err
 	}
+	stream, err := client.Watch(streamCtx, &lvsctlv1.StatusServiceWatchRequest{Cluster: cluster})
+	if err != nil {
+		return fail(o.fromRPC(err))
+	}
+	first, err := stream.Recv()
+	if errors.Is(err, io.EOF) {
+		return fail(errWatchEnded)
+	}
+	if err != nil {
+		return fail(o.fromRPC(err))
+	}
+	initial := first.GetInitial()
+	if initial == nil {
+		return fail(fmt.Errorf("controller %s: the watch did not start with the fleet's status (controller too old?)", o.controller))
+	}
+	sortDirectors(initial.GetDirectors())
 	updates := make(chan *lvsctlv1.DirectorStatus)
 	ended := make(chan error, 1)
 	var wg sync.WaitGroup

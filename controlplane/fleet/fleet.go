@@ -193,23 +193,29 @@ func (s *Server) List(_ context.Context, req *lvsctlv1.StatusServiceListRequest)
 	return &lvsctlv1.StatusServiceListResponse{Directors: dirs, Clusters: Aggregate(dirs)}, nil
 }
 
-// Watch sends every director, then each change. A director that is forgotten is sent once
-// with only its name set and connected false.
+// Watch sends the whole fleet, then each director that changes. A director that is
+// forgotten is sent once with only its name set and connected false.
 func (s *Server) Watch(req *lvsctlv1.StatusServiceWatchRequest, stream grpc.ServerStreamingServer[lvsctlv1.StatusServiceWatchResponse]) error {
 	w := &watcher{notify: make(chan struct{}, 1), dirty: map[string]bool{}}
 	f := s.fleet
+	// Registering and taking the first view under one lock: every change after the view
+	// marks this watcher dirty, none is lost between the two.
 	f.mu.Lock()
 	f.watchers[w] = struct{}{}
-	for name := range f.dirs {
-		w.dirty[name] = true
+	var dirs []*lvsctlv1.DirectorStatus
+	for _, name := range slices.Sorted(maps.Keys(f.dirs)) {
+		dirs = append(dirs, f.getLocked(name, req.GetCluster()))
 	}
-	w.notify <- struct{}{}
 	f.mu.Unlock()
 	defer func() {
 		f.mu.Lock()
 		delete(f.watchers, w)
 		f.mu.Unlock()
 	}()
+	initial := &lvsctlv1.StatusServiceListResponse{Directors: dirs, Clusters: Aggregate(dirs)}
+	if err := stream.Send(&lvsctlv1.StatusServiceWatchResponse{Initial: initial}); err != nil {
+		return err
+	}
 	ctx := stream.Context()
 	for {
 		select {

@@ -135,10 +135,60 @@ func TestSlowWatcherDoesNotBlock(t *testing.T) {
 			if m.GetDirector().GetAppliedRevision() == updates {
 				return
 			}
+			// The watch may have begun after the updates: then its first view has the latest.
+			for _, d := range m.GetInitial().GetDirectors() {
+				if d.GetAppliedRevision() == updates {
+					return
+				}
+			}
 		case err := <-errc:
 			t.Fatal(err)
 		case <-deadline:
 			t.Fatal("the reading watcher never saw the latest revision")
 		}
+	}
+}
+
+// TestWatchStartsWithTheWholeFleet: the first message is the complete fleet, and a change
+// right after it (here a director forgotten) is never lost between the two.
+func TestWatchStartsWithTheWholeFleet(t *testing.T) {
+	f := New()
+	f.SetConfig(map[string]Desired{"dir-a": {Group: "edge-1"}})
+	f.Update("dir-x", func(d *lvsctlv1.DirectorStatus) { d.Connected = true }) // connected, in no group
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	NewServer(f).Register(srv)
+	go func() { _ = srv.Serve(lis) }()
+	defer srv.Stop()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	stream, err := lvsctlv1.NewStatusServiceClient(conn).Watch(context.Background(), &lvsctlv1.StatusServiceWatchRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, d := range first.GetInitial().GetDirectors() {
+		names = append(names, d.GetDirector())
+	}
+	if len(names) != 2 || names[0] != "dir-a" || names[1] != "dir-x" || first.GetDirector() != nil {
+		t.Fatalf("first message = %v, want the initial fleet [dir-a dir-x] only", first)
+	}
+	f.Disconnected("dir-x")
+	next, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next.GetDirector().GetDirector() != "dir-x" || next.GetDirector().GetConnected() {
+		t.Errorf("after forgetting dir-x: %v, want dir-x with only its name", next)
 	}
 }

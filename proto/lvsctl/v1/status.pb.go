@@ -306,8 +306,12 @@ func (x *StatusServiceWatchRequest) GetCluster() string {
 }
 
 type StatusServiceWatchResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Director      *DirectorStatus        `protobuf:"bytes,1,opt,name=director,proto3" json:"director,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// director is one director that changed; one with only its name set was forgotten.
+	Director *DirectorStatus `protobuf:"bytes,1,opt,name=director,proto3" json:"director,omitempty"`
+	// initial is set on the first message only: the complete fleet when the watch began, so
+	// a client needs no separate List (which could miss a change between the two calls).
+	Initial       *StatusServiceListResponse `protobuf:"bytes,2,opt,name=initial,proto3" json:"initial,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -349,6 +353,13 @@ func (x *StatusServiceWatchResponse) GetDirector() *DirectorStatus {
 	return nil
 }
 
+func (x *StatusServiceWatchResponse) GetInitial() *StatusServiceListResponse {
+	if x != nil {
+		return x.Initial
+	}
+	return nil
+}
+
 var File_lvsctl_v1_status_proto protoreflect.FileDescriptor
 
 const file_lvsctl_v1_status_proto_rawDesc = "" +
@@ -375,9 +386,10 @@ const file_lvsctl_v1_status_proto_rawDesc = "" +
 	"\tdirectors\x18\x01 \x03(\v2\x19.lvsctl.v1.DirectorStatusR\tdirectors\x123\n" +
 	"\bclusters\x18\x02 \x03(\v2\x17.lvsctl.v1.ClusterStatsR\bclusters\"5\n" +
 	"\x19StatusServiceWatchRequest\x12\x18\n" +
-	"\acluster\x18\x01 \x01(\tR\acluster\"S\n" +
+	"\acluster\x18\x01 \x01(\tR\acluster\"\x93\x01\n" +
 	"\x1aStatusServiceWatchResponse\x125\n" +
-	"\bdirector\x18\x01 \x01(\v2\x19.lvsctl.v1.DirectorStatusR\bdirector2\xba\x01\n" +
+	"\bdirector\x18\x01 \x01(\v2\x19.lvsctl.v1.DirectorStatusR\bdirector\x12>\n" +
+	"\ainitial\x18\x02 \x01(\v2$.lvsctl.v1.StatusServiceListResponseR\ainitial2\xba\x01\n" +
 	"\rStatusService\x12Q\n" +
 	"\x04List\x12#.lvsctl.v1.StatusServiceListRequest\x1a$.lvsctl.v1.StatusServiceListResponse\x12V\n" +
 	"\x05Watch\x12$.lvsctl.v1.StatusServiceWatchRequest\x1a%.lvsctl.v1.StatusServiceWatchResponse0\x01B3Z1github.com/lvsctl/lvsctl/proto/lvsctl/v1;lvsctlv1b\x06proto3"
@@ -416,15 +428,16 @@ var file_lvsctl_v1_status_proto_depIdxs = []int32{
 	0,  // 5: lvsctl.v1.StatusServiceListResponse.directors:type_name -> lvsctl.v1.DirectorStatus
 	9,  // 6: lvsctl.v1.StatusServiceListResponse.clusters:type_name -> lvsctl.v1.ClusterStats
 	0,  // 7: lvsctl.v1.StatusServiceWatchResponse.director:type_name -> lvsctl.v1.DirectorStatus
-	1,  // 8: lvsctl.v1.StatusService.List:input_type -> lvsctl.v1.StatusServiceListRequest
-	3,  // 9: lvsctl.v1.StatusService.Watch:input_type -> lvsctl.v1.StatusServiceWatchRequest
-	2,  // 10: lvsctl.v1.StatusService.List:output_type -> lvsctl.v1.StatusServiceListResponse
-	4,  // 11: lvsctl.v1.StatusService.Watch:output_type -> lvsctl.v1.StatusServiceWatchResponse
-	10, // [10:12] is the sub-list for method output_type
-	8,  // [8:10] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	2,  // 8: lvsctl.v1.StatusServiceWatchResponse.initial:type_name -> lvsctl.v1.StatusServiceListResponse
+	1,  // 9: lvsctl.v1.StatusService.List:input_type -> lvsctl.v1.StatusServiceListRequest
+	3,  // 10: lvsctl.v1.StatusService.Watch:input_type -> lvsctl.v1.StatusServiceWatchRequest
+	2,  // 11: lvsctl.v1.StatusService.List:output_type -> lvsctl.v1.StatusServiceListResponse
+	4,  // 12: lvsctl.v1.StatusService.Watch:output_type -> lvsctl.v1.StatusServiceWatchResponse
+	11, // [11:13] is the sub-list for method output_type
+	9,  // [9:11] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_lvsctl_v1_status_proto_init() }
