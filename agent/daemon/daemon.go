@@ -6,6 +6,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -28,10 +29,10 @@ type Config struct {
 	Version  string
 	Logger   *slog.Logger
 	State    *state.State
-	// Reconciler applies desired states to the kernel.
-	Reconciler *reconcile.Reconciler
-	// Session is the controller connection; Run starts it.
-	Session *session.Session
+	// Reconciler applies desired states to the kernel (a *reconcile.Reconciler).
+	Reconciler Reconciler
+	// Session is the controller connection (a *session.Session); Run starts it.
+	Session Session
 	// Capabilities tells the controller what this kernel can do; called for every Hello.
 	Capabilities func() *lvsctlv1.Capabilities
 	// Resync is the period of drift repair against the kernel.
@@ -48,6 +49,21 @@ type Config struct {
 	Metrics *metrics.Agent
 }
 
+// Session is the agent's connection to the controller.
+type Session interface {
+	// Run connects, and reconnects, until ctx ends. hello is called for each new stream;
+	// handle gets the controller's messages in order.
+	Run(ctx context.Context, hello func() *lvsctlv1.Hello, handle func(*lvsctlv1.ConnectResponse)) error
+	// Send queues a message on the current stream; without one it returns an error wrapping
+	// session.ErrNotConnected.
+	Send(*lvsctlv1.ConnectRequest) error
+}
+
+// Reconciler makes the kernel match a desired state.
+type Reconciler interface {
+	Apply(ctx context.Context, desired *lvsctlv1.DesiredState, role *lvsctlv1.RoleAssignment) reconcile.Result
+}
+
 // Agent is a running agent.
 type Agent struct {
 	cfg Config
@@ -55,10 +71,16 @@ type Agent struct {
 	// newStream is set by each Hello: the controller on the other end may know nothing of
 	// this director's stats, so the next report is a full one.
 	newStream atomic.Bool
+	// disconnected: a report found no stream, so until the next Hello, stats are sampled for
+	// the metrics only. Used by Run's goroutine alone.
+	disconnected bool
 }
 
-// New returns an agent.
+// New returns an agent. A nil Logger discards logs.
 func New(cfg Config) *Agent {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
 	if cfg.Resync == 0 {
 		cfg.Resync = 30 * time.Second
 	}
@@ -94,10 +116,16 @@ func (a *Agent) Run(ctx context.Context) error {
 		rev     int64
 		role    *lvsctlv1.RoleAssignment
 		fromCtl bool
+		// refused is why the controller's latest state was not applied; every ack says so
+		// until it sends one that is.
+		refused error
 	)
 	saved, haveSaved := a.cfg.State.Desired()
 	if haveSaved {
 		role = saved.Role
+		if saved.State == nil {
+			saved.State = &lvsctlv1.DesiredState{}
+		}
 	}
 	offline := time.NewTimer(a.cfg.OfflineAfter)
 	defer offline.Stop()
@@ -130,7 +158,15 @@ func (a *Agent) Run(ctx context.Context) error {
 		case m := <-msgs:
 			switch msg := m.GetMsg().(type) {
 			case *lvsctlv1.ConnectResponse_Snapshot:
-				cur, rev, fromCtl, dirty = msg.Snapshot.GetState(), msg.Snapshot.GetRevision(), true, true
+				next := msg.Snapshot.GetState()
+				if next == nil {
+					next = &lvsctlv1.DesiredState{} // nil is "no desired state yet" here
+				}
+				if refused = a.refuseGroupless(next); refused != nil {
+					a.ackRefusal(refused)
+					continue
+				}
+				cur, rev, fromCtl, dirty = next, msg.Snapshot.GetRevision(), true, true
 			case *lvsctlv1.ConnectResponse_Delta:
 				d := msg.Delta
 				if cur == nil || !fromCtl || d.GetPrevRevision() != rev {
@@ -140,19 +176,63 @@ func (a *Agent) Run(ctx context.Context) error {
 						SnapshotRequest: &lvsctlv1.SnapshotRequest{Reason: "revision gap"}}})
 					continue
 				}
-				cur, rev, dirty = applyDelta(cur, d), d.GetRevision(), true
+				next := applyDelta(cur, d)
+				if refused = a.refuseGroupless(next); refused != nil {
+					a.ackRefusal(refused)
+					continue
+				}
+				cur, rev, dirty = next, d.GetRevision(), true
 			case *lvsctlv1.ConnectResponse_Role:
-				// A stale assignment (lower epoch) is ignored: only a higher epoch may move VIPs.
-				if role == nil || msg.Role.GetEpoch() >= role.GetEpoch() {
-					dirty = role == nil || !proto.Equal(role, msg.Role)
-					role = msg.Role
+				r := msg.Role
+				switch {
+				case r.GetGroup() == "" && a.hasDataPlane():
+					// The role of a director in no group: as with its empty state, keep what is.
+					a.log.Warn("ignoring a role in no director group", "epoch", r.GetEpoch())
+				case role == nil || r.GetGroup() != role.GetGroup() || r.GetEpoch() >= role.GetEpoch():
+					// Epochs count per group (a re-created group starts at 1 again), so only an
+					// assignment of the same group can be stale; it may not move VIPs.
+					dirty = role == nil || !proto.Equal(role, r)
+					role = r
+				default:
+					a.log.Warn("ignoring a stale role assignment", "group", r.GetGroup(), "epoch", r.GetEpoch(), "have", role.GetEpoch())
 				}
 				dirty = dirty && cur != nil
 			}
 		}
 		if dirty {
-			a.reconcile(ctx, cur, rev, role, fromCtl)
+			a.reconcile(ctx, cur, rev, role, fromCtl, refused)
 		}
+	}
+}
+
+// refuseGroupless returns why next is not applied: a director named in no group (a typo in
+// --director, a renamed host) gets an empty state, and obeying it would tear down a working
+// data plane.
+func (a *Agent) refuseGroupless(next *lvsctlv1.DesiredState) error {
+	if next.GetGroup().GetName() != "" || !a.hasDataPlane() {
+		return nil
+	}
+	return fmt.Errorf("director %q is in no director group: keeping the data plane as it is "+
+		"(remove what it owns by deleting its clusters first, or fix --director)", a.cfg.Director)
+}
+
+// hasDataPlane reports whether the agent has anything in the kernel to lose: services or
+// addresses it owns, or the mark rules of its saved desired state's clusters (its nftables
+// table is its own, so rules are not recorded one by one).
+func (a *Agent) hasDataPlane() bool {
+	if len(a.cfg.State.OwnedServices()) > 0 || len(a.cfg.State.OwnedAddresses()) > 0 {
+		return true
+	}
+	saved, ok := a.cfg.State.Desired()
+	return ok && len(saved.State.GetClusters()) > 0
+}
+
+// ackRefusal tells the controller its state was not applied: revision 0, and why.
+func (a *Agent) ackRefusal(why error) {
+	a.log.Error("desired state not applied", "error", why)
+	ack := &lvsctlv1.Ack{DirectorErrors: []string{why.Error()}}
+	if err := a.cfg.Session.Send(&lvsctlv1.ConnectRequest{Msg: &lvsctlv1.ConnectRequest_Ack{Ack: ack}}); err != nil {
+		a.log.Debug("ack not sent", "error", err)
 	}
 }
 
@@ -160,21 +240,36 @@ func (a *Agent) Run(ctx context.Context) error {
 func (a *Agent) report(cur *lvsctlv1.DesiredState) {
 	if a.newStream.Swap(false) {
 		a.cfg.Stats.Reset()
+		a.disconnected = false
 	}
-	rep, err := a.cfg.Stats.Sample(cur.GetClusters())
+	if a.disconnected {
+		// Nobody to send a report to: sample for the metrics only.
+		if err := a.cfg.Stats.Refresh(cur.GetClusters(), a.cfg.State.OwnsService); err != nil {
+			a.log.Debug("no stats", "error", err)
+			return
+		}
+		a.setMetrics()
+		return
+	}
+	rep, err := a.cfg.Stats.Sample(cur.GetClusters(), a.cfg.State.OwnsService)
 	if err != nil {
 		a.log.Debug("no stats", "error", err)
 		return
 	}
-	if a.cfg.Metrics != nil {
-		a.cfg.Metrics.SetStats(a.cfg.Stats.Last())
-	}
+	a.setMetrics()
 	if rep == nil {
 		return
 	}
 	if err := a.cfg.Session.Send(&lvsctlv1.ConnectRequest{Msg: &lvsctlv1.ConnectRequest_Status{Status: rep}}); err != nil {
 		// Lost: the next report must carry everything again.
 		a.cfg.Stats.Reset()
+		a.disconnected = errors.Is(err, session.ErrNotConnected)
+	}
+}
+
+func (a *Agent) setMetrics() {
+	if a.cfg.Metrics != nil {
+		a.cfg.Metrics.SetStats(a.cfg.Stats.Last())
 	}
 }
 
@@ -187,7 +282,7 @@ func (a *Agent) hello() *lvsctlv1.Hello {
 	return h
 }
 
-func (a *Agent) reconcile(ctx context.Context, cur *lvsctlv1.DesiredState, rev int64, role *lvsctlv1.RoleAssignment, fromCtl bool) {
+func (a *Agent) reconcile(ctx context.Context, cur *lvsctlv1.DesiredState, rev int64, role *lvsctlv1.RoleAssignment, fromCtl bool, refused error) {
 	start := time.Now()
 	res := a.cfg.Reconciler.Apply(ctx, cur, role)
 	took := time.Since(start)
@@ -209,6 +304,11 @@ func (a *Agent) reconcile(ctx context.Context, cur *lvsctlv1.DesiredState, rev i
 		log.Error("saving the applied revision", "error", err)
 	}
 	ack := &lvsctlv1.Ack{Revision: rev, Errors: res.ClusterErrors, DirectorErrors: res.DirectorErrors, Operations: uint32(res.Operations)}
+	if refused != nil {
+		// What was applied is not the controller's latest state: claim no revision of it.
+		ack.Revision = 0
+		ack.DirectorErrors = append(ack.DirectorErrors, refused.Error())
+	}
 	if err := a.cfg.Session.Send(&lvsctlv1.ConnectRequest{Msg: &lvsctlv1.ConnectRequest_Ack{Ack: ack}}); err != nil {
 		log.Debug("ack not sent", "error", err)
 	}

@@ -39,6 +39,9 @@ type Kernel struct {
 	handle *mobyipvs.Handle
 	sock   *nl.SocketHandle
 	family uint16 // the IPVS generic-netlink family id
+	// exchange sends one request on sock and returns the replies; a test gives a Kernel its
+	// own to see the requests it makes.
+	exchange func(*nl.NetlinkRequest) ([][]byte, error)
 }
 
 // New opens IPVS in the chosen network namespace. A kernel without IPVS gives an error
@@ -66,6 +69,10 @@ func New(opts ...Option) (*Kernel, error) {
 		return nil, fmt.Errorf("ipvs: set socket timeouts: %w", err)
 	}
 	k := &Kernel{sock: &nl.SocketHandle{Socket: sock}}
+	k.exchange = func(req *nl.NetlinkRequest) ([][]byte, error) {
+		req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_GENERIC: k.sock}
+		return req.Execute(unix.NETLINK_GENERIC, 0)
+	}
 	if k.family, err = k.resolveFamily(); err != nil {
 		sock.Close()
 		return nil, err
@@ -115,10 +122,7 @@ func (k *Kernel) resolveFamily() (uint16, error) {
 	return 0, fmt.Errorf("ipvs: the reply for generic netlink family %q has no family id", genlName)
 }
 
-func (k *Kernel) execute(req *nl.NetlinkRequest) ([][]byte, error) {
-	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_GENERIC: k.sock}
-	return req.Execute(unix.NETLINK_GENERIC, 0)
-}
+func (k *Kernel) execute(req *nl.NetlinkRequest) ([][]byte, error) { return k.exchange(req) }
 
 // serviceAttr is the nested IPVS_CMD_ATTR_SERVICE that names a firewall-mark service.
 func serviceAttr(key dataplane.ServiceKey) *nl.RtAttr {
@@ -148,15 +152,20 @@ func (k *Kernel) dumpServices() ([]svcRecord, error) {
 	return out, nil
 }
 
-// dumpDestinations lists a service's destinations. The kernel answers a dump for a missing
-// service with nothing, so a GET_SERVICE first tells "no destinations" from "no service".
-func (k *Kernel) dumpDestinations(key dataplane.ServiceKey) ([]dataplane.DestinationStats, error) {
+// getService asks for one service: the kernel answers a destination dump for a missing
+// service with nothing, so this tells "no destinations" from "no service".
+func (k *Kernel) getService(key dataplane.ServiceKey) error {
 	get := nl.NewNetlinkRequest(int(k.family), unix.NLM_F_ACK)
 	get.AddData(genlHeader{cmd: cmdGetService, version: genlVersion})
 	get.AddData(serviceAttr(key))
 	if _, err := k.execute(get); err != nil {
-		return nil, serviceError("get", key, err)
+		return serviceError("get", key, err)
 	}
+	return nil
+}
+
+// dumpDestinations lists a service's destinations; a missing service has none.
+func (k *Kernel) dumpDestinations(key dataplane.ServiceKey) ([]dataplane.DestinationStats, error) {
 	req := nl.NewNetlinkRequest(int(k.family), unix.NLM_F_DUMP)
 	req.AddData(genlHeader{cmd: cmdGetDest, version: genlVersion})
 	req.AddData(serviceAttr(key))
@@ -194,6 +203,9 @@ func (k *Kernel) Services() ([]dataplane.Service, error) {
 func (k *Kernel) Destinations(s dataplane.Service) ([]dataplane.Destination, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if err := k.getService(s.ServiceKey); err != nil {
+		return nil, err
+	}
 	ds, err := k.dumpDestinations(s.ServiceKey)
 	if err != nil {
 		return nil, err
@@ -206,7 +218,8 @@ func (k *Kernel) Destinations(s dataplane.Service) ([]dataplane.Destination, err
 }
 
 // Stats returns every firewall-mark service with its counters and its destinations'
-// connection counts and counters.
+// connection counts and counters. It asks for no service one by one: one deleted between the
+// two dumps is reported once more, without destinations, which the next sample corrects.
 func (k *Kernel) Stats() ([]dataplane.ServiceStats, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -217,9 +230,6 @@ func (k *Kernel) Stats() ([]dataplane.ServiceStats, error) {
 	out := make([]dataplane.ServiceStats, 0, len(recs))
 	for _, r := range recs {
 		ds, err := k.dumpDestinations(r.svc.ServiceKey)
-		if errors.Is(err, dataplane.ErrNotExist) {
-			continue // deleted between the two dumps
-		}
 		if err != nil {
 			return nil, err
 		}

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
 	"github.com/lvsctl/lvsctl/agent/dataplane"
@@ -408,5 +409,70 @@ func TestErrorMapping(t *testing.T) {
 	}
 	if err := serviceError("add", key, syscall.EINVAL); errors.Is(err, dataplane.ErrExist) || errors.Is(err, dataplane.ErrNotExist) || errors.Is(err, dataplane.ErrUnavailable) {
 		t.Errorf("EINVAL mapped to a sentinel: %v", err)
+	}
+}
+
+// TestRequests checks which requests each read sends, on a Kernel whose socket exchange is a
+// fake that answers like a kernel holding one fwmark service with one destination.
+func TestRequests(t *testing.T) {
+	svc := message(cmdGetService, nla{typ: cmdAttrService, kids: []nla{
+		{typ: svcAttrAF, value: n16(syscall.AF_INET)},
+		{typ: svcAttrFWMark, value: n32(16)},
+		{typ: svcAttrSchedName, value: []byte("wlc\x00")},
+		{typ: svcAttrFlags, value: append(n32(0), n32(^uint32(0))...)},
+		{typ: svcAttrNetmask, value: b32(0xffffffff)},
+	}})
+	dest := message(cmdGetDest, nla{typ: cmdAttrDest, kids: []nla{
+		{typ: destAttrAddr, value: inetAddr("198.51.100.1")},
+		{typ: destAttrFwdMethod, value: n32(connFwdMasq)},
+		{typ: destAttrWeight, value: n32(1)},
+	}})
+	key := dataplane.ServiceKey{Family: dataplane.IPv4, FWMark: 16}
+	tests := []struct {
+		name string
+		read func(k *Kernel) (int, error)
+		want string
+	}{
+		// Stats needs no GET_SERVICE per service: it only reads what the dump listed.
+		{"Stats", func(k *Kernel) (int, error) { s, err := k.Stats(); return len(s), err }, "[dump services dump destinations]"},
+		// Destinations does: a dump for a missing service is empty, not an error.
+		{"Destinations", func(k *Kernel) (int, error) {
+			d, err := k.Destinations(dataplane.Service{ServiceKey: key})
+			return len(d), err
+		}, "[get service dump destinations]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var sent []string
+			k := &Kernel{family: 30, exchange: func(req *nl.NetlinkRequest) ([][]byte, error) {
+				if len(req.Data) == 0 {
+					return nil, errors.New("request without a generic-netlink header")
+				}
+				h, ok := req.Data[0].(genlHeader)
+				if !ok {
+					return nil, fmt.Errorf("request starts with %T, not a generic-netlink header", req.Data[0])
+				}
+				dump := req.Flags&unix.NLM_F_DUMP == unix.NLM_F_DUMP
+				switch {
+				case h.cmd == cmdGetService && dump:
+					sent = append(sent, "dump services")
+					return [][]byte{svc}, nil
+				case h.cmd == cmdGetService:
+					sent = append(sent, "get service")
+					return [][]byte{svc}, nil
+				case h.cmd == cmdGetDest && dump:
+					sent = append(sent, "dump destinations")
+					return [][]byte{dest}, nil
+				}
+				return nil, fmt.Errorf("unexpected command %d (flags %#x)", h.cmd, req.Flags)
+			}}
+			n, err := tt.read(k)
+			if err != nil || n != 1 {
+				t.Fatalf("%s = %d items, %v; want 1, nil", tt.name, n, err)
+			}
+			if got := fmt.Sprint(sent); got != tt.want {
+				t.Errorf("requests %s, want %s", got, tt.want)
+			}
+		})
 	}
 }

@@ -42,6 +42,10 @@ func WithNetNSFd(fd int) Option { return func(o *options) { o.netNSFd = fd } }
 type Firewall struct {
 	conn *nftables.Conn
 	nsFd int // our duplicate of the namespace fd, or -1
+	// table and chain are this Firewall's own: the nftables library keeps the pointers it is
+	// given in its batch, so Firewalls must not share them.
+	table *nftables.Table
+	chain *nftables.Chain
 
 	// mu serialises read-diff-write in SetMarkRules, and the Conn's batch with it.
 	mu sync.Mutex
@@ -54,7 +58,8 @@ func New(opts ...Option) (*Firewall, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	f := &Firewall{nsFd: -1}
+	table, chain := objects()
+	f := &Firewall{nsFd: -1, table: table, chain: chain}
 	var connOpts []nftables.ConnOption
 	if o.netNSFd >= 0 {
 		fd, err := unix.FcntlInt(uintptr(o.netNSFd), unix.F_DUPFD_CLOEXEC, 0)
@@ -98,19 +103,19 @@ func classify(op string, err error) error {
 	return fmt.Errorf("nft: %s: %w", op, err)
 }
 
-var (
-	table = &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
-	// chain is the one base chain. Priority mangle (-150) runs before conntrack-based NAT
-	// and before IPVS, which hooks LOCAL_IN, so IPVS sees the mark.
-	chain = &nftables.Chain{
+// objects returns a new table inet lvsctl and its one base chain. Priority mangle (-150) runs
+// before conntrack-based NAT and before IPVS, which hooks LOCAL_IN, so IPVS sees the mark.
+func objects() (*nftables.Table, *nftables.Chain) {
+	table := &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
+	return table, &nftables.Chain{
 		Name:     ChainName,
 		Table:    table,
 		Type:     nftables.ChainTypeFilter,
-		Hooknum:  nftables.ChainHookPrerouting,
-		Priority: nftables.ChainPriorityMangle,
+		Hooknum:  ref(*nftables.ChainHookPrerouting),
+		Priority: ref(*nftables.ChainPriorityMangle),
 		Policy:   ref(nftables.ChainPolicyAccept),
 	}
-)
+}
 
 func ref[T any](v T) *T { return &v }
 
@@ -148,13 +153,14 @@ func (f *Firewall) read() (state, error) {
 			continue
 		}
 		s.chainExists = true
-		s.chainOK = c.Type == chain.Type && c.Hooknum != nil && *c.Hooknum == *chain.Hooknum &&
-			c.Priority != nil && *c.Priority == *chain.Priority && c.Policy != nil && *c.Policy == *chain.Policy
+		want := f.chain
+		s.chainOK = c.Type == want.Type && c.Hooknum != nil && *c.Hooknum == *want.Hooknum &&
+			c.Priority != nil && *c.Priority == *want.Priority && c.Policy != nil && *c.Policy == *want.Policy
 	}
 	if !s.chainExists {
 		return s, nil
 	}
-	rules, err := f.conn.GetRules(table, chain)
+	rules, err := f.conn.GetRules(f.table, f.chain)
 	if err != nil {
 		return s, fmt.Errorf("nft: list rules of inet %s %s: %w", TableName, ChainName, err)
 	}
@@ -252,20 +258,20 @@ func (f *Firewall) SetMarkRules(rules []dataplane.MarkRule) (int, error) {
 	if rebuild {
 		// Deleting the table takes its rules and chains with it; the same batch makes it
 		// anew, so packets never see a half-built table.
-		f.conn.DelTable(table)
+		f.conn.DelTable(f.table)
 	} else {
 		for _, r := range del {
 			_ = f.conn.DelRule(r) // fails only for handle 0, excluded above
 		}
 	}
 	if rebuild || !s.tableExists {
-		f.conn.AddTable(table)
+		f.conn.AddTable(f.table)
 	}
 	if rebuild || !s.chainExists {
-		f.conn.AddChain(chain)
+		f.conn.AddChain(f.chain)
 	}
 	for _, r := range add {
-		f.conn.AddRule(&nftables.Rule{Table: table, Chain: chain, Exprs: exprs(r), UserData: comment(r)})
+		f.conn.AddRule(&nftables.Rule{Table: f.table, Chain: f.chain, Exprs: exprs(r), UserData: comment(r)})
 	}
 	if err := f.conn.Flush(); err != nil {
 		return 0, classify(fmt.Sprintf("transaction adding %d and deleting %d rules", len(add), len(del)), err)

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/google/nftables"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
@@ -532,5 +533,25 @@ func TestClassify(t *testing.T) {
 		if tt.unavailable && !strings.Contains(err.Error(), "modprobe nf_tables") {
 			t.Errorf("classify(%v) = %v, want the how-to", tt.err, err)
 		}
+	}
+}
+
+// TestObjectsArePerFirewall: each Firewall gets its own table and chain, down to the hook,
+// priority and policy the chain points to, so no Firewall can change another's.
+func TestObjectsArePerFirewall(t *testing.T) {
+	t1, c1 := objects()
+	t2, c2 := objects()
+	if t1 == t2 || c1 == c2 || c1.Hooknum == c2.Hooknum || c1.Priority == c2.Priority || c1.Policy == c2.Policy {
+		t.Fatal("two calls share a table, a chain or a chain's hook, priority or policy")
+	}
+	if c1.Table != t1 || c2.Table != t2 {
+		t.Error("a chain does not point to the table made with it")
+	}
+	*c1.Priority, *c1.Policy = 0, nftables.ChainPolicyDrop
+	if *c2.Priority != *nftables.ChainPriorityMangle || *c2.Policy != nftables.ChainPolicyAccept {
+		t.Errorf("changing one chain changed the other: priority %d policy %d", *c2.Priority, *c2.Policy)
+	}
+	if *nftables.ChainPriorityMangle != -150 {
+		t.Errorf("changing a chain changed the library's ChainPriorityMangle to %d", *nftables.ChainPriorityMangle)
 	}
 }

@@ -18,10 +18,15 @@ type clusterSpec struct {
 	dests []dataplane.Destination
 	rules []dataplane.MarkRule
 	vips  []netip.Addr
+	// kept: the cluster could not be translated (an agent older than its controller, say), but
+	// the agent owns a service with its (family, fwmark): that service, the kernel's mark rules
+	// for it and their VIPs stay as they are, rather than a working cluster being torn down.
+	kept bool
 }
 
-// plan translates the desired clusters, sorted by name. A cluster that cannot be translated,
-// or whose (family, fwmark) another cluster already has, is reported and left out, as if absent.
+// plan translates the desired clusters, sorted by name. A cluster that cannot be translated is
+// reported and kept as the kernel has it if the agent owns its service, else left out as if
+// absent; so is one whose (family, fwmark) another cluster already has.
 func (a *apply) plan(desired *lvsctlv1.DesiredState) []*clusterSpec {
 	clusters := slices.Clone(desired.GetClusters())
 	slices.SortFunc(clusters, func(x, y *lvsctlv1.Cluster) int { return strings.Compare(x.GetName(), y.GetName()) })
@@ -30,8 +35,11 @@ func (a *apply) plan(desired *lvsctlv1.DesiredState) []*clusterSpec {
 	for _, c := range clusters {
 		s, err := translate(c)
 		if err != nil {
-			a.clusterErr(c.GetName(), fmt.Errorf("invalid cluster: %w", err))
-			continue
+			if s = a.keep(c); s == nil {
+				a.clusterErr(c.GetName(), fmt.Errorf("invalid cluster: %w", err))
+				continue
+			}
+			a.clusterErr(c.GetName(), fmt.Errorf("invalid cluster: %w; keeping service %s, its mark rules and VIPs as they are", err, s.svc.ServiceKey))
 		}
 		if other, ok := byKey[s.svc.ServiceKey]; ok {
 			a.clusterErr(c.GetName(), fmt.Errorf("invalid cluster: fwmark %d %s is also used by cluster %q", s.svc.FWMark, s.svc.Family, other))
@@ -41,6 +49,54 @@ func (a *apply) plan(desired *lvsctlv1.DesiredState) []*clusterSpec {
 		specs = append(specs, s)
 	}
 	return specs
+}
+
+// keep returns the spec that keeps an untranslatable cluster's owned service, mark rules and
+// VIPs as the kernel has them, or nil when the agent owns no service the cluster can be.
+func (a *apply) keep(c *lvsctlv1.Cluster) *clusterSpec {
+	key, ok := a.ownedKeyOf(c)
+	if !ok {
+		return nil
+	}
+	s := &clusterSpec{name: c.GetName(), svc: dataplane.Service{ServiceKey: key}, kept: true}
+	if !a.rulesRead {
+		a.rulesRead = true
+		var err error
+		if a.kernelRules, err = a.r.fw.MarkRules(); err != nil {
+			a.rulesFrozen = true
+			a.directorErr(fmt.Errorf("read mark rules: %w; left as they are", err))
+		}
+	}
+	for _, r := range a.kernelRules {
+		if r.Mark == key.FWMark && dataplane.FamilyOf(r.VIP) == key.Family {
+			s.rules = append(s.rules, r)
+			if !slices.Contains(s.vips, r.VIP) {
+				s.vips = append(s.vips, r.VIP)
+			}
+		}
+	}
+	return s
+}
+
+// ownedKeyOf finds the owned service an untranslatable cluster stands for: its fwmark, in the
+// family of its first VIP that parses or, with none, the one family the agent owns it in.
+func (a *apply) ownedKeyOf(c *lvsctlv1.Cluster) (dataplane.ServiceKey, bool) {
+	var keys []dataplane.ServiceKey
+	for _, k := range a.r.owned.OwnedServices() {
+		if k.FWMark == c.GetFwmark() {
+			keys = append(keys, k)
+		}
+	}
+	for _, v := range c.GetVips() {
+		if addr, err := netip.ParseAddr(v); err == nil {
+			keys = slices.DeleteFunc(keys, func(k dataplane.ServiceKey) bool { return k.Family != dataplane.FamilyOf(addr) })
+			break
+		}
+	}
+	if len(keys) != 1 {
+		return dataplane.ServiceKey{}, false
+	}
+	return keys[0], true
 }
 
 // translate turns a cluster into its IPVS service, destinations, mark rules and VIPs. The
@@ -114,6 +170,11 @@ func translate(c *lvsctlv1.Cluster) (*clusterSpec, error) {
 			return nil, fmt.Errorf("reals[%d].address: %w", i, err)
 		}
 		addr = addr.Unmap()
+		if f := dataplane.FamilyOf(addr); f != family {
+			// The kernel would need the destination's family, which moby/ipvs never sends: it
+			// would read the address as one of the service's family.
+			return nil, fmt.Errorf("reals[%d].address: %s is %s but the vips are %s", i, addr, f, family)
+		}
 		if slices.ContainsFunc(s.dests, func(d dataplane.Destination) bool { return d.Address == addr }) {
 			return nil, fmt.Errorf("reals[%d].address: %s is listed twice", i, addr)
 		}

@@ -99,7 +99,8 @@ func New(cfg Config) *Reconciler {
 	return &Reconciler{log: log, ipvs: cfg.IPVS, fw: cfg.Firewall, addrs: cfg.Addresses, owned: cfg.State}
 }
 
-// Apply makes the kernel match desired, with the VIPs present only if role is ACTIVE. A nil
+// Apply makes the kernel match desired, with the VIPs present only if role is ACTIVE in the
+// desired state's group (a role of another group says nothing about this one). A nil
 // desired is an empty one: everything the agent owns is removed, so callers must not call Apply
 // before they have a desired state (the controller's snapshot or the saved one).
 //
@@ -113,7 +114,8 @@ func (r *Reconciler) Apply(ctx context.Context, desired *lvsctlv1.DesiredState, 
 		a.directorErr(fmt.Errorf("reconcile: config has no %s", missing))
 		return a.res
 	}
-	a.run(desired, role.GetRole() == lvsctlv1.Role_ROLE_ACTIVE)
+	active := role.GetRole() == lvsctlv1.Role_ROLE_ACTIVE && role.GetGroup() == desired.GetGroup().GetName()
+	a.run(desired, active)
 	return a.res
 }
 
@@ -137,6 +139,11 @@ type apply struct {
 	ctx     context.Context
 	res     Result
 	stopped bool
+	// The kernel's mark rules, read at most once, and only when a cluster must be kept as it
+	// is; rulesFrozen: they could not be read, so they must not be replaced either.
+	kernelRules []dataplane.MarkRule
+	rulesRead   bool
+	rulesFrozen bool
 }
 
 func (a *apply) clusterErr(cluster string, err error) {
@@ -199,6 +206,10 @@ func (a *apply) run(desired *lvsctlv1.DesiredState, active bool) {
 			mode = addressesFreeze
 		}
 	}
+	if a.rulesFrozen && mode == addressesNormal {
+		// Which VIPs a kept cluster has is in the rules that could not be read.
+		mode = addressesFreeze
+	}
 	inKernel := map[dataplane.ServiceKey]dataplane.Service{}
 	for _, s := range kernel {
 		inKernel[s.ServiceKey] = s
@@ -209,6 +220,11 @@ func (a *apply) run(desired *lvsctlv1.DesiredState, active bool) {
 	var usable []*clusterSpec
 	serving := map[*clusterSpec]bool{}
 	for _, s := range specs {
+		if s.kept {
+			_, serving[s] = inKernel[s.svc.ServiceKey]
+			usable = append(usable, s)
+			continue
+		}
 		if ipvsOK {
 			if a.interrupted() {
 				return

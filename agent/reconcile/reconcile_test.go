@@ -506,7 +506,10 @@ func TestRoles(t *testing.T) {
 	d := desired(wms(), web())
 	d.Group.Gateway = &lvsctlv1.Gateway{Address: "198.51.100.254/24", Interface: "eth1"}
 
-	for _, role := range []*lvsctlv1.RoleAssignment{standby, nil} {
+	// ACTIVE in another group (the director moved, and the new group's role came first) is not
+	// ACTIVE in this one.
+	activeElsewhere := &lvsctlv1.RoleAssignment{Group: "edge-2", Role: lvsctlv1.Role_ROLE_ACTIVE, Epoch: 7}
+	for _, role := range []*lvsctlv1.RoleAssignment{standby, nil, activeElsewhere} {
 		e.mustClean(t, d, role)
 		if got := e.addrs.Dump(); got != "eth0 203.0.113.5/24\n" {
 			t.Errorf("role %v holds addresses:\n%s", role.GetRole(), got)
@@ -623,36 +626,85 @@ func TestInvalidCluster(t *testing.T) {
 		name  string
 		edit  func(c *lvsctlv1.Cluster)
 		field string
+		// kept: when wms was applied before, its untranslatable update keeps it as it was (it
+		// is still its own service); otherwise the update moves wms to a service it cannot have.
+		kept bool
 	}{
-		{"bad VIP", func(c *lvsctlv1.Cluster) { c.Vips = []string{"192.0.2.300"} }, "vips[0]"},
-		{"no VIP", func(c *lvsctlv1.Cluster) { c.Vips = nil }, "vips"},
-		{"mixed families", func(c *lvsctlv1.Cluster) { c.Vips = append(c.Vips, "2001:db8::10") }, "vips[1]"},
-		{"no fwmark", func(c *lvsctlv1.Cluster) { c.Fwmark = 0 }, "fwmark"},
-		{"bad real", func(c *lvsctlv1.Cluster) { c.Reals[2].Address = "real-3" }, "reals[2].address"},
-		{"duplicate real", func(c *lvsctlv1.Cluster) { c.Reals[2].Address = c.Reals[0].Address }, "reals[2].address"},
-		{"no protocol", func(c *lvsctlv1.Cluster) { c.Ports[1].Protocol = lvsctlv1.Protocol_PROTOCOL_UNSPECIFIED }, "ports[1].protocol"},
-		{"inverted range", func(c *lvsctlv1.Cluster) { c.Ports[4].Last = 1000 }, "ports[4].last"},
-		{"port 0", func(c *lvsctlv1.Cluster) { c.Ports[0].First = 0 }, "ports[0].first"},
-		{"no forwarding", func(c *lvsctlv1.Cluster) { c.Forwarding = lvsctlv1.Forwarding_FORWARDING_UNSPECIFIED }, "forwarding"},
-		{"netmask too long", func(c *lvsctlv1.Cluster) { c.Persistence.NetmaskBits = 33 }, "persistence.netmask_bits"},
-		{"fwmark of another cluster", func(c *lvsctlv1.Cluster) { c.Fwmark = 17 }, "fwmark 17 ipv4 is also used by cluster \"web\""},
+		{"bad VIP", func(c *lvsctlv1.Cluster) { c.Vips = []string{"192.0.2.300"} }, "vips[0]", true},
+		{"no VIP", func(c *lvsctlv1.Cluster) { c.Vips = nil }, "vips", true},
+		{"mixed families", func(c *lvsctlv1.Cluster) { c.Vips = append(c.Vips, "2001:db8::10") }, "vips[1]", true},
+		{"no fwmark", func(c *lvsctlv1.Cluster) { c.Fwmark = 0 }, "fwmark", false},
+		{"bad real", func(c *lvsctlv1.Cluster) { c.Reals[2].Address = "real-3" }, "reals[2].address", true},
+		{"duplicate real", func(c *lvsctlv1.Cluster) { c.Reals[2].Address = c.Reals[0].Address }, "reals[2].address", true},
+		{"real of another family", func(c *lvsctlv1.Cluster) { c.Reals[2].Address = "2001:db8:1::3" }, "reals[2].address: 2001:db8:1::3 is ipv6 but the vips are ipv4", true},
+		{"no protocol", func(c *lvsctlv1.Cluster) { c.Ports[1].Protocol = lvsctlv1.Protocol_PROTOCOL_UNSPECIFIED }, "ports[1].protocol", true},
+		{"unknown protocol (a newer controller)", func(c *lvsctlv1.Cluster) { c.Ports[1].Protocol = 99 }, "ports[1].protocol", true},
+		{"inverted range", func(c *lvsctlv1.Cluster) { c.Ports[4].Last = 1000 }, "ports[4].last", true},
+		{"port 0", func(c *lvsctlv1.Cluster) { c.Ports[0].First = 0 }, "ports[0].first", true},
+		{"no forwarding", func(c *lvsctlv1.Cluster) { c.Forwarding = lvsctlv1.Forwarding_FORWARDING_UNSPECIFIED }, "forwarding", true},
+		{"unknown forwarding (a newer controller)", func(c *lvsctlv1.Cluster) { c.Forwarding = 99 }, "forwarding", true},
+		{"netmask too long", func(c *lvsctlv1.Cluster) { c.Persistence.NetmaskBits = 33 }, "persistence.netmask_bits", true},
+		{"fwmark of another cluster", func(c *lvsctlv1.Cluster) { c.Fwmark = 17 }, "fwmark 17 ipv4 is also used by cluster \"web\"", false},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			e := newEnv(t)
-			c := wms()
-			tt.edit(c)
-			res, _ := e.apply(t, desired(c, web()), active)
-			if len(res.ClusterErrors) != 1 || res.ClusterErrors[0].GetCluster() != "wms" ||
-				!strings.Contains(res.ClusterErrors[0].GetMessage(), tt.field) {
-				t.Errorf("cluster errors = %v, want one for wms naming %s", res.ClusterErrors, tt.field)
-			}
-			fresh := newEnv(t)
-			fresh.mustClean(t, desired(web()), active)
-			if e.dump() != fresh.dump() {
-				t.Errorf("kernel:\n%s\nwant only web:\n%s", e.dump(), fresh.dump())
-			}
-		})
+		for _, appliedFirst := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/applied first %v", tt.name, appliedFirst), func(t *testing.T) {
+				e := newEnv(t)
+				if appliedFirst {
+					e.mustClean(t, desired(wms(), web()), active)
+				}
+				c := wms()
+				tt.edit(c)
+				res, _ := e.apply(t, desired(c, web()), active)
+				if len(res.ClusterErrors) != 1 || res.ClusterErrors[0].GetCluster() != "wms" ||
+					!strings.Contains(res.ClusterErrors[0].GetMessage(), tt.field) {
+					t.Errorf("cluster errors = %v, want one for wms naming %s", res.ClusterErrors, tt.field)
+				}
+				if len(res.DirectorErrors) != 0 {
+					t.Errorf("director errors = %q", res.DirectorErrors)
+				}
+				fresh := newEnv(t)
+				if appliedFirst && tt.kept {
+					// The service, its destinations, its mark rules and its VIP: all as before.
+					fresh.mustClean(t, desired(wms(), web()), active)
+				} else {
+					fresh.mustClean(t, desired(web()), active)
+				}
+				if e.dump() != fresh.dump() {
+					t.Errorf("kernel:\n%s\nwant:\n%s", e.dump(), fresh.dump())
+				}
+				// A kept cluster is kept at every resync, not only once.
+				res, ops := e.apply(t, desired(c, web()), active)
+				if len(ops) != 0 || len(res.ClusterErrors) != 1 {
+					t.Errorf("second Apply: ops %q, cluster errors %v; want none and one", ops, res.ClusterErrors)
+				}
+			})
+		}
+	}
+}
+
+// TestKeptClusterRulesUnreadable: when the mark rules of a cluster that must be kept cannot be
+// read, neither they nor the VIPs are changed (that would drop the kept cluster's).
+func TestKeptClusterRulesUnreadable(t *testing.T) {
+	e := newEnv(t)
+	e.mustClean(t, desired(wms(), web()), active)
+	rulesBefore, addrsBefore := e.fw.Dump(), e.addrs.Dump()
+	e.fw.FailNext("MarkRules", errors.New("injected"))
+	c := wms()
+	c.Forwarding = 99
+	res, ops := e.apply(t, desired(c), active)
+	if len(res.DirectorErrors) != 1 || !strings.Contains(res.DirectorErrors[0], "read mark rules") {
+		t.Errorf("director errors = %q, want one about reading the mark rules", res.DirectorErrors)
+	}
+	if slices.Contains(ops, "SetMarkRules") {
+		t.Errorf("ops = %q: the mark rules were replaced without being read", ops)
+	}
+	// web's service is removed and wms's kept; the rules and the VIPs (which a kept cluster's
+	// rules tell) stay as they were.
+	wmsOnly := newEnv(t)
+	wmsOnly.mustClean(t, desired(wms()), active)
+	if e.ipvs.Dump() != wmsOnly.ipvs.Dump() || e.fw.Dump() != rulesBefore || e.addrs.Dump() != addrsBefore {
+		t.Errorf("kernel:\n%s\nwant wms's service, and these rules and addresses as they were:\n%s%s", e.dump(), rulesBefore, addrsBefore)
 	}
 }
 

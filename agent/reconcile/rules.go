@@ -10,6 +10,9 @@ import (
 // syncRules replaces the agent's mark rules with the clusters' in one transaction. Its failure
 // belongs to no single cluster, so it is a director error.
 func (a *apply) syncRules(specs []*clusterSpec) {
+	if a.rulesFrozen {
+		return // reported when the rules could not be read
+	}
 	var rules []dataplane.MarkRule
 	for _, s := range specs {
 		for _, r := range s.rules {

@@ -11,9 +11,11 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 
@@ -31,11 +33,23 @@ type Config struct {
 	MinBackoff, MaxBackoff time.Duration
 	// Heartbeat is how often the agent tells the controller it is alive.
 	Heartbeat time.Duration
+	// ControllerHeartbeat is how often the controller sends a heartbeat on an idle stream (its
+	// own Heartbeat setting). A stream on which nothing arrives for three of these periods is
+	// taken for hung and restarted: TCP keepalives do not see a controller that is stuck.
+	ControllerHeartbeat time.Duration
 }
 
 // ErrNotConnected is returned by Send when no stream is up; the message is dropped, and the
 // next connection starts with a Hello that carries what the controller needs.
 var ErrNotConnected = errors.New("not connected to the controller")
+
+// ErrQueueFull is returned by Send when the stream is up but too many messages wait to be
+// sent; the message is dropped.
+var ErrQueueFull = errors.New("controller stream: send queue full")
+
+// ErrControllerSilent ends a stream on which the controller sent nothing, not even a
+// heartbeat, for three of its heartbeat periods.
+var ErrControllerSilent = errors.New("controller sent nothing")
 
 // ErrTLSNotImplemented is returned when Insecure is false: TLS comes with the security issue.
 var ErrTLSNotImplemented = errors.New("TLS is not implemented yet: pass --insecure for plaintext gRPC")
@@ -49,8 +63,11 @@ type Session struct {
 	outbox chan *lvsctlv1.ConnectRequest // nil while disconnected
 }
 
-// New returns a session; Run connects it.
+// New returns a session; Run connects it. A nil Logger discards logs.
 func New(cfg Config) *Session {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
 	if cfg.MinBackoff == 0 {
 		cfg.MinBackoff = 200 * time.Millisecond
 	}
@@ -59,6 +76,9 @@ func New(cfg Config) *Session {
 	}
 	if cfg.Heartbeat == 0 {
 		cfg.Heartbeat = 5 * time.Second
+	}
+	if cfg.ControllerHeartbeat == 0 {
+		cfg.ControllerHeartbeat = 5 * time.Second
 	}
 	return &Session{cfg: cfg, log: cfg.Logger.With("controller", cfg.Target)}
 }
@@ -78,7 +98,7 @@ func (s *Session) Send(m *lvsctlv1.ConnectRequest) error {
 	case s.outbox <- m:
 		return nil
 	default:
-		return fmt.Errorf("%w: send queue full", ErrNotConnected)
+		return ErrQueueFull
 	}
 }
 
@@ -92,6 +112,14 @@ func (s *Session) Run(ctx context.Context, hello func() *lvsctlv1.Hello, handle 
 	conn, err := grpc.NewClient(s.cfg.Target,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
+		// gRPC's own reconnect backoff grows to 120 s by default, which would leave an agent
+		// up to two minutes behind a controller back from a long outage: bound it as ours is.
+		// A controller answers a connection in milliseconds; 5 s leaves room for a loaded one
+		// without waiting gRPC's default 20 s on an address that does not answer.
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: s.cfg.MinBackoff, Multiplier: 1.6, Jitter: 0.2, MaxDelay: s.cfg.MaxBackoff},
+			MinConnectTimeout: 5 * time.Second,
+		}),
 	)
 	if err != nil {
 		return fmt.Errorf("controller address %q: %w", s.cfg.Target, err)
@@ -128,9 +156,8 @@ func (s *Session) stream(ctx context.Context, client lvsctlv1.AgentServiceClient
 	if err != nil {
 		return err
 	}
-	if err := st.Send(&lvsctlv1.ConnectRequest{Msg: &lvsctlv1.ConnectRequest_Hello{Hello: hello()}}); err != nil {
-		return err
-	}
+	// The outbox is open before hello is called, so whatever the agent sends once it has
+	// said Hello is queued behind it, never refused as "not connected".
 	outbox := make(chan *lvsctlv1.ConnectRequest, outboxSize)
 	s.mu.Lock()
 	s.outbox = outbox
@@ -140,6 +167,9 @@ func (s *Session) stream(ctx context.Context, client lvsctlv1.AgentServiceClient
 		s.outbox = nil
 		s.mu.Unlock()
 	}()
+	if err := st.Send(&lvsctlv1.ConnectRequest{Msg: &lvsctlv1.ConnectRequest_Hello{Hello: hello()}}); err != nil {
+		return err
+	}
 
 	sendErr := make(chan error, 1)
 	go func() {
@@ -162,18 +192,29 @@ func (s *Session) stream(ctx context.Context, client lvsctlv1.AgentServiceClient
 			}
 		}
 	}()
+	// The watchdog times only the waits in Recv: an agent slow to handle a message has not
+	// heard a silent controller.
+	silence := 3 * s.cfg.ControllerHeartbeat
+	var silent atomic.Bool
+	watchdog := time.AfterFunc(silence, func() { silent.Store(true); cancel() })
+	defer watchdog.Stop()
 	first := true
 	for {
 		m, err := st.Recv()
 		if err != nil {
 			cancel()
 			<-sendErr
+			if silent.Load() {
+				return fmt.Errorf("%w for %s", ErrControllerSilent, silence)
+			}
 			return err
 		}
+		watchdog.Stop()
 		if first {
 			s.log.Info("connected to controller")
 			first = false
 		}
 		handle(m)
+		watchdog.Reset(silence)
 	}
 }

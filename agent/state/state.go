@@ -206,11 +206,15 @@ func (s *State) Desired() (Desired, bool) {
 	return cloneDesired(*s.desired), true
 }
 
-// SetDesired records and saves the last desired state received. It keeps its own copy.
+// SetDesired records and saves the last desired state received. It keeps its own copy. An
+// unchanged one is not written again: the agent sets it at every resync.
 func (s *State) SetDesired(d Desired) error {
 	c := cloneDesired(d)
 	return s.update(func() (undo func()) {
 		old := s.desired
+		if old != nil && old.Revision == c.Revision && proto.Equal(old.State, c.State) && proto.Equal(old.Role, c.Role) {
+			return nil
+		}
 		s.desired = &c
 		return func() { s.desired = old }
 	})

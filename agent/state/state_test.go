@@ -193,3 +193,49 @@ func TestDesiredAbsentParts(t *testing.T) {
 		t.Errorf("empty desired state reloaded as %v", d.State)
 	}
 }
+
+// TestSetDesiredUnchangedWritesNothing: setting the desired state it already has does not
+// write the file (it happens at every resync); any difference does.
+func TestSetDesiredUnchangedWritesNothing(t *testing.T) {
+	base := Desired{
+		Revision: 7,
+		State:    &lvsctlv1.DesiredState{Group: &lvsctlv1.DirectorGroup{Name: "edge-1", VipInterface: "eth0"}},
+		Role:     &lvsctlv1.RoleAssignment{Group: "edge-1", Role: lvsctlv1.Role_ROLE_ACTIVE, Epoch: 3},
+	}
+	tests := []struct {
+		name      string
+		edit      func(d *Desired)
+		wantWrite bool
+	}{
+		{"unchanged", func(*Desired) {}, false},
+		{"revision", func(d *Desired) { d.Revision = 8 }, true},
+		{"state", func(d *Desired) { d.State.Group.VipInterface = "eth1" }, true},
+		{"empty state instead of none", func(d *Desired) { d.State = nil }, true},
+		{"role", func(d *Desired) { d.Role.Epoch = 4 }, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "agent")
+			s, err := Load(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.SetDesired(base); err != nil {
+				t.Fatal(err)
+			}
+			// From here every write fails, even for root: a plain file where the directory was.
+			if err := os.RemoveAll(dir); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(dir, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			d := cloneDesired(base)
+			tt.edit(&d)
+			err = s.SetDesired(d)
+			if wrote := err != nil; wrote != tt.wantWrite {
+				t.Errorf("SetDesired: %v; want a write: %v", err, tt.wantWrite)
+			}
+		})
+	}
+}

@@ -50,25 +50,12 @@ func keyOf(c *lvsctlv1.Cluster) (dataplane.ServiceKey, bool) {
 }
 
 // Sample reads the kernel once and returns the report to send, or nil when nothing changed.
-// Only services of the desired clusters are reported: the agent speaks for what it owns.
-func (r *Reporter) Sample(clusters []*lvsctlv1.Cluster) (*lvsctlv1.StatusReport, error) {
-	raw, err := r.sampler.Stats()
+// Only services of the desired clusters that owns says the agent owns are reported: the agent
+// speaks for what it made, not for a foreign service that holds a desired cluster's mark.
+func (r *Reporter) Sample(clusters []*lvsctlv1.Cluster, owns func(dataplane.ServiceKey) bool) (*lvsctlv1.StatusReport, error) {
+	now, err := r.sample(clusters, owns)
 	if err != nil {
-		return nil, fmt.Errorf("sampling IPVS stats: %w", err)
-	}
-	byKey := make(map[dataplane.ServiceKey]*dataplane.ServiceStats, len(raw))
-	for i := range raw {
-		byKey[raw[i].ServiceKey] = &raw[i]
-	}
-	now := make(map[string]*dataplane.ServiceStats, len(clusters))
-	for _, c := range clusters {
-		k, ok := keyOf(c)
-		if !ok {
-			continue
-		}
-		if s := byKey[k]; s != nil {
-			now[c.GetName()] = s
-		}
+		return nil, err
 	}
 	rep := &lvsctlv1.StatusReport{Full: r.full}
 	for name, cs := range now {
@@ -89,6 +76,39 @@ func (r *Reporter) Sample(clusters []*lvsctlv1.Cluster) (*lvsctlv1.StatusReport,
 	slices.SortFunc(rep.Changed, func(a, b *lvsctlv1.ClusterStats) int { return strings.Compare(a.GetCluster(), b.GetCluster()) })
 	slices.Sort(rep.Removed)
 	return rep, nil
+}
+
+// Refresh reads the kernel once for Last, as Sample does, but builds no report: with no
+// stream to the controller, converting one would be wasted work. The next report is full.
+func (r *Reporter) Refresh(clusters []*lvsctlv1.Cluster, owns func(dataplane.ServiceKey) bool) error {
+	now, err := r.sample(clusters, owns)
+	if err != nil {
+		return err
+	}
+	r.last, r.full = now, true
+	return nil
+}
+
+func (r *Reporter) sample(clusters []*lvsctlv1.Cluster, owns func(dataplane.ServiceKey) bool) (map[string]*dataplane.ServiceStats, error) {
+	raw, err := r.sampler.Stats()
+	if err != nil {
+		return nil, fmt.Errorf("sampling IPVS stats: %w", err)
+	}
+	byKey := make(map[dataplane.ServiceKey]*dataplane.ServiceStats, len(raw))
+	for i := range raw {
+		byKey[raw[i].ServiceKey] = &raw[i]
+	}
+	now := make(map[string]*dataplane.ServiceStats, len(clusters))
+	for _, c := range clusters {
+		k, ok := keyOf(c)
+		if !ok || !owns(k) {
+			continue
+		}
+		if s := byKey[k]; s != nil {
+			now[c.GetName()] = s
+		}
+	}
+	return now, nil
 }
 
 // Last returns the latest sample of every cluster, by cluster name (for /metrics).

@@ -2,7 +2,9 @@ package stats
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -75,7 +77,7 @@ func TestReporterSendsOnlyChanges(t *testing.T) {
 		if s.change != nil {
 			s.change()
 		}
-		rep, err := r.Sample(s.clusters)
+		rep, err := r.Sample(s.clusters, ownsAll)
 		if err != nil {
 			t.Fatalf("%s: %v", s.name, err)
 		}
@@ -99,7 +101,7 @@ func TestReporterCarriesKernelCounts(t *testing.T) {
 	k, clusters := kernelWith(t, 1, 3)
 	setActive(t, k, 1, "198.51.100.1", 5)
 	setActive(t, k, 1, "198.51.100.3", 7)
-	rep, err := NewReporter(k).Sample(clusters)
+	rep, err := NewReporter(k).Sample(clusters, ownsAll)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,16 +118,59 @@ func TestReporterCarriesKernelCounts(t *testing.T) {
 	}
 }
 
-func TestReporterIgnoresServicesItDoesNotApply(t *testing.T) {
+func ownsAll(dataplane.ServiceKey) bool { return true }
+
+func TestReporterReportsOnlyWhatItApplies(t *testing.T) {
+	k, clusters := kernelWith(t, 3, 1)
+	tests := []struct {
+		name     string
+		clusters []*lvsctlv1.Cluster
+		owns     func(dataplane.ServiceKey) bool
+		want     string
+	}{
+		// The kernel's other services (someone else's, or not yet removed) are no cluster.
+		{"only desired clusters", clusters[:1], ownsAll, "[c0]"},
+		// A desired cluster whose mark a service the agent did not make holds is not that
+		// cluster: the agent reports that as an error, not as the cluster's traffic.
+		{"only owned services", clusters, func(k dataplane.ServiceKey) bool { return k.FWMark != 2 }, "[c0 c2]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := NewReporter(k)
+			rep, err := r.Sample(tt.clusters, tt.owns)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := names(rep); fmt.Sprint(got) != tt.want {
+				t.Errorf("reported %v, want %s", got, tt.want)
+			}
+			if got := fmt.Sprint(slices.Sorted(maps.Keys(r.Last()))); got != tt.want {
+				t.Errorf("Last() has %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestRefresh: a refresh updates Last without a report, and the report after it is full.
+func TestRefresh(t *testing.T) {
 	k, clusters := kernelWith(t, 2, 1)
-	// Only c0 is desired; the kernel's second service (someone else's, or not yet removed)
-	// is not reported as a cluster.
-	rep, err := NewReporter(k).Sample(clusters[:1])
+	r := NewReporter(k)
+	if _, err := r.Sample(clusters, ownsAll); err != nil {
+		t.Fatal(err)
+	}
+	setActive(t, k, 1, "198.51.100.1", 9)
+	if err := r.Refresh(clusters, ownsAll); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Last()["c0"].Destinations[0].ActiveConns; got != 9 {
+		t.Errorf("after Refresh, Last() has c0 with %d active connections, want 9", got)
+	}
+	rep, err := r.Sample(clusters, ownsAll)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := names(rep); fmt.Sprint(got) != "[c0]" {
-		t.Errorf("reported %v, want [c0]", got)
+	if !rep.GetFull() || fmt.Sprint(names(rep)) != "[c0 c1]" {
+		t.Errorf("report after Refresh: full=%v changed=%v, want a full one of [c0 c1]", rep.GetFull(), names(rep))
 	}
 }
 
@@ -144,7 +189,7 @@ func BenchmarkSample(b *testing.B) {
 		b.Run(tc.name, func(b *testing.B) {
 			k, clusters := kernelWith(b, 10000, 10)
 			r := NewReporter(k)
-			if _, err := r.Sample(clusters); err != nil {
+			if _, err := r.Sample(clusters, ownsAll); err != nil {
 				b.Fatal(err)
 			}
 			var bytes int
@@ -155,7 +200,7 @@ func BenchmarkSample(b *testing.B) {
 					setActive(b, k, uint32(s+1), "198.51.100.1", uint32(i+1))
 				}
 				b.StartTimer()
-				rep, err := r.Sample(clusters)
+				rep, err := r.Sample(clusters, ownsAll)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -60,7 +60,7 @@ func TestIPVSRefuses(t *testing.T) {
 		}, syscall.EINVAL},
 		{"IPv6 real by tunnel", func(f *fake.IPVS) error {
 			return f.AddDestination(svc16, dataplane.Destination{Address: netip.MustParseAddr("2001:db8::1"), Weight: 1, Forward: dataplane.ForwardTunnel})
-		}, nil},
+		}, syscall.EINVAL},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

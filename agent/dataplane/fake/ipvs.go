@@ -234,10 +234,11 @@ func validDestination(k dataplane.ServiceKey, d dataplane.Destination) error {
 	default:
 		return fmt.Errorf("%s: %w", d.Forward, syscall.EINVAL)
 	}
-	// The kernel takes a destination of the other family only through a tunnel.
-	if dataplane.FamilyOf(d.Address) != k.Family && d.Forward != dataplane.ForwardTunnel {
-		return fmt.Errorf("%s destination for an %s service needs tunnel forwarding: %w",
-			dataplane.FamilyOf(d.Address), k.Family, syscall.EINVAL)
+	// The kernel takes a destination of the other family through a tunnel, but only when told
+	// the destination's family, which moby/ipvs never sends: through the agent's backend, it
+	// would read the address as the service's family.
+	if dataplane.FamilyOf(d.Address) != k.Family {
+		return fmt.Errorf("%s destination for an %s service: %w", dataplane.FamilyOf(d.Address), k.Family, syscall.EINVAL)
 	}
 	if d.Weight > maxWeight {
 		return fmt.Errorf("weight %d is above %d: %w", d.Weight, maxWeight, syscall.ERANGE)
