@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -42,6 +43,24 @@ type Streams struct {
 	// OutIsTerminal says whether Out is a terminal, which makes top draw full-screen. Nil
 	// means: Out is an *os.File that is a character device.
 	OutIsTerminal func() bool
+	// TerminalRows is the terminal's height, so a full-screen top fits it (0: unknown). Nil
+	// means: ask the kernel about Out.
+	TerminalRows func() int
+}
+
+func (s Streams) terminalRows() int {
+	if s.TerminalRows != nil {
+		return s.TerminalRows()
+	}
+	f, ok := s.Out.(*os.File)
+	if !ok {
+		return 0
+	}
+	ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ)
+	if err != nil {
+		return 0
+	}
+	return int(ws.Row)
 }
 
 func (s Streams) outIsTerminal() bool {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"reflect"
 	"regexp"
 	"strings"
@@ -418,5 +420,31 @@ func TestTopTerminal(t *testing.T) {
 	got = startLvsctl(t, addr, true, "top", "--iterations", "1", "-o", "json").wait(t)
 	if got.code != 0 || !strings.HasPrefix(got.out, `{"time":`) {
 		t.Errorf("top -o json on a terminal: %+v", got)
+	}
+}
+
+// TestTopFitsTheTerminal: a full-screen frame never scrolls: the least busy rows give way.
+func TestTopFitsTheTerminal(t *testing.T) {
+	srv, addr := start(t)
+	srv.setFleet(testFleet())
+	plain := lvsctl(t, addr, "", "top", "--iterations", "1")
+	total := len(strings.Split(strings.TrimSpace(plain.out), "\n")) - 2 // frame header, table header
+	if total < 3 {
+		t.Fatalf("the test fleet has %d rows; it needs at least 3:\n%s", total, plain.out)
+	}
+	out := newSyncBuffer()
+	s := commands.Streams{In: strings.NewReader(""), Out: out, Err: io.Discard,
+		OutIsTerminal: func() bool { return true }, TerminalRows: func() int { return 5 }}
+	env := map[string]string{"LVSCTL_CONTROLLER": addr}
+	code := commands.Run(context.Background(), []string{"--insecure", "top", "--iterations", "1"}, s, func(k string) string { return env[k] })
+	frame := strings.TrimSuffix(strings.TrimPrefix(out.String(), "\x1b[?25l\x1b[H\x1b[2J"), "\x1b[?25h")
+	lines := strings.Split(strings.TrimSuffix(frame, "\n"), "\n")
+	if code != 0 || len(lines) != 5 || lines[4] != fmt.Sprintf("... and %d less busy (a taller terminal, or --cluster, shows them)", total-2) {
+		t.Errorf("exit %d, frame of %d lines for a 5-line terminal:\n%s", code, len(lines), frame)
+	}
+	// The rows kept are the busiest: the same as the plain frame's first two.
+	plainLines := strings.Split(strings.TrimSpace(plain.out), "\n")
+	if lines[2] != plainLines[2] || lines[3] != plainLines[3] {
+		t.Errorf("kept rows:\n%s\n%s\nwant the busiest:\n%s\n%s", lines[2], lines[3], plainLines[2], plainLines[3])
 	}
 }

@@ -74,7 +74,15 @@ func (o *options) top(ctx context.Context, t topOptions, p printer.Printer, full
 		if fullScreen {
 			fmt.Fprint(out, printer.ClearScreen)
 		}
-		if err := p.Top(out, printer.ViewTop(time.Now(), state.sorted())); err != nil {
+		view := printer.ViewTop(time.Now(), state.sorted())
+		if fullScreen {
+			// The frame's other lines: its header, the table's header, the "more" line.
+			if rows := o.streams.terminalRows() - 3; rows > 0 && len(view.Reals) > rows {
+				view.More = len(view.Reals) - rows
+				view.Reals = view.Reals[:rows]
+			}
+		}
+		if err := p.Top(out, view); err != nil {
 			return err
 		}
 		if frame == t.iterations {

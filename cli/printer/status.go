@@ -157,6 +157,8 @@ type TopView struct {
 	Disconnected []string `json:"disconnected"`
 	// Reals are sorted by active connections, busiest first.
 	Reals []TopRow `json:"reals"`
+	// More counts the rows left out to fit a full-screen frame (the least busy ones).
+	More int `json:"more,omitempty"`
 }
 
 // ViewTop builds a frame of `top` at now from every director's status.
@@ -245,7 +247,13 @@ func (tablePrinter) Top(w io.Writer, v TopView) error {
 		row(tw, r.Director, r.Cluster, r.Address, r.Weight, r.ActiveConns, r.InactiveConns, r.PersistentConns,
 			r.CPS, HumanRate(r.InBps), HumanRate(r.OutBps))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if v.More > 0 {
+		fmt.Fprintf(w, "... and %d less busy (a taller terminal, or --cluster, shows them)\n", v.More)
+	}
+	return nil
 }
 
 func (p dataPrinter) ClusterStatus(w io.Writer, v ClusterStatusView) error { return p.write(w, v) }
