@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -86,7 +87,9 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 		endpoints = []string{e.Endpoint()}
 		c.log.Info("embedded etcd ready", "data_dir", cfg.DataDir, "client_url", cfg.EtcdClientURL, "peer_url", cfg.EtcdPeerURL)
 	}
-	client, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: nil})
+	// The etcd client's own zap logs repeat every retry; the controller logs what matters
+	// (a failed write, a lost watch) through slog.
+	client, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		c.Close()
 		return nil, fmt.Errorf("connecting to etcd %v: %w", endpoints, err)
