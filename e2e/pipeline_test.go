@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -50,12 +51,13 @@ type ctlProc struct {
 }
 
 func newController(t *testing.T) *ctlProc {
-	ports := storetest.FreePorts(t, 3)
+	ports := storetest.FreePorts(t, 4)
 	cfg := controller.Config{
 		DataDir:       filepath.Join(t.TempDir(), "etcd"),
 		Listen:        ports[0],
 		EtcdClientURL: "http://" + ports[1],
 		EtcdPeerURL:   "http://" + ports[2],
+		MetricsListen: ports[3],
 		Insecure:      true,
 		// etcd logs its own shutdown as errors; the test checks behaviour, not its logs.
 		EtcdLogLevel: "fatal",
@@ -446,6 +448,19 @@ func TestStatusCounts(t *testing.T) {
 		t.Fatalf("fleet active connections per real = %v, want %v", got, want)
 	}
 	waitTotals(want)
+	// The controller's /metrics tells the same story as StatusService.
+	metrics := scrape(t, ctl.cfg.MetricsListen)
+	for _, line := range []string{
+		`lvsctl_fleet_real_active_connections{cluster="wms",real="198.51.100.1"} 6`,
+		`lvsctl_fleet_real_active_connections{cluster="wms",real="198.51.100.2"} 7`,
+		`lvsctl_agent_streams 2`,
+		`lvsctl_director_revision_lag{director="dir-a",group="edge-1"} 0`,
+		`lvsctl_director_connected{director="dir-b",group="edge-1"} 1`,
+	} {
+		if !strings.Contains(metrics, line+"\n") {
+			t.Errorf("controller /metrics lacks %q", line)
+		}
+	}
 	l, err := c.status.List(ctx, &lvsctlv1.StatusServiceListRequest{Cluster: "wms"})
 	if err != nil {
 		t.Fatal(err)
@@ -465,4 +480,18 @@ func TestStatusCounts(t *testing.T) {
 	set(dirA, "198.51.100.2", 0, 0, 0)
 	set(dirB, "198.51.100.1", 0, 0, 0)
 	waitTotals(map[string]uint32{"198.51.100.1": 0, "198.51.100.2": 0, "198.51.100.3": 0})
+}
+
+func scrape(t *testing.T, addr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
