@@ -340,6 +340,10 @@ func TestInvalidApplyStoresNothing(t *testing.T) {
 	ctl := newController(t)
 	c := dial(t, ctl.cfg.Listen)
 	ctx := context.Background()
+	// A stored cluster for the cross-object cases to clash with.
+	if _, err := c.config.Apply(ctx, &lvsctlv1.ApplyRequest{Objects: twoDirectorWMS(t)}); err != nil {
+		t.Fatal(err)
+	}
 	before, err := c.config.List(ctx, &lvsctlv1.ListRequest{Kind: lvsctlv1.Kind_KIND_CLUSTER})
 	if err != nil {
 		t.Fatal(err)
@@ -349,19 +353,47 @@ func TestInvalidApplyStoresNothing(t *testing.T) {
 		yaml string
 		want string
 	}{
+		{"VIP and port already claimed", `
+kind: Cluster
+name: rtsp
+directorGroup: edge-1
+vips: [192.0.2.10]
+ports: [{protocol: tcp, port: 554}]
+`, `cluster "rtsp": ports[0]: tcp 554 on 192.0.2.10 is already used by cluster "wms"`},
+		{"fwmark clash", `
+kind: Cluster
+name: web
+directorGroup: edge-1
+vips: [192.0.2.11]
+ports: [{protocol: tcp, port: 80}]
+fwmark: 1
+`, `cluster "web": fwmark:`},
+		{"a second cluster in the same apply breaks it", `
+kind: Cluster
+name: web
+directorGroup: edge-1
+vips: [192.0.2.11]
+ports: [{protocol: tcp, port: 80}]
+---
+kind: Cluster
+name: web2
+directorGroup: edge-1
+vips: [192.0.2.11]
+ports: [{protocol: tcp, port: 80}]
+`, `cluster "web2": ports[0]: tcp 80 on 192.0.2.11 is already used by cluster "web"`},
 		{"reversed range", `
 kind: DirectorGroup
-name: edge-1
-directors: [{name: dir-a, priority: 200}]
+name: edge-2
+directors: [{name: dir-c, priority: 200}]
 vipInterface: eth0
 ---
 kind: Cluster
-name: wms
+name: wms2
 directorGroup: edge-1
 vips: [192.0.2.10]
 ports: [{protocol: tcp, port: 554}, {protocol: udp, ports: 5000-1024}]
 reals: [{address: 198.51.100.1}]
-`, `cluster "wms": ports[1].ports: range 5000-1024 is reversed`},
+`, `cluster "wms2": ports[1].ports: range 5000-1024 is reversed`},
 		{"unknown group", `
 kind: Cluster
 name: wms
@@ -389,7 +421,7 @@ reals: [{address: 198.51.100.1}]
 			if err != nil {
 				t.Fatal(err)
 			}
-			if after.GetRevision() != before.GetRevision() || len(after.GetObjects()) != 0 {
+			if after.GetRevision() != before.GetRevision() || len(after.GetObjects()) != 1 {
 				t.Errorf("store changed: revision %d -> %d, %d clusters", before.GetRevision(), after.GetRevision(), len(after.GetObjects()))
 			}
 		})
