@@ -47,6 +47,21 @@ type Config struct {
 	StatsPeriod time.Duration
 	// Metrics, when set, records reconciles and the sampled stats for /metrics.
 	Metrics *metrics.Agent
+	// Watchers, when set, tell of changes made to the kernel behind the agent's back (`nft
+	// flush ruleset` by `systemctl reload nftables`, a VIP removed by ifupdown): once a
+	// desired state is held, each is repaired RepairDelay later instead of at the next
+	// resync. A Watcher that cannot start is logged, and the resync alone repairs drift.
+	Watchers []Watcher
+	// RepairDelay gathers a burst of changes (a flush, an interface's addresses going one by
+	// one) into one reconcile.
+	RepairDelay time.Duration
+}
+
+// Watcher tells of changes to kernel state the agent keeps (*nft.Firewall, *vip.Manager).
+type Watcher interface {
+	// Watch signals after changes (several may be one signal) until ctx ends, then closes
+	// the channel.
+	Watch(ctx context.Context) (<-chan struct{}, error)
 }
 
 // Session is the agent's connection to the controller.
@@ -89,6 +104,11 @@ func New(cfg Config) *Agent {
 	}
 	if cfg.StatsPeriod == 0 {
 		cfg.StatsPeriod = time.Second
+	}
+	if cfg.RepairDelay == 0 {
+		// Long enough for a burst of notifications to arrive, short next to the second an
+		// operator expects a repair in.
+		cfg.RepairDelay = 150 * time.Millisecond
 	}
 	return &Agent{cfg: cfg, log: cfg.Logger.With("director", cfg.Director)}
 }
@@ -133,9 +153,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer resync.Stop()
 	sample := time.NewTicker(a.cfg.StatsPeriod)
 	defer sample.Stop()
+	changes := a.watch(ctx)
+	// repair fires RepairDelay after the first kernel change since the last reconcile; nil
+	// while none is pending.
+	var repair <-chan time.Time
 
 	for {
 		dirty := false
+		var trigger string
 		select {
 		case <-ctx.Done():
 			return nil
@@ -147,10 +172,20 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-offline.C:
 			if !fromCtl && haveSaved && cur == nil {
 				a.log.Warn("controller unreachable: applying the last saved desired state", "revision", saved.Revision)
-				cur, rev, dirty = saved.State, saved.Revision, true
+				cur, rev, dirty, trigger = saved.State, saved.Revision, true, "saved-state"
 			}
 		case <-resync.C:
-			dirty = cur != nil
+			dirty, trigger = cur != nil, "resync"
+		case <-changes:
+			// Ignored until a desired state is held: the agent changes nothing before then.
+			// The reconcile's own changes come back here too, and make one more reconcile that
+			// finds nothing to do, so changes nothing and is not signalled: no loop.
+			if cur != nil && repair == nil {
+				repair = time.After(a.cfg.RepairDelay)
+			}
+		case <-repair:
+			repair = nil
+			dirty, trigger = cur != nil, "kernel-change"
 		case <-sample.C:
 			if cur != nil && a.cfg.Stats != nil {
 				a.report(cur)
@@ -166,7 +201,7 @@ func (a *Agent) Run(ctx context.Context) error {
 					a.ackRefusal(refused)
 					continue
 				}
-				cur, rev, fromCtl, dirty = next, msg.Snapshot.GetRevision(), true, true
+				cur, rev, fromCtl, dirty, trigger = next, msg.Snapshot.GetRevision(), true, true, "snapshot"
 			case *lvsctlv1.ConnectResponse_Delta:
 				d := msg.Delta
 				if cur == nil || !fromCtl || d.GetPrevRevision() != rev {
@@ -181,7 +216,7 @@ func (a *Agent) Run(ctx context.Context) error {
 					a.ackRefusal(refused)
 					continue
 				}
-				cur, rev, dirty = next, d.GetRevision(), true
+				cur, rev, dirty, trigger = next, d.GetRevision(), true, "delta"
 			case *lvsctlv1.ConnectResponse_Role:
 				r := msg.Role
 				switch {
@@ -196,11 +231,13 @@ func (a *Agent) Run(ctx context.Context) error {
 				default:
 					a.log.Warn("ignoring a stale role assignment", "group", r.GetGroup(), "epoch", r.GetEpoch(), "have", role.GetEpoch())
 				}
-				dirty = dirty && cur != nil
+				dirty, trigger = dirty && cur != nil, "role"
 			}
 		}
 		if dirty {
-			a.reconcile(ctx, cur, rev, role, fromCtl, refused)
+			// This reconcile reads the kernel after any change seen so far: it repairs them too.
+			repair = nil
+			a.reconcile(ctx, cur, rev, role, fromCtl, refused, trigger)
 		}
 	}
 }
@@ -282,14 +319,39 @@ func (a *Agent) hello() *lvsctlv1.Hello {
 	return h
 }
 
-func (a *Agent) reconcile(ctx context.Context, cur *lvsctlv1.DesiredState, rev int64, role *lvsctlv1.RoleAssignment, fromCtl bool, refused error) {
+// watch starts the Watchers, and returns one channel for all their signals (nil without any).
+func (a *Agent) watch(ctx context.Context) <-chan struct{} {
+	if len(a.cfg.Watchers) == 0 {
+		return nil
+	}
+	merged := make(chan struct{}, 1)
+	for _, w := range a.cfg.Watchers {
+		ch, err := w.Watch(ctx)
+		if err != nil {
+			a.log.Warn("cannot watch the kernel for changes: drift is repaired at each resync only", "error", err, "resync", a.cfg.Resync)
+			continue
+		}
+		go func() {
+			for range ch {
+				select {
+				case merged <- struct{}{}:
+				default: // one is waiting already, and covers this one
+				}
+			}
+		}()
+	}
+	return merged
+}
+
+// reconcile applies cur, saves and acks it; trigger says why, in the log.
+func (a *Agent) reconcile(ctx context.Context, cur *lvsctlv1.DesiredState, rev int64, role *lvsctlv1.RoleAssignment, fromCtl bool, refused error, trigger string) {
 	start := time.Now()
 	res := a.cfg.Reconciler.Apply(ctx, cur, role)
 	took := time.Since(start)
 	if a.cfg.Metrics != nil {
 		a.cfg.Metrics.ObserveReconcile(took, rev, res.Operations, len(res.ClusterErrors), len(res.DirectorErrors))
 	}
-	log := a.log.With("revision", rev, "operations", res.Operations, "duration", took.Round(time.Microsecond))
+	log := a.log.With("revision", rev, "operations", res.Operations, "duration", took.Round(time.Microsecond), "trigger", trigger)
 	if len(res.ClusterErrors)+len(res.DirectorErrors) > 0 {
 		log.Warn("reconciled with errors", "cluster_errors", len(res.ClusterErrors), "director_errors", res.DirectorErrors)
 	} else if res.Operations > 0 {

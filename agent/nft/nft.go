@@ -9,6 +9,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"log/slog"
 	"reflect"
 	"slices"
 	"sync"
@@ -31,7 +32,11 @@ type Option func(*options)
 
 type options struct {
 	netNSFd int // -1: the caller's network namespace
+	log     *slog.Logger
 }
+
+// WithLogger sets where Watch reports trouble with its monitor; the default discards it.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 
 // WithNetNSFd makes the Firewall work in the network namespace the file descriptor refers
 // to (an open /run/netns/NAME, say). New duplicates the descriptor, so the caller may close
@@ -42,6 +47,7 @@ func WithNetNSFd(fd int) Option { return func(o *options) { o.netNSFd = fd } }
 type Firewall struct {
 	conn *nftables.Conn
 	nsFd int // our duplicate of the namespace fd, or -1
+	log  *slog.Logger
 	// table and chain are this Firewall's own: the nftables library keeps the pointers it is
 	// given in its batch, so Firewalls must not share them.
 	table *nftables.Table
@@ -54,12 +60,15 @@ type Firewall struct {
 // New returns a Firewall after checking that the kernel speaks nftables. A kernel without it
 // gives an error wrapping dataplane.ErrUnavailable.
 func New(opts ...Option) (*Firewall, error) {
-	o := options{netNSFd: -1}
+	o := options{netNSFd: -1, log: slog.New(slog.DiscardHandler)}
 	for _, opt := range opts {
 		opt(&o)
 	}
+	if o.log == nil {
+		o.log = slog.New(slog.DiscardHandler)
+	}
 	table, chain := objects()
-	f := &Firewall{nsFd: -1, table: table, chain: chain}
+	f := &Firewall{nsFd: -1, log: o.log, table: table, chain: chain}
 	var connOpts []nftables.ConnOption
 	if o.netNSFd >= 0 {
 		fd, err := unix.FcntlInt(uintptr(o.netNSFd), unix.F_DUPFD_CLOEXEC, 0)

@@ -4,8 +4,10 @@ package vip
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
+	"sync"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -21,16 +23,26 @@ var ErrNoInterface = fmt.Errorf("no such interface: %w", dataplane.ErrNotExist)
 // Option configures New.
 type Option func(*options)
 
-type options struct{ netNSFd int }
+type options struct {
+	netNSFd int
+	log     *slog.Logger
+}
 
 // WithNetNSFd makes the Manager work in the network namespace the file descriptor refers to
-// (an open /run/netns/NAME, say). New opens its sockets there at once, so the caller may
-// close the descriptor after New returns.
+// (an open /run/netns/NAME, say). New duplicates the descriptor, so the caller may close its
+// own after New returns.
 func WithNetNSFd(fd int) Option { return func(o *options) { o.netNSFd = fd } }
+
+// WithLogger sets where Watch reports trouble with its subscription; the default discards it.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 
 // Manager reads and changes interface addresses in one network namespace.
 type Manager struct {
-	h *netlink.Handle
+	h   *netlink.Handle
+	log *slog.Logger
+
+	mu   sync.Mutex // guards nsFd against Close
+	nsFd int        // our duplicate of the namespace fd for Watch, or -1
 }
 
 // New opens a rtnetlink handle in the chosen network namespace.
@@ -39,19 +51,44 @@ func New(opts ...Option) (*Manager, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
+	if o.log == nil {
+		o.log = slog.New(slog.DiscardHandler)
+	}
+	m := &Manager{log: o.log, nsFd: -1}
 	ns := netns.None()
 	if o.netNSFd >= 0 {
-		ns = netns.NsHandle(o.netNSFd)
+		// Watch subscribes later, in the namespace this fd names: keep our own.
+		fd, err := unix.FcntlInt(uintptr(o.netNSFd), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("vip: duplicate network namespace fd %d: %w", o.netNSFd, err)
+		}
+		m.nsFd = fd
+		ns = netns.NsHandle(fd)
 	}
 	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
+		m.closeNS()
 		return nil, fmt.Errorf("vip: open rtnetlink: %w", err)
 	}
-	return &Manager{h: h}, nil
+	m.h = h
+	return m, nil
 }
 
-// Close releases the Manager's socket. The addresses stay.
-func (m *Manager) Close() { m.h.Close() }
+// Close releases the Manager's socket. The addresses stay; watches go on until their
+// contexts end.
+func (m *Manager) Close() {
+	m.h.Close()
+	m.closeNS()
+}
+
+func (m *Manager) closeNS() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.nsFd >= 0 {
+		_ = unix.Close(m.nsFd) // a dup'd fd: nothing to lose if closing it fails
+		m.nsFd = -1
+	}
+}
 
 func (m *Manager) link(iface string) (netlink.Link, error) {
 	l, err := m.h.LinkByName(iface)

@@ -83,11 +83,11 @@ func run(log *slog.Logger, o options) error {
 		return err
 	}
 	kipvs := &daemon.LazyIPVS{RetryEvery: resync, Open: func() (daemon.KernelIPVS, error) { return ipvs.New() }}
-	fw, err := nft.New()
+	fw, err := nft.New(nft.WithLogger(log))
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
-	addrs, err := vip.New()
+	addrs, err := vip.New(vip.WithLogger(log))
 	if err != nil {
 		return fmt.Errorf("addresses: %w", err)
 	}
@@ -123,6 +123,9 @@ func run(log *slog.Logger, o options) error {
 		Director: director, Version: version, Logger: log, State: st, Reconciler: rec, Session: sess,
 		Capabilities: caps, Resync: resync, OfflineAfter: o.offlineAfter,
 		Stats: stats.NewReporter(kipvs), StatsPeriod: o.statsPeriod, Metrics: m,
+		// Drift made by others (a reload of nftables, an interface reconfigured) is repaired
+		// at once rather than at the next resync.
+		Watchers: []daemon.Watcher{fw, addrs},
 	})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -1,0 +1,190 @@
+package nft
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Watch backoff: how soon a monitor that died (its socket overflowed, say) is opened again,
+// doubling up to the cap while opening fails. The periodic resync covers the gap.
+const (
+	watchRetryMin = 100 * time.Millisecond
+	watchRetryMax = 10 * time.Second
+	// watchReadBuffer is the monitor socket's receive buffer: `flush ruleset` of a large
+	// ruleset sends one message per rule, and an overflow costs a monitor restart.
+	watchReadBuffer = 4 << 20
+)
+
+// Watch tells of changes to table inet lvsctl, its chains and its rules, made by anyone (the
+// Firewall's own transactions included): `systemctl reload nftables` running `flush ruleset`,
+// say. Each nftables transaction touching the table is at most one signal, and signals not
+// yet taken are merged into one, so a burst never blocks the watch. Changes to other tables
+// are not signalled: the agent reads and keeps only its own.
+//
+// When the kernel drops notifications (the socket overflowed), Watch signals, since it may
+// have missed a change, and opens a new monitor. The channel is closed once ctx ends.
+func (f *Firewall) Watch(ctx context.Context) (<-chan struct{}, error) {
+	f.mu.Lock()
+	nsFd := -1
+	if f.nsFd >= 0 {
+		// The watch may outlive the Firewall's Close, so it keeps its own descriptor.
+		fd, err := unix.FcntlInt(uintptr(f.nsFd), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			f.mu.Unlock()
+			return nil, fmt.Errorf("nft: watch: duplicate network namespace fd: %w", err)
+		}
+		nsFd = fd
+	}
+	f.mu.Unlock()
+	closeNS := func() {
+		if nsFd >= 0 {
+			_ = unix.Close(nsFd) // a dup'd fd: nothing to lose if closing it fails
+		}
+	}
+	m, err := openMonitor(nsFd)
+	if err != nil {
+		closeNS()
+		return nil, err
+	}
+	out := make(chan struct{}, 1)
+	go func() {
+		defer close(out)
+		defer closeNS()
+		f.watch(ctx, nsFd, m, out)
+	}()
+	return out, nil
+}
+
+// monitor is one nftables monitor on its own netlink socket.
+type monitor struct {
+	conn   *nftables.Conn
+	events chan *nftables.MonitorEvents
+}
+
+func openMonitor(nsFd int) (*monitor, error) {
+	// A lasting connection, so the monitor's socket is ours to close: the library's monitor
+	// leaves its socket open when it stops on an error.
+	opts := []nftables.ConnOption{nftables.AsLasting(),
+		nftables.WithSockOptions(func(c *netlink.Conn) error { return c.SetReadBuffer(watchReadBuffer) })}
+	if nsFd >= 0 {
+		opts = append(opts, nftables.WithNetNSFd(nsFd))
+	}
+	conn, err := nftables.New(opts...)
+	if err != nil {
+		return nil, classify("watch: open", err)
+	}
+	// Buffered so the library's reader keeps up with a burst while we look at each batch.
+	events, err := conn.AddGenerationalMonitor(nftables.NewMonitor(nftables.WithMonitorEventBuffer(64)))
+	if err != nil {
+		_ = conn.CloseLasting()
+		return nil, classify("watch: monitor", err)
+	}
+	return &monitor{conn: conn, events: events}, nil
+}
+
+// close stops the monitor and waits for its reader to end.
+func (m *monitor) close() {
+	_ = m.conn.CloseLasting() // nothing to do about a socket that will not close
+	// Drain: the library's reader blocks on a full channel, and closes it when it ends.
+	for range m.events {
+	}
+}
+
+// watch runs one monitor after another until ctx ends.
+func (f *Firewall) watch(ctx context.Context, nsFd int, m *monitor, out chan<- struct{}) {
+	for {
+		f.follow(ctx, m, out)
+		m.close()
+		if ctx.Err() != nil {
+			return
+		}
+		f.log.Warn("nftables monitor stopped; opening a new one", "table", "inet "+TableName)
+		signal(out)
+		retry := watchRetryMin
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(retry):
+			}
+			var err error
+			if m, err = openMonitor(nsFd); err == nil {
+				break
+			}
+			f.log.Warn("nftables monitor", "error", err, "retry_in", retry)
+			retry = min(2*retry, watchRetryMax)
+		}
+		// Whatever changed while no monitor was open is unseen: look once more.
+		signal(out)
+	}
+}
+
+// follow signals the batches that touch our table until ctx ends or the monitor stops.
+func (f *Firewall) follow(ctx context.Context, m *monitor, out chan<- struct{}) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case batch, ok := <-m.events:
+			if !ok {
+				return
+			}
+			if g := batch.GeneratedBy; g != nil && g.Type == nftables.MonitorEventTypeOOB {
+				f.log.Warn("nftables monitor", "error", g.Error)
+			}
+			if concernsUs(batch) {
+				signal(out)
+			}
+		}
+	}
+}
+
+// concernsUs reports whether a transaction's changes touch table inet lvsctl, its chains or
+// rules; a change it cannot attribute counts as ours, to be safe. Sets, elements and objects
+// are not ours: the table has none, and deleting the table is itself a table event.
+func concernsUs(batch *nftables.MonitorEvents) bool {
+	if g := batch.GeneratedBy; g != nil && g.Type == nftables.MonitorEventTypeOOB {
+		return true // the monitor's socket failed: anything may have been missed
+	}
+	for _, ev := range batch.Changes {
+		var t *nftables.Table
+		switch d := ev.Data.(type) {
+		case *nftables.Table:
+			t = d
+		case *nftables.Chain:
+			if d != nil {
+				t = d.Table
+			}
+		case *nftables.Rule:
+			if d != nil {
+				t = d.Table
+			}
+		default:
+			if ev.Type == nftables.MonitorEventTypeOOB {
+				return true
+			}
+			continue
+		}
+		switch {
+		case t == nil || t.Name == "":
+			// Undecodable: a parse error, or a message the library did not expect.
+			return true
+		case t.Family == nftables.TableFamilyINet && t.Name == TableName:
+			return true
+		}
+	}
+	return false
+}
+
+// signal queues one signal unless one is already waiting.
+func signal(out chan<- struct{}) {
+	select {
+	case out <- struct{}{}:
+	default:
+	}
+}

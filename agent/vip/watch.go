@@ -1,0 +1,146 @@
+package vip
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// Watch backoff: how soon a subscription that ended (its socket overflowed, say) is opened
+// again, doubling up to the cap while that fails. The periodic resync covers the gap.
+const (
+	watchRetryMin = 100 * time.Millisecond
+	watchRetryMax = 10 * time.Second
+)
+
+// Watch tells of addresses added to or removed from any interface of the Manager's
+// namespace, by anyone (the Manager's own changes included): ifupdown or systemd-networkd
+// reconfiguring an interface, say. Signals not yet taken are merged into one, so a burst
+// never blocks the watch.
+//
+// When the subscription ends on an error (its socket overflowed and notifications were
+// lost), Watch signals, since it may have missed a change, and subscribes again. The channel
+// is closed once ctx ends.
+func (m *Manager) Watch(ctx context.Context) (<-chan struct{}, error) {
+	m.mu.Lock()
+	nsFd := -1
+	if m.nsFd >= 0 {
+		// The watch may outlive the Manager's Close, so it keeps its own descriptor.
+		fd, err := unix.FcntlInt(uintptr(m.nsFd), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			m.mu.Unlock()
+			return nil, fmt.Errorf("vip: watch: duplicate network namespace fd: %w", err)
+		}
+		nsFd = fd
+	}
+	m.mu.Unlock()
+	closeNS := func() {
+		if nsFd >= 0 {
+			_ = unix.Close(nsFd) // a dup'd fd: nothing to lose if closing it fails
+		}
+	}
+	sub, err := subscribe(nsFd, m.log)
+	if err != nil {
+		closeNS()
+		return nil, err
+	}
+	out := make(chan struct{}, 1)
+	go func() {
+		defer close(out)
+		defer closeNS()
+		m.watch(ctx, nsFd, sub, out)
+	}()
+	return out, nil
+}
+
+// subscription is one rtnetlink subscription to IPv4 and IPv6 address changes.
+type subscription struct {
+	updates chan netlink.AddrUpdate
+	done    chan struct{}
+}
+
+func subscribe(nsFd int, log *slog.Logger) (*subscription, error) {
+	ns := netns.None()
+	if nsFd >= 0 {
+		ns = netns.NsHandle(nsFd)
+	}
+	s := &subscription{updates: make(chan netlink.AddrUpdate, 64), done: make(chan struct{})}
+	err := netlink.AddrSubscribeWithOptions(s.updates, s.done, netlink.AddrSubscribeOptions{
+		Namespace: &ns,
+		// Called for messages the library cannot read, and once when the subscription ends
+		// (closed by us, or failed): what matters is told by the channel's closing.
+		ErrorCallback: func(err error) { log.Debug("address subscription", "error", err) },
+	})
+	if err != nil {
+		close(s.done) // frees the library's socket, if it got as far as opening one
+		return nil, fmt.Errorf("vip: watch: subscribe to address changes: %w", err)
+	}
+	return s, nil
+}
+
+// close ends the subscription and waits for the library's reader to end.
+func (s *subscription) close() {
+	close(s.done)
+	// Drain: the library's reader blocks on a full channel, and closes it when it ends.
+	for range s.updates {
+	}
+}
+
+// watch runs one subscription after another until ctx ends.
+func (m *Manager) watch(ctx context.Context, nsFd int, sub *subscription, out chan<- struct{}) {
+	for {
+		follow(ctx, sub, out)
+		if ctx.Err() != nil {
+			sub.close()
+			return
+		}
+		// The library closed the updates channel: its socket failed.
+		close(sub.done)
+		m.log.Warn("address subscription ended; subscribing again")
+		signal(out)
+		retry := watchRetryMin
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(retry):
+			}
+			var err error
+			if sub, err = subscribe(nsFd, m.log); err == nil {
+				break
+			}
+			m.log.Warn("address subscription", "error", err, "retry_in", retry)
+			retry = min(2*retry, watchRetryMax)
+		}
+		// Whatever changed while no subscription was open is unseen: look once more.
+		signal(out)
+	}
+}
+
+// follow signals each address change until ctx ends or the subscription does.
+func follow(ctx context.Context, sub *subscription, out chan<- struct{}) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case _, ok := <-sub.updates:
+			if !ok {
+				return
+			}
+			signal(out)
+		}
+	}
+}
+
+// signal queues one signal unless one is already waiting.
+func signal(out chan<- struct{}) {
+	select {
+	case out <- struct{}{}:
+	default:
+	}
+}
