@@ -1,0 +1,111 @@
+// Package host runs the agent on a director's own kernel: it opens the real IPVS, nftables
+// and address backends, the state file, the controller session and /metrics, and hands them
+// to the daemon. Everything here is wiring; the behaviour lives in the packages it wires.
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/lvsctl/lvsctl/agent/daemon"
+	"github.com/lvsctl/lvsctl/agent/ipvs"
+	"github.com/lvsctl/lvsctl/agent/metrics"
+	"github.com/lvsctl/lvsctl/agent/nft"
+	"github.com/lvsctl/lvsctl/agent/reconcile"
+	"github.com/lvsctl/lvsctl/agent/session"
+	"github.com/lvsctl/lvsctl/agent/state"
+	"github.com/lvsctl/lvsctl/agent/stats"
+	"github.com/lvsctl/lvsctl/agent/vip"
+	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
+)
+
+// Config is the agent's configuration, from its flags.
+type Config struct {
+	Director, Controller, StateDir string
+	// MetricsListen serves Prometheus /metrics when set.
+	MetricsListen string
+	// Insecure allows plaintext gRPC (TLS arrives with the security issue).
+	Insecure                          bool
+	Resync, OfflineAfter, StatsPeriod time.Duration
+	Version                           string
+	Logger                            *slog.Logger
+}
+
+// ErrConfig is wrapped by configuration errors.
+var ErrConfig = errors.New("invalid agent configuration")
+
+// Run runs the agent on this host's kernel until ctx ends. Ending never changes the data
+// plane.
+func Run(ctx context.Context, o Config) error {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	director, controller, stateDir, insecure, resync := o.Director, o.Controller, o.StateDir, o.Insecure, o.Resync
+	if director == "" {
+		return fmt.Errorf("%w: --director is required", ErrConfig)
+	}
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return fmt.Errorf("--state-dir: %w", err)
+	}
+	st, err := state.Load(stateDir)
+	if err != nil {
+		return err
+	}
+	kipvs := &daemon.LazyIPVS{RetryEvery: resync, Open: func() (daemon.KernelIPVS, error) { return ipvs.New() }}
+	fw, err := nft.New(nft.WithLogger(log))
+	if err != nil {
+		return fmt.Errorf("nftables: %w", err)
+	}
+	addrs, err := vip.New(vip.WithLogger(log))
+	if err != nil {
+		return fmt.Errorf("addresses: %w", err)
+	}
+	rec := reconcile.New(reconcile.Config{Logger: log, IPVS: kipvs, Firewall: fw, Addresses: addrs, State: st})
+	sess := session.New(session.Config{Target: controller, Insecure: insecure, Logger: log})
+	caps := func() *lvsctlv1.Capabilities {
+		c := &lvsctlv1.Capabilities{Nftables: true}
+		ok, err := kipvs.Available()
+		c.Ipvs = ok
+		if err != nil {
+			c.Errors = append(c.Errors, err.Error())
+		}
+		return c
+	}
+	if ok, err := kipvs.Available(); !ok {
+		log.Error("IPVS is unavailable; the agent stays connected and reports it", "error", err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(reg)
+	if o.MetricsListen != "" {
+		lis, err := net.Listen("tcp", o.MetricsListen)
+		if err != nil {
+			return fmt.Errorf("--metrics-listen: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = srv.Serve(lis) }()
+		defer srv.Close()
+	}
+	agent := daemon.New(daemon.Config{
+		Director: director, Version: o.Version, Logger: log, State: st, Reconciler: rec, Session: sess,
+		Capabilities: caps, Resync: resync, OfflineAfter: o.OfflineAfter,
+		Stats: stats.NewReporter(kipvs), StatsPeriod: o.StatsPeriod, Metrics: m,
+		// Drift made by others (a reload of nftables, an interface reconfigured) is repaired
+		// at once rather than at the next resync.
+		Watchers: []daemon.Watcher{fw, addrs},
+	})
+	return agent.Run(ctx)
+}
