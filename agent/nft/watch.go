@@ -3,18 +3,16 @@ package nft
 import (
 	"context"
 	"fmt"
-	"time"
+	"log/slog"
 
 	"github.com/google/nftables"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/lvsctl/lvsctl/agent/dataplane"
 )
 
-// Watch backoff: how soon a monitor that died (its socket overflowed, say) is opened again,
-// doubling up to the cap while opening fails. The periodic resync covers the gap.
 const (
-	watchRetryMin = 100 * time.Millisecond
-	watchRetryMax = 10 * time.Second
 	// watchReadBuffer is the monitor socket's receive buffer: `flush ruleset` of a large
 	// ruleset sends one message per rule, and an overflow costs a monitor restart.
 	watchReadBuffer = 4 << 20
@@ -46,7 +44,7 @@ func (f *Firewall) Watch(ctx context.Context) (<-chan struct{}, error) {
 			_ = unix.Close(nsFd) // a dup'd fd: nothing to lose if closing it fails
 		}
 	}
-	m, err := openMonitor(nsFd)
+	m, err := openMonitor(nsFd, f.log)
 	if err != nil {
 		closeNS()
 		return nil, err
@@ -55,7 +53,8 @@ func (f *Firewall) Watch(ctx context.Context) (<-chan struct{}, error) {
 	go func() {
 		defer close(out)
 		defer closeNS()
-		f.watch(ctx, nsFd, m, out)
+		open := func() (dataplane.Subscription, error) { return openMonitor(nsFd, f.log) }
+		dataplane.KeepSubscribed(ctx, f.log, "nftables monitor", m, open, out)
 	}()
 	return out, nil
 }
@@ -64,9 +63,10 @@ func (f *Firewall) Watch(ctx context.Context) (<-chan struct{}, error) {
 type monitor struct {
 	conn   *nftables.Conn
 	events chan *nftables.MonitorEvents
+	log    *slog.Logger
 }
 
-func openMonitor(nsFd int) (*monitor, error) {
+func openMonitor(nsFd int, log *slog.Logger) (*monitor, error) {
 	// A lasting connection, so the monitor's socket is ours to close: the library's monitor
 	// leaves its socket open when it stops on an error.
 	opts := []nftables.ConnOption{nftables.AsLasting(),
@@ -84,48 +84,19 @@ func openMonitor(nsFd int) (*monitor, error) {
 		_ = conn.CloseLasting()
 		return nil, classify("watch: monitor", err)
 	}
-	return &monitor{conn: conn, events: events}, nil
+	return &monitor{conn: conn, events: events, log: log}, nil
 }
 
-// close stops the monitor and waits for its reader to end.
-func (m *monitor) close() {
+// Close stops the monitor and waits for its reader to end.
+func (m *monitor) Close() {
 	_ = m.conn.CloseLasting() // nothing to do about a socket that will not close
 	// Drain: the library's reader blocks on a full channel, and closes it when it ends.
 	for range m.events {
 	}
 }
 
-// watch runs one monitor after another until ctx ends.
-func (f *Firewall) watch(ctx context.Context, nsFd int, m *monitor, out chan<- struct{}) {
-	for {
-		f.follow(ctx, m, out)
-		m.close()
-		if ctx.Err() != nil {
-			return
-		}
-		f.log.Warn("nftables monitor stopped; opening a new one", "table", "inet "+TableName)
-		signal(out)
-		retry := watchRetryMin
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(retry):
-			}
-			var err error
-			if m, err = openMonitor(nsFd); err == nil {
-				break
-			}
-			f.log.Warn("nftables monitor", "error", err, "retry_in", retry)
-			retry = min(2*retry, watchRetryMax)
-		}
-		// Whatever changed while no monitor was open is unseen: look once more.
-		signal(out)
-	}
-}
-
-// follow signals the batches that touch our table until ctx ends or the monitor stops.
-func (f *Firewall) follow(ctx context.Context, m *monitor, out chan<- struct{}) {
+// Follow signals the batches that touch our table until ctx ends or the monitor stops.
+func (m *monitor) Follow(ctx context.Context, out chan<- struct{}) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -135,10 +106,10 @@ func (f *Firewall) follow(ctx context.Context, m *monitor, out chan<- struct{}) 
 				return
 			}
 			if g := batch.GeneratedBy; g != nil && g.Type == nftables.MonitorEventTypeOOB {
-				f.log.Warn("nftables monitor", "error", g.Error)
+				m.log.Warn("nftables monitor", "error", g.Error)
 			}
 			if concernsUs(batch) {
-				signal(out)
+				dataplane.Signal(out)
 			}
 		}
 	}
@@ -179,12 +150,4 @@ func concernsUs(batch *nftables.MonitorEvents) bool {
 		}
 	}
 	return false
-}
-
-// signal queues one signal unless one is already waiting.
-func signal(out chan<- struct{}) {
-	select {
-	case out <- struct{}{}:
-	default:
-	}
 }

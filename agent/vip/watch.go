@@ -4,18 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
-)
 
-// Watch backoff: how soon a subscription that ended (its socket overflowed, say) is opened
-// again, doubling up to the cap while that fails. The periodic resync covers the gap.
-const (
-	watchRetryMin = 100 * time.Millisecond
-	watchRetryMax = 10 * time.Second
+	"github.com/lvsctl/lvsctl/agent/dataplane"
 )
 
 // Watch tells of addresses added to or removed from any interface of the Manager's
@@ -53,7 +47,8 @@ func (m *Manager) Watch(ctx context.Context) (<-chan struct{}, error) {
 	go func() {
 		defer close(out)
 		defer closeNS()
-		m.watch(ctx, nsFd, sub, out)
+		open := func() (dataplane.Subscription, error) { return subscribe(nsFd, m.log) }
+		dataplane.KeepSubscribed(ctx, m.log, "address subscription", sub, open, out)
 	}()
 	return out, nil
 }
@@ -83,64 +78,29 @@ func subscribe(nsFd int, log *slog.Logger) (*subscription, error) {
 	return s, nil
 }
 
-// close ends the subscription and waits for the library's reader to end.
-func (s *subscription) close() {
-	close(s.done)
+// Close ends the subscription and waits for the library's reader to end.
+func (s *subscription) Close() {
+	select {
+	case <-s.done:
+	default:
+		close(s.done)
+	}
 	// Drain: the library's reader blocks on a full channel, and closes it when it ends.
 	for range s.updates {
 	}
 }
 
-// watch runs one subscription after another until ctx ends.
-func (m *Manager) watch(ctx context.Context, nsFd int, sub *subscription, out chan<- struct{}) {
-	for {
-		follow(ctx, sub, out)
-		if ctx.Err() != nil {
-			sub.close()
-			return
-		}
-		// The library closed the updates channel: its socket failed.
-		close(sub.done)
-		m.log.Warn("address subscription ended; subscribing again")
-		signal(out)
-		retry := watchRetryMin
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(retry):
-			}
-			var err error
-			if sub, err = subscribe(nsFd, m.log); err == nil {
-				break
-			}
-			m.log.Warn("address subscription", "error", err, "retry_in", retry)
-			retry = min(2*retry, watchRetryMax)
-		}
-		// Whatever changed while no subscription was open is unseen: look once more.
-		signal(out)
-	}
-}
-
-// follow signals each address change until ctx ends or the subscription does.
-func follow(ctx context.Context, sub *subscription, out chan<- struct{}) {
+// Follow signals each address change until ctx ends or the subscription does.
+func (s *subscription) Follow(ctx context.Context, out chan<- struct{}) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case _, ok := <-sub.updates:
+		case _, ok := <-s.updates:
 			if !ok {
 				return
 			}
-			signal(out)
+			dataplane.Signal(out)
 		}
-	}
-}
-
-// signal queues one signal unless one is already waiting.
-func signal(out chan<- struct{}) {
-	select {
-	case out <- struct{}{}:
-	default:
 	}
 }
