@@ -210,6 +210,9 @@ func TestPipeline(t *testing.T) {
 		t.Fatalf("apply: %v", err)
 	}
 	rev := resp.GetRevision()
+	if len(resp.GetResults()) != 2 {
+		t.Fatalf("apply results: %v, want the cluster and the group", resp.GetResults())
+	}
 	for _, r := range resp.GetResults() {
 		if r.GetAction() != lvsctlv1.Action_ACTION_CREATED {
 			t.Errorf("%s %s: action %v, want CREATED", r.GetKind(), r.GetName(), r.GetAction())
@@ -255,6 +258,9 @@ func TestPipeline(t *testing.T) {
 	}
 	if again.GetRevision() != rev {
 		t.Errorf("unchanged re-apply moved the revision %d -> %d", rev, again.GetRevision())
+	}
+	if len(again.GetResults()) != 2 {
+		t.Fatalf("re-apply results: %v, want the cluster and the group", again.GetResults())
 	}
 	for _, r := range again.GetResults() {
 		if r.GetAction() != lvsctlv1.Action_ACTION_UNCHANGED {
@@ -497,15 +503,19 @@ func TestStatusCounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var seen *lvsctlv1.RealServerStats
 	for _, d := range l.GetDirectors() {
-		if d.GetDirector() != "dir-a" {
+		if d.GetDirector() != "dir-a" || len(d.GetClusters()) != 1 {
 			continue
 		}
 		for _, r := range d.GetClusters()[0].GetReals() {
-			if r.GetAddress() == "198.51.100.1" && (r.GetActiveConns() != 5 || r.GetInactiveConns() != 1 || r.GetPersistentConns() != 2) {
-				t.Errorf("dir-a 198.51.100.1 = %v, want active 5 inactive 1 persistent 2", r)
+			if r.GetAddress() == "198.51.100.1" {
+				seen = r
 			}
 		}
+	}
+	if seen.GetActiveConns() != 5 || seen.GetInactiveConns() != 1 || seen.GetPersistentConns() != 2 {
+		t.Errorf("dir-a's 198.51.100.1 = %v, want active 5 inactive 1 persistent 2", seen)
 	}
 	// Connections close: the counts fall back.
 	set(dirA, "198.51.100.1", 0, 0, 0)

@@ -72,6 +72,9 @@ func Run(ctx context.Context, o Config) error {
 		return fmt.Errorf("addresses: %w", err)
 	}
 	rec := reconcile.New(reconcile.Config{Logger: log, IPVS: kipvs, Firewall: fw, Addresses: addrs, State: st})
+	if insecure && !loopback(controller) {
+		log.Warn("INSECURE: plaintext gRPC to a controller that is not on loopback; anyone on the path can read and forge this director's desired state", "controller", controller)
+	}
 	sess := session.New(session.Config{Target: controller, Insecure: insecure, Logger: log})
 	caps := func() *lvsctlv1.Capabilities {
 		c := &lvsctlv1.Capabilities{Nftables: true}
@@ -108,4 +111,17 @@ func Run(ctx context.Context, o Config) error {
 		Watchers: []daemon.Watcher{fw, addrs},
 	})
 	return agent.Run(ctx)
+}
+
+// loopback reports whether HOST:PORT names this machine's loopback.
+func loopback(target string) bool {
+	host, _, err := net.SplitHostPort(target)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -98,13 +98,26 @@ func TestSlowWatcherDoesNotBlock(t *testing.T) {
 	client := lvsctlv1.NewStatusServiceClient(conn)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	// The slow one opens its stream and never reads.
-	if _, err := client.Watch(ctx, &lvsctlv1.StatusServiceWatchRequest{}); err != nil {
+	// The slow one reads its first view, so it is registered, and then never reads again.
+	slow, err := client.Watch(ctx, &lvsctlv1.StatusServiceWatchRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := slow.Recv(); err != nil {
 		t.Fatal(err)
 	}
 	fast, err := client.Watch(ctx, &lvsctlv1.StatusServiceWatchRequest{})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if _, err := fast.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	watchers := len(f.watchers)
+	f.mu.Unlock()
+	if watchers != 2 {
+		t.Fatalf("%d watchers registered before the updates, want 2", watchers)
 	}
 	// Big reports fill the slow watcher's flow-control window quickly.
 	big := &lvsctlv1.ClusterStats{Cluster: "wms"}
@@ -137,12 +150,7 @@ func TestSlowWatcherDoesNotBlock(t *testing.T) {
 			if m.GetDirector().GetAppliedRevision() == updates {
 				return
 			}
-			// The watch may have begun after the updates: then its first view has the latest.
-			for _, d := range m.GetInitial().GetDirectors() {
-				if d.GetAppliedRevision() == updates {
-					return
-				}
-			}
+
 		case err := <-errc:
 			t.Fatal(err)
 		case <-deadline:
@@ -230,5 +238,28 @@ func BenchmarkReport(b *testing.B) {
 			}
 			b.ReportMetric(float64(len(wire)), "wire-bytes")
 		})
+	}
+}
+
+// TestDisconnectedDirectorCountsDropped: a configured director whose agent is gone keeps its
+// place in the fleet, but its last counts no longer add to the totals.
+func TestDisconnectedDirectorCountsDropped(t *testing.T) {
+	f := New()
+	f.SetConfig(map[string]Desired{"dir-a": {Group: "edge-1"}, "dir-b": {Group: "edge-1"}})
+	for _, d := range []string{"dir-a", "dir-b"} {
+		f.Update(d, func(s *lvsctlv1.DirectorStatus) { s.Connected = true })
+		f.Report(d, &lvsctlv1.StatusReport{Full: true, Changed: []*lvsctlv1.ClusterStats{
+			{Cluster: "wms", Reals: []*lvsctlv1.RealServerStats{realStats("198.51.100.1", 5, 0, 0, 0)}}}})
+	}
+	if got := Aggregate(f.List(""))[0].GetReals()[0].GetActiveConns(); got != 10 {
+		t.Fatalf("both connected: %d active, want 10", got)
+	}
+	f.Disconnected("dir-b")
+	dirs := f.List("")
+	if len(dirs) != 2 || dirs[1].GetConnected() {
+		t.Fatalf("after dir-b left: %v, want dir-b still listed, not connected", dirs)
+	}
+	if got := Aggregate(dirs)[0].GetReals()[0].GetActiveConns(); got != 5 {
+		t.Errorf("after dir-b left: %d active, want only dir-a's 5", got)
 	}
 }
