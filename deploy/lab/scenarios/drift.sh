@@ -16,7 +16,8 @@
 # measured repair times are printed. At the end: with nothing changing, the
 # agent reconciles no more (its repair's own changes make one more reconcile
 # that finds nothing to do, and that one changes nothing: no loop), and
-# lvsctl status shows the revision applied without errors.
+# `lvsctl status -o json` succeeds, lists dir-a, and shows it the revision
+# applied without errors.
 # shellcheck disable=SC2317 # (whole file) helpers are called through repaired_within
 . ./lib.sh
 
@@ -111,7 +112,17 @@ expect_eq "reconciles over 3 quiet seconds (lvsctl_agent_reconcile_duration_seco
 expect_eq "the table is still the one before the flush" "$TABLE_BEFORE" "$(table 2>&1)"
 expect_ok "the VIP is still on eth0" vip_on_eth0
 wait_applied 10 || true
-expect_eq "lvsctl status: dir-a's errors" "" "$(lv status -o json | tr -d '\n' | sed -nE 's/.*"errors"[[:space:]]*:[[:space:]]*\[([^]]*)\].*/\1/p' | tr -d ' ')"
+# The status check must not pass on silence: lvsctl has to succeed and list
+# dir-a, and dir-a's own errors field (always present, [] when none) is read
+# from that same output.
+st=$(lv status -o json 2>/tmp/status.err)
+st_rc=$?
+expect_eq "lvsctl status -o json: exit status (stderr: $(oneline "$(cat /tmp/status.err)"))" 0 "$st_rc"
+st_dir_a=$(printf '%s\n' "$st" | tr -d '\n' | sed 's/}[[:space:]]*,[[:space:]]*{/}\n{/g' |
+	grep -E '"name"[[:space:]]*:[[:space:]]*"dir-a"' | head -n 1)
+expect_match "lvsctl status -o json lists dir-a" '"name"[[:space:]]*:[[:space:]]*"dir-a"' "$st_dir_a"
+expect_eq "lvsctl status: dir-a's errors" "[]" \
+	"$(printf '%s\n' "$st_dir_a" | sed -nE 's/.*"errors"[[:space:]]*:[[:space:]]*(\[[^]]*\]).*/\1/p' | tr -d ' ')"
 show grep -E 'msg="?reconciled' /tmp/agent.log
 
 step "Repair times (guest time, upper bounds: each poll of the kernel included)"
