@@ -2,8 +2,11 @@ package dataplane
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Signal queues one signal on out unless one is already waiting: a watcher merges a burst of
@@ -60,4 +63,40 @@ func KeepSubscribed(ctx context.Context, log *slog.Logger, what string, sub Subs
 		}
 		Signal(out)
 	}
+}
+
+// DupNetNS duplicates a network-namespace descriptor (-1: the current namespace, kept as
+// -1), so a watch can outlive the backend that opened the namespace.
+func DupNetNS(fd int) (int, error) {
+	if fd < 0 {
+		return -1, nil
+	}
+	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("duplicate network namespace fd: %w", err)
+	}
+	return dup, nil
+}
+
+// Watch opens a subscription in the namespace nsFd (which it owns and closes; -1 for the
+// current one) and keeps it open until ctx ends, signalling the returned channel for each
+// change; the channel is closed once ctx ends.
+func Watch(ctx context.Context, log *slog.Logger, what string, nsFd int, open func(nsFd int) (Subscription, error)) (<-chan struct{}, error) {
+	closeNS := func() {
+		if nsFd >= 0 {
+			_ = unix.Close(nsFd) // a dup'd fd: nothing to lose if closing it fails
+		}
+	}
+	sub, err := open(nsFd)
+	if err != nil {
+		closeNS()
+		return nil, err
+	}
+	out := make(chan struct{}, 1)
+	go func() {
+		defer close(out)
+		defer closeNS()
+		KeepSubscribed(ctx, log, what, sub, func() (Subscription, error) { return open(nsFd) }, out)
+	}()
+	return out, nil
 }

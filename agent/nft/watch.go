@@ -7,7 +7,6 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/mdlayher/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/lvsctl/lvsctl/agent/dataplane"
 )
@@ -27,36 +26,20 @@ const (
 // When the kernel drops notifications (the socket overflowed), Watch signals, since it may
 // have missed a change, and opens a new monitor. The channel is closed once ctx ends.
 func (f *Firewall) Watch(ctx context.Context) (<-chan struct{}, error) {
+	// The watch may outlive the backend's Close, so it keeps its own descriptor.
 	f.mu.Lock()
-	nsFd := -1
-	if f.nsFd >= 0 {
-		// The watch may outlive the Firewall's Close, so it keeps its own descriptor.
-		fd, err := unix.FcntlInt(uintptr(f.nsFd), unix.F_DUPFD_CLOEXEC, 0)
-		if err != nil {
-			f.mu.Unlock()
-			return nil, fmt.Errorf("nft: watch: duplicate network namespace fd: %w", err)
-		}
-		nsFd = fd
-	}
+	nsFd, err := dataplane.DupNetNS(f.nsFd)
 	f.mu.Unlock()
-	closeNS := func() {
-		if nsFd >= 0 {
-			_ = unix.Close(nsFd) // a dup'd fd: nothing to lose if closing it fails
-		}
-	}
-	m, err := openMonitor(nsFd, f.log)
 	if err != nil {
-		closeNS()
-		return nil, err
+		return nil, fmt.Errorf("nft: watch: %w", err)
 	}
-	out := make(chan struct{}, 1)
-	go func() {
-		defer close(out)
-		defer closeNS()
-		open := func() (dataplane.Subscription, error) { return openMonitor(nsFd, f.log) }
-		dataplane.KeepSubscribed(ctx, f.log, "nftables monitor", m, open, out)
-	}()
-	return out, nil
+	return dataplane.Watch(ctx, f.log, "nftables monitor", nsFd, func(fd int) (dataplane.Subscription, error) {
+		s, err := openMonitor(fd, f.log)
+		if err != nil {
+			return nil, err // not a typed nil in the interface
+		}
+		return s, nil
+	})
 }
 
 // monitor is one nftables monitor on its own netlink socket.

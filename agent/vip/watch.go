@@ -7,7 +7,6 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 
 	"github.com/lvsctl/lvsctl/agent/dataplane"
 )
@@ -21,36 +20,20 @@ import (
 // lost), Watch signals, since it may have missed a change, and subscribes again. The channel
 // is closed once ctx ends.
 func (m *Manager) Watch(ctx context.Context) (<-chan struct{}, error) {
+	// The watch may outlive the backend's Close, so it keeps its own descriptor.
 	m.mu.Lock()
-	nsFd := -1
-	if m.nsFd >= 0 {
-		// The watch may outlive the Manager's Close, so it keeps its own descriptor.
-		fd, err := unix.FcntlInt(uintptr(m.nsFd), unix.F_DUPFD_CLOEXEC, 0)
-		if err != nil {
-			m.mu.Unlock()
-			return nil, fmt.Errorf("vip: watch: duplicate network namespace fd: %w", err)
-		}
-		nsFd = fd
-	}
+	nsFd, err := dataplane.DupNetNS(m.nsFd)
 	m.mu.Unlock()
-	closeNS := func() {
-		if nsFd >= 0 {
-			_ = unix.Close(nsFd) // a dup'd fd: nothing to lose if closing it fails
-		}
-	}
-	sub, err := subscribe(nsFd, m.log)
 	if err != nil {
-		closeNS()
-		return nil, err
+		return nil, fmt.Errorf("vip: watch: %w", err)
 	}
-	out := make(chan struct{}, 1)
-	go func() {
-		defer close(out)
-		defer closeNS()
-		open := func() (dataplane.Subscription, error) { return subscribe(nsFd, m.log) }
-		dataplane.KeepSubscribed(ctx, m.log, "address subscription", sub, open, out)
-	}()
-	return out, nil
+	return dataplane.Watch(ctx, m.log, "address subscription", nsFd, func(fd int) (dataplane.Subscription, error) {
+		s, err := subscribe(fd, m.log)
+		if err != nil {
+			return nil, err // not a typed nil in the interface
+		}
+		return s, nil
+	})
 }
 
 // subscription is one rtnetlink subscription to IPv4 and IPv6 address changes.
