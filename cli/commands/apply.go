@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -92,6 +93,26 @@ func actionWord(a lvsctlv1.Action) string {
 	return "?"
 }
 
+// applyFile sends a manifest file as one Apply (a dry run for diff), after checking it locally.
+func (o *options) applyFile(ctx context.Context, file string, dryRun bool) (*lvsctlv1.ApplyResponse, error) {
+	objs, err := o.readManifest(file)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := o.dial()
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	ctx, cancel := o.context(ctx)
+	defer cancel()
+	resp, err := lvsctlv1.NewConfigServiceClient(conn).Apply(ctx, &lvsctlv1.ApplyRequest{Objects: objs, DryRun: dryRun})
+	if err != nil {
+		return nil, o.fromRPC(err)
+	}
+	return resp, nil
+}
+
 func newApplyCmd(o *options) *cobra.Command {
 	var file string
 	cmd := &cobra.Command{
@@ -99,20 +120,9 @@ func newApplyCmd(o *options) *cobra.Command {
 		Short: "Create or update clusters and director groups from a manifest, in one atomic write",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			objs, err := o.readManifest(file)
+			resp, err := o.applyFile(cmd.Context(), file, false)
 			if err != nil {
 				return err
-			}
-			conn, err := o.dial()
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			ctx, cancel := o.context(cmd.Context())
-			defer cancel()
-			resp, err := lvsctlv1.NewConfigServiceClient(conn).Apply(ctx, &lvsctlv1.ApplyRequest{Objects: objs})
-			if err != nil {
-				return o.fromRPC(err)
 			}
 			revisions := map[objectKey]int64{}
 			for _, obj := range resp.GetObjects() {
@@ -142,20 +152,9 @@ func newDiffCmd(o *options) *cobra.Command {
 			"each director's plan. Exit status: 0 no differences, 1 differences, 2 error.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			objs, err := o.readManifest(file)
+			resp, err := o.applyFile(cmd.Context(), file, true)
 			if err != nil {
 				return err
-			}
-			conn, err := o.dial()
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			ctx, cancel := o.context(cmd.Context())
-			defer cancel()
-			resp, err := lvsctlv1.NewConfigServiceClient(conn).Apply(ctx, &lvsctlv1.ApplyRequest{Objects: objs, DryRun: true})
-			if err != nil {
-				return o.fromRPC(err)
 			}
 			differs := false
 			for _, r := range resp.GetResults() {
