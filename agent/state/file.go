@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -17,11 +18,13 @@ import (
 
 // fileData is the JSON layout of the state file. The desired state is protojson inside it, so
 // the file stays readable with jq and the proto's own field names.
+// Version 1 also held the applied revision and the desired state, which now live in the
+// journal (desired.log); they are still read from a version 1 file.
 type fileData struct {
 	Version         int           `json:"version"`
 	Services        []fileService `json:"services"`
 	Addresses       []fileAddress `json:"addresses"`
-	AppliedRevision int64         `json:"appliedRevision"`
+	AppliedRevision int64         `json:"appliedRevision,omitempty"`
 	Desired         *fileDesired  `json:"desired,omitempty"`
 }
 
@@ -55,10 +58,9 @@ func parseFamily(s string) (dataplane.Family, error) {
 
 func (s *State) encodeLocked() ([]byte, error) {
 	fd := fileData{
-		Version:         fileVersion,
-		Services:        []fileService{},
-		Addresses:       []fileAddress{},
-		AppliedRevision: s.applied,
+		Version:   fileVersion,
+		Services:  make([]fileService, 0, len(s.services)),
+		Addresses: make([]fileAddress, 0, len(s.addresses)),
 	}
 	keys := make([]dataplane.ServiceKey, 0, len(s.services))
 	for k := range s.services {
@@ -76,24 +78,6 @@ func (s *State) encodeLocked() ([]byte, error) {
 	for _, a := range addrs {
 		fd.Addresses = append(fd.Addresses, fileAddress{Interface: a.Interface, Prefix: a.Prefix.String()})
 	}
-	if s.desired != nil {
-		d := &fileDesired{Revision: s.desired.Revision}
-		if s.desired.State != nil {
-			b, err := protojson.Marshal(s.desired.State)
-			if err != nil {
-				return nil, fmt.Errorf("encode desired state: %w", err)
-			}
-			d.State = b
-		}
-		if s.desired.Role != nil {
-			b, err := protojson.Marshal(s.desired.Role)
-			if err != nil {
-				return nil, fmt.Errorf("encode role: %w", err)
-			}
-			d.Role = b
-		}
-		fd.Desired = d
-	}
 	return json.MarshalIndent(fd, "", "  ")
 }
 
@@ -104,8 +88,12 @@ func (s *State) decode(data []byte) error {
 	if err := dec.Decode(&fd); err != nil {
 		return fmt.Errorf("parse: %w", err)
 	}
-	if fd.Version != fileVersion {
-		return fmt.Errorf("version: %d is not the supported version %d", fd.Version, fileVersion)
+	switch {
+	case fd.Version == 1:
+	case fd.Version != fileVersion:
+		return fmt.Errorf("version: %d is not a supported version (1, %d)", fd.Version, fileVersion)
+	case fd.AppliedRevision != 0 || fd.Desired != nil:
+		return fmt.Errorf("version %d: the applied revision and desired state belong in %s", fd.Version, JournalName)
 	}
 	for i, fs := range fd.Services {
 		fam, err := parseFamily(fs.Family)
@@ -129,7 +117,7 @@ func (s *State) decode(data []byte) error {
 	}
 	s.applied = fd.AppliedRevision
 	if fd.Desired != nil {
-		d := &Desired{Revision: fd.Desired.Revision}
+		d := Desired{Revision: fd.Desired.Revision}
 		if len(fd.Desired.State) > 0 {
 			d.State = &lvsctlv1.DesiredState{}
 			if err := protojson.Unmarshal(fd.Desired.State, d.State); err != nil {
@@ -142,22 +130,33 @@ func (s *State) decode(data []byte) error {
 				return fmt.Errorf("desired.role: %w", err)
 			}
 		}
-		s.desired = d
+		s.desired = newDesiredState(d)
 	}
 	return nil
 }
 
-// saveLocked writes the file atomically: a temporary file in the same directory, fsync, rename
-// over the old file, fsync of the directory so the rename itself survives a power loss.
-func (s *State) saveLocked() (err error) {
+// saveLocked writes state.json. A journal that must be rewritten (a version 1 file's desired
+// state, not yet in a journal) is written first, so rewriting state.json never loses it.
+func (s *State) saveLocked() error {
+	if s.journal.rewrite {
+		if err := s.rewriteJournalLocked(s.desired); err != nil {
+			return err
+		}
+	}
 	data, err := s.encodeLocked()
 	if err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
-	if err := os.MkdirAll(s.dir, 0o700); err != nil {
+	return writeAtomic(s.dir, FileName, data)
+}
+
+// writeAtomic replaces DIR/NAME: a temporary file in the same directory, fsync, rename over
+// the old file, fsync of the directory so the rename itself survives a power loss.
+func writeAtomic(dir, name string, data []byte) (err error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("state: create directory: %w", err)
 	}
-	tmp, err := os.CreateTemp(s.dir, "."+FileName+".*.tmp")
+	tmp, err := os.CreateTemp(dir, "."+name+".*.tmp")
 	if err != nil {
 		return fmt.Errorf("state: create temporary file: %w", err)
 	}
@@ -178,11 +177,12 @@ func (s *State) saveLocked() (err error) {
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("state: close %s: %w", tmp.Name(), err)
 	}
-	if err := os.Rename(tmp.Name(), s.Path()); err != nil {
-		return fmt.Errorf("state: rename to %s: %w", s.Path(), err)
+	path := filepath.Join(dir, name)
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("state: rename to %s: %w", path, err)
 	}
-	if err := syncDir(s.dir); err != nil {
-		return fmt.Errorf("state: sync directory %s: %w", s.dir, err)
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("state: sync directory %s: %w", dir, err)
 	}
 	return nil
 }

