@@ -34,12 +34,15 @@ func edit(t *testing.T, pairs ...string) string {
 	return s
 }
 
-// check runs what the controller runs: parse, then Object on each object, then Set.
-func check(text string) error {
+// check runs what lvsctl runs: parse, then Object on each object, then Set; and holds the
+// controller's Written to the same answers (crossCheck).
+func check(t *testing.T, text string) error {
+	t.Helper()
 	objs, err := manifest.Parse([]byte(text))
 	if err != nil {
 		return err
 	}
+	crossCheck(t, objs)
 	var errs []error
 	for _, o := range objs {
 		errs = append(errs, validate.Object(o))
@@ -224,7 +227,7 @@ func TestBadManifests(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := check(tt.text(t))
+			err := check(t, tt.text(t))
 			if err == nil {
 				t.Fatalf("accepted; want error %q", tt.want)
 			}
@@ -277,7 +280,7 @@ func TestGoodManifests(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if err := check(tt.text(t)); err != nil {
+			if err := check(t, tt.text(t)); err != nil {
 				t.Fatalf("refused:\n%v", err)
 			}
 		})
