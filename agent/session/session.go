@@ -16,8 +16,10 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
 
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
 )
@@ -83,6 +85,14 @@ func New(cfg Config) *Session {
 	return &Session{cfg: cfg, log: cfg.Logger.With("controller", cfg.Target)}
 }
 
+// MaxMessageBytes bounds one message on the stream, both ways. It is the controller's
+// limit too (fanout.MaxMessageBytes, where the sizes at 10,000 clusters are measured).
+const MaxMessageBytes = 64 << 20
+
+// ErrMessageTooLarge is a message over MaxMessageBytes: reconnecting will not help until the
+// director group is split or the limit raised on both ends.
+var ErrMessageTooLarge = errors.New("message over the agent stream's limit")
+
 // outboxSize bounds what may wait to be sent; past it Send refuses rather than blocking the
 // agent's reconcile loop behind a slow network.
 const outboxSize = 256
@@ -116,6 +126,9 @@ func (s *Session) Run(ctx context.Context, hello func() *lvsctlv1.Hello, handle 
 		// up to two minutes behind a controller back from a long outage: bound it as ours is.
 		// A controller answers a connection in milliseconds; 5 s leaves room for a loaded one
 		// without waiting gRPC's default 20 s on an address that does not answer.
+		// A snapshot of a large group is bigger than gRPC's default 4 MiB; the controller
+		// refuses to send more than its own limit, which is the same (fanout.MaxMessageBytes).
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes), grpc.MaxCallSendMsgSize(MaxMessageBytes)),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: s.cfg.MinBackoff, Multiplier: 1.6, Jitter: 0.2, MaxDelay: s.cfg.MaxBackoff},
 			MinConnectTimeout: 5 * time.Second,
@@ -206,6 +219,9 @@ func (s *Session) stream(ctx context.Context, client lvsctlv1.AgentServiceClient
 			<-sendErr
 			if silent.Load() {
 				return fmt.Errorf("%w for %s", ErrControllerSilent, silence)
+			}
+			if status.Code(err) == codes.ResourceExhausted {
+				return fmt.Errorf("%w of %d bytes (split the director group, or raise session.MaxMessageBytes and fanout.MaxMessageBytes): %w", ErrMessageTooLarge, MaxMessageBytes, err)
 			}
 			return err
 		}

@@ -29,8 +29,9 @@ func (o *options) withConfig(ctx context.Context, f func(context.Context, lvsctl
 }
 
 // fleetStatus fetches every director's status, sorted by name, with the fleet's totals per
-// cluster, keeping only one cluster's stats when cluster is set.
-func (o *options) fleetStatus(ctx context.Context, cluster string) (*lvsctlv1.StatusServiceListResponse, error) {
+// cluster, keeping only one cluster's stats when cluster is set and none when totalsOnly
+// (each director's totals are always there).
+func (o *options) fleetStatus(ctx context.Context, cluster string, totalsOnly bool) (*lvsctlv1.StatusServiceListResponse, error) {
 	conn, err := o.dial()
 	if err != nil {
 		return nil, err
@@ -38,7 +39,7 @@ func (o *options) fleetStatus(ctx context.Context, cluster string) (*lvsctlv1.St
 	defer conn.Close()
 	ctx, cancel := o.context(ctx)
 	defer cancel()
-	resp, err := lvsctlv1.NewStatusServiceClient(conn).List(ctx, &lvsctlv1.StatusServiceListRequest{Cluster: cluster})
+	resp, err := lvsctlv1.NewStatusServiceClient(conn).List(ctx, &lvsctlv1.StatusServiceListRequest{Cluster: cluster, TotalsOnly: totalsOnly})
 	if err != nil {
 		return nil, o.fromRPC(err)
 	}
@@ -46,10 +47,10 @@ func (o *options) fleetStatus(ctx context.Context, cluster string) (*lvsctlv1.St
 	return resp, nil
 }
 
-// directors fetches every director's status, sorted by name, keeping only one cluster's stats
-// when cluster is set.
+// directors fetches every director's status, sorted by name, with only one cluster's stats
+// when cluster is set and none otherwise.
 func (o *options) directors(ctx context.Context, cluster string) ([]*lvsctlv1.DirectorStatus, error) {
-	resp, err := o.fleetStatus(ctx, cluster)
+	resp, err := o.fleetStatus(ctx, cluster, cluster == "")
 	return resp.GetDirectors(), err
 }
 

@@ -57,7 +57,7 @@ func newTopCmd(o *options) *cobra.Command {
 // top draws a frame now and then one per interval, keeping the fleet current from Watch in
 // between. fullScreen redraws in place instead of printing frame after frame.
 func (o *options) top(ctx context.Context, t topOptions, p printer.Printer, fullScreen bool) error {
-	fw, err := o.watchFleet(ctx, t.cluster)
+	fw, err := o.watchFleet(ctx, t.cluster, false)
 	if err != nil {
 		return err
 	}

@@ -68,8 +68,8 @@ type fleetWatch struct {
 }
 
 // watchFleet watches the fleet: the stream's first message is the complete fleet, then
-// each change follows. The caller must call close.
-func (o *options) watchFleet(ctx context.Context, cluster string) (*fleetWatch, error) {
+// each change follows; totalsOnly leaves every cluster's stats out. The caller must call close.
+func (o *options) watchFleet(ctx context.Context, cluster string, totalsOnly bool) (*fleetWatch, error) {
 	conn, err := o.dial()
 	if err != nil {
 		return nil, err
@@ -82,7 +82,7 @@ func (o *options) watchFleet(ctx context.Context, cluster string) (*fleetWatch, 
 		conn.Close()
 		return nil, err
 	}
-	stream, err := client.Watch(streamCtx, &lvsctlv1.StatusServiceWatchRequest{Cluster: cluster})
+	stream, err := client.Watch(streamCtx, &lvsctlv1.StatusServiceWatchRequest{Cluster: cluster, TotalsOnly: totalsOnly})
 	if err != nil {
 		return fail(o.fromRPC(err))
 	}

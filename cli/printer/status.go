@@ -34,9 +34,14 @@ type StatusView struct {
 	CPS uint64 `json:"cps"`
 }
 
-// ViewStatus converts a director's status with its totals.
+// ViewStatus converts a director's status with its totals: the controller's, which
+// `lvsctl status` asks for instead of every cluster's stats, or else summed here.
 func ViewStatus(d *lvsctlv1.DirectorStatus) StatusView {
 	v := StatusView{DirectorView: ViewDirector(d)}
+	if t := d.GetTotals(); t != nil {
+		v.ActiveConns, v.InactiveConns, v.PersistentConns, v.CPS = t.GetActiveConns(), t.GetInactiveConns(), t.GetPersistentConns(), t.GetCps()
+		return v
+	}
 	for _, c := range d.GetClusters() {
 		v.CPS += c.GetCounters().GetCps()
 		for _, r := range c.GetReals() {

@@ -57,6 +57,7 @@ type Controller struct {
 	grpc     *grpc.Server
 	lis      net.Listener
 	hub      *fanout.Hub
+	cache    *store.Cache
 	metrics  *http.Server
 	registry *prometheus.Registry
 }
@@ -89,7 +90,12 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 	}
 	// The etcd client's own zap logs repeat every retry; the controller logs what matters
 	// (a failed write, a lost watch) through slog.
-	client, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	ccfg := clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
+	if c.embedded != nil {
+		// One apply of 10,000 clusters is one request of a few MiB (store.EmbeddedLimits).
+		ccfg.MaxCallSendMsgSize = store.EmbeddedLimits().MaxRequestBytes
+	}
+	client, err := clientv3.New(ccfg)
 	if err != nil {
 		c.Close()
 		return nil, fmt.Errorf("connecting to etcd %v: %w", endpoints, err)
@@ -107,13 +113,21 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 	}
 
 	st := store.New(client)
+	if c.embedded != nil {
+		st = store.NewLimited(client, store.EmbeddedLimits())
+	}
+	c.cache = store.NewCache(st, c.log)
 	fl := fleet.New()
 	c.hub = fanout.New(fanout.Config{Store: st, Fleet: fl, Logger: c.log})
 	c.grpc = grpc.NewServer(
+		// gRPC's default 4 MiB refused an agent's full status report and lvsctl's applies at
+		// 10,000 clusters; fanout.MaxMessageBytes says why 64 MiB suffices.
+		grpc.MaxRecvMsgSize(fanout.MaxMessageBytes),
+		grpc.MaxSendMsgSize(fanout.MaxMessageBytes),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 10 * time.Second, Timeout: 5 * time.Second}),
 	)
-	config.NewServer(st, c.log).Register(c.grpc)
+	config.NewServer(st, c.cache, c.log).Register(c.grpc)
 	c.hub.Register(c.grpc)
 	fleet.NewServer(fl).Register(c.grpc)
 	hs := health.NewServer()
@@ -152,8 +166,9 @@ func (c *Controller) Serve(ctx context.Context) error {
 	defer c.Close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	go func() { errc <- c.hub.Run(ctx) }()
+	go func() { errc <- c.cache.Run(ctx) }()
 	go func() { errc <- c.grpc.Serve(c.lis) }()
 	var etcdErr <-chan error
 	if c.embedded != nil {

@@ -130,6 +130,13 @@ func Delta(from, to *lvsctlv1.DesiredState) (upserted []*lvsctlv1.Cluster, delet
 	return upserted, deleted, group, changed
 }
 
+// SameCluster reports whether two versions of a cluster are the same to a director: their
+// content, ignoring the stored revision.
+func SameCluster(a, b *lvsctlv1.Cluster) bool { return sameCluster(a, b) }
+
+// SameGroup is SameCluster for director groups.
+func SameGroup(a, b *lvsctlv1.DirectorGroup) bool { return sameGroup(a, b) }
+
 // sameCluster compares content, ignoring the stored revision.
 func sameCluster(a, b *lvsctlv1.Cluster) bool {
 	a2, b2 := proto.CloneOf(a), proto.CloneOf(b)

@@ -1,8 +1,12 @@
 // Package fanout serves AgentService: it follows the desired state in etcd and streams each
 // director its own part, a snapshot on connect and then ordered deltas stamped with
 // revisions. Each agent has its own sender; a slow agent delays only itself, because the hub
-// only marks sessions as behind and each sender computes its delta from the latest state
-// when it gets to it.
+// only marks sessions as behind and each sender picks what it missed when it gets to it.
+//
+// Work is per change and per group, not per director: each watch batch updates the hub's
+// copy of the state in place and makes one delta per group it touched, from the keys it
+// changed; a group's snapshot is built once per revision when first needed; and each
+// message is encoded once and sent as the same bytes to every director of the group.
 package fanout
 
 import (
@@ -43,9 +47,11 @@ type Hub struct {
 	log *slog.Logger
 
 	mu       sync.Mutex
-	snap     *store.Snapshot // nil until the first load
+	state    *groups // nil until the first load
 	ready    chan struct{}
 	sessions map[string]*session
+	// noGroup is the snapshot of a director in no group: empty, at revision 0.
+	noGroup *prepared
 }
 
 // ErrNoHello is returned to a stream whose first message is not a Hello.
@@ -59,7 +65,9 @@ func New(cfg Config) *Hub {
 	if cfg.HelloTimeout == 0 {
 		cfg.HelloTimeout = 10 * time.Second
 	}
-	return &Hub{cfg: cfg, log: cfg.Logger.With("service", "agent"), ready: make(chan struct{}), sessions: map[string]*session{}}
+	return &Hub{cfg: cfg, log: cfg.Logger.With("service", "agent"), ready: make(chan struct{}), sessions: map[string]*session{},
+		noGroup: &prepared{what: "the empty snapshot", msg: &lvsctlv1.ConnectResponse{Msg: &lvsctlv1.ConnectResponse_Snapshot{
+			Snapshot: &lvsctlv1.Snapshot{State: &lvsctlv1.DesiredState{}}}}}}
 }
 
 // Register adds the service to a gRPC server.
@@ -85,77 +93,57 @@ func (h *Hub) Run(ctx context.Context) error {
 	return nil
 }
 
+// follow loads the state and applies each watch batch to the hub's working copy in place:
+// the cost of a batch is proportional to its changes, not to the stored state.
 func (h *Hub) follow(ctx context.Context) error {
 	snap, err := h.cfg.Store.Load(ctx)
 	if err != nil {
 		return err
 	}
-	h.publish(snap)
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	batches, errc := h.cfg.Store.Watch(wctx, snap.Revision)
-	for b := range batches {
-		next := h.current().clone()
-		for _, ev := range b.Events {
-			if err := next.Set(ev.Key, ev.Value, ev.ModRevision); err != nil {
-				return err
-			}
-		}
-		next.Revision = b.Revision
-		h.publish(next.Snapshot)
-	}
-	return <-errc
-}
-
-// snapshotView wraps a snapshot for copy-on-write updates.
-type snapshotView struct{ *store.Snapshot }
-
-func (v snapshotView) clone() snapshotView {
-	s := v.Snapshot
-	n := store.NewSnapshot()
-	n.Revision = s.Revision
-	for k, x := range s.Clusters {
-		n.Clusters[k] = x
-	}
-	for k, x := range s.Groups {
-		n.Groups[k] = x
-	}
-	for k, x := range s.Roles {
-		n.Roles[k] = x
-	}
-	for k, x := range s.RolesRevision {
-		n.RolesRevision[k] = x
-	}
-	for k, x := range s.Generations {
-		n.Generations[k] = x
-	}
-	return snapshotView{n}
-}
-
-func (h *Hub) current() snapshotView {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	return snapshotView{h.snap}
-}
-
-// publish makes snap current, updates the fleet's view of the configuration, and wakes
-// every session. Snapshots are never mutated once published.
-func (h *Hub) publish(snap *store.Snapshot) {
-	h.mu.Lock()
-	first := h.snap == nil
-	h.snap = snap
-	for _, s := range h.sessions {
-		s.wake()
-	}
+	first := h.state == nil
+	h.state = newGroups(snap)
+	h.wakeLocked()
 	h.mu.Unlock()
 	if first {
 		close(h.ready)
 	}
-	dirs := map[string]fleet.Desired{}
-	for _, name := range desired.Directors(snap) {
-		d := desired.For(snap, name)
-		dirs[name] = fleet.Desired{Group: d.Group, Role: d.Role, Revision: d.Revision}
+	h.setFleetConfig()
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	batches, errc := h.cfg.Store.Watch(wctx, snap.Revision)
+	for b := range batches {
+		h.mu.Lock()
+		_, err := h.state.apply(b)
+		if err == nil {
+			h.wakeLocked()
+		}
+		h.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		h.setFleetConfig()
 	}
+	return <-errc
+}
+
+// wakeLocked tells every session to look at the state again. A session whose group did
+// not change finds nothing to send at the cost of a map lookup.
+func (h *Hub) wakeLocked() {
+	for _, s := range h.sessions {
+		s.wake()
+	}
+}
+
+// setFleetConfig tells the fleet every configured director's group, role and desired
+// revision: O(directors), whatever the number of clusters.
+func (h *Hub) setFleetConfig() {
+	h.mu.Lock()
+	dirs := make(map[string]fleet.Desired, len(h.state.dirGroup))
+	for name, group := range h.state.dirGroup {
+		dirs[name] = fleet.Desired{Group: group, Role: desired.RoleOf(h.state.snap, group, name), Revision: h.state.snap.GroupRevision(group)}
+	}
+	h.mu.Unlock()
 	h.cfg.Fleet.SetConfig(dirs)
 }
 
@@ -296,36 +284,72 @@ func (h *Hub) receive(ctx context.Context, stream grpc.BidiStreamingServer[lvsct
 	}
 }
 
+// sent is what a session last sent: the group (feed) and revision its agent has.
+type sent struct {
+	started  bool
+	group    string
+	revision int64
+	role     *lvsctlv1.RoleAssignment
+}
+
+// next returns what a session must send to bring its agent from last to the current state:
+// a role if it changed, then the deltas it missed or a snapshot. Everything returned is
+// shared by every session that needs it; the lock is held only to pick it.
+func (h *Hub) next(director string, last sent, full bool) (role *lvsctlv1.RoleAssignment, msgs []*prepared, now sent) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	st := h.state
+	group := st.dirGroup[director]
+	role = &lvsctlv1.RoleAssignment{}
+	if group != "" {
+		role = desired.RoleOf(st.snap, group, director)
+	}
+	now = sent{started: true, group: group, role: role}
+	if last.role != nil && proto.Equal(last.role, role) {
+		role = nil
+	}
+	f := st.feeds[group]
+	if f == nil {
+		// In no group (or the group is gone): the empty state at revision 0.
+		if full || !last.started || last.group != "" || last.revision != 0 {
+			msgs = []*prepared{h.noGroup}
+		}
+		now.group = ""
+		return role, msgs, now
+	}
+	now.revision = f.revision
+	if !full && last.started && last.group == group {
+		if last.revision == f.revision {
+			return role, nil, now
+		}
+		if ds, ok := f.deltasAfter(last.revision); ok {
+			return role, ds, now
+		}
+	}
+	return role, []*prepared{st.snapshotOf(f)}, now
+}
+
 // send is the session's only writer to the stream.
 func (h *Hub) send(ctx context.Context, stream grpc.BidiStreamingServer[lvsctlv1.ConnectRequest, lvsctlv1.ConnectResponse], s *session) error {
-	var last *desired.Director
-	var lastRole *lvsctlv1.RoleAssignment
+	var last sent
 	sendState := func(full bool) error {
-		d := desired.For(h.current().Snapshot, s.director)
-		if d.Role != nil && (lastRole == nil || !proto.Equal(d.Role, lastRole)) {
-			if err := stream.Send(&lvsctlv1.ConnectResponse{Msg: &lvsctlv1.ConnectResponse_Role{Role: d.Role}}); err != nil {
+		role, msgs, now := h.next(s.director, last, full)
+		if role != nil {
+			if err := stream.Send(&lvsctlv1.ConnectResponse{Msg: &lvsctlv1.ConnectResponse_Role{Role: role}}); err != nil {
 				return err
 			}
-			lastRole = d.Role
 		}
-		switch {
-		case full || last == nil:
-			if err := stream.Send(&lvsctlv1.ConnectResponse{Msg: &lvsctlv1.ConnectResponse_Snapshot{
-				Snapshot: &lvsctlv1.Snapshot{Revision: d.Revision, State: d.State},
-			}}); err != nil {
+		for _, m := range msgs {
+			enc, err := m.encoded(stream)
+			if err != nil {
+				h.log.Error("cannot send the desired state", "director", s.director, "error", err)
 				return err
 			}
-		case d.Revision != last.Revision:
-			up, del, group, _ := desired.Delta(last.State, d.State)
-			if err := stream.Send(&lvsctlv1.ConnectResponse{Msg: &lvsctlv1.ConnectResponse_Delta{Delta: &lvsctlv1.Delta{
-				PrevRevision: last.Revision, Revision: d.Revision, Upserted: up, Deleted: del, Group: group,
-			}}}); err != nil {
+			if err := stream.SendMsg(enc); err != nil {
 				return err
 			}
-		default:
-			return nil
 		}
-		last = d
+		last = now
 		return nil
 	}
 	if err := sendState(true); err != nil {

@@ -15,11 +15,13 @@ import (
 
 	"github.com/lvsctl/lvsctl/controlplane/config"
 	"github.com/lvsctl/lvsctl/controlplane/fleet"
+	"github.com/lvsctl/lvsctl/controlplane/store"
 	"github.com/lvsctl/lvsctl/controlplane/store/storetest"
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
 )
 
 type harness struct {
+	hub    *Hub
 	config *config.Server
 	fleet  *fleet.Fleet
 	agents lvsctlv1.AgentServiceClient
@@ -33,6 +35,8 @@ func start(t *testing.T) *harness {
 	hub := New(Config{Store: st, Fleet: fl, Logger: log, Heartbeat: time.Hour})
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { _ = hub.Run(ctx) }()
+	cache := store.NewCache(st, log)
+	go func() { _ = cache.Run(ctx) }()
 	srv := grpc.NewServer()
 	hub.Register(srv)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -45,7 +49,7 @@ func start(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close(); srv.Stop(); cancel() })
-	return &harness{config: config.NewServer(st, log), fleet: fl, agents: lvsctlv1.NewAgentServiceClient(conn)}
+	return &harness{hub: hub, config: config.NewServer(st, cache, log), fleet: fl, agents: lvsctlv1.NewAgentServiceClient(conn)}
 }
 
 func (h *harness) connect(t *testing.T, director string) lvsctlv1.AgentService_ConnectClient {

@@ -21,8 +21,10 @@ type Fleet struct {
 	mu sync.Mutex
 	// dirs holds each director's status; stats per cluster are kept apart so a report
 	// replaces only what changed.
-	dirs     map[string]*lvsctlv1.DirectorStatus
-	stats    map[string]map[string]*lvsctlv1.ClusterStats
+	dirs  map[string]*lvsctlv1.DirectorStatus
+	stats map[string]map[string]*lvsctlv1.ClusterStats
+	// totals are kept up to date by Report, so a view of totals costs nothing per cluster.
+	totals   map[string]*lvsctlv1.DirectorTotals
 	inConfig map[string]bool
 	watchers map[*watcher]struct{}
 }
@@ -39,6 +41,7 @@ func New() *Fleet {
 	return &Fleet{
 		dirs:     map[string]*lvsctlv1.DirectorStatus{},
 		stats:    map[string]map[string]*lvsctlv1.ClusterStats{},
+		totals:   map[string]*lvsctlv1.DirectorTotals{},
 		inConfig: map[string]bool{},
 		watchers: map[*watcher]struct{}{},
 	}
@@ -79,11 +82,17 @@ type Desired struct {
 }
 
 // SetConfig records every configured director's group, role and desired revision. Directors
-// no longer configured and not connected are forgotten.
+// no longer configured and not connected are forgotten. It costs O(directors) and wakes
+// watchers only for the directors whose configuration changed: it runs on every change.
 func (f *Fleet) SetConfig(dirs map[string]Desired) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for name, want := range dirs {
+		d, ok := f.dirs[name]
+		if ok && d.GetGroup() == want.Group && d.GetRole() == want.Role.GetRole() && d.GetEpoch() == want.Role.GetEpoch() &&
+			d.GetDesiredRevision() == want.Revision {
+			continue
+		}
 		f.updateLocked(name, func(d *lvsctlv1.DirectorStatus) {
 			d.Group = want.Group
 			d.Role = want.Role.GetRole()
@@ -96,18 +105,37 @@ func (f *Fleet) SetConfig(dirs map[string]Desired) {
 			continue
 		}
 		if !d.GetConnected() {
-			delete(f.dirs, name)
-			delete(f.stats, name)
-			f.markLocked(name)
+			f.forgetLocked(name)
+			continue
+		}
+		if d.GetGroup() == "" && d.GetRole() == lvsctlv1.Role_ROLE_UNSPECIFIED && d.GetEpoch() == 0 && d.GetDesiredRevision() == 0 {
 			continue
 		}
 		d.Group, d.Role, d.Epoch, d.DesiredRevision = "", lvsctlv1.Role_ROLE_UNSPECIFIED, 0, 0
 		f.markLocked(name)
 	}
-	f.inConfig = map[string]bool{}
-	for name := range dirs {
-		f.inConfig[name] = true
+	if len(f.inConfig) != len(dirs) || !sameKeys(f.inConfig, dirs) {
+		f.inConfig = make(map[string]bool, len(dirs))
+		for name := range dirs {
+			f.inConfig[name] = true
+		}
 	}
+}
+
+func sameKeys(a map[string]bool, b map[string]Desired) bool {
+	for k := range b {
+		if !a[k] {
+			return false
+		}
+	}
+	return true
+}
+
+func (f *Fleet) forgetLocked(director string) {
+	delete(f.dirs, director)
+	delete(f.stats, director)
+	delete(f.totals, director)
+	f.markLocked(director)
 }
 
 // Disconnected marks a director's session gone; an unconfigured one is forgotten.
@@ -115,14 +143,13 @@ func (f *Fleet) Disconnected(director string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if !f.inConfig[director] {
-		delete(f.dirs, director)
-		delete(f.stats, director)
-		f.markLocked(director)
+		f.forgetLocked(director)
 		return
 	}
 	// Its counts are no longer known: keeping them would add a dead director's last
 	// connections to the fleet's totals forever.
 	delete(f.stats, director)
+	delete(f.totals, director)
 	f.updateLocked(director, func(d *lvsctlv1.DirectorStatus) {
 		d.Connected = false
 		d.LastSeen = timestamppb.Now()
@@ -134,43 +161,100 @@ func (f *Fleet) Disconnected(director string) {
 func (f *Fleet) Report(director string, r *lvsctlv1.StatusReport) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	m := f.stats[director]
+	m, t := f.stats[director], f.totals[director]
 	if m == nil || r.GetFull() {
-		m = map[string]*lvsctlv1.ClusterStats{}
-		f.stats[director] = m
+		m, t = map[string]*lvsctlv1.ClusterStats{}, &lvsctlv1.DirectorTotals{}
+		f.stats[director], f.totals[director] = m, t
 	}
 	for _, c := range r.GetChanged() {
+		if old, ok := m[c.GetCluster()]; ok {
+			addTotals(t, old, -1)
+		}
 		m[c.GetCluster()] = c
+		addTotals(t, c, 1)
 	}
 	for _, name := range r.GetRemoved() {
-		delete(m, name)
+		if old, ok := m[name]; ok {
+			addTotals(t, old, -1)
+			delete(m, name)
+		}
 	}
 	f.updateLocked(director, func(d *lvsctlv1.DirectorStatus) { d.LastSeen = timestamppb.Now() })
 }
 
-// get returns a copy of one director's status with its stats, limited to one cluster if set.
-func (f *Fleet) getLocked(director, cluster string) *lvsctlv1.DirectorStatus {
+// addTotals adds (sign 1) or takes away (sign -1) one cluster's stats from a director's
+// totals; what is taken away is always what was added, so nothing underflows.
+func addTotals(t *lvsctlv1.DirectorTotals, c *lvsctlv1.ClusterStats, sign int) {
+	var active, inactive, persistent uint64
+	for _, r := range c.GetReals() {
+		active += uint64(r.GetActiveConns())
+		inactive += uint64(r.GetInactiveConns())
+		persistent += uint64(r.GetPersistentConns())
+	}
+	if sign < 0 {
+		t.Clusters--
+		t.ActiveConns -= active
+		t.InactiveConns -= inactive
+		t.PersistentConns -= persistent
+		t.Cps -= c.GetCounters().GetCps()
+		return
+	}
+	t.Clusters++
+	t.ActiveConns += active
+	t.InactiveConns += inactive
+	t.PersistentConns += persistent
+	t.Cps += c.GetCounters().GetCps()
+}
+
+// View chooses what each director's status carries.
+type View struct {
+	// Cluster keeps only this cluster's stats, when set.
+	Cluster string
+	// TotalsOnly leaves every cluster's stats out; the director's totals are always there.
+	TotalsOnly bool
+}
+
+// getLocked returns a copy of one director's status with its totals and the stats the view
+// asks for.
+func (f *Fleet) getLocked(director string, v View) *lvsctlv1.DirectorStatus {
 	d, ok := f.dirs[director]
 	if !ok {
 		return nil
 	}
 	out := proto.CloneOf(d)
+	out.Totals = &lvsctlv1.DirectorTotals{}
+	if t := f.totals[director]; t != nil {
+		out.Totals = proto.CloneOf(t)
+	}
 	m := f.stats[director]
-	for _, name := range slices.Sorted(maps.Keys(m)) {
-		if cluster == "" || cluster == name {
+	switch {
+	case v.TotalsOnly:
+	case v.Cluster != "":
+		if c, ok := m[v.Cluster]; ok {
+			out.Clusters = append(out.Clusters, c)
+		}
+	default:
+		out.Clusters = make([]*lvsctlv1.ClusterStats, 0, len(m))
+		for _, name := range slices.Sorted(maps.Keys(m)) {
 			out.Clusters = append(out.Clusters, m[name])
 		}
 	}
 	return out
 }
 
-// List returns every director's status, sorted by name.
+// List returns every director's status, sorted by name, with only one cluster's stats if
+// cluster is set.
 func (f *Fleet) List(cluster string) []*lvsctlv1.DirectorStatus {
+	return f.ListView(View{Cluster: cluster})
+}
+
+// ListView returns every director's status, sorted by name, as the view asks.
+func (f *Fleet) ListView(v View) []*lvsctlv1.DirectorStatus {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []*lvsctlv1.DirectorStatus
+	out := make([]*lvsctlv1.DirectorStatus, 0, len(f.dirs))
 	for _, name := range slices.Sorted(maps.Keys(f.dirs)) {
-		out = append(out, f.getLocked(name, cluster))
+		out = append(out, f.getLocked(name, v))
 	}
 	return out
 }
@@ -189,7 +273,7 @@ func (s *Server) Register(g *grpc.Server) { lvsctlv1.RegisterStatusServiceServer
 
 // List returns the fleet's status.
 func (s *Server) List(_ context.Context, req *lvsctlv1.StatusServiceListRequest) (*lvsctlv1.StatusServiceListResponse, error) {
-	dirs := s.fleet.List(req.GetCluster())
+	dirs := s.fleet.ListView(View{Cluster: req.GetCluster(), TotalsOnly: req.GetTotalsOnly()})
 	return &lvsctlv1.StatusServiceListResponse{Directors: dirs, Clusters: Aggregate(dirs)}, nil
 }
 
@@ -198,13 +282,14 @@ func (s *Server) List(_ context.Context, req *lvsctlv1.StatusServiceListRequest)
 func (s *Server) Watch(req *lvsctlv1.StatusServiceWatchRequest, stream grpc.ServerStreamingServer[lvsctlv1.StatusServiceWatchResponse]) error {
 	w := &watcher{notify: make(chan struct{}, 1), dirty: map[string]bool{}}
 	f := s.fleet
+	view := View{Cluster: req.GetCluster(), TotalsOnly: req.GetTotalsOnly()}
 	// Registering and taking the first view under one lock: every change after the view
 	// marks this watcher dirty, none is lost between the two.
 	f.mu.Lock()
 	f.watchers[w] = struct{}{}
 	var dirs []*lvsctlv1.DirectorStatus
 	for _, name := range slices.Sorted(maps.Keys(f.dirs)) {
-		dirs = append(dirs, f.getLocked(name, req.GetCluster()))
+		dirs = append(dirs, f.getLocked(name, view))
 	}
 	f.mu.Unlock()
 	defer func() {
@@ -226,7 +311,7 @@ func (s *Server) Watch(req *lvsctlv1.StatusServiceWatchRequest, stream grpc.Serv
 		f.mu.Lock()
 		var batch []*lvsctlv1.DirectorStatus
 		for _, name := range slices.Sorted(maps.Keys(w.dirty)) {
-			d := f.getLocked(name, req.GetCluster())
+			d := f.getLocked(name, view)
 			if d == nil {
 				d = &lvsctlv1.DirectorStatus{Director: name}
 			}

@@ -263,3 +263,77 @@ func TestDisconnectedDirectorCountsDropped(t *testing.T) {
 		t.Errorf("after dir-b left: %d active, want only dir-a's 5", got)
 	}
 }
+
+// TestTotalsFollowReports: each director's totals sum its clusters' connections and rates
+// as reports replace, remove and fully renew them, and a view of totals only carries no
+// cluster's stats.
+func TestTotalsFollowReports(t *testing.T) {
+	f := New()
+	f.SetConfig(map[string]Desired{"dir-a": {Group: "edge-1"}})
+	wms := func(active, cps uint64) *lvsctlv1.ClusterStats {
+		return &lvsctlv1.ClusterStats{Cluster: "wms", Counters: &lvsctlv1.Counters{Cps: cps},
+			Reals: []*lvsctlv1.RealServerStats{realStats("198.51.100.1", uint32(active), 1, 2, 0), realStats("198.51.100.2", 1, 0, 0, 0)}}
+	}
+	web := &lvsctlv1.ClusterStats{Cluster: "web", Counters: &lvsctlv1.Counters{Cps: 7}, Reals: []*lvsctlv1.RealServerStats{realStats("198.51.100.9", 10, 0, 0, 0)}}
+	totals := func() *lvsctlv1.DirectorTotals {
+		t.Helper()
+		ds := f.ListView(View{TotalsOnly: true})
+		if len(ds) != 1 || len(ds[0].GetClusters()) != 0 {
+			t.Fatalf("totals-only view: %v, want dir-a without cluster stats", ds)
+		}
+		return ds[0].GetTotals()
+	}
+	check := func(step string, want *lvsctlv1.DirectorTotals) {
+		t.Helper()
+		if got := totals(); !proto.Equal(got, want) {
+			t.Errorf("%s: totals %v, want %v", step, got, want)
+		}
+	}
+	check("before any report", &lvsctlv1.DirectorTotals{})
+	f.Report("dir-a", &lvsctlv1.StatusReport{Full: true, Changed: []*lvsctlv1.ClusterStats{wms(3, 5), web}})
+	check("full report", &lvsctlv1.DirectorTotals{Clusters: 2, ActiveConns: 14, InactiveConns: 1, PersistentConns: 2, Cps: 12})
+	f.Report("dir-a", &lvsctlv1.StatusReport{Changed: []*lvsctlv1.ClusterStats{wms(0, 1)}})
+	check("wms changed", &lvsctlv1.DirectorTotals{Clusters: 2, ActiveConns: 11, InactiveConns: 1, PersistentConns: 2, Cps: 8})
+	f.Report("dir-a", &lvsctlv1.StatusReport{Removed: []string{"web", "never-reported"}})
+	check("web removed", &lvsctlv1.DirectorTotals{Clusters: 1, ActiveConns: 1, InactiveConns: 1, PersistentConns: 2, Cps: 1})
+	f.Report("dir-a", &lvsctlv1.StatusReport{Full: true, Changed: []*lvsctlv1.ClusterStats{web}})
+	check("full report again", &lvsctlv1.DirectorTotals{Clusters: 1, ActiveConns: 10, Cps: 7})
+	if got := f.List("web")[0]; len(got.GetClusters()) != 1 || got.GetTotals().GetActiveConns() != 10 {
+		t.Errorf("one cluster's view: %v, want web's stats and the totals", got)
+	}
+	f.Disconnected("dir-a")
+	check("disconnected", &lvsctlv1.DirectorTotals{})
+}
+
+// TestSetConfigWakesOnlyChangedDirectors: the fan-out sets the configuration on every
+// change; a watcher must hear of the directors whose desired state moved, not of all.
+func TestSetConfigWakesOnlyChangedDirectors(t *testing.T) {
+	f := New()
+	cfg := map[string]Desired{}
+	for i := range 100 {
+		cfg[fmt.Sprintf("dir-%03d", i)] = Desired{Group: fmt.Sprintf("g%d", i%10), Revision: 5}
+	}
+	f.SetConfig(cfg)
+	w := &watcher{notify: make(chan struct{}, 1), dirty: map[string]bool{}}
+	f.mu.Lock()
+	f.watchers[w] = struct{}{}
+	f.mu.Unlock()
+	next := map[string]Desired{}
+	for name, d := range cfg {
+		if d.Group == "g3" {
+			d.Revision = 6
+		}
+		next[name] = d
+	}
+	f.SetConfig(next)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(w.dirty) != 10 {
+		t.Errorf("%d directors marked changed, want the 10 of g3: %v", len(w.dirty), w.dirty)
+	}
+	for name := range w.dirty {
+		if f.dirs[name].GetDesiredRevision() != 6 {
+			t.Errorf("%s marked changed but its desired revision is %d", name, f.dirs[name].GetDesiredRevision())
+		}
+	}
+}

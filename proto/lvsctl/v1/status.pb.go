@@ -36,9 +36,14 @@ type DirectorStatus struct {
 	AgentVersion    string                 `protobuf:"bytes,10,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
 	Capabilities    *Capabilities          `protobuf:"bytes,11,opt,name=capabilities,proto3" json:"capabilities,omitempty"`
 	LastSeen        *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
-	Clusters        []*ClusterStats        `protobuf:"bytes,13,rep,name=clusters,proto3" json:"clusters,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// clusters are each cluster's stats on this director; left out when the request asked
+	// for totals only.
+	Clusters []*ClusterStats `protobuf:"bytes,13,rep,name=clusters,proto3" json:"clusters,omitempty"`
+	// totals sum the director's clusters; always set, so a fleet-wide view need not carry
+	// every cluster's counters.
+	Totals        *DirectorTotals `protobuf:"bytes,14,opt,name=totals,proto3" json:"totals,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DirectorStatus) Reset() {
@@ -162,17 +167,106 @@ func (x *DirectorStatus) GetClusters() []*ClusterStats {
 	return nil
 }
 
+func (x *DirectorStatus) GetTotals() *DirectorTotals {
+	if x != nil {
+		return x.Totals
+	}
+	return nil
+}
+
+// DirectorTotals are a director's connections and rates summed over its clusters.
+type DirectorTotals struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// clusters is how many clusters the director reports stats for.
+	Clusters        uint32 `protobuf:"varint,1,opt,name=clusters,proto3" json:"clusters,omitempty"`
+	ActiveConns     uint64 `protobuf:"varint,2,opt,name=active_conns,json=activeConns,proto3" json:"active_conns,omitempty"`
+	InactiveConns   uint64 `protobuf:"varint,3,opt,name=inactive_conns,json=inactiveConns,proto3" json:"inactive_conns,omitempty"`
+	PersistentConns uint64 `protobuf:"varint,4,opt,name=persistent_conns,json=persistentConns,proto3" json:"persistent_conns,omitempty"`
+	// cps is new connections per second, the kernel's estimate.
+	Cps           uint64 `protobuf:"varint,5,opt,name=cps,proto3" json:"cps,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DirectorTotals) Reset() {
+	*x = DirectorTotals{}
+	mi := &file_lvsctl_v1_status_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DirectorTotals) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DirectorTotals) ProtoMessage() {}
+
+func (x *DirectorTotals) ProtoReflect() protoreflect.Message {
+	mi := &file_lvsctl_v1_status_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DirectorTotals.ProtoReflect.Descriptor instead.
+func (*DirectorTotals) Descriptor() ([]byte, []int) {
+	return file_lvsctl_v1_status_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *DirectorTotals) GetClusters() uint32 {
+	if x != nil {
+		return x.Clusters
+	}
+	return 0
+}
+
+func (x *DirectorTotals) GetActiveConns() uint64 {
+	if x != nil {
+		return x.ActiveConns
+	}
+	return 0
+}
+
+func (x *DirectorTotals) GetInactiveConns() uint64 {
+	if x != nil {
+		return x.InactiveConns
+	}
+	return 0
+}
+
+func (x *DirectorTotals) GetPersistentConns() uint64 {
+	if x != nil {
+		return x.PersistentConns
+	}
+	return 0
+}
+
+func (x *DirectorTotals) GetCps() uint64 {
+	if x != nil {
+		return x.Cps
+	}
+	return 0
+}
+
 type StatusServiceListRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// cluster, when set, keeps only that cluster's stats in each director's status.
-	Cluster       string `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	Cluster string `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	// totals_only leaves each cluster's stats out (DirectorStatus.clusters and the fleet's
+	// per-cluster sums): what `lvsctl status` shows, and small at any number of clusters.
+	TotalsOnly    bool `protobuf:"varint,2,opt,name=totals_only,json=totalsOnly,proto3" json:"totals_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusServiceListRequest) Reset() {
 	*x = StatusServiceListRequest{}
-	mi := &file_lvsctl_v1_status_proto_msgTypes[1]
+	mi := &file_lvsctl_v1_status_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -184,7 +278,7 @@ func (x *StatusServiceListRequest) String() string {
 func (*StatusServiceListRequest) ProtoMessage() {}
 
 func (x *StatusServiceListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_status_proto_msgTypes[1]
+	mi := &file_lvsctl_v1_status_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -197,7 +291,7 @@ func (x *StatusServiceListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusServiceListRequest.ProtoReflect.Descriptor instead.
 func (*StatusServiceListRequest) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_status_proto_rawDescGZIP(), []int{1}
+	return file_lvsctl_v1_status_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *StatusServiceListRequest) GetCluster() string {
@@ -205,6 +299,13 @@ func (x *StatusServiceListRequest) GetCluster() string {
 		return x.Cluster
 	}
 	return ""
+}
+
+func (x *StatusServiceListRequest) GetTotalsOnly() bool {
+	if x != nil {
+		return x.TotalsOnly
+	}
+	return false
 }
 
 type StatusServiceListResponse struct {
@@ -219,7 +320,7 @@ type StatusServiceListResponse struct {
 
 func (x *StatusServiceListResponse) Reset() {
 	*x = StatusServiceListResponse{}
-	mi := &file_lvsctl_v1_status_proto_msgTypes[2]
+	mi := &file_lvsctl_v1_status_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -231,7 +332,7 @@ func (x *StatusServiceListResponse) String() string {
 func (*StatusServiceListResponse) ProtoMessage() {}
 
 func (x *StatusServiceListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_status_proto_msgTypes[2]
+	mi := &file_lvsctl_v1_status_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -244,7 +345,7 @@ func (x *StatusServiceListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusServiceListResponse.ProtoReflect.Descriptor instead.
 func (*StatusServiceListResponse) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_status_proto_rawDescGZIP(), []int{2}
+	return file_lvsctl_v1_status_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *StatusServiceListResponse) GetDirectors() []*DirectorStatus {
@@ -262,15 +363,17 @@ func (x *StatusServiceListResponse) GetClusters() []*ClusterStats {
 }
 
 type StatusServiceWatchRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Cluster       string                 `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Cluster string                 `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	// totals_only is as in StatusServiceListRequest, for the first message and every change.
+	TotalsOnly    bool `protobuf:"varint,2,opt,name=totals_only,json=totalsOnly,proto3" json:"totals_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusServiceWatchRequest) Reset() {
 	*x = StatusServiceWatchRequest{}
-	mi := &file_lvsctl_v1_status_proto_msgTypes[3]
+	mi := &file_lvsctl_v1_status_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -282,7 +385,7 @@ func (x *StatusServiceWatchRequest) String() string {
 func (*StatusServiceWatchRequest) ProtoMessage() {}
 
 func (x *StatusServiceWatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_status_proto_msgTypes[3]
+	mi := &file_lvsctl_v1_status_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -295,7 +398,7 @@ func (x *StatusServiceWatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusServiceWatchRequest.ProtoReflect.Descriptor instead.
 func (*StatusServiceWatchRequest) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_status_proto_rawDescGZIP(), []int{3}
+	return file_lvsctl_v1_status_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *StatusServiceWatchRequest) GetCluster() string {
@@ -303,6 +406,13 @@ func (x *StatusServiceWatchRequest) GetCluster() string {
 		return x.Cluster
 	}
 	return ""
+}
+
+func (x *StatusServiceWatchRequest) GetTotalsOnly() bool {
+	if x != nil {
+		return x.TotalsOnly
+	}
+	return false
 }
 
 type StatusServiceWatchResponse struct {
@@ -318,7 +428,7 @@ type StatusServiceWatchResponse struct {
 
 func (x *StatusServiceWatchResponse) Reset() {
 	*x = StatusServiceWatchResponse{}
-	mi := &file_lvsctl_v1_status_proto_msgTypes[4]
+	mi := &file_lvsctl_v1_status_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -330,7 +440,7 @@ func (x *StatusServiceWatchResponse) String() string {
 func (*StatusServiceWatchResponse) ProtoMessage() {}
 
 func (x *StatusServiceWatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_status_proto_msgTypes[4]
+	mi := &file_lvsctl_v1_status_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -343,7 +453,7 @@ func (x *StatusServiceWatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusServiceWatchResponse.ProtoReflect.Descriptor instead.
 func (*StatusServiceWatchResponse) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_status_proto_rawDescGZIP(), []int{4}
+	return file_lvsctl_v1_status_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *StatusServiceWatchResponse) GetDirector() *DirectorStatus {
@@ -364,7 +474,7 @@ var File_lvsctl_v1_status_proto protoreflect.FileDescriptor
 
 const file_lvsctl_v1_status_proto_rawDesc = "" +
 	"\n" +
-	"\x16lvsctl/v1/status.proto\x12\tlvsctl.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15lvsctl/v1/agent.proto\x1a\x15lvsctl/v1/stats.proto\x1a\x15lvsctl/v1/types.proto\"\x9b\x04\n" +
+	"\x16lvsctl/v1/status.proto\x12\tlvsctl.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15lvsctl/v1/agent.proto\x1a\x15lvsctl/v1/stats.proto\x1a\x15lvsctl/v1/types.proto\"\xce\x04\n" +
 	"\x0eDirectorStatus\x12\x1a\n" +
 	"\bdirector\x18\x01 \x01(\tR\bdirector\x12\x14\n" +
 	"\x05group\x18\x02 \x01(\tR\x05group\x12\x1c\n" +
@@ -379,14 +489,25 @@ const file_lvsctl_v1_status_proto_rawDesc = "" +
 	" \x01(\tR\fagentVersion\x12;\n" +
 	"\fcapabilities\x18\v \x01(\v2\x17.lvsctl.v1.CapabilitiesR\fcapabilities\x127\n" +
 	"\tlast_seen\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\x123\n" +
-	"\bclusters\x18\r \x03(\v2\x17.lvsctl.v1.ClusterStatsR\bclusters\"4\n" +
+	"\bclusters\x18\r \x03(\v2\x17.lvsctl.v1.ClusterStatsR\bclusters\x121\n" +
+	"\x06totals\x18\x0e \x01(\v2\x19.lvsctl.v1.DirectorTotalsR\x06totals\"\xb3\x01\n" +
+	"\x0eDirectorTotals\x12\x1a\n" +
+	"\bclusters\x18\x01 \x01(\rR\bclusters\x12!\n" +
+	"\factive_conns\x18\x02 \x01(\x04R\vactiveConns\x12%\n" +
+	"\x0einactive_conns\x18\x03 \x01(\x04R\rinactiveConns\x12)\n" +
+	"\x10persistent_conns\x18\x04 \x01(\x04R\x0fpersistentConns\x12\x10\n" +
+	"\x03cps\x18\x05 \x01(\x04R\x03cps\"U\n" +
 	"\x18StatusServiceListRequest\x12\x18\n" +
-	"\acluster\x18\x01 \x01(\tR\acluster\"\x89\x01\n" +
+	"\acluster\x18\x01 \x01(\tR\acluster\x12\x1f\n" +
+	"\vtotals_only\x18\x02 \x01(\bR\n" +
+	"totalsOnly\"\x89\x01\n" +
 	"\x19StatusServiceListResponse\x127\n" +
 	"\tdirectors\x18\x01 \x03(\v2\x19.lvsctl.v1.DirectorStatusR\tdirectors\x123\n" +
-	"\bclusters\x18\x02 \x03(\v2\x17.lvsctl.v1.ClusterStatsR\bclusters\"5\n" +
+	"\bclusters\x18\x02 \x03(\v2\x17.lvsctl.v1.ClusterStatsR\bclusters\"V\n" +
 	"\x19StatusServiceWatchRequest\x12\x18\n" +
-	"\acluster\x18\x01 \x01(\tR\acluster\"\x93\x01\n" +
+	"\acluster\x18\x01 \x01(\tR\acluster\x12\x1f\n" +
+	"\vtotals_only\x18\x02 \x01(\bR\n" +
+	"totalsOnly\"\x93\x01\n" +
 	"\x1aStatusServiceWatchResponse\x125\n" +
 	"\bdirector\x18\x01 \x01(\v2\x19.lvsctl.v1.DirectorStatusR\bdirector\x12>\n" +
 	"\ainitial\x18\x02 \x01(\v2$.lvsctl.v1.StatusServiceListResponseR\ainitial2\xba\x01\n" +
@@ -406,38 +527,40 @@ func file_lvsctl_v1_status_proto_rawDescGZIP() []byte {
 	return file_lvsctl_v1_status_proto_rawDescData
 }
 
-var file_lvsctl_v1_status_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_lvsctl_v1_status_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_lvsctl_v1_status_proto_goTypes = []any{
 	(*DirectorStatus)(nil),             // 0: lvsctl.v1.DirectorStatus
-	(*StatusServiceListRequest)(nil),   // 1: lvsctl.v1.StatusServiceListRequest
-	(*StatusServiceListResponse)(nil),  // 2: lvsctl.v1.StatusServiceListResponse
-	(*StatusServiceWatchRequest)(nil),  // 3: lvsctl.v1.StatusServiceWatchRequest
-	(*StatusServiceWatchResponse)(nil), // 4: lvsctl.v1.StatusServiceWatchResponse
-	(Role)(0),                          // 5: lvsctl.v1.Role
-	(*ClusterError)(nil),               // 6: lvsctl.v1.ClusterError
-	(*Capabilities)(nil),               // 7: lvsctl.v1.Capabilities
-	(*timestamppb.Timestamp)(nil),      // 8: google.protobuf.Timestamp
-	(*ClusterStats)(nil),               // 9: lvsctl.v1.ClusterStats
+	(*DirectorTotals)(nil),             // 1: lvsctl.v1.DirectorTotals
+	(*StatusServiceListRequest)(nil),   // 2: lvsctl.v1.StatusServiceListRequest
+	(*StatusServiceListResponse)(nil),  // 3: lvsctl.v1.StatusServiceListResponse
+	(*StatusServiceWatchRequest)(nil),  // 4: lvsctl.v1.StatusServiceWatchRequest
+	(*StatusServiceWatchResponse)(nil), // 5: lvsctl.v1.StatusServiceWatchResponse
+	(Role)(0),                          // 6: lvsctl.v1.Role
+	(*ClusterError)(nil),               // 7: lvsctl.v1.ClusterError
+	(*Capabilities)(nil),               // 8: lvsctl.v1.Capabilities
+	(*timestamppb.Timestamp)(nil),      // 9: google.protobuf.Timestamp
+	(*ClusterStats)(nil),               // 10: lvsctl.v1.ClusterStats
 }
 var file_lvsctl_v1_status_proto_depIdxs = []int32{
-	5,  // 0: lvsctl.v1.DirectorStatus.role:type_name -> lvsctl.v1.Role
-	6,  // 1: lvsctl.v1.DirectorStatus.errors:type_name -> lvsctl.v1.ClusterError
-	7,  // 2: lvsctl.v1.DirectorStatus.capabilities:type_name -> lvsctl.v1.Capabilities
-	8,  // 3: lvsctl.v1.DirectorStatus.last_seen:type_name -> google.protobuf.Timestamp
-	9,  // 4: lvsctl.v1.DirectorStatus.clusters:type_name -> lvsctl.v1.ClusterStats
-	0,  // 5: lvsctl.v1.StatusServiceListResponse.directors:type_name -> lvsctl.v1.DirectorStatus
-	9,  // 6: lvsctl.v1.StatusServiceListResponse.clusters:type_name -> lvsctl.v1.ClusterStats
-	0,  // 7: lvsctl.v1.StatusServiceWatchResponse.director:type_name -> lvsctl.v1.DirectorStatus
-	2,  // 8: lvsctl.v1.StatusServiceWatchResponse.initial:type_name -> lvsctl.v1.StatusServiceListResponse
-	1,  // 9: lvsctl.v1.StatusService.List:input_type -> lvsctl.v1.StatusServiceListRequest
-	3,  // 10: lvsctl.v1.StatusService.Watch:input_type -> lvsctl.v1.StatusServiceWatchRequest
-	2,  // 11: lvsctl.v1.StatusService.List:output_type -> lvsctl.v1.StatusServiceListResponse
-	4,  // 12: lvsctl.v1.StatusService.Watch:output_type -> lvsctl.v1.StatusServiceWatchResponse
-	11, // [11:13] is the sub-list for method output_type
-	9,  // [9:11] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	6,  // 0: lvsctl.v1.DirectorStatus.role:type_name -> lvsctl.v1.Role
+	7,  // 1: lvsctl.v1.DirectorStatus.errors:type_name -> lvsctl.v1.ClusterError
+	8,  // 2: lvsctl.v1.DirectorStatus.capabilities:type_name -> lvsctl.v1.Capabilities
+	9,  // 3: lvsctl.v1.DirectorStatus.last_seen:type_name -> google.protobuf.Timestamp
+	10, // 4: lvsctl.v1.DirectorStatus.clusters:type_name -> lvsctl.v1.ClusterStats
+	1,  // 5: lvsctl.v1.DirectorStatus.totals:type_name -> lvsctl.v1.DirectorTotals
+	0,  // 6: lvsctl.v1.StatusServiceListResponse.directors:type_name -> lvsctl.v1.DirectorStatus
+	10, // 7: lvsctl.v1.StatusServiceListResponse.clusters:type_name -> lvsctl.v1.ClusterStats
+	0,  // 8: lvsctl.v1.StatusServiceWatchResponse.director:type_name -> lvsctl.v1.DirectorStatus
+	3,  // 9: lvsctl.v1.StatusServiceWatchResponse.initial:type_name -> lvsctl.v1.StatusServiceListResponse
+	2,  // 10: lvsctl.v1.StatusService.List:input_type -> lvsctl.v1.StatusServiceListRequest
+	4,  // 11: lvsctl.v1.StatusService.Watch:input_type -> lvsctl.v1.StatusServiceWatchRequest
+	3,  // 12: lvsctl.v1.StatusService.List:output_type -> lvsctl.v1.StatusServiceListResponse
+	5,  // 13: lvsctl.v1.StatusService.Watch:output_type -> lvsctl.v1.StatusServiceWatchResponse
+	12, // [12:14] is the sub-list for method output_type
+	10, // [10:12] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_lvsctl_v1_status_proto_init() }
@@ -454,7 +577,7 @@ func file_lvsctl_v1_status_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lvsctl_v1_status_proto_rawDesc), len(file_lvsctl_v1_status_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
