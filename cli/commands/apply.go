@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -147,9 +148,10 @@ func newDiffCmd(o *options) *cobra.Command {
 	var file string
 	cmd := &cobra.Command{
 		Use:   "diff -f FILE",
-		Short: "Show what apply would change, per object and per director; exit 1 if anything would",
+		Short: "Show what apply would change, per object and per director group; exit 1 if anything would",
 		Long: "diff sends the manifest as a dry-run apply and prints each object's field changes and\n" +
-			"each director's plan. Exit status: 0 no differences, 1 differences, 2 error.",
+			"the plan of each director group (what all of its directors would change).\n" +
+			"Exit status: 0 no differences, 1 differences, 2 error.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			resp, err := o.applyFile(cmd.Context(), file, true)
@@ -172,7 +174,7 @@ func newDiffCmd(o *options) *cobra.Command {
 					continue
 				}
 				differs = true
-				fmt.Fprintf(o.streams.Out, "director %s would:\n", p.GetDirector())
+				fmt.Fprintf(o.streams.Out, "group %s (directors %s) would:\n", p.GetGroup(), strings.Join(p.GetDirectors(), ", "))
 				for _, c := range p.GetChanges() {
 					fmt.Fprintf(o.streams.Out, "  %s\n", c)
 				}

@@ -114,7 +114,7 @@ func TestDiff(t *testing.T) {
 	before := srv.revision(t)
 	expect(t, lvsctl(t, addr, "", "diff", "-f", wmsFile), 1,
 		"cluster/wms would be created\ngroup/edge-1 would be created\n"+
-			"director dir-a would:\n  add cluster wms: fwmark 1, wlc, 3 real servers, 1 VIPs x 5 port ranges\n  vip interface: \"\" -> \"eth0\"\n", "")
+			"group edge-1 (directors dir-a) would:\n  add cluster wms: fwmark 1, wlc, 3 real servers, 1 VIPs x 5 port ranges\n  vip interface: \"\" -> \"eth0\"\n", "")
 	if after := srv.revision(t); after != before {
 		t.Errorf("diff wrote to the store: revision %d -> %d", before, after)
 	}
@@ -125,7 +125,13 @@ func TestDiff(t *testing.T) {
 	edited := strings.Replace(string(wms), "{address: 198.51.100.3, weight: 100}", "{address: 198.51.100.3, weight: 0}", 1)
 	expect(t, lvsctl(t, addr, edited, "diff", "-f", "-"), 1,
 		"cluster/wms would be configured\n  real 198.51.100.3 weight: 100 -> 0\n"+
-			"director dir-a would:\n  cluster wms: real 198.51.100.3 weight: 100 -> 0\n", "")
+			"group edge-1 (directors dir-a) would:\n  cluster wms: real 198.51.100.3 weight: 100 -> 0\n", "")
+
+	// A director joining is one line of the group's plan, not a plan of its own.
+	joined := strings.Replace(string(wms), "directors: [{name: dir-a, priority: 200}]", "directors: [{name: dir-a, priority: 200}, {name: dir-b, priority: 100}]", 1)
+	expect(t, lvsctl(t, addr, joined, "diff", "-f", "-"), 1,
+		"group/edge-1 would be configured\n  directors: [dir-a/200] -> [dir-a/200 dir-b/100]\n"+
+			"group edge-1 (directors dir-a, dir-b) would:\n  add director dir-b (priority 100): applies the group's 1 clusters\n", "")
 
 	// Errors exit 2, so that scripts can tell them from differences.
 	expect(t, lvsctl(t, addr, "kind: Nope\n", "diff", "-f", "-"), 2, "",

@@ -53,7 +53,7 @@ func start(t *testing.T) (*testController, string) {
 		return handler(ctx, req)
 	}
 	g := grpc.NewServer(grpc.UnaryInterceptor(count))
-	config.NewServer(c.store, slog.New(slog.DiscardHandler)).Register(g)
+	config.NewServer(c.store, storetest.Cache(t, c.store), slog.New(slog.DiscardHandler)).Register(g)
 	lvsctlv1.RegisterStatusServiceServer(g, statusService{Server: fleet.NewServer(c.fleet), end: c.endWatch, sent: c.watchSent, once: &sync.Once{}})
 	go func() { _ = g.Serve(lis) }()
 	t.Cleanup(g.Stop)

@@ -1,6 +1,9 @@
-// Package config serves ConfigService: operators' reads and writes of the desired state. Every
-// write is validated as a whole (the authoritative validation) and committed in one etcd
-// transaction conditional on the revisions it read.
+// Package config serves ConfigService: operators' reads and writes of the desired state. A
+// write reads the controller's cache of the store (store.Cache), validates the objects it
+// writes against the cache's indexes (the authoritative validation, in proportion to the
+// write, not to the store), and commits in one etcd transaction conditional on the head
+// revision the cache showed: a write computed from a cache that was behind is refused by etcd
+// and computed again once the cache has caught up.
 package config
 
 import (
@@ -11,6 +14,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -30,23 +34,34 @@ var (
 	ErrStale = errors.New("stale revision")
 	// ErrInUse: the object is still referenced (a group with clusters).
 	ErrInUse = errors.New("still in use")
+	// ErrMarksExhausted: no fwmark is left to allocate.
+	ErrMarksExhausted = errors.New("no free fwmark")
 )
 
 // maxAttempts bounds retries of a write that raced another writer. Each attempt reads the
-// store afresh and checks again every revision the request named, so a retry never writes
+// cache afresh and checks again every revision the request named, so a retry never writes
 // over a change the operator did not see.
 const maxAttempts = 10
+
+// checkEvery is how many objects a write handles between looks at its context: a client that
+// gave up on a large apply stops its work within milliseconds.
+const checkEvery = 64
 
 // Server implements ConfigService.
 type Server struct {
 	lvsctlv1.UnimplementedConfigServiceServer
 	store *store.Store
+	cache *store.Cache
 	log   *slog.Logger
+	// committed is the newest revision this server wrote: a later write waits until the
+	// cache shows it, so one client's successive writes never race the watch.
+	committed atomic.Int64
 }
 
-// NewServer returns a ConfigService over the store.
-func NewServer(st *store.Store, log *slog.Logger) *Server {
-	return &Server{store: st, log: log.With("service", "config")}
+// NewServer returns a ConfigService over the store and its cache; the cache must be running
+// (Cache.Run), and writes wait until it has loaded.
+func NewServer(st *store.Store, cache *store.Cache, log *slog.Logger) *Server {
+	return &Server{store: st, cache: cache, log: log.With("service", "config")}
 }
 
 // Register adds the service to a gRPC server.
@@ -54,66 +69,118 @@ func (s *Server) Register(g *grpc.Server) { lvsctlv1.RegisterConfigServiceServer
 
 // Apply creates or updates objects atomically.
 func (s *Server) Apply(ctx context.Context, req *lvsctlv1.ApplyRequest) (*lvsctlv1.ApplyResponse, error) {
-	if len(req.GetObjects()) == 0 {
+	objs := req.GetObjects()
+	if len(objs) == 0 {
 		return nil, toStatus(fmt.Errorf("%w: objects: at least one object is required", validate.ErrInvalid))
 	}
-	for _, o := range req.GetObjects() {
+	// Refuse what etcd could not take before spending anything on it.
+	size := 0
+	for _, o := range objs {
+		_, name := validate.KindName(o)
+		size += proto.Size(o) + len(store.ClusterKey(name))
+	}
+	if err := s.store.CheckSize(len(objs), size); err != nil {
+		return nil, toStatus(err)
+	}
+	for i, o := range objs {
+		if i%checkEvery == 0 && ctx.Err() != nil {
+			return nil, toStatus(fmt.Errorf("validating: %w", ctx.Err()))
+		}
 		if err := validate.Object(o); err != nil {
 			return nil, toStatus(err)
 		}
 	}
-	for attempt := 0; ; attempt++ {
-		resp, err := s.apply(ctx, req)
-		if errors.Is(err, store.ErrConflict) && attempt < maxAttempts {
+	resp, err := retry(ctx, s, "apply", func() (*lvsctlv1.ApplyResponse, int64, error) { return s.apply(ctx, req) })
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return resp, nil
+}
+
+// retry runs one attempt of a write after the cache shows this server's last write, and
+// again on a conflict once the cache shows the revision that refused it.
+func retry[T any](ctx context.Context, s *Server, what string, attempt func() (T, int64, error)) (T, error) {
+	wait := s.committed.Load()
+	for n := 0; ; n++ {
+		if err := s.cache.Wait(ctx, wait); err != nil {
+			var zero T
+			return zero, err
+		}
+		resp, rev, err := attempt()
+		if errors.Is(err, store.ErrConflict) && n < maxAttempts {
+			wait = max(wait, rev)
 			continue
 		}
 		if errors.Is(err, store.ErrConflict) {
-			err = fmt.Errorf("%w: the store kept changing while this apply was written; try again", ErrStale)
+			err = fmt.Errorf("%w: the store kept changing while this %s was written; try again", ErrStale, what)
 		}
-		if err != nil {
-			return nil, toStatus(err)
-		}
-		return resp, nil
+		return resp, err
 	}
 }
 
-// change accumulates one write.
+// change accumulates one write: the objects it writes or deletes, over the cache.
 type change struct {
-	snap, next *store.Snapshot
-	write      store.Write
-	touched    map[string]bool // groups whose directors' desired state changes
+	cache *store.Cache
+	// rev and head are the cache's revision and head revision the change was computed from.
+	rev, head int64
+	write     store.Write
+	touched   map[string]bool // groups whose directors' desired state changes
+	// clusters and groups are the written objects (nil: deleted), keyed by name.
+	clusters map[string]*lvsctlv1.Cluster
+	groups   map[string]*lvsctlv1.DirectorGroup
 }
 
-func newChange(snap *store.Snapshot) *change {
-	next := store.NewSnapshot()
-	next.Revision = snap.Revision
-	maps.Copy(next.Clusters, snap.Clusters)
-	maps.Copy(next.Groups, snap.Groups)
-	maps.Copy(next.Roles, snap.Roles)
-	maps.Copy(next.RolesRevision, snap.RolesRevision)
-	maps.Copy(next.Generations, snap.Generations)
+func newChange(cache *store.Cache) *change {
+	rev, head := cache.Revision()
 	return &change{
-		snap: snap, next: next, touched: map[string]bool{},
-		write: store.Write{Head: snap.Head, Expect: map[string]int64{}, Puts: map[string]proto.Message{}},
+		cache: cache, rev: rev, head: head, touched: map[string]bool{},
+		clusters: map[string]*lvsctlv1.Cluster{}, groups: map[string]*lvsctlv1.DirectorGroup{},
+		write: store.Write{Head: head, Expect: map[string]int64{}, Puts: map[string]proto.Message{}},
 	}
 }
 
-func (s *Server) apply(ctx context.Context, req *lvsctlv1.ApplyRequest) (*lvsctlv1.ApplyResponse, error) {
-	snap, err := s.store.Load(ctx)
-	if err != nil {
-		return nil, err
+// cluster returns a cluster as the write leaves it.
+func (ch *change) cluster(name string) (*lvsctlv1.Cluster, bool) {
+	if c, ok := ch.clusters[name]; ok {
+		return c, c != nil
 	}
-	ch := newChange(snap)
+	return ch.cache.Cluster(name)
+}
+
+// group returns a group as the write leaves it.
+func (ch *change) group(name string) (*lvsctlv1.DirectorGroup, bool) {
+	if g, ok := ch.groups[name]; ok {
+		return g, g != nil
+	}
+	return ch.cache.Group(name)
+}
+
+// stale reports whether the cache moved on since the change was computed from it; the
+// write would be refused, so it is computed again rather than sent.
+func (ch *change) stale() error {
+	rev, head := ch.cache.Revision()
+	if head != ch.head {
+		return fmt.Errorf("%w (cache at revision %d)", store.ErrConflict, rev)
+	}
+	return nil
+}
+
+func (s *Server) apply(ctx context.Context, req *lvsctlv1.ApplyRequest) (*lvsctlv1.ApplyResponse, int64, error) {
+	ch := newChange(s.cache)
 	resp := &lvsctlv1.ApplyResponse{}
 	seen := map[string]bool{}
 	var allocate []*lvsctlv1.Cluster
 	for i, o := range req.GetObjects() {
+		if i%checkEvery == 0 && ctx.Err() != nil {
+			return nil, 0, fmt.Errorf("validating: %w", ctx.Err())
+		}
 		var res *lvsctlv1.ObjectResult
+		var err error
 		switch k := o.GetKind().(type) {
 		case *lvsctlv1.Object_Cluster:
 			id := "cluster/" + k.Cluster.GetName()
 			if seen[id] {
-				return nil, fmt.Errorf("%w: cluster %q: objects[%d]: defined twice in one apply", validate.ErrInvalid, k.Cluster.GetName(), i)
+				return nil, 0, fmt.Errorf("%w: cluster %q: objects[%d]: defined twice in one apply", validate.ErrInvalid, k.Cluster.GetName(), i)
 			}
 			seen[id] = true
 			var c *lvsctlv1.Cluster
@@ -124,42 +191,67 @@ func (s *Server) apply(ctx context.Context, req *lvsctlv1.ApplyRequest) (*lvsctl
 		case *lvsctlv1.Object_Group:
 			id := "group/" + k.Group.GetName()
 			if seen[id] {
-				return nil, fmt.Errorf("%w: group %q: objects[%d]: defined twice in one apply", validate.ErrInvalid, k.Group.GetName(), i)
+				return nil, 0, fmt.Errorf("%w: group %q: objects[%d]: defined twice in one apply", validate.ErrInvalid, k.Group.GetName(), i)
 			}
 			seen[id] = true
 			res, err = ch.putGroup(k.Group)
 		default:
-			return nil, fmt.Errorf("%w: objects[%d]: kind is required", validate.ErrInvalid, i)
+			return nil, 0, fmt.Errorf("%w: objects[%d]: kind is required", validate.ErrInvalid, i)
 		}
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		resp.Results = append(resp.Results, res)
 	}
-	for _, c := range allocate {
-		c.Fwmark = validate.AllocateFWMark(slices.Collect(maps.Values(ch.next.Clusters)))
+	if err := ch.allocateMarks(allocate); err != nil {
+		return nil, 0, err
 	}
-	if err := ch.validate(); err != nil {
-		return nil, err
+	if err := ch.validate(ctx); err != nil {
+		return nil, 0, err
+	}
+	if err := ch.stale(); err != nil {
+		return nil, 0, err
 	}
 	resp.Plans = ch.plans()
 	for _, o := range req.GetObjects() {
 		resp.Objects = append(resp.Objects, ch.stored(o))
 	}
-	resp.Revision = snap.Revision
+	resp.Revision = ch.rev
 	if req.GetDryRun() || len(ch.write.Puts) == 0 {
-		return resp, nil
+		return resp, 0, nil
 	}
 	rev, err := s.commit(ctx, ch)
 	if err != nil {
-		return nil, err
+		return nil, rev, err
 	}
 	resp.Revision = rev
 	for _, o := range resp.Objects {
 		setRevision(o, rev, ch)
 	}
 	s.log.Info("applied", "revision", rev, "objects", len(req.GetObjects()), "writes", len(ch.write.Puts))
-	return resp, nil
+	return resp, 0, nil
+}
+
+// allocateMarks gives each new cluster without a mark the lowest mark that no stored cluster
+// and no other cluster of this write holds, in the order the request lists them.
+func (ch *change) allocateMarks(allocate []*lvsctlv1.Cluster) error {
+	if len(allocate) == 0 {
+		return nil
+	}
+	taken := map[uint32]bool{}
+	for _, c := range ch.clusters {
+		if c != nil && c.GetFwmark() != 0 {
+			taken[c.GetFwmark()] = true
+		}
+	}
+	marks := ch.cache.FreeMarks(len(allocate), func(m uint32) bool { return taken[m] })
+	if len(marks) < len(allocate) {
+		return fmt.Errorf("%w: every fwmark up to %d is in use", ErrMarksExhausted, validate.MaxFWMark)
+	}
+	for i, c := range allocate {
+		c.Fwmark = marks[i]
+	}
+	return nil
 }
 
 func setRevision(o *lvsctlv1.Object, rev int64, ch *change) {
@@ -179,9 +271,11 @@ func setRevision(o *lvsctlv1.Object, rev int64, ch *change) {
 func (ch *change) stored(o *lvsctlv1.Object) *lvsctlv1.Object {
 	switch k := o.GetKind().(type) {
 	case *lvsctlv1.Object_Cluster:
-		return &lvsctlv1.Object{Kind: &lvsctlv1.Object_Cluster{Cluster: proto.CloneOf(ch.next.Clusters[k.Cluster.GetName()])}}
+		c, _ := ch.cluster(k.Cluster.GetName())
+		return &lvsctlv1.Object{Kind: &lvsctlv1.Object_Cluster{Cluster: proto.CloneOf(c)}}
 	case *lvsctlv1.Object_Group:
-		return &lvsctlv1.Object{Kind: &lvsctlv1.Object_Group{Group: proto.CloneOf(ch.next.Groups[k.Group.GetName()])}}
+		g, _ := ch.group(k.Group.GetName())
+		return &lvsctlv1.Object{Kind: &lvsctlv1.Object_Group{Group: proto.CloneOf(g)}}
 	}
 	return o
 }
@@ -201,7 +295,7 @@ func checkRevision(kind, name string, asked int64, cur interface{ GetRevision() 
 
 func (ch *change) putCluster(in *lvsctlv1.Cluster) (*lvsctlv1.ObjectResult, *lvsctlv1.Cluster, error) {
 	name := in.GetName()
-	cur, exists := ch.snap.Clusters[name]
+	cur, exists := ch.cache.Cluster(name)
 	if err := checkRevision("cluster", name, in.GetRevision(), cur, exists); err != nil {
 		return nil, nil, err
 	}
@@ -235,13 +329,13 @@ func (ch *change) putCluster(in *lvsctlv1.Cluster) (*lvsctlv1.ObjectResult, *lvs
 	}
 	ch.touched[c.GetDirectorGroup()] = true
 	ch.write.Puts[key] = c
-	ch.next.Clusters[name] = c
+	ch.clusters[name] = c
 	return res, c, nil
 }
 
 func (ch *change) putGroup(in *lvsctlv1.DirectorGroup) (*lvsctlv1.ObjectResult, error) {
 	name := in.GetName()
-	cur, exists := ch.snap.Groups[name]
+	cur, exists := ch.cache.Group(name)
 	if err := checkRevision("group", name, in.GetRevision(), cur, exists); err != nil {
 		return nil, err
 	}
@@ -264,17 +358,16 @@ func (ch *change) putGroup(in *lvsctlv1.DirectorGroup) (*lvsctlv1.ObjectResult, 
 	}
 	ch.touched[name] = true
 	ch.write.Puts[key] = g
-	ch.next.Groups[name] = g
+	ch.groups[name] = g
 	// The first assignment, or one whose ACTIVE left the group, makes the highest-priority
 	// director ACTIVE under a higher epoch. Failover (a later issue) moves it on health.
 	// Epochs come from the store's revision, so they only grow, across groups and across a
 	// group deleted and created again: an agent never sees an old epoch come back.
-	roles, ok := ch.snap.Roles[name]
-	if !ok || !member(g, roles.GetActive()) {
-		nr := &lvsctlv1.GroupRoles{Group: name, Active: desired.InitialActive(g), Epoch: uint64(ch.snap.Revision) + 1}
+	roles, rolesRev := ch.cache.Roles(name)
+	if roles == nil || !member(g, roles.GetActive()) {
+		nr := &lvsctlv1.GroupRoles{Group: name, Active: desired.InitialActive(g), Epoch: uint64(ch.rev) + 1}
 		ch.write.Puts[store.RolesKey(name)] = nr
-		ch.write.Expect[store.RolesKey(name)] = ch.snap.RolesRevision[name]
-		ch.next.Roles[name] = nr
+		ch.write.Expect[store.RolesKey(name)] = rolesRev
 	}
 	return res, nil
 }
@@ -309,75 +402,154 @@ func groupChanges(a, b *lvsctlv1.DirectorGroup) []string {
 	return out
 }
 
-// validate checks the cross-object rules on the resulting state. Stored objects that this
-// write leaves alone come first, so a conflict is reported against the object being written
-// ("cluster "web": ... already used by cluster "wms""), and only violations of written
-// objects refuse the write: a store that already holds a violation (written by an older
-// version, say) must still accept the changes that repair it.
-func (ch *change) validate() error {
-	var kept, written []*lvsctlv1.Object
-	isWritten := map[string]bool{}
-	add := func(kind, name, key string, o *lvsctlv1.Object) {
-		if _, ok := ch.write.Puts[key]; ok {
-			written = append(written, o)
-			isWritten[kind+"/"+name] = true
-		} else {
-			kept = append(kept, o)
+// validate checks the rules between objects for the objects this write puts, against the
+// cache's indexes of the stored ones (validate.Written). Only violations by written objects
+// refuse the write: a store that already holds a violation (written by an older version,
+// say) must still accept the changes that repair it. Written objects go in name order, groups
+// first, so a conflict between two of them is reported against the same one every time.
+func (ch *change) validate(ctx context.Context) error {
+	var written []*lvsctlv1.Object
+	for _, n := range slices.Sorted(maps.Keys(ch.groups)) {
+		if g := ch.groups[n]; g != nil {
+			written = append(written, &lvsctlv1.Object{Kind: &lvsctlv1.Object_Group{Group: g}})
 		}
 	}
-	for _, n := range slices.Sorted(maps.Keys(ch.next.Groups)) {
-		add(validate.KindGroup, n, store.GroupKey(n), &lvsctlv1.Object{Kind: &lvsctlv1.Object_Group{Group: ch.next.Groups[n]}})
+	for _, n := range slices.Sorted(maps.Keys(ch.clusters)) {
+		if c := ch.clusters[n]; c != nil {
+			written = append(written, &lvsctlv1.Object{Kind: &lvsctlv1.Object_Cluster{Cluster: c}})
+		}
 	}
-	for _, n := range slices.Sorted(maps.Keys(ch.next.Clusters)) {
-		add(validate.KindCluster, n, store.ClusterKey(n), &lvsctlv1.Object{Kind: &lvsctlv1.Object_Cluster{Cluster: ch.next.Clusters[n]}})
+	return validate.Written(ctx, written, ch.cache)
+}
+
+// plans lists, per group whose directors would change, what they would change, from the
+// objects written alone: each written cluster's stored and new versions, each written
+// group's. Every director of a group applies the same clusters, so a group's plan is listed
+// once, whatever the number of its directors.
+func (ch *change) plans() []*lvsctlv1.GroupPlan {
+	type plan struct {
+		clusters []string // cluster lines, in cluster name order
+		removed  []string
+		group    []string
 	}
-	var errs []error
-	for _, err := range flatten(validate.Set(append(kept, written...))) {
-		var fe *validate.FieldError
-		if errors.As(err, &fe) && !isWritten[fe.Kind+"/"+fe.Name] {
+	plans := map[string]*plan{}
+	get := func(g string) *plan {
+		p, ok := plans[g]
+		if !ok {
+			p = &plan{}
+			plans[g] = p
+		}
+		return p
+	}
+	// moved counts, per group, the clusters the write adds (+) or takes away (-).
+	moved := map[string]int{}
+	for _, n := range slices.Sorted(maps.Keys(ch.clusters)) {
+		c := ch.clusters[n]
+		cur, existed := ch.cache.Cluster(n)
+		switch {
+		case c == nil:
+			get(cur.GetDirectorGroup()).removed = append(get(cur.GetDirectorGroup()).removed, "remove cluster "+n)
+			moved[cur.GetDirectorGroup()]--
+		case !existed || cur.GetDirectorGroup() != c.GetDirectorGroup():
+			if existed {
+				get(cur.GetDirectorGroup()).removed = append(get(cur.GetDirectorGroup()).removed, "remove cluster "+n)
+				moved[cur.GetDirectorGroup()]--
+			}
+			get(c.GetDirectorGroup()).clusters = append(get(c.GetDirectorGroup()).clusters, fmt.Sprintf("add cluster %s: fwmark %d, %s, %d real servers, %d VIPs x %d port ranges",
+				n, c.GetFwmark(), c.GetScheduler(), len(c.GetReals()), len(c.GetVips()), len(c.GetPorts())))
+			moved[c.GetDirectorGroup()]++
+		default:
+			for _, line := range desired.ClusterChanges(cur, c) {
+				get(c.GetDirectorGroup()).clusters = append(get(c.GetDirectorGroup()).clusters, fmt.Sprintf("cluster %s: %s", n, line))
+			}
+		}
+	}
+	for _, n := range slices.Sorted(maps.Keys(ch.groups)) {
+		cur, _ := ch.cache.Group(n)
+		get(n).group = groupPlan(cur, ch.groups[n], ch.cache.GroupClusterCount(n)+moved[n])
+	}
+	var out []*lvsctlv1.GroupPlan
+	for _, n := range slices.Sorted(maps.Keys(plans)) {
+		p := plans[n]
+		changes := slices.Concat(p.clusters, p.removed, p.group)
+		if len(changes) == 0 {
 			continue
 		}
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
-}
-
-// flatten lists the errors inside an errors.Join.
-func flatten(err error) []error {
-	if err == nil {
-		return nil
-	}
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		return j.Unwrap()
-	}
-	return []error{err}
-}
-
-// plans lists, per director, what it would change.
-func (ch *change) plans() []*lvsctlv1.DirectorPlan {
-	names := slices.Compact(slices.Sorted(slices.Values(append(desired.Directors(ch.snap), desired.Directors(ch.next)...))))
-	var out []*lvsctlv1.DirectorPlan
-	for _, d := range names {
-		p := desired.Plan(desired.For(ch.snap, d).State, desired.For(ch.next, d).State)
-		if len(p) > 0 {
-			out = append(out, &lvsctlv1.DirectorPlan{Director: d, Changes: p})
+		cur, _ := ch.cache.Group(n)
+		next, _ := ch.group(n)
+		var dirs []string
+		for _, g := range []*lvsctlv1.DirectorGroup{cur, next} {
+			for _, d := range g.GetDirectors() {
+				dirs = append(dirs, d.GetName())
+			}
 		}
+		out = append(out, &lvsctlv1.GroupPlan{Group: n, Directors: slices.Compact(slices.Sorted(slices.Values(dirs))), Changes: changes})
 	}
 	return out
 }
 
+// groupPlan describes a group's own changes as its directors see them (nil: absent). A new
+// group's directors are listed by the plan itself; a changed group names the directors that
+// join (they apply the group's clusters) or leave (they remove them).
+func groupPlan(from, to *lvsctlv1.DirectorGroup, clusters int) []string {
+	var out []string
+	if from != nil && to != nil {
+		before := map[string]uint32{}
+		for _, d := range from.GetDirectors() {
+			before[d.GetName()] = d.GetPriority()
+		}
+		for _, d := range to.GetDirectors() {
+			p, ok := before[d.GetName()]
+			switch {
+			case !ok:
+				out = append(out, fmt.Sprintf("add director %s (priority %d): applies the group's %d clusters", d.GetName(), d.GetPriority(), clusters))
+			case p != d.GetPriority():
+				out = append(out, fmt.Sprintf("director %s priority: %d -> %d", d.GetName(), p, d.GetPriority()))
+			}
+			delete(before, d.GetName())
+		}
+		for _, d := range slices.Sorted(maps.Keys(before)) {
+			out = append(out, fmt.Sprintf("remove director %s: removes the group's clusters", d))
+		}
+	}
+	if from.GetVipInterface() != to.GetVipInterface() {
+		out = append(out, fmt.Sprintf("vip interface: %q -> %q", from.GetVipInterface(), to.GetVipInterface()))
+	}
+	if !proto.Equal(from.GetGateway(), to.GetGateway()) {
+		out = append(out, fmt.Sprintf("gateway: %s -> %s", gatewayString(from.GetGateway()), gatewayString(to.GetGateway())))
+	}
+	return out
+}
+
+func gatewayString(g *lvsctlv1.Gateway) string {
+	if g == nil {
+		return "none"
+	}
+	return g.GetAddress() + " on " + g.GetInterface()
+}
+
 // commit writes the change, rewriting the generation key of every group whose directors'
-// desired state changed (and deleting those of groups that are gone).
+// desired state changed and that still exists, and returns the new revision. On a conflict
+// the revision is etcd's current one, for the cache to reach before the next attempt.
 func (s *Server) commit(ctx context.Context, ch *change) (int64, error) {
 	for _, g := range slices.Sorted(maps.Keys(ch.touched)) {
 		if g == "" {
 			continue
 		}
-		if _, ok := ch.next.Groups[g]; ok {
+		if _, ok := ch.group(g); ok {
 			ch.write.Touch = append(ch.write.Touch, store.GenerationKey(g))
 		}
 	}
-	return s.store.Commit(ctx, ch.write)
+	rev, err := s.store.Commit(ctx, ch.write)
+	if err == nil {
+		for {
+			c := s.committed.Load()
+			if c >= rev || s.committed.CompareAndSwap(c, rev) {
+				break
+			}
+		}
+	}
+	return rev, err
 }
 
 // Get returns one object.
@@ -431,76 +603,69 @@ func (s *Server) List(ctx context.Context, req *lvsctlv1.ListRequest) (*lvsctlv1
 	return resp, nil
 }
 
-// Delete removes one object; deleting a group that clusters still use is refused by validation.
+// Delete removes one object; deleting a group that clusters still use is refused.
 func (s *Server) Delete(ctx context.Context, req *lvsctlv1.DeleteRequest) (*lvsctlv1.DeleteResponse, error) {
-	for attempt := 0; ; attempt++ {
-		resp, err := s.delete(ctx, req)
-		if errors.Is(err, store.ErrConflict) && attempt < maxAttempts {
-			continue
-		}
-		if errors.Is(err, store.ErrConflict) {
-			err = fmt.Errorf("%w: the store kept changing while this delete was written; try again", ErrStale)
-		}
-		if err != nil {
-			return nil, toStatus(err)
-		}
-		return resp, nil
+	resp, err := retry(ctx, s, "delete", func() (*lvsctlv1.DeleteResponse, int64, error) { return s.delete(ctx, req) })
+	if err != nil {
+		return nil, toStatus(err)
 	}
+	return resp, nil
 }
 
-func (s *Server) delete(ctx context.Context, req *lvsctlv1.DeleteRequest) (*lvsctlv1.DeleteResponse, error) {
-	snap, err := s.store.Load(ctx)
-	if err != nil {
-		return nil, err
-	}
-	o, err := find(snap, req.GetKind(), req.GetName())
-	if err != nil {
-		return nil, err
-	}
-	ch := newChange(snap)
+func (s *Server) delete(ctx context.Context, req *lvsctlv1.DeleteRequest) (*lvsctlv1.DeleteResponse, int64, error) {
+	ch := newChange(s.cache)
 	name := req.GetName()
-	switch k := o.GetKind().(type) {
-	case *lvsctlv1.Object_Cluster:
-		if err := checkRevision("cluster", name, req.GetRevision(), k.Cluster, true); err != nil {
-			return nil, err
+	switch req.GetKind() {
+	case lvsctlv1.Kind_KIND_CLUSTER:
+		cur, ok := ch.cache.Cluster(name)
+		if !ok {
+			return nil, 0, fmt.Errorf("cluster %q: %w", name, ErrNotFound)
+		}
+		if err := checkRevision("cluster", name, req.GetRevision(), cur, true); err != nil {
+			return nil, 0, err
 		}
 		key := store.ClusterKey(name)
-		ch.write.Expect[key] = k.Cluster.GetRevision()
+		ch.write.Expect[key] = cur.GetRevision()
 		ch.write.Deletes = append(ch.write.Deletes, key)
-		ch.touched[k.Cluster.GetDirectorGroup()] = true
-		delete(ch.next.Clusters, name)
-	case *lvsctlv1.Object_Group:
-		if err := checkRevision("group", name, req.GetRevision(), k.Group, true); err != nil {
-			return nil, err
+		ch.touched[cur.GetDirectorGroup()] = true
+		ch.clusters[name] = nil
+	case lvsctlv1.Kind_KIND_GROUP:
+		cur, ok := ch.cache.Group(name)
+		if !ok {
+			return nil, 0, fmt.Errorf("group %q: %w", name, ErrNotFound)
 		}
-		var users []string
-		for _, c := range slices.Sorted(maps.Keys(snap.Clusters)) {
-			if snap.Clusters[c].GetDirectorGroup() == name {
-				users = append(users, fmt.Sprintf("%q", c))
+		if err := checkRevision("group", name, req.GetRevision(), cur, true); err != nil {
+			return nil, 0, err
+		}
+		if users := ch.cache.GroupClusters(name); len(users) > 0 {
+			for i, u := range users {
+				users[i] = fmt.Sprintf("%q", u)
 			}
-		}
-		if len(users) > 0 {
-			return nil, fmt.Errorf("group %q: %w by cluster %s: delete or move them first", name, ErrInUse, strings.Join(users, ", "))
+			return nil, 0, fmt.Errorf("group %q: %w by cluster %s: delete or move them first", name, ErrInUse, strings.Join(users, ", "))
 		}
 		key := store.GroupKey(name)
-		ch.write.Expect[key] = k.Group.GetRevision()
+		ch.write.Expect[key] = cur.GetRevision()
 		ch.write.Deletes = append(ch.write.Deletes, key, store.RolesKey(name), store.GenerationKey(name))
-		delete(ch.next.Groups, name)
-		delete(ch.next.Roles, name)
+		ch.groups[name] = nil
+	default:
+		return nil, 0, fmt.Errorf("%w: kind: %v is not a kind of object", validate.ErrInvalid, req.GetKind())
+	}
+	if err := ch.stale(); err != nil {
+		return nil, 0, err
 	}
 	// A delete needs no cross-object validation: removing a cluster breaks no rule, and a
 	// group in use was refused above.
-	resp := &lvsctlv1.DeleteResponse{Revision: snap.Revision, Plans: ch.plans()}
+	resp := &lvsctlv1.DeleteResponse{Revision: ch.rev, Plans: ch.plans()}
 	if req.GetDryRun() {
-		return resp, nil
+		return resp, 0, nil
 	}
 	rev, err := s.commit(ctx, ch)
 	if err != nil {
-		return nil, err
+		return nil, rev, err
 	}
 	resp.Revision = rev
 	s.log.Info("deleted", "revision", rev, "kind", req.GetKind().String(), "name", name)
-	return resp, nil
+	return resp, 0, nil
 }
 
 // toStatus maps domain errors to gRPC codes in one place. The message is the error's text,
@@ -518,6 +683,8 @@ func toStatus(err error) error {
 		code = codes.FailedPrecondition
 	case errors.Is(err, store.ErrTooLarge):
 		code = codes.InvalidArgument
+	case errors.Is(err, ErrMarksExhausted):
+		code = codes.ResourceExhausted
 	case errors.Is(err, context.Canceled):
 		code = codes.Canceled
 	case errors.Is(err, context.DeadlineExceeded):

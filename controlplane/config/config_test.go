@@ -20,7 +20,7 @@ import (
 
 func newServer(t *testing.T) (*Server, *store.Store) {
 	st := storetest.Start(t)
-	return NewServer(st, slog.New(slog.NewTextHandler(io.Discard, nil))), st
+	return NewServer(st, storetest.Cache(t, st), slog.New(slog.NewTextHandler(io.Discard, nil))), st
 }
 
 func group(name string, directors ...string) *lvsctlv1.Object {

@@ -62,7 +62,10 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 	// The store holds a few objects per cluster; keep the embedded etcd's footprint small.
 	ecfg.AutoCompactionMode = "revision"
 	ecfg.AutoCompactionRetention = "10000"
-	ecfg.MaxTxnOps = MaxOps
+	// One apply of 10,000 clusters is one transaction (EmbeddedLimits); the backend quota
+	// (etcd's default 2 GiB) holds 10,000 clusters of 10 reals many times over.
+	ecfg.MaxTxnOps = uint(EmbeddedLimits().MaxTxnOps)
+	ecfg.MaxRequestBytes = uint(EmbeddedLimits().MaxRequestBytes)
 
 	e, err := embed.StartEtcd(ecfg)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strings"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
 
@@ -34,7 +35,7 @@ const (
 // ErrConflict is returned when a conditional write found the store changed since it was read.
 var ErrConflict = errors.New("stored object changed since it was read")
 
-// ErrTooLarge is returned for a write with more operations than MaxOps.
+// ErrTooLarge is returned for a write larger than etcd takes in one transaction.
 var ErrTooLarge = errors.New("write too large")
 
 // ErrUnavailable wraps every failure to reach etcd or to get an answer from it.
@@ -47,9 +48,21 @@ var ErrUnavailable = errors.New("etcd unavailable")
 // can afford.
 const headKey = Prefix + "head"
 
-// MaxOps is the number of operations one write may hold; the embedded etcd is configured
-// for it (etcd's default is 128, a manifest of a few dozen objects).
-const MaxOps = 4096
+// Limits are what one etcd transaction may hold. etcd refuses a transaction with more
+// operations (or comparisons) than --max-txn-ops, or a request larger than
+// --max-request-bytes; knowing them lets a write be refused before any work is spent on it.
+type Limits struct {
+	// MaxTxnOps is etcd's --max-txn-ops (0: unknown, etcd decides).
+	MaxTxnOps int
+	// MaxRequestBytes is etcd's --max-request-bytes (0: unknown, etcd decides).
+	MaxRequestBytes int
+}
+
+// EmbeddedLimits are the embedded etcd's limits: sized so that one apply of 10,000 clusters
+// of 10 real servers each (about 5 MiB, 10,000 puts and as many comparisons) fits with room
+// to spare. etcd's defaults (128 operations, 1.5 MiB) would refuse a manifest of a few dozen
+// clusters.
+func EmbeddedLimits() Limits { return Limits{MaxTxnOps: 32768, MaxRequestBytes: 64 << 20} }
 
 // ClusterKey, GroupKey, RolesKey and GenerationKey name the etcd keys of objects.
 func ClusterKey(name string) string     { return Prefix + kindClusters + name }
@@ -92,12 +105,10 @@ func (s *Snapshot) Set(key string, value []byte, modRevision int64) error {
 		s.Head = modRevision
 		return nil
 	}
-	rest, ok := strings.CutPrefix(key, Prefix)
+	kind, name, ok := parseKey(key)
 	if !ok {
 		return nil
 	}
-	kind, name, _ := strings.Cut(rest, "/")
-	kind += "/"
 	del := value == nil
 	switch kind {
 	case kindClusters:
@@ -105,22 +116,20 @@ func (s *Snapshot) Set(key string, value []byte, modRevision int64) error {
 			delete(s.Clusters, name)
 			return nil
 		}
-		c := &lvsctlv1.Cluster{}
-		if err := proto.Unmarshal(value, c); err != nil {
-			return fmt.Errorf("decoding %s: %w", key, err)
+		c, err := decodeCluster(key, value, modRevision)
+		if err != nil {
+			return err
 		}
-		c.Revision = modRevision
 		s.Clusters[name] = c
 	case kindGroups:
 		if del {
 			delete(s.Groups, name)
 			return nil
 		}
-		g := &lvsctlv1.DirectorGroup{}
-		if err := proto.Unmarshal(value, g); err != nil {
-			return fmt.Errorf("decoding %s: %w", key, err)
+		g, err := decodeGroup(key, value, modRevision)
+		if err != nil {
+			return err
 		}
-		g.Revision = modRevision
 		s.Groups[name] = g
 	case kindRoles:
 		if del {
@@ -128,9 +137,9 @@ func (s *Snapshot) Set(key string, value []byte, modRevision int64) error {
 			delete(s.RolesRevision, name)
 			return nil
 		}
-		r := &lvsctlv1.GroupRoles{}
-		if err := proto.Unmarshal(value, r); err != nil {
-			return fmt.Errorf("decoding %s: %w", key, err)
+		r, err := decodeRoles(key, value)
+		if err != nil {
+			return err
 		}
 		s.Roles[name] = r
 		s.RolesRevision[name] = modRevision
@@ -144,13 +153,78 @@ func (s *Snapshot) Set(key string, value []byte, modRevision int64) error {
 	return nil
 }
 
+// parseKey splits a key under Prefix into its kind ("clusters/") and name.
+func parseKey(key string) (kind, name string, ok bool) {
+	rest, ok := strings.CutPrefix(key, Prefix)
+	if !ok {
+		return "", "", false
+	}
+	kind, name, _ = strings.Cut(rest, "/")
+	return kind + "/", name, true
+}
+
+func decodeCluster(key string, value []byte, modRevision int64) (*lvsctlv1.Cluster, error) {
+	c := &lvsctlv1.Cluster{}
+	if err := proto.Unmarshal(value, c); err != nil {
+		return nil, fmt.Errorf("decoding %s: %w", key, err)
+	}
+	c.Revision = modRevision
+	return c, nil
+}
+
+func decodeGroup(key string, value []byte, modRevision int64) (*lvsctlv1.DirectorGroup, error) {
+	g := &lvsctlv1.DirectorGroup{}
+	if err := proto.Unmarshal(value, g); err != nil {
+		return nil, fmt.Errorf("decoding %s: %w", key, err)
+	}
+	g.Revision = modRevision
+	return g, nil
+}
+
+func decodeRoles(key string, value []byte) (*lvsctlv1.GroupRoles, error) {
+	r := &lvsctlv1.GroupRoles{}
+	if err := proto.Unmarshal(value, r); err != nil {
+		return nil, fmt.Errorf("decoding %s: %w", key, err)
+	}
+	return r, nil
+}
+
 // Store reads and writes the desired state in etcd.
 type Store struct {
 	client *clientv3.Client
+	limits Limits
 }
 
-// New returns a store over an etcd client.
+// New returns a store over an etcd client whose limits are unknown (an external cluster):
+// etcd itself refuses a write past them, and Commit names the limit it hit.
 func New(client *clientv3.Client) *Store { return &Store{client: client} }
+
+// NewLimited returns a store over an etcd whose limits are known (the embedded one), so a
+// write past them is refused before it is sent.
+func NewLimited(client *clientv3.Client, l Limits) *Store { return &Store{client: client, limits: l} }
+
+// Limits returns the etcd limits the store knows (zero fields: unknown).
+func (s *Store) Limits() Limits { return s.limits }
+
+// writeOverhead is a generous estimate of the bytes etcd's request adds per object written
+// around its key and value: the put, the comparison of the key, field tags and lengths.
+const writeOverhead = 64
+
+// CheckSize refuses, before any work is spent on it, a write of `objects` objects whose keys
+// and values add up to about `bytes` bytes when it exceeds the known limits. Every object is
+// one put and one comparison, plus the head key; the error names the limit and the size asked.
+func (s *Store) CheckSize(objects, bytes int) error {
+	l := s.limits
+	ops := objects + 1
+	bytes += objects * writeOverhead
+	if l.MaxTxnOps > 0 && ops > l.MaxTxnOps {
+		return fmt.Errorf("%w: %d objects need at least %d etcd operations in one transaction; etcd takes at most %d (--max-txn-ops): apply fewer objects at once", ErrTooLarge, objects, ops, l.MaxTxnOps)
+	}
+	if l.MaxRequestBytes > 0 && bytes > l.MaxRequestBytes {
+		return fmt.Errorf("%w: %d objects need about %.1f MiB in one etcd request; etcd takes at most %.1f MiB (--max-request-bytes): apply fewer objects at once", ErrTooLarge, objects, float64(bytes)/(1<<20), float64(l.MaxRequestBytes)/(1<<20))
+	}
+	return nil
+}
 
 // Load reads the whole desired state at the latest revision.
 func (s *Store) Load(ctx context.Context) (*Snapshot, error) {
@@ -187,7 +261,8 @@ type Write struct {
 }
 
 // Commit applies w in one etcd transaction and returns the new revision. It returns
-// ErrConflict when a condition failed: someone else wrote in between.
+// ErrConflict when a condition failed: someone else wrote in between; the revision returned
+// with it is etcd's current one, which a cached reader waits for before trying again.
 func (s *Store) Commit(ctx context.Context, w Write) (int64, error) {
 	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(headKey), "=", w.Head)}
 	for k, rev := range w.Expect {
@@ -208,15 +283,22 @@ func (s *Store) Commit(ctx context.Context, w Write) (int64, error) {
 		ops = append(ops, clientv3.OpDelete(k))
 	}
 	ops = append(ops, clientv3.OpPut(headKey, ""))
-	if len(ops) > MaxOps {
-		return 0, fmt.Errorf("%w: %d etcd operations, more than the %d one write may hold: apply fewer objects at once", ErrTooLarge, len(ops), MaxOps)
+	if n := max(len(ops), len(cmps)); s.limits.MaxTxnOps > 0 && n > s.limits.MaxTxnOps {
+		return 0, fmt.Errorf("%w: %d etcd operations, more than the %d one write may hold (--max-txn-ops): apply fewer objects at once", ErrTooLarge, n, s.limits.MaxTxnOps)
 	}
 	resp, err := s.client.Txn(ctx).If(cmps...).Then(ops...).Commit()
-	if err != nil {
+	switch {
+	case errors.Is(err, rpctypes.ErrTooManyOps):
+		return 0, fmt.Errorf("%w: etcd refused %d operations in one transaction (its --max-txn-ops, 128 by default): apply fewer objects at once", ErrTooLarge, max(len(ops), len(cmps)))
+	case errors.Is(err, rpctypes.ErrRequestTooLarge):
+		return 0, fmt.Errorf("%w: etcd refused a request of %d operations as too large (its --max-request-bytes, 1.5 MiB by default): apply fewer objects at once", ErrTooLarge, len(ops))
+	case err != nil && ctx.Err() != nil:
+		return 0, fmt.Errorf("writing: %w", ctx.Err())
+	case err != nil:
 		return 0, fmt.Errorf("%w: writing: %w", ErrUnavailable, err)
 	}
 	if !resp.Succeeded {
-		return 0, ErrConflict
+		return resp.Header.Revision, ErrConflict
 	}
 	return resp.Header.Revision, nil
 }

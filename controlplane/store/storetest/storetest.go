@@ -4,6 +4,7 @@ package storetest
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"path/filepath"
 	"testing"
@@ -50,10 +51,28 @@ func Start(t testing.TB) *store.Store {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.Close)
-	c, err := clientv3.New(clientv3.Config{Endpoints: []string{e.Endpoint()}, DialTimeout: 5 * time.Second})
+	c, err := clientv3.New(clientv3.Config{Endpoints: []string{e.Endpoint()}, DialTimeout: 5 * time.Second,
+		MaxCallSendMsgSize: store.EmbeddedLimits().MaxRequestBytes})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return store.New(c)
+	return store.NewLimited(c, store.EmbeddedLimits())
+}
+
+// Cache runs a store.Cache over st until the test ends.
+func Cache(t testing.TB, st *store.Store) *store.Cache {
+	t.Helper()
+	c := store.NewCache(st, slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = c.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return c
 }

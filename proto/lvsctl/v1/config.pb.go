@@ -250,29 +250,34 @@ func (x *ObjectResult) GetChanges() []string {
 	return nil
 }
 
-// DirectorPlan is what one director would change if the apply went through.
-type DirectorPlan struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Director      string                 `protobuf:"bytes,1,opt,name=director,proto3" json:"director,omitempty"`
-	Changes       []string               `protobuf:"bytes,2,rep,name=changes,proto3" json:"changes,omitempty"`
+// GroupPlan is what the directors of one group would change if the write went through.
+// Every director of a group applies the same clusters, so the plan is given once per group,
+// computed from the objects written (not from every director's whole state).
+type GroupPlan struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Group string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	// directors are the group's directors (after the write; before it for a deleted group).
+	Directors []string `protobuf:"bytes,2,rep,name=directors,proto3" json:"directors,omitempty"`
+	// changes are in an operator's words: "add cluster wms: ...", "cluster wms: real ...".
+	Changes       []string `protobuf:"bytes,3,rep,name=changes,proto3" json:"changes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *DirectorPlan) Reset() {
-	*x = DirectorPlan{}
+func (x *GroupPlan) Reset() {
+	*x = GroupPlan{}
 	mi := &file_lvsctl_v1_config_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *DirectorPlan) String() string {
+func (x *GroupPlan) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*DirectorPlan) ProtoMessage() {}
+func (*GroupPlan) ProtoMessage() {}
 
-func (x *DirectorPlan) ProtoReflect() protoreflect.Message {
+func (x *GroupPlan) ProtoReflect() protoreflect.Message {
 	mi := &file_lvsctl_v1_config_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -284,19 +289,26 @@ func (x *DirectorPlan) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use DirectorPlan.ProtoReflect.Descriptor instead.
-func (*DirectorPlan) Descriptor() ([]byte, []int) {
+// Deprecated: Use GroupPlan.ProtoReflect.Descriptor instead.
+func (*GroupPlan) Descriptor() ([]byte, []int) {
 	return file_lvsctl_v1_config_proto_rawDescGZIP(), []int{2}
 }
 
-func (x *DirectorPlan) GetDirector() string {
+func (x *GroupPlan) GetGroup() string {
 	if x != nil {
-		return x.Director
+		return x.Group
 	}
 	return ""
 }
 
-func (x *DirectorPlan) GetChanges() []string {
+func (x *GroupPlan) GetDirectors() []string {
+	if x != nil {
+		return x.Directors
+	}
+	return nil
+}
+
+func (x *GroupPlan) GetChanges() []string {
 	if x != nil {
 		return x.Changes
 	}
@@ -307,8 +319,9 @@ type ApplyResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Results []*ObjectResult        `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
 	// revision is the store's revision after the write (or the current one for a dry run or no-op).
-	Revision int64           `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
-	Plans    []*DirectorPlan `protobuf:"bytes,3,rep,name=plans,proto3" json:"plans,omitempty"`
+	Revision int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	// plans lists, per director group whose directors would change, what they would change.
+	Plans []*GroupPlan `protobuf:"bytes,5,rep,name=plans,proto3" json:"plans,omitempty"`
 	// objects are the stored objects after the write, with allocated fields (fwmark) filled in.
 	Objects       []*Object `protobuf:"bytes,4,rep,name=objects,proto3" json:"objects,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -359,7 +372,7 @@ func (x *ApplyResponse) GetRevision() int64 {
 	return 0
 }
 
-func (x *ApplyResponse) GetPlans() []*DirectorPlan {
+func (x *ApplyResponse) GetPlans() []*GroupPlan {
 	if x != nil {
 		return x.Plans
 	}
@@ -637,7 +650,7 @@ func (x *DeleteRequest) GetDryRun() bool {
 type DeleteResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Revision      int64                  `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
-	Plans         []*DirectorPlan        `protobuf:"bytes,2,rep,name=plans,proto3" json:"plans,omitempty"`
+	Plans         []*GroupPlan           `protobuf:"bytes,3,rep,name=plans,proto3" json:"plans,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -679,7 +692,7 @@ func (x *DeleteResponse) GetRevision() int64 {
 	return 0
 }
 
-func (x *DeleteResponse) GetPlans() []*DirectorPlan {
+func (x *DeleteResponse) GetPlans() []*GroupPlan {
 	if x != nil {
 		return x.Plans
 	}
@@ -698,15 +711,16 @@ const file_lvsctl_v1_config_proto_rawDesc = "" +
 	"\x04kind\x18\x01 \x01(\x0e2\x0f.lvsctl.v1.KindR\x04kind\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12)\n" +
 	"\x06action\x18\x03 \x01(\x0e2\x11.lvsctl.v1.ActionR\x06action\x12\x18\n" +
-	"\achanges\x18\x04 \x03(\tR\achanges\"D\n" +
-	"\fDirectorPlan\x12\x1a\n" +
-	"\bdirector\x18\x01 \x01(\tR\bdirector\x12\x18\n" +
-	"\achanges\x18\x02 \x03(\tR\achanges\"\xba\x01\n" +
+	"\achanges\x18\x04 \x03(\tR\achanges\"Y\n" +
+	"\tGroupPlan\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x1c\n" +
+	"\tdirectors\x18\x02 \x03(\tR\tdirectors\x12\x18\n" +
+	"\achanges\x18\x03 \x03(\tR\achanges\"\xbd\x01\n" +
 	"\rApplyResponse\x121\n" +
 	"\aresults\x18\x01 \x03(\v2\x17.lvsctl.v1.ObjectResultR\aresults\x12\x1a\n" +
-	"\brevision\x18\x02 \x01(\x03R\brevision\x12-\n" +
-	"\x05plans\x18\x03 \x03(\v2\x17.lvsctl.v1.DirectorPlanR\x05plans\x12+\n" +
-	"\aobjects\x18\x04 \x03(\v2\x11.lvsctl.v1.ObjectR\aobjects\"E\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\x12*\n" +
+	"\x05plans\x18\x05 \x03(\v2\x14.lvsctl.v1.GroupPlanR\x05plans\x12+\n" +
+	"\aobjects\x18\x04 \x03(\v2\x11.lvsctl.v1.ObjectR\aobjectsJ\x04\b\x03\x10\x04\"E\n" +
 	"\n" +
 	"GetRequest\x12#\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x0f.lvsctl.v1.KindR\x04kind\x12\x12\n" +
@@ -722,10 +736,10 @@ const file_lvsctl_v1_config_proto_rawDesc = "" +
 	"\x04kind\x18\x01 \x01(\x0e2\x0f.lvsctl.v1.KindR\x04kind\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
 	"\brevision\x18\x03 \x01(\x03R\brevision\x12\x17\n" +
-	"\adry_run\x18\x04 \x01(\bR\x06dryRun\"[\n" +
+	"\adry_run\x18\x04 \x01(\bR\x06dryRun\"^\n" +
 	"\x0eDeleteResponse\x12\x1a\n" +
-	"\brevision\x18\x01 \x01(\x03R\brevision\x12-\n" +
-	"\x05plans\x18\x02 \x03(\v2\x17.lvsctl.v1.DirectorPlanR\x05plans*>\n" +
+	"\brevision\x18\x01 \x01(\x03R\brevision\x12*\n" +
+	"\x05plans\x18\x03 \x03(\v2\x14.lvsctl.v1.GroupPlanR\x05plansJ\x04\b\x02\x10\x03*>\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fKIND_CLUSTER\x10\x01\x12\x0e\n" +
@@ -762,7 +776,7 @@ var file_lvsctl_v1_config_proto_goTypes = []any{
 	(Action)(0),            // 1: lvsctl.v1.Action
 	(*ApplyRequest)(nil),   // 2: lvsctl.v1.ApplyRequest
 	(*ObjectResult)(nil),   // 3: lvsctl.v1.ObjectResult
-	(*DirectorPlan)(nil),   // 4: lvsctl.v1.DirectorPlan
+	(*GroupPlan)(nil),      // 4: lvsctl.v1.GroupPlan
 	(*ApplyResponse)(nil),  // 5: lvsctl.v1.ApplyResponse
 	(*GetRequest)(nil),     // 6: lvsctl.v1.GetRequest
 	(*GetResponse)(nil),    // 7: lvsctl.v1.GetResponse
@@ -777,14 +791,14 @@ var file_lvsctl_v1_config_proto_depIdxs = []int32{
 	0,  // 1: lvsctl.v1.ObjectResult.kind:type_name -> lvsctl.v1.Kind
 	1,  // 2: lvsctl.v1.ObjectResult.action:type_name -> lvsctl.v1.Action
 	3,  // 3: lvsctl.v1.ApplyResponse.results:type_name -> lvsctl.v1.ObjectResult
-	4,  // 4: lvsctl.v1.ApplyResponse.plans:type_name -> lvsctl.v1.DirectorPlan
+	4,  // 4: lvsctl.v1.ApplyResponse.plans:type_name -> lvsctl.v1.GroupPlan
 	12, // 5: lvsctl.v1.ApplyResponse.objects:type_name -> lvsctl.v1.Object
 	0,  // 6: lvsctl.v1.GetRequest.kind:type_name -> lvsctl.v1.Kind
 	12, // 7: lvsctl.v1.GetResponse.object:type_name -> lvsctl.v1.Object
 	0,  // 8: lvsctl.v1.ListRequest.kind:type_name -> lvsctl.v1.Kind
 	12, // 9: lvsctl.v1.ListResponse.objects:type_name -> lvsctl.v1.Object
 	0,  // 10: lvsctl.v1.DeleteRequest.kind:type_name -> lvsctl.v1.Kind
-	4,  // 11: lvsctl.v1.DeleteResponse.plans:type_name -> lvsctl.v1.DirectorPlan
+	4,  // 11: lvsctl.v1.DeleteResponse.plans:type_name -> lvsctl.v1.GroupPlan
 	2,  // 12: lvsctl.v1.ConfigService.Apply:input_type -> lvsctl.v1.ApplyRequest
 	6,  // 13: lvsctl.v1.ConfigService.Get:input_type -> lvsctl.v1.GetRequest
 	8,  // 14: lvsctl.v1.ConfigService.List:input_type -> lvsctl.v1.ListRequest

@@ -1,0 +1,467 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
+)
+
+// MaxFWMark is the highest mark the cache hands out (validate.MaxFWMark: the top bit stays
+// free). It is repeated here because validate must not depend on the store.
+const MaxFWMark = 1<<31 - 1
+
+// Cache is the desired state held in memory, loaded once and kept current from the etcd
+// watch, with the indexes a write's validation asks: which clusters claim a VIP and its ports,
+// which cluster holds a mark (and the lowest free one), which clusters use a group, which
+// groups list a director. A write reads the cache instead of the whole store; etcd still
+// decides: every write is conditional on the head revision the cache showed, so a write
+// computed from a cache that was behind is refused and retried once the cache caught up.
+//
+// One lock guards it. The watch holds it for one revision's changes; readers hold it for
+// one lookup, never across a whole apply, so neither waits on the other for long. Objects
+// handed out are shared and must not be modified.
+type Cache struct {
+	st  *Store
+	log *slog.Logger
+
+	mu      sync.RWMutex
+	loaded  bool
+	changed chan struct{} // closed and replaced whenever rev moves
+	rev     int64
+	head    int64
+
+	clusters    map[string]*lvsctlv1.Cluster
+	groups      map[string]*lvsctlv1.DirectorGroup
+	roles       map[string]*lvsctlv1.GroupRoles
+	rolesRev    map[string]int64
+	generations map[string]int64
+
+	// claims: VIP and protocol -> cluster -> its port entries on them.
+	claims map[claimKey]map[string][]portClaim
+	// vipUsers: VIP -> cluster -> the cluster's group.
+	vipUsers map[netip.Addr]map[string]string
+	// markUsers: mark -> clusters (more than one only in a store with an old violation).
+	markUsers map[uint32]map[string]struct{}
+	// groupClusters: group -> clusters naming it.
+	groupClusters map[string]map[string]struct{}
+	// directorGroups: director -> groups listing it.
+	directorGroups map[string]map[string]struct{}
+	// Free marks: every unused mark below scan is in holes (sorted); scan itself is unused.
+	// The lowest free mark is holes[0] or scan, found without looking at every cluster.
+	holes []uint32
+	scan  uint32
+}
+
+type claimKey struct {
+	vip   netip.Addr
+	proto lvsctlv1.Protocol
+}
+
+type portClaim struct {
+	index int
+	ports *lvsctlv1.PortRange
+}
+
+// NewCache returns a cache over the store; Run loads and follows it.
+func NewCache(st *Store, log *slog.Logger) *Cache {
+	c := &Cache{st: st, log: log.With("component", "store-cache"), changed: make(chan struct{})}
+	c.reset(NewSnapshot())
+	c.loaded = false
+	return c
+}
+
+// Run loads the store and follows its changes until ctx ends. A lost watch (etcd
+// unreachable, or the revision compacted) loads the store again, after a backoff.
+func (c *Cache) Run(ctx context.Context) error {
+	backoff := 100 * time.Millisecond
+	for {
+		err := c.follow(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		c.log.Warn("following the store failed; reloading", "error", err, "backoff", backoff)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return nil
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func (c *Cache) follow(ctx context.Context) error {
+	snap, err := c.st.Load(ctx)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.reset(snap)
+	c.notifyLocked()
+	c.mu.Unlock()
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	batches, errc := c.st.Watch(wctx, snap.Revision)
+	for b := range batches {
+		if err := c.apply(b); err != nil {
+			return err
+		}
+	}
+	return <-errc
+}
+
+// apply applies one watched batch under the lock.
+func (c *Cache) apply(b Batch) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, ev := range b.Events {
+		if err := c.setLocked(ev.Key, ev.Value, ev.ModRevision); err != nil {
+			// The cache no longer matches the store: the caller reloads it.
+			c.loaded = false
+			return err
+		}
+	}
+	c.rev = max(c.rev, b.Revision)
+	c.notifyLocked()
+	return nil
+}
+
+func (c *Cache) notifyLocked() {
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// reset replaces the whole content with a snapshot (a load or a reload).
+func (c *Cache) reset(snap *Snapshot) {
+	c.loaded = true
+	c.rev, c.head = snap.Revision, snap.Head
+	c.clusters = map[string]*lvsctlv1.Cluster{}
+	c.groups = map[string]*lvsctlv1.DirectorGroup{}
+	c.roles = snap.Roles
+	c.rolesRev = snap.RolesRevision
+	c.generations = snap.Generations
+	c.claims = map[claimKey]map[string][]portClaim{}
+	c.vipUsers = map[netip.Addr]map[string]string{}
+	c.markUsers = map[uint32]map[string]struct{}{}
+	c.groupClusters = map[string]map[string]struct{}{}
+	c.directorGroups = map[string]map[string]struct{}{}
+	c.holes = nil
+	c.scan = 1
+	for _, g := range snap.Groups {
+		c.putGroup(g)
+	}
+	for _, cl := range snap.Clusters {
+		c.putCluster(cl)
+	}
+}
+
+// setLocked applies one key's change.
+func (c *Cache) setLocked(key string, value []byte, modRevision int64) error {
+	if key == headKey {
+		c.head = modRevision
+		return nil
+	}
+	kind, name, ok := parseKey(key)
+	if !ok {
+		return nil
+	}
+	switch kind {
+	case kindClusters:
+		if old, ok := c.clusters[name]; ok {
+			c.dropCluster(old)
+		}
+		if value == nil {
+			return nil
+		}
+		cl, err := decodeCluster(key, value, modRevision)
+		if err != nil {
+			return err
+		}
+		c.putCluster(cl)
+	case kindGroups:
+		if old, ok := c.groups[name]; ok {
+			c.dropGroup(old)
+		}
+		if value == nil {
+			return nil
+		}
+		g, err := decodeGroup(key, value, modRevision)
+		if err != nil {
+			return err
+		}
+		c.putGroup(g)
+	case kindRoles:
+		if value == nil {
+			delete(c.roles, name)
+			delete(c.rolesRev, name)
+			return nil
+		}
+		r, err := decodeRoles(key, value)
+		if err != nil {
+			return err
+		}
+		c.roles[name] = r
+		c.rolesRev[name] = modRevision
+	case kindGenerations:
+		if value == nil {
+			delete(c.generations, name)
+			return nil
+		}
+		c.generations[name] = modRevision
+	}
+	return nil
+}
+
+func addTo[K comparable, V any](m map[K]map[string]V, k K, name string, v V) {
+	s, ok := m[k]
+	if !ok {
+		s = map[string]V{}
+		m[k] = s
+	}
+	s[name] = v
+}
+
+func removeFrom[K comparable, V any](m map[K]map[string]V, k K, name string) {
+	if s, ok := m[k]; ok {
+		delete(s, name)
+		if len(s) == 0 {
+			delete(m, k)
+		}
+	}
+}
+
+// vips lists the cluster's parseable VIPs (the validated store has no others).
+func vips(cl *lvsctlv1.Cluster) []netip.Addr {
+	var out []netip.Addr
+	for _, s := range cl.GetVips() {
+		if a, err := netip.ParseAddr(s); err == nil {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func (c *Cache) putCluster(cl *lvsctlv1.Cluster) {
+	name := cl.GetName()
+	c.clusters[name] = cl
+	addTo(c.groupClusters, cl.GetDirectorGroup(), name, struct{}{})
+	for _, vip := range vips(cl) {
+		addTo(c.vipUsers, vip, name, cl.GetDirectorGroup())
+		for i, p := range cl.GetPorts() {
+			if p.GetFirst() > p.GetLast() {
+				continue
+			}
+			k := claimKey{vip, p.GetProtocol()}
+			s, ok := c.claims[k]
+			if !ok {
+				s = map[string][]portClaim{}
+				c.claims[k] = s
+			}
+			s[name] = append(s[name], portClaim{index: i, ports: p})
+		}
+	}
+	if m := cl.GetFwmark(); m != 0 {
+		first := len(c.markUsers[m]) == 0
+		addTo(c.markUsers, m, name, struct{}{})
+		if first {
+			c.markTaken(m)
+		}
+	}
+}
+
+func (c *Cache) dropCluster(cl *lvsctlv1.Cluster) {
+	name := cl.GetName()
+	delete(c.clusters, name)
+	removeFrom(c.groupClusters, cl.GetDirectorGroup(), name)
+	for _, vip := range vips(cl) {
+		removeFrom(c.vipUsers, vip, name)
+		for _, p := range cl.GetPorts() {
+			removeFrom(c.claims, claimKey{vip, p.GetProtocol()}, name)
+		}
+	}
+	if m := cl.GetFwmark(); m != 0 {
+		removeFrom(c.markUsers, m, name)
+		if len(c.markUsers[m]) == 0 {
+			c.markFreed(m)
+		}
+	}
+}
+
+func (c *Cache) putGroup(g *lvsctlv1.DirectorGroup) {
+	c.groups[g.GetName()] = g
+	for _, d := range g.GetDirectors() {
+		addTo(c.directorGroups, d.GetName(), g.GetName(), struct{}{})
+	}
+}
+
+func (c *Cache) dropGroup(g *lvsctlv1.DirectorGroup) {
+	delete(c.groups, g.GetName())
+	for _, d := range g.GetDirectors() {
+		removeFrom(c.directorGroups, d.GetName(), g.GetName())
+	}
+}
+
+// markTaken and markFreed keep holes and scan: scan only moves forward, past marks in use,
+// so allocation costs in proportion to the marks freed below it, not to the clusters stored.
+func (c *Cache) markTaken(m uint32) {
+	if m < c.scan {
+		if i, ok := slices.BinarySearch(c.holes, m); ok {
+			c.holes = slices.Delete(c.holes, i, i+1)
+		}
+		return
+	}
+	for c.scan <= MaxFWMark && len(c.markUsers[c.scan]) > 0 {
+		c.scan++
+	}
+}
+
+func (c *Cache) markFreed(m uint32) {
+	if m < c.scan {
+		if i, ok := slices.BinarySearch(c.holes, m); !ok {
+			c.holes = slices.Insert(c.holes, i, m)
+		}
+	}
+}
+
+// Wait blocks until the cache is loaded and has seen revision rev (0: loaded at all).
+func (c *Cache) Wait(ctx context.Context, rev int64) error {
+	for {
+		c.mu.RLock()
+		done, ch := c.loaded && c.rev >= rev, c.changed
+		c.mu.RUnlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the store's revision %d: %w", rev, ctx.Err())
+		}
+	}
+}
+
+// Revision returns the revision the cache shows and the head key's revision in it: a write
+// computed from what the cache shows is conditional on that head.
+func (c *Cache) Revision() (rev, head int64) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.rev, c.head
+}
+
+// Cluster returns a stored cluster (shared: do not modify).
+func (c *Cache) Cluster(name string) (*lvsctlv1.Cluster, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	cl, ok := c.clusters[name]
+	return cl, ok
+}
+
+// Group returns a stored group (shared: do not modify).
+func (c *Cache) Group(name string) (*lvsctlv1.DirectorGroup, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	g, ok := c.groups[name]
+	return g, ok
+}
+
+// Roles returns a group's stored role assignment and its key's revision (0: none).
+func (c *Cache) Roles(group string) (*lvsctlv1.GroupRoles, int64) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.roles[group], c.rolesRev[group]
+}
+
+// GroupClusters lists, sorted, the clusters that name a group.
+func (c *Cache) GroupClusters(group string) []string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make([]string, 0, len(c.groupClusters[group]))
+	for n := range c.groupClusters[group] {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// GroupClusterCount is how many clusters name a group.
+func (c *Cache) GroupClusterCount(group string) int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.groupClusters[group])
+}
+
+// FreeMarks returns the n lowest marks that no stored cluster uses and taken refuses (marks
+// this write already gives out); fewer when the marks run out.
+func (c *Cache) FreeMarks(n int, taken func(uint32) bool) []uint32 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	var out []uint32
+	for _, m := range c.holes {
+		if len(out) == n {
+			return out
+		}
+		if !taken(m) {
+			out = append(out, m)
+		}
+	}
+	for m := c.scan; len(out) < n && m <= MaxFWMark && m >= c.scan; m++ {
+		if len(c.markUsers[m]) == 0 && !taken(m) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// The methods below answer validate.Stored. fn runs under the read lock: it must not call
+// back into the cache.
+
+// GroupExists reports whether a group is stored.
+func (c *Cache) GroupExists(name string) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	_, ok := c.groups[name]
+	return ok
+}
+
+// EachDirectorGroup calls fn with every stored group that lists the director.
+func (c *Cache) EachDirectorGroup(director string, fn func(group string)) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for g := range c.directorGroups[director] {
+		fn(g)
+	}
+}
+
+// EachMarkUser calls fn with every stored cluster that has the mark.
+func (c *Cache) EachMarkUser(mark uint32, fn func(cluster string)) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for n := range c.markUsers[mark] {
+		fn(n)
+	}
+}
+
+// EachVIPUser calls fn with every stored cluster that lists the VIP, and its group.
+func (c *Cache) EachVIPUser(vip netip.Addr, fn func(cluster, group string)) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for n, g := range c.vipUsers[vip] {
+		fn(n, g)
+	}
+}
+
+// EachPortClaim calls fn with every port entry of a stored cluster on the VIP and protocol.
+func (c *Cache) EachPortClaim(vip netip.Addr, proto lvsctlv1.Protocol, fn func(cluster string, index int, ports *lvsctlv1.PortRange)) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for n, ps := range c.claims[claimKey{vip, proto}] {
+		for _, p := range ps {
+			fn(n, p.index, p.ports)
+		}
+	}
+}
