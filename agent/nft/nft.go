@@ -1,15 +1,18 @@
 // Package nft keeps the agent's firewall-mark rules in the kernel's nftables: one table,
-// `inet lvsctl`, with one fixed base chain, `prerouting`, whose rules match a VIP, a protocol
-// and a destination port or range and set the packet's mark, so IPVS firewall-mark services
-// see the packets. The agent owns that table and nothing else: it never reads or changes any
-// other table. Every change is one nftables transaction.
+// `inet lvsctl`, with one fixed base chain, `prerouting`, whose two fixed rules look the
+// packet's destination address, protocol and port up in a map per address family and set the
+// mark found there, so IPVS firewall-mark services see the packets. A MarkRule is one map
+// element (see layout.go). The agent owns that table and nothing else: it never reads or
+// changes any other table. Every change is one nftables transaction, however large.
 package nft
 
 import (
 	"cmp"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"reflect"
 	"slices"
 	"sync"
@@ -45,16 +48,20 @@ func WithNetNSFd(fd int) Option { return func(o *options) { o.netNSFd = fd } }
 
 // Firewall holds table inet lvsctl to a desired list of mark rules.
 type Firewall struct {
-	conn *nftables.Conn
-	nsFd int // our duplicate of the namespace fd, or -1
+	conn *nftables.Conn // reads; each transaction has a Conn of its own (see batch.go)
+	nsFd int            // our duplicate of the namespace fd, or -1
 	log  *slog.Logger
-	// table and chain are this Firewall's own: the nftables library keeps the pointers it is
+	// The objects are this Firewall's own: the nftables library keeps the pointers it is
 	// given in its batch, so Firewalls must not share them.
 	table *nftables.Table
 	chain *nftables.Chain
 
-	// mu serialises read-diff-write in SetMarkRules, and the Conn's batch with it.
+	// mu serialises read-diff-write in SetMarkRules, and transactions with it.
 	mu sync.Mutex
+	// model is the rules the kernel holds, as the caller gave them, per the last SetMarkRules
+	// and the ChangeMarkRules since; elems their map elements. nil: unknown.
+	model logical
+	elems map[dataplane.MarkRule]bool
 }
 
 // New returns a Firewall after checking that the kernel speaks nftables. A kernel without it
@@ -128,28 +135,49 @@ func objects() (*nftables.Table, *nftables.Chain) {
 
 func ref[T any](v T) *T { return &v }
 
-// kernelRule is one rule found in our chain: rule is valid when the rule's comment decodes and
-// its expressions are exactly those the comment's MarkRule generates.
-type kernelRule struct {
-	rule  *nftables.Rule
+// families are the two halves of the layout, in the order the chain holds their rules.
+var families = []*family{&fam4, &fam6}
+
+// kernelElement is one element found in one of our maps; valid when it decodes to a MarkRule.
+type kernelElement struct {
+	fam   *family
+	elem  nftables.SetElement
 	mark  dataplane.MarkRule
 	valid bool
 }
 
+// state is what read found in table inet lvsctl.
 type state struct {
 	tableExists bool
-	// chainOK: the chain exists with the hook, priority, type and policy we set.
-	chainExists, chainOK bool
-	rules                []kernelRule
+	// rebuild: the table holds something SetMarkRules cannot repair in place (a chain or map
+	// with other attributes, a chain or set it did not make, a dormant table): it deletes and
+	// re-creates the table in one transaction.
+	rebuild     bool
+	chainExists bool
+	setExists   map[*family]bool
+	ruleExists  map[*family]bool
+	// foreign are the rules in our chain that are not our fixed rules: v1 rules, hand-made
+	// ones, duplicates. legacy are the valid v1 rules among them.
+	foreign  []*nftables.Rule
+	legacy   []dataplane.MarkRule
+	elements []kernelElement
 }
 
 func (f *Firewall) read() (state, error) {
-	var s state
+	s := state{setExists: map[*family]bool{}, ruleExists: map[*family]bool{}}
 	tables, err := f.conn.ListTablesOfFamily(nftables.TableFamilyINet)
 	if err != nil {
 		return s, classify("list inet tables", err)
 	}
-	s.tableExists = slices.ContainsFunc(tables, func(t *nftables.Table) bool { return t.Name == TableName })
+	for _, t := range tables {
+		if t.Name == TableName {
+			s.tableExists = true
+			// A dormant table is not evaluated: no packet would get a mark. The library
+			// decodes NFTA_TABLE_FLAGS in host byte order; the kernel sends network order.
+			flags := binary.BigEndian.Uint32(binary.NativeEndian.AppendUint32(nil, t.Flags))
+			s.rebuild = s.rebuild || flags&unix.NFT_TABLE_F_DORMANT != 0
+		}
+	}
 	if !s.tableExists {
 		return s, nil
 	}
@@ -158,35 +186,78 @@ func (f *Firewall) read() (state, error) {
 		return s, classify("list inet chains", err)
 	}
 	for _, c := range chains {
-		if c.Table == nil || c.Table.Name != TableName || c.Name != ChainName {
+		if c.Table == nil || c.Table.Name != TableName {
+			continue
+		}
+		if c.Name != ChainName {
+			s.rebuild = true
 			continue
 		}
 		s.chainExists = true
 		want := f.chain
-		s.chainOK = c.Type == want.Type && c.Hooknum != nil && *c.Hooknum == *want.Hooknum &&
+		ok := c.Type == want.Type && c.Hooknum != nil && *c.Hooknum == *want.Hooknum &&
 			c.Priority != nil && *c.Priority == *want.Priority && c.Policy != nil && *c.Policy == *want.Policy
+		s.rebuild = s.rebuild || !ok
 	}
-	if !s.chainExists {
-		return s, nil
-	}
-	rules, err := f.conn.GetRules(f.table, f.chain)
+	sets, err := f.conn.GetSets(f.table)
 	if err != nil {
-		return s, fmt.Errorf("nft: list rules of inet %s %s: %w", TableName, ChainName, err)
+		return s, fmt.Errorf("nft: list sets of inet %s: %w", TableName, err)
 	}
-	for _, r := range rules {
-		kr := kernelRule{rule: r}
-		if c, ok := commentOf(r.UserData); ok {
-			if m, err := parseKey(c); err == nil && reflect.DeepEqual(r.Exprs, exprs(m)) {
-				kr.mark, kr.valid = m, true
+	for _, set := range sets {
+		i := slices.IndexFunc(families, func(fm *family) bool { return fm.name == set.Name })
+		if i < 0 || !families[i].setOK(set) {
+			s.rebuild = true
+			continue
+		}
+		s.setExists[families[i]] = true
+	}
+	if s.rebuild {
+		// Everything goes with the table; only the elements are worth reading, to count.
+		return s, f.readElements(&s)
+	}
+	if s.chainExists {
+		rules, err := f.conn.GetRules(f.table, f.chain)
+		if err != nil {
+			return s, fmt.Errorf("nft: list rules of inet %s %s: %w", TableName, ChainName, err)
+		}
+		for _, r := range rules {
+			i := slices.IndexFunc(families, func(fm *family) bool { return fm.isRule(r) })
+			if i >= 0 && !s.ruleExists[families[i]] {
+				s.ruleExists[families[i]] = true
+				continue
+			}
+			s.foreign = append(s.foreign, r)
+			if c, ok := commentOf(r.UserData); ok {
+				if m, err := parseLegacyKey(c); err == nil && reflect.DeepEqual(r.Exprs, legacyExprs(m)) {
+					s.legacy = append(s.legacy, m)
+				}
 			}
 		}
-		s.rules = append(s.rules, kr)
 	}
-	return s, nil
+	return s, f.readElements(&s)
 }
 
-// MarkRules returns the mark rules in table inet lvsctl, sorted. Rules there that are not
-// ours (edited by hand) are left out; SetMarkRules deletes them.
+// readElements dumps the elements of the maps that exist, in bulk.
+func (f *Firewall) readElements(s *state) error {
+	for _, fm := range families {
+		if !s.setExists[fm] {
+			continue
+		}
+		elems, err := f.conn.GetSetElements(fm.newSet(f.table))
+		if err != nil {
+			return fmt.Errorf("nft: list elements of inet %s %s: %w", TableName, fm.name, err)
+		}
+		for _, e := range elems {
+			m, ok := markRuleOf(fm, e)
+			s.elements = append(s.elements, kernelElement{fam: fm, elem: e, mark: m, valid: ok})
+		}
+	}
+	return nil
+}
+
+// MarkRules returns the mark rules in table inet lvsctl, sorted: the maps' elements, and the
+// rules of the v1 layout while an agent upgraded in place has not replaced them yet. Elements
+// and rules there that are not ours (made by hand) are left out; SetMarkRules deletes them.
 func (f *Firewall) MarkRules() ([]dataplane.MarkRule, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -194,14 +265,34 @@ func (f *Firewall) MarkRules() ([]dataplane.MarkRule, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []dataplane.MarkRule
-	for _, r := range s.rules {
-		if r.valid {
-			out = append(out, r.mark)
+	out := slices.Clone(s.legacy)
+	for _, e := range s.elements {
+		if e.valid {
+			out = append(out, e.mark)
+		}
+	}
+	if f.holds(s, out) {
+		out = out[:0]
+		for _, rs := range f.model {
+			out = append(out, rs...)
 		}
 	}
 	slices.SortFunc(out, compare)
-	return slices.CompactFunc(out, func(a, b dataplane.MarkRule) bool { return a == b }), nil
+	return slices.Compact(out), nil
+}
+
+// holds reports whether the kernel's elements are exactly those of the rules last set: then
+// MarkRules returns those rules, a port inside a range of the same mark included.
+func (f *Firewall) holds(s state, found []dataplane.MarkRule) bool {
+	if f.model == nil || len(s.legacy) > 0 || s.rebuild || len(found) != len(f.elems) {
+		return false
+	}
+	for _, e := range found {
+		if !f.elems[e] {
+			return false
+		}
+	}
+	return true
 }
 
 func compare(a, b dataplane.MarkRule) int {
@@ -209,25 +300,91 @@ func compare(a, b dataplane.MarkRule) int {
 		cmp.Compare(a.FirstPort, b.FirstPort), cmp.Compare(a.LastPort, b.LastPort), cmp.Compare(a.Mark, b.Mark))
 }
 
-// SetMarkRules makes table inet lvsctl hold exactly rules, in one nftables transaction, and
-// returns how many rules it added plus deleted. Rules already there keep their handles; when
-// nothing differs it sends no transaction at all. It creates the table and chain when absent,
-// deletes rules it cannot account for, and rebuilds the table when someone changed the base
-// chain's hook, priority, type or policy.
-func (f *Firewall) SetMarkRules(rules []dataplane.MarkRule) (int, error) {
-	want := make(map[string]dataplane.MarkRule, len(rules))
-	var order []string
+// group is the rules of one VIP and protocol: the map holds their ports without overlaps.
+type group struct {
+	vip   netip.Addr
+	proto dataplane.Protocol
+}
+
+func groupOf(r dataplane.MarkRule) group { return group{r.VIP, r.Protocol} }
+
+// logical is a list of mark rules as the caller gave them, by group; each group sorted and
+// without duplicates.
+type logical map[group][]dataplane.MarkRule
+
+// desired validates rules (what names the bad one: "mark rule 3"), drops duplicates and
+// groups them.
+func desired(what string, rules []dataplane.MarkRule) (logical, error) {
+	out := logical{}
 	for i, r := range rules {
 		if err := validate(r); err != nil {
-			return 0, fmt.Errorf("nft: mark rule %d (%s): %w", i, r, err)
+			return nil, fmt.Errorf("nft: %s %d (%s): %w", what, i, r, err)
 		}
 		r.VIP = r.VIP.Unmap()
-		k := key(r)
-		if _, dup := want[k]; !dup {
-			want[k] = r
-			order = append(order, k)
-		}
+		out[groupOf(r)] = append(out[groupOf(r)], r)
 	}
+	for g, rs := range out {
+		slices.SortFunc(rs, compare)
+		out[g] = slices.Compact(rs)
+	}
+	return out, nil
+}
+
+// elements returns the map elements of one group's rules. The interval map cannot hold two
+// elements that share a port (the kernel refuses the second), but a cluster may name a port
+// twice, as Windows Media's udp 1755 inside udp 1024-5000: overlapping rules of the same mark
+// become one element of their ports' union. Overlapping rules of different marks would give a
+// packet two marks: refused, with an error wrapping dataplane.ErrExist.
+func elements(rs []dataplane.MarkRule) ([]dataplane.MarkRule, error) {
+	var out []dataplane.MarkRule
+	var from []dataplane.MarkRule // the rule each element started from, for the error
+	for _, r := range rs {
+		if n := len(out); n > 0 && r.FirstPort <= out[n-1].LastPort {
+			if r.Mark != out[n-1].Mark {
+				return nil, fmt.Errorf("%s overlaps %s, of another mark: %w", r, from[n-1], dataplane.ErrExist)
+			}
+			out[n-1].LastPort = max(out[n-1].LastPort, r.LastPort)
+			continue
+		}
+		out = append(out, r)
+		from = append(from, r)
+	}
+	return out, nil
+}
+
+// elementsOf returns the elements of every group of l.
+func elementsOf(l logical) ([]dataplane.MarkRule, error) {
+	var out []dataplane.MarkRule
+	for _, rs := range l {
+		e, err := elements(rs)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e...)
+	}
+	return out, nil
+}
+
+// SetMarkRules makes table inet lvsctl hold exactly rules, in one nftables transaction, and
+// returns how many map elements it added plus deleted, plus the foreign rules it deleted from
+// the chain (hand-made ones, and those of the v1 layout, which it replaces by elements in the
+// same transaction). Elements already there stay untouched; when nothing differs it sends no
+// transaction at all and returns 0. It creates the table, chain, maps and fixed rules when
+// absent, and rebuilds the table, in the same single transaction, when someone changed it in
+// a way it cannot repair in place (chain or map attributes, chains or maps it did not make).
+// A transaction that only repairs structure counts 1, so 0 always means nothing was sent.
+// Rules of one VIP and protocol whose ports overlap share one element when their marks are
+// equal (see elements; the count is of elements) and are refused when they differ.
+func (f *Firewall) SetMarkRules(rules []dataplane.MarkRule) (int, error) {
+	model, err := desired("mark rule", rules)
+	if err != nil {
+		return 0, err
+	}
+	want, err := elementsOf(model)
+	if err != nil {
+		return 0, fmt.Errorf("nft: mark rules: %w", err)
+	}
+	slices.SortFunc(want, compare)
 
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -235,55 +392,244 @@ func (f *Firewall) SetMarkRules(rules []dataplane.MarkRule) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-
-	rebuild := s.chainExists && !s.chainOK
-	var del []*nftables.Rule
-	have := make(map[string]bool)
-	for _, r := range s.rules {
-		k := key(r.mark)
-		_, wanted := want[k]
-		if rebuild || !r.valid || have[k] || !wanted {
-			del = append(del, r.rule)
-			continue
-		}
-		have[k] = true
-	}
-	var add []dataplane.MarkRule
-	for _, k := range order {
-		if !have[k] {
-			add = append(add, want[k])
-		}
-	}
-	if len(add)+len(del) == 0 && !rebuild {
+	if !s.tableExists && len(want) == 0 {
+		f.remember(model, want)
 		return 0, nil
 	}
-	for _, r := range del {
+
+	var tx transaction
+	var del []kernelElement
+	wanted := make(map[dataplane.MarkRule]bool, len(want))
+	for _, r := range want {
+		wanted[r] = true
+	}
+	have := make(map[dataplane.MarkRule]bool, len(s.elements))
+	for _, e := range s.elements {
+		if s.rebuild || !e.valid || have[e.mark] || !wanted[e.mark] {
+			del = append(del, e)
+			continue
+		}
+		have[e.mark] = true
+	}
+	var add []dataplane.MarkRule
+	for _, r := range want {
+		if !have[r] {
+			add = append(add, r)
+		}
+	}
+	for _, r := range s.foreign {
 		// Checked before anything is queued: a batch is sent whole or not at all.
 		if r.Handle == 0 {
 			return 0, fmt.Errorf("nft: kernel listed a rule in inet %s %s without a handle", TableName, ChainName)
 		}
 	}
 
-	if rebuild {
-		// Deleting the table takes its rules and chains with it; the same batch makes it
-		// anew, so packets never see a half-built table.
-		f.conn.DelTable(f.table)
-	} else {
-		for _, r := range del {
-			_ = f.conn.DelRule(r) // fails only for handle 0, excluded above
+	changed := len(add) + len(del) + len(s.foreign)
+	structure := s.rebuild || !s.tableExists || !s.chainExists
+	for _, fm := range families {
+		structure = structure || !s.setExists[fm] || !s.ruleExists[fm]
+	}
+	if changed == 0 && !structure {
+		f.remember(model, want)
+		return 0, nil
+	}
+
+	if err := tx.begin(f); err != nil {
+		return 0, err
+	}
+	if s.rebuild {
+		// Deleting the table takes its rules, maps and chains with it; the same batch makes
+		// it anew, so packets never see a half-built table.
+		tx.conn.DelTable(f.table)
+	}
+	if s.rebuild || !s.tableExists {
+		tx.conn.AddTable(f.table)
+	}
+	if s.rebuild || !s.chainExists {
+		tx.conn.AddChain(f.chain)
+	}
+	sets := map[*family]*nftables.Set{}
+	for _, fm := range families {
+		sets[fm] = fm.newSet(f.table)
+		if s.rebuild || !s.setExists[fm] {
+			if err := tx.conn.AddSet(sets[fm], nil); err != nil {
+				return 0, fmt.Errorf("nft: add map %s: %w", fm.name, err)
+			}
+			tx.objects++
 		}
 	}
-	if rebuild || !s.tableExists {
-		f.conn.AddTable(f.table)
+	if !s.rebuild {
+		for _, r := range s.foreign {
+			_ = tx.conn.DelRule(r) // fails only for handle 0, excluded above
+			tx.objects++
+		}
+		// Deletions first: an element whose mark changes is deleted and added with the same
+		// key, and the add must not find the old one.
+		for _, fm := range families {
+			var elems []nftables.SetElement
+			for _, e := range del {
+				if e.fam == fm {
+					elems = append(elems, e.elem)
+				}
+			}
+			if err := tx.elements(sets[fm], elems, false); err != nil {
+				return 0, err
+			}
+		}
 	}
-	if rebuild || !s.chainExists {
-		f.conn.AddChain(f.chain)
+	tx.excl = true
+	if err := tx.addRules(sets, add); err != nil {
+		return 0, err
 	}
-	for _, r := range add {
-		f.conn.AddRule(&nftables.Rule{Table: f.table, Chain: f.chain, Exprs: exprs(r), UserData: comment(r)})
+	for _, fm := range families {
+		if s.rebuild || !s.ruleExists[fm] {
+			tx.conn.AddRule(fm.newRule(f.chain))
+			tx.objects++
+		}
 	}
-	if err := f.conn.Flush(); err != nil {
-		return 0, classify(fmt.Sprintf("transaction adding %d and deleting %d rules", len(add), len(del)), err)
+	what := fmt.Sprintf("transaction adding %d and deleting %d elements, deleting %d foreign rules", len(add), len(del), len(s.foreign))
+	if err := tx.commit(what); err != nil {
+		f.forget()
+		return 0, err
 	}
-	return len(add) + len(del), nil
+	f.remember(model, want)
+	return max(changed, 1), nil
+}
+
+// remember records what the kernel holds after a successful SetMarkRules: the caller's rules
+// and their elements, for ChangeMarkRules and MarkRules.
+func (f *Firewall) remember(model logical, elems []dataplane.MarkRule) {
+	f.model = model
+	f.elems = make(map[dataplane.MarkRule]bool, len(elems))
+	for _, e := range elems {
+		f.elems[e] = true
+	}
+}
+
+// forget drops the record when the kernel may hold something else.
+func (f *Firewall) forget() { f.model, f.elems = nil, nil }
+
+// ChangeMarkRules deletes del and adds add in one nftables transaction without reading the
+// table, so its cost is that of the change, and returns how many map elements it added plus
+// deleted. It works from the rules the last SetMarkRules set and the changes since: rules of
+// one VIP and protocol with overlapping ports share an element (see SetMarkRules), so only a
+// group's elements tell what to change.
+//
+// All or nothing: before anything is sent, a del that is not among the rules set, or any call
+// before a SetMarkRules succeeded, fails with an error wrapping dataplane.ErrNotExist, and an
+// add that is there already or overlaps a rule of another mark with one wrapping
+// dataplane.ErrExist. The kernel then checks each element: one that is not there (someone
+// deleted it) or is there already fails the transaction the same way, and the kernel is left
+// unchanged. The caller then falls back to SetMarkRules, which reads the kernel. Deletions
+// happen first, so a rule whose mark changes may be in both lists.
+func (f *Firewall) ChangeMarkRules(add, del []dataplane.MarkRule) (int, error) {
+	adds, err := desired("add", add)
+	if err != nil {
+		return 0, err
+	}
+	dels, err := desired("del", del)
+	if err != nil {
+		return 0, err
+	}
+	if len(adds)+len(dels) == 0 {
+		return 0, nil
+	}
+
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.model == nil {
+		return 0, fmt.Errorf("nft: change mark rules: %w: no SetMarkRules has succeeded, so the rules in the kernel are unknown", dataplane.ErrNotExist)
+	}
+	// The touched groups as they will be, and the element changes they make.
+	next := logical{}
+	for g, rs := range dels {
+		for _, r := range rs {
+			if !slices.Contains(f.model[g], r) {
+				return 0, fmt.Errorf("nft: del %s: %w", r, dataplane.ErrNotExist)
+			}
+		}
+		next[g] = slices.DeleteFunc(slices.Clone(f.model[g]), func(r dataplane.MarkRule) bool { return slices.Contains(rs, r) })
+	}
+	for g, rs := range adds {
+		cur, ok := next[g]
+		if !ok {
+			cur = slices.Clone(f.model[g])
+		}
+		for _, r := range rs {
+			if slices.Contains(cur, r) {
+				return 0, fmt.Errorf("nft: add %s: %w", r, dataplane.ErrExist)
+			}
+		}
+		cur = append(cur, rs...)
+		slices.SortFunc(cur, compare)
+		next[g] = cur
+	}
+	var addElems, delElems []dataplane.MarkRule
+	for g, rs := range next {
+		was, err := elements(f.model[g])
+		if err != nil {
+			return 0, fmt.Errorf("nft: change mark rules: %w", err) // cannot be: SetMarkRules checked
+		}
+		now, err := elements(rs)
+		if err != nil {
+			return 0, fmt.Errorf("nft: add: %w", err)
+		}
+		for _, e := range was {
+			if !slices.Contains(now, e) {
+				delElems = append(delElems, e)
+			}
+		}
+		for _, e := range now {
+			if !slices.Contains(was, e) {
+				addElems = append(addElems, e)
+			}
+		}
+	}
+	commitModel := func() {
+		for g, rs := range next {
+			if len(rs) == 0 {
+				delete(f.model, g)
+			} else {
+				f.model[g] = rs
+			}
+		}
+		for _, e := range delElems {
+			delete(f.elems, e)
+		}
+		for _, e := range addElems {
+			f.elems[e] = true
+		}
+	}
+	if len(addElems)+len(delElems) == 0 {
+		commitModel() // e.g. a port inside a range of the same mark: the map already has it
+		return 0, nil
+	}
+
+	var tx transaction
+	if err := tx.begin(f); err != nil {
+		return 0, err
+	}
+	sets := map[*family]*nftables.Set{}
+	for _, fm := range families {
+		sets[fm] = fm.newSet(f.table)
+		var elems []nftables.SetElement
+		for _, r := range delElems {
+			if familyOf(r.VIP) == fm {
+				elems = append(elems, element(r))
+			}
+		}
+		if err := tx.elements(sets[fm], elems, false); err != nil {
+			return 0, err
+		}
+	}
+	tx.excl = true
+	if err := tx.addRules(sets, addElems); err != nil {
+		return 0, err
+	}
+	if err := tx.commit(fmt.Sprintf("transaction adding %d and deleting %d elements", len(addElems), len(delElems))); err != nil {
+		f.forget() // the kernel is not what the record says
+		return 0, err
+	}
+	commitModel()
+	return len(addElems) + len(delElems), nil
 }

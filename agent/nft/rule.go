@@ -14,21 +14,23 @@ import (
 	"github.com/lvsctl/lvsctl/agent/dataplane"
 )
 
-// commentPrefix starts the comment that tags each of our rules. The comment is the rule's
-// canonical key: MarkRules reads rules back from it, and a comment is what `nft list` shows, so
-// an operator sees which MarkRule a kernel rule stands for.
+// Until map elements held them, the agent kept one rule per MarkRule in chain prerouting (the
+// v1 layout), tagged with a comment that starts with commentPrefix and is the rule's canonical
+// key. An agent upgraded in place finds such rules: MarkRules reports the valid ones, so the
+// reconciler keeps what it cannot translate, and SetMarkRules replaces them with map elements
+// in the transaction that adds those.
 const commentPrefix = "lvsctl:v1 "
 
 // udataComment is libnftnl's TLV type for a rule comment (NFTNL_UDATA_RULE_COMMENT).
 const udataComment = 0
 
-// key is the canonical text of a mark rule: equal rules have equal keys.
-func key(r dataplane.MarkRule) string {
+// legacyKey is the v1 comment of a mark rule: equal rules have equal keys.
+func legacyKey(r dataplane.MarkRule) string {
 	return fmt.Sprintf("%s%s %s %d-%d mark %d", commentPrefix, r.VIP.Unmap(), r.Protocol, r.FirstPort, r.LastPort, r.Mark)
 }
 
-// parseKey is the inverse of key.
-func parseKey(s string) (dataplane.MarkRule, error) {
+// parseLegacyKey is the inverse of legacyKey.
+func parseLegacyKey(s string) (dataplane.MarkRule, error) {
 	rest, ok := strings.CutPrefix(s, commentPrefix)
 	if !ok {
 		return dataplane.MarkRule{}, fmt.Errorf("comment %q lacks prefix %q", s, commentPrefix)
@@ -92,14 +94,6 @@ func validate(r dataplane.MarkRule) error {
 	return nil
 }
 
-// comment returns the rule's user data: one libnftnl comment TLV holding its key.
-func comment(r dataplane.MarkRule) []byte {
-	s := key(r)
-	b := []byte{udataComment, byte(len(s) + 1)}
-	b = append(b, s...)
-	return append(b, 0)
-}
-
 // commentOf extracts the comment TLV from a rule's user data. Unlike nftables/userdata.Get, it
 // never panics on malformed input: rules edited by hand may carry anything.
 func commentOf(udata []byte) (string, bool) {
@@ -116,10 +110,9 @@ func commentOf(udata []byte) (string, bool) {
 	return "", false
 }
 
-// exprs returns the expressions of the rule
-// `ip daddr VIP meta l4proto P th dport FIRST[-LAST] meta mark set MARK`,
-// in the form nft itself generates, so `nft list` prints them as such.
-func exprs(r dataplane.MarkRule) []expr.Any {
+// legacyExprs returns the expressions of the v1 rule
+// `ip daddr VIP meta l4proto P th dport FIRST[-LAST] meta mark set MARK`.
+func legacyExprs(r dataplane.MarkRule) []expr.Any {
 	vip := r.VIP.Unmap()
 	nfproto, off := byte(unix.NFPROTO_IPV4), uint32(16) // IPv4 daddr is at offset 16
 	if vip.Is6() {

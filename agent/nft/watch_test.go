@@ -2,11 +2,11 @@ package nft
 
 import (
 	"context"
-	"errors"
 	"testing"
 	"time"
 
-	"github.com/google/nftables"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // signalWithin is how long a change may take to be signalled: the operator's expectation of
@@ -39,11 +39,15 @@ func TestWatchInNamespace(t *testing.T) {
 			nft(t, ns, "add", "chain", "ip", "other", "input", "{ type filter hook input priority 0; }")
 		}, false},
 		{"a rule in someone else's table", func(t *testing.T) { nft(t, ns, "add", "rule", "ip", "other", "input", "counter") }, false},
+		{"an element of someone else's set", func(t *testing.T) {
+			nft(t, ns, "add", "set", "ip", "other", "s", "{ type ipv4_addr; }")
+			nft(t, ns, "add", "element", "ip", "other", "s", "{ 192.0.2.1 }")
+		}, false},
 		{"a table named lvsctl of another family", func(t *testing.T) { nft(t, ns, "add", "table", "ip", TableName) }, false},
 		{"flush ruleset (systemctl reload nftables)", func(t *testing.T) { nft(t, ns, "flush", "ruleset") }, true},
 		{"the Firewall puts its table back", func(t *testing.T) {
-			if n, err := fw.SetMarkRules(wms); err != nil || n != len(wms) {
-				t.Fatalf("SetMarkRules = %d, %v; want %d, nil", n, err, len(wms))
+			if n, err := fw.SetMarkRules(wms); err != nil || n != 4 {
+				t.Fatalf("SetMarkRules = %d, %v; want 4 (wms's elements), nil", n, err)
 			}
 		}, true},
 		// The agent's reconcile loop ends here: a repair that finds nothing to do changes nothing.
@@ -52,6 +56,12 @@ func TestWatchInNamespace(t *testing.T) {
 				t.Fatalf("SetMarkRules = %d, %v; want 0, nil", n, err)
 			}
 		}, false},
+		{"an element added by hand to our map", func(t *testing.T) {
+			nft(t, ns, "add", "element", "inet", TableName, Map4Name, "{ 198.51.100.1 . tcp . 80 : 7 }")
+		}, true},
+		{"an element deleted by hand from our map", func(t *testing.T) {
+			nft(t, ns, "delete", "element", "inet", TableName, Map4Name, "{ 192.0.2.10 . tcp . 554 }")
+		}, true},
 		{"a rule added by hand to our chain", func(t *testing.T) {
 			nft(t, ns, "add", "rule", "inet", TableName, ChainName, "counter")
 		}, true},
@@ -116,40 +126,40 @@ func TestWatchOutlivesClose(t *testing.T) {
 	}
 }
 
-func TestConcernsUs(t *testing.T) {
-	ours := &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
-	batch := func(evs ...*nftables.MonitorEvent) *nftables.MonitorEvents {
-		return &nftables.MonitorEvents{GeneratedBy: &nftables.MonitorEvent{Type: nftables.MonitorEventTypeNewTable}, Changes: evs}
+func TestConcerns(t *testing.T) {
+	msg := func(typ int, family byte, attrs ...netlink.Attribute) netlink.Message {
+		b, err := netlink.MarshalAttributes(attrs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return netlink.Message{
+			Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | typ)},
+			Data:   append([]byte{family, unix.NFNETLINK_V0, 0, 0}, b...),
+		}
 	}
-	ev := func(typ nftables.MonitorEventType, data any) *nftables.MonitorEvent {
-		return &nftables.MonitorEvent{Type: typ, Data: data}
-	}
+	table := func(name string) netlink.Attribute { return netlink.Attribute{Type: 1, Data: []byte(name + "\x00")} }
+	set := netlink.Attribute{Type: 2, Data: []byte("s\x00")}
 	tests := []struct {
-		name  string
-		batch *nftables.MonitorEvents
-		want  bool
+		name string
+		msg  netlink.Message
+		want verdict
 	}{
-		{"empty transaction", batch(), false},
-		{"our table deleted", batch(ev(nftables.MonitorEventTypeDelTable, ours)), true},
-		{"our chain added", batch(ev(nftables.MonitorEventTypeNewChain, &nftables.Chain{Name: ChainName, Table: ours})), true},
-		{"our rule deleted", batch(ev(nftables.MonitorEventTypeDelRule, &nftables.Rule{Table: ours})), true},
-		{"ip lvsctl is not ours", batch(ev(nftables.MonitorEventTypeNewTable, &nftables.Table{Name: TableName, Family: nftables.TableFamilyIPv4})), false},
-		{"inet filter is not ours", batch(
-			ev(nftables.MonitorEventTypeNewRule, &nftables.Rule{Table: &nftables.Table{Name: "filter", Family: nftables.TableFamilyINet}}),
-			ev(nftables.MonitorEventTypeNewSet, &nftables.Set{Name: "s"}),
-		), false},
-		{"ours among others", batch(
-			ev(nftables.MonitorEventTypeDelTable, &nftables.Table{Name: "filter", Family: nftables.TableFamilyINet}),
-			ev(nftables.MonitorEventTypeDelTable, ours),
-		), true},
-		{"an undecodable rule", batch(&nftables.MonitorEvent{Type: nftables.MonitorEventTypeNewRule, Data: &nftables.Rule{}, Error: errors.New("bad")}), true},
-		{"a rule of no table", batch(ev(nftables.MonitorEventTypeNewRule, (*nftables.Rule)(nil))), true},
-		{"the monitor's socket failed", &nftables.MonitorEvents{GeneratedBy: &nftables.MonitorEvent{Type: nftables.MonitorEventTypeOOB, Error: errors.New("no buffer space")}}, true},
+		{"our table deleted", msg(unix.NFT_MSG_DELTABLE, unix.NFPROTO_INET, table(TableName)), ourTable},
+		{"our chain added", msg(unix.NFT_MSG_NEWCHAIN, unix.NFPROTO_INET, table(TableName), netlink.Attribute{Type: 3, Data: []byte("prerouting\x00")}), ourTable},
+		{"an element of our map", msg(unix.NFT_MSG_NEWSETELEM, unix.NFPROTO_INET, table(TableName), set), ourTable},
+		{"an element deleted from our map", msg(unix.NFT_MSG_DELSETELEM, unix.NFPROTO_INET, table(TableName), set), ourTable},
+		{"ip lvsctl is not ours", msg(unix.NFT_MSG_NEWTABLE, unix.NFPROTO_IPV4, table(TableName)), otherTable},
+		{"an element of inet filter is not ours", msg(unix.NFT_MSG_NEWSETELEM, unix.NFPROTO_INET, table("filter"), set), otherTable},
+		{"a message without a table", msg(unix.NFT_MSG_NEWRULE, unix.NFPROTO_INET, set), ourTable},
+		{"a truncated message", netlink.Message{Header: netlink.Header{Type: unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWRULE}, Data: []byte{1}}, ourTable},
+		{"malformed attributes", netlink.Message{Header: netlink.Header{Type: unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWRULE}, Data: []byte{unix.NFPROTO_INET, 0, 0, 0, 200, 0, 1}}, ourTable},
+		{"the generation ends the transaction", msg(unix.NFT_MSG_NEWGEN, unix.AF_UNSPEC), endOfTransaction},
+		{"another subsystem", netlink.Message{Header: netlink.Header{Type: unix.NFNL_SUBSYS_CTNETLINK << 8}}, otherTable},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := concernsUs(tt.batch); got != tt.want {
-				t.Errorf("concernsUs = %v, want %v", got, tt.want)
+			if got := concerns(tt.msg); got != tt.want {
+				t.Errorf("concerns = %v, want %v", got, tt.want)
 			}
 		})
 	}
