@@ -33,12 +33,22 @@ type IPVS interface {
 	DelDestination(dataplane.Service, dataplane.Destination) error
 }
 
-// Firewall is the agent's own nftables table of mark rules.
+// Firewall is the agent's own nftables table of mark rules (package nft): fixed rules that look
+// a packet's VIP, protocol and port up in interval maps, so a MarkRule is one map element.
+// Rules of one VIP and protocol whose ports overlap share an element when their marks are equal
+// and are refused (dataplane.ErrExist) when they differ.
 type Firewall interface {
+	// MarkRules dumps the table's marks (bulk), sorted.
 	MarkRules() ([]dataplane.MarkRule, error)
-	// SetMarkRules makes table inet lvsctl hold exactly these rules in ONE nftables transaction;
-	// returns rules added+deleted; equal rules => 0 and no transaction.
+	// SetMarkRules makes the table hold exactly these, reading the kernel first; one transaction;
+	// returns elements added+deleted; equal => 0 and no transaction. Creates/repairs table, chain, maps.
 	SetMarkRules([]dataplane.MarkRule) (int, error)
+	// ChangeMarkRules deletes del and adds add in ONE transaction without dumping the table (O(change)).
+	// All or nothing: a del that is absent or an add that clashes with another element fails the whole
+	// transaction, kernel unchanged (errors.Is dataplane.ErrNotExist / ErrExist where identifiable); the
+	// caller then falls back to SetMarkRules. So does any call before a SetMarkRules succeeded, or after
+	// a failed transaction (ErrNotExist). Returns elements added+deleted.
+	ChangeMarkRules(add, del []dataplane.MarkRule) (int, error)
 }
 
 // Addresses are the interfaces' addresses.

@@ -3,6 +3,7 @@ package fake_test
 import (
 	"errors"
 	"net/netip"
+	"slices"
 	"sync"
 	"syscall"
 	"testing"
@@ -201,6 +202,105 @@ func TestFirewall(t *testing.T) {
 	}
 	if len(f.Ops()) != wantOps {
 		t.Errorf("transactions = %d, want %d", len(f.Ops()), wantOps)
+	}
+}
+
+// TestFirewallElements: rules of one VIP and protocol share an element when their ports
+// overlap and their marks are equal, and are refused when the marks differ, as the kernel's
+// interval map (and package nft) does.
+func TestFirewallElements(t *testing.T) {
+	vip := netip.MustParseAddr("192.0.2.10")
+	r := func(p dataplane.Protocol, first, last uint16, mark uint32) dataplane.MarkRule {
+		return dataplane.MarkRule{VIP: vip, Protocol: p, FirstPort: first, LastPort: last, Mark: mark}
+	}
+	wms := []dataplane.MarkRule{r(dataplane.TCP, 554, 554, 16), r(dataplane.UDP, 554, 554, 16), r(dataplane.TCP, 1755, 1755, 16),
+		r(dataplane.UDP, 1755, 1755, 16), r(dataplane.UDP, 1024, 5000, 16)}
+	f := fake.NewFirewall()
+	if n, err := f.SetMarkRules(wms); err != nil || n != 4 {
+		t.Fatalf("SetMarkRules(wms) = %d, %v; want 4 elements (udp 1755 inside udp 1024-5000)", n, err)
+	}
+	if got, _ := f.MarkRules(); len(got) != 5 {
+		t.Errorf("MarkRules() = %v, want the 5 rules set", got)
+	}
+	// Dropping udp 1755, which shares the range's element, changes no element.
+	if n, err := f.SetMarkRules(append(slices.Clone(wms[:3]), wms[4])); err != nil || n != 0 {
+		t.Errorf("SetMarkRules(wms without udp 1755) = %d, %v; want 0", n, err)
+	}
+	if n, err := f.SetMarkRules(append(slices.Clone(wms), r(dataplane.UDP, 2000, 2000, 17))); !errors.Is(err, dataplane.ErrExist) || n != 0 {
+		t.Errorf("SetMarkRules with udp 2000 of another mark inside udp 1024-5000 = %d, %v; want 0, ErrExist", n, err)
+	}
+	if got, _ := f.MarkRules(); len(got) != 4 {
+		t.Errorf("a refused SetMarkRules changed the rules: %v", got)
+	}
+	if ops := f.Ops(); len(ops) != 1 || ops[0].Name != "SetMarkRules" {
+		t.Errorf("ops = %v, want one SetMarkRules", ops)
+	}
+}
+
+func TestFirewallChangeMarkRules(t *testing.T) {
+	vip := netip.MustParseAddr("192.0.2.10")
+	r := func(p dataplane.Protocol, first, last uint16, mark uint32) dataplane.MarkRule {
+		return dataplane.MarkRule{VIP: vip, Protocol: p, FirstPort: first, LastPort: last, Mark: mark}
+	}
+	tcp554, udp1755, udpRange, tcp80 := r(dataplane.TCP, 554, 554, 16), r(dataplane.UDP, 1755, 1755, 16), r(dataplane.UDP, 1024, 5000, 16), r(dataplane.TCP, 80, 80, 16)
+	f := fake.NewFirewall()
+	if _, err := f.ChangeMarkRules([]dataplane.MarkRule{tcp554}, nil); !errors.Is(err, dataplane.ErrNotExist) {
+		t.Errorf("ChangeMarkRules before SetMarkRules = %v, want ErrNotExist", err)
+	}
+	if _, err := f.SetMarkRules([]dataplane.MarkRule{tcp554, udp1755, udpRange}); err != nil {
+		t.Fatal(err)
+	}
+	f.ResetOps()
+	before := f.Dump()
+	refused := []struct {
+		name     string
+		add, del []dataplane.MarkRule
+		want     error
+	}{
+		{"delete an absent rule", []dataplane.MarkRule{tcp80}, []dataplane.MarkRule{r(dataplane.TCP, 81, 81, 16)}, dataplane.ErrNotExist},
+		{"delete with another mark", nil, []dataplane.MarkRule{r(dataplane.TCP, 554, 554, 17)}, dataplane.ErrNotExist},
+		{"add a rule there already", []dataplane.MarkRule{tcp80, tcp554}, nil, dataplane.ErrExist},
+		{"add inside a range of another mark", []dataplane.MarkRule{tcp80, r(dataplane.UDP, 2000, 2000, 17)}, nil, dataplane.ErrExist},
+		{"bad rule", []dataplane.MarkRule{r(dataplane.TCP, 10, 9, 16)}, nil, syscall.EINVAL},
+	}
+	for _, tt := range refused {
+		if n, err := f.ChangeMarkRules(tt.add, tt.del); !errors.Is(err, tt.want) || n != 0 {
+			t.Errorf("%s: ChangeMarkRules = %d, %v; want 0, %v", tt.name, n, err, tt.want)
+		}
+	}
+	if got := f.Dump(); got != before || len(f.Ops()) != 0 {
+		t.Errorf("refused changes changed the table:\n%s\nops %v", got, f.Ops())
+	}
+	steps := []struct {
+		name     string
+		add, del []dataplane.MarkRule
+		changed  int
+	}{
+		{"tcp 554 moves to mark 17, tcp 80 comes", []dataplane.MarkRule{r(dataplane.TCP, 554, 554, 17), tcp80}, []dataplane.MarkRule{tcp554}, 3},
+		{"the range goes: udp 1755 gets an element of its own", nil, []dataplane.MarkRule{udpRange}, 2},
+		{"the range comes back over udp 1755", []dataplane.MarkRule{udpRange}, nil, 2},
+		{"a port inside the range moves no element", []dataplane.MarkRule{r(dataplane.UDP, 2000, 2000, 16)}, nil, 0},
+	}
+	for _, s := range steps {
+		if n, err := f.ChangeMarkRules(s.add, s.del); err != nil || n != s.changed {
+			t.Errorf("%s: ChangeMarkRules = %d, %v; want %d, nil", s.name, n, err, s.changed)
+		}
+	}
+	want := "192.0.2.10 tcp dport 80 mark 16\n192.0.2.10 tcp dport 554 mark 17\n192.0.2.10 udp dport 1024-5000 mark 16\n" +
+		"192.0.2.10 udp dport 1755 mark 16\n192.0.2.10 udp dport 2000 mark 16\n"
+	if got := f.Dump(); got != want {
+		t.Errorf("Dump() =\n%s\nwant\n%s", got, want)
+	}
+	if ops := f.Ops(); len(ops) != 3 || ops[0].Name != "ChangeMarkRules" {
+		t.Errorf("ops = %v, want 3 ChangeMarkRules (the last moved no element)", ops)
+	}
+	// A failed transaction leaves the kernel unknown: the caller must SetMarkRules again.
+	f.FailNext("ChangeMarkRules", errors.New("injected"))
+	if _, err := f.ChangeMarkRules([]dataplane.MarkRule{r(dataplane.TCP, 443, 443, 16)}, nil); err == nil {
+		t.Fatal("injected failure did not fail")
+	}
+	if _, err := f.ChangeMarkRules([]dataplane.MarkRule{r(dataplane.TCP, 443, 443, 16)}, nil); !errors.Is(err, dataplane.ErrNotExist) {
+		t.Errorf("ChangeMarkRules after a failed one = %v, want ErrNotExist", err)
 	}
 }
 

@@ -2,6 +2,7 @@ package fake
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"syscall"
@@ -9,11 +10,19 @@ import (
 	"github.com/lvsctl/lvsctl/agent/dataplane"
 )
 
-// Firewall is a fake of the agent's nftables table: a set of mark rules replaced in one
-// transaction.
+// Firewall is a fake of the agent's nftables table (package nft): mark rules kept as elements
+// of an interval map, changed in one transaction at a time, all or nothing.
+//
+// Like the real one, it holds rules of one VIP and protocol whose ports overlap in one
+// element when their marks are equal (Windows Media's udp 1755 inside udp 1024-5000), refuses
+// overlaps of different marks with dataplane.ErrExist (the kernel's map cannot hold them), and
+// counts changed elements, not rules. ChangeMarkRules works from the rules the last
+// SetMarkRules set: before one succeeded, or after a failed transaction, it refuses with
+// dataplane.ErrNotExist so the caller falls back to SetMarkRules.
 type Firewall struct {
 	recorder
 	rules map[dataplane.MarkRule]struct{}
+	known bool // a SetMarkRules succeeded and no transaction failed since
 }
 
 // NewFirewall returns a Firewall with no rules.
@@ -31,13 +40,15 @@ func (f *Firewall) MarkRules() ([]dataplane.MarkRule, error) {
 	return f.sortedLocked(), nil
 }
 
-// SetMarkRules makes the table hold exactly rules, all or nothing, and returns how many rules
-// it added and deleted. A change counts as one operation (one transaction); no change, none.
+// SetMarkRules makes the table hold exactly rules, all or nothing, and returns how many
+// elements it added and deleted. A change counts as one operation (one transaction); no
+// change, none.
 func (f *Firewall) SetMarkRules(rules []dataplane.MarkRule) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	op := Op{Name: "SetMarkRules"}
 	if err := f.faults.check(op); err != nil {
+		f.known = false
 		return 0, err
 	}
 	want := map[dataplane.MarkRule]struct{}{}
@@ -46,25 +57,127 @@ func (f *Firewall) SetMarkRules(rules []dataplane.MarkRule) (int, error) {
 			// nftables refuses the whole transaction when one element is bad.
 			return 0, fmt.Errorf("set mark rules: rule %d (%s): %w", i, r, err)
 		}
+		r.VIP = r.VIP.Unmap()
 		want[r] = struct{}{}
 	}
-	changed := 0
-	for r := range f.rules {
-		if _, ok := want[r]; !ok {
-			changed++
-		}
+	changed, err := elementChanges(f.rules, want)
+	if err != nil {
+		return 0, fmt.Errorf("set mark rules: %w", err)
 	}
-	for r := range want {
-		if _, ok := f.rules[r]; !ok {
-			changed++
-		}
-	}
+	f.known = true
 	if changed == 0 {
+		f.rules = want // equal elements; the rules that share them may differ
 		return 0, nil
 	}
 	f.rules = want
 	f.ops = append(f.ops, op)
 	return changed, nil
+}
+
+// ChangeMarkRules deletes del and adds add in one transaction and returns how many elements
+// it added and deleted; all or nothing. A del not among the rules is refused with
+// dataplane.ErrNotExist, an add there already or overlapping a rule of another mark with
+// dataplane.ErrExist. A change that moves no element (a port inside a range of the same mark)
+// is no operation.
+func (f *Firewall) ChangeMarkRules(add, del []dataplane.MarkRule) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	op := Op{Name: "ChangeMarkRules"}
+	if err := f.faults.check(op); err != nil {
+		f.known = false // as after a transaction the kernel refused
+		return 0, err
+	}
+	for i, r := range add {
+		if err := validRule(r); err != nil {
+			return 0, fmt.Errorf("change mark rules: add %d (%s): %w", i, r, err)
+		}
+	}
+	for i, r := range del {
+		if err := validRule(r); err != nil {
+			return 0, fmt.Errorf("change mark rules: del %d (%s): %w", i, r, err)
+		}
+	}
+	if len(add)+len(del) == 0 {
+		return 0, nil
+	}
+	if !f.known {
+		return 0, fmt.Errorf("change mark rules: %w: no SetMarkRules has succeeded", dataplane.ErrNotExist)
+	}
+	next := maps.Clone(f.rules)
+	for _, r := range del {
+		r.VIP = r.VIP.Unmap()
+		if _, ok := f.rules[r]; !ok {
+			return 0, fmt.Errorf("change mark rules: del %s: %w", r, dataplane.ErrNotExist)
+		}
+		delete(next, r)
+	}
+	for _, r := range add {
+		r.VIP = r.VIP.Unmap()
+		if _, ok := next[r]; ok {
+			return 0, fmt.Errorf("change mark rules: add %s: %w", r, dataplane.ErrExist)
+		}
+		next[r] = struct{}{}
+	}
+	changed, err := elementChanges(f.rules, next)
+	if err != nil {
+		return 0, fmt.Errorf("change mark rules: %w", err)
+	}
+	f.rules = next
+	if changed > 0 {
+		f.ops = append(f.ops, op)
+	}
+	return changed, nil
+}
+
+// elementChanges returns how many map elements differ between the rules of from and to, or
+// an error wrapping dataplane.ErrExist when to has overlapping ports of different marks.
+func elementChanges(from, to map[dataplane.MarkRule]struct{}) (int, error) {
+	was, err := elements(from)
+	if err != nil {
+		return 0, err
+	}
+	now, err := elements(to)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for e := range was {
+		if _, ok := now[e]; !ok {
+			n++
+		}
+	}
+	for e := range now {
+		if _, ok := was[e]; !ok {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// elements returns the interval map's elements for rules: per VIP and protocol, overlapping
+// ports of one mark merged, overlapping ports of two marks refused.
+func elements(rules map[dataplane.MarkRule]struct{}) (map[dataplane.MarkRule]struct{}, error) {
+	sorted := slices.SortedFunc(maps.Keys(rules), compareRules)
+	out := map[dataplane.MarkRule]struct{}{}
+	var cur dataplane.MarkRule
+	flush := func() {
+		if cur.VIP.IsValid() {
+			out[cur] = struct{}{}
+		}
+	}
+	for _, r := range sorted {
+		if cur.VIP == r.VIP && cur.Protocol == r.Protocol && r.FirstPort <= cur.LastPort {
+			if r.Mark != cur.Mark {
+				return nil, fmt.Errorf("%s overlaps %s, of another mark: %w", r, cur, dataplane.ErrExist)
+			}
+			cur.LastPort = max(cur.LastPort, r.LastPort)
+			continue
+		}
+		flush()
+		cur = r
+	}
+	flush()
+	return out, nil
 }
 
 func validRule(r dataplane.MarkRule) error {
@@ -95,12 +208,7 @@ func (f *Firewall) Dump() string {
 }
 
 func (f *Firewall) sortedLocked() []dataplane.MarkRule {
-	out := make([]dataplane.MarkRule, 0, len(f.rules))
-	for r := range f.rules {
-		out = append(out, r)
-	}
-	slices.SortFunc(out, compareRules)
-	return out
+	return slices.SortedFunc(maps.Keys(f.rules), compareRules)
 }
 
 func compareRules(a, b dataplane.MarkRule) int {
