@@ -214,3 +214,81 @@ func TestStaleRevisionRefused(t *testing.T) {
 		t.Errorf("stale write: %v, want FailedPrecondition naming cluster \"web\" revision", err)
 	}
 }
+
+// TestTooLargeRefusedEarly: a write past the embedded etcd's transaction limit is refused
+// before validation, naming the limit and how many objects were asked, and stores nothing.
+func TestTooLargeRefusedEarly(t *testing.T) {
+	s, st := newServer(t)
+	objs := []*lvsctlv1.Object{group("edge-1", "dir-a")}
+	for i := range 40000 {
+		objs = append(objs, cluster(fmt.Sprintf("c%d", i), "edge-1", "192.0.2.10", uint32(1+i%60000)))
+	}
+	_, err := s.Apply(context.Background(), &lvsctlv1.ApplyRequest{Objects: objs})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "40001 objects") || !strings.Contains(err.Error(), "at most 32768 (--max-txn-ops)") {
+		t.Errorf("40,001 objects: %v, want InvalidArgument naming 40001 objects and the limit 32768", err)
+	}
+	snap, err := st.Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Groups) != 0 || snap.Head != 0 {
+		t.Errorf("the refused write stored %d groups (head %d)", len(snap.Groups), snap.Head)
+	}
+}
+
+// TestPlansPerGroup: the plan is given once per group with its directors, whatever their
+// number; a cluster moved between groups leaves one and joins the other.
+func TestPlansPerGroup(t *testing.T) {
+	s, _ := newServer(t)
+	resp := apply(t, s, group("edge-1", "dir-a", "dir-b", "dir-c"), group("edge-2", "dir-d"), cluster("web", "edge-1", "192.0.2.10", 80))
+	want := []*lvsctlv1.GroupPlan{
+		{Group: "edge-1", Directors: []string{"dir-a", "dir-b", "dir-c"}, Changes: []string{
+			"add cluster web: fwmark 1, wlc, 1 real servers, 1 VIPs x 1 port ranges", `vip interface: "" -> "eth0"`}},
+		{Group: "edge-2", Directors: []string{"dir-d"}, Changes: []string{`vip interface: "" -> "eth0"`}},
+	}
+	if !plansEqual(resp.GetPlans(), want) {
+		t.Errorf("plans of the first apply:\n%v\nwant\n%v", resp.GetPlans(), want)
+	}
+	resp = apply(t, s, cluster("web", "edge-2", "192.0.2.10", 80))
+	want = []*lvsctlv1.GroupPlan{
+		{Group: "edge-1", Directors: []string{"dir-a", "dir-b", "dir-c"}, Changes: []string{"remove cluster web"}},
+		{Group: "edge-2", Directors: []string{"dir-d"}, Changes: []string{"add cluster web: fwmark 1, wlc, 1 real servers, 1 VIPs x 1 port ranges"}},
+	}
+	if !plansEqual(resp.GetPlans(), want) {
+		t.Errorf("plans of the move:\n%v\nwant\n%v", resp.GetPlans(), want)
+	}
+	del, err := s.Delete(context.Background(), &lvsctlv1.DeleteRequest{Kind: lvsctlv1.Kind_KIND_CLUSTER, Name: "web", DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = []*lvsctlv1.GroupPlan{{Group: "edge-2", Directors: []string{"dir-d"}, Changes: []string{"remove cluster web"}}}
+	if !plansEqual(del.GetPlans(), want) {
+		t.Errorf("plans of the delete:\n%v\nwant\n%v", del.GetPlans(), want)
+	}
+}
+
+func plansEqual(a, b []*lvsctlv1.GroupPlan) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !proto.Equal(a[i], b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// TestFreedMarkIsReused: the lowest free mark is handed out, including one freed by a delete.
+func TestFreedMarkIsReused(t *testing.T) {
+	s, _ := newServer(t)
+	apply(t, s, group("edge-1", "dir-a"), cluster("a", "edge-1", "192.0.2.10", 80), cluster("b", "edge-1", "192.0.2.10", 81), cluster("c", "edge-1", "192.0.2.10", 82))
+	if _, err := s.Delete(context.Background(), &lvsctlv1.DeleteRequest{Kind: lvsctlv1.Kind_KIND_CLUSTER, Name: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	resp := apply(t, s, cluster("d", "edge-1", "192.0.2.10", 83), cluster("e", "edge-1", "192.0.2.10", 84))
+	got := []uint32{resp.GetObjects()[0].GetCluster().GetFwmark(), resp.GetObjects()[1].GetCluster().GetFwmark()}
+	if got[0] != 1 || got[1] != 4 {
+		t.Errorf("marks of d and e: %v, want [1 4] (a's freed 1, then the next after c's 3)", got)
+	}
+}
