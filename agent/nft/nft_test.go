@@ -32,7 +32,7 @@ var _ interface {
 } = (*Firewall)(nil)
 
 // privileged skips a test that needs root, or fails it when CI demands privileged tests.
-func privileged(t *testing.T, needs ...string) {
+func privileged(t testing.TB, needs ...string) {
 	t.Helper()
 	why := ""
 	if os.Geteuid() != 0 {
@@ -54,14 +54,9 @@ func privileged(t *testing.T, needs ...string) {
 
 // netns creates a network namespace that is removed when the test ends, and returns its name
 // and an open fd to it.
-func netns(t *testing.T) (string, int) {
+func netns(t testing.TB) (string, int) {
 	t.Helper()
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	name := "lvsctl-nft-" + hex.EncodeToString(b)
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add %s: %v: %s", name, err, out)
-	}
+	name := addNetns(t)
 	t.Cleanup(func() {
 		if out, err := exec.Command("ip", "netns", "delete", name).CombinedOutput(); err != nil {
 			t.Errorf("ip netns delete %s: %v: %s", name, err, out)
@@ -75,6 +70,18 @@ func netns(t *testing.T) (string, int) {
 	return name, int(f.Fd())
 }
 
+// addNetns creates a network namespace, for the caller to delete, and returns its name.
+func addNetns(t testing.TB) string {
+	t.Helper()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	name := "lvsctl-nft-" + hex.EncodeToString(b)
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add %s: %v: %s", name, err, out)
+	}
+	return name
+}
+
 func nft(t *testing.T, ns string, args ...string) string {
 	t.Helper()
 	out, err := exec.Command("ip", append([]string{"netns", "exec", ns, "nft"}, args...)...).CombinedOutput()
@@ -86,7 +93,7 @@ func nft(t *testing.T, ns string, args ...string) string {
 
 // generation reads the namespace's nftables generation id, which the kernel bumps once per
 // committed transaction: it counts transactions.
-func generation(t *testing.T, fd int) uint32 {
+func generation(t testing.TB, fd int) uint32 {
 	t.Helper()
 	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: fd})
 	if err != nil {
