@@ -114,7 +114,7 @@ func (h *Hub) follow(ctx context.Context) error {
 	batches, errc := h.cfg.Store.Watch(wctx, snap.Revision)
 	for b := range batches {
 		h.mu.Lock()
-		_, err := h.state.apply(b)
+		err := h.state.apply(b)
 		if err == nil {
 			h.wakeLocked()
 		}

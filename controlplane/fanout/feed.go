@@ -192,9 +192,8 @@ type change struct {
 	before   map[string]*lvsctlv1.Cluster // name -> cluster before the batch; nil: absent
 }
 
-// apply applies one watch batch and publishes a new feed for every group it touched. It
-// reports whether group membership changed (every session must look again then).
-func (g *groups) apply(b store.Batch) (membership bool, err error) {
+// apply applies one watch batch and publishes a new feed for every group it touched.
+func (g *groups) apply(b store.Batch) error {
 	changes := map[string]*change{}
 	touch := func(group string) *change {
 		c := changes[group]
@@ -211,7 +210,7 @@ func (g *groups) apply(b store.Batch) (membership bool, err error) {
 		case kindCluster:
 			old := g.snap.Clusters[name]
 			if err := g.snap.Set(ev.Key, ev.Value, ev.ModRevision); err != nil {
-				return false, err
+				return err
 			}
 			cur := g.snap.Clusters[name]
 			if old != nil {
@@ -238,14 +237,14 @@ func (g *groups) apply(b store.Batch) (membership bool, err error) {
 				groupsBefore[name] = g.snap.Groups[name]
 			}
 			if err := g.snap.Set(ev.Key, ev.Value, ev.ModRevision); err != nil {
-				return false, err
+				return err
 			}
 			touch(name)
 		default:
 			// Roles and generations change the group's revision (and roles, each
 			// director's role); the head key changes nothing a director applies.
 			if err := g.snap.Set(ev.Key, ev.Value, ev.ModRevision); err != nil {
-				return false, err
+				return err
 			}
 			if kind == kindGroupState {
 				touch(name)
@@ -255,12 +254,11 @@ func (g *groups) apply(b store.Batch) (membership bool, err error) {
 	g.snap.Revision = b.Revision
 	if len(groupsBefore) > 0 {
 		g.indexDirectors()
-		membership = true
 	}
 	for group, c := range changes {
 		g.publish(group, c, groupsBefore)
 	}
-	return membership, nil
+	return nil
 }
 
 // publish makes a group's next feed from one batch's change to it.
