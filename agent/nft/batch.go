@@ -102,16 +102,17 @@ func (tx *transaction) elements(set *nftables.Set, elems []nftables.SetElement, 
 	return nil
 }
 
-// addRules queues the elements of rules, each family's to its map in sets.
-func (tx *transaction) addRules(sets map[*family]*nftables.Set, rules []dataplane.MarkRule) error {
-	for _, fm := range families {
+// rules queues the additions (add) or deletions of the elements of rules, each to its map in
+// sets.
+func (tx *transaction) rules(sets map[*markMap]*nftables.Set, rules []dataplane.MarkRule, add bool) error {
+	for _, m := range markMaps {
 		var elems []nftables.SetElement
 		for _, r := range rules {
-			if familyOf(r.VIP) == fm {
+			if mapOf(r) == m {
 				elems = append(elems, element(r))
 			}
 		}
-		if err := tx.elements(sets[fm], elems, true); err != nil {
+		if err := tx.elements(sets[m], elems, add); err != nil {
 			return err
 		}
 	}

@@ -7,6 +7,7 @@
 package nft
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/binary"
 	"errors"
@@ -135,15 +136,21 @@ func objects() (*nftables.Table, *nftables.Chain) {
 
 func ref[T any](v T) *T { return &v }
 
-// families are the two halves of the layout, in the order the chain holds their rules.
-var families = []*family{&fam4, &fam6}
-
-// kernelElement is one element found in one of our maps; valid when it decodes to a MarkRule.
+// kernelElement is one element found in one of our maps: a MarkRule when valid, else the
+// element as listed, to delete it by.
 type kernelElement struct {
-	fam   *family
-	elem  nftables.SetElement
+	m     *markMap
 	mark  dataplane.MarkRule
 	valid bool
+	raw   *nftables.SetElement // when not valid
+}
+
+// element returns what deletes e.
+func (e kernelElement) element() nftables.SetElement {
+	if e.valid {
+		return element(e.mark)
+	}
+	return *e.raw
 }
 
 // state is what read found in table inet lvsctl.
@@ -154,8 +161,8 @@ type state struct {
 	// re-creates the table in one transaction.
 	rebuild     bool
 	chainExists bool
-	setExists   map[*family]bool
-	ruleExists  map[*family]bool
+	setExists   map[*markMap]bool
+	ruleExists  map[*markMap]bool
 	// foreign are the rules in our chain that are not our fixed rules: v1 rules, hand-made
 	// ones, duplicates. legacy are the valid v1 rules among them.
 	foreign  []*nftables.Rule
@@ -164,7 +171,7 @@ type state struct {
 }
 
 func (f *Firewall) read() (state, error) {
-	s := state{setExists: map[*family]bool{}, ruleExists: map[*family]bool{}}
+	s := state{setExists: map[*markMap]bool{}, ruleExists: map[*markMap]bool{}}
 	tables, err := f.conn.ListTablesOfFamily(nftables.TableFamilyINet)
 	if err != nil {
 		return s, classify("list inet tables", err)
@@ -204,12 +211,12 @@ func (f *Firewall) read() (state, error) {
 		return s, fmt.Errorf("nft: list sets of inet %s: %w", TableName, err)
 	}
 	for _, set := range sets {
-		i := slices.IndexFunc(families, func(fm *family) bool { return fm.name == set.Name })
-		if i < 0 || !families[i].setOK(set) {
+		i := slices.IndexFunc(markMaps, func(m *markMap) bool { return m.name == set.Name })
+		if i < 0 || !markMaps[i].setOK(set) {
 			s.rebuild = true
 			continue
 		}
-		s.setExists[families[i]] = true
+		s.setExists[markMaps[i]] = true
 	}
 	if s.rebuild {
 		// Everything goes with the table; only the elements are worth reading, to count.
@@ -221,9 +228,9 @@ func (f *Firewall) read() (state, error) {
 			return s, fmt.Errorf("nft: list rules of inet %s %s: %w", TableName, ChainName, err)
 		}
 		for _, r := range rules {
-			i := slices.IndexFunc(families, func(fm *family) bool { return fm.isRule(r) })
-			if i >= 0 && !s.ruleExists[families[i]] {
-				s.ruleExists[families[i]] = true
+			i := slices.IndexFunc(markMaps, func(m *markMap) bool { return m.isRule(r) })
+			if i >= 0 && !s.ruleExists[markMaps[i]] {
+				s.ruleExists[markMaps[i]] = true
 				continue
 			}
 			s.foreign = append(s.foreign, r)
@@ -239,17 +246,22 @@ func (f *Firewall) read() (state, error) {
 
 // readElements dumps the elements of the maps that exist, in bulk.
 func (f *Firewall) readElements(s *state) error {
-	for _, fm := range families {
-		if !s.setExists[fm] {
+	for _, m := range markMaps {
+		if !s.setExists[m] {
 			continue
 		}
-		elems, err := f.conn.GetSetElements(fm.newSet(f.table))
+		err := f.dumpElements(m, func(e nftables.SetElement) {
+			r, ok := markRuleOf(m, e)
+			k := kernelElement{m: m, mark: r, valid: ok}
+			if !ok {
+				// The slices point into the dump's buffer, which the next read reuses.
+				e.Key, e.KeyEnd, e.Val = bytes.Clone(e.Key), bytes.Clone(e.KeyEnd), bytes.Clone(e.Val)
+				k.raw = &e
+			}
+			s.elements = append(s.elements, k)
+		})
 		if err != nil {
-			return fmt.Errorf("nft: list elements of inet %s %s: %w", TableName, fm.name, err)
-		}
-		for _, e := range elems {
-			m, ok := markRuleOf(fm, e)
-			s.elements = append(s.elements, kernelElement{fam: fm, elem: e, mark: m, valid: ok})
+			return fmt.Errorf("nft: list elements of inet %s %s: %w", TableName, m.name, err)
 		}
 	}
 	return nil
@@ -330,24 +342,38 @@ func desired(what string, rules []dataplane.MarkRule) (logical, error) {
 	return out, nil
 }
 
-// elements returns the map elements of one group's rules. The interval map cannot hold two
-// elements that share a port (the kernel refuses the second), but a cluster may name a port
-// twice, as Windows Media's udp 1755 inside udp 1024-5000: overlapping rules of the same mark
-// become one element of their ports' union. Overlapping rules of different marks would give a
-// packet two marks: refused, with an error wrapping dataplane.ErrExist.
+// elements returns the map elements of one group's rules, which are sorted and without
+// duplicates. A single port and a range go to different maps, so a single port may lie inside a
+// range of the same mark (Windows Media's udp 1755 inside udp 1024-5000). The ranges share an
+// interval map, which cannot hold two elements that share a port: overlapping ranges of the
+// same mark become one element of their union. Ports that overlap with different marks would
+// give a packet two marks: refused, with an error wrapping dataplane.ErrExist.
 func elements(rs []dataplane.MarkRule) ([]dataplane.MarkRule, error) {
+	// Sorted by first port, the rules that contain a rule's first port and came before it all
+	// contain it, so they overlap each other and share one mark: the one to compare with.
+	var reach uint16
+	var holder dataplane.MarkRule
+	for i, r := range rs {
+		if i > 0 && r.FirstPort <= reach && r.Mark != holder.Mark {
+			return nil, fmt.Errorf("%s overlaps %s, of another mark: %w", r, holder, dataplane.ErrExist)
+		}
+		if i == 0 || r.FirstPort > reach || r.LastPort > reach {
+			reach, holder = max(reach, r.LastPort), r
+		}
+	}
 	var out []dataplane.MarkRule
-	var from []dataplane.MarkRule // the rule each element started from, for the error
+	last := -1 // index in out of the last range
 	for _, r := range rs {
-		if n := len(out); n > 0 && r.FirstPort <= out[n-1].LastPort {
-			if r.Mark != out[n-1].Mark {
-				return nil, fmt.Errorf("%s overlaps %s, of another mark: %w", r, from[n-1], dataplane.ErrExist)
-			}
-			out[n-1].LastPort = max(out[n-1].LastPort, r.LastPort)
+		if r.FirstPort == r.LastPort {
+			out = append(out, r)
+			continue
+		}
+		if last >= 0 && r.FirstPort <= out[last].LastPort {
+			out[last].LastPort = max(out[last].LastPort, r.LastPort)
 			continue
 		}
 		out = append(out, r)
-		from = append(from, r)
+		last = len(out) - 1
 	}
 	return out, nil
 }
@@ -426,8 +452,8 @@ func (f *Firewall) SetMarkRules(rules []dataplane.MarkRule) (int, error) {
 
 	changed := len(add) + len(del) + len(s.foreign)
 	structure := s.rebuild || !s.tableExists || !s.chainExists
-	for _, fm := range families {
-		structure = structure || !s.setExists[fm] || !s.ruleExists[fm]
+	for _, m := range markMaps {
+		structure = structure || !s.setExists[m] || !s.ruleExists[m]
 	}
 	if changed == 0 && !structure {
 		f.remember(model, want)
@@ -448,12 +474,12 @@ func (f *Firewall) SetMarkRules(rules []dataplane.MarkRule) (int, error) {
 	if s.rebuild || !s.chainExists {
 		tx.conn.AddChain(f.chain)
 	}
-	sets := map[*family]*nftables.Set{}
-	for _, fm := range families {
-		sets[fm] = fm.newSet(f.table)
-		if s.rebuild || !s.setExists[fm] {
-			if err := tx.conn.AddSet(sets[fm], nil); err != nil {
-				return 0, fmt.Errorf("nft: add map %s: %w", fm.name, err)
+	sets := map[*markMap]*nftables.Set{}
+	for _, m := range markMaps {
+		sets[m] = m.newSet(f.table)
+		if s.rebuild || !s.setExists[m] {
+			if err := tx.conn.AddSet(sets[m], nil); err != nil {
+				return 0, fmt.Errorf("nft: add map %s: %w", m.name, err)
 			}
 			tx.objects++
 		}
@@ -465,25 +491,25 @@ func (f *Firewall) SetMarkRules(rules []dataplane.MarkRule) (int, error) {
 		}
 		// Deletions first: an element whose mark changes is deleted and added with the same
 		// key, and the add must not find the old one.
-		for _, fm := range families {
+		for _, m := range markMaps {
 			var elems []nftables.SetElement
 			for _, e := range del {
-				if e.fam == fm {
-					elems = append(elems, e.elem)
+				if e.m == m {
+					elems = append(elems, e.element())
 				}
 			}
-			if err := tx.elements(sets[fm], elems, false); err != nil {
+			if err := tx.elements(sets[m], elems, false); err != nil {
 				return 0, err
 			}
 		}
 	}
 	tx.excl = true
-	if err := tx.addRules(sets, add); err != nil {
+	if err := tx.rules(sets, add, true); err != nil {
 		return 0, err
 	}
-	for _, fm := range families {
-		if s.rebuild || !s.ruleExists[fm] {
-			tx.conn.AddRule(fm.newRule(f.chain))
+	for _, m := range markMaps {
+		if s.rebuild || !s.ruleExists[m] {
+			tx.conn.AddRule(m.newRule(f.chain))
 			tx.objects++
 		}
 	}
@@ -609,21 +635,15 @@ func (f *Firewall) ChangeMarkRules(add, del []dataplane.MarkRule) (int, error) {
 	if err := tx.begin(f); err != nil {
 		return 0, err
 	}
-	sets := map[*family]*nftables.Set{}
-	for _, fm := range families {
-		sets[fm] = fm.newSet(f.table)
-		var elems []nftables.SetElement
-		for _, r := range delElems {
-			if familyOf(r.VIP) == fm {
-				elems = append(elems, element(r))
-			}
-		}
-		if err := tx.elements(sets[fm], elems, false); err != nil {
-			return 0, err
-		}
+	sets := map[*markMap]*nftables.Set{}
+	for _, m := range markMaps {
+		sets[m] = m.newSet(f.table)
+	}
+	if err := tx.rules(sets, delElems, false); err != nil {
+		return 0, err
 	}
 	tx.excl = true
-	if err := tx.addRules(sets, addElems); err != nil {
+	if err := tx.rules(sets, addElems, true); err != nil {
 		return 0, err
 	}
 	if err := tx.commit(fmt.Sprintf("transaction adding %d and deleting %d elements", len(addElems), len(delElems))); err != nil {

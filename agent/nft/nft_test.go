@@ -179,9 +179,17 @@ func list(t *testing.T, ns string) listing {
 			}
 		}
 		if m := item.Map; m != nil {
-			addr := map[string]string{Map4Name: "ipv4_addr", Map6Name: "ipv6_addr"}[m.Name]
-			if want := []string{addr, "inet_proto", "inet_service"}; !slices.Equal(m.Type, want) || m.Map != "mark" || !slices.Equal(m.Flags, []string{"interval"}) {
-				t.Errorf("map %s: type %v : %s flags %v, want %v : mark flags interval", m.Name, m.Type, m.Map, m.Flags, want)
+			i := slices.IndexFunc(markMaps, func(mm *markMap) bool { return mm.name == m.Name })
+			if i < 0 {
+				t.Fatalf("map %s is not the layout's", m.Name)
+			}
+			mm := markMaps[i]
+			addr, flags := map[*family]string{&fam4: "ipv4_addr", &fam6: "ipv6_addr"}[mm.fam], []string(nil)
+			if mm.ranges {
+				flags = []string{"interval"}
+			}
+			if want := []string{addr, "inet_proto", "inet_service"}; !slices.Equal(m.Type, want) || m.Map != "mark" || !slices.Equal(m.Flags, flags) {
+				t.Errorf("map %s: type %v : %s flags %v, want %v : mark flags %v", m.Name, m.Type, m.Map, m.Flags, want, flags)
 			}
 			for _, e := range m.Elem {
 				l.Elements = append(l.Elements, elementText(t, e))
@@ -211,7 +219,8 @@ func list(t *testing.T, ns string) listing {
 }
 
 // fixedRules are the two rules the chain holds, as list renders them.
-var fixedRules = []string{"ip daddr . meta l4proto . th dport @marks4", "ip6 daddr . meta l4proto . th dport @marks6"}
+var fixedRules = []string{"ip daddr . meta l4proto . th dport @ports4", "ip daddr . meta l4proto . th dport @ranges4",
+	"ip6 daddr . meta l4proto . th dport @ports6", "ip6 daddr . meta l4proto . th dport @ranges6"}
 
 // elementText renders one map element of nft's JSON: [{"concat": [ADDR, PROTO, PORT or
 // {"range": [FIRST, LAST]}]}, MARK].
@@ -303,61 +312,25 @@ func (w *elementWatch) next(t *testing.T) (added, deleted []string) {
 // notifiedElements decodes an NFT_MSG_NEWSETELEM/DELSETELEM notification of our table.
 func notifiedElements(t *testing.T, m netlink.Message) []dataplane.MarkRule {
 	t.Helper()
-	ad, err := netlink.NewAttributeDecoder(m.Data[4:])
+	var elems []nftables.SetElement
+	table, set, err := decodeElements(m.Data[4:], func(e nftables.SetElement) { elems = append(elems, e) })
 	if err != nil {
 		t.Fatal(err)
 	}
-	var table, set string
-	var out []dataplane.MarkRule
-	for ad.Next() {
-		switch ad.Type() {
-		case unix.NFTA_SET_ELEM_LIST_TABLE:
-			table = ad.String()
-		case unix.NFTA_SET_ELEM_LIST_SET:
-			set = ad.String()
-		case unix.NFTA_SET_ELEM_LIST_ELEMENTS:
-			if table != TableName {
-				return nil
-			}
-			fm := &fam4
-			if set == Map6Name {
-				fm = &fam6
-			}
-			ad.Nested(func(list *netlink.AttributeDecoder) error {
-				for list.Next() {
-					var e nftables.SetElement
-					list.Nested(func(el *netlink.AttributeDecoder) error {
-						for el.Next() {
-							var v []byte
-							el.Nested(func(d *netlink.AttributeDecoder) error {
-								for d.Next() {
-									v = d.Bytes()
-								}
-								return nil
-							})
-							switch el.Type() {
-							case unix.NFTA_SET_ELEM_KEY:
-								e.Key = v
-							case nftables.NFTA_SET_ELEM_KEY_END:
-								e.KeyEnd = v
-							case unix.NFTA_SET_ELEM_DATA:
-								e.Val = v
-							}
-						}
-						return nil
-					})
-					r, ok := markRuleOf(fm, e)
-					if !ok {
-						t.Errorf("notified element %x-%x : %x is not a mark rule", e.Key, e.KeyEnd, e.Val)
-					}
-					out = append(out, r)
-				}
-				return nil
-			})
-		}
+	if table != TableName {
+		return nil
 	}
-	if err := ad.Err(); err != nil {
-		t.Fatal(err)
+	i := slices.IndexFunc(markMaps, func(m *markMap) bool { return m.name == set })
+	if i < 0 {
+		t.Fatalf("notified element of map %q", set)
+	}
+	var out []dataplane.MarkRule
+	for _, e := range elems {
+		r, ok := markRuleOf(markMaps[i], e)
+		if !ok {
+			t.Errorf("notified element %x-%x : %x is not a mark rule", e.Key, e.KeyEnd, e.Val)
+		}
+		out = append(out, r)
 	}
 	return out
 }
@@ -428,10 +401,10 @@ func TestSetMarkRulesInNamespace(t *testing.T) {
 	other := nft(t, ns, "list", "table", "ip", "other")
 	w := watchElements(t, fd)
 
-	// udp 1755 is inside udp 1024-5000, of the same mark: one element holds both.
+	// udp 1755 is inside udp 1024-5000, of the same mark: each is an element of its own map.
 	wmsElements := elementTexts(t, wms)
-	if len(wmsElements) != 4 {
-		t.Fatalf("wms elements %q, want 4", wmsElements)
+	if len(wmsElements) != 5 {
+		t.Fatalf("wms elements %q, want 5", wmsElements)
 	}
 	gen := generation(t, fd)
 	n, err := fw.SetMarkRules(wms)
@@ -453,11 +426,14 @@ func TestSetMarkRulesInNamespace(t *testing.T) {
 	}
 	text := nft(t, ns, "list", "table", "inet", TableName)
 	for _, line := range []string{
-		"meta mark set ip daddr . meta l4proto . th dport map @marks4",
-		"meta mark set ip6 daddr . meta l4proto . th dport map @marks6",
+		"meta mark set ip daddr . meta l4proto . th dport map @ranges4",
+		"meta mark set ip daddr . meta l4proto . th dport map @ports4",
+		"meta mark set ip6 daddr . meta l4proto . th dport map @ranges6",
+		"meta mark set ip6 daddr . meta l4proto . th dport map @ports6",
 		"192.0.2.10 . udp . 1024-5000 : 0x00000010",
+		"192.0.2.10 . udp . 1755 : 0x00000010",
 		"type ipv4_addr . inet_proto . inet_service : mark",
-		`comment "lvsctl: IPVS firewall marks of IPv4 VIPs"`,
+		`comment "lvsctl: IPVS firewall marks of IPv4 VIPs, port ranges"`,
 	} {
 		if !strings.Contains(text, line) {
 			t.Errorf("nft list lacks %q:\n%s", line, text)
@@ -533,15 +509,15 @@ func TestSetMarkRulesOverlaps(t *testing.T) {
 			t.Errorf("SetMarkRules(%v) = %v, want ErrExist naming both rules", rules, err)
 		}
 	}
-	// Overlaps of one mark become their union; other protocols, other VIPs, adjacent ports
-	// and duplicates stay apart.
+	// Overlapping ranges of one mark become their union; single ports, other protocols, other
+	// VIPs and adjacent ports stay apart; duplicates go.
 	tests := []struct {
 		rules []dataplane.MarkRule
 		want  []dataplane.MarkRule
 	}{
-		{wms, []dataplane.MarkRule{wms[0], wms[2], wms[1], wms[4]}},
+		{wms, wms},
 		{[]dataplane.MarkRule{rule(dataplane.UDP, 10, 20), rule(dataplane.UDP, 15, 30), rule(dataplane.UDP, 31, 31), rule(dataplane.UDP, 30, 30)},
-			[]dataplane.MarkRule{rule(dataplane.UDP, 10, 30), rule(dataplane.UDP, 31, 31)}},
+			[]dataplane.MarkRule{rule(dataplane.UDP, 10, 30), rule(dataplane.UDP, 30, 30), rule(dataplane.UDP, 31, 31)}},
 		{[]dataplane.MarkRule{rule(dataplane.TCP, 554, 554), rule(dataplane.TCP, 554, 554), rule(dataplane.UDP, 554, 554),
 			{VIP: netip.MustParseAddr("192.0.2.11"), Protocol: dataplane.TCP, FirstPort: 554, LastPort: 554, Mark: 17}},
 			[]dataplane.MarkRule{rule(dataplane.TCP, 554, 554), rule(dataplane.UDP, 554, 554),
@@ -619,12 +595,12 @@ func TestChangeMarkRules(t *testing.T) {
 		t.Errorf("MarkRules() = %q, %v; want %q", ruleTexts(got), err, ruleTexts(now))
 	}
 
-	// udp 1755 shared the element of udp 1024-5000: deleting the range leaves udp 1755 its own.
-	if n, err := fw.ChangeMarkRules(nil, []dataplane.MarkRule{wms[4]}); err != nil || n != 2 {
-		t.Fatalf("ChangeMarkRules(del udp 1024-5000) = %d, %v; want 2, nil", n, err)
+	// udp 1755 lies inside udp 1024-5000, in the other map: deleting the range leaves it.
+	if n, err := fw.ChangeMarkRules(nil, []dataplane.MarkRule{wms[4]}); err != nil || n != 1 {
+		t.Fatalf("ChangeMarkRules(del udp 1024-5000) = %d, %v; want 1, nil", n, err)
 	}
-	if added, deleted := w.next(t); !slices.Equal(added, ruleTexts(wms[3:4])) || !slices.Equal(deleted, ruleTexts(wms[4:])) {
-		t.Errorf("deleting the range added %q and deleted %q, want %q and %q", added, deleted, ruleTexts(wms[3:4]), ruleTexts(wms[4:]))
+	if added, deleted := w.next(t); len(added) != 0 || !slices.Equal(deleted, ruleTexts(wms[4:])) {
+		t.Errorf("deleting the range added %q and deleted %q, want nothing and %q", added, deleted, ruleTexts(wms[4:]))
 	}
 	now = []dataplane.MarkRule{wms[0], moved, wms[3], tcp80}
 	if got := list(t, ns).Elements; !slices.Equal(got, elementTexts(t, now)) {
@@ -639,8 +615,8 @@ func TestChangeMarkRules(t *testing.T) {
 
 	// The kernel checks too: an element deleted by hand fails the transaction that deletes
 	// it, whole, and one added by hand fails the transaction that adds it.
-	nft(t, ns, "delete", "element", "inet", TableName, Map4Name, "{ 192.0.2.10 . tcp . 554 }")
-	nft(t, ns, "add", "element", "inet", TableName, Map4Name, "{ 192.0.2.10 . tcp . 8080 : 16 }")
+	nft(t, ns, "delete", "element", "inet", TableName, Ports4Map, "{ 192.0.2.10 . tcp . 554 }")
+	nft(t, ns, "add", "element", "inet", TableName, Ports4Map, "{ 192.0.2.10 . tcp . 8080 : 16 }")
 	before = list(t, ns)
 	gen = generation(t, fd)
 	if _, err := fw.ChangeMarkRules([]dataplane.MarkRule{rule(dataplane.TCP, 443, 443)}, []dataplane.MarkRule{wms[0]}); !errors.Is(err, dataplane.ErrNotExist) {
@@ -659,7 +635,7 @@ func TestChangeMarkRules(t *testing.T) {
 	if n, err := fw.SetMarkRules(now); err != nil || n != 2 {
 		t.Fatalf("SetMarkRules repairing the hand edits = %d, %v; want 2, nil", n, err)
 	}
-	nft(t, ns, "add", "element", "inet", TableName, Map4Name, "{ 192.0.2.10 . tcp . 8080 : 16 }")
+	nft(t, ns, "add", "element", "inet", TableName, Ports4Map, "{ 192.0.2.10 . tcp . 8080 : 16 }")
 	gen = generation(t, fd)
 	if _, err := fw.ChangeMarkRules([]dataplane.MarkRule{rule(dataplane.TCP, 8080, 8080)}, []dataplane.MarkRule{wms[0]}); !errors.Is(err, dataplane.ErrExist) {
 		t.Errorf("ChangeMarkRules adding an element added by hand = %v, want ErrExist", err)
@@ -678,8 +654,8 @@ func TestSetMarkRulesRepairsHandEdits(t *testing.T) {
 	// A rule in our chain, an element of a range of addresses and one of mark 0: none is
 	// ours, so MarkRules hides them and SetMarkRules deletes them.
 	nft(t, ns, "add", "rule", "inet", TableName, ChainName, "tcp", "dport", "22", "meta", "mark", "set", "5")
-	nft(t, ns, "add", "element", "inet", TableName, Map4Name, "{ 198.51.100.1-198.51.100.9 . tcp . 80 : 7 }")
-	nft(t, ns, "add", "element", "inet", TableName, Map4Name, "{ 198.51.100.20 . tcp . 80 : 0 }")
+	nft(t, ns, "add", "element", "inet", TableName, Ranges4Map, "{ 198.51.100.1-198.51.100.9 . tcp . 80 : 7 }")
+	nft(t, ns, "add", "element", "inet", TableName, Ports4Map, "{ 198.51.100.20 . tcp . 80 : 0 }")
 	got, err := fw.MarkRules()
 	if err != nil {
 		t.Fatal(err)
@@ -781,8 +757,8 @@ func TestMigrateFromV1(t *testing.T) {
 	}
 
 	gen := generation(t, fd)
-	if n, err := fw.SetMarkRules(wms); err != nil || n != len(wms)+4 {
-		t.Fatalf("SetMarkRules = %d, %v; want %d (5 v1 rules deleted, 4 elements added), nil", n, err, len(wms)+4)
+	if n, err := fw.SetMarkRules(wms); err != nil || n != 2*len(wms) {
+		t.Fatalf("SetMarkRules = %d, %v; want %d (v1 rules deleted, elements added), nil", n, err, 2*len(wms))
 	}
 	if g := generation(t, fd); g != gen+1 {
 		t.Errorf("migration took %d transactions, want 1", g-gen)
