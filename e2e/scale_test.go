@@ -27,7 +27,7 @@ import (
 func scaleObjects(directors, n, reals int) []*lvsctlv1.Object {
 	g := &lvsctlv1.DirectorGroup{Name: "edge-1", VipInterface: "eth0"}
 	for i := range directors {
-		g.Directors = append(g.Directors, &lvsctlv1.Director{Name: fmt.Sprintf("dir-%02d", i), Priority: uint32(100 + i)})
+		g.Directors = append(g.Directors, &lvsctlv1.Director{Name: fmt.Sprintf("dir-%02d", i), Priority: uint32(1 + i%255)})
 	}
 	objs := []*lvsctlv1.Object{{Kind: &lvsctlv1.Object_Group{Group: g}}}
 	for i := range n {
