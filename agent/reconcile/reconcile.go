@@ -34,9 +34,9 @@ type IPVS interface {
 }
 
 // Firewall is the agent's own nftables table of mark rules (package nft): fixed rules that look
-// a packet's VIP, protocol and port up in interval maps, so a MarkRule is one map element.
-// Rules of one VIP and protocol whose ports overlap share an element when their marks are equal
-// and are refused (dataplane.ErrExist) when they differ.
+// a packet's VIP, protocol and port up in maps, so a MarkRule is one map element (single ports
+// and ranges in separate maps). A port may lie inside a range of its mark; overlapping ranges of
+// one mark share an element; ports that overlap with different marks are refused (ErrExist).
 type Firewall interface {
 	// MarkRules dumps the table's marks (bulk), sorted.
 	MarkRules() ([]dataplane.MarkRule, error)

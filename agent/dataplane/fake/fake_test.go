@@ -205,9 +205,8 @@ func TestFirewall(t *testing.T) {
 	}
 }
 
-// TestFirewallElements: rules of one VIP and protocol share an element when their ports
-// overlap and their marks are equal, and are refused when the marks differ, as the kernel's
-// interval map (and package nft) does.
+// TestFirewallElements: as in package nft, a port may lie inside a range of its mark, ranges
+// of one mark that overlap share an element, and ports that overlap with two marks are refused.
 func TestFirewallElements(t *testing.T) {
 	vip := netip.MustParseAddr("192.0.2.10")
 	r := func(p dataplane.Protocol, first, last uint16, mark uint32) dataplane.MarkRule {
@@ -216,24 +215,30 @@ func TestFirewallElements(t *testing.T) {
 	wms := []dataplane.MarkRule{r(dataplane.TCP, 554, 554, 16), r(dataplane.UDP, 554, 554, 16), r(dataplane.TCP, 1755, 1755, 16),
 		r(dataplane.UDP, 1755, 1755, 16), r(dataplane.UDP, 1024, 5000, 16)}
 	f := fake.NewFirewall()
-	if n, err := f.SetMarkRules(wms); err != nil || n != 4 {
-		t.Fatalf("SetMarkRules(wms) = %d, %v; want 4 elements (udp 1755 inside udp 1024-5000)", n, err)
+	if n, err := f.SetMarkRules(wms); err != nil || n != 5 {
+		t.Fatalf("SetMarkRules(wms) = %d, %v; want 5 elements", n, err)
 	}
 	if got, _ := f.MarkRules(); len(got) != 5 {
 		t.Errorf("MarkRules() = %v, want the 5 rules set", got)
 	}
-	// Dropping udp 1755, which shares the range's element, changes no element.
-	if n, err := f.SetMarkRules(append(slices.Clone(wms[:3]), wms[4])); err != nil || n != 0 {
-		t.Errorf("SetMarkRules(wms without udp 1755) = %d, %v; want 0", n, err)
+	// A range inside the range, of its mark, shares the range's element: no change.
+	if n, err := f.SetMarkRules(append(slices.Clone(wms), r(dataplane.UDP, 2000, 3000, 16))); err != nil || n != 0 {
+		t.Errorf("SetMarkRules(wms and udp 2000-3000) = %d, %v; want 0", n, err)
+	}
+	if n, err := f.SetMarkRules(append(slices.Clone(wms[:3]), wms[4])); err != nil || n != 1 {
+		t.Errorf("SetMarkRules(wms without udp 1755) = %d, %v; want 1", n, err)
 	}
 	if n, err := f.SetMarkRules(append(slices.Clone(wms), r(dataplane.UDP, 2000, 2000, 17))); !errors.Is(err, dataplane.ErrExist) || n != 0 {
 		t.Errorf("SetMarkRules with udp 2000 of another mark inside udp 1024-5000 = %d, %v; want 0, ErrExist", n, err)
 	}
+	if n, err := f.SetMarkRules(append(slices.Clone(wms), r(dataplane.UDP, 1755, 1755, 17))); !errors.Is(err, dataplane.ErrExist) || n != 0 {
+		t.Errorf("SetMarkRules with udp 1755 of two marks = %d, %v; want 0, ErrExist", n, err)
+	}
 	if got, _ := f.MarkRules(); len(got) != 4 {
 		t.Errorf("a refused SetMarkRules changed the rules: %v", got)
 	}
-	if ops := f.Ops(); len(ops) != 1 || ops[0].Name != "SetMarkRules" {
-		t.Errorf("ops = %v, want one SetMarkRules", ops)
+	if ops := f.Ops(); len(ops) != 2 || ops[0].Name != "SetMarkRules" {
+		t.Errorf("ops = %v, want two SetMarkRules", ops)
 	}
 }
 
@@ -277,9 +282,9 @@ func TestFirewallChangeMarkRules(t *testing.T) {
 		changed  int
 	}{
 		{"tcp 554 moves to mark 17, tcp 80 comes", []dataplane.MarkRule{r(dataplane.TCP, 554, 554, 17), tcp80}, []dataplane.MarkRule{tcp554}, 3},
-		{"the range goes: udp 1755 gets an element of its own", nil, []dataplane.MarkRule{udpRange}, 2},
-		{"the range comes back over udp 1755", []dataplane.MarkRule{udpRange}, nil, 2},
-		{"a port inside the range moves no element", []dataplane.MarkRule{r(dataplane.UDP, 2000, 2000, 16)}, nil, 0},
+		{"the range goes, udp 1755 stays", nil, []dataplane.MarkRule{udpRange}, 1},
+		{"the range comes back over udp 1755", []dataplane.MarkRule{udpRange}, nil, 1},
+		{"a range inside the range moves no element", []dataplane.MarkRule{r(dataplane.UDP, 2000, 2001, 16)}, nil, 0},
 	}
 	for _, s := range steps {
 		if n, err := f.ChangeMarkRules(s.add, s.del); err != nil || n != s.changed {
@@ -287,7 +292,7 @@ func TestFirewallChangeMarkRules(t *testing.T) {
 		}
 	}
 	want := "192.0.2.10 tcp dport 80 mark 16\n192.0.2.10 tcp dport 554 mark 17\n192.0.2.10 udp dport 1024-5000 mark 16\n" +
-		"192.0.2.10 udp dport 1755 mark 16\n192.0.2.10 udp dport 2000 mark 16\n"
+		"192.0.2.10 udp dport 1755 mark 16\n192.0.2.10 udp dport 2000-2001 mark 16\n"
 	if got := f.Dump(); got != want {
 		t.Errorf("Dump() =\n%s\nwant\n%s", got, want)
 	}

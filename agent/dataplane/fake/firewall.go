@@ -13,9 +13,10 @@ import (
 // Firewall is a fake of the agent's nftables table (package nft): mark rules kept as elements
 // of an interval map, changed in one transaction at a time, all or nothing.
 //
-// Like the real one, it holds rules of one VIP and protocol whose ports overlap in one
-// element when their marks are equal (Windows Media's udp 1755 inside udp 1024-5000), refuses
-// overlaps of different marks with dataplane.ErrExist (the kernel's map cannot hold them), and
+// Like the real one, it keeps single ports and ranges in separate maps, so a port may lie
+// inside a range of its mark (Windows Media's udp 1755 inside udp 1024-5000); merges ranges of
+// one VIP, protocol and mark that overlap into one element (the kernel's interval map cannot
+// hold both); refuses ports that overlap with different marks with dataplane.ErrExist; and
 // counts changed elements, not rules. ChangeMarkRules works from the rules the last
 // SetMarkRules set: before one succeeded, or after a failed transaction, it refuses with
 // dataplane.ErrNotExist so the caller falls back to SetMarkRules.
@@ -77,8 +78,8 @@ func (f *Firewall) SetMarkRules(rules []dataplane.MarkRule) (int, error) {
 // ChangeMarkRules deletes del and adds add in one transaction and returns how many elements
 // it added and deleted; all or nothing. A del not among the rules is refused with
 // dataplane.ErrNotExist, an add there already or overlapping a rule of another mark with
-// dataplane.ErrExist. A change that moves no element (a port inside a range of the same mark)
-// is no operation.
+// dataplane.ErrExist. A change that moves no element (a range inside a range of the same
+// mark) is no operation.
 func (f *Firewall) ChangeMarkRules(add, del []dataplane.MarkRule) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -154,29 +155,37 @@ func elementChanges(from, to map[dataplane.MarkRule]struct{}) (int, error) {
 	return n, nil
 }
 
-// elements returns the interval map's elements for rules: per VIP and protocol, overlapping
-// ports of one mark merged, overlapping ports of two marks refused.
+// elements returns the maps' elements for rules, as package nft keeps them: single ports
+// each an element of a hash map, ranges elements of an interval map, where overlapping ranges
+// of one mark merge; ports that overlap with two marks are refused.
 func elements(rules map[dataplane.MarkRule]struct{}) (map[dataplane.MarkRule]struct{}, error) {
 	sorted := slices.SortedFunc(maps.Keys(rules), compareRules)
 	out := map[dataplane.MarkRule]struct{}{}
-	var cur dataplane.MarkRule
-	flush := func() {
-		if cur.VIP.IsValid() {
-			out[cur] = struct{}{}
+	for i, r := range sorted {
+		for _, o := range sorted[:i] {
+			if o.VIP == r.VIP && o.Protocol == r.Protocol && o.Mark != r.Mark && r.FirstPort <= o.LastPort && o.FirstPort <= r.LastPort {
+				return nil, fmt.Errorf("%s overlaps %s, of another mark: %w", r, o, dataplane.ErrExist)
+			}
 		}
 	}
+	var cur dataplane.MarkRule // the range being merged
 	for _, r := range sorted {
+		if r.FirstPort == r.LastPort {
+			out[r] = struct{}{}
+			continue
+		}
 		if cur.VIP == r.VIP && cur.Protocol == r.Protocol && r.FirstPort <= cur.LastPort {
-			if r.Mark != cur.Mark {
-				return nil, fmt.Errorf("%s overlaps %s, of another mark: %w", r, cur, dataplane.ErrExist)
-			}
 			cur.LastPort = max(cur.LastPort, r.LastPort)
 			continue
 		}
-		flush()
+		if cur.VIP.IsValid() {
+			out[cur] = struct{}{}
+		}
 		cur = r
 	}
-	flush()
+	if cur.VIP.IsValid() {
+		out[cur] = struct{}{}
+	}
 	return out, nil
 }
 
