@@ -74,9 +74,12 @@ type Session interface {
 	Send(*lvsctlv1.ConnectRequest) error
 }
 
-// Reconciler makes the kernel match a desired state.
+// Reconciler makes the kernel match a desired state: Apply reads the whole kernel back (a
+// snapshot, a role change, drift repair); ApplyDelta reconciles only the clusters a delta
+// names, on top of what the last Apply or ApplyDelta applied.
 type Reconciler interface {
 	Apply(ctx context.Context, desired *lvsctlv1.DesiredState, role *lvsctlv1.RoleAssignment) reconcile.Result
+	ApplyDelta(ctx context.Context, d *lvsctlv1.Delta, role *lvsctlv1.RoleAssignment) reconcile.Result
 }
 
 // Agent is a running agent.
@@ -132,7 +135,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}()
 
 	var (
-		cur     *lvsctlv1.DesiredState // nil until a snapshot (controller or saved) arrives
+		cur     *desiredSet // nil until a snapshot (controller or saved) arrives
 		rev     int64
 		role    *lvsctlv1.RoleAssignment
 		fromCtl bool
@@ -143,9 +146,6 @@ func (a *Agent) Run(ctx context.Context) error {
 	saved, haveSaved := a.cfg.State.Desired()
 	if haveSaved {
 		role = saved.Role
-		if saved.State == nil {
-			saved.State = &lvsctlv1.DesiredState{}
-		}
 	}
 	offline := time.NewTimer(a.cfg.OfflineAfter)
 	defer offline.Stop()
@@ -159,8 +159,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	var repair <-chan time.Time
 
 	for {
+		var (
+			trigger string
+			delta   *lvsctlv1.Delta // set: only the clusters it names are reconciled
+			save    func() error    // what to save after the reconcile
+		)
 		dirty := false
-		var trigger string
 		select {
 		case <-ctx.Done():
 			return nil
@@ -172,7 +176,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-offline.C:
 			if !fromCtl && haveSaved && cur == nil {
 				a.log.Warn("controller unreachable: applying the last saved desired state", "revision", saved.Revision)
-				cur, rev, dirty, trigger = saved.State, saved.Revision, true, "saved-state"
+				cur, rev, dirty, trigger = newDesiredSet(saved.State), saved.Revision, true, "saved-state"
 			}
 		case <-resync.C:
 			dirty, trigger = cur != nil, "resync"
@@ -188,7 +192,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			dirty, trigger = cur != nil, "kernel-change"
 		case <-sample.C:
 			if cur != nil && a.cfg.Stats != nil {
-				a.report(cur)
+				a.report(cur.state())
 			}
 		case m := <-msgs:
 			switch msg := m.GetMsg().(type) {
@@ -197,11 +201,15 @@ func (a *Agent) Run(ctx context.Context) error {
 				if next == nil {
 					next = &lvsctlv1.DesiredState{} // nil is "no desired state yet" here
 				}
-				if refused = a.refuseGroupless(next); refused != nil {
+				if refused = a.refuseGroupless(next.GetGroup()); refused != nil {
 					a.ackRefusal(refused)
 					continue
 				}
-				cur, rev, fromCtl, dirty, trigger = next, msg.Snapshot.GetRevision(), true, true, "snapshot"
+				cur, rev, fromCtl, dirty, trigger = newDesiredSet(next), msg.Snapshot.GetRevision(), true, true, "snapshot"
+				snapRev, snapRole := rev, role
+				save = func() error {
+					return a.cfg.State.SetDesired(state.Desired{Revision: snapRev, State: next, Role: snapRole})
+				}
 			case *lvsctlv1.ConnectResponse_Delta:
 				d := msg.Delta
 				if cur == nil || !fromCtl || d.GetPrevRevision() != rev {
@@ -211,12 +219,25 @@ func (a *Agent) Run(ctx context.Context) error {
 						SnapshotRequest: &lvsctlv1.SnapshotRequest{Reason: "revision gap"}}})
 					continue
 				}
-				next := applyDelta(cur, d)
-				if refused = a.refuseGroupless(next); refused != nil {
+				g := cur.group
+				if d.GetGroup() != nil {
+					g = d.GetGroup()
+				}
+				if refused = a.refuseGroupless(g); refused != nil {
 					a.ackRefusal(refused)
 					continue
 				}
-				cur, rev, dirty, trigger = next, d.GetRevision(), true, "delta"
+				cur.apply(d)
+				rev, dirty, trigger, delta = d.GetRevision(), true, "delta", d
+				save = func() error {
+					err := a.cfg.State.ApplyDelta(d)
+					if errors.Is(err, state.ErrNotFollowing) {
+						// The saved state is not the one the delta follows (an earlier save
+						// failed): save the whole state instead.
+						err = a.cfg.State.SetDesired(state.Desired{Revision: d.GetRevision(), State: cur.state(), Role: role})
+					}
+					return err
+				}
 			case *lvsctlv1.ConnectResponse_Role:
 				r := msg.Role
 				switch {
@@ -232,21 +253,78 @@ func (a *Agent) Run(ctx context.Context) error {
 					a.log.Warn("ignoring a stale role assignment", "group", r.GetGroup(), "epoch", r.GetEpoch(), "have", role.GetEpoch())
 				}
 				dirty, trigger = dirty && cur != nil, "role"
+				if dirty && fromCtl {
+					newRole, curRev := role, rev
+					save = func() error {
+						err := a.cfg.State.SetRole(newRole)
+						if errors.Is(err, state.ErrNotFollowing) {
+							err = a.cfg.State.SetDesired(state.Desired{Revision: curRev, State: cur.state(), Role: newRole})
+						}
+						return err
+					}
+				}
 			}
 		}
 		if dirty {
 			// This reconcile reads the kernel after any change seen so far: it repairs them too.
-			repair = nil
-			a.reconcile(ctx, cur, rev, role, fromCtl, refused, trigger)
+			if delta == nil {
+				repair = nil
+			}
+			a.reconcile(ctx, cur, delta, rev, role, refused, trigger, save)
 		}
 	}
+}
+
+// desiredSet is the desired state the agent holds, kept by cluster name so that a delta
+// changes it in O(change). Its messages are never changed: a delta replaces them.
+type desiredSet struct {
+	group    *lvsctlv1.DirectorGroup
+	clusters map[string]*lvsctlv1.Cluster
+	sorted   *lvsctlv1.DesiredState // built on demand, dropped on change
+}
+
+func newDesiredSet(st *lvsctlv1.DesiredState) *desiredSet {
+	d := &desiredSet{group: st.GetGroup(), clusters: make(map[string]*lvsctlv1.Cluster, len(st.GetClusters()))}
+	for _, c := range st.GetClusters() {
+		d.clusters[c.GetName()] = c
+	}
+	return d
+}
+
+// state is the desired state with its clusters sorted by name, as the controller sends them.
+func (d *desiredSet) state() *lvsctlv1.DesiredState {
+	if d.sorted == nil {
+		st := &lvsctlv1.DesiredState{Group: d.group, Clusters: make([]*lvsctlv1.Cluster, 0, len(d.clusters))}
+		for _, c := range d.clusters {
+			st.Clusters = append(st.Clusters, c)
+		}
+		slices.SortFunc(st.Clusters, func(a, b *lvsctlv1.Cluster) int { return strings.Compare(a.GetName(), b.GetName()) })
+		d.sorted = st
+	}
+	return d.sorted
+}
+
+func (d *desiredSet) apply(delta *lvsctlv1.Delta) {
+	if g := delta.GetGroup(); g != nil {
+		d.group = g
+		if g.GetName() == "" {
+			d.group = nil
+		}
+	}
+	for _, n := range delta.GetDeleted() {
+		delete(d.clusters, n)
+	}
+	for _, c := range delta.GetUpserted() {
+		d.clusters[c.GetName()] = c
+	}
+	d.sorted = nil // not changed in place: whoever holds the old one keeps it
 }
 
 // refuseGroupless returns why next is not applied: a director named in no group (a typo in
 // --director, a renamed host) gets an empty state, and obeying it would tear down a working
 // data plane.
-func (a *Agent) refuseGroupless(next *lvsctlv1.DesiredState) error {
-	if next.GetGroup().GetName() != "" || !a.hasDataPlane() {
+func (a *Agent) refuseGroupless(group *lvsctlv1.DirectorGroup) error {
+	if group.GetName() != "" || !a.hasDataPlane() {
 		return nil
 	}
 	return fmt.Errorf("director %q is in no director group: keeping the data plane as it is "+
@@ -260,8 +338,7 @@ func (a *Agent) hasDataPlane() bool {
 	if len(a.cfg.State.OwnedServices()) > 0 || len(a.cfg.State.OwnedAddresses()) > 0 {
 		return true
 	}
-	saved, ok := a.cfg.State.Desired()
-	return ok && len(saved.State.GetClusters()) > 0
+	return a.cfg.State.DesiredClusters() > 0
 }
 
 // ackRefusal tells the controller its state was not applied: revision 0, and why.
@@ -343,10 +420,17 @@ func (a *Agent) watch(ctx context.Context) <-chan struct{} {
 	return merged
 }
 
-// reconcile applies cur, saves and acks it; trigger says why, in the log.
-func (a *Agent) reconcile(ctx context.Context, cur *lvsctlv1.DesiredState, rev int64, role *lvsctlv1.RoleAssignment, fromCtl bool, refused error, trigger string) {
+// reconcile applies cur (only what delta names, when set), saves it and acks it; trigger
+// says why, in the log. save, when set, records the desired state after a successful or
+// failed apply alike: it is what the controller wants, kept for an offline start.
+func (a *Agent) reconcile(ctx context.Context, cur *desiredSet, delta *lvsctlv1.Delta, rev int64, role *lvsctlv1.RoleAssignment, refused error, trigger string, save func() error) {
 	start := time.Now()
-	res := a.cfg.Reconciler.Apply(ctx, cur, role)
+	var res reconcile.Result
+	if delta != nil {
+		res = a.cfg.Reconciler.ApplyDelta(ctx, delta, role)
+	} else {
+		res = a.cfg.Reconciler.Apply(ctx, cur.state(), role)
+	}
 	took := time.Since(start)
 	if a.cfg.Metrics != nil {
 		a.cfg.Metrics.ObserveReconcile(took, rev, res.Operations, len(res.ClusterErrors), len(res.DirectorErrors))
@@ -357,8 +441,8 @@ func (a *Agent) reconcile(ctx context.Context, cur *lvsctlv1.DesiredState, rev i
 	} else if res.Operations > 0 {
 		log.Info("reconciled")
 	}
-	if fromCtl {
-		if err := a.cfg.State.SetDesired(state.Desired{Revision: rev, State: cur, Role: role}); err != nil {
+	if save != nil {
+		if err := save(); err != nil {
 			log.Error("saving the desired state", "error", err)
 		}
 	}
@@ -377,42 +461,4 @@ func (a *Agent) reconcile(ctx context.Context, cur *lvsctlv1.DesiredState, rev i
 	if a.cfg.Applied != nil {
 		a.cfg.Applied(rev, res)
 	}
-}
-
-// applyDelta returns a new state: deltas never mutate the state they apply to, which may
-// still be referenced by the saved copy.
-func applyDelta(cur *lvsctlv1.DesiredState, d *lvsctlv1.Delta) *lvsctlv1.DesiredState {
-	next := &lvsctlv1.DesiredState{Group: cur.GetGroup()}
-	if d.GetGroup() != nil {
-		next.Group = d.GetGroup()
-		if next.Group.GetName() == "" {
-			next.Group = nil
-		}
-	}
-	gone := map[string]bool{}
-	for _, n := range d.GetDeleted() {
-		gone[n] = true
-	}
-	up := map[string]*lvsctlv1.Cluster{}
-	for _, c := range d.GetUpserted() {
-		up[c.GetName()] = c
-	}
-	for _, c := range cur.GetClusters() {
-		switch {
-		case gone[c.GetName()]:
-		case up[c.GetName()] != nil:
-			next.Clusters = append(next.Clusters, up[c.GetName()])
-			delete(up, c.GetName())
-		default:
-			next.Clusters = append(next.Clusters, c)
-		}
-	}
-	for _, c := range d.GetUpserted() {
-		if up[c.GetName()] != nil {
-			next.Clusters = append(next.Clusters, c)
-		}
-	}
-	// Sorted by name, as the controller's snapshots are, so equal states compare equal.
-	slices.SortFunc(next.Clusters, func(a, b *lvsctlv1.Cluster) int { return strings.Compare(a.GetName(), b.GetName()) })
-	return next
 }

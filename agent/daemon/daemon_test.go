@@ -115,6 +115,13 @@ func (n nonNilReconciler) Apply(ctx context.Context, d *lvsctlv1.DesiredState, r
 	return n.r.Apply(ctx, d, role)
 }
 
+func (n nonNilReconciler) ApplyDelta(ctx context.Context, d *lvsctlv1.Delta, role *lvsctlv1.RoleAssignment) reconcile.Result {
+	if d == nil {
+		n.t.Error("Reconciler.ApplyDelta called with a nil delta")
+	}
+	return n.r.ApplyDelta(ctx, d, role)
+}
+
 // agentEnv is an agent over fake kernel parts and a fake session.
 type agentEnv struct {
 	sess    *fakeSession

@@ -39,12 +39,15 @@ func TestDeltaRoundTrip(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			before := proto.CloneOf(tc.from)
 			up, del, group, _ := desired.Delta(tc.from, tc.to)
-			got := applyDelta(tc.from, &lvsctlv1.Delta{Upserted: up, Deleted: del, Group: group})
+			set := newDesiredSet(tc.from)
+			d := &lvsctlv1.Delta{Upserted: up, Deleted: del, Group: group}
+			set.apply(d)
+			got := set.state()
 			if !proto.Equal(got, tc.to) {
 				t.Errorf("applied delta = %v, want %v", got, tc.to)
 			}
 			if !proto.Equal(before, tc.from) {
-				t.Errorf("applyDelta changed the state it applied to")
+				t.Errorf("applying the delta changed the state it applied to")
 			}
 		})
 	}

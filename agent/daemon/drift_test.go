@@ -189,7 +189,8 @@ func namespace(t *testing.T) (string, int) {
 	return ns, int(f.Fd())
 }
 
-// markRules is how many rules `nft -j list table inet lvsctl` lists in ns (0 without the table).
+// markRules is how many marks (elements of the table's maps: one per VIP, protocol and port
+// range) `nft -j list table inet lvsctl` lists in ns (0 without the table).
 func markRules(t *testing.T, ns string) int {
 	t.Helper()
 	out, err := exec.Command("ip", "netns", "exec", ns, "nft", "-j", "list", "table", "inet", nft.TableName).Output()
@@ -198,7 +199,9 @@ func markRules(t *testing.T, ns string) int {
 	}
 	var doc struct {
 		Nftables []struct {
-			Rule *struct{ Chain string }
+			Map *struct {
+				Elem []json.RawMessage `json:"elem"`
+			} `json:"map"`
 		}
 	}
 	if err := json.Unmarshal(out, &doc); err != nil {
@@ -206,8 +209,8 @@ func markRules(t *testing.T, ns string) int {
 	}
 	n := 0
 	for _, o := range doc.Nftables {
-		if o.Rule != nil && o.Rule.Chain == nft.ChainName {
-			n++
+		if o.Map != nil {
+			n += len(o.Map.Elem)
 		}
 	}
 	return n

@@ -16,6 +16,19 @@ type KernelIPVS interface {
 	Stats() ([]dataplane.ServiceStats, error)
 }
 
+// Batch makes the changes; without IPVS, each fails with why.
+func (l *LazyIPVS) Batch(ops []dataplane.Op) []error {
+	k, err := l.get()
+	if err != nil {
+		errs := make([]error, len(ops))
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
+	}
+	return k.Batch(ops)
+}
+
 // LazyIPVS opens the kernel's IPVS on first use and again after it was unavailable, no more
 // often than every RetryEvery, so an agent started before `modprobe ip_vs` picks IPVS up at a
 // later reconcile without a restart, and a kernel without IPVS is reported, not spun on.
@@ -53,68 +66,12 @@ func (l *LazyIPVS) Available() (bool, error) {
 	return err == nil, err
 }
 
-func (l *LazyIPVS) Services() ([]dataplane.Service, error) {
-	k, err := l.get()
-	if err != nil {
-		return nil, err
-	}
-	return k.Services()
-}
-
-func (l *LazyIPVS) AddService(s dataplane.Service) error {
-	k, err := l.get()
-	if err != nil {
-		return err
-	}
-	return k.AddService(s)
-}
-
-func (l *LazyIPVS) UpdateService(s dataplane.Service) error {
-	k, err := l.get()
-	if err != nil {
-		return err
-	}
-	return k.UpdateService(s)
-}
-
-func (l *LazyIPVS) DelService(s dataplane.Service) error {
-	k, err := l.get()
-	if err != nil {
-		return err
-	}
-	return k.DelService(s)
-}
-
 func (l *LazyIPVS) Destinations(s dataplane.Service) ([]dataplane.Destination, error) {
 	k, err := l.get()
 	if err != nil {
 		return nil, err
 	}
 	return k.Destinations(s)
-}
-
-func (l *LazyIPVS) AddDestination(s dataplane.Service, d dataplane.Destination) error {
-	k, err := l.get()
-	if err != nil {
-		return err
-	}
-	return k.AddDestination(s, d)
-}
-
-func (l *LazyIPVS) UpdateDestination(s dataplane.Service, d dataplane.Destination) error {
-	k, err := l.get()
-	if err != nil {
-		return err
-	}
-	return k.UpdateDestination(s, d)
-}
-
-func (l *LazyIPVS) DelDestination(s dataplane.Service, d dataplane.Destination) error {
-	k, err := l.get()
-	if err != nil {
-		return err
-	}
-	return k.DelDestination(s, d)
 }
 
 // Stats dumps the kernel's services' stats.

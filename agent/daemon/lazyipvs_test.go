@@ -24,8 +24,12 @@ func TestLazyIPVSPicksUpIPVSLater(t *testing.T) {
 		}
 		return kernel, nil
 	}}
-	if _, err := l.Services(); !errors.Is(err, dataplane.ErrUnavailable) {
+	if _, err := l.Stats(); !errors.Is(err, dataplane.ErrUnavailable) {
 		t.Fatalf("without IPVS: %v, want ErrUnavailable", err)
+	}
+	svc := dataplane.Service{ServiceKey: dataplane.ServiceKey{Family: dataplane.IPv4, FWMark: 1}, Scheduler: "wlc", NetmaskBits: 32}
+	if errs := l.Batch([]dataplane.Op{{Kind: dataplane.AddService, Service: svc}}); len(errs) != 1 || !errors.Is(errs[0], dataplane.ErrUnavailable) {
+		t.Fatalf("a batch without IPVS: %v, want one ErrUnavailable", errs)
 	}
 	for range 5 {
 		if ok, _ := l.Available(); ok {
@@ -37,9 +41,8 @@ func TestLazyIPVSPicksUpIPVSLater(t *testing.T) {
 	}
 	available = true // modprobe ip_vs
 	time.Sleep(60 * time.Millisecond)
-	svc := dataplane.Service{ServiceKey: dataplane.ServiceKey{Family: dataplane.IPv4, FWMark: 1}, Scheduler: "wlc", NetmaskBits: 32}
-	if err := l.AddService(svc); err != nil {
-		t.Fatalf("after IPVS appeared: %v", err)
+	if errs := l.Batch([]dataplane.Op{{Kind: dataplane.AddService, Service: svc}}); len(errs) != 1 || errs[0] != nil {
+		t.Fatalf("after IPVS appeared: %v", errs)
 	}
 	if got, _ := kernel.Services(); len(got) != 1 {
 		t.Errorf("the kernel holds %v, want the added service", got)

@@ -152,3 +152,41 @@ type ServiceStats struct {
 	Counters     Counters
 	Destinations []DestinationStats
 }
+
+// OpKind is what one IPVS change does.
+type OpKind uint8
+
+const (
+	AddService OpKind = iota + 1
+	UpdateService
+	DelService
+	AddDestination
+	UpdateDestination
+	DelDestination
+)
+
+func (k OpKind) String() string {
+	switch k {
+	case AddService:
+		return "add-service"
+	case UpdateService:
+		return "update-service"
+	case DelService:
+		return "delete-service"
+	case AddDestination:
+		return "add-destination"
+	case UpdateDestination:
+		return "update-destination"
+	case DelDestination:
+		return "delete-destination"
+	}
+	return fmt.Sprintf("op(%d)", uint8(k))
+}
+
+// Op is one IPVS change, for backends that take many at once: Dest is used by the destination
+// kinds only.
+type Op struct {
+	Kind    OpKind
+	Service Service
+	Dest    Destination
+}

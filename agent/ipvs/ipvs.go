@@ -387,3 +387,28 @@ func (k *Kernel) UpdateDestination(s dataplane.Service, d dataplane.Destination)
 func (k *Kernel) DelDestination(s dataplane.Service, d dataplane.Destination) error {
 	return k.destination("delete", s, d, k.handle.DelDestination)
 }
+
+// Batch makes the changes in order, one error per op (nil: made); each op stands on its own,
+// as the single calls do.
+func (k *Kernel) Batch(ops []dataplane.Op) []error {
+	errs := make([]error, len(ops))
+	for i, op := range ops {
+		switch op.Kind {
+		case dataplane.AddService:
+			errs[i] = k.AddService(op.Service)
+		case dataplane.UpdateService:
+			errs[i] = k.UpdateService(op.Service)
+		case dataplane.DelService:
+			errs[i] = k.DelService(op.Service)
+		case dataplane.AddDestination:
+			errs[i] = k.AddDestination(op.Service, op.Dest)
+		case dataplane.UpdateDestination:
+			errs[i] = k.UpdateDestination(op.Service, op.Dest)
+		case dataplane.DelDestination:
+			errs[i] = k.DelDestination(op.Service, op.Dest)
+		default:
+			errs[i] = fmt.Errorf("ipvs: %s: not an IPVS change", op.Kind)
+		}
+	}
+	return errs
+}

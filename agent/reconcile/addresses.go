@@ -16,22 +16,26 @@ import (
 type wantedAddress struct {
 	addr    state.Address
 	cluster string
+	refs    int // how many clusters (or the gateway) want it
 }
 
 // wantedAddresses lists the VIPs of the clusters whose service is in the kernel (a VIP without
 // its service would attract traffic nothing balances) and the group's gateway address.
-func (a *apply) wantedAddresses(group *lvsctlv1.DirectorGroup, specs []*clusterSpec, serving map[*clusterSpec]bool) []wantedAddress {
+func (a *apply) wantedAddresses(group *lvsctlv1.DirectorGroup, specs []*clusterSpec) []wantedAddress {
 	var want []wantedAddress
-	seen := map[state.Address]bool{}
+	seen := map[state.Address]int{}
 	add := func(w wantedAddress) {
-		if !seen[w.addr] {
-			seen[w.addr] = true
-			want = append(want, w)
+		if i, ok := seen[w.addr]; ok {
+			want[i].refs++
+			return
 		}
+		seen[w.addr] = len(want)
+		w.refs = 1
+		want = append(want, w)
 	}
 	iface := group.GetVipInterface()
 	for _, s := range specs {
-		if !serving[s] {
+		if !s.serving {
 			continue
 		}
 		if iface == "" {
@@ -63,16 +67,19 @@ type linkAddresses struct {
 	gone bool
 }
 
-// readAddresses reads every interface that holds a wanted or an owned address. An interface
-// that cannot be read is absent from the result, and left alone this time.
-func (a *apply) readAddresses(want []wantedAddress) map[string]*linkAddresses {
+// readAddresses reads every interface that holds a wanted address, and with owned, every
+// one that holds an owned address. An interface that cannot be read is absent from the
+// result, and left alone this time.
+func (a *apply) readAddresses(want []wantedAddress, owned bool) map[string]*linkAddresses {
 	wanted := map[string]bool{}
 	for _, w := range want {
 		wanted[w.addr.Interface] = true
 	}
 	ifaces := map[string]bool{}
-	for _, o := range a.r.owned.OwnedAddresses() {
-		ifaces[o.Interface] = true
+	if owned {
+		for _, o := range a.r.owned.OwnedAddresses() {
+			ifaces[o.Interface] = true
+		}
 	}
 	for i := range wanted {
 		ifaces[i] = true
@@ -107,10 +114,18 @@ func (a *apply) releaseAddresses(want []wantedAddress, present map[string]*linkA
 	for _, w := range want {
 		wanted[w.addr] = true
 	}
+	var release []state.Address
 	for _, o := range a.r.owned.OwnedAddresses() {
-		if wanted[o] {
-			continue
+		if !wanted[o] {
+			release = append(release, o)
 		}
+	}
+	a.release(release, present)
+}
+
+// release removes owned addresses, and forgets them.
+func (a *apply) release(addrs []state.Address, present map[string]*linkAddresses) {
+	for _, o := range addrs {
 		link, ok := present[o.Interface]
 		if !ok {
 			continue
@@ -129,9 +144,7 @@ func (a *apply) releaseAddresses(want []wantedAddress, present map[string]*linkA
 			}
 			link.prefixes = slices.DeleteFunc(link.prefixes, func(p netip.Prefix) bool { return p == o.Prefix })
 		}
-		if err := a.r.owned.ForgetAddress(o); err != nil {
-			a.directorErr(fmt.Errorf("forget address %s: %w", o, err))
-		}
+		a.forget.ForgetAddresses = append(a.forget.ForgetAddresses, o)
 	}
 }
 
@@ -139,6 +152,7 @@ func (a *apply) releaseAddresses(want []wantedAddress, present map[string]*linkA
 // interface that the agent did not add is left alone and not claimed: removing it later would
 // break whoever put it there.
 func (a *apply) claimAddresses(want []wantedAddress, present map[string]*linkAddresses) {
+	var claim []wantedAddress
 	for _, w := range want {
 		link, ok := present[w.addr.Interface]
 		if !ok || link.gone {
@@ -147,18 +161,24 @@ func (a *apply) claimAddresses(want []wantedAddress, present map[string]*linkAdd
 		if slices.ContainsFunc(link.prefixes, func(p netip.Prefix) bool { return p.Addr() == w.addr.Prefix.Addr() }) {
 			continue
 		}
-		if a.interrupted() {
-			return
-		}
-		if err := a.r.owned.RecordAddress(w.addr); err != nil {
-			a.directorErr(fmt.Errorf("record ownership of address %s: %w", w.addr, err))
-			continue
-		}
+		claim = append(claim, w)
+	}
+	if len(claim) == 0 || a.interrupted() {
+		return
+	}
+	// Recorded, all in one save, before any is added.
+	record := make([]state.Address, len(claim))
+	for i, w := range claim {
+		record[i] = w.addr
+	}
+	if err := a.r.owned.Commit(state.Changes{RecordAddresses: record}); err != nil {
+		a.directorErr(fmt.Errorf("record ownership of %d addresses: %w", len(record), err))
+		return
+	}
+	for _, w := range claim {
 		if err := a.r.addrs.AddAddress(w.addr.Interface, w.addr.Prefix); err != nil {
 			a.directorErr(fmt.Errorf("add address %s: %w", w.addr, err))
-			if ferr := a.r.owned.ForgetAddress(w.addr); ferr != nil {
-				a.directorErr(fmt.Errorf("forget address %s: %w", w.addr, ferr))
-			}
+			a.forget.ForgetAddresses = append(a.forget.ForgetAddresses, w.addr)
 			continue
 		}
 		a.addressDone("add-address", w.addr, w.cluster)

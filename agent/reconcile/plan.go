@@ -22,6 +22,14 @@ type clusterSpec struct {
 	// the agent owns a service with its (family, fwmark): that service, the kernel's mark rules
 	// for it and their VIPs stay as they are, rather than a working cluster being torn down.
 	kept bool
+
+	// cluster is what the spec was translated from: the same message next time means the same
+	// spec, without translating it again.
+	cluster *lvsctlv1.Cluster
+	// Where the reconcile left it: foreign, the kernel's service with its key is not the
+	// agent's (so it has neither rules nor VIPs); serving, its service is in the kernel (so
+	// its VIPs may be added).
+	foreign, serving bool
 }
 
 // plan translates the desired clusters, sorted by name. A cluster that cannot be translated is
@@ -31,17 +39,19 @@ func (a *apply) plan(desired *lvsctlv1.DesiredState) []*clusterSpec {
 	clusters := slices.Clone(desired.GetClusters())
 	slices.SortFunc(clusters, func(x, y *lvsctlv1.Cluster) int { return strings.Compare(x.GetName(), y.GetName()) })
 	var specs []*clusterSpec
-	byKey := map[dataplane.ServiceKey]string{}
+	byKey := make(map[dataplane.ServiceKey]string, len(clusters))
 	for _, c := range clusters {
-		s, err := translate(c)
+		s, err := a.translated(c)
 		if err != nil {
 			if s = a.keep(c); s == nil {
 				a.clusterErr(c.GetName(), fmt.Errorf("invalid cluster: %w", err))
 				continue
 			}
+			a.needFull = true // a delta cannot keep it: that needs the kernel's rules
 			a.clusterErr(c.GetName(), fmt.Errorf("invalid cluster: %w; keeping service %s, its mark rules and VIPs as they are", err, s.svc.ServiceKey))
 		}
 		if other, ok := byKey[s.svc.ServiceKey]; ok {
+			a.needFull = true // which cluster wins depends on every cluster's name
 			a.clusterErr(c.GetName(), fmt.Errorf("invalid cluster: fwmark %d %s is also used by cluster %q", s.svc.FWMark, s.svc.Family, other))
 			continue
 		}
@@ -51,6 +61,22 @@ func (a *apply) plan(desired *lvsctlv1.DesiredState) []*clusterSpec {
 	return specs
 }
 
+// translated is translate, reusing the last reconcile's spec of the same message: a resync
+// of 10,000 unchanged clusters parses no address.
+func (a *apply) translated(c *lvsctlv1.Cluster) (*clusterSpec, error) {
+	if m := a.r.mem; m != nil {
+		if old := m.specs[c.GetName()]; old != nil && old.cluster == c && !old.kept {
+			return &clusterSpec{name: old.name, svc: old.svc, dests: old.dests, rules: old.rules, vips: old.vips, cluster: c}, nil
+		}
+	}
+	s, err := translate(c)
+	if err != nil {
+		return nil, err
+	}
+	s.cluster = c
+	return s, nil
+}
+
 // keep returns the spec that keeps an untranslatable cluster's owned service, mark rules and
 // VIPs as the kernel has them, or nil when the agent owns no service the cluster can be.
 func (a *apply) keep(c *lvsctlv1.Cluster) *clusterSpec {
@@ -58,7 +84,7 @@ func (a *apply) keep(c *lvsctlv1.Cluster) *clusterSpec {
 	if !ok {
 		return nil
 	}
-	s := &clusterSpec{name: c.GetName(), svc: dataplane.Service{ServiceKey: key}, kept: true}
+	s := &clusterSpec{name: c.GetName(), svc: dataplane.Service{ServiceKey: key}, kept: true, cluster: c}
 	if !a.rulesRead {
 		a.rulesRead = true
 		var err error

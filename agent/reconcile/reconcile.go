@@ -22,15 +22,16 @@ import (
 
 // IPVS is the kernel's IPVS, as far as firewall-mark services go.
 type IPVS interface {
-	// Services lists the kernel's firewall-mark services (other services are ignored).
-	Services() ([]dataplane.Service, error)
-	AddService(dataplane.Service) error
-	UpdateService(dataplane.Service) error // edit in place: scheduler, timeout/persistent flag, netmask
-	DelService(dataplane.Service) error
+	// Stats dumps every firewall-mark service with its destinations (the counters are not used
+	// here): a full reconcile's one bulk read of IPVS.
+	Stats() ([]dataplane.ServiceStats, error)
+	// Destinations lists one service's destinations; a missing service is dataplane.ErrNotExist.
+	// A delta reads the services it names with it.
 	Destinations(dataplane.Service) ([]dataplane.Destination, error)
-	AddDestination(dataplane.Service, dataplane.Destination) error
-	UpdateDestination(dataplane.Service, dataplane.Destination) error
-	DelDestination(dataplane.Service, dataplane.Destination) error
+	// Batch makes the changes in order and returns one error per op (nil: made). Each op stands
+	// on its own: one after a failed one still runs. Services are edited in place
+	// (UpdateService: scheduler, timeout/persistent flag, netmask), never deleted and recreated.
+	Batch([]dataplane.Op) []error
 }
 
 // Firewall is the agent's own nftables table of mark rules (package nft): fixed rules that look
@@ -58,17 +59,16 @@ type Addresses interface {
 	DelAddress(iface string, p netip.Prefix) error
 }
 
-// Ownership records which kernel objects the agent created; *state.State implements it. Record
-// and Forget save before they return.
+// Ownership records which kernel objects the agent created; *state.State implements it.
+// Commit saves a batch of changes in one write: a reconcile records every service and address
+// it is about to create in one Commit before creating them, and forgets what it deleted or
+// failed to create in one more at the end, instead of a save per kernel object.
 type Ownership interface {
 	OwnsService(dataplane.ServiceKey) bool
 	OwnedServices() []dataplane.ServiceKey
-	RecordService(dataplane.ServiceKey) error
-	ForgetService(dataplane.ServiceKey) error
 	OwnsAddress(state.Address) bool
 	OwnedAddresses() []state.Address
-	RecordAddress(state.Address) error
-	ForgetAddress(state.Address) error
+	Commit(state.Changes) error
 }
 
 // Config is what a Reconciler works on. All fields but Logger are required.
@@ -88,8 +88,9 @@ type Result struct {
 	DirectorErrors []string
 }
 
-// Reconciler applies desired states to the kernel. Its Apply calls are serialized, so a
-// change-driven apply and the periodic resync may call it from different goroutines.
+// Reconciler applies desired states to the kernel. Its Apply and ApplyDelta calls are
+// serialized, so a change-driven apply and the periodic resync may call it from different
+// goroutines.
 type Reconciler struct {
 	log   *slog.Logger
 	ipvs  IPVS
@@ -98,6 +99,9 @@ type Reconciler struct {
 	owned Ownership
 
 	mu sync.Mutex
+	// mem is what the last Apply or ApplyDelta left, for the next ApplyDelta; nil before the
+	// first Apply.
+	mem *memory
 }
 
 // New returns a Reconciler. A nil Logger discards logs.
@@ -114,12 +118,13 @@ func New(cfg Config) *Reconciler {
 // desired is an empty one: everything the agent owns is removed, so callers must not call Apply
 // before they have a desired state (the controller's snapshot or the saved one).
 //
-// It never stops at an error: each is reported and the rest is still applied; the next Apply
-// retries what failed.
+// It reads the whole kernel back, in bulk (one dump of IPVS, one of the mark rules, the
+// addresses of the interfaces involved), so it also repairs drift. It never stops at an error:
+// each is reported and the rest is still applied; the next Apply retries what failed.
 func (r *Reconciler) Apply(ctx context.Context, desired *lvsctlv1.DesiredState, role *lvsctlv1.RoleAssignment) Result {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	a := &apply{r: r, ctx: ctx}
+	a := r.newApply(ctx)
 	if missing := r.missingConfig(); missing != "" {
 		a.directorErr(fmt.Errorf("reconcile: config has no %s", missing))
 		return a.res
@@ -127,6 +132,10 @@ func (r *Reconciler) Apply(ctx context.Context, desired *lvsctlv1.DesiredState, 
 	active := role.GetRole() == lvsctlv1.Role_ROLE_ACTIVE && role.GetGroup() == desired.GetGroup().GetName()
 	a.run(desired, active)
 	return a.res
+}
+
+func (r *Reconciler) newApply(ctx context.Context) *apply {
+	return &apply{r: r, ctx: ctx, errs: map[string][]*lvsctlv1.ClusterError{}}
 }
 
 func (r *Reconciler) missingConfig() string {
@@ -143,22 +152,33 @@ func (r *Reconciler) missingConfig() string {
 	return ""
 }
 
-// apply is the work of one Apply call.
+// apply is the work of one Apply or ApplyDelta call.
 type apply struct {
 	r       *Reconciler
 	ctx     context.Context
 	res     Result
 	stopped bool
+	// errs are this call's errors by cluster; they become the clusters' remembered errors.
+	errs map[string][]*lvsctlv1.ClusterError
+	// forget collects what is no longer owned, saved in one Commit at the end.
+	forget state.Changes
+	// quiet: this call makes so many changes that each is logged at debug level only, and
+	// their count at info level.
+	quiet bool
 	// The kernel's mark rules, read at most once, and only when a cluster must be kept as it
 	// is; rulesFrozen: they could not be read, so they must not be replaced either.
 	kernelRules []dataplane.MarkRule
 	rulesRead   bool
 	rulesFrozen bool
+	// needFull: the next delta must take the full path (clusters kept or clashing).
+	needFull bool
 }
 
 func (a *apply) clusterErr(cluster string, err error) {
 	a.r.log.Warn("reconcile failed", "cluster", cluster, "error", err)
-	a.res.ClusterErrors = append(a.res.ClusterErrors, &lvsctlv1.ClusterError{Cluster: cluster, Message: err.Error()})
+	ce := &lvsctlv1.ClusterError{Cluster: cluster, Message: err.Error()}
+	a.res.ClusterErrors = append(a.res.ClusterErrors, ce)
+	a.errs[cluster] = append(a.errs[cluster], ce)
 }
 
 func (a *apply) directorErr(err error) {
@@ -179,6 +199,17 @@ func (a *apply) interrupted() bool {
 	return false
 }
 
+// commitForgets saves what the call no longer owns.
+func (a *apply) commitForgets() {
+	if a.forget.Empty() {
+		return
+	}
+	if err := a.r.owned.Commit(a.forget); err != nil {
+		a.directorErr(fmt.Errorf("forget %d services and %d addresses: %w", len(a.forget.ForgetServices), len(a.forget.ForgetAddresses), err))
+	}
+	a.forget = state.Changes{}
+}
+
 // addressMode is what the address step may do this time.
 type addressMode int
 
@@ -196,8 +227,9 @@ const (
 // and destinations first, then the mark rules, then the VIPs; on the way out, VIPs go first,
 // then rules, then services.
 func (a *apply) run(desired *lvsctlv1.DesiredState, active bool) {
+	defer a.commitForgets()
 	specs := a.plan(desired)
-	desiredKeys := map[dataplane.ServiceKey]bool{}
+	desiredKeys := make(map[dataplane.ServiceKey]bool, len(specs))
 	for _, s := range specs {
 		desiredKeys[s.svc.ServiceKey] = true
 	}
@@ -206,7 +238,7 @@ func (a *apply) run(desired *lvsctlv1.DesiredState, active bool) {
 	if !active {
 		mode = addressesRelease
 	}
-	kernel, err := a.r.ipvs.Services()
+	kernel, err := a.r.ipvs.Stats()
 	ipvsOK := err == nil
 	if err != nil {
 		a.directorErr(fmt.Errorf("read IPVS services: %w", err))
@@ -220,52 +252,66 @@ func (a *apply) run(desired *lvsctlv1.DesiredState, active bool) {
 		// Which VIPs a kept cluster has is in the rules that could not be read.
 		mode = addressesFreeze
 	}
-	inKernel := map[dataplane.ServiceKey]dataplane.Service{}
-	for _, s := range kernel {
-		inKernel[s.ServiceKey] = s
+	inKernel := make(map[dataplane.ServiceKey]*dataplane.ServiceStats, len(kernel))
+	for i := range kernel {
+		inKernel[kernel[i].ServiceKey] = &kernel[i]
 	}
 
 	// Clusters whose service belongs to someone else get neither rules nor VIPs: marking their
 	// traffic would hand it to a service lvsctl does not manage.
 	var usable []*clusterSpec
-	serving := map[*clusterSpec]bool{}
+	var syncing []*clusterSpec
 	for _, s := range specs {
 		if s.kept {
-			_, serving[s] = inKernel[s.svc.ServiceKey]
-			usable = append(usable, s)
+			_, s.serving = inKernel[s.svc.ServiceKey]
 			continue
 		}
 		if ipvsOK {
-			if a.interrupted() {
-				return
-			}
-			switch a.syncService(s, inKernel) {
-			case serviceForeign:
-				continue
-			case serviceReady:
-				serving[s] = true
-			}
+			syncing = append(syncing, s)
 		}
-		usable = append(usable, s)
+	}
+	if ipvsOK {
+		if a.interrupted() {
+			a.remember(desired, active, specs, nil, nil)
+			return
+		}
+		a.syncServices(syncing, func(s *clusterSpec) (*dataplane.Service, []dataplane.Destination, bool) {
+			k, ok := inKernel[s.svc.ServiceKey]
+			if !ok {
+				return nil, nil, false
+			}
+			dests := make([]dataplane.Destination, len(k.Destinations))
+			for i, d := range k.Destinations {
+				dests[i] = d.Destination
+			}
+			return &k.Service, dests, true
+		})
+	}
+	for _, s := range specs {
+		if !s.foreign {
+			usable = append(usable, s)
+		}
 	}
 
 	if a.interrupted() {
+		a.remember(desired, active, specs, nil, nil)
 		return
 	}
 	var want []wantedAddress
 	if mode == addressesNormal {
-		want = a.wantedAddresses(desired.GetGroup(), usable, serving)
+		want = a.wantedAddresses(desired.GetGroup(), usable)
 	}
 	var present map[string]*linkAddresses
 	if mode != addressesFreeze {
-		present = a.readAddresses(want)
+		present = a.readAddresses(want, true)
 		a.releaseAddresses(want, present)
 	}
 
 	if a.interrupted() {
+		a.remember(desired, active, specs, nil, nil)
 		return
 	}
-	a.syncRules(usable)
+	rules := a.syncRules(usable)
 
 	if ipvsOK {
 		a.deleteServices(desiredKeys, inKernel)
@@ -274,4 +320,14 @@ func (a *apply) run(desired *lvsctlv1.DesiredState, active bool) {
 	if mode == addressesNormal && !a.interrupted() {
 		a.claimAddresses(want, present)
 	}
+	var wanted map[state.Address]int
+	if mode == addressesNormal {
+		wanted = map[state.Address]int{}
+		for _, w := range want {
+			wanted[w.addr] += w.refs
+		}
+	} else if active {
+		a.needFull = true
+	}
+	a.remember(desired, active, specs, rules, wanted)
 }

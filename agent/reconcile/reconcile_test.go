@@ -463,7 +463,7 @@ func TestIPVSUnavailable(t *testing.T) {
 	e := newEnv(t)
 	e.mustClean(t, desired(web()), active)
 	e.ipvs.FailWhen(func(o fake.Op) error {
-		if o.Name == "Services" {
+		if o.Name == "Stats" {
 			return fmt.Errorf("ip_vs module not loaded (modprobe ip_vs): %w", dataplane.ErrUnavailable)
 		}
 		return nil
@@ -488,7 +488,7 @@ func TestIPVSUnavailable(t *testing.T) {
 	e.ipvs.FailWhen(nil)
 	e.mustClean(t, desired(wms(), web()), active)
 	before := e.addrs.Dump()
-	e.ipvs.FailNext("Services", errors.New("netlink: transient"))
+	e.ipvs.FailNext("Stats", errors.New("netlink: transient"))
 	res, _ = e.apply(t, desired(web()), active)
 	if len(res.DirectorErrors) != 1 {
 		t.Errorf("director errors = %q", res.DirectorErrors)

@@ -346,3 +346,29 @@ func cmpUint32(a, b uint32) int {
 	}
 	return 0
 }
+
+// Batch makes the changes in order, one error per op (nil: made), each refused as the single
+// call would refuse it: a kernel given many requests in one send handles each on its own, so
+// an op after a failed one still runs (and fails too if it needed it).
+func (f *IPVS) Batch(ops []dataplane.Op) []error {
+	errs := make([]error, len(ops))
+	for i, op := range ops {
+		switch op.Kind {
+		case dataplane.AddService:
+			errs[i] = f.AddService(op.Service)
+		case dataplane.UpdateService:
+			errs[i] = f.UpdateService(op.Service)
+		case dataplane.DelService:
+			errs[i] = f.DelService(op.Service)
+		case dataplane.AddDestination:
+			errs[i] = f.AddDestination(op.Service, op.Dest)
+		case dataplane.UpdateDestination:
+			errs[i] = f.UpdateDestination(op.Service, op.Dest)
+		case dataplane.DelDestination:
+			errs[i] = f.DelDestination(op.Service, op.Dest)
+		default:
+			errs[i] = fmt.Errorf("%s: %w", op.Kind, syscall.EINVAL)
+		}
+	}
+	return errs
+}

@@ -1,0 +1,339 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/lvsctl/lvsctl/agent/dataplane"
+	"github.com/lvsctl/lvsctl/agent/state"
+	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
+)
+
+// memory is what the last reconcile applied, so a delta knows each cluster's old service,
+// destinations, rules and VIPs without reading the kernel.
+type memory struct {
+	group    *lvsctlv1.DirectorGroup
+	active   bool
+	clusters map[string]*lvsctlv1.Cluster // the desired clusters, as given
+	specs    map[string]*clusterSpec      // the clusters that have a spec (translated or kept)
+	byKey    map[dataplane.ServiceKey]string
+	rules    map[dataplane.MarkRule]int // how many clusters want each rule
+	// addrs counts the clusters (and the gateway) that want each address; nil when addresses
+	// were not managed normally (not ACTIVE, IPVS unreadable).
+	addrs map[state.Address]int
+	// errs are the clusters' errors, kept until a reconcile of the cluster has none: an ack
+	// after a delta that did not touch a failing cluster still reports it.
+	errs map[string][]*lvsctlv1.ClusterError
+	// full: the next delta takes the full path (the last reconcile had director errors, was
+	// interrupted, or has kept or clashing clusters).
+	full bool
+}
+
+// remember keeps what a full reconcile applied.
+func (a *apply) remember(desired *lvsctlv1.DesiredState, active bool, specs []*clusterSpec, rules map[dataplane.MarkRule]int, addrs map[state.Address]int) {
+	m := &memory{
+		group:    desired.GetGroup(),
+		active:   active,
+		clusters: make(map[string]*lvsctlv1.Cluster, len(desired.GetClusters())),
+		specs:    make(map[string]*clusterSpec, len(specs)),
+		byKey:    make(map[dataplane.ServiceKey]string, len(specs)),
+		rules:    rules,
+		addrs:    addrs,
+		errs:     a.errs,
+		full:     a.needFull || a.stopped || len(a.res.DirectorErrors) > 0 || rules == nil || (active && addrs == nil),
+	}
+	for _, c := range desired.GetClusters() {
+		m.clusters[c.GetName()] = c
+	}
+	for _, s := range specs {
+		m.specs[s.name] = s
+		m.byKey[s.svc.ServiceKey] = s.name
+	}
+	a.r.mem = m
+}
+
+// desiredAfter is the remembered desired state with the delta applied: what a delta that takes
+// the full path applies.
+func (m *memory) desiredAfter(d *lvsctlv1.Delta) *lvsctlv1.DesiredState {
+	next := &lvsctlv1.DesiredState{Group: m.group}
+	if g := d.GetGroup(); g != nil {
+		next.Group = g
+		if g.GetName() == "" {
+			next.Group = nil
+		}
+	}
+	clusters := make(map[string]*lvsctlv1.Cluster, len(m.clusters)+len(d.GetUpserted()))
+	for n, c := range m.clusters {
+		clusters[n] = c
+	}
+	for _, n := range d.GetDeleted() {
+		delete(clusters, n)
+	}
+	for _, c := range d.GetUpserted() {
+		clusters[c.GetName()] = c
+	}
+	for _, c := range clusters {
+		next.Clusters = append(next.Clusters, c)
+	}
+	slices.SortFunc(next.Clusters, func(a, b *lvsctlv1.Cluster) int { return strings.Compare(a.GetName(), b.GetName()) })
+	return next
+}
+
+// ApplyDelta makes the kernel match the last applied desired state changed by d, reconciling
+// only the clusters d names: one read of each named service's destinations, the IPVS changes
+// in one batch, the mark rules that appear or disappear in one transaction, and the addresses
+// only if the set of wanted VIPs changes. The other clusters are taken to be as the last
+// reconcile left them; drift there is the full Apply's to repair (the periodic resync).
+//
+// The full path is taken when the group or the role changes, when the last reconcile had
+// director errors (so a delta's ack never hides them), or when a cluster must be kept as the
+// kernel has it or clashes with another. ApplyDelta before any Apply reports a director error
+// and changes nothing.
+//
+// The Result's cluster errors are those of every cluster that has one, changed by d or not.
+func (r *Reconciler) ApplyDelta(ctx context.Context, d *lvsctlv1.Delta, role *lvsctlv1.RoleAssignment) Result {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	a := r.newApply(ctx)
+	if missing := r.missingConfig(); missing != "" {
+		a.directorErr(fmt.Errorf("reconcile: config has no %s", missing))
+		return a.res
+	}
+	m := r.mem
+	if m == nil {
+		a.directorErr(errors.New("reconcile: a delta before any desired state was applied"))
+		return a.res
+	}
+	group := m.group
+	if d.GetGroup() != nil {
+		group = d.GetGroup()
+	}
+	active := role.GetRole() == lvsctlv1.Role_ROLE_ACTIVE && role.GetGroup() == group.GetName()
+	if m.full || d.GetGroup() != nil || active != m.active || (active && m.group.GetVipInterface() == "") || !a.runDelta(d) {
+		a = r.newApply(ctx)
+		a.run(m.desiredAfter(d), active)
+	}
+	return a.res
+}
+
+// runDelta reconciles the clusters d names; false, having changed nothing, when the delta
+// needs the full path.
+func (a *apply) runDelta(d *lvsctlv1.Delta) bool {
+	defer a.commitForgets()
+	m := a.r.mem
+	now := map[string]*clusterSpec{} // the changed clusters' new specs; nil: none (deleted, invalid)
+	for _, n := range d.GetDeleted() {
+		now[n] = nil
+	}
+	for _, c := range d.GetUpserted() {
+		s, err := translate(c)
+		if err != nil {
+			if _, owned := a.ownedKeyOf(c); owned {
+				return false // kept as the kernel has it: that needs the kernel's rules
+			}
+			s = nil
+		} else {
+			s.cluster = c
+		}
+		now[c.GetName()] = s
+	}
+	names := make([]string, 0, len(now))
+	for n := range now {
+		if old := m.specs[n]; old != nil && old.kept {
+			return false
+		}
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	claimed := map[dataplane.ServiceKey]string{}
+	for _, n := range names {
+		s := now[n]
+		if s == nil {
+			continue
+		}
+		if other, ok := m.byKey[s.svc.ServiceKey]; ok && other != n {
+			if _, changing := now[other]; !changing {
+				return false // a clash: which cluster wins depends on every cluster
+			}
+		}
+		if _, ok := claimed[s.svc.ServiceKey]; ok {
+			return false
+		}
+		claimed[s.svc.ServiceKey] = n
+	}
+
+	// From here on the delta is applied. Invalid clusters are reported as the full path does.
+	for _, c := range d.GetUpserted() {
+		if now[c.GetName()] == nil {
+			_, err := translate(c)
+			a.clusterErr(c.GetName(), fmt.Errorf("invalid cluster: %w", err))
+		}
+	}
+	var olds, news, syncing []*clusterSpec
+	for _, n := range names {
+		if old := m.specs[n]; old != nil && !old.foreign {
+			olds = append(olds, old)
+		}
+		if s := now[n]; s != nil {
+			syncing = append(syncing, s)
+		}
+	}
+	if a.interrupted() {
+		return true
+	}
+
+	// Services and destinations: one read of each named service.
+	a.syncServices(syncing, func(s *clusterSpec) (*dataplane.Service, []dataplane.Destination, bool) {
+		dests, err := a.r.ipvs.Destinations(s.svc)
+		switch {
+		case errors.Is(err, dataplane.ErrNotExist):
+			return nil, nil, false
+		case err != nil:
+			// Treated as present and left as it is; the error stays with the cluster until
+			// a reconcile reads it.
+			a.clusterErr(s.name, fmt.Errorf("read destinations of service %s: %w", s.svc.ServiceKey, err))
+			svc := s.svc
+			return &svc, s.dests, true
+		}
+		// The service's settings are compared with what was last applied to it.
+		var cur *dataplane.Service
+		if old := m.specs[s.name]; old != nil && old.svc.ServiceKey == s.svc.ServiceKey && !old.foreign {
+			svc := old.svc
+			cur = &svc
+		}
+		return cur, dests, true
+	})
+	for _, s := range syncing {
+		if !s.foreign {
+			news = append(news, s)
+		}
+	}
+
+	// Addresses: only those whose count of wanting clusters rises from or falls to zero.
+	var claim, release []wantedAddress
+	if m.active {
+		claim, release = a.addressChanges(m, olds, news)
+	}
+	var present map[string]*linkAddresses
+	if len(claim)+len(release) > 0 && !a.interrupted() {
+		present = a.readAddresses(append(slices.Clone(claim), release...), false)
+		var owned []state.Address
+		for _, w := range release {
+			if a.r.owned.OwnsAddress(w.addr) {
+				owned = append(owned, w.addr)
+			}
+		}
+		a.release(owned, present)
+	}
+
+	if a.interrupted() {
+		a.rememberDelta(names, now, d)
+		return true
+	}
+	a.changeRules(m.rules, olds, news)
+
+	// Services no cluster wants any more: the old keys of changed clusters, not taken up.
+	var del []dataplane.ServiceKey
+	oldSvc := map[dataplane.ServiceKey]dataplane.Service{}
+	for _, old := range olds {
+		k := old.svc.ServiceKey
+		if _, ok := claimed[k]; ok || !a.r.owned.OwnsService(k) {
+			continue
+		}
+		del = append(del, k)
+		oldSvc[k] = old.svc
+	}
+	a.delServices(del, func(k dataplane.ServiceKey) dataplane.Service { return oldSvc[k] })
+
+	if len(claim) > 0 && !a.interrupted() {
+		a.claimAddresses(claim, present)
+	}
+	a.rememberDelta(names, now, d)
+	return true
+}
+
+// addressChanges moves the address counts from the old to the new specs of changed clusters,
+// and returns the addresses that become wanted and those no longer wanted.
+func (a *apply) addressChanges(m *memory, olds, news []*clusterSpec) (claim, release []wantedAddress) {
+	iface := m.group.GetVipInterface()
+	before := map[state.Address]int{}
+	cluster := map[state.Address]string{}
+	count := func(specs []*clusterSpec, by int) {
+		for _, s := range specs {
+			if !s.serving {
+				continue
+			}
+			for _, vip := range s.vips {
+				addr := state.Address{Interface: iface, Prefix: netip.PrefixFrom(vip, vip.BitLen())}
+				if _, ok := before[addr]; !ok {
+					before[addr] = m.addrs[addr]
+				}
+				m.addrs[addr] += by
+				if by > 0 {
+					cluster[addr] = s.name
+				}
+			}
+		}
+	}
+	count(olds, -1)
+	count(news, +1)
+	for addr, was := range before {
+		is := m.addrs[addr]
+		switch {
+		case was > 0 && is <= 0:
+			release = append(release, wantedAddress{addr: addr})
+		case was <= 0 && is > 0:
+			claim = append(claim, wantedAddress{addr: addr, cluster: cluster[addr]})
+		}
+		if is <= 0 {
+			delete(m.addrs, addr)
+		}
+	}
+	byAddr := func(x, y wantedAddress) int { return x.addr.Prefix.Addr().Compare(y.addr.Prefix.Addr()) }
+	slices.SortFunc(claim, byAddr)
+	slices.SortFunc(release, byAddr)
+	return claim, release
+}
+
+// rememberDelta updates the memory with the changed clusters.
+func (a *apply) rememberDelta(names []string, now map[string]*clusterSpec, d *lvsctlv1.Delta) {
+	m := a.r.mem
+	for _, n := range d.GetDeleted() {
+		delete(m.clusters, n)
+	}
+	for _, c := range d.GetUpserted() {
+		m.clusters[c.GetName()] = c
+	}
+	for _, n := range names {
+		if old := m.specs[n]; old != nil && m.byKey[old.svc.ServiceKey] == n {
+			delete(m.byKey, old.svc.ServiceKey)
+		}
+		delete(m.specs, n)
+		if s := now[n]; s != nil {
+			m.specs[n] = s
+			m.byKey[s.svc.ServiceKey] = n
+		}
+		if errs := a.errs[n]; len(errs) > 0 {
+			m.errs[n] = errs
+		} else {
+			delete(m.errs, n)
+		}
+	}
+	if a.stopped || len(a.res.DirectorErrors) > 0 {
+		m.full = true
+	}
+	// Every failing cluster's errors, in name order, not only this delta's.
+	failing := make([]string, 0, len(m.errs))
+	for n := range m.errs {
+		failing = append(failing, n)
+	}
+	slices.Sort(failing)
+	a.res.ClusterErrors = nil
+	for _, n := range failing {
+		a.res.ClusterErrors = append(a.res.ClusterErrors, m.errs[n]...)
+	}
+}
