@@ -62,9 +62,10 @@ func report(b *testing.B, cpu time.Duration, what string) {
 
 // BenchmarkApply10kClusters is the nftables benchmark, on the host kernel in a network
 // namespace: 10,000 clusters x 5 port ranges (50,000 elements) applied cold in one
-// transaction, then one cluster changed (its mark: 5 elements deleted, 5 added) through
-// ChangeMarkRules and through SetMarkRules (which reads the kernel's 50,000 elements first),
-// and the drift check's bulk read (MarkRules).
+// transaction, then one cluster changed (its mark: 5 elements deleted, 5 added, one of them a
+// range) through ChangeMarkRules and through SetMarkRules (which reads the kernel's 50,000
+// elements first), one cluster's single port moved through ChangeMarkRules, and the drift
+// check's bulk read (MarkRules).
 func BenchmarkApply10kClusters(b *testing.B) {
 	privileged(b, "ip")
 	cs := clusters(10000, benchPorts)
@@ -120,6 +121,33 @@ func BenchmarkApply10kClusters(b *testing.B) {
 			b.StopTimer()
 			_, add, del := toggle(i)
 			b.StartTimer()
+			c := cpuTime(b)
+			n, err := fw.ChangeMarkRules(add, del)
+			cpu += cpuTime(b) - c
+			if err != nil {
+				b.Fatal(err)
+			}
+			touched += n
+		}
+		report(b, cpu, "change")
+		b.ReportMetric(float64(touched)/float64(b.N), "elements/change")
+	})
+
+	// A cluster's single port moves (tcp 554 <-> 8554): the hash map alone changes.
+	b.Run("change-one-port/ChangeMarkRules", func(b *testing.B) {
+		fw, done := setup(b)
+		defer done()
+		from := cs[changed][0]
+		to := from
+		to.FirstPort, to.LastPort = 8554, 8554
+		touched := 0
+		var cpu time.Duration
+		b.ResetTimer()
+		for i := range b.N {
+			add, del := []dataplane.MarkRule{to}, []dataplane.MarkRule{from}
+			if i%2 == 1 {
+				add, del = del, add
+			}
 			c := cpuTime(b)
 			n, err := fw.ChangeMarkRules(add, del)
 			cpu += cpuTime(b) - c
