@@ -61,10 +61,8 @@ type transaction struct {
 	conn *nftables.Conn // encodes only: its "socket" is capture
 	nsFd int            // the namespace to send the batch in, or -1
 	// excl makes element additions fail on an element already there.
-	excl bool
-	// What the batch holds, to size the socket.
-	messages, queued, objects int
-	batch                     []netlink.Message // captured by Flush
+	excl  bool
+	batch []netlink.Message // captured by Flush
 }
 
 // begin starts a transaction in the Firewall's namespace.
@@ -96,8 +94,6 @@ func (tx *transaction) elements(set *nftables.Set, elems []nftables.SetElement, 
 		if err := do(set, chunk); err != nil {
 			return fmt.Errorf("nft: %s %d elements of map %s: %w", op, len(chunk), set.Name, err)
 		}
-		tx.messages++
-		tx.queued += len(chunk)
 	}
 	return nil
 }

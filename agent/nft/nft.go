@@ -1,7 +1,7 @@
 // Package nft keeps the agent's firewall-mark rules in the kernel's nftables: one table,
-// `inet lvsctl`, with one fixed base chain, `prerouting`, whose two fixed rules look the
-// packet's destination address, protocol and port up in a map per address family and set the
-// mark found there, so IPVS firewall-mark services see the packets. A MarkRule is one map
+// `inet lvsctl`, with one fixed base chain, `prerouting`, whose four fixed rules look the
+// packet's destination address, protocol and port up in maps (single ports and port ranges,
+// IPv4 and IPv6) and set the mark found there, so IPVS firewall-mark services see the packets. A MarkRule is one map
 // element (see layout.go). The agent owns that table and nothing else: it never reads or
 // changes any other table. Every change is one nftables transaction, however large.
 package nft
@@ -294,7 +294,8 @@ func (f *Firewall) MarkRules() ([]dataplane.MarkRule, error) {
 }
 
 // holds reports whether the kernel's elements are exactly those of the rules last set: then
-// MarkRules returns those rules, a port inside a range of the same mark included.
+// MarkRules returns those rules as they were given, overlapping ranges of one mark included
+// (the kernel holds their union).
 func (f *Firewall) holds(s state, found []dataplane.MarkRule) bool {
 	if f.model == nil || len(s.legacy) > 0 || s.rebuild || len(found) != len(f.elems) {
 		return false
@@ -312,7 +313,8 @@ func compare(a, b dataplane.MarkRule) int {
 		cmp.Compare(a.FirstPort, b.FirstPort), cmp.Compare(a.LastPort, b.LastPort), cmp.Compare(a.Mark, b.Mark))
 }
 
-// group is the rules of one VIP and protocol: the map holds their ports without overlaps.
+// group is the rules of one VIP and protocol: the interval map holds their ranges without
+// overlaps.
 type group struct {
 	vip   netip.Addr
 	proto dataplane.Protocol
@@ -399,8 +401,9 @@ func elementsOf(l logical) ([]dataplane.MarkRule, error) {
 // absent, and rebuilds the table, in the same single transaction, when someone changed it in
 // a way it cannot repair in place (chain or map attributes, chains or maps it did not make).
 // A transaction that only repairs structure counts 1, so 0 always means nothing was sent.
-// Rules of one VIP and protocol whose ports overlap share one element when their marks are
-// equal (see elements; the count is of elements) and are refused when they differ.
+// A port may lie inside a range of its mark; overlapping ranges of one VIP, protocol and mark
+// share one element (see elements; the count is of elements); ports that overlap with
+// different marks are refused.
 func (f *Firewall) SetMarkRules(rules []dataplane.MarkRule) (int, error) {
 	model, err := desired("mark rule", rules)
 	if err != nil {
@@ -481,13 +484,11 @@ func (f *Firewall) SetMarkRules(rules []dataplane.MarkRule) (int, error) {
 			if err := tx.conn.AddSet(sets[m], nil); err != nil {
 				return 0, fmt.Errorf("nft: add map %s: %w", m.name, err)
 			}
-			tx.objects++
 		}
 	}
 	if !s.rebuild {
 		for _, r := range s.foreign {
 			_ = tx.conn.DelRule(r) // fails only for handle 0, excluded above
-			tx.objects++
 		}
 		// Deletions first: an element whose mark changes is deleted and added with the same
 		// key, and the add must not find the old one.
@@ -510,7 +511,6 @@ func (f *Firewall) SetMarkRules(rules []dataplane.MarkRule) (int, error) {
 	for _, m := range markMaps {
 		if s.rebuild || !s.ruleExists[m] {
 			tx.conn.AddRule(m.newRule(f.chain))
-			tx.objects++
 		}
 	}
 	what := fmt.Sprintf("transaction adding %d and deleting %d elements, deleting %d foreign rules", len(add), len(del), len(s.foreign))
@@ -537,9 +537,9 @@ func (f *Firewall) forget() { f.model, f.elems = nil, nil }
 
 // ChangeMarkRules deletes del and adds add in one nftables transaction without reading the
 // table, so its cost is that of the change, and returns how many map elements it added plus
-// deleted. It works from the rules the last SetMarkRules set and the changes since: rules of
-// one VIP and protocol with overlapping ports share an element (see SetMarkRules), so only a
-// group's elements tell what to change.
+// deleted. It works from the rules the last SetMarkRules set and the changes since: ranges of
+// one VIP, protocol and mark that overlap share an element (see elements), so the elements of
+// the rules' VIP and protocol, before and after, tell what to change.
 //
 // All or nothing: before anything is sent, a del that is not among the rules set, or any call
 // before a SetMarkRules succeeded, fails with an error wrapping dataplane.ErrNotExist, and an
