@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"context"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -90,6 +91,36 @@ func BenchmarkApply10kClusters(b *testing.B) {
 		}
 		report(b, cpu, "apply")
 		b.ReportMetric(float64(len(all)), "elements/apply")
+	})
+
+	// As in the agent, whose watch follows the table: the kernel then also builds a
+	// notification per element inside the transaction, and the watch reads them.
+	b.Run("cold-watched", func(b *testing.B) {
+		var cpu time.Duration
+		for range b.N {
+			b.StopTimer()
+			fw, done := benchFirewall(b)
+			ctx, cancel := context.WithCancel(context.Background())
+			changes, err := fw.Watch(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			c := cpuTime(b)
+			n, err := fw.SetMarkRules(all)
+			<-changes // the watch has read the transaction's notifications
+			cpu += cpuTime(b) - c
+			b.StopTimer()
+			if err != nil || n != len(all) {
+				b.Fatalf("SetMarkRules = %d, %v; want %d", n, err, len(all))
+			}
+			cancel()
+			for range changes {
+			}
+			done()
+			b.StartTimer()
+		}
+		report(b, cpu, "apply")
 	})
 
 	// toggle returns the state with cluster `changed` on mark 9999 or back on its own.

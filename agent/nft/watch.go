@@ -94,6 +94,9 @@ func (m *monitor) Follow(ctx context.Context, out chan<- struct{}) {
 			return
 		}
 		for _, msg := range msgs {
+			if ours && msg.Header.Type&0xff != unix.NFT_MSG_NEWGEN {
+				continue // decided: a cold apply's 50,000 element notifications need no decoding
+			}
 			switch concerns(msg) {
 			case endOfTransaction:
 				if ours {
