@@ -101,3 +101,36 @@ func BenchmarkApplyOneCluster(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkApplyTenThousandClusters: one Apply creating 10,000 clusters of 10 real servers
+// each (one etcd transaction) into an empty store.
+func BenchmarkApplyTenThousandClusters(b *testing.B) {
+	const n = 10000
+	objs := []*lvsctlv1.Object{group("edge-1", "dir-a", "dir-b")}
+	size := 0
+	for i := range n {
+		objs = append(objs, &lvsctlv1.Object{Kind: &lvsctlv1.Object_Cluster{Cluster: benchCluster(i)}})
+		size += proto.Size(objs[len(objs)-1])
+	}
+	var cpu time.Duration
+	var wall time.Duration
+	for b.Loop() {
+		b.StopTimer()
+		st := storetest.Start(b)
+		s := NewServer(st, storetest.Cache(b, st), slog.New(slog.DiscardHandler))
+		cpu0, start := processCPU(b), time.Now()
+		b.StartTimer()
+		resp, err := s.Apply(context.Background(), &lvsctlv1.ApplyRequest{Objects: objs})
+		if err != nil {
+			b.Fatal(err)
+		}
+		wall += time.Since(start)
+		cpu += processCPU(b) - cpu0
+		if len(resp.GetPlans()) != 1 || len(resp.GetPlans()[0].GetChanges()) != n+1 {
+			b.Fatalf("plans: %d groups", len(resp.GetPlans()))
+		}
+	}
+	b.ReportMetric(float64(wall.Milliseconds())/float64(b.N), "ms/apply")
+	b.ReportMetric(float64(cpu.Milliseconds())/float64(b.N), "cpu-ms/op")
+	b.ReportMetric(float64(size)/(1<<20), "MiB-request")
+}

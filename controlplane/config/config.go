@@ -218,6 +218,11 @@ func (s *Server) apply(ctx context.Context, req *lvsctlv1.ApplyRequest) (*lvsctl
 	}
 	resp.Revision = ch.rev
 	if req.GetDryRun() || len(ch.write.Puts) == 0 {
+		// Nothing is written, so no conditional write confirms what the cache showed: ask
+		// etcd whether it is the latest (and fail as the write would with etcd down).
+		if rev, err := s.current(ctx, ch.head); err != nil {
+			return nil, rev, err
+		}
 		return resp, 0, nil
 	}
 	rev, err := s.commit(ctx, ch)
@@ -528,6 +533,19 @@ func gatewayString(g *lvsctlv1.Gateway) string {
 	return g.GetAddress() + " on " + g.GetInterface()
 }
 
+// current confirms that head, which the cache showed, is still etcd's head: ErrConflict
+// with etcd's revision when the cache is behind, for the caller to wait for it and retry.
+func (s *Server) current(ctx context.Context, head int64) (int64, error) {
+	rev, h, err := s.store.Head(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if h != head {
+		return rev, fmt.Errorf("%w: the cache is behind etcd (head %d, etcd's %d)", store.ErrConflict, head, h)
+	}
+	return 0, nil
+}
+
 // commit writes the change, rewriting the generation key of every group whose directors'
 // desired state changed and that still exists, and returns the new revision. On a conflict
 // the revision is etcd's current one, for the cache to reach before the next attempt.
@@ -552,29 +570,35 @@ func (s *Server) commit(ctx context.Context, ch *change) (int64, error) {
 	return rev, err
 }
 
-// Get returns one object.
+// Get returns one object, from the cache once etcd confirms the cache shows its latest write.
 func (s *Server) Get(ctx context.Context, req *lvsctlv1.GetRequest) (*lvsctlv1.GetResponse, error) {
-	snap, err := s.store.Load(ctx)
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	o, err := find(snap, req.GetKind(), req.GetName())
+	o, err := retry(ctx, s, "get", func() (*lvsctlv1.Object, int64, error) {
+		_, head := s.cache.Revision()
+		o, err := s.find(req.GetKind(), req.GetName())
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return nil, 0, err
+		}
+		if rev, cerr := s.current(ctx, head); cerr != nil {
+			return nil, rev, cerr
+		}
+		return o, 0, err
+	})
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	return &lvsctlv1.GetResponse{Object: o}, nil
 }
 
-func find(snap *store.Snapshot, kind lvsctlv1.Kind, name string) (*lvsctlv1.Object, error) {
+func (s *Server) find(kind lvsctlv1.Kind, name string) (*lvsctlv1.Object, error) {
 	switch kind {
 	case lvsctlv1.Kind_KIND_CLUSTER:
-		if c, ok := snap.Clusters[name]; ok {
-			return &lvsctlv1.Object{Kind: &lvsctlv1.Object_Cluster{Cluster: c}}, nil
+		if c, ok := s.cache.Cluster(name); ok {
+			return &lvsctlv1.Object{Kind: &lvsctlv1.Object_Cluster{Cluster: proto.CloneOf(c)}}, nil
 		}
 		return nil, fmt.Errorf("cluster %q: %w", name, ErrNotFound)
 	case lvsctlv1.Kind_KIND_GROUP:
-		if g, ok := snap.Groups[name]; ok {
-			return &lvsctlv1.Object{Kind: &lvsctlv1.Object_Group{Group: g}}, nil
+		if g, ok := s.cache.Group(name); ok {
+			return &lvsctlv1.Object{Kind: &lvsctlv1.Object_Group{Group: proto.CloneOf(g)}}, nil
 		}
 		return nil, fmt.Errorf("group %q: %w", name, ErrNotFound)
 	}
@@ -657,6 +681,9 @@ func (s *Server) delete(ctx context.Context, req *lvsctlv1.DeleteRequest) (*lvsc
 	// group in use was refused above.
 	resp := &lvsctlv1.DeleteResponse{Revision: ch.rev, Plans: ch.plans()}
 	if req.GetDryRun() {
+		if rev, err := s.current(ctx, ch.head); err != nil {
+			return nil, rev, err
+		}
 		return resp, 0, nil
 	}
 	rev, err := s.commit(ctx, ch)

@@ -247,6 +247,20 @@ func (s *Store) Load(ctx context.Context) (*Snapshot, error) {
 	return snap, nil
 }
 
+// Head reads the head key: etcd's current revision and the head's mod_revision (0: never
+// written). One small linearizable read tells a cached reader whether it shows the latest
+// write, without loading anything.
+func (s *Store) Head(ctx context.Context) (rev, head int64, err error) {
+	resp, err := s.client.Get(ctx, headKey)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%w: reading %s: %w", ErrUnavailable, headKey, err)
+	}
+	if len(resp.Kvs) > 0 {
+		head = resp.Kvs[0].ModRevision
+	}
+	return resp.Header.Revision, head, nil
+}
+
 // Write is one atomic change: every condition must hold, then every op is applied.
 type Write struct {
 	// Head is the head revision the writer read (Snapshot.Head); the write fails with
