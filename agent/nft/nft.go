@@ -413,7 +413,6 @@ func (f *Firewall) SetMarkRules(rules []dataplane.MarkRule) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("nft: mark rules: %w", err)
 	}
-	slices.SortFunc(want, compare)
 
 	f.mu.Lock()
 	defer f.mu.Unlock()
