@@ -1,7 +1,9 @@
 // Package ipvs programs the kernel's IP Virtual Server: the agent's firewall-mark services and
-// their real servers, and the connection counts and counters IPVS keeps for them. Changes go
-// through github.com/moby/ipvs; reads use this package's own generic-netlink dumps, since
-// moby/ipvs decodes neither persistent-connection counts nor the 64-bit counters.
+// their real servers, and the connection counts and counters IPVS keeps for them. Single
+// changes go through github.com/moby/ipvs; batches (Batch: many requests a send, the replies
+// matched by sequence number) and reads use this package's own generic-netlink messages, since
+// moby/ipvs sends one request at a time and decodes neither persistent-connection counts nor
+// the 64-bit counters.
 package ipvs
 
 import (
@@ -9,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	mobyipvs "github.com/moby/ipvs"
@@ -42,6 +45,10 @@ type Kernel struct {
 	// exchange sends one request on sock and returns the replies; a test gives a Kernel its
 	// own to see the requests it makes.
 	exchange func(*nl.NetlinkRequest) ([][]byte, error)
+	// sendBatch sends whole netlink messages at once and returns the error code of each
+	// sequence number answered, until the last one's ack; tests replace it too.
+	sendBatch func(buf []byte, last uint32) (map[uint32]syscall.Errno, error)
+	seq       uint32 // the batches' sequence numbers
 }
 
 // New opens IPVS in the chosen network namespace. A kernel without IPVS gives an error
@@ -73,6 +80,8 @@ func New(opts ...Option) (*Kernel, error) {
 		req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_GENERIC: k.sock}
 		return req.Execute(unix.NETLINK_GENERIC, 0)
 	}
+	k.sendBatch = k.sendBatchOnSocket
+	tuneSocket(sock.GetFd())
 	if k.family, err = k.resolveFamily(); err != nil {
 		sock.Close()
 		return nil, err
@@ -386,29 +395,4 @@ func (k *Kernel) UpdateDestination(s dataplane.Service, d dataplane.Destination)
 // DelDestination removes a real server; a missing one is ErrNotExist.
 func (k *Kernel) DelDestination(s dataplane.Service, d dataplane.Destination) error {
 	return k.destination("delete", s, d, k.handle.DelDestination)
-}
-
-// Batch makes the changes in order, one error per op (nil: made); each op stands on its own,
-// as the single calls do.
-func (k *Kernel) Batch(ops []dataplane.Op) []error {
-	errs := make([]error, len(ops))
-	for i, op := range ops {
-		switch op.Kind {
-		case dataplane.AddService:
-			errs[i] = k.AddService(op.Service)
-		case dataplane.UpdateService:
-			errs[i] = k.UpdateService(op.Service)
-		case dataplane.DelService:
-			errs[i] = k.DelService(op.Service)
-		case dataplane.AddDestination:
-			errs[i] = k.AddDestination(op.Service, op.Dest)
-		case dataplane.UpdateDestination:
-			errs[i] = k.UpdateDestination(op.Service, op.Dest)
-		case dataplane.DelDestination:
-			errs[i] = k.DelDestination(op.Service, op.Dest)
-		default:
-			errs[i] = fmt.Errorf("ipvs: %s: not an IPVS change", op.Kind)
-		}
-	}
-	return errs
 }

@@ -198,3 +198,102 @@ func TestKernelRoundTrip(t *testing.T) {
 		t.Errorf("AddDestination to a deleted service: %v, want ErrNotExist", err)
 	}
 }
+
+// TestKernelBatch drives Batch against a real IPVS (the VM lab): each refusal lands on its own
+// op and the rest is made, and a cold start's worth of changes (1,000 services of 10 reals,
+// several sends) reads back whole.
+func TestKernelBatch(t *testing.T) {
+	privileged(t)
+	if !kernelHasIPVS() {
+		if os.Getenv("LVSCTL_REQUIRE_IPVS") == "1" {
+			t.Fatal("IPVS is not loaded (LVSCTL_REQUIRE_IPVS=1): modprobe ip_vs ip_vs_wlc ip_vs_rr")
+		}
+		t.Skip("this kernel has no IPVS loaded; the VM lab runs this test")
+	}
+	k, err := New(WithNetNSPath(netnsPath(t)))
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	defer k.Close()
+
+	svc := dataplane.Service{ServiceKey: dataplane.ServiceKey{Family: dataplane.IPv4, FWMark: 16}, Scheduler: "wlc", Timeout: 600, NetmaskBits: 24}
+	missing := dataplane.Service{ServiceKey: dataplane.ServiceKey{Family: dataplane.IPv4, FWMark: 17}, Scheduler: "rr", NetmaskBits: 32}
+	real1 := dataplane.Destination{Address: netip.MustParseAddr("198.51.100.1"), Weight: 100, Forward: dataplane.ForwardMasq}
+	real2 := dataplane.Destination{Address: netip.MustParseAddr("198.51.100.2"), Weight: 50, Forward: dataplane.ForwardRoute}
+	reweighted := real2
+	reweighted.Weight = 7
+	edited := svc
+	edited.Scheduler, edited.Timeout, edited.NetmaskBits = "rr", 0, 32
+	ops := []dataplane.Op{
+		{Kind: dataplane.AddService, Service: svc},
+		{Kind: dataplane.AddDestination, Service: svc, Dest: real1},
+		{Kind: dataplane.AddDestination, Service: svc, Dest: real2},
+		{Kind: dataplane.AddService, Service: svc},                      // 3: exists
+		{Kind: dataplane.AddDestination, Service: missing, Dest: real1}, // 4: no such service
+		{Kind: dataplane.DelDestination, Service: svc, Dest: dataplane.Destination{Address: netip.MustParseAddr("198.51.100.9"), Forward: dataplane.ForwardMasq}}, // 5: no such real
+		{Kind: dataplane.UpdateDestination, Service: svc, Dest: reweighted},
+		{Kind: dataplane.UpdateService, Service: edited},
+	}
+	errs := k.Batch(ops)
+	for i, err := range errs {
+		var want error
+		switch i {
+		case 3:
+			want = dataplane.ErrExist
+		case 4, 5:
+			want = dataplane.ErrNotExist
+		}
+		if (want == nil && err != nil) || (want != nil && !errors.Is(err, want)) {
+			t.Errorf("op %d (%s): %v, want %v", i, ops[i].Kind, err, want)
+		}
+	}
+	if got, err := k.Services(); err != nil || !slices.Equal(got, []dataplane.Service{edited}) {
+		t.Errorf("Services() = %v, %v; want [%v]", got, err, edited)
+	}
+	got, err := k.Destinations(edited)
+	slices.SortFunc(got, func(a, b dataplane.Destination) int { return a.Address.Compare(b.Address) })
+	if want := []dataplane.Destination{real1, reweighted}; err != nil || !slices.Equal(got, want) {
+		t.Errorf("Destinations() = %v, %v; want %v", got, err, want)
+	}
+
+	// A cold start: 1,000 services of 10 reals in one Batch, then all deleted in another.
+	ops = ops[:0]
+	var dels []dataplane.Op
+	for i := range 1000 {
+		s := dataplane.Service{ServiceKey: dataplane.ServiceKey{Family: dataplane.IPv4, FWMark: uint32(1000 + i)}, Scheduler: "wlc", NetmaskBits: 32}
+		ops = append(ops, dataplane.Op{Kind: dataplane.AddService, Service: s})
+		for j := range 10 {
+			d := dataplane.Destination{Address: netip.AddrFrom4([4]byte{198, 51, 100, byte(10 + j)}), Weight: uint32(i%100 + 1), Forward: dataplane.ForwardMasq}
+			ops = append(ops, dataplane.Op{Kind: dataplane.AddDestination, Service: s, Dest: d})
+		}
+		dels = append(dels, dataplane.Op{Kind: dataplane.DelService, Service: s})
+	}
+	for i, err := range k.Batch(ops) {
+		if err != nil {
+			t.Fatalf("cold start op %d (%s %s): %v", i, ops[i].Kind, ops[i].Service.ServiceKey, err)
+		}
+	}
+	stats, err := k.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, dests := 0, 0
+	for _, s := range stats {
+		if s.FWMark >= 1000 {
+			n++
+			dests += len(s.Destinations)
+		}
+	}
+	if n != 1000 || dests != 10000 {
+		t.Errorf("after the batch the kernel has %d services and %d reals, want 1000 and 10000", n, dests)
+	}
+	dels = append(dels, dataplane.Op{Kind: dataplane.DelService, Service: edited})
+	for i, err := range k.Batch(dels) {
+		if err != nil {
+			t.Errorf("delete op %d: %v", i, err)
+		}
+	}
+	if got, err := k.Services(); err != nil || len(got) != 0 {
+		t.Errorf("Services() after deleting all = %v, %v; want none", got, err)
+	}
+}

@@ -5,7 +5,7 @@
 # here they run as root in a fresh network namespace with
 # LVSCTL_REQUIRE_IPVS=1 and LVSCTL_REQUIRE_PRIVILEGED=1, which turn those
 # skips into failures. The scenario passes only if the test binary passes
-# and TestKernelRoundTrip actually ran and passed.
+# and TestKernelRoundTrip and TestKernelBatch actually ran and passed.
 . ./lib.sh
 
 step "The agent's IPVS backend tests, in a fresh namespace of a kernel with IPVS"
@@ -18,6 +18,8 @@ sed 's/^/    /' /tmp/ipvs-test.out
 expect_eq "the test binary exits 0" 0 "$rc"
 expect_eq "TestKernelRoundTrip ran and passed" "--- PASS: TestKernelRoundTrip" \
 	"$(grep -E -- '^--- (PASS|FAIL|SKIP): TestKernelRoundTrip( |$)' /tmp/ipvs-test.out | sed 's/ (.*//')"
+expect_eq "TestKernelBatch (many requests a send, replies matched by sequence number) ran and passed" "--- PASS: TestKernelBatch" \
+	"$(grep -E -- '^--- (PASS|FAIL|SKIP): TestKernelBatch( |$)' /tmp/ipvs-test.out | sed 's/ (.*//')"
 expect_eq "no test skipped but the no-IPVS one (this kernel has IPVS)" "--- SKIP: TestNewWithoutIPVS" \
 	"$(grep -E -- '^ *--- SKIP: ' /tmp/ipvs-test.out | sed 's/ (.*//; s/^ *//')"
 expect_eq "the test left no IPVS service in namespace t" "" "$(on t ipvsadm -Sn)"
