@@ -545,8 +545,9 @@ func (f *Firewall) forget() { f.model, f.elems = nil, nil }
 // add that is there already or overlaps a rule of another mark with one wrapping
 // dataplane.ErrExist. The kernel then checks each element: one that is not there (someone
 // deleted it) or is there already fails the transaction the same way, and the kernel is left
-// unchanged. The caller then falls back to SetMarkRules, which reads the kernel. Deletions
-// happen first, so a rule whose mark changes may be in both lists.
+// unchanged. The caller then falls back to SetMarkRules, which reads the kernel; until one
+// succeeds, ChangeMarkRules refuses with ErrNotExist, as the kernel is not what it knows.
+// Deletions happen first, so a rule whose mark changes may be in both lists.
 func (f *Firewall) ChangeMarkRules(add, del []dataplane.MarkRule) (int, error) {
 	adds, err := desired("add", add)
 	if err != nil {
