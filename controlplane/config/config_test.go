@@ -292,3 +292,26 @@ func TestFreedMarkIsReused(t *testing.T) {
 		t.Errorf("marks of d and e: %v, want [1 4] (a's freed 1, then the next after c's 3)", got)
 	}
 }
+
+// TestWriteBehindTheCacheIsSeen: a write that reached etcd but not yet the cache (another
+// writer, straight to the store) cannot be overwritten or ignored: the conditional write
+// fails, the cache catches up, and the apply is checked again against it.
+func TestWriteBehindTheCacheIsSeen(t *testing.T) {
+	s, st := newServer(t)
+	apply(t, s, group("edge-1", "dir-a"))
+	for i := range 20 {
+		_, head, err := st.Head(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		other := cluster(fmt.Sprintf("other%d", i), "edge-1", "192.0.2.10", uint32(1000+i)).GetCluster()
+		other.Fwmark = uint32(100 + i)
+		if _, err := st.Commit(context.Background(), store.Write{Head: head, Puts: map[string]proto.Message{store.ClusterKey(other.GetName()): other}}); err != nil {
+			t.Fatal(err)
+		}
+		_, err = s.Apply(context.Background(), &lvsctlv1.ApplyRequest{Objects: []*lvsctlv1.Object{cluster(fmt.Sprintf("mine%d", i), "edge-1", "192.0.2.10", uint32(1000+i))}})
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), fmt.Sprintf("already used by cluster %q", other.GetName())) {
+			t.Fatalf("claiming a port just written behind the cache: %v, want the clash with %s named", err, other.GetName())
+		}
+	}
+}

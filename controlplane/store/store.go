@@ -11,6 +11,8 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
@@ -306,6 +308,9 @@ func (s *Store) Commit(ctx context.Context, w Write) (int64, error) {
 		return 0, fmt.Errorf("%w: etcd refused %d operations in one transaction (its --max-txn-ops, 128 by default): apply fewer objects at once", ErrTooLarge, max(len(ops), len(cmps)))
 	case errors.Is(err, rpctypes.ErrRequestTooLarge):
 		return 0, fmt.Errorf("%w: etcd refused a request of %d operations as too large (its --max-request-bytes, 1.5 MiB by default): apply fewer objects at once", ErrTooLarge, len(ops))
+	case status.Code(err) == codes.ResourceExhausted:
+		// The etcd client's send limit (2 MiB unless raised) or etcd's gRPC receive limit.
+		return 0, fmt.Errorf("%w: a request of %d operations is larger than the etcd client or server takes (%v): apply fewer objects at once", ErrTooLarge, len(ops), status.Convert(err).Message())
 	case err != nil && ctx.Err() != nil:
 		return 0, fmt.Errorf("writing: %w", ctx.Err())
 	case err != nil:
