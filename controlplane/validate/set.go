@@ -11,6 +11,9 @@ import (
 // Set checks the rules between objects of a whole desired state (what the store would hold
 // after a change). It does not repeat Object's checks: run Object on each changed object first.
 // Fields that Object would refuse (bad addresses, reversed ranges) are skipped here.
+// Its cost follows the number of objects given: lvsctl runs it over a manifest for early
+// feedback, while the controller runs Written over the objects a write changes, against
+// indexes of the store, which reports the same errors for them.
 func Set(objs []*lvsctlv1.Object) error {
 	var errs []error
 	fail := func(kind, name, path, format string, args ...any) {
