@@ -3,6 +3,7 @@ package fake
 import (
 	"fmt"
 	"maps"
+	"net/netip"
 	"slices"
 	"strings"
 	"syscall"
@@ -22,13 +23,24 @@ import (
 // dataplane.ErrNotExist so the caller falls back to SetMarkRules.
 type Firewall struct {
 	recorder
-	rules map[dataplane.MarkRule]struct{}
-	known bool // a SetMarkRules succeeded and no transaction failed since
+	// groups are the rules by VIP and protocol: elements, overlaps and changes never reach
+	// past one, so ChangeMarkRules costs what the change touches, as the real one does.
+	groups map[ruleGroup]ruleSet
+	known  bool // a SetMarkRules succeeded and no transaction failed since
 }
+
+type ruleGroup struct {
+	vip   netip.Addr
+	proto dataplane.Protocol
+}
+
+type ruleSet = map[dataplane.MarkRule]struct{}
+
+func groupOf(r dataplane.MarkRule) ruleGroup { return ruleGroup{r.VIP, r.Protocol} }
 
 // NewFirewall returns a Firewall with no rules.
 func NewFirewall() *Firewall {
-	return &Firewall{rules: map[dataplane.MarkRule]struct{}{}}
+	return &Firewall{groups: map[ruleGroup]ruleSet{}}
 }
 
 // MarkRules lists the rules, sorted.
@@ -52,25 +64,38 @@ func (f *Firewall) SetMarkRules(rules []dataplane.MarkRule) (int, error) {
 		f.known = false
 		return 0, err
 	}
-	want := map[dataplane.MarkRule]struct{}{}
+	want := map[ruleGroup]ruleSet{}
 	for i, r := range rules {
 		if err := validRule(r); err != nil {
 			// nftables refuses the whole transaction when one element is bad.
 			return 0, fmt.Errorf("set mark rules: rule %d (%s): %w", i, r, err)
 		}
 		r.VIP = r.VIP.Unmap()
-		want[r] = struct{}{}
+		g := groupOf(r)
+		if want[g] == nil {
+			want[g] = ruleSet{}
+		}
+		want[g][r] = struct{}{}
 	}
-	changed, err := elementChanges(f.rules, want)
-	if err != nil {
-		return 0, fmt.Errorf("set mark rules: %w", err)
+	changed := 0
+	for g := range want {
+		n, err := elementChanges(f.groups[g], want[g])
+		if err != nil {
+			return 0, fmt.Errorf("set mark rules: %w", err)
+		}
+		changed += n
+	}
+	for g, s := range f.groups {
+		if want[g] == nil {
+			n, _ := elementChanges(s, nil) // deleting cannot overlap
+			changed += n
+		}
 	}
 	f.known = true
+	f.groups = want // also when no element changed: the rules that share them may differ
 	if changed == 0 {
-		f.rules = want // equal elements; the rules that share them may differ
 		return 0, nil
 	}
-	f.rules = want
 	f.ops = append(f.ops, op)
 	return changed, nil
 }
@@ -104,34 +129,57 @@ func (f *Firewall) ChangeMarkRules(add, del []dataplane.MarkRule) (int, error) {
 	if !f.known {
 		return 0, fmt.Errorf("change mark rules: %w: no SetMarkRules has succeeded", dataplane.ErrNotExist)
 	}
-	next := maps.Clone(f.rules)
+	next := map[ruleGroup]ruleSet{} // the touched groups as they will be
+	touch := func(g ruleGroup) ruleSet {
+		if s, ok := next[g]; ok {
+			return s
+		}
+		s := maps.Clone(f.groups[g])
+		if s == nil {
+			s = ruleSet{}
+		}
+		next[g] = s
+		return s
+	}
 	for _, r := range del {
 		r.VIP = r.VIP.Unmap()
-		if _, ok := f.rules[r]; !ok {
+		if _, ok := f.groups[groupOf(r)][r]; !ok {
 			return 0, fmt.Errorf("change mark rules: del %s: %w", r, dataplane.ErrNotExist)
 		}
-		delete(next, r)
+		delete(touch(groupOf(r)), r)
 	}
 	for _, r := range add {
 		r.VIP = r.VIP.Unmap()
-		if _, ok := next[r]; ok {
+		s := touch(groupOf(r))
+		if _, ok := s[r]; ok {
 			return 0, fmt.Errorf("change mark rules: add %s: %w", r, dataplane.ErrExist)
 		}
-		next[r] = struct{}{}
+		s[r] = struct{}{}
 	}
-	changed, err := elementChanges(f.rules, next)
-	if err != nil {
-		return 0, fmt.Errorf("change mark rules: %w", err)
+	changed := 0
+	for g, s := range next {
+		n, err := elementChanges(f.groups[g], s)
+		if err != nil {
+			return 0, fmt.Errorf("change mark rules: %w", err)
+		}
+		changed += n
 	}
-	f.rules = next
+	for g, s := range next {
+		if len(s) == 0 {
+			delete(f.groups, g)
+		} else {
+			f.groups[g] = s
+		}
+	}
 	if changed > 0 {
 		f.ops = append(f.ops, op)
 	}
 	return changed, nil
 }
 
-// elementChanges returns how many map elements differ between the rules of from and to, or
-// an error wrapping dataplane.ErrExist when to has overlapping ports of different marks.
+// elementChanges returns how many map elements differ between the rules of from and to (of
+// one VIP and protocol), or an error wrapping dataplane.ErrExist when to has overlapping
+// ports of different marks.
 func elementChanges(from, to map[dataplane.MarkRule]struct{}) (int, error) {
 	was, err := elements(from)
 	if err != nil {
@@ -219,7 +267,14 @@ func (f *Firewall) Dump() string {
 }
 
 func (f *Firewall) sortedLocked() []dataplane.MarkRule {
-	return slices.SortedFunc(maps.Keys(f.rules), compareRules)
+	var out []dataplane.MarkRule
+	for _, s := range f.groups {
+		for r := range s {
+			out = append(out, r)
+		}
+	}
+	slices.SortFunc(out, compareRules)
+	return out
 }
 
 func compareRules(a, b dataplane.MarkRule) int {
