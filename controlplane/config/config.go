@@ -498,6 +498,9 @@ func (ch *change) plans() []*lvsctlv1.GroupPlan {
 // join (they apply the group's clusters) or leave (they remove them).
 func groupPlan(from, to *lvsctlv1.DirectorGroup, clusters int) []string {
 	var out []string
+	if to == nil {
+		out = append(out, "remove group "+from.GetName())
+	}
 	if from != nil && to != nil {
 		before := map[string]uint32{}
 		for _, d := range from.GetDirectors() {

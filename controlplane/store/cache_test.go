@@ -43,7 +43,9 @@ func answers(c *store.Cache, clusters, groups, directors []string, vipList []net
 		})))
 		for _, p := range []lvsctlv1.Protocol{lvsctlv1.Protocol_PROTOCOL_TCP, lvsctlv1.Protocol_PROTOCOL_UDP} {
 			out = append(out, fmt.Sprintf("claims %s %v %v", v, p, sorted(func(fn func(string)) {
-				c.EachPortClaim(v, p, func(cl string, i int, r *lvsctlv1.PortRange) { fn(fmt.Sprintf("%s[%d]%d-%d", cl, i, r.GetFirst(), r.GetLast())) })
+				c.EachPortClaim(v, p, func(cl string, i int, r *lvsctlv1.PortRange) {
+					fn(fmt.Sprintf("%s[%d]%d-%d", cl, i, r.GetFirst(), r.GetLast()))
+				})
 			})))
 		}
 	}
