@@ -498,3 +498,30 @@ func TestNilLogger(t *testing.T) {
 	e.deliver(t, &lvsctlv1.ConnectResponse{Msg: &lvsctlv1.ConnectResponse_Delta{Delta: &lvsctlv1.Delta{PrevRevision: 1, Revision: 2}}})
 	e.waitSent(t, func(m *lvsctlv1.ConnectRequest) bool { return m.GetSnapshotRequest() != nil })
 }
+
+// TestOfflineStartAfterDeltas: the deltas the agent applied are saved (journaled), so a
+// restart during a controller outage applies the last revision, not the last snapshot.
+func TestOfflineStartAfterDeltas(t *testing.T) {
+	dir := t.TempDir()
+	first := startAgent(t, dir, newFakeSession(true), nil)
+	first.deliver(t, roleMsg("edge-1", active, 1))
+	first.deliver(t, snapshot(1, "edge-1", web("edge-1")))
+	first.waitApplied(t, 1)
+	heavier := web("edge-1")
+	heavier.Reals[0].Weight = 7
+	first.deliver(t, &lvsctlv1.ConnectResponse{Msg: &lvsctlv1.ConnectResponse_Delta{Delta: &lvsctlv1.Delta{
+		PrevRevision: 1, Revision: 2, Upserted: []*lvsctlv1.Cluster{heavier}}}})
+	first.waitApplied(t, 2)
+	if ack := first.waitSent(t, isAck(2)).GetAck(); ack.GetOperations() != 1 {
+		t.Errorf("the weight change's ack: %v, want one operation", ack)
+	}
+
+	second := startAgent(t, dir, newFakeSession(false), func(c *Config) { c.OfflineAfter = 10 * time.Millisecond })
+	second.waitApplied(t, 2)
+	if d := second.ipvs.Dump(); !strings.Contains(d, "198.51.100.11:0 masq weight 7") {
+		t.Errorf("the restarted agent's kernel:\n%s\nwant the delta's weight 7", d)
+	}
+	if d := second.addrs.Dump(); d != "eth0 192.0.2.20/32\n" {
+		t.Errorf("the restarted agent's addresses %q: the saved role (ACTIVE) was not applied", d)
+	}
+}

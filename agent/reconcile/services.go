@@ -75,7 +75,11 @@ func (a *apply) syncServices(specs []*clusterSpec, kernel kernelOf) {
 		}
 	}
 
-	var ops []dataplane.Op
+	n := 0
+	for _, p := range plans {
+		n += len(p.ops)
+	}
+	ops := make([]dataplane.Op, 0, n)
 	for _, p := range plans {
 		ops = append(ops, p.ops...)
 	}
