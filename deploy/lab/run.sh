@@ -7,7 +7,8 @@
 # boot per scenario: a clean kernel each time, no state leaks between them)
 # whose /init runs deploy/lab/scenarios/SCENARIO.sh and prints
 # "LAB-VERDICT SCENARIO PASS|FAIL rc=N". With no arguments, every scenario
-# but demo (it repeats what wms proves, for a reader: run it with --demo).
+# but demo (it repeats what wms proves, for a reader: run it with --demo)
+# and the bench-* ones (measurements: run.sh bench-ipvs, as make bench does).
 #
 # Steps: fetch.sh (cached), build the static Go binaries into $LAB_BIN (and
 # the agent's IPVS backend tests as $LAB_BIN/ipvs-backend.test, for the
@@ -20,11 +21,15 @@
 #   LAB_VERBOSE=1      stream each console live (the demo uses this)
 #   LAB_SHELL=1        after the scenario, a shell on the guest console
 #                      (interactive; implies LAB_VERBOSE; one scenario only)
-#   LAB_TIMEOUT=SECS   scenario time limit inside the guest (default 240);
+#   LAB_TIMEOUT=SECS   scenario time limit inside the guest (default: the
+#                      scenario's "# lab-timeout: SECS" line, else 240);
 #                      the boot's wall-clock limit is this plus 90 s
 #   LAB_ACCEL=tcg|kvm  default tcg (software emulation). KVM is opt-in: on
 #                      the project's machines /dev/kvm exists, qemu accepts
 #                      it, and the guest kernel then hangs after the BIOS.
+#   LAB_ENV="N=V ..."  variables exported to the scenario in the guest (e.g.
+#                      LAB_ENV=SCALE_CLUSTERS=20 for a quick scale run);
+#                      values without spaces
 #   LAB_BIN=DIR        where the Go binaries are built (default .build/bin)
 #   LAB_CACHE=DIR      fetch cache (default /var/cache/lvsctl-lab)
 set -euo pipefail
@@ -33,7 +38,6 @@ LAB_DIR=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$LAB_DIR/../.." && pwd)
 BUILD=$LAB_DIR/.build
 export LAB_BIN=${LAB_BIN:-$BUILD/bin}
-TIMEOUT=${LAB_TIMEOUT:-240}
 VERBOSE=${LAB_VERBOSE:-0}
 SHELL_MODE=${LAB_SHELL:-0}
 [ "$SHELL_MODE" = 1 ] && VERBOSE=1
@@ -45,8 +49,9 @@ quiet_qemu() { grep -v 'fw_cfg item names should be prefixed' >&2 || true; }
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN {printf "%.1f", b - a}'; }
 
-# Scenarios: the arguments, or every scenarios/*.sh but the helpers and
-# the demo.
+# Scenarios: the arguments, or every scenarios/*.sh but the helpers, the
+# demo and the benchmarks (bench-*.sh: they measure, not check; make bench
+# runs them by name).
 if [ "${1:-}" = --demo ]; then
 	[ $# = 1 ] || { say "--demo takes no other arguments"; exit 2; }
 	VERBOSE=1
@@ -63,7 +68,10 @@ if [ $# -gt 0 ]; then
 else
 	for f in "$LAB_DIR"/scenarios/*.sh; do
 		s=$(basename "$f" .sh)
-		[ "$s" = lib ] || [ "$s" = demo ] || scenarios+=("$s")
+		case $s in
+		lib | demo | bench-*) ;; # helpers, the walk-through, benchmarks (make bench)
+		*) scenarios+=("$s") ;;
+		esac
 	done
 fi
 if [ "$SHELL_MODE" = 1 ] && [ ${#scenarios[@]} -ne 1 ]; then
@@ -118,19 +126,31 @@ tcg) accel=(-accel tcg) ;;
 *) say "LAB_ACCEL must be tcg or kvm"; exit 2 ;;
 esac
 
+# LAB_ENV rides on the kernel command line, one lab.env= per variable.
+envargs=""
+for kv in ${LAB_ENV:-}; do
+	case $kv in
+	[A-Za-z_]*=*) envargs="$envargs lab.env=$kv" ;;
+	*) say "LAB_ENV: '$kv' is not NAME=VALUE"; exit 2 ;;
+	esac
+done
+
 mkdir -p "$BUILD/logs"
 passed=0
 failed=0
 summary=()
 for s in "${scenarios[@]}"; do
 	log=$BUILD/logs/$s.log
+	# A scenario that needs longer (a large site, a benchmark) says so itself.
+	TIMEOUT=${LAB_TIMEOUT:-$(sed -nE 's/^# lab-timeout: ([0-9]+)$/\1/p' "$LAB_DIR/scenarios/$s.sh" | head -n 1)}
+	TIMEOUT=${TIMEOUT:-240}
 	# sercon-port=0: SeaBIOS keeps off the serial console, where it would
 	# reset the terminal and turn line wrapping off (ESC c, ESC [?7l).
 	# shellcheck disable=SC2054 # the commas belong to qemu's option syntax
 	cmd=(qemu-system-x86_64 -m 1024 -smp 2 -nographic -no-reboot -nic none "${accel[@]}"
 		-fw_cfg name=etc/sercon-port,string=0
 		-kernel "$BUILD/vmlinuz" -initrd "$BUILD/initrd.img"
-		-append "console=ttyS0 quiet panic=-1 lab.scenario=$s lab.timeout=$TIMEOUT lab.shell=$SHELL_MODE")
+		-append "console=ttyS0 quiet panic=-1 lab.scenario=$s lab.timeout=$TIMEOUT lab.shell=$SHELL_MODE$envargs")
 	say "boot for scenario $s (log $log)"
 	tb=$(now)
 	set +e

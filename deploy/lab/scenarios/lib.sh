@@ -360,3 +360,64 @@ wait_applied() {
 		return 1
 	}
 }
+
+# ---- the agent's nftables marks --------------------------------------------
+# The agent keeps its marks as elements "VIP . PROTOCOL . PORTS : MARK" of the
+# maps of table inet lvsctl (single ports and port ranges, IPv4 and IPv6, in
+# maps of their own), looked up by fixed rules. nft prints the protocol as a
+# number, the mark in hex, and wraps its lines between elements. Whether a
+# port inside a range of the same mark (udp 1755 in udp 1024-5000) has an
+# element of its own is the agent's choice, so what a cluster asks for is
+# checked as covered, not as listed.
+
+# nft_marks NS: the elements of table inet lvsctl in namespace NS, one
+# "VIP PROTOCOL FIRST LAST MARK" per line (protocol by name, mark in decimal,
+# FIRST = LAST for one port).
+nft_marks() {
+	on "$1" nft list table inet lvsctl 2>/dev/null | awk '
+		function num(s,  v, i) {
+			if (s !~ /^0x/) return s + 0
+			v = 0
+			for (i = 3; i <= length(s); i++) v = v * 16 + index("0123456789abcdef", substr(tolower(s), i, 1)) - 1
+			return v
+		}
+		function proto(p) { return p == "6" ? "tcp" : p == "17" ? "udp" : p == "132" ? "sctp" : p }
+		{
+			line = $0
+			while (match(line, /[0-9a-f.:]+ \. [a-z0-9]+ \. [0-9]+(-[0-9]+)? : (0x[0-9a-f]+|[0-9]+)/)) {
+				split(substr(line, RSTART, RLENGTH), f, " ")
+				n = split(f[5], p, "-")
+				print f[1], proto(f[3]), p[1], (n > 1 ? p[2] : p[1]), num(f[7])
+				line = substr(line, RSTART + RLENGTH)
+			}
+		}'
+}
+
+# uncovered MARKS WANTED: the lines of file WANTED ("VIP PROTOCOL FIRST LAST
+# MARK") that no element in file MARKS (as nft_marks prints them) covers: same
+# VIP, protocol and mark, ports inside the element's.
+uncovered() {
+	awk 'NR == FNR { k = $1 " " $2 " " $5; n[k]++; f[k, n[k]] = $3; l[k, n[k]] = $4; next }
+		{
+			k = $1 " " $2 " " $5
+			for (i = 1; i <= n[k]; i++) if (f[k, i] <= $3 + 0 && $4 + 0 <= l[k, i]) next
+			print
+		}' "$1" "$2"
+}
+
+# stray MARKS WANTED: the elements in file MARKS that mark more than file
+# WANTED asks for: an element must begin where a wanted range of its VIP,
+# protocol and mark begins, and end where one ends (ranges that share an
+# element are merged, never widened).
+stray() {
+	awk 'NR == FNR { first[$1 " " $2 " " $5 " " $3] = 1; last[$1 " " $2 " " $5 " " $4] = 1; next }
+		!(($1 " " $2 " " $5 " " $3) in first) || !(($1 " " $2 " " $5 " " $4) in last)' "$2" "$1"
+}
+
+# marked NS VIP PROTOCOL PORTS MARK: status 0 if table inet lvsctl in NS marks
+# all of PORTS ("554" or "1024-5000") of VIP and PROTOCOL with MARK.
+marked() {
+	nft_marks "$1" >/tmp/marked.nft
+	echo "$2 $3 ${4%-*} ${4#*-} $5" >/tmp/marked.want
+	[ -s /tmp/marked.nft ] && [ -z "$(uncovered /tmp/marked.nft /tmp/marked.want)" ]
+}

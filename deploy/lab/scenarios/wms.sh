@@ -38,23 +38,22 @@ step "nftables on dir-a: table inet lvsctl marks the cluster's ports with fwmark
 show on dir-a nft list table inet lvsctl
 nft=$(on dir-a nft list table inet lvsctl 2>&1)
 hex=$(printf '0x%08x' "${mark:-0}")
-# marked PROTO PORT: some rule (its comment cut off) matches daddr VIP, PROTO
-# dport PORT (alone or in an anonymous set "{ a, b }") and sets this mark
-# (nft prints marks in hex).
-marked() {
-	printf '%s\n' "$nft" | sed 's/ comment .*//' | grep -E "ip daddr $VIP " |
-		grep -E "(^|[^a-z])$1 dport (\{ ([^}]*, )?)?$2( |,|$)" | grep -Eq "mark set ($hex|$mark)( |$)"
-}
+# marked (lib.sh): some element of table inet lvsctl's maps gives all of these
+# ports of the VIP this mark.
 for pp in "tcp 554" "udp 554" "tcp 1755" "udp 1755" "udp 1024-5000"; do
 	# shellcheck disable=SC2086 # split "tcp 554" into protocol and port
 	set -- $pp
-	if marked "$1" "$2"; then
+	if marked dir-a "$VIP" "$1" "$2" "$mark"; then
 		pass_check "$1 $2 to $VIP is marked $mark ($hex)"
 	else
-		fail_check "$1 $2 to $VIP is marked $mark: expected a rule 'ip daddr $VIP $1 dport ... $2 ... mark set $hex', saw: $(oneline "$nft")"
+		fail_check "$1 $2 to $VIP is marked $mark: expected an element '$VIP . $1 . $2 : $hex' (or a range holding $2), saw: $(oneline "$nft")"
 	fi
 done
-expect_fail "no rule marks udp 1024-5000 for tcp" marked tcp 1024-5000
+expect_fail "nothing marks tcp 1024-5000" marked dir-a "$VIP" tcp 1024-5000 "$mark"
+nft_marks dir-a >/tmp/wms.nft
+printf '%s\n' "$VIP tcp 554 554 $mark" "$VIP udp 554 554 $mark" "$VIP tcp 1755 1755 $mark" "$VIP udp 1755 1755 $mark" \
+	"$VIP udp 1024 5000 $mark" >/tmp/wms.want
+expect_eq "no element marks more than the cluster's ports" "" "$(stray /tmp/wms.nft /tmp/wms.want)"
 
 step "The client reaches the cluster through the VIP on every kind of port"
 for t in "tcp 554" "tcp 1755" "udp 554" "udp 1755" "udp 3000"; do

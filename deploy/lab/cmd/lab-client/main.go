@@ -8,8 +8,8 @@
 // a scenario proves that established connections survive a change or a
 // failover.
 //
-//	lab-client tcp  HOST:PORT [-n N] [--count-by-server]
-//	lab-client udp  HOST:PORT [-n N] [--count-by-server] [--same-source]
+//	lab-client tcp  HOST:PORT... [-n N] [--count-by-server]
+//	lab-client udp  HOST:PORT... [-n N] [--count-by-server] [--same-source]
 //	lab-client hold HOST:PORT [-n N] [--sport 40000] [--interval 200ms]
 //	                [--duration D] [--stop-file FILE]
 //	lab-client wait HOST:PORT [--timeout 10s]
@@ -18,6 +18,10 @@
 // Every network operation has a timeout (--timeout, 2s; for wait, the total
 // time to wait, 10s). The exit status is 0 only if every connection,
 // datagram or probe got its answer.
+//
+// tcp and udp take several addresses (a scale scenario sweeps hundreds of
+// VIPs in one process): each gets its N tries, in order, and every output
+// line starts with the address it is about.
 //
 // hold opens N connections from source ports sport..sport+N-1, prints
 // "conn I sport P server NAME" for each and then "HOLD READY", and probes
@@ -63,8 +67,8 @@ type options struct {
 
 func usage() {
 	fmt.Fprintln(os.Stderr, `usage:
-  lab-client tcp  HOST:PORT [-n N] [--count-by-server] [--timeout 2s]
-  lab-client udp  HOST:PORT [-n N] [--count-by-server] [--same-source] [--timeout 2s]
+  lab-client tcp  HOST:PORT... [-n N] [--count-by-server] [--timeout 2s]
+  lab-client udp  HOST:PORT... [-n N] [--count-by-server] [--same-source] [--timeout 2s]
   lab-client hold HOST:PORT [-n N] [--sport 40000] [--interval 200ms] [--duration D] [--stop-file FILE]
   lab-client wait HOST:PORT [--timeout 10s]`)
 	os.Exit(2)
@@ -87,26 +91,39 @@ func main() {
 	fs.StringVar(&o.stopFile, "stop-file", "", "hold: stop when this file exists")
 	fs.Usage = usage
 	args, err := parseInterleaved(fs, os.Args[2:])
-	if err != nil || len(args) != 1 || o.n < 1 {
+	multi := mode == "tcp" || mode == "udp"
+	if err != nil || len(args) == 0 || (len(args) > 1 && !multi) || o.n < 1 {
 		usage()
 	}
-	addr := args[0]
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		stderr.Fatalf("bad address %q: %v", addr, err)
+	for _, addr := range args {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			stderr.Fatalf("bad address %q: %v", addr, err)
+		}
 	}
-	ok := false
+	ok := true
 	switch mode {
-	case "tcp":
-		ok = runTries(o, func() (string, error) { return tcpOnce(addr, o.timeout) })
-	case "udp":
-		ok = runUDP(addr, o)
+	case "tcp", "udp":
+		for _, addr := range args {
+			// One address prints as it always did; several say which is which.
+			prefix := ""
+			if len(args) > 1 {
+				prefix = addr + " "
+			}
+			var answered bool
+			if mode == "tcp" {
+				answered = runTries(o, prefix, func() (string, error) { return tcpOnce(addr, o.timeout) })
+			} else {
+				answered = runUDP(addr, prefix, o)
+			}
+			ok = ok && answered
+		}
 	case "hold":
-		ok = runHold(addr, o)
+		ok = runHold(args[0], o)
 	case "wait":
 		if !setFlag(fs, "timeout") {
 			o.timeout = 10 * time.Second
 		}
-		ok = runWait(addr, o.timeout)
+		ok = runWait(args[0], o.timeout)
 	default:
 		usage()
 	}
@@ -138,9 +155,9 @@ func setFlag(fs *flag.FlagSet, name string) bool {
 	return found
 }
 
-// runTries makes o.n tries, prints each answering server (or the counts) and
-// reports whether all of them got an answer.
-func runTries(o options, try func() (string, error)) bool {
+// runTries makes o.n tries, prints each answering server (or the counts),
+// each line after prefix, and reports whether all of them got an answer.
+func runTries(o options, prefix string, try func() (string, error)) bool {
 	counts := map[string]int{}
 	failures := 0
 	for i := 1; i <= o.n; i++ {
@@ -152,7 +169,7 @@ func runTries(o options, try func() (string, error)) bool {
 		}
 		counts[name]++
 		if !o.countByServer {
-			stdout.Println(name)
+			stdout.Print(prefix + name)
 		}
 	}
 	if o.countByServer {
@@ -162,10 +179,10 @@ func runTries(o options, try func() (string, error)) bool {
 		}
 		sort.Strings(names)
 		for _, name := range names {
-			stdout.Printf("%s %d", name, counts[name])
+			stdout.Printf("%s%s %d", prefix, name, counts[name])
 		}
 		if failures > 0 {
-			stdout.Printf("errors %d", failures)
+			stdout.Printf("%serrors %d", prefix, failures)
 		}
 	}
 	return failures == 0
@@ -259,7 +276,7 @@ func tcpOnce(addr string, timeout time.Duration) (string, error) {
 	return name, nil
 }
 
-func runUDP(addr string, o options) bool {
+func runUDP(addr, prefix string, o options) bool {
 	var shared net.Conn
 	if o.sameSource {
 		c, err := net.Dial("udp4", addr)
@@ -270,7 +287,7 @@ func runUDP(addr string, o options) bool {
 		defer c.Close()
 		shared = c
 	}
-	return runTries(o, func() (string, error) {
+	return runTries(o, prefix, func() (string, error) {
 		c := shared
 		if c == nil { // a new socket, so a new source port, per try
 			var err error
