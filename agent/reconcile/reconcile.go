@@ -206,6 +206,9 @@ func (a *apply) commitForgets() {
 	}
 	if err := a.r.owned.Commit(a.forget); err != nil {
 		a.directorErr(fmt.Errorf("forget %d services and %d addresses: %w", len(a.forget.ForgetServices), len(a.forget.ForgetAddresses), err))
+		if a.r.mem != nil {
+			a.r.mem.full = true // retried, and reported again, by the next reconcile
+		}
 	}
 	a.forget = state.Changes{}
 }
