@@ -18,9 +18,14 @@
 # and reals, as many as asked; the agent reported no errors; the drift check
 # changed nothing. Each run's figures are printed ("  run R: ..."), and their
 # medians over BENCH_RUNS (3) runs as
-#   LAB-BENCH cold_apply services=... reals=... runs=... agent_ms=... ipvsadm_ms=... ratio=... agent_nft_ms=...
-#   LAB-BENCH drift_check services=... reals=... runs=... agent_ms=... ipvsadm_ms=... ratio=... agent_nft_ms=...
-# ratio = agent / ipvsadm (below 1: the agent is faster). Times: the agent's
+#   LAB-BENCH cold_apply services=... reals=... runs=... agent_ms=... ipvsadm_ms=... ratio=... agent_ipvs_read_ms=...
+#   LAB-BENCH drift_check services=... reals=... runs=... agent_ms=... ipvsadm_ms=... ratio=... agent_ipvs_read_ms=...
+# ratio = agent / ipvsadm (below 1: the agent is faster), the median of the
+# runs' own ratios (each run's pair is measured close together, under the
+# same load of the host; agent_ms and ipvsadm_ms are the medians of the
+# times themselves, so their quotient may differ); the agent_*_ms
+# after it are the medians of where its Apply's time went (IPVS reads, IPVS
+# writes, nftables, state saves, the rest: lab-bench agent). Times: the agent's
 # Apply alone (its backends are open, as in a running agent); ipvsadm's whole
 # process. The agent's state directory is on the guest's tmpfs, where fsync
 # is cheap.
@@ -45,6 +50,14 @@ field() { sed -nE "s/.*(^| )$1=([^ ]+).*/\\2/p" "$2" | tail -n 1; }
 median() {
 	for _r in $(seq 1 "$RUNS"); do field "$1" "/tmp/bench.raw.$_r"; done | sort -n |
 		awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# parts NAME: the medians of the parts of the agent's Apply NAME (agent_cold,
+# agent_drift): time in IPVS reads, IPVS writes, nftables, state saves, the rest.
+parts() {
+	for _p in ipvs_read ipvs_write nft state other; do
+		printf ' agent_%s_ms=%s' "$_p" "$(median "${1}_${_p}_ms")"
+	done
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "inf" }'; }
@@ -109,6 +122,10 @@ for r in $(seq 1 "$RUNS"); do
 		fail_check "run $r: the agent's IPVS state differs from ipvsadm -R's: $(oneline "$(diff /tmp/bench.save.ipvsadm.sorted /tmp/bench.save.agent.sorted | grep -E '^[-+][^-+]' | head -n 6)")"
 		valid=0
 	fi
+	# Each run's own ratios: its pair of measurements is taken close together, so
+	# they share the host's load more than runs do.
+	echo "cold_ratio=$(ratio "$(field agent_cold_ms "$raw")" "$(field ipvsadm_restore_ms "$raw")")" \
+		"drift_ratio=$(ratio "$(field agent_drift_ms "$raw")" "$(field ipvsadm_save_ms "$raw")")" >>"$raw"
 	note "$a: table inet lvsctl is $(on "$a" nft list table inet lvsctl | wc -l) lines"
 	sed "s/^/  run $r: /" "$raw"
 	# Free the kernel's memory for the next run.
@@ -123,8 +140,8 @@ if [ "$valid" = 1 ]; then
 	drift_a=$(median agent_drift_ms)
 	drift_i=$(median ipvsadm_save_ms)
 	size="services=$SERVICES reals=$REALS runs=$RUNS"
-	echo "LAB-BENCH cold_apply $size agent_ms=$cold_a ipvsadm_ms=$cold_i ratio=$(ratio "$cold_a" "$cold_i") agent_nft_ms=$(median agent_cold_nft_ms)"
-	echo "LAB-BENCH drift_check $size agent_ms=$drift_a ipvsadm_ms=$drift_i ratio=$(ratio "$drift_a" "$drift_i") agent_nft_ms=$(median agent_drift_nft_ms)"
+	echo "LAB-BENCH cold_apply $size agent_ms=$cold_a ipvsadm_ms=$cold_i ratio=$(median cold_ratio)$(parts agent_cold)"
+	echo "LAB-BENCH drift_check $size agent_ms=$drift_a ipvsadm_ms=$drift_i ratio=$(median drift_ratio)$(parts agent_drift)"
 else
 	note "no LAB-BENCH lines: a run failed its checks, so its times measure something else"
 fi

@@ -21,6 +21,7 @@
 #     are answered by one of that cluster's reals; 12 TCP connections to each
 #     of the ten rr clusters split evenly over its reals (6/6 or 4/4/4).
 # LAB_ENV=SCALE_CLUSTERS=20 deploy/lab/run.sh scale is the quick version.
+# lab-timeout: 600
 . ./lib.sh
 
 N=${SCALE_CLUSTERS:-300}

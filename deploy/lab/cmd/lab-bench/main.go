@@ -14,13 +14,16 @@
 // kernel is read back and compared). It prints one line per Apply, each key
 // named after it so that a script can pick any figure out of the lines:
 //
-//	agent_cold_ms=... agent_cold_ops=... agent_cold_nft_ms=... agent_cold_cluster_errors=0 agent_cold_director_errors=0
-//	agent_drift_ms=... agent_drift_ops=0 agent_drift_nft_ms=... ...
+//	agent_cold_ms=... agent_cold_ops=... agent_cold_ipvs_read_ms=... agent_cold_ipvs_write_ms=...
+//	    agent_cold_nft_ms=... agent_cold_state_ms=... agent_cold_other_ms=...
+//	    agent_cold_cluster_errors=0 agent_cold_director_errors=0
+//	agent_drift_ms=... agent_drift_ops=0 ...
 //
 // and exits 1 if an Apply reported errors or a drift check changed anything.
 // The times are wall-clock times of Apply alone: the backends are opened
-// before (an agent opens them once at start). _nft_ms is the part spent in the
-// nftables backend (reading and writing the mark rules).
+// before (an agent opens them once at start). The parts are the time spent in
+// each backend (IPVS reads and batches, nftables, the state's saves) and the
+// rest, the reconciler's own planning and comparing.
 //
 // The bench's state is N clusters "bench-I", I = 1..N, each with fwmark I,
 // VIP 198.18.x.y (RFC 2544's benchmarking range), tcp 80, wlc, persistence
@@ -162,29 +165,63 @@ func runRules(args []string, out io.Writer) error {
 	return w.Flush()
 }
 
-// timedFirewall adds up the time the reconciler spends in the nftables backend. It embeds
-// the interface, so whatever else reconcile.Firewall holds is passed through.
-type timedFirewall struct {
-	reconcile.Firewall
-	spent time.Duration
+// The timed wrappers add up the time the reconciler spends in each backend, so that a run
+// says where an Apply's time goes: reading IPVS, writing it, nftables, saving the state, and
+// the rest (planning and comparing, in the agent's own code). Each embeds the interface it
+// wraps, so every method passes through; the timed ones are all the reconciler calls.
+type timings struct{ ipvsRead, ipvsWrite, nft, state time.Duration }
+
+func since(d *time.Duration, began time.Time) { *d += time.Since(began) }
+
+type timedIPVS struct {
+	reconcile.IPVS
+	t *timings
 }
 
-func (f *timedFirewall) MarkRules() ([]dataplane.MarkRule, error) {
-	defer f.add(time.Now())
+func (k timedIPVS) Stats() ([]dataplane.ServiceStats, error) {
+	defer since(&k.t.ipvsRead, time.Now())
+	return k.IPVS.Stats()
+}
+
+func (k timedIPVS) Destinations(s dataplane.Service) ([]dataplane.Destination, error) {
+	defer since(&k.t.ipvsRead, time.Now())
+	return k.IPVS.Destinations(s)
+}
+
+func (k timedIPVS) Batch(ops []dataplane.Op) []error {
+	defer since(&k.t.ipvsWrite, time.Now())
+	return k.IPVS.Batch(ops)
+}
+
+type timedFirewall struct {
+	reconcile.Firewall
+	t *timings
+}
+
+func (f timedFirewall) MarkRules() ([]dataplane.MarkRule, error) {
+	defer since(&f.t.nft, time.Now())
 	return f.Firewall.MarkRules()
 }
 
-func (f *timedFirewall) SetMarkRules(rules []dataplane.MarkRule) (int, error) {
-	defer f.add(time.Now())
+func (f timedFirewall) SetMarkRules(rules []dataplane.MarkRule) (int, error) {
+	defer since(&f.t.nft, time.Now())
 	return f.Firewall.SetMarkRules(rules)
 }
 
-func (f *timedFirewall) ChangeMarkRules(add, del []dataplane.MarkRule) (int, error) {
-	defer f.add(time.Now())
+func (f timedFirewall) ChangeMarkRules(add, del []dataplane.MarkRule) (int, error) {
+	defer since(&f.t.nft, time.Now())
 	return f.Firewall.ChangeMarkRules(add, del)
 }
 
-func (f *timedFirewall) add(began time.Time) { f.spent += time.Since(began) }
+type timedState struct {
+	reconcile.Ownership
+	t *timings
+}
+
+func (s timedState) Commit(c state.Changes) error {
+	defer since(&s.t.state, time.Now())
+	return s.Ownership.Commit(c)
+}
 
 // runAgent applies the bench's state with the agent's reconciler: once cold, then drift
 // times with nothing to change.
@@ -237,19 +274,22 @@ func runAgent(args []string, out io.Writer) error {
 		return errors.Join(err, fmt.Errorf("the namespace's IPVS already has %d firewall-mark services; a cold apply needs a fresh one", len(svcs)))
 	}
 
-	tfw := &timedFirewall{Firewall: fw}
-	rec := reconcile.New(reconcile.Config{Logger: log, IPVS: kipvs, Firewall: tfw, Addresses: addrs, State: st})
+	var t timings
+	rec := reconcile.New(reconcile.Config{Logger: log, IPVS: timedIPVS{kipvs, &t}, Firewall: timedFirewall{fw, &t},
+		Addresses: addrs, State: timedState{st, &t}})
 	want := desired(s)
 	role := &lvsctlv1.RoleAssignment{Group: groupName, Role: lvsctlv1.Role_ROLE_STANDBY, Epoch: 1}
 
 	var failed error
 	apply := func(name string, wantOps func(int) bool) {
-		tfw.spent = 0
+		t = timings{}
 		began := time.Now()
 		res := rec.Apply(context.Background(), want, role)
 		took := time.Since(began)
-		fmt.Fprintf(out, "%[1]s_ms=%.1[2]f %[1]s_ops=%[3]d %[1]s_nft_ms=%.1[4]f %[1]s_cluster_errors=%[5]d %[1]s_director_errors=%[6]d\n",
-			name, ms(took), res.Operations, ms(tfw.spent), len(res.ClusterErrors), len(res.DirectorErrors))
+		fmt.Fprintf(out, "%[1]s_ms=%.1[2]f %[1]s_ops=%[3]d %[1]s_ipvs_read_ms=%.1[4]f %[1]s_ipvs_write_ms=%.1[5]f "+
+			"%[1]s_nft_ms=%.1[6]f %[1]s_state_ms=%.1[7]f %[1]s_other_ms=%.1[8]f %[1]s_cluster_errors=%[9]d %[1]s_director_errors=%[10]d\n",
+			name, ms(took), res.Operations, ms(t.ipvsRead), ms(t.ipvsWrite), ms(t.nft), ms(t.state),
+			ms(took-t.ipvsRead-t.ipvsWrite-t.nft-t.state), len(res.ClusterErrors), len(res.DirectorErrors))
 		for _, e := range res.ClusterErrors[:min(len(res.ClusterErrors), 5)] {
 			fmt.Fprintf(os.Stderr, "lab-bench: %s: cluster %s: %s\n", name, e.GetCluster(), e.GetMessage())
 		}
