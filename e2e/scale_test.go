@@ -126,8 +126,10 @@ func scaleRoundTrip(t *testing.T, directors, clusters, reals int) {
 	if err := os.WriteFile(manifestFile, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// Sampling 10,000 services every second in ten agents' fake kernels would be most of
+	// this test's CPU; the test is about sizes, not counts.
 	for i := range directors {
-		startQuietAgent(t, fmt.Sprintf("dir-%02d", i), target, time.Second, nil)
+		startQuietAgent(t, fmt.Sprintf("dir-%02d", i), target, 5*time.Second, nil)
 	}
 	start := time.Now()
 	applied := lvsctl(t, target, "apply", "-f", manifestFile)
@@ -161,7 +163,9 @@ func scaleRoundTrip(t *testing.T, directors, clusters, reals int) {
 	}
 	t.Logf("every agent applied revision %d: %s after the apply began", rev, time.Since(start))
 
+	step := time.Now()
 	status := lvsctl(t, target, "status")
+	t.Logf("status: %s", time.Since(step))
 	lines := strings.Split(strings.TrimSpace(status), "\n")
 	if len(lines) != directors+1 {
 		t.Fatalf("status: %d lines, want a header and %d directors:\n%s", len(lines), directors, status)
@@ -173,22 +177,19 @@ func scaleRoundTrip(t *testing.T, directors, clusters, reals int) {
 		}
 	}
 
+	step = time.Now()
 	yaml := lvsctl(t, target, "get", "clusters", "-o", "yaml")
-	objs, err := manifest.Parse([]byte(yaml))
-	if err != nil {
-		t.Fatalf("get clusters -o yaml does not parse: %v", err)
-	}
-	if len(objs) != clusters {
-		t.Fatalf("get clusters: %d objects, want %d", len(objs), clusters)
-	}
-	if got := objs[clusters-1].GetCluster(); got.GetName() != fmt.Sprintf("wms-%05d", clusters-1) || len(got.GetReals()) != reals {
-		t.Errorf("last cluster: %v", got)
+	t.Logf("get clusters -o yaml: %s, %d bytes", time.Since(step), len(yaml))
+	if n := strings.Count(yaml, "kind: Cluster\n"); n != clusters {
+		t.Fatalf("get clusters -o yaml: %d clusters, want %d", n, clusters)
 	}
 	again := filepath.Join(t.TempDir(), "again.yaml")
 	if err := os.WriteFile(again, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	step = time.Now()
 	out := lvsctl(t, target, "apply", "-f", again)
+	t.Logf("re-apply: %s", time.Since(step))
 	if n := strings.Count(out, " unchanged "); n != clusters {
 		t.Errorf("re-applying get's output: %d objects unchanged, want all %d:\n%.2000s", n, clusters, out)
 	}
