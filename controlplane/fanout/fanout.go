@@ -38,6 +38,9 @@ type Config struct {
 	Heartbeat time.Duration
 	// HelloTimeout bounds how long a new stream may stay silent before its Hello.
 	HelloTimeout time.Duration
+	// MaxMessageBytes is the largest message sent to an agent (default MaxMessageBytes, the
+	// limit the agents' and the controller's gRPC use).
+	MaxMessageBytes int
 }
 
 // Hub follows the store and serves agents.
@@ -64,6 +67,9 @@ func New(cfg Config) *Hub {
 	}
 	if cfg.HelloTimeout == 0 {
 		cfg.HelloTimeout = 10 * time.Second
+	}
+	if cfg.MaxMessageBytes == 0 {
+		cfg.MaxMessageBytes = MaxMessageBytes
 	}
 	return &Hub{cfg: cfg, log: cfg.Logger.With("service", "agent"), ready: make(chan struct{}), sessions: map[string]*session{},
 		noGroup: &prepared{what: "the empty snapshot", msg: &lvsctlv1.ConnectResponse{Msg: &lvsctlv1.ConnectResponse_Snapshot{
@@ -340,7 +346,7 @@ func (h *Hub) send(ctx context.Context, stream grpc.BidiStreamingServer[lvsctlv1
 			}
 		}
 		for _, m := range msgs {
-			enc, err := m.encoded(stream)
+			enc, err := m.encoded(stream, h.cfg.MaxMessageBytes)
 			if err != nil {
 				h.log.Error("cannot send the desired state", "director", s.director, "error", err)
 				return err

@@ -27,12 +27,16 @@ type harness struct {
 	agents lvsctlv1.AgentServiceClient
 }
 
-func start(t *testing.T) *harness {
+func start(t *testing.T) *harness { return startWith(t, Config{}) }
+
+// startWith starts a hub of cfg (store, fleet, logger and heartbeat are filled in).
+func startWith(t *testing.T, cfg Config) *harness {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	st := storetest.Start(t)
 	fl := fleet.New()
-	hub := New(Config{Store: st, Fleet: fl, Logger: log, Heartbeat: time.Hour})
+	cfg.Store, cfg.Fleet, cfg.Logger, cfg.Heartbeat = st, fl, log, time.Hour
+	hub := New(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { _ = hub.Run(ctx) }()
 	cache := store.NewCache(st, log)

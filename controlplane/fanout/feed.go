@@ -43,14 +43,14 @@ type prepared struct {
 }
 
 // encoded returns the message encoded for stream's codec (every stream of this server uses
-// the same one, so the bytes are shared). A message over MaxMessageBytes is refused here
+// the same one, so the bytes are shared). A message over limit is refused here
 // with an error naming the limit: the agent would refuse it anyway, with a less helpful one.
-func (p *prepared) encoded(stream grpc.ServerStream) (*grpc.PreparedMsg, error) {
+func (p *prepared) encoded(stream grpc.ServerStream, limit int) (*grpc.PreparedMsg, error) {
 	p.once.Do(func() {
-		if n := proto.Size(p.msg); n > MaxMessageBytes {
+		if n := proto.Size(p.msg); n > limit {
 			p.err = status.Errorf(codes.ResourceExhausted,
 				"%s is %d bytes, over the agent stream's limit of %d bytes (fanout.MaxMessageBytes): split the director group's clusters over several groups",
-				p.what, n, MaxMessageBytes)
+				p.what, n, limit)
 			return
 		}
 		p.err = p.enc.Encode(stream, p.msg)

@@ -3,9 +3,12 @@ package fanout
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/lvsctl/lvsctl/controlplane/store"
@@ -209,4 +212,32 @@ func BenchmarkSnapshotSize(b *testing.B) {
 	}
 	b.ReportMetric(float64(size)/(1<<20), "MiB")
 	b.ReportMetric(float64(time.Since(start).Milliseconds())/float64(b.N), "ms/encode")
+}
+
+// TestOversizeSnapshotIsRefusedWithItsSize: a group's snapshot over the stream's limit is
+// not sent (the agent would refuse it with a bare "larger than max"): the stream ends with
+// ResourceExhausted naming the group, its size, the limit and what to do; a group that fits
+// is served as usual.
+func TestOversizeSnapshotIsRefusedWithItsSize(t *testing.T) {
+	h := startWith(t, Config{MaxMessageBytes: 300})
+	h.apply(t, twoGroups(5, 1))
+	if snap := next(t, h.connect(t, "dir-c")).GetSnapshot(); len(snap.GetState().GetClusters()) != 1 {
+		t.Fatalf("edge-2 (small): %v, want its snapshot", snap)
+	}
+	s := h.connect(t, "dir-a")
+	for {
+		m, err := s.Recv()
+		if err == nil {
+			if m.GetSnapshot() != nil {
+				t.Fatalf("edge-1's snapshot was sent although over the limit: %d bytes", proto.Size(m))
+			}
+			continue
+		}
+		st := status.Convert(err)
+		if st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), "director group edge-1") ||
+			!strings.Contains(st.Message(), "limit of 300 bytes") || !strings.Contains(st.Message(), "split") {
+			t.Fatalf("stream ended with %v, want ResourceExhausted naming edge-1, the limit and what to do", err)
+		}
+		return
+	}
 }
