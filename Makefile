@@ -43,8 +43,9 @@ lab:
 demo:
 	deploy/lab/run.sh --demo
 
+# Benchmarks measure (they never fail on a slow figure) and write docs/benchmarks.md.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	tools/bench.sh
 
 clean:
 	rm -rf $(BIN) deploy/lab/.build
