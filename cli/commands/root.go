@@ -83,7 +83,7 @@ func (s Streams) outIsTerminal() bool {
 // errDifferences is what diff returns when it found differences: exit 1, nothing more to say.
 var errDifferences = errors.New("differences found")
 
-// errNeedInsecure refuses to pretend TLS exists before it does (DESIGN.md section 6).
+// errNeedInsecure refuses to pretend TLS exists before it does (docs/design.md section 6).
 var errNeedInsecure = errors.New("TLS to the controller is not implemented yet: pass --insecure (plaintext gRPC) or set LVSCTL_INSECURE=1")
 
 type options struct {

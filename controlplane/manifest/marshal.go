@@ -203,7 +203,7 @@ func marshalJSON(v any) ([]byte, error) {
 }
 
 // The YAML is written by hand rather than through yaml.Marshal, which sorts keys: kind and
-// name come first, and short entries use flow style like the examples in DESIGN.md.
+// name come first, and short entries use flow style like the examples in docs/design.md.
 
 func writeCluster(b *bytes.Buffer, v clusterView) {
 	fmt.Fprintf(b, "kind: %s\nname: %s\ndirectorGroup: %s\n", v.Kind, scalar(v.Name), scalar(v.DirectorGroup))

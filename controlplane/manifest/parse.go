@@ -1,6 +1,6 @@
 // Package manifest reads and writes the operator's manifests: YAML (several documents
 // separated by ---) or JSON (one object, an array, or a stream of objects), in the schema of
-// DESIGN.md section 1. It checks the shape (known kinds and fields, types, names present) and
+// docs/design.md section 1. It checks the shape (known kinds and fields, types, names present) and
 // leaves the meaning (addresses, ranges, limits) to package validate.
 package manifest
 
