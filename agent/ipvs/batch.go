@@ -50,26 +50,24 @@ func tuneSocket(fd int) {
 // number last) in one send, and returns the kernel's error code for each sequence number it
 // answered with one (0 for the acked last request).
 func (k *Kernel) sendBatchOnSocket(buf []byte, last uint32) (map[uint32]syscall.Errno, error) {
-	fd := k.sock.Socket.GetFd()
-	if err := unix.Sendto(fd, buf, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return nil, fmt.Errorf("send: %w", err)
+	if err := k.conn.send(buf); err != nil {
+		return nil, err
 	}
 	replies := map[uint32]syscall.Errno{}
 	for {
-		msgs, _, err := k.sock.Socket.Receive()
+		// ENOBUFS from receive: replies were dropped, so which requests failed is unknown.
+		done, err := k.conn.receive(func(h *nlmsgHeader, p []byte) bool {
+			if h.typ != unix.NLMSG_ERROR || len(p) < 4 || h.pid != k.conn.pid {
+				return false
+			}
+			replies[h.seq] = syscall.Errno(-int32(binary.NativeEndian.Uint32(p[:4])))
+			return h.seq == last
+		})
 		if err != nil {
-			// ENOBUFS: replies were dropped, so which requests failed is unknown.
-			return nil, fmt.Errorf("receive: %w", err)
+			return nil, err
 		}
-		for _, m := range msgs {
-			if m.Header.Type != unix.NLMSG_ERROR || len(m.Data) < 4 {
-				continue
-			}
-			code := -int32(binary.NativeEndian.Uint32(m.Data[:4]))
-			replies[m.Header.Seq] = syscall.Errno(code)
-			if m.Header.Seq == last {
-				return replies, nil
-			}
+		if done {
+			return replies, nil
 		}
 	}
 }

@@ -134,15 +134,15 @@ func TestBatchErrors(t *testing.T) {
 	ops[300].Service.FWMark = 99       // no such service
 	ops[599].Kind = dataplane.DelDestination
 	k, sends := batchKernel(t, func(m syscall.NetlinkMessage) syscall.Errno {
-		svc, err := attrs(m.Data[4:])
-		if err != nil {
+		var inner attrSet
+		if err := inner.payload(m.Data, cmdAttrService); err != nil {
 			t.Fatal(err)
 		}
-		inner, _ := attrs(svc[cmdAttrService])
+		mark, _ := inner.get(svcAttrFWMark)
 		switch {
 		case m.Data[0] == cmdNewService:
 			return unix.EEXIST
-		case len(inner[svcAttrFWMark]) == 4 && binary.NativeEndian.Uint32(inner[svcAttrFWMark]) == 99:
+		case len(mark) == 4 && binary.NativeEndian.Uint32(mark) == 99:
 			return unix.ESRCH
 		case m.Data[0] == cmdDelDest:
 			return unix.ENOENT

@@ -31,7 +31,7 @@ type options struct{ netNSPath string }
 // /proc/PID/ns/net).
 func WithNetNSPath(path string) Option { return func(o *options) { o.netNSPath = path } }
 
-// socketTimeout bounds each netlink exchange, so a wedged kernel call fails instead of
+// socketTimeout bounds each netlink send and receive, so a wedged kernel call fails instead of
 // hanging the reconciler.
 const socketTimeout = 10 * time.Second
 
@@ -40,15 +40,17 @@ type Kernel struct {
 	// mu serialises requests: neither socket may carry two exchanges at once.
 	mu     sync.Mutex
 	handle *mobyipvs.Handle
-	sock   *nl.SocketHandle
+	conn   *conn
 	family uint16 // the IPVS generic-netlink family id
-	// exchange sends one request on sock and returns the replies; a test gives a Kernel its
-	// own to see the requests it makes.
-	exchange func(*nl.NetlinkRequest) ([][]byte, error)
+	// exchange sends one request (a whole netlink message) on conn and calls each with the
+	// payload of every reply (valid only during the call); a test gives a Kernel its own to see
+	// the requests it makes.
+	exchange func(req []byte, each func(payload []byte) error) error
 	// sendBatch sends whole netlink messages at once and returns the error code of each
 	// sequence number answered, until the last one's ack; tests replace it too.
 	sendBatch func(buf []byte, last uint32) (map[uint32]syscall.Errno, error)
-	seq       uint32 // the batches' sequence numbers
+	seq       uint32 // the sequence numbers of the exchanges and the batches
+	req       []byte // the request being built, its memory reused
 }
 
 // New opens IPVS in the chosen network namespace. A kernel without IPVS gives an error
@@ -66,30 +68,24 @@ func New(opts ...Option) (*Kernel, error) {
 		}
 		defer ns.Close()
 	}
-	sock, err := nl.GetNetlinkSocketAt(ns, netns.None(), unix.NETLINK_GENERIC)
+	c, err := openConn(ns)
 	if err != nil {
-		return nil, fmt.Errorf("ipvs: open generic netlink socket: %w", err)
+		return nil, fmt.Errorf("ipvs: %w", err)
 	}
-	tv := unix.NsecToTimeval(socketTimeout.Nanoseconds())
-	if err := errors.Join(sock.SetSendTimeout(&tv), sock.SetReceiveTimeout(&tv)); err != nil {
-		sock.Close()
-		return nil, fmt.Errorf("ipvs: set socket timeouts: %w", err)
-	}
-	k := &Kernel{sock: &nl.SocketHandle{Socket: sock}}
-	k.exchange = func(req *nl.NetlinkRequest) ([][]byte, error) {
-		req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_GENERIC: k.sock}
-		return req.Execute(unix.NETLINK_GENERIC, 0)
+	k := &Kernel{conn: c}
+	k.exchange = func(req []byte, each func([]byte) error) error {
+		k.seq++
+		return k.conn.exchange(req, k.seq, each)
 	}
 	k.sendBatch = k.sendBatchOnSocket
-	tuneSocket(sock.GetFd())
 	if k.family, err = k.resolveFamily(); err != nil {
-		sock.Close()
+		c.close()
 		return nil, err
 	}
 	// Only now, with IPVS known present, is moby/ipvs opened: it resolves the family once per
 	// process and would stay broken if that first try found no IPVS.
 	if k.handle, err = mobyipvs.New(o.netNSPath); err != nil {
-		sock.Close()
+		c.close()
 		return nil, fmt.Errorf("ipvs: open moby/ipvs handle: %w", err)
 	}
 	return k, nil
@@ -100,15 +96,27 @@ func (k *Kernel) Close() {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.handle.Close()
-	k.sock.Close()
+	k.conn.close()
 }
 
 // resolveFamily asks the generic-netlink controller for the IPVS family id.
 func (k *Kernel) resolveFamily() (uint16, error) {
-	req := nl.NewNetlinkRequest(nl.GENL_ID_CTRL, unix.NLM_F_ACK)
-	req.AddData(genlHeader{cmd: nl.GENL_CTRL_CMD_GETFAMILY, version: nl.GENL_CTRL_VERSION})
-	req.AddData(nl.NewRtAttr(nl.GENL_CTRL_ATTR_FAMILY_NAME, nl.ZeroTerminated(genlName)))
-	msgs, err := k.execute(req)
+	req := appendRequest(nil, unix.GENL_ID_CTRL, unix.NLM_F_ACK, unix.CTRL_CMD_GETFAMILY, nl.GENL_CTRL_VERSION)
+	req = finishRequest(appendAttr(req, unix.CTRL_ATTR_FAMILY_NAME, nl.ZeroTerminated(genlName)))
+	var id uint16
+	var m attrSet
+	err := k.exchange(req, func(msg []byte) error {
+		if len(msg) < 4 || id != 0 {
+			return nil
+		}
+		if err := m.parse(msg[4:]); err != nil {
+			return fmt.Errorf("ipvs: family %q reply: %w", genlName, err)
+		}
+		if v, err := u16(&m, unix.CTRL_ATTR_FAMILY_ID, "family_id"); err == nil {
+			id = v
+		}
+		return nil
+	})
 	if errors.Is(err, unix.ENOENT) {
 		return 0, fmt.Errorf("ipvs: %w: IPVS is not available in this kernel (generic netlink family %q not found): "+
 			"load it with \"modprobe ip_vs\" and the scheduler modules (ip_vs_wlc, ip_vs_rr, ...)", dataplane.ErrUnavailable, genlName)
@@ -116,47 +124,27 @@ func (k *Kernel) resolveFamily() (uint16, error) {
 	if err != nil {
 		return 0, fmt.Errorf("ipvs: look up generic netlink family %q: %w", genlName, err)
 	}
-	for _, msg := range msgs {
-		if len(msg) < 4 {
-			continue
-		}
-		m, err := attrs(msg[4:])
-		if err != nil {
-			return 0, fmt.Errorf("ipvs: family %q reply: %w", genlName, err)
-		}
-		if id, err := u16(m, nl.GENL_CTRL_ATTR_FAMILY_ID, "family_id"); err == nil && id != 0 {
-			return id, nil
-		}
+	if id == 0 {
+		return 0, fmt.Errorf("ipvs: the reply for generic netlink family %q has no family id", genlName)
 	}
-	return 0, fmt.Errorf("ipvs: the reply for generic netlink family %q has no family id", genlName)
-}
-
-func (k *Kernel) execute(req *nl.NetlinkRequest) ([][]byte, error) { return k.exchange(req) }
-
-// serviceAttr is the nested IPVS_CMD_ATTR_SERVICE that names a firewall-mark service.
-func serviceAttr(key dataplane.ServiceKey) *nl.RtAttr {
-	a := nl.NewRtAttr(cmdAttrService, nil)
-	a.AddRtAttr(svcAttrAF, nl.Uint16Attr(afOf(key.Family)))
-	a.AddRtAttr(svcAttrFWMark, nl.Uint32Attr(key.FWMark))
-	return a
+	return id, nil
 }
 
 func (k *Kernel) dumpServices() ([]svcRecord, error) {
-	req := nl.NewNetlinkRequest(int(k.family), unix.NLM_F_DUMP)
-	req.AddData(genlHeader{cmd: cmdGetService, version: genlVersion})
-	msgs, err := k.execute(req)
-	if err != nil {
-		return nil, fmt.Errorf("ipvs: list services: %w", err)
-	}
+	k.req = finishRequest(appendRequest(k.req[:0], k.family, unix.NLM_F_DUMP, cmdGetService, genlVersion))
 	var out []svcRecord
-	for _, msg := range msgs {
+	err := k.exchange(k.req, func(msg []byte) error {
 		r, err := decodeService(msg)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if r.fwmark {
 			out = append(out, r)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ipvs: list services: %w", err)
 	}
 	return out, nil
 }
@@ -164,31 +152,28 @@ func (k *Kernel) dumpServices() ([]svcRecord, error) {
 // getService asks for one service: the kernel answers a destination dump for a missing
 // service with nothing, so this tells "no destinations" from "no service".
 func (k *Kernel) getService(key dataplane.ServiceKey) error {
-	get := nl.NewNetlinkRequest(int(k.family), unix.NLM_F_ACK)
-	get.AddData(genlHeader{cmd: cmdGetService, version: genlVersion})
-	get.AddData(serviceAttr(key))
-	if _, err := k.execute(get); err != nil {
+	k.req = appendRequest(k.req[:0], k.family, unix.NLM_F_ACK, cmdGetService, genlVersion)
+	k.req = finishRequest(appendServiceKey(k.req, key))
+	if err := k.exchange(k.req, func([]byte) error { return nil }); err != nil {
 		return serviceError("get", key, err)
 	}
 	return nil
 }
 
-// dumpDestinations lists a service's destinations; a missing service has none.
-func (k *Kernel) dumpDestinations(key dataplane.ServiceKey) ([]dataplane.DestinationStats, error) {
-	req := nl.NewNetlinkRequest(int(k.family), unix.NLM_F_DUMP)
-	req.AddData(genlHeader{cmd: cmdGetDest, version: genlVersion})
-	req.AddData(serviceAttr(key))
-	msgs, err := k.execute(req)
-	if err != nil {
-		return nil, fmt.Errorf("ipvs: list destinations of %s: %w", key, err)
-	}
-	var out []dataplane.DestinationStats
-	for _, msg := range msgs {
+// appendDestinations appends a service's destinations to out; a missing service has none.
+func (k *Kernel) appendDestinations(out []dataplane.DestinationStats, key dataplane.ServiceKey) ([]dataplane.DestinationStats, error) {
+	k.req = appendRequest(k.req[:0], k.family, unix.NLM_F_DUMP, cmdGetDest, genlVersion)
+	k.req = finishRequest(appendServiceKey(k.req, key))
+	err := k.exchange(k.req, func(msg []byte) error {
 		d, err := decodeDestination(msg, key.Family)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", key, err)
+			return fmt.Errorf("%s: %w", key, err)
 		}
 		out = append(out, d)
+		return nil
+	})
+	if err != nil {
+		return out, fmt.Errorf("ipvs: list destinations of %s: %w", key, err)
 	}
 	return out, nil
 }
@@ -215,7 +200,7 @@ func (k *Kernel) Destinations(s dataplane.Service) ([]dataplane.Destination, err
 	if err := k.getService(s.ServiceKey); err != nil {
 		return nil, err
 	}
-	ds, err := k.dumpDestinations(s.ServiceKey)
+	ds, err := k.appendDestinations(nil, s.ServiceKey)
 	if err != nil {
 		return nil, err
 	}
@@ -237,10 +222,18 @@ func (k *Kernel) Stats() ([]dataplane.ServiceStats, error) {
 		return nil, err
 	}
 	out := make([]dataplane.ServiceStats, 0, len(recs))
+	// All the destinations in one array, each service's a capped piece of it: a few big
+	// allocations instead of a growing slice per service. When the array grows, the pieces
+	// cut so far keep the old one.
+	all := make([]dataplane.DestinationStats, 0, 8*len(recs))
 	for _, r := range recs {
-		ds, err := k.dumpDestinations(r.svc.ServiceKey)
-		if err != nil {
+		start := len(all)
+		if all, err = k.appendDestinations(all, r.svc.ServiceKey); err != nil {
 			return nil, err
+		}
+		var ds []dataplane.DestinationStats
+		if len(all) > start {
+			ds = all[start:len(all):len(all)]
 		}
 		out = append(out, dataplane.ServiceStats{Service: r.svc, Counters: r.counters, Destinations: ds})
 	}

@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"syscall"
 
-	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
 	"github.com/lvsctl/lvsctl/agent/dataplane"
@@ -72,12 +71,6 @@ const (
 // nlaTypeMask strips the nested and byte-order flags from an attribute type (NLA_TYPE_MASK).
 const nlaTypeMask = ^uint16(unix.NLA_F_NESTED | unix.NLA_F_NET_BYTEORDER)
 
-// genlHeader is struct genlmsghdr.
-type genlHeader struct{ cmd, version uint8 }
-
-func (h genlHeader) Len() int          { return 4 }
-func (h genlHeader) Serialize() []byte { return []byte{h.cmd, h.version, 0, 0} }
-
 // svcRecord is one service as IPVS reports it.
 type svcRecord struct {
 	svc      dataplane.Service
@@ -85,38 +78,62 @@ type svcRecord struct {
 	counters dataplane.Counters
 }
 
-// attrs parses netlink attributes, without the flag bits in their types.
-func attrs(b []byte) (map[uint16][]byte, error) {
-	list, err := nl.ParseRouteAttr(b)
-	if err != nil {
-		return nil, fmt.Errorf("parse attributes: %w", err)
-	}
-	m := make(map[uint16][]byte, len(list))
-	for _, a := range list {
-		m[a.Attr.Type&nlaTypeMask] = a.Value
-	}
-	return m, nil
+// maxAttr bounds the attribute types an attrSet keeps: every IPVS, IPVS-stats and
+// generic-netlink-controller attribute read here is numbered below it.
+const maxAttr = 16
+
+// attrSet is a message's attributes by type, without the flag bits in their types; the last
+// of a repeated type wins, and types from maxAttr up are skipped. It is an array, not a map,
+// so that decoding a full read's 20,000 messages allocates nothing for them. The values alias
+// the parsed bytes.
+type attrSet struct {
+	v   [maxAttr][]byte
+	has uint32 // bit t: attribute t was present (its value may be empty)
 }
 
-// payload returns the attributes nested in the message's IPVS_CMD_ATTR_SERVICE or _DEST,
-// after the generic-netlink header.
-func payload(msg []byte, want uint16) (map[uint16][]byte, error) {
+// parse reads the attributes in b, replacing what s held.
+func (s *attrSet) parse(b []byte) error {
+	*s = attrSet{}
+	for len(b) >= 4 {
+		l := int(binary.NativeEndian.Uint16(b))
+		if l < 4 || l > len(b) {
+			return fmt.Errorf("parse attributes: an attribute of %d bytes in %d: %w", l, len(b), unix.EINVAL)
+		}
+		if t := binary.NativeEndian.Uint16(b[2:]) & nlaTypeMask; t < maxAttr {
+			s.v[t] = b[4:l]
+			s.has |= 1 << t
+		}
+		b = b[min(len(b), align4(l)):]
+	}
+	return nil
+}
+
+// get returns attribute t and whether it was present.
+func (s *attrSet) get(t uint16) ([]byte, bool) {
+	if t >= maxAttr || s.has&(1<<t) == 0 {
+		return nil, false
+	}
+	return s.v[t], true
+}
+
+// payload parses the attributes nested in the message's IPVS_CMD_ATTR_SERVICE or _DEST,
+// after the generic-netlink header, into s.
+func (s *attrSet) payload(msg []byte, want uint16) error {
 	if len(msg) < 4 {
-		return nil, fmt.Errorf("message of %d bytes has no generic netlink header", len(msg))
+		return fmt.Errorf("message of %d bytes has no generic netlink header", len(msg))
 	}
-	top, err := attrs(msg[4:])
-	if err != nil {
-		return nil, err
+	if err := s.parse(msg[4:]); err != nil {
+		return err
 	}
-	nested, ok := top[want]
+	nested, ok := s.get(want)
 	if !ok {
-		return nil, fmt.Errorf("message lacks nested attribute %d", want)
+		return fmt.Errorf("message lacks nested attribute %d", want)
 	}
-	return attrs(nested)
+	return s.parse(nested)
 }
 
-func u16(m map[uint16][]byte, t uint16, name string) (uint16, error) {
-	v, ok := m[t]
+func u16(m *attrSet, t uint16, name string) (uint16, error) {
+	v, ok := m.get(t)
 	if !ok {
 		return 0, nil
 	}
@@ -126,8 +143,8 @@ func u16(m map[uint16][]byte, t uint16, name string) (uint16, error) {
 	return binary.NativeEndian.Uint16(v), nil
 }
 
-func u32(m map[uint16][]byte, t uint16, name string) (uint32, error) {
-	v, ok := m[t]
+func u32(m *attrSet, t uint16, name string) (uint32, error) {
+	v, ok := m.get(t)
 	if !ok {
 		return 0, nil
 	}
@@ -135,6 +152,48 @@ func u32(m map[uint16][]byte, t uint16, name string) (uint32, error) {
 		return 0, fmt.Errorf("attribute %s: %d bytes, want 4", name, len(v))
 	}
 	return binary.NativeEndian.Uint32(v), nil
+}
+
+// appendRequest starts a request to generic-netlink family typ: struct nlmsghdr (its length
+// set by finishRequest, its sequence number when sent) and struct genlmsghdr.
+func appendRequest(b []byte, typ, flags uint16, cmd, version uint8) []byte {
+	b = binary.NativeEndian.AppendUint32(b, 0)
+	b = binary.NativeEndian.AppendUint16(b, typ)
+	b = binary.NativeEndian.AppendUint16(b, flags|unix.NLM_F_REQUEST)
+	b = binary.NativeEndian.AppendUint64(b, 0) // sequence number, port id
+	return append(b, cmd, version, 0, 0)
+}
+
+// appendAttr appends struct nlattr with value v, padded to 4 bytes.
+func appendAttr(b []byte, t uint16, v []byte) []byte {
+	b = binary.NativeEndian.AppendUint16(b, uint16(4+len(v)))
+	b = binary.NativeEndian.AppendUint16(b, t)
+	b = append(b, v...)
+	for len(b)%4 != 0 {
+		b = append(b, 0)
+	}
+	return b
+}
+
+// appendServiceKey appends the nested IPVS_CMD_ATTR_SERVICE that names a firewall-mark
+// service.
+func appendServiceKey(b []byte, key dataplane.ServiceKey) []byte {
+	var af [2]byte
+	var mark [4]byte
+	binary.NativeEndian.PutUint16(af[:], afOf(key.Family))
+	binary.NativeEndian.PutUint32(mark[:], key.FWMark)
+	start := len(b)
+	b = appendAttr(b, cmdAttrService, nil)
+	b = appendAttr(b, svcAttrAF, af[:])
+	b = appendAttr(b, svcAttrFWMark, mark[:])
+	binary.NativeEndian.PutUint16(b[start:], uint16(len(b)-start))
+	return b
+}
+
+// finishRequest sets the request's length.
+func finishRequest(b []byte) []byte {
+	binary.NativeEndian.PutUint32(b, uint32(len(b)))
+	return b
 }
 
 func family(af uint16) (dataplane.Family, error) {
@@ -158,8 +217,9 @@ func afOf(f dataplane.Family) uint16 {
 // first).
 func decodeService(msg []byte) (svcRecord, error) {
 	var r svcRecord
-	m, err := payload(msg, cmdAttrService)
-	if err != nil {
+	var set attrSet
+	m := &set
+	if err := m.payload(msg, cmdAttrService); err != nil {
 		return r, fmt.Errorf("ipvs service: %w", err)
 	}
 	af, err := u16(m, svcAttrAF, "af")
@@ -169,11 +229,12 @@ func decodeService(msg []byte) (svcRecord, error) {
 	if r.svc.Family, err = family(af); err != nil {
 		return r, fmt.Errorf("ipvs service: %w", err)
 	}
-	_, r.fwmark = m[svcAttrFWMark]
+	_, r.fwmark = m.get(svcAttrFWMark)
 	if r.svc.FWMark, err = u32(m, svcAttrFWMark, "fwmark"); err != nil {
 		return r, fmt.Errorf("ipvs service: %w", err)
 	}
-	r.svc.Scheduler = unix.ByteSliceToString(m[svcAttrSchedName])
+	sched, _ := m.get(svcAttrSchedName)
+	r.svc.Scheduler = unix.ByteSliceToString(sched)
 	// IPVS_SVC_ATTR_FLAGS is struct ip_vs_flags {flags, mask}: the flags come first.
 	flags, err := u32(m, svcAttrFlags, "flags")
 	if err != nil {
@@ -186,7 +247,7 @@ func decodeService(msg []byte) (svcRecord, error) {
 	if flags&svcFlagPersistent != 0 {
 		r.svc.Timeout = timeout
 	}
-	if v, ok := m[svcAttrNetmask]; ok {
+	if v, ok := m.get(svcAttrNetmask); ok {
 		if len(v) < 4 {
 			return r, fmt.Errorf("ipvs service %s: attribute netmask: %d bytes, want 4", r.svc.ServiceKey, len(v))
 		}
@@ -227,11 +288,11 @@ func netmaskValue(f dataplane.Family, bitsLen uint8) uint32 {
 // IPVS_*_ATTR_STATS (32-bit counts and rates, 64-bit bytes) and, since Linux 4.1,
 // IPVS_*_ATTR_STATS64 (all 64-bit); the 64-bit one wins when present. Both attributes have the
 // same number in service and destination messages (10 and 12).
-func decodeCounters(m map[uint16][]byte) (dataplane.Counters, error) {
-	if v, ok := m[svcAttrStats64]; ok {
+func decodeCounters(m *attrSet) (dataplane.Counters, error) {
+	if v, ok := m.get(svcAttrStats64); ok {
 		return decodeStats(v, true)
 	}
-	if v, ok := m[svcAttrStats]; ok {
+	if v, ok := m.get(svcAttrStats); ok {
 		return decodeStats(v, false)
 	}
 	return dataplane.Counters{}, nil
@@ -241,57 +302,56 @@ func decodeCounters(m map[uint16][]byte) (dataplane.Counters, error) {
 // counters are 64 bits wide.
 func decodeStats(b []byte, wide bool) (dataplane.Counters, error) {
 	var c dataplane.Counters
-	m, err := attrs(b)
-	if err != nil {
+	var m attrSet
+	if err := m.parse(b); err != nil {
 		return c, fmt.Errorf("stats: %w", err)
 	}
-	fields := []struct {
-		t    uint16
-		name string
-		dst  *uint64
-		wide bool // 64 bits even in the 32-bit form
-	}{
-		{statsConns, "conns", &c.Conns, false},
-		{statsInPkts, "inpkts", &c.InPackets, false},
-		{statsOutPkts, "outpkts", &c.OutPackets, false},
-		{statsInBytes, "inbytes", &c.InBytes, true},
-		{statsOutBytes, "outbytes", &c.OutBytes, true},
-		{statsCPS, "cps", &c.CPS, false},
-		{statsInPPS, "inpps", &c.InPPS, false},
-		{statsOutPPS, "outpps", &c.OutPPS, false},
-		{statsInBPS, "inbps", &c.InBPS, false},
-		{statsOutBPS, "outbps", &c.OutBPS, false},
-	}
-	for _, f := range fields {
-		v, ok := m[f.t]
-		if !ok {
-			continue
+	// Written out, not a table of fields: this runs for every service and destination of a
+	// full read.
+	var err error
+	read := func(t uint16, name string, dst *uint64, wideAlways bool) {
+		v, ok := m.get(t)
+		if !ok || err != nil {
+			return
 		}
-		if wide || f.wide {
+		if wide || wideAlways {
 			if len(v) < 8 {
-				return c, fmt.Errorf("stats %s: %d bytes, want 8", f.name, len(v))
+				err = fmt.Errorf("stats %s: %d bytes, want 8", name, len(v))
+				return
 			}
-			*f.dst = binary.NativeEndian.Uint64(v)
-			continue
+			*dst = binary.NativeEndian.Uint64(v)
+			return
 		}
 		if len(v) < 4 {
-			return c, fmt.Errorf("stats %s: %d bytes, want 4", f.name, len(v))
+			err = fmt.Errorf("stats %s: %d bytes, want 4", name, len(v))
+			return
 		}
-		*f.dst = uint64(binary.NativeEndian.Uint32(v))
+		*dst = uint64(binary.NativeEndian.Uint32(v))
 	}
-	return c, nil
+	read(statsConns, "conns", &c.Conns, false)
+	read(statsInPkts, "inpkts", &c.InPackets, false)
+	read(statsOutPkts, "outpkts", &c.OutPackets, false)
+	read(statsInBytes, "inbytes", &c.InBytes, true) // 64 bits even in the 32-bit form
+	read(statsOutBytes, "outbytes", &c.OutBytes, true)
+	read(statsCPS, "cps", &c.CPS, false)
+	read(statsInPPS, "inpps", &c.InPPS, false)
+	read(statsOutPPS, "outpps", &c.OutPPS, false)
+	read(statsInBPS, "inbps", &c.InBPS, false)
+	read(statsOutBPS, "outbps", &c.OutBPS, false)
+	return c, err
 }
 
 // decodeDestination decodes one IPVS_CMD_GET_DEST reply message of a service of family svcFamily
 // (kernels before 3.18 do not send the destination's own family).
 func decodeDestination(msg []byte, svcFamily dataplane.Family) (dataplane.DestinationStats, error) {
 	var d dataplane.DestinationStats
-	m, err := payload(msg, cmdAttrDest)
-	if err != nil {
+	var set attrSet
+	m := &set
+	if err := m.payload(msg, cmdAttrDest); err != nil {
 		return d, fmt.Errorf("ipvs destination: %w", err)
 	}
 	fam := svcFamily
-	if _, ok := m[destAttrAddrFamily]; ok {
+	if _, ok := m.get(destAttrAddrFamily); ok {
 		af, err := u16(m, destAttrAddrFamily, "addr_family")
 		if err != nil {
 			return d, fmt.Errorf("ipvs destination: %w", err)
@@ -301,7 +361,7 @@ func decodeDestination(msg []byte, svcFamily dataplane.Family) (dataplane.Destin
 		}
 	}
 	// The address is a union nf_inet_addr: 16 bytes, an IPv4 address in the first 4.
-	a := m[destAttrAddr]
+	a, _ := m.get(destAttrAddr)
 	switch {
 	case fam == dataplane.IPv4 && len(a) >= 4:
 		d.Address = netip.AddrFrom4([4]byte(a[:4]))
@@ -310,26 +370,26 @@ func decodeDestination(msg []byte, svcFamily dataplane.Family) (dataplane.Destin
 	default:
 		return d, fmt.Errorf("ipvs destination: address of %d bytes for family %s", len(a), fam)
 	}
-	if p, ok := m[destAttrPort]; ok {
+	if p, ok := m.get(destAttrPort); ok {
 		if len(p) < 2 {
 			return d, fmt.Errorf("ipvs destination %s: attribute port: %d bytes, want 2", d.Address, len(p))
 		}
 		d.Port = binary.BigEndian.Uint16(p) // network order, unlike the rest
 	}
-	u32s := []struct {
-		t    uint16
-		name string
-		dst  *uint32
-	}{
-		{destAttrWeight, "weight", &d.Weight},
-		{destAttrActiveConns, "activeconns", &d.ActiveConns},
-		{destAttrInactConns, "inactconns", &d.InactiveConns},
-		{destAttrPersistConns, "persistconns", &d.PersistentConns},
+	// One by one, not a table of pointers into d: that would move d to the heap, and this runs
+	// for every destination of a full read.
+	var err error
+	if d.Weight, err = u32(m, destAttrWeight, "weight"); err != nil {
+		return d, fmt.Errorf("ipvs destination %s: %w", d.Address, err)
 	}
-	for _, f := range u32s {
-		if *f.dst, err = u32(m, f.t, f.name); err != nil {
-			return d, fmt.Errorf("ipvs destination %s: %w", d.Address, err)
-		}
+	if d.ActiveConns, err = u32(m, destAttrActiveConns, "activeconns"); err != nil {
+		return d, fmt.Errorf("ipvs destination %s: %w", d.Address, err)
+	}
+	if d.InactiveConns, err = u32(m, destAttrInactConns, "inactconns"); err != nil {
+		return d, fmt.Errorf("ipvs destination %s: %w", d.Address, err)
+	}
+	if d.PersistentConns, err = u32(m, destAttrPersistConns, "persistconns"); err != nil {
+		return d, fmt.Errorf("ipvs destination %s: %w", d.Address, err)
 	}
 	fwd, err := u32(m, destAttrFwdMethod, "fwd_method")
 	if err != nil {

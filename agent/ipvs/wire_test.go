@@ -9,7 +9,6 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
 	"github.com/lvsctl/lvsctl/agent/dataplane"
@@ -444,27 +443,37 @@ func TestRequests(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var sent []string
-			k := &Kernel{family: 30, exchange: func(req *nl.NetlinkRequest) ([][]byte, error) {
-				if len(req.Data) == 0 {
-					return nil, errors.New("request without a generic-netlink header")
+			k := &Kernel{family: 30, exchange: func(req []byte, each func([]byte) error) error {
+				msgs, err := syscall.ParseNetlinkMessage(req)
+				if err != nil || len(msgs) != 1 {
+					return fmt.Errorf("request is not one netlink message: %d, %v", len(msgs), err)
 				}
-				h, ok := req.Data[0].(genlHeader)
-				if !ok {
-					return nil, fmt.Errorf("request starts with %T, not a generic-netlink header", req.Data[0])
+				h, data := msgs[0].Header, msgs[0].Data
+				if h.Type != 30 || h.Flags&unix.NLM_F_REQUEST == 0 || len(data) < 4 {
+					return fmt.Errorf("not a generic-netlink request to IPVS: %+v", h)
 				}
-				dump := req.Flags&unix.NLM_F_DUMP == unix.NLM_F_DUMP
+				var svcKey attrSet
+				if len(data) > 4 {
+					if err := svcKey.payload(data, cmdAttrService); err != nil {
+						return err
+					}
+					if mark, _ := u32(&svcKey, svcAttrFWMark, "fwmark"); mark != 16 {
+						return fmt.Errorf("request names fwmark %d, want 16", mark)
+					}
+				}
+				dump := h.Flags&unix.NLM_F_DUMP == unix.NLM_F_DUMP
 				switch {
-				case h.cmd == cmdGetService && dump:
+				case data[0] == cmdGetService && dump:
 					sent = append(sent, "dump services")
-					return [][]byte{svc}, nil
-				case h.cmd == cmdGetService:
+					return each(svc)
+				case data[0] == cmdGetService:
 					sent = append(sent, "get service")
-					return [][]byte{svc}, nil
-				case h.cmd == cmdGetDest && dump:
+					return each(svc)
+				case data[0] == cmdGetDest && dump:
 					sent = append(sent, "dump destinations")
-					return [][]byte{dest}, nil
+					return each(dest)
 				}
-				return nil, fmt.Errorf("unexpected command %d (flags %#x)", h.cmd, req.Flags)
+				return fmt.Errorf("unexpected command %d (flags %#x)", data[0], h.Flags)
 			}}
 			n, err := tt.read(k)
 			if err != nil || n != 1 {
