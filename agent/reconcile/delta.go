@@ -199,9 +199,11 @@ func (a *apply) runDelta(d *lvsctlv1.Delta) bool {
 			svc := s.svc
 			return &svc, s.dests, true
 		}
-		// The service's settings are compared with what was last applied to it.
+		// The service's settings are compared with what was last applied to it, if that
+		// succeeded: the memory holds the spec even when its UpdateService failed, so after an
+		// error the kernel's settings are unknown and the (idempotent) update is sent again.
 		var cur *dataplane.Service
-		if old := m.specs[s.name]; old != nil && old.svc.ServiceKey == s.svc.ServiceKey && !old.foreign {
+		if old := m.specs[s.name]; old != nil && old.svc.ServiceKey == s.svc.ServiceKey && !old.foreign && len(m.errs[s.name]) == 0 {
 			svc := old.svc
 			cur = &svc
 		}

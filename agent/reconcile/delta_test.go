@@ -215,6 +215,51 @@ func TestDeltaErrorsPersist(t *testing.T) {
 	}
 }
 
+// TestDeltaAfterFailedUpdateService: after a failed UpdateService, by a delta or a full
+// reconcile, the kernel still runs the old settings although the reconciler remembers the new
+// ones; the next delta about the cluster sends the update again rather than clearing its error
+// over a weight change.
+func TestDeltaAfterFailedUpdateService(t *testing.T) {
+	failUpdate := func(e *env) {
+		e.ipvs.FailWhen(func(o fake.Op) error {
+			if o.Name == "UpdateService" && o.Service.FWMark == 17 {
+				return errors.New("injected")
+			}
+			return nil
+		})
+	}
+	for _, by := range []string{"delta", "full"} {
+		t.Run(by, func(t *testing.T) {
+			e := newEnv(t)
+			e.mustClean(t, desired(wms(), web()), active)
+			failUpdate(e)
+			w := web()
+			w.Scheduler = "wrr"
+			var res reconcileResult
+			if by == "delta" {
+				res, _ = e.applyDelta(t, &lvsctlv1.Delta{Upserted: []*lvsctlv1.Cluster{w}}, active)
+			} else {
+				r, _ := e.apply(t, desired(wms(), w), active)
+				res = reconcileResult{r.ClusterErrors, r.DirectorErrors}
+			}
+			if !slices.Equal(res.clusterNames(), []string{"web"}) {
+				t.Fatalf("cluster errors %v, want web's", res.clusters)
+			}
+			e.ipvs.FailWhen(nil)
+			w = web()
+			w.Scheduler = "wrr"
+			w.Reals[0].Weight = 3
+			res, ops := e.applyDelta(t, &lvsctlv1.Delta{Upserted: []*lvsctlv1.Cluster{w}}, active)
+			if len(res.clusters) != 0 || !slices.Contains(ops, "UpdateService fwm 17 ipv4") {
+				t.Errorf("next delta: ops %q, cluster errors %v; want the update sent again and no error", ops, res.clusters)
+			}
+			if d := e.ipvs.Dump(); !strings.Contains(d, "fwm 17 ipv4 wrr") {
+				t.Errorf("kernel:\n%s\nwant web on wrr", d)
+			}
+		})
+	}
+}
+
 // TestDeltaAfterDirectorError: a delta after a reconcile with a director error takes the full
 // path, so the error is retried (and reported again if it persists), never hidden.
 func TestDeltaAfterDirectorError(t *testing.T) {
