@@ -183,6 +183,10 @@ func (a *apply) runDelta(d *lvsctlv1.Delta) bool {
 		}
 	}
 	if a.interrupted() {
+		// Nothing changed in the kernel: the next reconcile takes the full path, and applies
+		// this delta's clusters with its own.
+		m.takeClusters(d)
+		m.full = true
 		return true
 	}
 
@@ -301,15 +305,20 @@ func (a *apply) addressChanges(m *memory, olds, news []*clusterSpec) (claim, rel
 	return claim, release
 }
 
-// rememberDelta updates the memory with the changed clusters.
-func (a *apply) rememberDelta(names []string, now map[string]*clusterSpec, d *lvsctlv1.Delta) {
-	m := a.r.mem
+// takeClusters makes the remembered desired clusters those after d.
+func (m *memory) takeClusters(d *lvsctlv1.Delta) {
 	for _, n := range d.GetDeleted() {
 		delete(m.clusters, n)
 	}
 	for _, c := range d.GetUpserted() {
 		m.clusters[c.GetName()] = c
 	}
+}
+
+// rememberDelta updates the memory with the changed clusters.
+func (a *apply) rememberDelta(names []string, now map[string]*clusterSpec, d *lvsctlv1.Delta) {
+	m := a.r.mem
+	m.takeClusters(d)
 	for _, n := range names {
 		if old := m.specs[n]; old != nil && m.byKey[old.svc.ServiceKey] == n {
 			delete(m.byKey, old.svc.ServiceKey)

@@ -260,6 +260,32 @@ func TestDeltaAfterFailedUpdateService(t *testing.T) {
 	}
 }
 
+// TestDeltaInterrupted: a delta whose context ends before it changes anything reports it, and
+// the next delta takes the full path, applying the interrupted delta's change with its own.
+func TestDeltaInterrupted(t *testing.T) {
+	e := newEnv(t)
+	e.mustClean(t, desired(wms(), web()), active)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	w := web()
+	w.Reals[0].Weight = 3
+	res := e.r.ApplyDelta(ctx, &lvsctlv1.Delta{Upserted: []*lvsctlv1.Cluster{w}}, active)
+	if len(res.DirectorErrors) != 1 || res.Operations != 0 {
+		t.Fatalf("canceled delta: %d operations, director errors %q; want none and one", res.Operations, res.DirectorErrors)
+	}
+	reads := e.countReads()
+	m := wms()
+	m.Reals[0].Weight = 5
+	r, ops := e.applyDelta(t, &lvsctlv1.Delta{Upserted: []*lvsctlv1.Cluster{m}}, active)
+	if len(r.clusters)+len(r.director) != 0 || reads["Stats"] != 1 {
+		t.Errorf("next delta: errors %v %q, %d bulk reads; want the full path, clean", r.clusters, r.director, reads["Stats"])
+	}
+	want := []string{"UpdateDestination fwm 16 ipv4 198.51.100.1:0", "UpdateDestination fwm 17 ipv4 198.51.100.11:0"}
+	if !slices.Equal(ops, want) {
+		t.Errorf("next delta: ops %q, want %q", ops, want)
+	}
+}
+
 // TestDeltaAfterDirectorError: a delta after a reconcile with a director error takes the full
 // path, so the error is retried (and reported again if it persists), never hidden.
 func TestDeltaAfterDirectorError(t *testing.T) {
