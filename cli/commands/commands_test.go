@@ -203,9 +203,9 @@ func TestStatus(t *testing.T) {
 	srv, addr := start(t)
 	srv.setFleet(testFleet())
 	expect(t, lvsctl(t, addr, "", "status"), 0,
-		"NAME   GROUP   CONNECTED  ROLE     DESIRED  APPLIED  ERRORS  ACTIVE  INACTIVE  PERSISTENT  CPS\n"+
-			"dir-a  edge-1  yes        ACTIVE   5        5        0       21      3         11          7\n"+
-			"dir-b  edge-1  no         STANDBY  5        4        2       0       0         9           0\n"+
+		"NAME   GROUP   CONNECTED  ROLE     DESIRED  APPLIED  STATE         ERRORS  ACTIVE  INACTIVE  PERSISTENT  CPS\n"+
+			"dir-a  edge-1  yes        ACTIVE   5        5        applied       0       21      3         11          7\n"+
+			"dir-b  edge-1  no         STANDBY  5        4        disconnected  2       0       0         9           0\n"+
 			"\nErrors:\n"+
 			"  dir-b: cluster \"wms\": scheduler mh: module not loaded\n"+
 			"  dir-b: vip 192.0.2.10: interface eth0 is down\n", "")

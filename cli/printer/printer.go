@@ -84,6 +84,8 @@ type DirectorView struct {
 	Epoch           uint64 `json:"epoch"`
 	DesiredRevision int64  `json:"desiredRevision"`
 	AppliedRevision int64  `json:"appliedRevision"`
+	// State says, honestly, how far the director got: see ApplyState.
+	State string `json:"state"`
 	// Errors are the cluster errors as `cluster "wms": message`, then the director's own.
 	Errors       []string `json:"errors"`
 	AgentVersion string   `json:"agentVersion,omitempty"`
@@ -107,6 +109,32 @@ func ClusterErrorText(e *lvsctlv1.ClusterError) string {
 	return fmt.Sprintf("%s %q: %s", validate.KindCluster, e.GetCluster(), e.GetMessage())
 }
 
+// The states ApplyState names. "applied" is said only when the director acked the revision it
+// should have and reported no error: a revision acked with errors is "applied with errors",
+// so the numbers APPLIED = DESIRED never read as success on their own.
+const (
+	StateDisconnected      = "disconnected"
+	StateApplied           = "applied"
+	StateAppliedWithErrors = "applied with errors"
+	StateBehind            = "behind"
+	StateBehindWithErrors  = "behind with errors"
+)
+
+// ApplyState is a director's state as status prints it.
+func ApplyState(connected bool, applied, desired int64, errors int) string {
+	switch {
+	case !connected:
+		return StateDisconnected
+	case applied < desired && errors > 0:
+		return StateBehindWithErrors
+	case applied < desired:
+		return StateBehind
+	case errors > 0:
+		return StateAppliedWithErrors
+	}
+	return StateApplied
+}
+
 // ViewDirector converts a director's status for printing.
 func ViewDirector(d *lvsctlv1.DirectorStatus) DirectorView {
 	v := DirectorView{
@@ -124,6 +152,7 @@ func ViewDirector(d *lvsctlv1.DirectorStatus) DirectorView {
 		v.Errors = append(v.Errors, ClusterErrorText(e))
 	}
 	v.Errors = append(v.Errors, d.GetDirectorErrors()...)
+	v.State = ApplyState(v.Connected, v.AppliedRevision, v.DesiredRevision, len(v.Errors))
 	if d.GetLastSeen() != nil {
 		v.LastSeen = d.GetLastSeen().AsTime().UTC().Format(time.RFC3339)
 	}
@@ -294,11 +323,11 @@ func (tablePrinter) Directors(w io.Writer, ds []*lvsctlv1.DirectorStatus) error 
 // error on its own line (they are too long for a column). The totals come after the columns
 // that scripts may already cut.
 func (tablePrinter) Status(w io.Writer, ds []*lvsctlv1.DirectorStatus) error {
-	tw := newTable(w, "NAME", "GROUP", "CONNECTED", "ROLE", "DESIRED", "APPLIED", "ERRORS", "ACTIVE", "INACTIVE", "PERSISTENT", "CPS")
+	tw := newTable(w, "NAME", "GROUP", "CONNECTED", "ROLE", "DESIRED", "APPLIED", "STATE", "ERRORS", "ACTIVE", "INACTIVE", "PERSISTENT", "CPS")
 	var errs []string
 	for _, d := range ds {
 		v := ViewStatus(d)
-		row(tw, v.Name, v.Group, yesNo(v.Connected), v.Role, v.DesiredRevision, v.AppliedRevision, len(v.Errors),
+		row(tw, v.Name, v.Group, yesNo(v.Connected), v.Role, v.DesiredRevision, v.AppliedRevision, v.State, len(v.Errors),
 			v.ActiveConns, v.InactiveConns, v.PersistentConns, v.CPS)
 		for _, e := range v.Errors {
 			errs = append(errs, v.Name+": "+e)

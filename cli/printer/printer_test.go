@@ -163,6 +163,7 @@ func TestFleet(t *testing.T) {
     "epoch": 2,
     "desiredRevision": 9,
     "appliedRevision": 9,
+    "state": "applied",
     "errors": [],
     "agentVersion": "v0.1.0",
     "lastSeen": "2025-01-02T03:04:05Z"
@@ -175,6 +176,7 @@ func TestFleet(t *testing.T) {
     "epoch": 0,
     "desiredRevision": 9,
     "appliedRevision": 7,
+    "state": "disconnected",
     "errors": [
       "cluster \"wms\": no such scheduler",
       "eth0 is down"
@@ -192,6 +194,7 @@ func TestFleet(t *testing.T) {
     "epoch": 2,
     "desiredRevision": 9,
     "appliedRevision": 9,
+    "state": "applied",
     "errors": [],
     "agentVersion": "v0.1.0",
     "lastSeen": "2025-01-02T03:04:05Z",
@@ -208,6 +211,7 @@ func TestFleet(t *testing.T) {
     "epoch": 0,
     "desiredRevision": 9,
     "appliedRevision": 7,
+    "state": "disconnected",
     "errors": [
       "cluster \"wms\": no such scheduler",
       "eth0 is down"
@@ -227,9 +231,9 @@ func TestFleet(t *testing.T) {
 		want   string
 	}{
 		{"status table", Table, false, true,
-			"NAME   GROUP   CONNECTED  ROLE    DESIRED  APPLIED  ERRORS  ACTIVE  INACTIVE  PERSISTENT  CPS\n" +
-				"dir-a  edge-1  yes        ACTIVE  9        9        0       17      4         11          8\n" +
-				"dir-b  edge-1  no         -       9        7        2       0       0         0           0\n" +
+			"NAME   GROUP   CONNECTED  ROLE    DESIRED  APPLIED  STATE         ERRORS  ACTIVE  INACTIVE  PERSISTENT  CPS\n" +
+				"dir-a  edge-1  yes        ACTIVE  9        9        applied       0       17      4         11          8\n" +
+				"dir-b  edge-1  no         -       9        7        disconnected  2       0       0         0           0\n" +
 				"\nErrors:\n  dir-b: cluster \"wms\": no such scheduler\n  dir-b: eth0 is down\n"},
 		{"directors table", Table, false, false,
 			"NAME   GROUP   CONNECTED  ROLE    EPOCH  DESIRED  APPLIED  VERSION\n" +
@@ -239,19 +243,19 @@ func TestFleet(t *testing.T) {
 		{"directors json", JSON, false, false, view},
 		{"status json stream is one line", JSON, true, true,
 			`[{"name":"dir-a","group":"edge-1","connected":true,"role":"ACTIVE","epoch":2,"desiredRevision":9,"appliedRevision":9,` +
-				`"errors":[],"agentVersion":"v0.1.0","lastSeen":"2025-01-02T03:04:05Z","activeConns":17,"inactiveConns":4,"persistentConns":11,"cps":8},` +
+				`"state":"applied","errors":[],"agentVersion":"v0.1.0","lastSeen":"2025-01-02T03:04:05Z","activeConns":17,"inactiveConns":4,"persistentConns":11,"cps":8},` +
 				`{"name":"dir-b","group":"edge-1","connected":false,"role":"","epoch":0,"desiredRevision":9,"appliedRevision":7,` +
-				`"errors":["cluster \"wms\": no such scheduler","eth0 is down"],"activeConns":0,"inactiveConns":0,"persistentConns":0,"cps":0}]` + "\n"},
+				`"state":"disconnected","errors":["cluster \"wms\": no such scheduler","eth0 is down"],"activeConns":0,"inactiveConns":0,"persistentConns":0,"cps":0}]` + "\n"},
 		{"directors yaml", YAML, false, false,
 			"- agentVersion: v0.1.0\n  appliedRevision: 9\n  connected: true\n  desiredRevision: 9\n  epoch: 2\n  errors: []\n" +
-				"  group: edge-1\n  lastSeen: \"2025-01-02T03:04:05Z\"\n  name: dir-a\n  role: ACTIVE\n" +
+				"  group: edge-1\n  lastSeen: \"2025-01-02T03:04:05Z\"\n  name: dir-a\n  role: ACTIVE\n  state: applied\n" +
 				"- appliedRevision: 7\n  connected: false\n  desiredRevision: 9\n  epoch: 0\n  errors:\n" +
-				"  - 'cluster \"wms\": no such scheduler'\n  - eth0 is down\n  group: edge-1\n  name: dir-b\n  role: \"\"\n"},
+				"  - 'cluster \"wms\": no such scheduler'\n  - eth0 is down\n  group: edge-1\n  name: dir-b\n  role: \"\"\n  state: disconnected\n"},
 		{"status yaml stream starts a document", YAML, true, true,
 			"---\n- activeConns: 17\n  agentVersion: v0.1.0\n  appliedRevision: 9\n  connected: true\n  cps: 8\n  desiredRevision: 9\n  epoch: 2\n  errors: []\n" +
-				"  group: edge-1\n  inactiveConns: 4\n  lastSeen: \"2025-01-02T03:04:05Z\"\n  name: dir-a\n  persistentConns: 11\n  role: ACTIVE\n" +
+				"  group: edge-1\n  inactiveConns: 4\n  lastSeen: \"2025-01-02T03:04:05Z\"\n  name: dir-a\n  persistentConns: 11\n  role: ACTIVE\n  state: applied\n" +
 				"- activeConns: 0\n  appliedRevision: 7\n  connected: false\n  cps: 0\n  desiredRevision: 9\n  epoch: 0\n  errors:\n" +
-				"  - 'cluster \"wms\": no such scheduler'\n  - eth0 is down\n  group: edge-1\n  inactiveConns: 0\n  name: dir-b\n  persistentConns: 0\n  role: \"\"\n"},
+				"  - 'cluster \"wms\": no such scheduler'\n  - eth0 is down\n  group: edge-1\n  inactiveConns: 0\n  name: dir-b\n  persistentConns: 0\n  role: \"\"\n  state: disconnected\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -288,6 +292,30 @@ func TestParseFormat(t *testing.T) {
 		got, err := ParseFormat(tt.in)
 		if got != tt.want || (err == nil) != tt.ok {
 			t.Errorf("ParseFormat(%q) = %q, %v", tt.in, got, err)
+		}
+	}
+}
+
+// TestApplyState: "applied" only for a connected director that acked its desired revision with
+// no error; errors and lag are always said.
+func TestApplyState(t *testing.T) {
+	tests := []struct {
+		connected        bool
+		applied, desired int64
+		errors           int
+		want             string
+	}{
+		{true, 5, 5, 0, StateApplied},
+		{true, 5, 5, 3, StateAppliedWithErrors},
+		{true, 4, 5, 0, StateBehind},
+		{true, 0, 5, 1, StateBehindWithErrors},
+		{false, 5, 5, 0, StateDisconnected},
+		{false, 4, 5, 2, StateDisconnected},
+	}
+	for _, tt := range tests {
+		if got := ApplyState(tt.connected, tt.applied, tt.desired, tt.errors); got != tt.want {
+			t.Errorf("ApplyState(connected %v, applied %d, desired %d, %d errors) = %q, want %q",
+				tt.connected, tt.applied, tt.desired, tt.errors, got, tt.want)
 		}
 	}
 }
