@@ -79,33 +79,16 @@ func New(cfg Config) *Hub {
 // Register adds the service to a gRPC server.
 func (h *Hub) Register(g *grpc.Server) { lvsctlv1.RegisterAgentServiceServer(g, h) }
 
-// Run loads the desired state and follows it until ctx ends. A lost etcd connection or a
-// compacted watch makes it load again; sessions keep what they have meanwhile.
+// Run loads the desired state and follows it until ctx ends (store.Store.Follow: a lost
+// etcd connection or a compacted watch makes it load again, after a backoff); sessions keep
+// what they have meanwhile.
 func (h *Hub) Run(ctx context.Context) error {
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		err := h.follow(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		h.log.Warn("following the store failed; reloading", "error", err, "backoff", backoff)
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
-			return nil
-		}
-		backoff = min(backoff*2, 5*time.Second)
-	}
+	h.cfg.Store.Follow(ctx, h.log, h.load, h.apply)
 	return nil
 }
 
-// follow loads the state and applies each watch batch to the hub's working copy in place:
-// the cost of a batch is proportional to its changes, not to the stored state.
-func (h *Hub) follow(ctx context.Context) error {
-	snap, err := h.cfg.Store.Load(ctx)
-	if err != nil {
-		return err
-	}
+// load replaces the hub's working copy with a whole snapshot (the first load or a reload).
+func (h *Hub) load(snap *store.Snapshot) {
 	h.mu.Lock()
 	first := h.state == nil
 	h.state = newGroups(snap)
@@ -115,22 +98,22 @@ func (h *Hub) follow(ctx context.Context) error {
 		close(h.ready)
 	}
 	h.setFleetConfig()
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	batches, errc := h.cfg.Store.Watch(wctx, snap.Revision)
-	for b := range batches {
-		h.mu.Lock()
-		err := h.state.apply(b)
-		if err == nil {
-			h.wakeLocked()
-		}
-		h.mu.Unlock()
-		if err != nil {
-			return err
-		}
-		h.setFleetConfig()
+}
+
+// apply applies one watch batch to the hub's working copy in place: the cost of a batch is
+// proportional to its changes, not to the stored state.
+func (h *Hub) apply(b store.Batch) error {
+	h.mu.Lock()
+	err := h.state.apply(b)
+	if err == nil {
+		h.wakeLocked()
 	}
-	return <-errc
+	h.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	h.setFleetConfig()
+	return nil
 }
 
 // wakeLocked tells every session to look at the state again. A session whose group did

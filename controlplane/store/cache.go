@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
-	"time"
 
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
 )
@@ -76,43 +75,19 @@ func NewCache(st *Store, log *slog.Logger) *Cache {
 	return c
 }
 
-// Run loads the store and follows its changes until ctx ends. A lost watch (etcd
-// unreachable, or the revision compacted) loads the store again, after a backoff.
+// Run loads the store and follows its changes until ctx ends (Store.Follow: a lost watch
+// loads the store again, after a backoff).
 func (c *Cache) Run(ctx context.Context) error {
-	backoff := 100 * time.Millisecond
-	for {
-		err := c.follow(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		c.log.Warn("following the store failed; reloading", "error", err, "backoff", backoff)
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
-			return nil
-		}
-		backoff = min(backoff*2, 5*time.Second)
-	}
+	c.st.Follow(ctx, c.log, c.load, c.apply)
+	return nil
 }
 
-func (c *Cache) follow(ctx context.Context) error {
-	snap, err := c.st.Load(ctx)
-	if err != nil {
-		return err
-	}
+// load replaces the content with a whole snapshot (the first load or a reload).
+func (c *Cache) load(snap *Snapshot) {
 	c.mu.Lock()
 	c.reset(snap)
 	c.notifyLocked()
 	c.mu.Unlock()
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	batches, errc := c.st.Watch(wctx, snap.Revision)
-	for b := range batches {
-		if err := c.apply(b); err != nil {
-			return err
-		}
-	}
-	return <-errc
 }
 
 // apply applies one watched batch under the lock.
