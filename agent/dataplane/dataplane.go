@@ -21,6 +21,11 @@ var (
 	ErrNotExist = errors.New("does not exist")
 )
 
+// ErrOutcomeUnknown marks a change the kernel was sent but whose answer was lost (the receive
+// timed out, or the kernel dropped its replies with ENOBUFS): it may or may not have been made,
+// so a caller must not take it as refused.
+var ErrOutcomeUnknown = errors.New("sent, but the kernel's answer was lost: outcome unknown")
+
 // Family is an address family of a service: IPv4 or IPv6. IPVS keys a firewall-mark service by
 // (family, mark), so a mark may exist once per family.
 type Family uint8

@@ -64,7 +64,8 @@ func (k *Kernel) sendBatchOnSocket(buf []byte, last uint32) (map[uint32]syscall.
 			return h.seq == last
 		})
 		if err != nil {
-			return nil, err
+			// The send went through, so the kernel handled every request: which it made is lost.
+			return nil, fmt.Errorf("%w: %w", dataplane.ErrOutcomeUnknown, err)
 		}
 		if done {
 			return replies, nil

@@ -8,7 +8,9 @@ import (
 	"net/netip"
 	"syscall"
 	"testing"
+	"time"
 
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/lvsctl/lvsctl/agent/dataplane"
@@ -197,5 +199,49 @@ func TestBatchErrors(t *testing.T) {
 			t.Errorf("op %d: %v; want ENOBUFS only in the second send", i, err)
 			break
 		}
+	}
+}
+
+// TestBatchOutcomeUnknown sends batches to the host's generic-netlink controller (every Linux
+// has it, and no privilege is needed): a send the kernel refuses made nothing, and is a plain
+// error; a send that went through but whose replies could not be read (here a receive timeout,
+// the replies going to a port the socket does not take for its own) may have made its
+// requests, and is dataplane.ErrOutcomeUnknown.
+func TestBatchOutcomeUnknown(t *testing.T) {
+	c, err := openConn(netns.None())
+	if err != nil {
+		t.Fatalf("openConn: %v", err)
+	}
+	defer c.close()
+	tv := unix.NsecToTimeval((100 * time.Millisecond).Nanoseconds())
+	if err := unix.SetsockoptTimeval(c.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		t.Fatal(err)
+	}
+	k := &Kernel{conn: c}
+	request := func(seq uint32) []byte {
+		req := appendRequest(nil, unix.GENL_ID_CTRL, unix.NLM_F_ACK, unix.CTRL_CMD_GETFAMILY, 1)
+		req = finishRequest(appendAttr(req, unix.CTRL_ATTR_FAMILY_NAME, []byte("nlctrl\x00")))
+		binary.NativeEndian.PutUint32(req[8:], seq)
+		return req
+	}
+
+	replies, err := k.sendBatchOnSocket(request(1), 1)
+	if err != nil || replies[1] != 0 {
+		t.Fatalf("batch answered: replies %v, error %v; want the ack", replies, err)
+	}
+
+	// Larger than the socket's send buffer: the kernel refuses the send, so nothing was made.
+	var big []byte
+	for len(big) < 4<<20 {
+		big = append(big, request(2)...)
+	}
+	if _, err := k.sendBatchOnSocket(big, 2); err == nil || errors.Is(err, dataplane.ErrOutcomeUnknown) {
+		t.Errorf("refused send: %v; want an error that is not ErrOutcomeUnknown", err)
+	}
+
+	c.pid++ // the kernel's answers now look like someone else's
+	_, err = k.sendBatchOnSocket(request(3), 3)
+	if !errors.Is(err, dataplane.ErrOutcomeUnknown) || !errors.Is(err, unix.EAGAIN) {
+		t.Errorf("sent, answer not received: %v; want ErrOutcomeUnknown wrapping EAGAIN", err)
 	}
 }

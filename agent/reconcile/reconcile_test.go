@@ -621,6 +621,53 @@ func TestOwnedButMissing(t *testing.T) {
 	}
 }
 
+// TestOutcomeUnknown: IPVS took a batch but its answer was lost, so every op is reported
+// failed although the kernel made them. The services stay owned, and the next reconcile
+// finds them as its own and finishes cleanly, in the full and the delta path alike.
+func TestOutcomeUnknown(t *testing.T) {
+	for _, by := range []string{"full", "delta"} {
+		t.Run(by, func(t *testing.T) {
+			e := newEnv(t)
+			// Called directly: the result counts fewer operations than the kernel made.
+			var r reconcile.Result
+			if by == "full" {
+				e.ipvs.LoseReplies(1)
+				r = e.r.Apply(context.Background(), desired(wms()), active)
+			} else {
+				e.mustClean(t, desired(wms()), active)
+				e.ipvs.LoseReplies(1)
+				r = e.r.ApplyDelta(context.Background(), &lvsctlv1.Delta{Upserted: []*lvsctlv1.Cluster{web()}}, active)
+			}
+			res := reconcileResult{r.ClusterErrors, r.DirectorErrors}
+			name := map[string]string{"full": "wms", "delta": "web"}[by]
+			if !slices.Equal(res.clusterNames(), []string{name}) || !strings.Contains(res.clusters[0].GetMessage(), "outcome unknown") {
+				t.Fatalf("cluster errors %v, want %s's outcome unknown", res.clusters, name)
+			}
+			if by == "full" {
+				e.mustClean(t, desired(wms()), active)
+			} else {
+				w := web()
+				w.Reals[0].Weight = 3
+				if r, _ := e.applyDelta(t, &lvsctlv1.Delta{Upserted: []*lvsctlv1.Cluster{w}}, active); len(r.clusters)+len(r.director) != 0 {
+					t.Fatalf("next delta: errors %v %q", r.clusters, r.director)
+				}
+				e.mustClean(t, desired(wms(), w), active)
+			}
+			fresh := newEnv(t)
+			if by == "full" {
+				fresh.mustClean(t, desired(wms()), active)
+			} else {
+				w := web()
+				w.Reals[0].Weight = 3
+				fresh.mustClean(t, desired(wms(), w), active)
+			}
+			if e.dump() != fresh.dump() {
+				t.Errorf("kernel =\n%s\nwant\n%s", e.dump(), fresh.dump())
+			}
+		})
+	}
+}
+
 func TestInvalidCluster(t *testing.T) {
 	tests := []struct {
 		name  string

@@ -107,8 +107,13 @@ func (a *apply) syncServices(specs []*clusterSpec, kernel kernelOf) {
 			case op.Kind == dataplane.AddService:
 				created, p.s.serving = false, false
 				a.clusterErr(p.s.name, fmt.Errorf("add service %s: %w", key, err))
-				// Not in the kernel, so not ours: if ErrExist, someone else created it meanwhile.
-				a.forget.ForgetServices = append(a.forget.ForgetServices, key)
+				// Refused, so not in the kernel, so not ours: if ErrExist, someone else created
+				// it meanwhile. With the answer lost it may be there, so it stays owned: an owned
+				// service that is missing is forgotten or recreated by the next reconcile, while
+				// one of ours forgotten would block its cluster as foreign for good.
+				if !errors.Is(err, dataplane.ErrOutcomeUnknown) {
+					a.forget.ForgetServices = append(a.forget.ForgetServices, key)
+				}
 			case op.Kind == dataplane.UpdateService:
 				a.clusterErr(p.s.name, fmt.Errorf("update service %s: %w", key, err))
 			case op.Kind == dataplane.AddDestination:

@@ -24,6 +24,8 @@ type IPVS struct {
 	recorder
 	schedulers map[string]bool
 	services   map[dataplane.ServiceKey]*fakeService
+	// lose is the number of Batch calls to come whose answers are lost (LoseReplies).
+	lose int
 }
 
 type fakeService struct {
@@ -347,11 +349,33 @@ func cmpUint32(a, b uint32) int {
 	return 0
 }
 
+// LoseReplies makes the next n Batch calls make their changes (or refuse them) as usual, but
+// report every op as failed with dataplane.ErrOutcomeUnknown: the real backend's answer when a
+// batch was sent but reading the kernel's replies failed.
+func (f *IPVS) LoseReplies(n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lose = n
+}
+
 // Batch makes the changes in order, one error per op (nil: made), each refused as the single
 // call would refuse it: a kernel given many requests in one send handles each on its own, so
 // an op after a failed one still runs (and fails too if it needed it).
 func (f *IPVS) Batch(ops []dataplane.Op) []error {
 	errs := make([]error, len(ops))
+	f.mu.Lock()
+	lost := f.lose > 0
+	if lost {
+		f.lose--
+	}
+	f.mu.Unlock()
+	if lost {
+		defer func() {
+			for i := range errs {
+				errs[i] = fmt.Errorf("batch of %d requests: receive: %w: %w", len(ops), dataplane.ErrOutcomeUnknown, syscall.EAGAIN)
+			}
+		}()
+	}
 	for i, op := range ops {
 		switch op.Kind {
 		case dataplane.AddService:
