@@ -319,12 +319,12 @@ func (s *State) writeJournalLocked(d *desiredState, applied int64) error {
 	return nil
 }
 
-// loadJournal replays desired.log. Without one, a desired state from a version 1 state.json
-// is kept and written to a journal at the next save.
+// loadJournal replays desired.log. Without one, a desired state or applied revision from a
+// version 1 state.json is kept and written to a journal at the next save.
 func (s *State) loadJournal() error {
 	data, err := os.ReadFile(s.journalPath())
 	if errors.Is(err, fs.ErrNotExist) {
-		s.journal.rewrite = s.desired != nil
+		s.journal.rewrite = s.desired != nil || s.applied != 0
 		return nil
 	}
 	if err != nil {

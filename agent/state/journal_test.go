@@ -178,6 +178,22 @@ func TestVersion1Migrates(t *testing.T) {
 	}
 }
 
+// TestVersion1AppliedOnly: a version 1 state.json with an applied revision but no desired
+// state keeps the revision through the save that writes state.json as version 2.
+func TestVersion1AppliedOnly(t *testing.T) {
+	dir := t.TempDir()
+	v1 := `{"version": 1, "services": [{"family": "ipv4", "fwmark": 16}], "addresses": [], "appliedRevision": 9}`
+	if err := os.WriteFile(filepath.Join(dir, FileName), []byte(v1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := mustLoad(t, dir)
+	mustDo(t, s.Commit(Changes{RecordServices: []dataplane.ServiceKey{{Family: dataplane.IPv4, FWMark: 17}}}))
+	again := mustLoad(t, dir)
+	if again.AppliedRevision() != 9 || len(again.OwnedServices()) != 2 {
+		t.Errorf("after migration: applied %d, services %v; want 9 and two", again.AppliedRevision(), again.OwnedServices())
+	}
+}
+
 // TestCommitAllOrNothing: a batch is saved whole or not at all; forgets apply after records.
 func TestCommitAllOrNothing(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "agent")
