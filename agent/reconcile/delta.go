@@ -240,7 +240,21 @@ func (a *apply) runDelta(d *lvsctlv1.Delta) bool {
 		a.rememberDelta(names, now, d)
 		return true
 	}
-	a.changeRules(m.rules, olds, news)
+	all := func() []*clusterSpec {
+		// Every cluster's spec after the delta, in name order: the unchanged ones remembered.
+		var specs []*clusterSpec
+		for n, s := range m.specs {
+			if _, changed := now[n]; !changed && !s.foreign {
+				specs = append(specs, s)
+			}
+		}
+		specs = append(specs, news...)
+		slices.SortFunc(specs, func(x, y *clusterSpec) int { return strings.Compare(x.name, y.name) })
+		return specs
+	}
+	if counts := a.changeRules(m.rules, olds, news, all); counts != nil {
+		m.rules = counts
+	}
 
 	// Services no cluster wants any more: the old keys of changed clusters, not taken up.
 	var del []dataplane.ServiceKey
@@ -334,7 +348,14 @@ func (a *apply) rememberDelta(names []string, now map[string]*clusterSpec, d *lv
 			delete(m.errs, n)
 		}
 	}
-	if a.stopped || len(a.res.DirectorErrors) > 0 {
+	// Errors of clusters the delta does not name: their rules left out for overlapping a
+	// changed cluster's.
+	for n, errs := range a.errs {
+		if _, named := now[n]; !named {
+			m.errs[n] = append(m.errs[n], errs...)
+		}
+	}
+	if a.stopped || len(a.res.DirectorErrors) > 0 || a.needFull {
 		m.full = true
 	}
 	// Every failing cluster's errors, in name order, not only this delta's.

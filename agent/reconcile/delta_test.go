@@ -411,3 +411,86 @@ func TestOwnershipSavedPerBatch(t *testing.T) {
 		t.Errorf("a weight change: %d operations, %d saves; want 1 and 0", res.Operations, own.commits)
 	}
 }
+
+// onVIP30 is a cluster on 192.0.2.30 with tcp ports, for clusters whose ports overlap.
+func onVIP30(name string, mark uint32, ports ...uint32) *lvsctlv1.Cluster {
+	c := &lvsctlv1.Cluster{
+		Name: name, DirectorGroup: "edge-1", Vips: []string{"192.0.2.30"}, Scheduler: "rr",
+		Forwarding: lvsctlv1.Forwarding_FORWARDING_ROUTE,
+		Reals:      []*lvsctlv1.RealServer{{Address: "198.51.100.31", Weight: 1}},
+		Fwmark:     mark,
+	}
+	for _, p := range ports {
+		c.Ports = append(c.Ports, port(tcp, p, p))
+	}
+	return c
+}
+
+// TestOverlappingPorts: two clusters claim the same VIP and port with different marks (a
+// store may hold that from before validation refused it). The firewall would refuse the whole
+// transaction, leaving every cluster without marks; instead the cluster later in name order
+// goes without the overlapping rule, with an error naming the other, and every other mark is
+// set. Deltas take the full path while the overlap lasts; one that brings an overlap sets
+// the marks as the full path does.
+func TestOverlappingPorts(t *testing.T) {
+	a, b := onVIP30("a", 20, 80, 443), onVIP30("b", 21, 80, 8080)
+	wantRules := func(t *testing.T, e *env, bGets80 bool) {
+		t.Helper()
+		want := "192.0.2.20 tcp dport 80 mark 17\n192.0.2.20 tcp dport 443 mark 17\n"
+		if bGets80 {
+			want += "192.0.2.30 tcp dport 80 mark 21\n192.0.2.30 tcp dport 8080 mark 21\n"
+		} else {
+			want += "192.0.2.30 tcp dport 80 mark 20\n192.0.2.30 tcp dport 443 mark 20\n192.0.2.30 tcp dport 8080 mark 21\n"
+		}
+		if got := e.fw.Dump(); got != want {
+			t.Errorf("rules:\n%swant\n%s", got, want)
+		}
+	}
+	wantBError := func(t *testing.T, res reconcileResult) {
+		t.Helper()
+		if len(res.director) != 0 || !slices.Equal(res.clusterNames(), []string{"b"}) || !strings.Contains(res.clusters[0].GetMessage(), `cluster "a"`) {
+			t.Errorf("errors: clusters %v, director %q; want b's naming cluster \"a\"", res.clusters, res.director)
+		}
+	}
+
+	t.Run("full", func(t *testing.T) {
+		e := newEnv(t)
+		r, _ := e.apply(t, desired(web(), b, a), active)
+		wantBError(t, reconcileResult{r.ClusterErrors, r.DirectorErrors})
+		wantRules(t, e, false)
+
+		// A delta about another cluster: the full path, the overlap reported again.
+		reads := e.countReads()
+		w := web()
+		w.Reals[0].Weight = 3
+		res, _ := e.applyDelta(t, &lvsctlv1.Delta{Upserted: []*lvsctlv1.Cluster{w}}, active)
+		wantBError(t, res)
+		if reads["Stats"] != 1 {
+			t.Errorf("delta while clusters overlap: %d bulk reads, want the full path's one", reads["Stats"])
+		}
+		// a goes: b gets its port.
+		res, _ = e.applyDelta(t, &lvsctlv1.Delta{Deleted: []string{"a"}}, active)
+		if len(res.clusters)+len(res.director) != 0 {
+			t.Errorf("after deleting a: errors %v %q", res.clusters, res.director)
+		}
+		wantRules(t, e, true)
+	})
+
+	// A delta brings the overlap: the cluster it names loses, or the one it does not.
+	for _, add := range []string{"b", "a"} {
+		t.Run("delta adds "+add, func(t *testing.T) {
+			e := newEnv(t)
+			first, second := a, b
+			if add == "a" {
+				first, second = b, a
+			}
+			e.mustClean(t, desired(web(), first), active)
+			res, _ := e.applyDelta(t, &lvsctlv1.Delta{Upserted: []*lvsctlv1.Cluster{second}}, active)
+			wantBError(t, res)
+			wantRules(t, e, false)
+			if r := e.r.Apply(context.Background(), desired(web(), a, b), active); r.Operations != 0 {
+				t.Errorf("full reconcile after the delta: %d operations, want none", r.Operations)
+			}
+		})
+	}
+}
