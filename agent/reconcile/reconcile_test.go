@@ -606,9 +606,7 @@ func TestOwnedButMissing(t *testing.T) {
 	k40 := dataplane.ServiceKey{Family: dataplane.IPv4, FWMark: 40}
 	gone := state.Address{Interface: "eth0", Prefix: netip.MustParsePrefix("192.0.2.99/32")}
 	noLink := state.Address{Interface: "eth9", Prefix: netip.MustParsePrefix("192.0.2.98/32")}
-	for _, err := range []error{e.st.RecordService(k16), e.st.RecordService(k40), e.st.RecordAddress(gone), e.st.RecordAddress(noLink)} {
-		mustDo(t, err)
-	}
+	mustDo(t, e.st.Commit(state.Changes{RecordServices: []dataplane.ServiceKey{k16, k40}, RecordAddresses: []state.Address{gone, noLink}}))
 	got := e.mustClean(t, desired(wms()), active)
 	if !slices.Contains(got, "AddService fwm 16 ipv4") {
 		t.Errorf("owned, desired and missing service not created: %q", got)

@@ -163,7 +163,7 @@ func TestVersion1Migrates(t *testing.T) {
 		Role: &lvsctlv1.RoleAssignment{Group: "edge-1", Role: lvsctlv1.Role_ROLE_ACTIVE, Epoch: 2}}
 	s := mustLoad(t, dir)
 	wantDesired(t, s, want)
-	mustDo(t, s.RecordService(dataplane.ServiceKey{Family: dataplane.IPv4, FWMark: 17}))
+	mustDo(t, s.Commit(Changes{RecordServices: []dataplane.ServiceKey{{Family: dataplane.IPv4, FWMark: 17}}}))
 	data, err := os.ReadFile(filepath.Join(dir, FileName))
 	if err != nil {
 		t.Fatal(err)

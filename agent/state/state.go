@@ -199,27 +199,6 @@ func (s *State) Commit(c Changes) error {
 	return nil
 }
 
-// RecordService records and saves that the agent owns the service. Callers record before
-// creating it, so a crash never leaves a created service unrecorded.
-func (s *State) RecordService(k dataplane.ServiceKey) error {
-	return s.Commit(Changes{RecordServices: []dataplane.ServiceKey{k}})
-}
-
-// ForgetService records and saves that the agent no longer owns the service.
-func (s *State) ForgetService(k dataplane.ServiceKey) error {
-	return s.Commit(Changes{ForgetServices: []dataplane.ServiceKey{k}})
-}
-
-// RecordAddress records and saves that the agent owns the address.
-func (s *State) RecordAddress(a Address) error {
-	return s.Commit(Changes{RecordAddresses: []Address{a}})
-}
-
-// ForgetAddress records and saves that the agent no longer owns the address.
-func (s *State) ForgetAddress(a Address) error {
-	return s.Commit(Changes{ForgetAddresses: []Address{a}})
-}
-
 // AppliedRevision is the last revision the agent applied (0 if none).
 func (s *State) AppliedRevision() int64 {
 	s.mu.Lock()

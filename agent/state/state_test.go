@@ -50,8 +50,8 @@ func TestRoundTrip(t *testing.T) {
 		Role: &lvsctlv1.RoleAssignment{Group: "edge-1", Role: lvsctlv1.Role_ROLE_ACTIVE, Epoch: 3},
 	}
 	for _, err := range []error{
-		s.RecordService(k17v6), s.RecordService(k16), s.RecordService(k16),
-		s.RecordAddress(gw), s.RecordAddress(vip),
+		s.Commit(Changes{RecordServices: []dataplane.ServiceKey{k17v6, k16}, RecordAddresses: []Address{gw}}),
+		s.Commit(Changes{RecordServices: []dataplane.ServiceKey{k16}, RecordAddresses: []Address{vip}}),
 		s.SetAppliedRevision(41), s.SetDesired(desired),
 	} {
 		if err != nil {
@@ -86,10 +86,7 @@ func TestRoundTrip(t *testing.T) {
 	}
 
 	// Forgetting is saved too.
-	if err := got.ForgetService(k16); err != nil {
-		t.Fatal(err)
-	}
-	if err := got.ForgetAddress(vip); err != nil {
+	if err := got.Commit(Changes{ForgetServices: []dataplane.ServiceKey{k16}, ForgetAddresses: []Address{vip}}); err != nil {
 		t.Fatal(err)
 	}
 	again, err := Load(dir)
@@ -154,11 +151,11 @@ func TestFailedSaveIsRolledBack(t *testing.T) {
 	}
 	k := dataplane.ServiceKey{Family: dataplane.IPv4, FWMark: 16}
 	a := Address{Interface: "eth0", Prefix: netip.MustParsePrefix("192.0.2.10/32")}
-	if err := s.RecordService(k); err == nil {
-		t.Error("RecordService with an unwritable state directory: no error")
+	if err := s.Commit(Changes{RecordServices: []dataplane.ServiceKey{k}}); err == nil {
+		t.Error("recording a service with an unwritable state directory: no error")
 	}
-	if err := s.RecordAddress(a); err == nil {
-		t.Error("RecordAddress with an unwritable state directory: no error")
+	if err := s.Commit(Changes{RecordAddresses: []Address{a}}); err == nil {
+		t.Error("recording an address with an unwritable state directory: no error")
 	}
 	if s.OwnsService(k) || s.OwnsAddress(a) {
 		t.Error("an object whose recording failed is still owned in memory")
