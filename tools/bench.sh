@@ -26,6 +26,7 @@ benches=(
 	"./e2e|BenchmarkPropagation$|30x|2"
 	"./e2e|BenchmarkPropagationFanout|30x|2"
 	"./e2e|BenchmarkControllerMemory|1x|3"
+	"./e2e|BenchmarkCancelledApply|5x|cancel"
 	"./agent/daemon|BenchmarkAgent|5x|4"
 	"./agent/nft|BenchmarkApply10kClusters|5x|6"
 	"./controlplane/fanout|BenchmarkSnapshotSize|1x|sizes"
