@@ -8,8 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -219,7 +217,7 @@ func (a *Agent) Run(ctx context.Context) error {
 						SnapshotRequest: &lvsctlv1.SnapshotRequest{Reason: "revision gap"}}})
 					continue
 				}
-				g := cur.group
+				g := cur.clusters.Group
 				if d.GetGroup() != nil {
 					g = d.GetGroup()
 				}
@@ -278,45 +276,24 @@ func (a *Agent) Run(ctx context.Context) error {
 // desiredSet is the desired state the agent holds, kept by cluster name so that a delta
 // changes it in O(change). Its messages are never changed: a delta replaces them.
 type desiredSet struct {
-	group    *lvsctlv1.DirectorGroup
-	clusters map[string]*lvsctlv1.Cluster
+	clusters state.Clusters
 	sorted   *lvsctlv1.DesiredState // built on demand, dropped on change
 }
 
 func newDesiredSet(st *lvsctlv1.DesiredState) *desiredSet {
-	d := &desiredSet{group: st.GetGroup(), clusters: make(map[string]*lvsctlv1.Cluster, len(st.GetClusters()))}
-	for _, c := range st.GetClusters() {
-		d.clusters[c.GetName()] = c
-	}
-	return d
+	return &desiredSet{clusters: state.NewClusters(st)}
 }
 
 // state is the desired state with its clusters sorted by name, as the controller sends them.
 func (d *desiredSet) state() *lvsctlv1.DesiredState {
 	if d.sorted == nil {
-		st := &lvsctlv1.DesiredState{Group: d.group, Clusters: make([]*lvsctlv1.Cluster, 0, len(d.clusters))}
-		for _, c := range d.clusters {
-			st.Clusters = append(st.Clusters, c)
-		}
-		slices.SortFunc(st.Clusters, func(a, b *lvsctlv1.Cluster) int { return strings.Compare(a.GetName(), b.GetName()) })
-		d.sorted = st
+		d.sorted = d.clusters.State()
 	}
 	return d.sorted
 }
 
 func (d *desiredSet) apply(delta *lvsctlv1.Delta) {
-	if g := delta.GetGroup(); g != nil {
-		d.group = g
-		if g.GetName() == "" {
-			d.group = nil
-		}
-	}
-	for _, n := range delta.GetDeleted() {
-		delete(d.clusters, n)
-	}
-	for _, c := range delta.GetUpserted() {
-		d.clusters[c.GetName()] = c
-	}
+	d.clusters.Apply(delta)
 	d.sorted = nil // not changed in place: whoever holds the old one keeps it
 }
 

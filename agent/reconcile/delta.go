@@ -16,12 +16,11 @@ import (
 // memory is what the last reconcile applied, so a delta knows each cluster's old service,
 // destinations, rules and VIPs without reading the kernel.
 type memory struct {
-	group    *lvsctlv1.DirectorGroup
-	active   bool
-	clusters map[string]*lvsctlv1.Cluster // the desired clusters, as given
-	specs    map[string]*clusterSpec      // the clusters that have a spec (translated or kept)
-	byKey    map[dataplane.ServiceKey]string
-	rules    map[dataplane.MarkRule]int // how many clusters want each rule
+	desired state.Clusters // the desired group and clusters, as given
+	active  bool
+	specs   map[string]*clusterSpec // the clusters that have a spec (translated or kept)
+	byKey   map[dataplane.ServiceKey]string
+	rules   map[dataplane.MarkRule]int // how many clusters want each rule
 	// addrs counts the clusters (and the gateway) that want each address; nil when addresses
 	// were not managed normally (not ACTIVE, IPVS unreadable).
 	addrs map[state.Address]int
@@ -36,18 +35,14 @@ type memory struct {
 // remember keeps what a full reconcile applied.
 func (a *apply) remember(desired *lvsctlv1.DesiredState, active bool, specs []*clusterSpec, rules map[dataplane.MarkRule]int, addrs map[state.Address]int) {
 	m := &memory{
-		group:    desired.GetGroup(),
-		active:   active,
-		clusters: make(map[string]*lvsctlv1.Cluster, len(desired.GetClusters())),
-		specs:    make(map[string]*clusterSpec, len(specs)),
-		byKey:    make(map[dataplane.ServiceKey]string, len(specs)),
-		rules:    rules,
-		addrs:    addrs,
-		errs:     a.errs,
-		full:     a.needFull || a.stopped || len(a.res.DirectorErrors) > 0 || rules == nil || (active && addrs == nil),
-	}
-	for _, c := range desired.GetClusters() {
-		m.clusters[c.GetName()] = c
+		desired: state.NewClusters(desired),
+		active:  active,
+		specs:   make(map[string]*clusterSpec, len(specs)),
+		byKey:   make(map[dataplane.ServiceKey]string, len(specs)),
+		rules:   rules,
+		addrs:   addrs,
+		errs:    a.errs,
+		full:    a.needFull || a.stopped || len(a.res.DirectorErrors) > 0 || rules == nil || (active && addrs == nil),
 	}
 	for _, s := range specs {
 		m.specs[s.name] = s
@@ -59,28 +54,9 @@ func (a *apply) remember(desired *lvsctlv1.DesiredState, active bool, specs []*c
 // desiredAfter is the remembered desired state with the delta applied: what a delta that takes
 // the full path applies.
 func (m *memory) desiredAfter(d *lvsctlv1.Delta) *lvsctlv1.DesiredState {
-	next := &lvsctlv1.DesiredState{Group: m.group}
-	if g := d.GetGroup(); g != nil {
-		next.Group = g
-		if g.GetName() == "" {
-			next.Group = nil
-		}
-	}
-	clusters := make(map[string]*lvsctlv1.Cluster, len(m.clusters)+len(d.GetUpserted()))
-	for n, c := range m.clusters {
-		clusters[n] = c
-	}
-	for _, n := range d.GetDeleted() {
-		delete(clusters, n)
-	}
-	for _, c := range d.GetUpserted() {
-		clusters[c.GetName()] = c
-	}
-	for _, c := range clusters {
-		next.Clusters = append(next.Clusters, c)
-	}
-	slices.SortFunc(next.Clusters, func(a, b *lvsctlv1.Cluster) int { return strings.Compare(a.GetName(), b.GetName()) })
-	return next
+	next := m.desired.Clone()
+	next.Apply(d)
+	return next.State()
 }
 
 // ApplyDelta makes the kernel match the last applied desired state changed by d, reconciling
@@ -108,12 +84,12 @@ func (r *Reconciler) ApplyDelta(ctx context.Context, d *lvsctlv1.Delta, role *lv
 		a.directorErr(errors.New("reconcile: a delta before any desired state was applied"))
 		return a.res
 	}
-	group := m.group
+	group := m.desired.Group
 	if d.GetGroup() != nil {
 		group = d.GetGroup()
 	}
 	active := role.GetRole() == lvsctlv1.Role_ROLE_ACTIVE && role.GetGroup() == group.GetName()
-	if m.full || d.GetGroup() != nil || active != m.active || (active && m.group.GetVipInterface() == "") || !a.runDelta(d) {
+	if m.full || d.GetGroup() != nil || active != m.active || (active && m.desired.Group.GetVipInterface() == "") || !a.runDelta(d) {
 		a = r.newApply(ctx)
 		a.run(m.desiredAfter(d), active)
 	}
@@ -184,8 +160,8 @@ func (a *apply) runDelta(d *lvsctlv1.Delta) bool {
 	}
 	if a.interrupted() {
 		// Nothing changed in the kernel: the next reconcile takes the full path, and applies
-		// this delta's clusters with its own.
-		m.takeClusters(d)
+		// this delta's clusters with its own. (A delta with a group takes the full path.)
+		m.desired.Apply(d)
 		m.full = true
 		return true
 	}
@@ -279,7 +255,7 @@ func (a *apply) runDelta(d *lvsctlv1.Delta) bool {
 // addressChanges moves the address counts from the old to the new specs of changed clusters,
 // and returns the addresses that become wanted and those no longer wanted.
 func (a *apply) addressChanges(m *memory, olds, news []*clusterSpec) (claim, release []wantedAddress) {
-	iface := m.group.GetVipInterface()
+	iface := m.desired.Group.GetVipInterface()
 	before := map[state.Address]int{}
 	cluster := map[state.Address]string{}
 	count := func(specs []*clusterSpec, by int) {
@@ -319,20 +295,10 @@ func (a *apply) addressChanges(m *memory, olds, news []*clusterSpec) (claim, rel
 	return claim, release
 }
 
-// takeClusters makes the remembered desired clusters those after d.
-func (m *memory) takeClusters(d *lvsctlv1.Delta) {
-	for _, n := range d.GetDeleted() {
-		delete(m.clusters, n)
-	}
-	for _, c := range d.GetUpserted() {
-		m.clusters[c.GetName()] = c
-	}
-}
-
 // rememberDelta updates the memory with the changed clusters.
 func (a *apply) rememberDelta(names []string, now map[string]*clusterSpec, d *lvsctlv1.Delta) {
 	m := a.r.mem
-	m.takeClusters(d)
+	m.desired.Apply(d) // a delta with a group takes the full path
 	for _, n := range names {
 		if old := m.specs[n]; old != nil && m.byKey[old.svc.ServiceKey] == n {
 			delete(m.byKey, old.svc.ServiceKey)

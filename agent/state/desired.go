@@ -30,24 +30,71 @@ type Desired struct {
 	Role     *lvsctlv1.RoleAssignment
 }
 
+// Clusters is a desired state kept by cluster name, so that a delta changes it in O(change):
+// the agent's one way of applying a delta to a desired state (this package's saved state, the
+// daemon's and the reconciler's). The messages are shared, never changed.
+type Clusters struct {
+	Group  *lvsctlv1.DirectorGroup
+	ByName map[string]*lvsctlv1.Cluster
+}
+
+// NewClusters keeps st's group and clusters by name; a nil st is an empty state.
+func NewClusters(st *lvsctlv1.DesiredState) Clusters {
+	c := Clusters{Group: st.GetGroup(), ByName: make(map[string]*lvsctlv1.Cluster, len(st.GetClusters()))}
+	for _, cl := range st.GetClusters() {
+		c.ByName[cl.GetName()] = cl
+	}
+	return c
+}
+
+// Apply changes c as delta says: the group, if the delta has one (one without a name: the
+// director is in no group), then the deleted clusters and the upserted ones. ByName changes in
+// place: Clone first to keep the old one.
+func (c *Clusters) Apply(delta *lvsctlv1.Delta) {
+	if g := delta.GetGroup(); g != nil {
+		c.Group = g
+		if g.GetName() == "" {
+			c.Group = nil
+		}
+	}
+	for _, name := range delta.GetDeleted() {
+		delete(c.ByName, name)
+	}
+	for _, cl := range delta.GetUpserted() {
+		c.ByName[cl.GetName()] = cl
+	}
+}
+
+// Clone returns a copy whose ByName may change without changing c's.
+func (c Clusters) Clone() Clusters {
+	out := Clusters{Group: c.Group, ByName: make(map[string]*lvsctlv1.Cluster, len(c.ByName))}
+	for n, cl := range c.ByName {
+		out.ByName[n] = cl
+	}
+	return out
+}
+
+// State returns the desired state with its clusters sorted by name, as the controller sends
+// them. The messages are shared.
+func (c Clusters) State() *lvsctlv1.DesiredState {
+	st := &lvsctlv1.DesiredState{Group: c.Group, Clusters: make([]*lvsctlv1.Cluster, 0, len(c.ByName))}
+	for _, cl := range c.ByName {
+		st.Clusters = append(st.Clusters, cl)
+	}
+	slices.SortFunc(st.Clusters, func(a, b *lvsctlv1.Cluster) int { return strings.Compare(a.GetName(), b.GetName()) })
+	return st
+}
+
 // desiredState is Desired kept by cluster name, so that a delta changes it in O(change).
 type desiredState struct {
 	revision int64
 	hasState bool // State was set (an empty state is not "none")
-	group    *lvsctlv1.DirectorGroup
-	clusters map[string]*lvsctlv1.Cluster
-	role     *lvsctlv1.RoleAssignment
+	Clusters
+	role *lvsctlv1.RoleAssignment
 }
 
 func newDesiredState(d Desired) *desiredState {
-	out := &desiredState{revision: d.Revision, hasState: d.State != nil, role: d.Role, clusters: map[string]*lvsctlv1.Cluster{}}
-	if d.State != nil {
-		out.group = d.State.GetGroup()
-		for _, c := range d.State.GetClusters() {
-			out.clusters[c.GetName()] = c
-		}
-	}
-	return out
+	return &desiredState{revision: d.Revision, hasState: d.State != nil, role: d.Role, Clusters: NewClusters(d.State)}
 }
 
 // export returns the desired state with its clusters sorted by name, as the controller sends
@@ -55,29 +102,14 @@ func newDesiredState(d Desired) *desiredState {
 func (d *desiredState) export() Desired {
 	out := Desired{Revision: d.revision, Role: d.role}
 	if d.hasState {
-		out.State = &lvsctlv1.DesiredState{Group: d.group}
-		for _, c := range d.clusters {
-			out.State.Clusters = append(out.State.Clusters, c)
-		}
-		slices.SortFunc(out.State.Clusters, func(a, b *lvsctlv1.Cluster) int { return strings.Compare(a.GetName(), b.GetName()) })
+		out.State = d.State()
 	}
 	return out
 }
 
 func (d *desiredState) apply(delta *lvsctlv1.Delta) {
 	d.revision, d.hasState = delta.GetRevision(), true
-	if g := delta.GetGroup(); g != nil {
-		d.group = g
-		if g.GetName() == "" {
-			d.group = nil
-		}
-	}
-	for _, name := range delta.GetDeleted() {
-		delete(d.clusters, name)
-	}
-	for _, c := range delta.GetUpserted() {
-		d.clusters[c.GetName()] = c
-	}
+	d.Apply(delta)
 }
 
 // Desired returns the last desired state received, and false if there is none. Its messages
@@ -98,7 +130,7 @@ func (s *State) DesiredClusters() int {
 	if s.desired == nil {
 		return 0
 	}
-	return len(s.desired.clusters)
+	return len(s.desired.ByName)
 }
 
 // SetDesired records and saves a whole desired state (a snapshot): the journal is rewritten
@@ -250,8 +282,7 @@ func (s *State) appendLocked(typ byte, payload []byte) error {
 func (s *State) rewriteWithLocked(typ byte, payload []byte) error {
 	next := &desiredState{}
 	if s.desired != nil {
-		*next = *s.desired
-		next.clusters = s.desired.clusters // copied below only if a delta changes them
+		*next = *s.desired // its clusters copied below only if a delta changes them
 	}
 	applied := s.applied
 	switch typ {
@@ -260,10 +291,7 @@ func (s *State) rewriteWithLocked(typ byte, payload []byte) error {
 		if err := proto.Unmarshal(payload, &d); err != nil {
 			return fmt.Errorf("state: decode delta: %w", err)
 		}
-		next.clusters = make(map[string]*lvsctlv1.Cluster, len(s.desired.clusters))
-		for k, v := range s.desired.clusters {
-			next.clusters[k] = v
-		}
+		next.Clusters = s.desired.Clone()
 		next.apply(&d)
 	case recordRole:
 		next.role = nil

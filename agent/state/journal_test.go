@@ -235,3 +235,20 @@ func mustDo(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// TestClustersApply: a delta's group (one without a name: none), deletions and upserts, on a
+// clone that leaves the original as it was; State sorts by name.
+func TestClustersApply(t *testing.T) {
+	g := &lvsctlv1.DirectorGroup{Name: "edge-1"}
+	orig := NewClusters(&lvsctlv1.DesiredState{Group: g, Clusters: []*lvsctlv1.Cluster{jcluster("b", 1), jcluster("a", 1)}})
+	next := orig.Clone()
+	next.Apply(&lvsctlv1.Delta{Group: &lvsctlv1.DirectorGroup{}, Deleted: []string{"a"}, Upserted: []*lvsctlv1.Cluster{jcluster("c", 1), jcluster("b", 2)}})
+	want := &lvsctlv1.DesiredState{Clusters: []*lvsctlv1.Cluster{jcluster("b", 2), jcluster("c", 1)}}
+	if got := next.State(); !proto.Equal(got, want) {
+		t.Errorf("after the delta: %v, want %v", got, want)
+	}
+	want = &lvsctlv1.DesiredState{Group: g, Clusters: []*lvsctlv1.Cluster{jcluster("a", 1), jcluster("b", 1)}}
+	if got := orig.State(); !proto.Equal(got, want) {
+		t.Errorf("the original after a delta to its clone: %v, want %v", got, want)
+	}
+}
