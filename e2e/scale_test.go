@@ -172,8 +172,8 @@ func scaleRoundTrip(t *testing.T, directors, clusters, reals int) {
 	}
 	for _, l := range lines[1:] {
 		f := strings.Fields(l)
-		if len(f) < 7 || f[2] != "yes" || f[4] != fmt.Sprint(rev) || f[5] != fmt.Sprint(rev) || f[6] != "0" {
-			t.Errorf("status row %q: want connected, desired = applied = %d, no errors", l, rev)
+		if len(f) < 8 || f[2] != "yes" || f[4] != fmt.Sprint(rev) || f[5] != fmt.Sprint(rev) || f[6] != "applied" || f[7] != "0" {
+			t.Errorf("status row %q: want connected, desired = applied = %d, state applied, no errors", l, rev)
 		}
 	}
 
