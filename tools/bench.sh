@@ -10,6 +10,7 @@
 # As root (the nftables benchmark makes a network namespace; the lab boots qemu).
 #   tools/bench.sh            everything
 #   BENCH_LAB=0 tools/bench.sh  without the lab
+#   BENCH_RENDER=1 tools/bench.sh  only render docs/benchmarks.md again from the raw output
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin
@@ -17,6 +18,7 @@ export LVSCTL_REQUIRE_PRIVILEGED=1
 
 out=docs/benchmarks.md
 raw=docs/benchmarks.raw.txt
+if [ "${BENCH_RENDER:-0}" != 1 ]; then
 : >"$raw"
 
 # One line per benchmark run: package, -bench pattern, -benchtime, the issue's measure number.
@@ -56,6 +58,7 @@ if [ "${BENCH_LAB:-1}" = 1 ]; then
 	echo "$lab" >>"$raw"
 	rm -f "$lablog"
 fi
+fi
 
 {
 	cat <<EOF
@@ -80,7 +83,8 @@ EOF
 			name = $1; sub(/-[0-9]+$/, "", name)
 			figs = ""
 			for (i = 3; i + 1 <= NF; i += 2) {
-				if ($(i+1) == "ns/op" || $(i+1) == "B/op" || $(i+1) == "allocs/op") continue
+				if ($(i+1) == "B/op" || $(i+1) == "allocs/op") continue
+				if ($(i+1) == "ns/op") { figs = figs (figs == "" ? "" : ", ") sprintf("%.3g", $i / 1e6) " ms/op (wall)"; continue }
 				figs = figs (figs == "" ? "" : ", ") $i " " $(i+1)
 			}
 			if (figs == "") figs = $3 " " $4
