@@ -32,6 +32,9 @@ type testController struct {
 	// watchSent is closed when a Watch stream has sent its first message, so the watcher is
 	// registered with the fleet and sees every change from then on.
 	watchSent chan struct{}
+	// watchReals is the most real servers that one director's status carried in any Watch
+	// message sent: what the controller sent, not what lvsctl showed.
+	watchReals atomic.Int64
 }
 
 // start serves a testController on 127.0.0.1:0 and returns it with its address. Each test
@@ -54,7 +57,7 @@ func start(t *testing.T) (*testController, string) {
 	}
 	g := grpc.NewServer(grpc.UnaryInterceptor(count))
 	config.NewServer(c.store, storetest.Cache(t, c.store), slog.New(slog.DiscardHandler)).Register(g)
-	lvsctlv1.RegisterStatusServiceServer(g, statusService{Server: fleet.NewServer(c.fleet), end: c.endWatch, sent: c.watchSent, once: &sync.Once{}})
+	lvsctlv1.RegisterStatusServiceServer(g, statusService{Server: fleet.NewServer(c.fleet), end: c.endWatch, sent: c.watchSent, once: &sync.Once{}, reals: &c.watchReals})
 	go func() { _ = g.Serve(lis) }()
 	t.Cleanup(g.Stop)
 	return c, lis.Addr().String()
@@ -123,6 +126,8 @@ type statusService struct {
 	// sent is closed, once, after the first message of any Watch stream.
 	sent chan struct{}
 	once *sync.Once
+	// reals records the most reals of one director sent.
+	reals *atomic.Int64
 }
 
 // watchStream is a Watch stream with its context replaced, so that the real Watch can be
@@ -130,7 +135,7 @@ type statusService struct {
 type watchStream struct {
 	grpc.ServerStreamingServer[lvsctlv1.StatusServiceWatchResponse]
 	ctx  context.Context
-	sent func()
+	sent func(*lvsctlv1.StatusServiceWatchResponse)
 }
 
 func (s watchStream) Context() context.Context { return s.ctx }
@@ -138,9 +143,21 @@ func (s watchStream) Context() context.Context { return s.ctx }
 func (s watchStream) Send(m *lvsctlv1.StatusServiceWatchResponse) error {
 	err := s.ServerStreamingServer.Send(m)
 	if err == nil {
-		s.sent()
+		s.sent(m)
 	}
 	return err
+}
+
+func (s statusService) recordSent(m *lvsctlv1.StatusServiceWatchResponse) {
+	for _, d := range append([]*lvsctlv1.DirectorStatus{m.GetDirector()}, m.GetInitial().GetDirectors()...) {
+		n := int64(0)
+		for _, c := range d.GetClusters() {
+			n += int64(len(c.GetReals()))
+		}
+		for old := s.reals.Load(); n > old && !s.reals.CompareAndSwap(old, n); old = s.reals.Load() {
+		}
+	}
+	s.once.Do(func() { close(s.sent) })
 }
 
 func (s statusService) Watch(req *lvsctlv1.StatusServiceWatchRequest, stream grpc.ServerStreamingServer[lvsctlv1.StatusServiceWatchResponse]) error {
@@ -148,7 +165,7 @@ func (s statusService) Watch(req *lvsctlv1.StatusServiceWatchRequest, stream grp
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		done <- s.Server.Watch(req, watchStream{stream, ctx, func() { s.once.Do(func() { close(s.sent) }) }})
+		done <- s.Server.Watch(req, watchStream{stream, ctx, s.recordSent})
 	}()
 	select {
 	case err := <-done:

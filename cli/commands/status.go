@@ -98,7 +98,7 @@ func (o *options) status(cmd *cobra.Command, watch bool, cluster string, show sh
 		return err
 	}
 	ctx := cmd.Context()
-	fw, err := o.watchFleet(ctx, cluster, cluster == "")
+	fw, err := o.watchFleet(ctx, &lvsctlv1.StatusServiceWatchRequest{Cluster: cluster, TotalsOnly: cluster == ""})
 	if err != nil {
 		return err
 	}

@@ -448,3 +448,41 @@ func TestTopFitsTheTerminal(t *testing.T) {
 		t.Errorf("kept rows:\n%s\n%s\nwant the busiest:\n%s\n%s", lines[2], lines[3], plainLines[2], plainLines[3])
 	}
 }
+
+// TestTopAtScale: a full-screen top asks the controller for only the rows that fit, so a
+// fleet of thousands of clusters costs a message of a few rows; the frame still shows the
+// fleet's busiest rows and counts every row left out.
+func TestTopAtScale(t *testing.T) {
+	srv, addr := start(t)
+	const clusters, reals = 1000, 10
+	a := &lvsctlv1.DirectorStatus{Director: "dir-a", Connected: true}
+	for c := range clusters {
+		st := &lvsctlv1.ClusterStats{Cluster: fmt.Sprintf("c%04d", c)}
+		for r := range reals {
+			st.Reals = append(st.Reals, &lvsctlv1.RealServerStats{Address: fmt.Sprintf("198.51.100.%d", r), Weight: 1, ActiveConns: uint32(c)})
+		}
+		a.Clusters = append(a.Clusters, st)
+	}
+	srv.setDirector(a)
+	srv.setDirector(testFleet()[1]) // dir-b: one idle real
+	out := newSyncBuffer()
+	s := commands.Streams{In: strings.NewReader(""), Out: out, Err: io.Discard,
+		OutIsTerminal: func() bool { return true }, TerminalRows: func() int { return 6 }}
+	env := map[string]string{"LVSCTL_CONTROLLER": addr}
+	code := commands.Run(context.Background(), []string{"--insecure", "top", "--iterations", "1"}, s, func(k string) string { return env[k] })
+	frame := strings.TrimSuffix(strings.TrimPrefix(out.String(), "\x1b[?25l\x1b[H\x1b[2J"), "\x1b[?25h")
+	frame = timestamp.ReplaceAllString(frame, "lvsctl top  TIME  ")
+	// c0999 is the busiest cluster; equally busy reals by address.
+	want := "lvsctl top  TIME  directors: 2  not connected: dir-b\n" +
+		"DIRECTOR  CLUSTER  REAL          WEIGHT  ACTIVE  INACTIVE  PERSISTENT  CPS  IN     OUT\n" +
+		"dir-a     c0999    198.51.100.0  1       999     0         0           0    0 B/s  0 B/s\n" +
+		"dir-a     c0999    198.51.100.1  1       999     0         0           0    0 B/s  0 B/s\n" +
+		"dir-a     c0999    198.51.100.2  1       999     0         0           0    0 B/s  0 B/s\n" +
+		fmt.Sprintf("... and %d less busy (a taller terminal, or --cluster, shows them)\n", clusters*reals+1-3)
+	if code != 0 || frame != want {
+		t.Errorf("exit %d, frame:\n%s\nwant:\n%s", code, frame, want)
+	}
+	if got := srv.watchReals.Load(); got != 3 {
+		t.Errorf("the controller sent a director's status with %d reals; a 6-line terminal shows 3 rows", got)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/lvsctl/lvsctl/cli/printer"
+	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
 )
 
 type topOptions struct {
@@ -54,10 +55,23 @@ func newTopCmd(o *options) *cobra.Command {
 	return cmd
 }
 
+// topFrameLines are a full-screen frame's lines besides its rows: its header, the table's
+// header, the "more" line.
+const topFrameLines = 3
+
 // top draws a frame now and then one per interval, keeping the fleet current from Watch in
 // between. fullScreen redraws in place instead of printing frame after frame.
 func (o *options) top(ctx context.Context, t topOptions, p printer.Printer, fullScreen bool) error {
-	fw, err := o.watchFleet(ctx, t.cluster, false)
+	req := &lvsctlv1.StatusServiceWatchRequest{Cluster: t.cluster}
+	if fullScreen && t.cluster == "" {
+		// A frame shows no more rows than fit, and the fleet's busiest rows are among each
+		// director's busiest that many: the controller need send no others, which at
+		// thousands of clusters would not fit in one message. (--cluster asks for few rows.)
+		if rows := o.streams.terminalRows() - topFrameLines; rows > 0 {
+			req.TopReals = uint32(rows)
+		}
+	}
+	fw, err := o.watchFleet(ctx, req)
 	if err != nil {
 		return err
 	}
@@ -76,9 +90,8 @@ func (o *options) top(ctx context.Context, t topOptions, p printer.Printer, full
 		}
 		view := printer.ViewTop(time.Now(), state.sorted())
 		if fullScreen {
-			// The frame's other lines: its header, the table's header, the "more" line.
-			if rows := o.streams.terminalRows() - 3; rows > 0 && len(view.Reals) > rows {
-				view.More = len(view.Reals) - rows
+			if rows := o.streams.terminalRows() - topFrameLines; rows > 0 && len(view.Reals) > rows {
+				view.More += len(view.Reals) - rows
 				view.Reals = view.Reals[:rows]
 			}
 		}

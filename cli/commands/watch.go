@@ -67,9 +67,9 @@ type fleetWatch struct {
 	close func()
 }
 
-// watchFleet watches the fleet: the stream's first message is the complete fleet, then
-// each change follows; totalsOnly leaves every cluster's stats out. The caller must call close.
-func (o *options) watchFleet(ctx context.Context, cluster string, totalsOnly bool) (*fleetWatch, error) {
+// watchFleet watches the fleet as req asks: the stream's first message is the complete
+// fleet, then each change follows. The caller must call close.
+func (o *options) watchFleet(ctx context.Context, req *lvsctlv1.StatusServiceWatchRequest) (*fleetWatch, error) {
 	conn, err := o.dial()
 	if err != nil {
 		return nil, err
@@ -82,7 +82,7 @@ func (o *options) watchFleet(ctx context.Context, cluster string, totalsOnly boo
 		conn.Close()
 		return nil, err
 	}
-	stream, err := client.Watch(streamCtx, &lvsctlv1.StatusServiceWatchRequest{Cluster: cluster, TotalsOnly: totalsOnly})
+	stream, err := client.Watch(streamCtx, req)
 	if err != nil {
 		return fail(o.fromRPC(err))
 	}

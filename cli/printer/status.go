@@ -1,13 +1,13 @@
 package printer
 
 import (
-	"cmp"
 	"fmt"
 	"io"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/lvsctl/lvsctl/controlplane/fleet"
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
 )
 
@@ -162,31 +162,39 @@ type TopView struct {
 	Disconnected []string `json:"disconnected"`
 	// Reals are sorted by active connections, busiest first.
 	Reals []TopRow `json:"reals"`
-	// More counts the rows left out to fit a full-screen frame (the least busy ones).
+	// More counts the rows left out to fit a full-screen frame (the least busy ones), here
+	// or by the controller.
 	More int `json:"more,omitempty"`
 }
 
-// ViewTop builds a frame of `top` at now from every director's status.
+// ViewTop builds a frame of `top` at now from every director's status. Rows that the
+// controller left out (a director's reals_left_out) count in More.
 func ViewTop(now time.Time, ds []*lvsctlv1.DirectorStatus) TopView {
 	v := TopView{Time: now.Format(time.RFC3339), Directors: len(ds), Disconnected: []string{}, Reals: []TopRow{}}
+	type real struct {
+		director, cluster string
+		stats             *lvsctlv1.RealServerStats
+	}
+	var reals []real
 	for _, d := range ds {
 		if !d.GetConnected() {
 			v.Disconnected = append(v.Disconnected, d.GetDirector())
 		}
+		v.More += int(d.GetRealsLeftOut())
 		for _, st := range d.GetClusters() {
 			for _, r := range st.GetReals() {
-				v.Reals = append(v.Reals, TopRow{Director: d.GetDirector(), Cluster: st.GetCluster(), RealView: ViewReal(r)})
+				reals = append(reals, real{d.GetDirector(), st.GetCluster(), r})
 			}
 		}
 	}
 	slices.Sort(v.Disconnected)
-	slices.SortFunc(v.Reals, func(a, b TopRow) int {
-		return cmp.Or(
-			cmp.Compare(b.ActiveConns, a.ActiveConns),
-			strings.Compare(a.Director, b.Director),
-			strings.Compare(a.Cluster, b.Cluster),
-			strings.Compare(a.Address, b.Address))
+	// The controller's order, so that the rows it keeps for a short frame are these.
+	slices.SortFunc(reals, func(a, b real) int {
+		return fleet.CompareReals(a.director, a.cluster, a.stats, b.director, b.cluster, b.stats)
 	})
+	for _, r := range reals {
+		v.Reals = append(v.Reals, TopRow{Director: r.director, Cluster: r.cluster, RealView: ViewReal(r.stats)})
+	}
 	return v
 }
 

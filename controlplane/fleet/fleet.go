@@ -212,6 +212,9 @@ type View struct {
 	Cluster string
 	// TotalsOnly leaves every cluster's stats out; the director's totals are always there.
 	TotalsOnly bool
+	// TopReals, when not 0, keeps only the director's TopReals busiest real servers (by
+	// CompareReals) and their clusters: what `lvsctl top` can show of it.
+	TopReals uint32
 }
 
 // getLocked returns a copy of one director's status with its totals and the stats the view
@@ -233,13 +236,41 @@ func (f *Fleet) getLocked(director string, v View) *lvsctlv1.DirectorStatus {
 		if c, ok := m[v.Cluster]; ok {
 			out.Clusters = append(out.Clusters, c)
 		}
+	case v.TopReals > 0:
+		// No sort of every cluster's name: topReals sorts only the few clusters it keeps.
+		out.Clusters, out.RealsLeftOut = topReals(slices.Collect(maps.Values(m)), int(v.TopReals))
+		return out
 	default:
 		out.Clusters = make([]*lvsctlv1.ClusterStats, 0, len(m))
 		for _, name := range slices.Sorted(maps.Keys(m)) {
 			out.Clusters = append(out.Clusters, m[name])
 		}
 	}
+	if v.TopReals > 0 && !v.TotalsOnly {
+		out.Clusters, out.RealsLeftOut = topReals(out.Clusters, int(v.TopReals))
+	}
 	return out
+}
+
+// viewRequest is what List's and Watch's requests have in common.
+type viewRequest interface {
+	GetCluster() string
+	GetTotalsOnly() bool
+	GetTopReals() uint32
+}
+
+// viewOf is the view a request asks for.
+func viewOf(req viewRequest) View {
+	return View{Cluster: req.GetCluster(), TotalsOnly: req.GetTotalsOnly(), TopReals: req.GetTopReals()}
+}
+
+// aggregateFor sums each cluster over the directors, unless the view kept only the busiest
+// reals: a sum of what was kept would claim to be the cluster's and be less.
+func aggregateFor(v View, dirs []*lvsctlv1.DirectorStatus) []*lvsctlv1.ClusterStats {
+	if v.TopReals > 0 {
+		return nil
+	}
+	return Aggregate(dirs)
 }
 
 // List returns every director's status, sorted by name, with only one cluster's stats if
@@ -273,8 +304,9 @@ func (s *Server) Register(g *grpc.Server) { lvsctlv1.RegisterStatusServiceServer
 
 // List returns the fleet's status.
 func (s *Server) List(_ context.Context, req *lvsctlv1.StatusServiceListRequest) (*lvsctlv1.StatusServiceListResponse, error) {
-	dirs := s.fleet.ListView(View{Cluster: req.GetCluster(), TotalsOnly: req.GetTotalsOnly()})
-	return &lvsctlv1.StatusServiceListResponse{Directors: dirs, Clusters: Aggregate(dirs)}, nil
+	view := viewOf(req)
+	dirs := s.fleet.ListView(view)
+	return &lvsctlv1.StatusServiceListResponse{Directors: dirs, Clusters: aggregateFor(view, dirs)}, nil
 }
 
 // Watch sends the whole fleet, then each director that changes. A director that is
@@ -282,7 +314,7 @@ func (s *Server) List(_ context.Context, req *lvsctlv1.StatusServiceListRequest)
 func (s *Server) Watch(req *lvsctlv1.StatusServiceWatchRequest, stream grpc.ServerStreamingServer[lvsctlv1.StatusServiceWatchResponse]) error {
 	w := &watcher{notify: make(chan struct{}, 1), dirty: map[string]bool{}}
 	f := s.fleet
-	view := View{Cluster: req.GetCluster(), TotalsOnly: req.GetTotalsOnly()}
+	view := viewOf(req)
 	// Registering and taking the first view under one lock: every change after the view
 	// marks this watcher dirty, none is lost between the two.
 	f.mu.Lock()
@@ -297,7 +329,7 @@ func (s *Server) Watch(req *lvsctlv1.StatusServiceWatchRequest, stream grpc.Serv
 		delete(f.watchers, w)
 		f.mu.Unlock()
 	}()
-	initial := &lvsctlv1.StatusServiceListResponse{Directors: dirs, Clusters: Aggregate(dirs)}
+	initial := &lvsctlv1.StatusServiceListResponse{Directors: dirs, Clusters: aggregateFor(view, dirs)}
 	if err := stream.Send(&lvsctlv1.StatusServiceWatchResponse{Initial: initial}); err != nil {
 		return err
 	}

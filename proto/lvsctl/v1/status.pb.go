@@ -41,7 +41,10 @@ type DirectorStatus struct {
 	Clusters []*ClusterStats `protobuf:"bytes,13,rep,name=clusters,proto3" json:"clusters,omitempty"`
 	// totals sum the director's clusters; always set, so a fleet-wide view need not carry
 	// every cluster's counters.
-	Totals        *DirectorTotals `protobuf:"bytes,14,opt,name=totals,proto3" json:"totals,omitempty"`
+	Totals *DirectorTotals `protobuf:"bytes,14,opt,name=totals,proto3" json:"totals,omitempty"`
+	// reals_left_out counts the real servers that the request's top_reals left out of
+	// clusters: with it a client knows how many rows it was not sent.
+	RealsLeftOut  uint32 `protobuf:"varint,15,opt,name=reals_left_out,json=realsLeftOut,proto3" json:"reals_left_out,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -174,6 +177,13 @@ func (x *DirectorStatus) GetTotals() *DirectorTotals {
 	return nil
 }
 
+func (x *DirectorStatus) GetRealsLeftOut() uint32 {
+	if x != nil {
+		return x.RealsLeftOut
+	}
+	return 0
+}
+
 // DirectorTotals are a director's connections and rates summed over its clusters.
 type DirectorTotals struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -259,7 +269,14 @@ type StatusServiceListRequest struct {
 	Cluster string `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
 	// totals_only leaves each cluster's stats out (DirectorStatus.clusters and the fleet's
 	// per-cluster sums): what `lvsctl status` shows, and small at any number of clusters.
-	TotalsOnly    bool `protobuf:"varint,2,opt,name=totals_only,json=totalsOnly,proto3" json:"totals_only,omitempty"`
+	TotalsOnly bool `protobuf:"varint,2,opt,name=totals_only,json=totalsOnly,proto3" json:"totals_only,omitempty"`
+	// top_reals, when set, keeps in each director's status only the clusters and real servers
+	// of its top_reals busiest real servers: most active connections first, then by cluster
+	// and address (fleet.CompareReals, the order `lvsctl top` sorts by). The fleet's busiest
+	// N rows are always among the union of each director's busiest N, so a merged view of
+	// them is exact. The fleet's per-cluster sums are left out (they would sum only what was
+	// kept); each director's totals and errors are unchanged.
+	TopReals      uint32 `protobuf:"varint,3,opt,name=top_reals,json=topReals,proto3" json:"top_reals,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -306,6 +323,13 @@ func (x *StatusServiceListRequest) GetTotalsOnly() bool {
 		return x.TotalsOnly
 	}
 	return false
+}
+
+func (x *StatusServiceListRequest) GetTopReals() uint32 {
+	if x != nil {
+		return x.TopReals
+	}
+	return 0
 }
 
 type StatusServiceListResponse struct {
@@ -366,7 +390,9 @@ type StatusServiceWatchRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Cluster string                 `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
 	// totals_only is as in StatusServiceListRequest, for the first message and every change.
-	TotalsOnly    bool `protobuf:"varint,2,opt,name=totals_only,json=totalsOnly,proto3" json:"totals_only,omitempty"`
+	TotalsOnly bool `protobuf:"varint,2,opt,name=totals_only,json=totalsOnly,proto3" json:"totals_only,omitempty"`
+	// top_reals is as in StatusServiceListRequest, for the first message and every change.
+	TopReals      uint32 `protobuf:"varint,3,opt,name=top_reals,json=topReals,proto3" json:"top_reals,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -413,6 +439,13 @@ func (x *StatusServiceWatchRequest) GetTotalsOnly() bool {
 		return x.TotalsOnly
 	}
 	return false
+}
+
+func (x *StatusServiceWatchRequest) GetTopReals() uint32 {
+	if x != nil {
+		return x.TopReals
+	}
+	return 0
 }
 
 type StatusServiceWatchResponse struct {
@@ -474,7 +507,7 @@ var File_lvsctl_v1_status_proto protoreflect.FileDescriptor
 
 const file_lvsctl_v1_status_proto_rawDesc = "" +
 	"\n" +
-	"\x16lvsctl/v1/status.proto\x12\tlvsctl.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15lvsctl/v1/agent.proto\x1a\x15lvsctl/v1/stats.proto\x1a\x15lvsctl/v1/types.proto\"\xce\x04\n" +
+	"\x16lvsctl/v1/status.proto\x12\tlvsctl.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15lvsctl/v1/agent.proto\x1a\x15lvsctl/v1/stats.proto\x1a\x15lvsctl/v1/types.proto\"\xf4\x04\n" +
 	"\x0eDirectorStatus\x12\x1a\n" +
 	"\bdirector\x18\x01 \x01(\tR\bdirector\x12\x14\n" +
 	"\x05group\x18\x02 \x01(\tR\x05group\x12\x1c\n" +
@@ -490,24 +523,27 @@ const file_lvsctl_v1_status_proto_rawDesc = "" +
 	"\fcapabilities\x18\v \x01(\v2\x17.lvsctl.v1.CapabilitiesR\fcapabilities\x127\n" +
 	"\tlast_seen\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\x123\n" +
 	"\bclusters\x18\r \x03(\v2\x17.lvsctl.v1.ClusterStatsR\bclusters\x121\n" +
-	"\x06totals\x18\x0e \x01(\v2\x19.lvsctl.v1.DirectorTotalsR\x06totals\"\xb3\x01\n" +
+	"\x06totals\x18\x0e \x01(\v2\x19.lvsctl.v1.DirectorTotalsR\x06totals\x12$\n" +
+	"\x0ereals_left_out\x18\x0f \x01(\rR\frealsLeftOut\"\xb3\x01\n" +
 	"\x0eDirectorTotals\x12\x1a\n" +
 	"\bclusters\x18\x01 \x01(\rR\bclusters\x12!\n" +
 	"\factive_conns\x18\x02 \x01(\x04R\vactiveConns\x12%\n" +
 	"\x0einactive_conns\x18\x03 \x01(\x04R\rinactiveConns\x12)\n" +
 	"\x10persistent_conns\x18\x04 \x01(\x04R\x0fpersistentConns\x12\x10\n" +
-	"\x03cps\x18\x05 \x01(\x04R\x03cps\"U\n" +
+	"\x03cps\x18\x05 \x01(\x04R\x03cps\"r\n" +
 	"\x18StatusServiceListRequest\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x1f\n" +
 	"\vtotals_only\x18\x02 \x01(\bR\n" +
-	"totalsOnly\"\x89\x01\n" +
+	"totalsOnly\x12\x1b\n" +
+	"\ttop_reals\x18\x03 \x01(\rR\btopReals\"\x89\x01\n" +
 	"\x19StatusServiceListResponse\x127\n" +
 	"\tdirectors\x18\x01 \x03(\v2\x19.lvsctl.v1.DirectorStatusR\tdirectors\x123\n" +
-	"\bclusters\x18\x02 \x03(\v2\x17.lvsctl.v1.ClusterStatsR\bclusters\"V\n" +
+	"\bclusters\x18\x02 \x03(\v2\x17.lvsctl.v1.ClusterStatsR\bclusters\"s\n" +
 	"\x19StatusServiceWatchRequest\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x1f\n" +
 	"\vtotals_only\x18\x02 \x01(\bR\n" +
-	"totalsOnly\"\x93\x01\n" +
+	"totalsOnly\x12\x1b\n" +
+	"\ttop_reals\x18\x03 \x01(\rR\btopReals\"\x93\x01\n" +
 	"\x1aStatusServiceWatchResponse\x125\n" +
 	"\bdirector\x18\x01 \x01(\v2\x19.lvsctl.v1.DirectorStatusR\bdirector\x12>\n" +
 	"\ainitial\x18\x02 \x01(\v2$.lvsctl.v1.StatusServiceListResponseR\ainitial2\xba\x01\n" +
