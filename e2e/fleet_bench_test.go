@@ -231,17 +231,7 @@ func BenchmarkPropagationFanout(b *testing.B) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
-	for i := range agents {
-		name := fmt.Sprintf("dir-%02d", i)
-		conn, err := grpcDial(target)
-		if err != nil {
-			b.Fatal(err)
-		}
-		wg.Go(func() {
-			defer conn.Close()
-			_ = lightAgent(ctx, lvsctlv1.NewAgentServiceClient(conn), name, func(rev int64) { w.applied(name, rev) })
-		})
-	}
+	startLightAgents(ctx, b, &wg, target, agents, w)
 	resp, err := c.config.Apply(context.Background(), &lvsctlv1.ApplyRequest{Objects: scaleObjects(agents, clusters, 2)})
 	if err != nil {
 		b.Fatal(err)
@@ -319,6 +309,22 @@ func startControllerProcess(tb testing.TB) (target string, pid int) {
 	return ports[0], cmd.Process.Pid
 }
 
+// startLightAgents connects agents light agents, dir-00 onwards, each on its own connection,
+// reporting their acks to w; they stop when ctx ends (wg waits for them).
+func startLightAgents(ctx context.Context, b *testing.B, wg *sync.WaitGroup, target string, agents int, w *ackWatch) {
+	for i := range agents {
+		name := fmt.Sprintf("dir-%02d", i)
+		conn, err := grpcDial(target)
+		if err != nil {
+			b.Fatal(err)
+		}
+		wg.Go(func() {
+			defer conn.Close()
+			_ = lightAgent(ctx, lvsctlv1.NewAgentServiceClient(conn), name, func(rev int64) { w.applied(name, rev) })
+		})
+	}
+}
+
 // lightAgent is an agent stream without a data plane: it says Hello and acks every
 // snapshot and delta, as the agent does once it has reconciled.
 func lightAgent(ctx context.Context, client lvsctlv1.AgentServiceClient, name string, acked func(rev int64)) error {
@@ -377,17 +383,7 @@ func BenchmarkControllerMemory(b *testing.B) {
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		var wg sync.WaitGroup
-		for i := range agents {
-			name := fmt.Sprintf("dir-%02d", i)
-			conn, err := grpcDial(target)
-			if err != nil {
-				b.Fatal(err)
-			}
-			wg.Go(func() {
-				defer conn.Close()
-				_ = lightAgent(ctx, lvsctlv1.NewAgentServiceClient(conn), name, func(rev int64) { w.applied(name, rev) })
-			})
-		}
+		startLightAgents(ctx, b, &wg, target, agents, w)
 		select {
 		case <-w.expect(resp.GetRevision()):
 		case <-time.After(5 * time.Minute):

@@ -105,16 +105,27 @@ type agentProc struct {
 
 func startAgent(t *testing.T, name, target string) *agentProc {
 	t.Helper()
+	return runAgent(t, name, target, testLogger(t).With("component", "agent", "director", name), 50*time.Millisecond, nil)
+}
+
+// runAgent starts a director's agent with fake kernel parts against the controller at target,
+// stopped when the test ends; applied, when set, is called after each reconcile and its ack.
+func runAgent(t testing.TB, name, target string, log *slog.Logger, statsPeriod time.Duration, applied func(rev int64)) *agentProc {
+	t.Helper()
 	st, err := state.Load(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	a := &agentProc{name: name, ipvs: fake.NewIPVS(), fw: fake.NewFirewall(), addrs: fake.NewAddresses("eth0", "eth1")}
-	log := testLogger(t).With("component", "agent", "director", name)
 	rec := reconcile.New(reconcile.Config{Logger: log, IPVS: a.ipvs, Firewall: a.fw, Addresses: a.addrs, State: st})
 	sess := session.New(session.Config{Target: target, Insecure: true, Logger: log, MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond})
 	ag := daemon.New(daemon.Config{Director: name, Version: "test", Logger: log, State: st, Reconciler: rec, Session: sess, Resync: time.Hour,
-		Stats: stats.NewReporter(a.ipvs), StatsPeriod: 50 * time.Millisecond})
+		Stats: stats.NewReporter(a.ipvs), StatsPeriod: statsPeriod,
+		Applied: func(rev int64, _ reconcile.Result) {
+			if applied != nil {
+				applied(rev)
+			}
+		}})
 	ctx, cancel := context.WithCancel(context.Background())
 	a.stop, a.done = cancel, make(chan error, 1)
 	go func() { a.done <- ag.Run(ctx) }()

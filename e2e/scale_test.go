@@ -11,12 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lvsctl/lvsctl/agent/daemon"
-	"github.com/lvsctl/lvsctl/agent/dataplane/fake"
-	"github.com/lvsctl/lvsctl/agent/reconcile"
-	"github.com/lvsctl/lvsctl/agent/session"
-	"github.com/lvsctl/lvsctl/agent/state"
-	"github.com/lvsctl/lvsctl/agent/stats"
 	"github.com/lvsctl/lvsctl/cli/commands"
 	"github.com/lvsctl/lvsctl/controlplane/manifest"
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
@@ -68,31 +62,7 @@ func discardLogger() *slog.Logger {
 // applied, when set, is called after each reconcile and its ack.
 func startQuietAgent(t testing.TB, name, target string, statsPeriod time.Duration, applied func(rev int64)) *agentProc {
 	t.Helper()
-	st, err := state.Load(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := &agentProc{name: name, ipvs: fake.NewIPVS(), fw: fake.NewFirewall(), addrs: fake.NewAddresses("eth0", "eth1")}
-	log := discardLogger().With("director", name)
-	rec := reconcile.New(reconcile.Config{Logger: log, IPVS: a.ipvs, Firewall: a.fw, Addresses: a.addrs, State: st})
-	sess := session.New(session.Config{Target: target, Insecure: true, Logger: log, MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond})
-	ag := daemon.New(daemon.Config{Director: name, Version: "test", Logger: log, State: st, Reconciler: rec, Session: sess, Resync: time.Hour,
-		Stats: stats.NewReporter(a.ipvs), StatsPeriod: statsPeriod,
-		Applied: func(rev int64, _ reconcile.Result) {
-			if applied != nil {
-				applied(rev)
-			}
-		}})
-	ctx, cancel := context.WithCancel(context.Background())
-	a.stop, a.done = cancel, make(chan error, 1)
-	go func() { a.done <- ag.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-a.done; err != nil {
-			t.Errorf("agent %s: %v", name, err)
-		}
-	})
-	return a
+	return runAgent(t, name, target, discardLogger().With("director", name), statsPeriod, applied)
 }
 
 // lvsctl runs the real CLI against the controller and returns its standard output.
