@@ -51,7 +51,8 @@ func benchSnapshot(rev int64) *lvsctlv1.ConnectResponse {
 		clusters[i] = benchCluster(i, 100)
 	}
 	return &lvsctlv1.ConnectResponse{Msg: &lvsctlv1.ConnectResponse_Snapshot{Snapshot: &lvsctlv1.Snapshot{
-		Revision: rev, State: &lvsctlv1.DesiredState{Group: group("edge-1"), Clusters: clusters}}}}
+		Revision: rev, State: &lvsctlv1.DesiredState{Group: group("edge-1"), Clusters: clusters},
+		Roles: &lvsctlv1.GroupRoles{Group: "edge-1", Active: "dir-a", Epoch: 1}}}}
 }
 
 // benchAgent is an agent on fake kernels and a real state directory.
@@ -80,7 +81,6 @@ func startBenchAgent(b *testing.B) *benchAgent {
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
 	go func() { a.done <- New(cfg).Run(ctx) }()
-	a.deliver(b, roleMsg("edge-1", active, 1))
 	return a
 }
 

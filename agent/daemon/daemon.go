@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"google.golang.org/protobuf/proto"
 
 	"github.com/lvsctl/lvsctl/agent/metrics"
 	"github.com/lvsctl/lvsctl/agent/reconcile"
@@ -203,6 +202,7 @@ func (a *Agent) Run(ctx context.Context) error {
 					a.ackRefusal(refused)
 					continue
 				}
+				role = a.obey(role, roleOf(msg.Snapshot.GetRoles(), next.GetGroup().GetName(), a.cfg.Director))
 				cur, rev, fromCtl, dirty, trigger = newDesiredSet(next), msg.Snapshot.GetRevision(), true, true, "snapshot"
 				snapRev, snapRole := rev, role
 				save = func() error {
@@ -227,39 +227,22 @@ func (a *Agent) Run(ctx context.Context) error {
 				}
 				cur.apply(d)
 				rev, dirty, trigger, delta = d.GetRevision(), true, "delta", d
+				if d.GetRoles() != nil {
+					// A role change reads the addresses back: the full path.
+					role, delta = a.obey(role, roleOf(d.GetRoles(), g.GetName(), a.cfg.Director)), nil
+				}
+				role := role
 				save = func() error {
 					err := a.cfg.State.ApplyDelta(d)
+					if err == nil && d.GetRoles() != nil {
+						err = a.cfg.State.SetRole(role)
+					}
 					if errors.Is(err, state.ErrNotFollowing) {
 						// The saved state is not the one the delta follows (an earlier save
 						// failed): save the whole state instead.
 						err = a.cfg.State.SetDesired(state.Desired{Revision: d.GetRevision(), State: cur.state(), Role: role})
 					}
 					return err
-				}
-			case *lvsctlv1.ConnectResponse_Role:
-				r := msg.Role
-				switch {
-				case r.GetGroup() == "" && a.hasDataPlane():
-					// The role of a director in no group: as with its empty state, keep what is.
-					a.log.Warn("ignoring a role in no director group", "epoch", r.GetEpoch())
-				case role == nil || r.GetGroup() != role.GetGroup() || r.GetEpoch() >= role.GetEpoch():
-					// Epochs count per group (a re-created group starts at 1 again), so only an
-					// assignment of the same group can be stale; it may not move VIPs.
-					dirty = role == nil || !proto.Equal(role, r)
-					role = r
-				default:
-					a.log.Warn("ignoring a stale role assignment", "group", r.GetGroup(), "epoch", r.GetEpoch(), "have", role.GetEpoch())
-				}
-				dirty, trigger = dirty && cur != nil, "role"
-				if dirty && fromCtl {
-					newRole, curRev := role, rev
-					save = func() error {
-						err := a.cfg.State.SetRole(newRole)
-						if errors.Is(err, state.ErrNotFollowing) {
-							err = a.cfg.State.SetDesired(state.Desired{Revision: curRev, State: cur.state(), Role: newRole})
-						}
-						return err
-					}
 				}
 			}
 		}
@@ -271,6 +254,28 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.reconcile(ctx, cur, delta, rev, role, refused, trigger, save)
 		}
 	}
+}
+
+// roleOf is a director's role in its group's assignment.
+func roleOf(r *lvsctlv1.GroupRoles, group, director string) *lvsctlv1.RoleAssignment {
+	if group == "" || r == nil || r.GetGroup() != group {
+		return &lvsctlv1.RoleAssignment{Group: group}
+	}
+	role := lvsctlv1.Role_ROLE_STANDBY
+	if r.GetActive() == director {
+		role = lvsctlv1.Role_ROLE_ACTIVE
+	}
+	return &lvsctlv1.RoleAssignment{Group: group, Role: role, Epoch: r.GetEpoch()}
+}
+
+// obey returns the role to follow after next arrives: a lower epoch of the same group is
+// never obeyed, whatever arrived in between (epochs count per group).
+func (a *Agent) obey(cur, next *lvsctlv1.RoleAssignment) *lvsctlv1.RoleAssignment {
+	if cur != nil && next.GetGroup() == cur.GetGroup() && next.GetEpoch() < cur.GetEpoch() {
+		a.log.Warn("ignoring a stale role assignment", "group", next.GetGroup(), "epoch", next.GetEpoch(), "have", cur.GetEpoch())
+		return cur
+	}
+	return next
 }
 
 // desiredSet is the desired state the agent holds, kept by cluster name so that a delta

@@ -240,8 +240,10 @@ func snapshot(rev int64, g string, clusters ...*lvsctlv1.Cluster) *lvsctlv1.Conn
 	return &lvsctlv1.ConnectResponse{Msg: &lvsctlv1.ConnectResponse_Snapshot{Snapshot: &lvsctlv1.Snapshot{Revision: rev, State: st}}}
 }
 
-func roleMsg(g string, r lvsctlv1.Role, epoch uint64) *lvsctlv1.ConnectResponse {
-	return &lvsctlv1.ConnectResponse{Msg: &lvsctlv1.ConnectResponse_Role{Role: &lvsctlv1.RoleAssignment{Group: g, Role: r, Epoch: epoch}}}
+// withRoles sets the group's role assignment in a snapshot: active is the ACTIVE director.
+func withRoles(m *lvsctlv1.ConnectResponse, g, active string, epoch uint64) *lvsctlv1.ConnectResponse {
+	m.GetSnapshot().Roles = &lvsctlv1.GroupRoles{Group: g, Active: active, Epoch: epoch}
+	return m
 }
 
 const (
@@ -335,26 +337,24 @@ func TestOfflineStart(t *testing.T) {
 func TestRoleAssignments(t *testing.T) {
 	tests := []struct {
 		name    string
-		role    *lvsctlv1.ConnectResponse
-		next    *lvsctlv1.ConnectResponse // the state after the role, applied as revision 2
+		next    *lvsctlv1.ConnectResponse // applied as revision 2
 		wantVIP bool
 	}{
-		{"stale epoch of the same group is ignored", roleMsg("edge-1", standby, 3), snapshot(2, "edge-1", web("edge-1")), true},
-		{"newer epoch of the same group", roleMsg("edge-1", standby, 6), snapshot(2, "edge-1", web("edge-1")), false},
+		{"stale epoch of the same group is ignored", withRoles(snapshot(2, "edge-1", web("edge-1")), "edge-1", "dir-b", 3), true},
+		{"newer epoch of the same group", withRoles(snapshot(2, "edge-1", web("edge-1")), "edge-1", "dir-b", 6), false},
 		// Epochs are per group: the director moved to a group whose epochs are still low.
-		{"lower epoch of another group", roleMsg("edge-2", active, 1), snapshot(2, "edge-2", web("edge-2")), true},
-		{"ACTIVE in another group is not ACTIVE in this one", roleMsg("edge-2", active, 9), snapshot(2, "edge-1", web("edge-1")), false},
+		{"lower epoch of another group", withRoles(snapshot(2, "edge-2", web("edge-2")), "edge-2", "dir-a", 1), true},
+		{"STANDBY in another group holds nothing", withRoles(snapshot(2, "edge-2", web("edge-2")), "edge-2", "dir-b", 9), false},
+		{"a state without roles changes no role", snapshot(2, "edge-1", web("edge-1")), true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := startAgent(t, t.TempDir(), newFakeSession(true), nil)
-			e.deliver(t, roleMsg("edge-1", active, 5))
-			e.deliver(t, snapshot(1, "edge-1", web("edge-1")))
+			e.deliver(t, withRoles(snapshot(1, "edge-1", web("edge-1")), "edge-1", "dir-a", 5))
 			e.waitApplied(t, 1)
 			if d := e.addrs.Dump(); d != "eth0 192.0.2.20/32\n" {
 				t.Fatalf("ACTIVE director's addresses: %q", d)
 			}
-			e.deliver(t, tt.role)
 			e.deliver(t, tt.next)
 			e.waitApplied(t, 2)
 			if got := e.addrs.Dump() != ""; got != tt.wantVIP {
@@ -372,7 +372,6 @@ func TestNoGroup(t *testing.T) {
 	leave := &lvsctlv1.ConnectResponse{Msg: &lvsctlv1.ConnectResponse_Delta{Delta: &lvsctlv1.Delta{
 		PrevRevision: 1, Revision: 0, Deleted: []string{"web"}, Group: &lvsctlv1.DirectorGroup{},
 	}}}
-	noRole := roleMsg("", lvsctlv1.Role_ROLE_UNSPECIFIED, 0)
 	tests := []struct {
 		name      string
 		before    bool // web applied, ACTIVE, first
@@ -390,12 +389,10 @@ func TestNoGroup(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := startAgent(t, t.TempDir(), newFakeSession(true), func(c *Config) { c.Resync = 50 * time.Millisecond })
 			if tt.before {
-				e.deliver(t, roleMsg("edge-1", active, 1))
-				e.deliver(t, snapshot(1, "edge-1", web("edge-1")))
+				e.deliver(t, withRoles(snapshot(1, "edge-1", web("edge-1")), "edge-1", "dir-a", 1))
 				e.waitApplied(t, 1)
 			}
 			before := e.ipvs.Dump() + e.addrs.Dump()
-			e.deliver(t, noRole)
 			e.deliver(t, tt.msg)
 			ack := e.waitSent(t, isAck(0)).GetAck()
 			wantErr := `director "dir-a" is in no director group: keeping the data plane as it is`
@@ -504,8 +501,7 @@ func TestNilLogger(t *testing.T) {
 func TestOfflineStartAfterDeltas(t *testing.T) {
 	dir := t.TempDir()
 	first := startAgent(t, dir, newFakeSession(true), nil)
-	first.deliver(t, roleMsg("edge-1", active, 1))
-	first.deliver(t, snapshot(1, "edge-1", web("edge-1")))
+	first.deliver(t, withRoles(snapshot(1, "edge-1", web("edge-1")), "edge-1", "dir-a", 1))
 	first.waitApplied(t, 1)
 	heavier := web("edge-1")
 	heavier.Reals[0].Weight = 7

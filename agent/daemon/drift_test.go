@@ -104,8 +104,7 @@ func TestKernelChanges(t *testing.T) {
 				c.Watchers, c.RepairDelay = []Watcher{w}, testRepairDelay
 			})
 			if tt.snapshot {
-				e.deliver(t, roleMsg("edge-1", active, 1))
-				e.deliver(t, snapshot(1, "edge-1", web("edge-1")))
+				e.deliver(t, withRoles(snapshot(1, "edge-1", web("edge-1")), "edge-1", "dir-a", 1))
 				e.waitApplied(t, 1)
 				// Drift: the VIP removed behind the agent's back.
 				if err := e.addrs.DelAddress("eth0", netip.MustParsePrefix("192.0.2.20/32")); err != nil {
@@ -264,8 +263,7 @@ func TestRepairsDriftInNamespace(t *testing.T) {
 		}
 	})
 	const theVIP = "192.0.2.20" // web's
-	e.deliver(t, roleMsg("edge-1", active, 1))
-	e.deliver(t, snapshot(1, "edge-1", web("edge-1")))
+	e.deliver(t, withRoles(snapshot(1, "edge-1", web("edge-1")), "edge-1", "dir-a", 1))
 	e.waitApplied(t, 1)
 	if n := markRules(t, ns); n != 1 || !hasAddress(t, ns, theVIP) {
 		t.Fatalf("after the snapshot: %d mark rules, VIP %s present: %v; want 1 and true", n, theVIP, hasAddress(t, ns, theVIP))

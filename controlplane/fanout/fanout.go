@@ -20,7 +20,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/lvsctl/lvsctl/controlplane/desired"
@@ -278,25 +277,17 @@ type sent struct {
 	started  bool
 	group    string
 	revision int64
-	role     *lvsctlv1.RoleAssignment
 }
 
 // next returns what a session must send to bring its agent from last to the current state:
-// a role if it changed, then the deltas it missed or a snapshot. Everything returned is
-// shared by every session that needs it; the lock is held only to pick it.
-func (h *Hub) next(director string, last sent, full bool) (role *lvsctlv1.RoleAssignment, msgs []*prepared, now sent) {
+// the deltas it missed or a snapshot; the group's roles travel inside them. Everything
+// returned is shared by every session that needs it; the lock is held only to pick it.
+func (h *Hub) next(director string, last sent, full bool) (msgs []*prepared, now sent) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	st := h.state
 	group := st.dirGroup[director]
-	role = &lvsctlv1.RoleAssignment{}
-	if group != "" {
-		role = desired.RoleOf(st.snap, group, director)
-	}
-	now = sent{started: true, group: group, role: role}
-	if last.role != nil && proto.Equal(last.role, role) {
-		role = nil
-	}
+	now = sent{started: true, group: group}
 	f := st.feeds[group]
 	if f == nil {
 		// In no group (or the group is gone): the empty state at revision 0.
@@ -304,30 +295,25 @@ func (h *Hub) next(director string, last sent, full bool) (role *lvsctlv1.RoleAs
 			msgs = []*prepared{h.noGroup}
 		}
 		now.group = ""
-		return role, msgs, now
+		return msgs, now
 	}
 	now.revision = f.revision
 	if !full && last.started && last.group == group {
 		if last.revision == f.revision {
-			return role, nil, now
+			return nil, now
 		}
 		if ds, ok := f.deltasAfter(last.revision); ok {
-			return role, ds, now
+			return ds, now
 		}
 	}
-	return role, []*prepared{st.snapshotOf(f)}, now
+	return []*prepared{st.snapshotOf(f)}, now
 }
 
 // send is the session's only writer to the stream.
 func (h *Hub) send(ctx context.Context, stream grpc.BidiStreamingServer[lvsctlv1.ConnectRequest, lvsctlv1.ConnectResponse], s *session) error {
 	var last sent
 	sendState := func(full bool) error {
-		role, msgs, now := h.next(s.director, last, full)
-		if role != nil {
-			if err := stream.Send(&lvsctlv1.ConnectResponse{Msg: &lvsctlv1.ConnectResponse_Role{Role: role}}); err != nil {
-				return err
-			}
-		}
+		msgs, now := h.next(s.director, last, full)
 		for _, m := range msgs {
 			enc, err := m.encoded(stream, h.cfg.MaxMessageBytes)
 			if err != nil {

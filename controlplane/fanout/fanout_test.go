@@ -88,7 +88,7 @@ func (h *harness) caughtUp(t *testing.T, rev int64) {
 	}
 }
 
-// next returns the next message that is not a role or heartbeat.
+// next returns the next message that is not a heartbeat.
 func next(t *testing.T, s lvsctlv1.AgentService_ConnectClient) *lvsctlv1.ConnectResponse {
 	t.Helper()
 	for {
@@ -96,7 +96,7 @@ func next(t *testing.T, s lvsctlv1.AgentService_ConnectClient) *lvsctlv1.Connect
 		if err != nil {
 			t.Fatalf("recv: %v", err)
 		}
-		if m.GetRole() == nil && m.GetHeartbeat() == nil {
+		if m.GetHeartbeat() == nil {
 			return m
 		}
 	}

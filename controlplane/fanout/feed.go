@@ -153,7 +153,7 @@ func (g *groups) snapshotOf(f *feed) *prepared {
 		for _, name := range slices.Sorted(maps.Keys(m)) {
 			st.Clusters = append(st.Clusters, m[name])
 		}
-		f.snap.msg = &lvsctlv1.ConnectResponse{Msg: &lvsctlv1.ConnectResponse_Snapshot{Snapshot: &lvsctlv1.Snapshot{Revision: f.revision, State: st}}}
+		f.snap.msg = &lvsctlv1.ConnectResponse{Msg: &lvsctlv1.ConnectResponse_Snapshot{Snapshot: &lvsctlv1.Snapshot{Revision: f.revision, State: st, Roles: g.snap.Roles[f.group]}}}
 	}
 	return f.snap
 }
@@ -204,6 +204,7 @@ func (g *groups) apply(b store.Batch) error {
 		return c
 	}
 	groupsBefore := map[string]*lvsctlv1.DirectorGroup{}
+	rolesBefore := map[string]*lvsctlv1.GroupRoles{}
 	for _, ev := range b.Events {
 		kind, name := kindOf(ev.Key)
 		switch kind {
@@ -243,6 +244,11 @@ func (g *groups) apply(b store.Batch) error {
 		default:
 			// Roles and generations change the group's revision (and roles, each
 			// director's role); the head key changes nothing a director applies.
+			if kind == kindGroupState && ev.Key == store.RolesKey(name) {
+				if _, seen := rolesBefore[name]; !seen {
+					rolesBefore[name] = g.snap.Roles[name]
+				}
+			}
 			if err := g.snap.Set(ev.Key, ev.Value, ev.ModRevision); err != nil {
 				return err
 			}
@@ -256,13 +262,13 @@ func (g *groups) apply(b store.Batch) error {
 		g.indexDirectors()
 	}
 	for group, c := range changes {
-		g.publish(group, c, groupsBefore)
+		g.publish(group, c, groupsBefore, rolesBefore)
 	}
 	return nil
 }
 
 // publish makes a group's next feed from one batch's change to it.
-func (g *groups) publish(group string, c *change, groupsBefore map[string]*lvsctlv1.DirectorGroup) {
+func (g *groups) publish(group string, c *change, groupsBefore map[string]*lvsctlv1.DirectorGroup, rolesBefore map[string]*lvsctlv1.GroupRoles) {
 	obj, exists := g.snap.Groups[group]
 	old := g.feeds[group]
 	if !exists {
@@ -295,6 +301,10 @@ func (g *groups) publish(group string, c *change, groupsBefore map[string]*lvsct
 	}
 	if prev, changed := groupsBefore[group]; changed && !desired.SameGroup(prev, obj) {
 		d.Group = obj
+	}
+	if prev, changed := rolesBefore[group]; changed && !proto.Equal(prev, g.snap.Roles[group]) {
+		// The role travels with the state it belongs to: one message, one reconcile.
+		d.Roles = g.snap.Roles[group]
 	}
 	deltas := old.deltas
 	if len(deltas) >= deltaLog {

@@ -75,8 +75,8 @@ func TestGroupSharesOneEncoding(t *testing.T) {
 	h.hub.mu.Lock()
 	f := h.hub.state.feeds["edge-1"]
 	h.hub.mu.Unlock()
-	_, a, _ := h.hub.next("dir-a", sent{}, true)
-	_, b, _ := h.hub.next("dir-b", sent{}, true)
+	a, _ := h.hub.next("dir-a", sent{}, true)
+	b, _ := h.hub.next("dir-b", sent{}, true)
 	if len(a) != 1 || a[0] != b[0] || a[0] != f.snap {
 		t.Errorf("dir-a and dir-b were given different snapshot messages: the group's state is built per director")
 	}
@@ -91,8 +91,8 @@ func TestGroupSharesOneEncoding(t *testing.T) {
 			t.Fatalf("%s: %v, want a delta %d -> %d upserting only c1", d, delta, rev, rev2)
 		}
 	}
-	_, da, _ := h.hub.next("dir-a", sent{started: true, group: "edge-1", revision: rev}, false)
-	_, db, _ := h.hub.next("dir-b", sent{started: true, group: "edge-1", revision: rev}, false)
+	da, _ := h.hub.next("dir-a", sent{started: true, group: "edge-1", revision: rev}, false)
+	db, _ := h.hub.next("dir-b", sent{started: true, group: "edge-1", revision: rev}, false)
 	if len(da) != 1 || da[0] != db[0] {
 		t.Errorf("dir-a and dir-b were given different delta messages")
 	}
@@ -115,7 +115,7 @@ func TestBehindAgentGetsWhatItMissed(t *testing.T) {
 	for w := range uint32(3) {
 		revs = append(revs, h.apply(t, twoGroups(2, w+2)))
 	}
-	_, msgs, now := h.hub.next("dir-a", sent{started: true, group: "edge-1", revision: rev}, false)
+	msgs, now := h.hub.next("dir-a", sent{started: true, group: "edge-1", revision: rev}, false)
 	if len(msgs) != 3 || now.revision != revs[2] {
 		t.Fatalf("3 revisions behind: %d messages to %d, want 3 deltas to %d", len(msgs), now.revision, revs[2])
 	}
@@ -130,7 +130,7 @@ func TestBehindAgentGetsWhatItMissed(t *testing.T) {
 	for w := range uint32(deltaLog) {
 		h.apply(t, twoGroups(2, w+10))
 	}
-	_, msgs, _ = h.hub.next("dir-a", sent{started: true, group: "edge-1", revision: rev}, false)
+	msgs, _ = h.hub.next("dir-a", sent{started: true, group: "edge-1", revision: rev}, false)
 	if len(msgs) != 1 || msgs[0].msg.GetSnapshot() == nil {
 		t.Fatalf("%d revisions behind: %v, want one snapshot", deltaLog+3, msgs)
 	}

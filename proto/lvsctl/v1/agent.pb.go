@@ -30,6 +30,7 @@ type ConnectRequest struct {
 	//	*ConnectRequest_Status
 	//	*ConnectRequest_Heartbeat
 	//	*ConnectRequest_SnapshotRequest
+	//	*ConnectRequest_RoleStatus
 	Msg           isConnectRequest_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -117,6 +118,15 @@ func (x *ConnectRequest) GetSnapshotRequest() *SnapshotRequest {
 	return nil
 }
 
+func (x *ConnectRequest) GetRoleStatus() *RoleStatus {
+	if x != nil {
+		if x, ok := x.Msg.(*ConnectRequest_RoleStatus); ok {
+			return x.RoleStatus
+		}
+	}
+	return nil
+}
+
 type isConnectRequest_Msg interface {
 	isConnectRequest_Msg()
 }
@@ -141,6 +151,10 @@ type ConnectRequest_SnapshotRequest struct {
 	SnapshotRequest *SnapshotRequest `protobuf:"bytes,5,opt,name=snapshot_request,json=snapshotRequest,proto3,oneof"`
 }
 
+type ConnectRequest_RoleStatus struct {
+	RoleStatus *RoleStatus `protobuf:"bytes,6,opt,name=role_status,json=roleStatus,proto3,oneof"`
+}
+
 func (*ConnectRequest_Hello) isConnectRequest_Msg() {}
 
 func (*ConnectRequest_Ack) isConnectRequest_Msg() {}
@@ -151,13 +165,14 @@ func (*ConnectRequest_Heartbeat) isConnectRequest_Msg() {}
 
 func (*ConnectRequest_SnapshotRequest) isConnectRequest_Msg() {}
 
+func (*ConnectRequest_RoleStatus) isConnectRequest_Msg() {}
+
 type ConnectResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Msg:
 	//
 	//	*ConnectResponse_Snapshot
 	//	*ConnectResponse_Delta
-	//	*ConnectResponse_Role
 	//	*ConnectResponse_Heartbeat
 	Msg           isConnectResponse_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
@@ -219,15 +234,6 @@ func (x *ConnectResponse) GetDelta() *Delta {
 	return nil
 }
 
-func (x *ConnectResponse) GetRole() *RoleAssignment {
-	if x != nil {
-		if x, ok := x.Msg.(*ConnectResponse_Role); ok {
-			return x.Role
-		}
-	}
-	return nil
-}
-
 func (x *ConnectResponse) GetHeartbeat() *Heartbeat {
 	if x != nil {
 		if x, ok := x.Msg.(*ConnectResponse_Heartbeat); ok {
@@ -249,10 +255,6 @@ type ConnectResponse_Delta struct {
 	Delta *Delta `protobuf:"bytes,2,opt,name=delta,proto3,oneof"`
 }
 
-type ConnectResponse_Role struct {
-	Role *RoleAssignment `protobuf:"bytes,3,opt,name=role,proto3,oneof"`
-}
-
 type ConnectResponse_Heartbeat struct {
 	Heartbeat *Heartbeat `protobuf:"bytes,4,opt,name=heartbeat,proto3,oneof"`
 }
@@ -260,8 +262,6 @@ type ConnectResponse_Heartbeat struct {
 func (*ConnectResponse_Snapshot) isConnectResponse_Msg() {}
 
 func (*ConnectResponse_Delta) isConnectResponse_Msg() {}
-
-func (*ConnectResponse_Role) isConnectResponse_Msg() {}
 
 func (*ConnectResponse_Heartbeat) isConnectResponse_Msg() {}
 
@@ -450,9 +450,12 @@ func (x *DesiredState) GetClusters() []*Cluster {
 
 // Snapshot replaces the agent's whole desired state.
 type Snapshot struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Revision      int64                  `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
-	State         *DesiredState          `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Revision int64                  `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	State    *DesiredState          `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	// roles is the group's role assignment that goes with this state (one message, one
+	// reconcile); each agent finds its own role in it.
+	Roles         *GroupRoles `protobuf:"bytes,3,opt,name=roles,proto3" json:"roles,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -501,6 +504,13 @@ func (x *Snapshot) GetState() *DesiredState {
 	return nil
 }
 
+func (x *Snapshot) GetRoles() *GroupRoles {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
+}
+
 // Delta changes the desired state from prev_revision to revision. An agent whose applied
 // revision is not prev_revision has missed a delta and asks for a snapshot.
 type Delta struct {
@@ -510,7 +520,9 @@ type Delta struct {
 	Upserted     []*Cluster             `protobuf:"bytes,3,rep,name=upserted,proto3" json:"upserted,omitempty"`
 	Deleted      []string               `protobuf:"bytes,4,rep,name=deleted,proto3" json:"deleted,omitempty"`
 	// group is set when the director group itself changed.
-	Group         *DirectorGroup `protobuf:"bytes,5,opt,name=group,proto3" json:"group,omitempty"`
+	Group *DirectorGroup `protobuf:"bytes,5,opt,name=group,proto3" json:"group,omitempty"`
+	// roles is set when the group's role assignment changed.
+	Roles         *GroupRoles `protobuf:"bytes,6,opt,name=roles,proto3" json:"roles,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -576,6 +588,13 @@ func (x *Delta) GetDeleted() []string {
 func (x *Delta) GetGroup() *DirectorGroup {
 	if x != nil {
 		return x.Group
+	}
+	return nil
+}
+
+func (x *Delta) GetRoles() *GroupRoles {
+	if x != nil {
+		return x.Roles
 	}
 	return nil
 }
@@ -713,8 +732,15 @@ func (x *StatusReport) GetFull() bool {
 	return false
 }
 
+// Heartbeat goes both ways on the stream. From an agent, sent is its monotonic clock (ns).
+// From the controller, echo is the latest sent value it has received from that agent and
+// epoch the controller's current epoch of the agent's group: an answer that renews an
+// ACTIVE's lease only if that epoch is the ACTIVE's own.
 type Heartbeat struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sent          int64                  `protobuf:"varint,1,opt,name=sent,proto3" json:"sent,omitempty"`
+	Echo          int64                  `protobuf:"varint,2,opt,name=echo,proto3" json:"echo,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -749,6 +775,123 @@ func (*Heartbeat) Descriptor() ([]byte, []int) {
 	return file_lvsctl_v1_agent_proto_rawDescGZIP(), []int{9}
 }
 
+func (x *Heartbeat) GetSent() int64 {
+	if x != nil {
+		return x.Sent
+	}
+	return 0
+}
+
+func (x *Heartbeat) GetEcho() int64 {
+	if x != nil {
+		return x.Echo
+	}
+	return 0
+}
+
+func (x *Heartbeat) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+// RoleStatus is what an agent's role logic sees; sent after each Hello and on every change.
+type RoleStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Group string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	// epoch and role are of the assignment the agent obeys.
+	Epoch uint64 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Role  Role   `protobuf:"varint,3,opt,name=role,proto3,enum=lvsctl.v1.Role" json:"role,omitempty"`
+	// holding: the VIPs and gateway are on this director now.
+	Holding bool `protobuf:"varint,4,opt,name=holding,proto3" json:"holding,omitempty"`
+	// fenced says why an assigned ACTIVE does not hold them ("" otherwise).
+	Fenced        string        `protobuf:"bytes,5,opt,name=fenced,proto3" json:"fenced,omitempty"`
+	Peers         []*PeerStatus `protobuf:"bytes,6,rep,name=peers,proto3" json:"peers,omitempty"`
+	Sync          *SyncStatus   `protobuf:"bytes,7,opt,name=sync,proto3" json:"sync,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RoleStatus) Reset() {
+	*x = RoleStatus{}
+	mi := &file_lvsctl_v1_agent_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RoleStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RoleStatus) ProtoMessage() {}
+
+func (x *RoleStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_lvsctl_v1_agent_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RoleStatus.ProtoReflect.Descriptor instead.
+func (*RoleStatus) Descriptor() ([]byte, []int) {
+	return file_lvsctl_v1_agent_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *RoleStatus) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *RoleStatus) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *RoleStatus) GetRole() Role {
+	if x != nil {
+		return x.Role
+	}
+	return Role_ROLE_UNSPECIFIED
+}
+
+func (x *RoleStatus) GetHolding() bool {
+	if x != nil {
+		return x.Holding
+	}
+	return false
+}
+
+func (x *RoleStatus) GetFenced() string {
+	if x != nil {
+		return x.Fenced
+	}
+	return ""
+}
+
+func (x *RoleStatus) GetPeers() []*PeerStatus {
+	if x != nil {
+		return x.Peers
+	}
+	return nil
+}
+
+func (x *RoleStatus) GetSync() *SyncStatus {
+	if x != nil {
+		return x.Sync
+	}
+	return nil
+}
+
 type SnapshotRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Reason        string                 `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
@@ -758,7 +901,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_lvsctl_v1_agent_proto_msgTypes[10]
+	mi := &file_lvsctl_v1_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -770,7 +913,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_agent_proto_msgTypes[10]
+	mi := &file_lvsctl_v1_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -783,7 +926,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_agent_proto_rawDescGZIP(), []int{10}
+	return file_lvsctl_v1_agent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SnapshotRequest) GetReason() string {
@@ -797,20 +940,21 @@ var File_lvsctl_v1_agent_proto protoreflect.FileDescriptor
 
 const file_lvsctl_v1_agent_proto_rawDesc = "" +
 	"\n" +
-	"\x15lvsctl/v1/agent.proto\x12\tlvsctl.v1\x1a\x15lvsctl/v1/stats.proto\x1a\x15lvsctl/v1/types.proto\"\x97\x02\n" +
+	"\x15lvsctl/v1/agent.proto\x12\tlvsctl.v1\x1a\x15lvsctl/v1/stats.proto\x1a\x15lvsctl/v1/types.proto\"\xd1\x02\n" +
 	"\x0eConnectRequest\x12(\n" +
 	"\x05hello\x18\x01 \x01(\v2\x10.lvsctl.v1.HelloH\x00R\x05hello\x12\"\n" +
 	"\x03ack\x18\x02 \x01(\v2\x0e.lvsctl.v1.AckH\x00R\x03ack\x121\n" +
 	"\x06status\x18\x03 \x01(\v2\x17.lvsctl.v1.StatusReportH\x00R\x06status\x124\n" +
 	"\theartbeat\x18\x04 \x01(\v2\x14.lvsctl.v1.HeartbeatH\x00R\theartbeat\x12G\n" +
-	"\x10snapshot_request\x18\x05 \x01(\v2\x1a.lvsctl.v1.SnapshotRequestH\x00R\x0fsnapshotRequestB\x05\n" +
-	"\x03msg\"\xdc\x01\n" +
+	"\x10snapshot_request\x18\x05 \x01(\v2\x1a.lvsctl.v1.SnapshotRequestH\x00R\x0fsnapshotRequest\x128\n" +
+	"\vrole_status\x18\x06 \x01(\v2\x15.lvsctl.v1.RoleStatusH\x00R\n" +
+	"roleStatusB\x05\n" +
+	"\x03msg\"\xb7\x01\n" +
 	"\x0fConnectResponse\x121\n" +
 	"\bsnapshot\x18\x01 \x01(\v2\x13.lvsctl.v1.SnapshotH\x00R\bsnapshot\x12(\n" +
-	"\x05delta\x18\x02 \x01(\v2\x10.lvsctl.v1.DeltaH\x00R\x05delta\x12/\n" +
-	"\x04role\x18\x03 \x01(\v2\x19.lvsctl.v1.RoleAssignmentH\x00R\x04role\x124\n" +
+	"\x05delta\x18\x02 \x01(\v2\x10.lvsctl.v1.DeltaH\x00R\x05delta\x124\n" +
 	"\theartbeat\x18\x04 \x01(\v2\x14.lvsctl.v1.HeartbeatH\x00R\theartbeatB\x05\n" +
-	"\x03msg\"V\n" +
+	"\x03msgJ\x04\b\x03\x10\x04R\x04role\"V\n" +
 	"\fCapabilities\x12\x12\n" +
 	"\x04ipvs\x18\x01 \x01(\bR\x04ipvs\x12\x1a\n" +
 	"\bnftables\x18\x02 \x01(\bR\bnftables\x12\x16\n" +
@@ -822,16 +966,18 @@ const file_lvsctl_v1_agent_proto_rawDesc = "" +
 	"\x15last_applied_revision\x18\x04 \x01(\x03R\x13lastAppliedRevision\"n\n" +
 	"\fDesiredState\x12.\n" +
 	"\x05group\x18\x01 \x01(\v2\x18.lvsctl.v1.DirectorGroupR\x05group\x12.\n" +
-	"\bclusters\x18\x02 \x03(\v2\x12.lvsctl.v1.ClusterR\bclusters\"U\n" +
+	"\bclusters\x18\x02 \x03(\v2\x12.lvsctl.v1.ClusterR\bclusters\"\x82\x01\n" +
 	"\bSnapshot\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x03R\brevision\x12-\n" +
-	"\x05state\x18\x02 \x01(\v2\x17.lvsctl.v1.DesiredStateR\x05state\"\xc2\x01\n" +
+	"\x05state\x18\x02 \x01(\v2\x17.lvsctl.v1.DesiredStateR\x05state\x12+\n" +
+	"\x05roles\x18\x03 \x01(\v2\x15.lvsctl.v1.GroupRolesR\x05roles\"\xef\x01\n" +
 	"\x05Delta\x12#\n" +
 	"\rprev_revision\x18\x01 \x01(\x03R\fprevRevision\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x03R\brevision\x12.\n" +
 	"\bupserted\x18\x03 \x03(\v2\x12.lvsctl.v1.ClusterR\bupserted\x12\x18\n" +
 	"\adeleted\x18\x04 \x03(\tR\adeleted\x12.\n" +
-	"\x05group\x18\x05 \x01(\v2\x18.lvsctl.v1.DirectorGroupR\x05group\"\x9b\x01\n" +
+	"\x05group\x18\x05 \x01(\v2\x18.lvsctl.v1.DirectorGroupR\x05group\x12+\n" +
+	"\x05roles\x18\x06 \x01(\v2\x15.lvsctl.v1.GroupRolesR\x05roles\"\x9b\x01\n" +
 	"\x03Ack\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x03R\brevision\x12/\n" +
 	"\x06errors\x18\x02 \x03(\v2\x17.lvsctl.v1.ClusterErrorR\x06errors\x12\x1e\n" +
@@ -842,8 +988,20 @@ const file_lvsctl_v1_agent_proto_rawDesc = "" +
 	"\fStatusReport\x121\n" +
 	"\achanged\x18\x01 \x03(\v2\x17.lvsctl.v1.ClusterStatsR\achanged\x12\x18\n" +
 	"\aremoved\x18\x02 \x03(\tR\aremoved\x12\x12\n" +
-	"\x04full\x18\x03 \x01(\bR\x04full\"\v\n" +
-	"\tHeartbeat\")\n" +
+	"\x04full\x18\x03 \x01(\bR\x04full\"I\n" +
+	"\tHeartbeat\x12\x12\n" +
+	"\x04sent\x18\x01 \x01(\x03R\x04sent\x12\x12\n" +
+	"\x04echo\x18\x02 \x01(\x03R\x04echo\x12\x14\n" +
+	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\"\xe7\x01\n" +
+	"\n" +
+	"RoleStatus\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12#\n" +
+	"\x04role\x18\x03 \x01(\x0e2\x0f.lvsctl.v1.RoleR\x04role\x12\x18\n" +
+	"\aholding\x18\x04 \x01(\bR\aholding\x12\x16\n" +
+	"\x06fenced\x18\x05 \x01(\tR\x06fenced\x12+\n" +
+	"\x05peers\x18\x06 \x03(\v2\x15.lvsctl.v1.PeerStatusR\x05peers\x12)\n" +
+	"\x04sync\x18\a \x01(\v2\x15.lvsctl.v1.SyncStatusR\x04sync\")\n" +
 	"\x0fSnapshotRequest\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason2T\n" +
 	"\fAgentService\x12D\n" +
@@ -861,7 +1019,7 @@ func file_lvsctl_v1_agent_proto_rawDescGZIP() []byte {
 	return file_lvsctl_v1_agent_proto_rawDescData
 }
 
-var file_lvsctl_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_lvsctl_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_lvsctl_v1_agent_proto_goTypes = []any{
 	(*ConnectRequest)(nil),  // 0: lvsctl.v1.ConnectRequest
 	(*ConnectResponse)(nil), // 1: lvsctl.v1.ConnectResponse
@@ -873,38 +1031,47 @@ var file_lvsctl_v1_agent_proto_goTypes = []any{
 	(*Ack)(nil),             // 7: lvsctl.v1.Ack
 	(*StatusReport)(nil),    // 8: lvsctl.v1.StatusReport
 	(*Heartbeat)(nil),       // 9: lvsctl.v1.Heartbeat
-	(*SnapshotRequest)(nil), // 10: lvsctl.v1.SnapshotRequest
-	(*RoleAssignment)(nil),  // 11: lvsctl.v1.RoleAssignment
+	(*RoleStatus)(nil),      // 10: lvsctl.v1.RoleStatus
+	(*SnapshotRequest)(nil), // 11: lvsctl.v1.SnapshotRequest
 	(*DirectorGroup)(nil),   // 12: lvsctl.v1.DirectorGroup
 	(*Cluster)(nil),         // 13: lvsctl.v1.Cluster
-	(*ClusterError)(nil),    // 14: lvsctl.v1.ClusterError
-	(*ClusterStats)(nil),    // 15: lvsctl.v1.ClusterStats
+	(*GroupRoles)(nil),      // 14: lvsctl.v1.GroupRoles
+	(*ClusterError)(nil),    // 15: lvsctl.v1.ClusterError
+	(*ClusterStats)(nil),    // 16: lvsctl.v1.ClusterStats
+	(Role)(0),               // 17: lvsctl.v1.Role
+	(*PeerStatus)(nil),      // 18: lvsctl.v1.PeerStatus
+	(*SyncStatus)(nil),      // 19: lvsctl.v1.SyncStatus
 }
 var file_lvsctl_v1_agent_proto_depIdxs = []int32{
 	3,  // 0: lvsctl.v1.ConnectRequest.hello:type_name -> lvsctl.v1.Hello
 	7,  // 1: lvsctl.v1.ConnectRequest.ack:type_name -> lvsctl.v1.Ack
 	8,  // 2: lvsctl.v1.ConnectRequest.status:type_name -> lvsctl.v1.StatusReport
 	9,  // 3: lvsctl.v1.ConnectRequest.heartbeat:type_name -> lvsctl.v1.Heartbeat
-	10, // 4: lvsctl.v1.ConnectRequest.snapshot_request:type_name -> lvsctl.v1.SnapshotRequest
-	5,  // 5: lvsctl.v1.ConnectResponse.snapshot:type_name -> lvsctl.v1.Snapshot
-	6,  // 6: lvsctl.v1.ConnectResponse.delta:type_name -> lvsctl.v1.Delta
-	11, // 7: lvsctl.v1.ConnectResponse.role:type_name -> lvsctl.v1.RoleAssignment
+	11, // 4: lvsctl.v1.ConnectRequest.snapshot_request:type_name -> lvsctl.v1.SnapshotRequest
+	10, // 5: lvsctl.v1.ConnectRequest.role_status:type_name -> lvsctl.v1.RoleStatus
+	5,  // 6: lvsctl.v1.ConnectResponse.snapshot:type_name -> lvsctl.v1.Snapshot
+	6,  // 7: lvsctl.v1.ConnectResponse.delta:type_name -> lvsctl.v1.Delta
 	9,  // 8: lvsctl.v1.ConnectResponse.heartbeat:type_name -> lvsctl.v1.Heartbeat
 	2,  // 9: lvsctl.v1.Hello.capabilities:type_name -> lvsctl.v1.Capabilities
 	12, // 10: lvsctl.v1.DesiredState.group:type_name -> lvsctl.v1.DirectorGroup
 	13, // 11: lvsctl.v1.DesiredState.clusters:type_name -> lvsctl.v1.Cluster
 	4,  // 12: lvsctl.v1.Snapshot.state:type_name -> lvsctl.v1.DesiredState
-	13, // 13: lvsctl.v1.Delta.upserted:type_name -> lvsctl.v1.Cluster
-	12, // 14: lvsctl.v1.Delta.group:type_name -> lvsctl.v1.DirectorGroup
-	14, // 15: lvsctl.v1.Ack.errors:type_name -> lvsctl.v1.ClusterError
-	15, // 16: lvsctl.v1.StatusReport.changed:type_name -> lvsctl.v1.ClusterStats
-	0,  // 17: lvsctl.v1.AgentService.Connect:input_type -> lvsctl.v1.ConnectRequest
-	1,  // 18: lvsctl.v1.AgentService.Connect:output_type -> lvsctl.v1.ConnectResponse
-	18, // [18:19] is the sub-list for method output_type
-	17, // [17:18] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	14, // 13: lvsctl.v1.Snapshot.roles:type_name -> lvsctl.v1.GroupRoles
+	13, // 14: lvsctl.v1.Delta.upserted:type_name -> lvsctl.v1.Cluster
+	12, // 15: lvsctl.v1.Delta.group:type_name -> lvsctl.v1.DirectorGroup
+	14, // 16: lvsctl.v1.Delta.roles:type_name -> lvsctl.v1.GroupRoles
+	15, // 17: lvsctl.v1.Ack.errors:type_name -> lvsctl.v1.ClusterError
+	16, // 18: lvsctl.v1.StatusReport.changed:type_name -> lvsctl.v1.ClusterStats
+	17, // 19: lvsctl.v1.RoleStatus.role:type_name -> lvsctl.v1.Role
+	18, // 20: lvsctl.v1.RoleStatus.peers:type_name -> lvsctl.v1.PeerStatus
+	19, // 21: lvsctl.v1.RoleStatus.sync:type_name -> lvsctl.v1.SyncStatus
+	0,  // 22: lvsctl.v1.AgentService.Connect:input_type -> lvsctl.v1.ConnectRequest
+	1,  // 23: lvsctl.v1.AgentService.Connect:output_type -> lvsctl.v1.ConnectResponse
+	23, // [23:24] is the sub-list for method output_type
+	22, // [22:23] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_lvsctl_v1_agent_proto_init() }
@@ -920,11 +1087,11 @@ func file_lvsctl_v1_agent_proto_init() {
 		(*ConnectRequest_Status)(nil),
 		(*ConnectRequest_Heartbeat)(nil),
 		(*ConnectRequest_SnapshotRequest)(nil),
+		(*ConnectRequest_RoleStatus)(nil),
 	}
 	file_lvsctl_v1_agent_proto_msgTypes[1].OneofWrappers = []any{
 		(*ConnectResponse_Snapshot)(nil),
 		(*ConnectResponse_Delta)(nil),
-		(*ConnectResponse_Role)(nil),
 		(*ConnectResponse_Heartbeat)(nil),
 	}
 	type x struct{}
@@ -933,7 +1100,7 @@ func file_lvsctl_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lvsctl_v1_agent_proto_rawDesc), len(file_lvsctl_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -699,6 +699,123 @@ func (x *DeleteResponse) GetPlans() []*GroupPlan {
 	return nil
 }
 
+type FailoverRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Group string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	// to is the director to make ACTIVE; empty: the connected STANDBY of highest priority.
+	To            string `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FailoverRequest) Reset() {
+	*x = FailoverRequest{}
+	mi := &file_lvsctl_v1_config_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FailoverRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FailoverRequest) ProtoMessage() {}
+
+func (x *FailoverRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lvsctl_v1_config_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FailoverRequest.ProtoReflect.Descriptor instead.
+func (*FailoverRequest) Descriptor() ([]byte, []int) {
+	return file_lvsctl_v1_config_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *FailoverRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *FailoverRequest) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+type FailoverResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// roles is the group's assignment after the failover.
+	Roles *GroupRoles `protobuf:"bytes,1,opt,name=roles,proto3" json:"roles,omitempty"`
+	// previous is the director that was ACTIVE.
+	Previous string `protobuf:"bytes,2,opt,name=previous,proto3" json:"previous,omitempty"`
+	// released_after_ms is how long the old ACTIVE took to release (or its fence time, if it
+	// did not answer).
+	ReleasedAfterMs int64 `protobuf:"varint,3,opt,name=released_after_ms,json=releasedAfterMs,proto3" json:"released_after_ms,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *FailoverResponse) Reset() {
+	*x = FailoverResponse{}
+	mi := &file_lvsctl_v1_config_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FailoverResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FailoverResponse) ProtoMessage() {}
+
+func (x *FailoverResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_lvsctl_v1_config_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FailoverResponse.ProtoReflect.Descriptor instead.
+func (*FailoverResponse) Descriptor() ([]byte, []int) {
+	return file_lvsctl_v1_config_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *FailoverResponse) GetRoles() *GroupRoles {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
+}
+
+func (x *FailoverResponse) GetPrevious() string {
+	if x != nil {
+		return x.Previous
+	}
+	return ""
+}
+
+func (x *FailoverResponse) GetReleasedAfterMs() int64 {
+	if x != nil {
+		return x.ReleasedAfterMs
+	}
+	return 0
+}
+
 var File_lvsctl_v1_config_proto protoreflect.FileDescriptor
 
 const file_lvsctl_v1_config_proto_rawDesc = "" +
@@ -739,7 +856,14 @@ const file_lvsctl_v1_config_proto_rawDesc = "" +
 	"\adry_run\x18\x04 \x01(\bR\x06dryRun\"^\n" +
 	"\x0eDeleteResponse\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x03R\brevision\x12*\n" +
-	"\x05plans\x18\x03 \x03(\v2\x14.lvsctl.v1.GroupPlanR\x05plansJ\x04\b\x02\x10\x03*>\n" +
+	"\x05plans\x18\x03 \x03(\v2\x14.lvsctl.v1.GroupPlanR\x05plansJ\x04\b\x02\x10\x03\"7\n" +
+	"\x0fFailoverRequest\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x0e\n" +
+	"\x02to\x18\x02 \x01(\tR\x02to\"\x87\x01\n" +
+	"\x10FailoverResponse\x12+\n" +
+	"\x05roles\x18\x01 \x01(\v2\x15.lvsctl.v1.GroupRolesR\x05roles\x12\x1a\n" +
+	"\bprevious\x18\x02 \x01(\tR\bprevious\x12*\n" +
+	"\x11released_after_ms\x18\x03 \x01(\x03R\x0freleasedAfterMs*>\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fKIND_CLUSTER\x10\x01\x12\x0e\n" +
@@ -750,12 +874,13 @@ const file_lvsctl_v1_config_proto_rawDesc = "" +
 	"\x0eACTION_CREATED\x10\x01\x12\x12\n" +
 	"\x0eACTION_UPDATED\x10\x02\x12\x14\n" +
 	"\x10ACTION_UNCHANGED\x10\x03\x12\x12\n" +
-	"\x0eACTION_DELETED\x10\x042\xf9\x01\n" +
+	"\x0eACTION_DELETED\x10\x042\xbe\x02\n" +
 	"\rConfigService\x12:\n" +
 	"\x05Apply\x12\x17.lvsctl.v1.ApplyRequest\x1a\x18.lvsctl.v1.ApplyResponse\x124\n" +
 	"\x03Get\x12\x15.lvsctl.v1.GetRequest\x1a\x16.lvsctl.v1.GetResponse\x127\n" +
 	"\x04List\x12\x16.lvsctl.v1.ListRequest\x1a\x17.lvsctl.v1.ListResponse\x12=\n" +
-	"\x06Delete\x12\x18.lvsctl.v1.DeleteRequest\x1a\x19.lvsctl.v1.DeleteResponseB3Z1github.com/lvsctl/lvsctl/proto/lvsctl/v1;lvsctlv1b\x06proto3"
+	"\x06Delete\x12\x18.lvsctl.v1.DeleteRequest\x1a\x19.lvsctl.v1.DeleteResponse\x12C\n" +
+	"\bFailover\x12\x1a.lvsctl.v1.FailoverRequest\x1a\x1b.lvsctl.v1.FailoverResponseB3Z1github.com/lvsctl/lvsctl/proto/lvsctl/v1;lvsctlv1b\x06proto3"
 
 var (
 	file_lvsctl_v1_config_proto_rawDescOnce sync.Once
@@ -770,48 +895,54 @@ func file_lvsctl_v1_config_proto_rawDescGZIP() []byte {
 }
 
 var file_lvsctl_v1_config_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_lvsctl_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_lvsctl_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_lvsctl_v1_config_proto_goTypes = []any{
-	(Kind)(0),              // 0: lvsctl.v1.Kind
-	(Action)(0),            // 1: lvsctl.v1.Action
-	(*ApplyRequest)(nil),   // 2: lvsctl.v1.ApplyRequest
-	(*ObjectResult)(nil),   // 3: lvsctl.v1.ObjectResult
-	(*GroupPlan)(nil),      // 4: lvsctl.v1.GroupPlan
-	(*ApplyResponse)(nil),  // 5: lvsctl.v1.ApplyResponse
-	(*GetRequest)(nil),     // 6: lvsctl.v1.GetRequest
-	(*GetResponse)(nil),    // 7: lvsctl.v1.GetResponse
-	(*ListRequest)(nil),    // 8: lvsctl.v1.ListRequest
-	(*ListResponse)(nil),   // 9: lvsctl.v1.ListResponse
-	(*DeleteRequest)(nil),  // 10: lvsctl.v1.DeleteRequest
-	(*DeleteResponse)(nil), // 11: lvsctl.v1.DeleteResponse
-	(*Object)(nil),         // 12: lvsctl.v1.Object
+	(Kind)(0),                // 0: lvsctl.v1.Kind
+	(Action)(0),              // 1: lvsctl.v1.Action
+	(*ApplyRequest)(nil),     // 2: lvsctl.v1.ApplyRequest
+	(*ObjectResult)(nil),     // 3: lvsctl.v1.ObjectResult
+	(*GroupPlan)(nil),        // 4: lvsctl.v1.GroupPlan
+	(*ApplyResponse)(nil),    // 5: lvsctl.v1.ApplyResponse
+	(*GetRequest)(nil),       // 6: lvsctl.v1.GetRequest
+	(*GetResponse)(nil),      // 7: lvsctl.v1.GetResponse
+	(*ListRequest)(nil),      // 8: lvsctl.v1.ListRequest
+	(*ListResponse)(nil),     // 9: lvsctl.v1.ListResponse
+	(*DeleteRequest)(nil),    // 10: lvsctl.v1.DeleteRequest
+	(*DeleteResponse)(nil),   // 11: lvsctl.v1.DeleteResponse
+	(*FailoverRequest)(nil),  // 12: lvsctl.v1.FailoverRequest
+	(*FailoverResponse)(nil), // 13: lvsctl.v1.FailoverResponse
+	(*Object)(nil),           // 14: lvsctl.v1.Object
+	(*GroupRoles)(nil),       // 15: lvsctl.v1.GroupRoles
 }
 var file_lvsctl_v1_config_proto_depIdxs = []int32{
-	12, // 0: lvsctl.v1.ApplyRequest.objects:type_name -> lvsctl.v1.Object
+	14, // 0: lvsctl.v1.ApplyRequest.objects:type_name -> lvsctl.v1.Object
 	0,  // 1: lvsctl.v1.ObjectResult.kind:type_name -> lvsctl.v1.Kind
 	1,  // 2: lvsctl.v1.ObjectResult.action:type_name -> lvsctl.v1.Action
 	3,  // 3: lvsctl.v1.ApplyResponse.results:type_name -> lvsctl.v1.ObjectResult
 	4,  // 4: lvsctl.v1.ApplyResponse.plans:type_name -> lvsctl.v1.GroupPlan
-	12, // 5: lvsctl.v1.ApplyResponse.objects:type_name -> lvsctl.v1.Object
+	14, // 5: lvsctl.v1.ApplyResponse.objects:type_name -> lvsctl.v1.Object
 	0,  // 6: lvsctl.v1.GetRequest.kind:type_name -> lvsctl.v1.Kind
-	12, // 7: lvsctl.v1.GetResponse.object:type_name -> lvsctl.v1.Object
+	14, // 7: lvsctl.v1.GetResponse.object:type_name -> lvsctl.v1.Object
 	0,  // 8: lvsctl.v1.ListRequest.kind:type_name -> lvsctl.v1.Kind
-	12, // 9: lvsctl.v1.ListResponse.objects:type_name -> lvsctl.v1.Object
+	14, // 9: lvsctl.v1.ListResponse.objects:type_name -> lvsctl.v1.Object
 	0,  // 10: lvsctl.v1.DeleteRequest.kind:type_name -> lvsctl.v1.Kind
 	4,  // 11: lvsctl.v1.DeleteResponse.plans:type_name -> lvsctl.v1.GroupPlan
-	2,  // 12: lvsctl.v1.ConfigService.Apply:input_type -> lvsctl.v1.ApplyRequest
-	6,  // 13: lvsctl.v1.ConfigService.Get:input_type -> lvsctl.v1.GetRequest
-	8,  // 14: lvsctl.v1.ConfigService.List:input_type -> lvsctl.v1.ListRequest
-	10, // 15: lvsctl.v1.ConfigService.Delete:input_type -> lvsctl.v1.DeleteRequest
-	5,  // 16: lvsctl.v1.ConfigService.Apply:output_type -> lvsctl.v1.ApplyResponse
-	7,  // 17: lvsctl.v1.ConfigService.Get:output_type -> lvsctl.v1.GetResponse
-	9,  // 18: lvsctl.v1.ConfigService.List:output_type -> lvsctl.v1.ListResponse
-	11, // 19: lvsctl.v1.ConfigService.Delete:output_type -> lvsctl.v1.DeleteResponse
-	16, // [16:20] is the sub-list for method output_type
-	12, // [12:16] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	15, // 12: lvsctl.v1.FailoverResponse.roles:type_name -> lvsctl.v1.GroupRoles
+	2,  // 13: lvsctl.v1.ConfigService.Apply:input_type -> lvsctl.v1.ApplyRequest
+	6,  // 14: lvsctl.v1.ConfigService.Get:input_type -> lvsctl.v1.GetRequest
+	8,  // 15: lvsctl.v1.ConfigService.List:input_type -> lvsctl.v1.ListRequest
+	10, // 16: lvsctl.v1.ConfigService.Delete:input_type -> lvsctl.v1.DeleteRequest
+	12, // 17: lvsctl.v1.ConfigService.Failover:input_type -> lvsctl.v1.FailoverRequest
+	5,  // 18: lvsctl.v1.ConfigService.Apply:output_type -> lvsctl.v1.ApplyResponse
+	7,  // 19: lvsctl.v1.ConfigService.Get:output_type -> lvsctl.v1.GetResponse
+	9,  // 20: lvsctl.v1.ConfigService.List:output_type -> lvsctl.v1.ListResponse
+	11, // 21: lvsctl.v1.ConfigService.Delete:output_type -> lvsctl.v1.DeleteResponse
+	13, // 22: lvsctl.v1.ConfigService.Failover:output_type -> lvsctl.v1.FailoverResponse
+	18, // [18:23] is the sub-list for method output_type
+	13, // [13:18] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_lvsctl_v1_config_proto_init() }
@@ -826,7 +957,7 @@ func file_lvsctl_v1_config_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lvsctl_v1_config_proto_rawDesc), len(file_lvsctl_v1_config_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   10,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,10 +19,11 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ConfigService_Apply_FullMethodName  = "/lvsctl.v1.ConfigService/Apply"
-	ConfigService_Get_FullMethodName    = "/lvsctl.v1.ConfigService/Get"
-	ConfigService_List_FullMethodName   = "/lvsctl.v1.ConfigService/List"
-	ConfigService_Delete_FullMethodName = "/lvsctl.v1.ConfigService/Delete"
+	ConfigService_Apply_FullMethodName    = "/lvsctl.v1.ConfigService/Apply"
+	ConfigService_Get_FullMethodName      = "/lvsctl.v1.ConfigService/Get"
+	ConfigService_List_FullMethodName     = "/lvsctl.v1.ConfigService/List"
+	ConfigService_Delete_FullMethodName   = "/lvsctl.v1.ConfigService/Delete"
+	ConfigService_Failover_FullMethodName = "/lvsctl.v1.ConfigService/Failover"
 )
 
 // ConfigServiceClient is the client API for ConfigService service.
@@ -39,6 +40,9 @@ type ConfigServiceClient interface {
 	List(ctx context.Context, in *ListRequest, opts ...grpc.CallOption) (*ListResponse, error)
 	// Delete removes one object.
 	Delete(ctx context.Context, in *DeleteRequest, opts ...grpc.CallOption) (*DeleteResponse, error)
+	// Failover moves a group's ACTIVE role (planned switchover): the new ACTIVE is promoted only
+	// after the old one has released its addresses. It returns once the new assignment is stored.
+	Failover(ctx context.Context, in *FailoverRequest, opts ...grpc.CallOption) (*FailoverResponse, error)
 }
 
 type configServiceClient struct {
@@ -89,6 +93,16 @@ func (c *configServiceClient) Delete(ctx context.Context, in *DeleteRequest, opt
 	return out, nil
 }
 
+func (c *configServiceClient) Failover(ctx context.Context, in *FailoverRequest, opts ...grpc.CallOption) (*FailoverResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FailoverResponse)
+	err := c.cc.Invoke(ctx, ConfigService_Failover_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ConfigServiceServer is the server API for ConfigService service.
 // All implementations must embed UnimplementedConfigServiceServer
 // for forward compatibility.
@@ -103,6 +117,9 @@ type ConfigServiceServer interface {
 	List(context.Context, *ListRequest) (*ListResponse, error)
 	// Delete removes one object.
 	Delete(context.Context, *DeleteRequest) (*DeleteResponse, error)
+	// Failover moves a group's ACTIVE role (planned switchover): the new ACTIVE is promoted only
+	// after the old one has released its addresses. It returns once the new assignment is stored.
+	Failover(context.Context, *FailoverRequest) (*FailoverResponse, error)
 	mustEmbedUnimplementedConfigServiceServer()
 }
 
@@ -124,6 +141,9 @@ func (UnimplementedConfigServiceServer) List(context.Context, *ListRequest) (*Li
 }
 func (UnimplementedConfigServiceServer) Delete(context.Context, *DeleteRequest) (*DeleteResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Delete not implemented")
+}
+func (UnimplementedConfigServiceServer) Failover(context.Context, *FailoverRequest) (*FailoverResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Failover not implemented")
 }
 func (UnimplementedConfigServiceServer) mustEmbedUnimplementedConfigServiceServer() {}
 func (UnimplementedConfigServiceServer) testEmbeddedByValue()                       {}
@@ -218,6 +238,24 @@ func _ConfigService_Delete_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ConfigService_Failover_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FailoverRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConfigServiceServer).Failover(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConfigService_Failover_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConfigServiceServer).Failover(ctx, req.(*FailoverRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ConfigService_ServiceDesc is the grpc.ServiceDesc for ConfigService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -240,6 +278,10 @@ var ConfigService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Delete",
 			Handler:    _ConfigService_Delete_Handler,
+		},
+		{
+			MethodName: "Failover",
+			Handler:    _ConfigService_Failover_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -44,7 +44,14 @@ type DirectorStatus struct {
 	Totals *DirectorTotals `protobuf:"bytes,14,opt,name=totals,proto3" json:"totals,omitempty"`
 	// reals_left_out counts the real servers that the request's top_reals left out of
 	// clusters: with it a client knows how many rows it was not sent.
-	RealsLeftOut  uint32 `protobuf:"varint,15,opt,name=reals_left_out,json=realsLeftOut,proto3" json:"reals_left_out,omitempty"`
+	RealsLeftOut uint32 `protobuf:"varint,15,opt,name=reals_left_out,json=realsLeftOut,proto3" json:"reals_left_out,omitempty"`
+	// holding: the director holds its group's VIPs and gateway now (what it last reported).
+	Holding bool `protobuf:"varint,16,opt,name=holding,proto3" json:"holding,omitempty"`
+	// fenced says why an ACTIVE does not hold them.
+	Fenced string `protobuf:"bytes,17,opt,name=fenced,proto3" json:"fenced,omitempty"`
+	// peers is what this director sees of the other directors of its group.
+	Peers         []*PeerStatus `protobuf:"bytes,18,rep,name=peers,proto3" json:"peers,omitempty"`
+	Sync          *SyncStatus   `protobuf:"bytes,19,opt,name=sync,proto3" json:"sync,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -182,6 +189,34 @@ func (x *DirectorStatus) GetRealsLeftOut() uint32 {
 		return x.RealsLeftOut
 	}
 	return 0
+}
+
+func (x *DirectorStatus) GetHolding() bool {
+	if x != nil {
+		return x.Holding
+	}
+	return false
+}
+
+func (x *DirectorStatus) GetFenced() string {
+	if x != nil {
+		return x.Fenced
+	}
+	return ""
+}
+
+func (x *DirectorStatus) GetPeers() []*PeerStatus {
+	if x != nil {
+		return x.Peers
+	}
+	return nil
+}
+
+func (x *DirectorStatus) GetSync() *SyncStatus {
+	if x != nil {
+		return x.Sync
+	}
+	return nil
 }
 
 // DirectorTotals are a director's connections and rates summed over its clusters.
@@ -507,7 +542,7 @@ var File_lvsctl_v1_status_proto protoreflect.FileDescriptor
 
 const file_lvsctl_v1_status_proto_rawDesc = "" +
 	"\n" +
-	"\x16lvsctl/v1/status.proto\x12\tlvsctl.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15lvsctl/v1/agent.proto\x1a\x15lvsctl/v1/stats.proto\x1a\x15lvsctl/v1/types.proto\"\xf4\x04\n" +
+	"\x16lvsctl/v1/status.proto\x12\tlvsctl.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15lvsctl/v1/agent.proto\x1a\x15lvsctl/v1/stats.proto\x1a\x15lvsctl/v1/types.proto\"\xfe\x05\n" +
 	"\x0eDirectorStatus\x12\x1a\n" +
 	"\bdirector\x18\x01 \x01(\tR\bdirector\x12\x14\n" +
 	"\x05group\x18\x02 \x01(\tR\x05group\x12\x1c\n" +
@@ -524,7 +559,11 @@ const file_lvsctl_v1_status_proto_rawDesc = "" +
 	"\tlast_seen\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\x123\n" +
 	"\bclusters\x18\r \x03(\v2\x17.lvsctl.v1.ClusterStatsR\bclusters\x121\n" +
 	"\x06totals\x18\x0e \x01(\v2\x19.lvsctl.v1.DirectorTotalsR\x06totals\x12$\n" +
-	"\x0ereals_left_out\x18\x0f \x01(\rR\frealsLeftOut\"\xb3\x01\n" +
+	"\x0ereals_left_out\x18\x0f \x01(\rR\frealsLeftOut\x12\x18\n" +
+	"\aholding\x18\x10 \x01(\bR\aholding\x12\x16\n" +
+	"\x06fenced\x18\x11 \x01(\tR\x06fenced\x12+\n" +
+	"\x05peers\x18\x12 \x03(\v2\x15.lvsctl.v1.PeerStatusR\x05peers\x12)\n" +
+	"\x04sync\x18\x13 \x01(\v2\x15.lvsctl.v1.SyncStatusR\x04sync\"\xb3\x01\n" +
 	"\x0eDirectorTotals\x12\x1a\n" +
 	"\bclusters\x18\x01 \x01(\rR\bclusters\x12!\n" +
 	"\factive_conns\x18\x02 \x01(\x04R\vactiveConns\x12%\n" +
@@ -576,6 +615,8 @@ var file_lvsctl_v1_status_proto_goTypes = []any{
 	(*Capabilities)(nil),               // 8: lvsctl.v1.Capabilities
 	(*timestamppb.Timestamp)(nil),      // 9: google.protobuf.Timestamp
 	(*ClusterStats)(nil),               // 10: lvsctl.v1.ClusterStats
+	(*PeerStatus)(nil),                 // 11: lvsctl.v1.PeerStatus
+	(*SyncStatus)(nil),                 // 12: lvsctl.v1.SyncStatus
 }
 var file_lvsctl_v1_status_proto_depIdxs = []int32{
 	6,  // 0: lvsctl.v1.DirectorStatus.role:type_name -> lvsctl.v1.Role
@@ -584,19 +625,21 @@ var file_lvsctl_v1_status_proto_depIdxs = []int32{
 	9,  // 3: lvsctl.v1.DirectorStatus.last_seen:type_name -> google.protobuf.Timestamp
 	10, // 4: lvsctl.v1.DirectorStatus.clusters:type_name -> lvsctl.v1.ClusterStats
 	1,  // 5: lvsctl.v1.DirectorStatus.totals:type_name -> lvsctl.v1.DirectorTotals
-	0,  // 6: lvsctl.v1.StatusServiceListResponse.directors:type_name -> lvsctl.v1.DirectorStatus
-	10, // 7: lvsctl.v1.StatusServiceListResponse.clusters:type_name -> lvsctl.v1.ClusterStats
-	0,  // 8: lvsctl.v1.StatusServiceWatchResponse.director:type_name -> lvsctl.v1.DirectorStatus
-	3,  // 9: lvsctl.v1.StatusServiceWatchResponse.initial:type_name -> lvsctl.v1.StatusServiceListResponse
-	2,  // 10: lvsctl.v1.StatusService.List:input_type -> lvsctl.v1.StatusServiceListRequest
-	4,  // 11: lvsctl.v1.StatusService.Watch:input_type -> lvsctl.v1.StatusServiceWatchRequest
-	3,  // 12: lvsctl.v1.StatusService.List:output_type -> lvsctl.v1.StatusServiceListResponse
-	5,  // 13: lvsctl.v1.StatusService.Watch:output_type -> lvsctl.v1.StatusServiceWatchResponse
-	12, // [12:14] is the sub-list for method output_type
-	10, // [10:12] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	11, // 6: lvsctl.v1.DirectorStatus.peers:type_name -> lvsctl.v1.PeerStatus
+	12, // 7: lvsctl.v1.DirectorStatus.sync:type_name -> lvsctl.v1.SyncStatus
+	0,  // 8: lvsctl.v1.StatusServiceListResponse.directors:type_name -> lvsctl.v1.DirectorStatus
+	10, // 9: lvsctl.v1.StatusServiceListResponse.clusters:type_name -> lvsctl.v1.ClusterStats
+	0,  // 10: lvsctl.v1.StatusServiceWatchResponse.director:type_name -> lvsctl.v1.DirectorStatus
+	3,  // 11: lvsctl.v1.StatusServiceWatchResponse.initial:type_name -> lvsctl.v1.StatusServiceListResponse
+	2,  // 12: lvsctl.v1.StatusService.List:input_type -> lvsctl.v1.StatusServiceListRequest
+	4,  // 13: lvsctl.v1.StatusService.Watch:input_type -> lvsctl.v1.StatusServiceWatchRequest
+	3,  // 14: lvsctl.v1.StatusService.List:output_type -> lvsctl.v1.StatusServiceListResponse
+	5,  // 15: lvsctl.v1.StatusService.Watch:output_type -> lvsctl.v1.StatusServiceWatchResponse
+	14, // [14:16] is the sub-list for method output_type
+	12, // [12:14] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_lvsctl_v1_status_proto_init() }

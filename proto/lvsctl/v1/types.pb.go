@@ -481,7 +481,10 @@ type Director struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// priority orders the directors: the highest is ACTIVE when all are healthy.
-	Priority      uint32 `protobuf:"varint,2,opt,name=priority,proto3" json:"priority,omitempty"`
+	Priority uint32 `protobuf:"varint,2,opt,name=priority,proto3" json:"priority,omitempty"`
+	// address is where the group's other directors reach this one: peer heartbeats (UDP) and
+	// host probes (ICMP echo) go to it. Required in a group of more than one director.
+	Address       string `protobuf:"bytes,3,opt,name=address,proto3" json:"address,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -530,6 +533,101 @@ func (x *Director) GetPriority() uint32 {
 	return 0
 }
 
+func (x *Director) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+// Failover is a group's failure detection timings and takeover policy. Zero fields take the
+// defaults, which bound takeover at about fence_ms plus one controller round trip.
+type Failover struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// heartbeat_interval_ms is how often directors heartbeat each other and the controller
+	// (default 100).
+	HeartbeatIntervalMs uint32 `protobuf:"varint,1,opt,name=heartbeat_interval_ms,json=heartbeatIntervalMs,proto3" json:"heartbeat_interval_ms,omitempty"`
+	// dead_after_ms is how long without a heartbeat (or a probe answer) before a peer is
+	// reported lost (default 300).
+	DeadAfterMs uint32 `protobuf:"varint,2,opt,name=dead_after_ms,json=deadAfterMs,proto3" json:"dead_after_ms,omitempty"`
+	// fence_ms: an ACTIVE that has had no answer to its heartbeats from the controller or any
+	// peer for this long releases its addresses; the controller promotes a STANDBY only once
+	// the lost ACTIVE's fence time has surely passed (default 300).
+	FenceMs uint32 `protobuf:"varint,3,opt,name=fence_ms,json=fenceMs,proto3" json:"fence_ms,omitempty"`
+	// preempt: a director of higher priority than the ACTIVE takes the role back as soon as it
+	// is healthy again (default false: the role stays where it is, as after an incident).
+	Preempt bool `protobuf:"varint,4,opt,name=preempt,proto3" json:"preempt,omitempty"`
+	// port is the UDP port of peer heartbeats (default 7140).
+	Port          uint32 `protobuf:"varint,5,opt,name=port,proto3" json:"port,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Failover) Reset() {
+	*x = Failover{}
+	mi := &file_lvsctl_v1_types_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Failover) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Failover) ProtoMessage() {}
+
+func (x *Failover) ProtoReflect() protoreflect.Message {
+	mi := &file_lvsctl_v1_types_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Failover.ProtoReflect.Descriptor instead.
+func (*Failover) Descriptor() ([]byte, []int) {
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Failover) GetHeartbeatIntervalMs() uint32 {
+	if x != nil {
+		return x.HeartbeatIntervalMs
+	}
+	return 0
+}
+
+func (x *Failover) GetDeadAfterMs() uint32 {
+	if x != nil {
+		return x.DeadAfterMs
+	}
+	return 0
+}
+
+func (x *Failover) GetFenceMs() uint32 {
+	if x != nil {
+		return x.FenceMs
+	}
+	return 0
+}
+
+func (x *Failover) GetPreempt() bool {
+	if x != nil {
+		return x.Preempt
+	}
+	return false
+}
+
+func (x *Failover) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
 // Gateway is the floating address on the real-server side that moves with the VIPs (masq).
 type Gateway struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -541,7 +639,7 @@ type Gateway struct {
 
 func (x *Gateway) Reset() {
 	*x = Gateway{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[5]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -553,7 +651,7 @@ func (x *Gateway) String() string {
 func (*Gateway) ProtoMessage() {}
 
 func (x *Gateway) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[5]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -566,7 +664,7 @@ func (x *Gateway) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Gateway.ProtoReflect.Descriptor instead.
 func (*Gateway) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{5}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Gateway) GetAddress() string {
@@ -594,7 +692,7 @@ type Sync struct {
 
 func (x *Sync) Reset() {
 	*x = Sync{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[6]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -606,7 +704,7 @@ func (x *Sync) String() string {
 func (*Sync) ProtoMessage() {}
 
 func (x *Sync) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[6]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -619,7 +717,7 @@ func (x *Sync) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sync.ProtoReflect.Descriptor instead.
 func (*Sync) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{6}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Sync) GetInterface() string {
@@ -645,14 +743,15 @@ type DirectorGroup struct {
 	Gateway      *Gateway               `protobuf:"bytes,4,opt,name=gateway,proto3" json:"gateway,omitempty"`
 	Sync         *Sync                  `protobuf:"bytes,5,opt,name=sync,proto3" json:"sync,omitempty"`
 	// revision: see Cluster.revision.
-	Revision      int64 `protobuf:"varint,6,opt,name=revision,proto3" json:"revision,omitempty"`
+	Revision      int64     `protobuf:"varint,6,opt,name=revision,proto3" json:"revision,omitempty"`
+	Failover      *Failover `protobuf:"bytes,7,opt,name=failover,proto3" json:"failover,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DirectorGroup) Reset() {
 	*x = DirectorGroup{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[7]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -664,7 +763,7 @@ func (x *DirectorGroup) String() string {
 func (*DirectorGroup) ProtoMessage() {}
 
 func (x *DirectorGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[7]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -677,7 +776,7 @@ func (x *DirectorGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirectorGroup.ProtoReflect.Descriptor instead.
 func (*DirectorGroup) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{7}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DirectorGroup) GetName() string {
@@ -722,6 +821,13 @@ func (x *DirectorGroup) GetRevision() int64 {
 	return 0
 }
 
+func (x *DirectorGroup) GetFailover() *Failover {
+	if x != nil {
+		return x.Failover
+	}
+	return nil
+}
+
 // Object is one manifest document.
 type Object struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -736,7 +842,7 @@ type Object struct {
 
 func (x *Object) Reset() {
 	*x = Object{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[8]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -748,7 +854,7 @@ func (x *Object) String() string {
 func (*Object) ProtoMessage() {}
 
 func (x *Object) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[8]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -761,7 +867,7 @@ func (x *Object) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Object.ProtoReflect.Descriptor instead.
 func (*Object) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{8}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Object) GetKind() isObject_Kind {
@@ -817,7 +923,7 @@ type RoleAssignment struct {
 
 func (x *RoleAssignment) Reset() {
 	*x = RoleAssignment{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[9]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -829,7 +935,7 @@ func (x *RoleAssignment) String() string {
 func (*RoleAssignment) ProtoMessage() {}
 
 func (x *RoleAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[9]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -842,7 +948,7 @@ func (x *RoleAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoleAssignment.ProtoReflect.Descriptor instead.
 func (*RoleAssignment) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{9}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RoleAssignment) GetGroup() string {
@@ -877,7 +983,7 @@ type ClusterError struct {
 
 func (x *ClusterError) Reset() {
 	*x = ClusterError{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[10]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -889,7 +995,7 @@ func (x *ClusterError) String() string {
 func (*ClusterError) ProtoMessage() {}
 
 func (x *ClusterError) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[10]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -902,7 +1008,7 @@ func (x *ClusterError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterError.ProtoReflect.Descriptor instead.
 func (*ClusterError) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{10}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ClusterError) GetCluster() string {
@@ -922,17 +1028,27 @@ func (x *ClusterError) GetMessage() string {
 // GroupRoles is the stored role assignment of a group: which director is ACTIVE, and the epoch
 // of that assignment. Every other director of the group is STANDBY.
 type GroupRoles struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
-	Active        string                 `protobuf:"bytes,2,opt,name=active,proto3" json:"active,omitempty"`
-	Epoch         uint64                 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Group string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	// active is the ACTIVE director; empty while a planned handover waits for the old ACTIVE
+	// to release (every director STANDBY).
+	Active string `protobuf:"bytes,2,opt,name=active,proto3" json:"active,omitempty"`
+	// epoch only grows, across groups and re-created groups; agents fence on (group, epoch).
+	Epoch uint64 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// handover_to is a planned failover's target, set while active is empty.
+	HandoverTo string `protobuf:"bytes,4,opt,name=handover_to,json=handoverTo,proto3" json:"handover_to,omitempty"`
+	// reason says why this assignment was made: "initial", "takeover", "failover", "preempt",
+	// "director removed".
+	Reason string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	// previous is the director that was ACTIVE before this assignment.
+	Previous      string `protobuf:"bytes,6,opt,name=previous,proto3" json:"previous,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GroupRoles) Reset() {
 	*x = GroupRoles{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[11]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -944,7 +1060,7 @@ func (x *GroupRoles) String() string {
 func (*GroupRoles) ProtoMessage() {}
 
 func (x *GroupRoles) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[11]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -957,7 +1073,7 @@ func (x *GroupRoles) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupRoles.ProtoReflect.Descriptor instead.
 func (*GroupRoles) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{11}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GroupRoles) GetGroup() string {
@@ -979,6 +1095,302 @@ func (x *GroupRoles) GetEpoch() uint64 {
 		return x.Epoch
 	}
 	return 0
+}
+
+func (x *GroupRoles) GetHandoverTo() string {
+	if x != nil {
+		return x.HandoverTo
+	}
+	return ""
+}
+
+func (x *GroupRoles) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *GroupRoles) GetPrevious() string {
+	if x != nil {
+		return x.Previous
+	}
+	return ""
+}
+
+// PeerHeartbeat is what directors of a group send each other over UDP, every
+// heartbeat_interval_ms. Echoing the peer's latest sent value proves a round trip: an ACTIVE
+// keeps its addresses only while some peer (or the controller) answers its own heartbeats.
+type PeerHeartbeat struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Group    string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Director string                 `protobuf:"bytes,2,opt,name=director,proto3" json:"director,omitempty"`
+	// epoch and role are the sender's assignment; holding: it holds the group's addresses.
+	Epoch   uint64 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Role    Role   `protobuf:"varint,4,opt,name=role,proto3,enum=lvsctl.v1.Role" json:"role,omitempty"`
+	Holding bool   `protobuf:"varint,5,opt,name=holding,proto3" json:"holding,omitempty"`
+	// sent is the sender's monotonic clock (ns), opaque to the receiver, which echoes it.
+	Sent int64 `protobuf:"varint,6,opt,name=sent,proto3" json:"sent,omitempty"`
+	// echo is the latest sent value the sender has received from the receiver (0: none).
+	Echo          int64 `protobuf:"varint,7,opt,name=echo,proto3" json:"echo,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PeerHeartbeat) Reset() {
+	*x = PeerHeartbeat{}
+	mi := &file_lvsctl_v1_types_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PeerHeartbeat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PeerHeartbeat) ProtoMessage() {}
+
+func (x *PeerHeartbeat) ProtoReflect() protoreflect.Message {
+	mi := &file_lvsctl_v1_types_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PeerHeartbeat.ProtoReflect.Descriptor instead.
+func (*PeerHeartbeat) Descriptor() ([]byte, []int) {
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *PeerHeartbeat) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *PeerHeartbeat) GetDirector() string {
+	if x != nil {
+		return x.Director
+	}
+	return ""
+}
+
+func (x *PeerHeartbeat) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *PeerHeartbeat) GetRole() Role {
+	if x != nil {
+		return x.Role
+	}
+	return Role_ROLE_UNSPECIFIED
+}
+
+func (x *PeerHeartbeat) GetHolding() bool {
+	if x != nil {
+		return x.Holding
+	}
+	return false
+}
+
+func (x *PeerHeartbeat) GetSent() int64 {
+	if x != nil {
+		return x.Sent
+	}
+	return 0
+}
+
+func (x *PeerHeartbeat) GetEcho() int64 {
+	if x != nil {
+		return x.Echo
+	}
+	return 0
+}
+
+// PeerStatus is what one director sees of another in its group.
+type PeerStatus struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Director string                 `protobuf:"bytes,1,opt,name=director,proto3" json:"director,omitempty"`
+	// reachable: the peer's heartbeats arrive (the last within dead_after_ms).
+	Reachable bool `protobuf:"varint,2,opt,name=reachable,proto3" json:"reachable,omitempty"`
+	// host_reachable: the peer's host answers probes, even when its agent does not (an agent
+	// restarting leaves a kernel that still forwards and holds addresses).
+	HostReachable bool `protobuf:"varint,3,opt,name=host_reachable,json=hostReachable,proto3" json:"host_reachable,omitempty"`
+	// heard_ago_ms is the time since the peer's last heartbeat arrived, when this status was
+	// sent; -1 if none ever did.
+	HeardAgoMs int64 `protobuf:"varint,4,opt,name=heard_ago_ms,json=heardAgoMs,proto3" json:"heard_ago_ms,omitempty"`
+	// epoch, role and holding are what the peer last said of itself.
+	Epoch         uint64 `protobuf:"varint,5,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Role          Role   `protobuf:"varint,6,opt,name=role,proto3,enum=lvsctl.v1.Role" json:"role,omitempty"`
+	Holding       bool   `protobuf:"varint,7,opt,name=holding,proto3" json:"holding,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PeerStatus) Reset() {
+	*x = PeerStatus{}
+	mi := &file_lvsctl_v1_types_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PeerStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PeerStatus) ProtoMessage() {}
+
+func (x *PeerStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_lvsctl_v1_types_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PeerStatus.ProtoReflect.Descriptor instead.
+func (*PeerStatus) Descriptor() ([]byte, []int) {
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *PeerStatus) GetDirector() string {
+	if x != nil {
+		return x.Director
+	}
+	return ""
+}
+
+func (x *PeerStatus) GetReachable() bool {
+	if x != nil {
+		return x.Reachable
+	}
+	return false
+}
+
+func (x *PeerStatus) GetHostReachable() bool {
+	if x != nil {
+		return x.HostReachable
+	}
+	return false
+}
+
+func (x *PeerStatus) GetHeardAgoMs() int64 {
+	if x != nil {
+		return x.HeardAgoMs
+	}
+	return 0
+}
+
+func (x *PeerStatus) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *PeerStatus) GetRole() Role {
+	if x != nil {
+		return x.Role
+	}
+	return Role_ROLE_UNSPECIFIED
+}
+
+func (x *PeerStatus) GetHolding() bool {
+	if x != nil {
+		return x.Holding
+	}
+	return false
+}
+
+// SyncStatus is the state of the kernel's IPVS connection sync daemons on a director.
+type SyncStatus struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Master    bool                   `protobuf:"varint,1,opt,name=master,proto3" json:"master,omitempty"`
+	Backup    bool                   `protobuf:"varint,2,opt,name=backup,proto3" json:"backup,omitempty"`
+	Interface string                 `protobuf:"bytes,3,opt,name=interface,proto3" json:"interface,omitempty"`
+	SyncId    uint32                 `protobuf:"varint,4,opt,name=sync_id,json=syncId,proto3" json:"sync_id,omitempty"`
+	// error is why the daemons are not as configured ("" when they are).
+	Error         string `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SyncStatus) Reset() {
+	*x = SyncStatus{}
+	mi := &file_lvsctl_v1_types_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SyncStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SyncStatus) ProtoMessage() {}
+
+func (x *SyncStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_lvsctl_v1_types_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SyncStatus.ProtoReflect.Descriptor instead.
+func (*SyncStatus) Descriptor() ([]byte, []int) {
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *SyncStatus) GetMaster() bool {
+	if x != nil {
+		return x.Master
+	}
+	return false
+}
+
+func (x *SyncStatus) GetBackup() bool {
+	if x != nil {
+		return x.Backup
+	}
+	return false
+}
+
+func (x *SyncStatus) GetInterface() string {
+	if x != nil {
+		return x.Interface
+	}
+	return ""
+}
+
+func (x *SyncStatus) GetSyncId() uint32 {
+	if x != nil {
+		return x.SyncId
+	}
+	return 0
+}
+
+func (x *SyncStatus) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
 }
 
 var File_lvsctl_v1_types_proto protoreflect.FileDescriptor
@@ -1010,23 +1422,31 @@ const file_lvsctl_v1_types_proto_rawDesc = "" +
 	"\x05reals\x18\b \x03(\v2\x15.lvsctl.v1.RealServerR\x05reals\x12\x16\n" +
 	"\x06fwmark\x18\t \x01(\rR\x06fwmark\x12\x1a\n" +
 	"\brevision\x18\n" +
-	" \x01(\x03R\brevision\":\n" +
+	" \x01(\x03R\brevision\"T\n" +
 	"\bDirector\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
-	"\bpriority\x18\x02 \x01(\rR\bpriority\"A\n" +
+	"\bpriority\x18\x02 \x01(\rR\bpriority\x12\x18\n" +
+	"\aaddress\x18\x03 \x01(\tR\aaddress\"\xab\x01\n" +
+	"\bFailover\x122\n" +
+	"\x15heartbeat_interval_ms\x18\x01 \x01(\rR\x13heartbeatIntervalMs\x12\"\n" +
+	"\rdead_after_ms\x18\x02 \x01(\rR\vdeadAfterMs\x12\x19\n" +
+	"\bfence_ms\x18\x03 \x01(\rR\afenceMs\x12\x18\n" +
+	"\apreempt\x18\x04 \x01(\bR\apreempt\x12\x12\n" +
+	"\x04port\x18\x05 \x01(\rR\x04port\"A\n" +
 	"\aGateway\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x1c\n" +
 	"\tinterface\x18\x02 \x01(\tR\tinterface\"=\n" +
 	"\x04Sync\x12\x1c\n" +
 	"\tinterface\x18\x01 \x01(\tR\tinterface\x12\x17\n" +
-	"\async_id\x18\x02 \x01(\rR\x06syncId\"\xea\x01\n" +
+	"\async_id\x18\x02 \x01(\rR\x06syncId\"\x9b\x02\n" +
 	"\rDirectorGroup\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x121\n" +
 	"\tdirectors\x18\x02 \x03(\v2\x13.lvsctl.v1.DirectorR\tdirectors\x12#\n" +
 	"\rvip_interface\x18\x03 \x01(\tR\fvipInterface\x12,\n" +
 	"\agateway\x18\x04 \x01(\v2\x12.lvsctl.v1.GatewayR\agateway\x12#\n" +
 	"\x04sync\x18\x05 \x01(\v2\x0f.lvsctl.v1.SyncR\x04sync\x12\x1a\n" +
-	"\brevision\x18\x06 \x01(\x03R\brevision\"r\n" +
+	"\brevision\x18\x06 \x01(\x03R\brevision\x12/\n" +
+	"\bfailover\x18\a \x01(\v2\x13.lvsctl.v1.FailoverR\bfailover\"r\n" +
 	"\x06Object\x12.\n" +
 	"\acluster\x18\x01 \x01(\v2\x12.lvsctl.v1.ClusterH\x00R\acluster\x120\n" +
 	"\x05group\x18\x02 \x01(\v2\x18.lvsctl.v1.DirectorGroupH\x00R\x05groupB\x06\n" +
@@ -1037,12 +1457,41 @@ const file_lvsctl_v1_types_proto_rawDesc = "" +
 	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\"B\n" +
 	"\fClusterError\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"P\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\xa5\x01\n" +
 	"\n" +
 	"GroupRoles\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x16\n" +
 	"\x06active\x18\x02 \x01(\tR\x06active\x12\x14\n" +
-	"\x05epoch\x18\x03 \x01(\x04R\x05epoch*[\n" +
+	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\x12\x1f\n" +
+	"\vhandover_to\x18\x04 \x01(\tR\n" +
+	"handoverTo\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x12\x1a\n" +
+	"\bprevious\x18\x06 \x01(\tR\bprevious\"\xbe\x01\n" +
+	"\rPeerHeartbeat\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x1a\n" +
+	"\bdirector\x18\x02 \x01(\tR\bdirector\x12\x14\n" +
+	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\x12#\n" +
+	"\x04role\x18\x04 \x01(\x0e2\x0f.lvsctl.v1.RoleR\x04role\x12\x18\n" +
+	"\aholding\x18\x05 \x01(\bR\aholding\x12\x12\n" +
+	"\x04sent\x18\x06 \x01(\x03R\x04sent\x12\x12\n" +
+	"\x04echo\x18\a \x01(\x03R\x04echo\"\xe4\x01\n" +
+	"\n" +
+	"PeerStatus\x12\x1a\n" +
+	"\bdirector\x18\x01 \x01(\tR\bdirector\x12\x1c\n" +
+	"\treachable\x18\x02 \x01(\bR\treachable\x12%\n" +
+	"\x0ehost_reachable\x18\x03 \x01(\bR\rhostReachable\x12 \n" +
+	"\fheard_ago_ms\x18\x04 \x01(\x03R\n" +
+	"heardAgoMs\x12\x14\n" +
+	"\x05epoch\x18\x05 \x01(\x04R\x05epoch\x12#\n" +
+	"\x04role\x18\x06 \x01(\x0e2\x0f.lvsctl.v1.RoleR\x04role\x12\x18\n" +
+	"\aholding\x18\a \x01(\bR\aholding\"\x89\x01\n" +
+	"\n" +
+	"SyncStatus\x12\x16\n" +
+	"\x06master\x18\x01 \x01(\bR\x06master\x12\x16\n" +
+	"\x06backup\x18\x02 \x01(\bR\x06backup\x12\x1c\n" +
+	"\tinterface\x18\x03 \x01(\tR\tinterface\x12\x17\n" +
+	"\async_id\x18\x04 \x01(\rR\x06syncId\x12\x14\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error*[\n" +
 	"\bProtocol\x12\x18\n" +
 	"\x14PROTOCOL_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fPROTOCOL_TCP\x10\x01\x12\x10\n" +
@@ -1072,7 +1521,7 @@ func file_lvsctl_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_lvsctl_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_lvsctl_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_lvsctl_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_lvsctl_v1_types_proto_goTypes = []any{
 	(Protocol)(0),          // 0: lvsctl.v1.Protocol
 	(Forwarding)(0),        // 1: lvsctl.v1.Forwarding
@@ -1082,13 +1531,17 @@ var file_lvsctl_v1_types_proto_goTypes = []any{
 	(*RealServer)(nil),     // 5: lvsctl.v1.RealServer
 	(*Cluster)(nil),        // 6: lvsctl.v1.Cluster
 	(*Director)(nil),       // 7: lvsctl.v1.Director
-	(*Gateway)(nil),        // 8: lvsctl.v1.Gateway
-	(*Sync)(nil),           // 9: lvsctl.v1.Sync
-	(*DirectorGroup)(nil),  // 10: lvsctl.v1.DirectorGroup
-	(*Object)(nil),         // 11: lvsctl.v1.Object
-	(*RoleAssignment)(nil), // 12: lvsctl.v1.RoleAssignment
-	(*ClusterError)(nil),   // 13: lvsctl.v1.ClusterError
-	(*GroupRoles)(nil),     // 14: lvsctl.v1.GroupRoles
+	(*Failover)(nil),       // 8: lvsctl.v1.Failover
+	(*Gateway)(nil),        // 9: lvsctl.v1.Gateway
+	(*Sync)(nil),           // 10: lvsctl.v1.Sync
+	(*DirectorGroup)(nil),  // 11: lvsctl.v1.DirectorGroup
+	(*Object)(nil),         // 12: lvsctl.v1.Object
+	(*RoleAssignment)(nil), // 13: lvsctl.v1.RoleAssignment
+	(*ClusterError)(nil),   // 14: lvsctl.v1.ClusterError
+	(*GroupRoles)(nil),     // 15: lvsctl.v1.GroupRoles
+	(*PeerHeartbeat)(nil),  // 16: lvsctl.v1.PeerHeartbeat
+	(*PeerStatus)(nil),     // 17: lvsctl.v1.PeerStatus
+	(*SyncStatus)(nil),     // 18: lvsctl.v1.SyncStatus
 }
 var file_lvsctl_v1_types_proto_depIdxs = []int32{
 	0,  // 0: lvsctl.v1.PortRange.protocol:type_name -> lvsctl.v1.Protocol
@@ -1097,16 +1550,19 @@ var file_lvsctl_v1_types_proto_depIdxs = []int32{
 	1,  // 3: lvsctl.v1.Cluster.forwarding:type_name -> lvsctl.v1.Forwarding
 	5,  // 4: lvsctl.v1.Cluster.reals:type_name -> lvsctl.v1.RealServer
 	7,  // 5: lvsctl.v1.DirectorGroup.directors:type_name -> lvsctl.v1.Director
-	8,  // 6: lvsctl.v1.DirectorGroup.gateway:type_name -> lvsctl.v1.Gateway
-	9,  // 7: lvsctl.v1.DirectorGroup.sync:type_name -> lvsctl.v1.Sync
-	6,  // 8: lvsctl.v1.Object.cluster:type_name -> lvsctl.v1.Cluster
-	10, // 9: lvsctl.v1.Object.group:type_name -> lvsctl.v1.DirectorGroup
-	2,  // 10: lvsctl.v1.RoleAssignment.role:type_name -> lvsctl.v1.Role
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	9,  // 6: lvsctl.v1.DirectorGroup.gateway:type_name -> lvsctl.v1.Gateway
+	10, // 7: lvsctl.v1.DirectorGroup.sync:type_name -> lvsctl.v1.Sync
+	8,  // 8: lvsctl.v1.DirectorGroup.failover:type_name -> lvsctl.v1.Failover
+	6,  // 9: lvsctl.v1.Object.cluster:type_name -> lvsctl.v1.Cluster
+	11, // 10: lvsctl.v1.Object.group:type_name -> lvsctl.v1.DirectorGroup
+	2,  // 11: lvsctl.v1.RoleAssignment.role:type_name -> lvsctl.v1.Role
+	2,  // 12: lvsctl.v1.PeerHeartbeat.role:type_name -> lvsctl.v1.Role
+	2,  // 13: lvsctl.v1.PeerStatus.role:type_name -> lvsctl.v1.Role
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_lvsctl_v1_types_proto_init() }
@@ -1114,7 +1570,7 @@ func file_lvsctl_v1_types_proto_init() {
 	if File_lvsctl_v1_types_proto != nil {
 		return
 	}
-	file_lvsctl_v1_types_proto_msgTypes[8].OneofWrappers = []any{
+	file_lvsctl_v1_types_proto_msgTypes[9].OneofWrappers = []any{
 		(*Object_Cluster)(nil),
 		(*Object_Group)(nil),
 	}
@@ -1124,7 +1580,7 @@ func file_lvsctl_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lvsctl_v1_types_proto_rawDesc), len(file_lvsctl_v1_types_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   12,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
