@@ -195,3 +195,39 @@ type Op struct {
 	Service Service
 	Dest    Destination
 }
+
+// SyncState is the role of one of the kernel's IPVS connection-sync daemons
+// (IP_VS_STATE_MASTER, IP_VS_STATE_BACKUP): a namespace runs at most one of each, and may run
+// both at once.
+type SyncState uint8
+
+const (
+	// SyncMaster sends the connections that see packets here to the other directors.
+	SyncMaster SyncState = 1
+	// SyncBackup receives the other directors' connections into this IPVS table.
+	SyncBackup SyncState = 2
+)
+
+func (s SyncState) String() string {
+	switch s {
+	case SyncMaster:
+		return "master"
+	case SyncBackup:
+		return "backup"
+	}
+	return fmt.Sprintf("sync-state(%d)", uint8(s))
+}
+
+// SyncDaemon is one running IPVS sync daemon (ipvsadm --start-daemon STATE --mcast-interface
+// IFACE --syncid ID). The kernel's default multicast group, port, TTL and message size are
+// used: lvsctl sets none of them.
+type SyncDaemon struct {
+	State     SyncState
+	Interface string
+	// SyncID tags the daemon's messages; a backup takes only its own sync id's (0: any).
+	SyncID uint8
+}
+
+func (d SyncDaemon) String() string {
+	return fmt.Sprintf("%s %s syncid %d", d.State, d.Interface, d.SyncID)
+}

@@ -26,6 +26,10 @@ type IPVS struct {
 	services   map[dataplane.ServiceKey]*fakeService
 	// lose is the number of Batch calls to come whose answers are lost (LoseReplies).
 	lose int
+	// daemons are the running sync daemons by state; ifaces, when set, the interfaces a
+	// daemon may use (syncd.go).
+	daemons map[dataplane.SyncState]dataplane.SyncDaemon
+	ifaces  []string
 }
 
 type fakeService struct {
@@ -297,10 +301,12 @@ func (f *IPVS) SetDestinationStats(k dataplane.ServiceKey, st dataplane.Destinat
 	return nil
 }
 
-// Dump returns the fake kernel's services and destinations as sorted text, one object a line:
+// Dump returns the fake kernel's services and destinations as sorted text, one object a line,
+// then its sync daemons:
 //
 //	fwm 16 ipv4 wlc timeout 600 netmask /32
 //	fwm 16 ipv4 -> 198.51.100.1:0 masq weight 100
+//	sync master eth1 syncid 7
 func (f *IPVS) Dump() string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -309,6 +315,11 @@ func (f *IPVS) Dump() string {
 		fmt.Fprintf(&b, "%s %s timeout %d netmask /%d\n", s.svc.ServiceKey, s.svc.Scheduler, s.svc.Timeout, s.svc.NetmaskBits)
 		for _, d := range sortedDests(s) {
 			fmt.Fprintf(&b, "%s -> %s %s weight %d\n", s.svc.ServiceKey, netip.AddrPortFrom(d.Address, d.Port), d.Forward, d.Weight)
+		}
+	}
+	for _, s := range []dataplane.SyncState{dataplane.SyncMaster, dataplane.SyncBackup} {
+		if d, ok := f.daemons[s]; ok {
+			fmt.Fprintf(&b, "sync %s\n", d)
 		}
 	}
 	return b.String()
