@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/lvsctl/lvsctl/controlplane/desired"
+	"github.com/lvsctl/lvsctl/controlplane/roles"
 	"github.com/lvsctl/lvsctl/controlplane/store"
 	"github.com/lvsctl/lvsctl/controlplane/validate"
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
@@ -364,26 +365,16 @@ func (ch *change) putGroup(in *lvsctlv1.DirectorGroup) (*lvsctlv1.ObjectResult, 
 	ch.touched[name] = true
 	ch.write.Puts[key] = g
 	ch.groups[name] = g
-	// The first assignment, or one whose ACTIVE left the group, makes the highest-priority
-	// director ACTIVE under a higher epoch. Failover (a later issue) moves it on health.
-	// Epochs come from the store's revision, so they only grow, across groups and across a
-	// group deleted and created again: an agent never sees an old epoch come back.
-	roles, rolesRev := ch.cache.Roles(name)
-	if roles == nil || !member(g, roles.GetActive()) {
-		nr := &lvsctlv1.GroupRoles{Group: name, Active: desired.InitialActive(g), Epoch: uint64(ch.rev) + 1}
+	// Roles belong to package roles: the write path stores only what a group write itself
+	// makes necessary (a first assignment, or one whose ACTIVE left the group), in the same
+	// transaction, conditional on the stored assignment so a concurrent takeover wins or
+	// fails this write, never half of it.
+	stored, rolesRev := ch.cache.Roles(name)
+	if nr := roles.AfterGroupWrite(g, stored, ch.rev); nr != nil {
 		ch.write.Puts[store.RolesKey(name)] = nr
 		ch.write.Expect[store.RolesKey(name)] = rolesRev
 	}
 	return res, nil
-}
-
-func member(g *lvsctlv1.DirectorGroup, director string) bool {
-	for _, d := range g.GetDirectors() {
-		if d.GetName() == director {
-			return true
-		}
-	}
-	return false
 }
 
 func groupChanges(a, b *lvsctlv1.DirectorGroup) []string {

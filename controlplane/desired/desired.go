@@ -89,19 +89,6 @@ func RoleOf(snap *store.Snapshot, group, director string) *lvsctlv1.RoleAssignme
 	return &lvsctlv1.RoleAssignment{Group: group, Role: role, Epoch: r.GetEpoch()}
 }
 
-// InitialActive picks the director a new assignment makes ACTIVE: the highest priority,
-// ties broken by name so every controller picks the same one.
-func InitialActive(g *lvsctlv1.DirectorGroup) string {
-	best := ""
-	var bestPrio uint32
-	for _, d := range g.GetDirectors() {
-		if best == "" || d.GetPriority() > bestPrio || (d.GetPriority() == bestPrio && d.GetName() < best) {
-			best, bestPrio = d.GetName(), d.GetPriority()
-		}
-	}
-	return best
-}
-
 // Delta is the change from one state to another, as the agent stream carries it.
 func Delta(from, to *lvsctlv1.DesiredState) (upserted []*lvsctlv1.Cluster, deleted []string, group *lvsctlv1.DirectorGroup, changed bool) {
 	old := map[string]*lvsctlv1.Cluster{}
