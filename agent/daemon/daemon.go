@@ -6,14 +6,17 @@ package daemon
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 
 	"github.com/lvsctl/lvsctl/agent/metrics"
+	"github.com/lvsctl/lvsctl/agent/peer"
 	"github.com/lvsctl/lvsctl/agent/reconcile"
+	"github.com/lvsctl/lvsctl/agent/role"
 	"github.com/lvsctl/lvsctl/agent/session"
 	"github.com/lvsctl/lvsctl/agent/state"
 	"github.com/lvsctl/lvsctl/agent/stats"
@@ -49,6 +52,15 @@ type Config struct {
 	// desired state is held, each is repaired RepairDelay later instead of at the next
 	// resync. A Watcher that cannot start is logged, and the resync alone repairs drift.
 	Watchers []Watcher
+	// Role is the failover logic; nil: role.New(Director). Tests pass their own.
+	Role RoleMachine
+	// Peers opens the peer heartbeat transport on the director's address in its group (nil:
+	// no peer heartbeats).
+	Peers func(local netip.AddrPort) (PeerTransport, error)
+	// Prober probes peers' hosts (nil: none).
+	Prober Prober
+	// Announcer sends gratuitous ARP / unsolicited NA after a takeover (nil: none).
+	Announcer Announcer
 	// RepairDelay gathers a burst of changes (a flush, an interface's addresses going one by
 	// one) into one reconcile.
 	RepairDelay time.Duration
@@ -77,6 +89,35 @@ type Session interface {
 type Reconciler interface {
 	Apply(ctx context.Context, desired *lvsctlv1.DesiredState, role *lvsctlv1.RoleAssignment) reconcile.Result
 	ApplyDelta(ctx context.Context, d *lvsctlv1.Delta, role *lvsctlv1.RoleAssignment) reconcile.Result
+}
+
+// HoldingReconciler takes or releases the group's addresses alone: a takeover changes
+// addresses only, so it is not a full reconcile. A Reconciler without it gets a full Apply.
+type HoldingReconciler interface {
+	ApplyHolding(ctx context.Context, hold bool) reconcile.Result
+}
+
+// PeerTransport carries heartbeats between the directors of a group (UDP).
+type PeerTransport interface {
+	Send(to netip.AddrPort, hb *lvsctlv1.PeerHeartbeat) error
+	// Recv delivers the heartbeats received until Close.
+	Recv() <-chan peer.Received
+	Close()
+}
+
+// Prober probes peers' hosts (ICMP echo), whose kernels may forward while their agents do not.
+type Prober interface {
+	// Probe sends one probe; it does not wait for the answer.
+	Probe(peer string, addr netip.Addr) error
+	// Answers delivers the name of each peer whose host answered.
+	Answers() <-chan string
+}
+
+// Announcer tells the network where addresses just taken are.
+type Announcer interface {
+	// Announce sends gratuitous ARP (IPv4) or unsolicited NA (IPv6) for each, with its
+	// repeats, until done or ctx ends.
+	Announce(ctx context.Context, addrs []Address)
 }
 
 // Agent is a running agent.
@@ -117,13 +158,27 @@ func New(cfg Config) *Agent {
 var ErrSessionEnded = errors.New("controller session ended")
 
 // Run runs until ctx ends. Ending never changes the data plane.
+//
+// Run waits for events, hands each to the loop's step, and carries out the actions it returns.
+// The kernel work (reconciles, taking and releasing addresses, stats, and the messages whose
+// order on the stream matters) runs on one worker goroutine in order, so that the role logic
+// keeps heartbeating and hearing answers while a large reconcile runs: a slow reconcile must
+// not cost the ACTIVE its lease.
 func (a *Agent) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	msgs := make(chan *lvsctlv1.ConnectResponse)
+	hellos := make(chan struct{}, 1)
 	sessErr := make(chan error, 1)
 	go func() {
-		sessErr <- a.cfg.Session.Run(ctx, a.hello, func(m *lvsctlv1.ConnectResponse) {
+		sessErr <- a.cfg.Session.Run(ctx, func() *lvsctlv1.Hello {
+			h := a.hello()
+			select {
+			case hellos <- struct{}{}:
+			default: // one is waiting already
+			}
+			return h
+		}, func(m *lvsctlv1.ConnectResponse) {
 			select {
 			case msgs <- m:
 			case <-ctx.Done():
@@ -131,19 +186,25 @@ func (a *Agent) Run(ctx context.Context) error {
 		})
 	}()
 
-	var (
-		cur     *desiredSet // nil until a snapshot (controller or saved) arrives
-		rev     int64
-		role    *lvsctlv1.RoleAssignment
-		fromCtl bool
-		// refused is why the controller's latest state was not applied; every ack says so
-		// until it sends one that is.
-		refused error
-	)
-	saved, haveSaved := a.cfg.State.Desired()
-	if haveSaved {
-		role = saved.Role
+	l := &loop{director: a.cfg.Director, log: a.log, hasDataPlane: a.hasDataPlane, repairDelay: a.cfg.RepairDelay, machine: a.cfg.Role}
+	if l.machine == nil {
+		l.machine = role.New(a.cfg.Director)
 	}
+	held := false
+	if saved, ok := a.cfg.State.Desired(); ok {
+		l.role, l.saved, l.savedRv = saved.Role, saved.State, saved.Revision
+		if l.saved == nil {
+			l.saved = &lvsctlv1.DesiredState{}
+		}
+		held = saved.Role.GetRole() == lvsctlv1.Role_ROLE_ACTIVE && len(a.cfg.State.OwnedAddresses()) > 0
+	}
+
+	w := &worker{a: a, ctx: ctx, jobs: make(chan func(), 64), done: make(chan struct{}, 64), behind: make(chan struct{}, 1), finished: make(chan struct{})}
+	go w.run()
+	defer w.stop()
+	r := &runner{a: a, ctx: ctx, l: l, w: w}
+	defer r.closePeers()
+
 	offline := time.NewTimer(a.cfg.OfflineAfter)
 	defer offline.Stop()
 	resync := time.NewTicker(a.cfg.Resync)
@@ -151,17 +212,33 @@ func (a *Agent) Run(ctx context.Context) error {
 	sample := time.NewTicker(a.cfg.StatsPeriod)
 	defer sample.Stop()
 	changes := a.watch(ctx)
-	// repair fires RepairDelay after the first kernel change since the last reconcile; nil
-	// while none is pending.
-	var repair <-chan time.Time
+	var repair, roleTick deadline
+	defer repair.stop()
+	defer roleTick.stop()
+	var answers <-chan string
+	if a.cfg.Prober != nil {
+		answers = a.cfg.Prober.Answers()
+	}
+	// waiting is a snapshot or delta that arrived while a reconcile was running: the
+	// session is not read past it (heartbeats aside) until the worker is done.
+	var waiting *lvsctlv1.ConnectResponse
 
+	r.handle(evStart{held: held})
 	for {
+		repair.set(l.repairAt)
+		roleTick.set(l.machine.Next())
 		var (
-			trigger string
-			delta   *lvsctlv1.Delta // set: only the clusters it names are reconciled
-			save    func() error    // what to save after the reconcile
+			msgsC                    <-chan *lvsctlv1.ConnectResponse
+			offlineC, resyncC, sampC <-chan time.Time
+			repairC                  <-chan time.Time
 		)
-		dirty := false
+		if waiting == nil {
+			msgsC = msgs
+		}
+		if w.busy == 0 {
+			offlineC, resyncC, sampC, repairC = offline.C, resync.C, sample.C, repair.c()
+		}
+		var ev event
 		select {
 		case <-ctx.Done():
 			return nil
@@ -170,90 +247,263 @@ func (a *Agent) Run(ctx context.Context) error {
 				return nil
 			}
 			return errors.Join(ErrSessionEnded, err)
-		case <-offline.C:
-			if !fromCtl && haveSaved && cur == nil {
-				a.log.Warn("controller unreachable: applying the last saved desired state", "revision", saved.Revision)
-				cur, rev, dirty, trigger = newDesiredSet(saved.State), saved.Revision, true, "saved-state"
+		case <-w.done:
+			w.busy--
+			if w.busy > 0 || waiting == nil {
+				continue
 			}
-		case <-resync.C:
-			dirty, trigger = cur != nil, "resync"
+			ev, waiting = evMessage{m: waiting}, nil
+		case m := <-msgsC:
+			if hb := m.GetHeartbeat(); hb != nil {
+				ev = evCtlHeartbeat{hb: hb}
+			} else if w.busy > 0 {
+				waiting = m
+				continue
+			} else {
+				ev = evMessage{m: m}
+			}
+		case <-w.behind:
+			ev = evSaveBehind{}
+		case <-hellos:
+			r.ctlUp = true
+			ev = evHello{}
+		case <-offlineC:
+			ev = evOffline{}
+		case <-resyncC:
+			ev = evResync{}
 		case <-changes:
-			// Ignored until a desired state is held: the agent changes nothing before then.
-			// The reconcile's own changes come back here too, and make one more reconcile that
-			// finds nothing to do, so changes nothing and is not signalled: no loop.
-			if cur != nil && repair == nil {
-				repair = time.After(a.cfg.RepairDelay)
+			ev = evKernelChange{}
+		case <-repairC:
+			repair.fired()
+			ev = evRepairDue{}
+		case <-sampC:
+			ev = evStatsTick{}
+		case <-roleTick.c():
+			roleTick.fired()
+			ev = evRoleTick{}
+		case pm, ok := <-r.peerIn:
+			if !ok {
+				r.peerIn = nil
+				continue
 			}
-		case <-repair:
-			repair = nil
-			dirty, trigger = cur != nil, "kernel-change"
-		case <-sample.C:
-			if cur != nil && a.cfg.Stats != nil {
-				a.report(cur.state())
-			}
-		case m := <-msgs:
-			switch msg := m.GetMsg().(type) {
-			case *lvsctlv1.ConnectResponse_Snapshot:
-				next := msg.Snapshot.GetState()
-				if next == nil {
-					next = &lvsctlv1.DesiredState{} // nil is "no desired state yet" here
-				}
-				if refused = a.refuseGroupless(next.GetGroup()); refused != nil {
-					a.ackRefusal(refused)
-					continue
-				}
-				role = a.obey(role, roleOf(msg.Snapshot.GetRoles(), next.GetGroup().GetName(), a.cfg.Director))
-				cur, rev, fromCtl, dirty, trigger = newDesiredSet(next), msg.Snapshot.GetRevision(), true, true, "snapshot"
-				snapRev, snapRole := rev, role
-				save = func() error {
-					return a.cfg.State.SetDesired(state.Desired{Revision: snapRev, State: next, Role: snapRole})
-				}
-			case *lvsctlv1.ConnectResponse_Delta:
-				d := msg.Delta
-				if cur == nil || !fromCtl || d.GetPrevRevision() != rev {
-					// A gap: deltas apply only on top of the revision they were computed from.
-					a.log.Warn("delta does not follow the applied revision; asking for a snapshot", "have", rev, "prev", d.GetPrevRevision())
-					_ = a.cfg.Session.Send(&lvsctlv1.ConnectRequest{Msg: &lvsctlv1.ConnectRequest_SnapshotRequest{
-						SnapshotRequest: &lvsctlv1.SnapshotRequest{Reason: "revision gap"}}})
-					continue
-				}
-				g := cur.clusters.Group
-				if d.GetGroup() != nil {
-					g = d.GetGroup()
-				}
-				if refused = a.refuseGroupless(g); refused != nil {
-					a.ackRefusal(refused)
-					continue
-				}
-				cur.apply(d)
-				rev, dirty, trigger, delta = d.GetRevision(), true, "delta", d
-				if d.GetRoles() != nil {
-					// A role change reads the addresses back: the full path.
-					role, delta = a.obey(role, roleOf(d.GetRoles(), g.GetName(), a.cfg.Director)), nil
-				}
-				role := role
-				save = func() error {
-					err := a.cfg.State.ApplyDelta(d)
-					if err == nil && d.GetRoles() != nil {
-						err = a.cfg.State.SetRole(role)
-					}
-					if errors.Is(err, state.ErrNotFollowing) {
-						// The saved state is not the one the delta follows (an earlier save
-						// failed): save the whole state instead.
-						err = a.cfg.State.SetDesired(state.Desired{Revision: d.GetRevision(), State: cur.state(), Role: role})
-					}
-					return err
-				}
-			}
+			ev = evPeerHeartbeat{from: pm.From, hb: pm.HB}
+		case p := <-answers:
+			ev = evProbeAnswer{peer: p}
 		}
-		if dirty {
-			// This reconcile reads the kernel after any change seen so far: it repairs them too.
-			if delta == nil {
-				repair = nil
+		r.handle(ev)
+	}
+}
+
+// runner carries out the loop's actions.
+type runner struct {
+	a   *Agent
+	ctx context.Context
+	l   *loop
+	w   *worker
+	// ctlUp: a stream is up, as far as the runner knows (a Hello came, no send failed since).
+	ctlUp bool
+	// peers is the peer heartbeat transport, bound to l.local; nil without one.
+	peers  PeerTransport
+	peerIn <-chan peer.Received
+}
+
+// handle steps ev and carries out the actions, and the events they lead to.
+func (r *runner) handle(ev event) {
+	for ev != nil {
+		acts := r.l.step(time.Now(), ev)
+		ev = nil
+		for _, act := range acts {
+			if next := r.do(act); next != nil {
+				ev = next
 			}
-			a.reconcile(ctx, cur, delta, rev, role, refused, trigger, save)
 		}
 	}
+}
+
+// do carries out one action; it returns the event it led to, if any.
+func (r *runner) do(act action) event {
+	a := r.a
+	switch act := act.(type) {
+	case actHeartbeat:
+		// Sent at once, not behind a reconcile: it is what keeps the lease.
+		err := a.cfg.Session.Send(&lvsctlv1.ConnectRequest{Msg: &lvsctlv1.ConnectRequest_Heartbeat{Heartbeat: act.hb}})
+		if errors.Is(err, session.ErrNotConnected) && r.ctlUp {
+			r.ctlUp = false
+			return evSessionLost{}
+		}
+	case actPeers:
+		if r.peers == nil {
+			return nil
+		}
+		for _, o := range act.out {
+			if err := r.peers.Send(o.To, o.HB); err != nil {
+				a.log.Debug("peer heartbeat not sent", "peer", o.Peer, "to", o.To, "error", err)
+			}
+		}
+	case actProbe:
+		if a.cfg.Prober == nil {
+			return nil
+		}
+		for _, o := range act.out {
+			if err := a.cfg.Prober.Probe(o.Peer, o.To.Addr()); err != nil {
+				a.log.Debug("probe not sent", "peer", o.Peer, "to", o.To, "error", err)
+			}
+		}
+	case actBind:
+		r.bind(act.local)
+	case actReconcile:
+		r.w.busy++
+		r.w.jobs <- func() {
+			a.reconcile(r.ctx, act, r.w)
+			r.w.done <- struct{}{}
+		}
+	default:
+		r.w.jobs <- func() { r.w.do(act) }
+	}
+	return nil
+}
+
+// bind moves the peer transport to local (closes it when local is invalid).
+func (r *runner) bind(local netip.AddrPort) {
+	r.closePeers()
+	if !local.IsValid() || r.a.cfg.Peers == nil {
+		return
+	}
+	tr, err := r.a.cfg.Peers(local)
+	if err != nil {
+		// The controller still answers heartbeats; the peers will report this one
+		// unreachable, which is the truth.
+		r.a.log.Error("no peer heartbeats: cannot listen", "address", local, "error", err)
+		return
+	}
+	r.a.log.Info("peer heartbeats", "address", local)
+	r.peers, r.peerIn = tr, tr.Recv()
+}
+
+func (r *runner) closePeers() {
+	if r.peers == nil {
+		return
+	}
+	r.peers.Close()
+	r.peers, r.peerIn = nil, nil
+}
+
+// worker runs the kernel work and the stream messages that must follow it, in order.
+type worker struct {
+	a    *Agent
+	ctx  context.Context
+	jobs chan func()
+	done chan struct{} // one per reconcile job finished
+	// behind: a delta could not be saved on top of the saved state.
+	behind   chan struct{}
+	finished chan struct{}
+	// busy counts reconcile jobs queued and not done. Used by Run's goroutine alone.
+	busy int
+	// The rest is used by the worker goroutine alone.
+	// holding is whether the last reconcile or holding job applied the group's addresses:
+	// a status never says more than that.
+	holding bool
+	sync    *lvsctlv1.SyncStatus
+}
+
+func (w *worker) run() {
+	defer close(w.finished)
+	for j := range w.jobs {
+		j()
+	}
+}
+
+// stop waits for the jobs queued to finish (ctx is cancelled: they end early).
+func (w *worker) stop() {
+	close(w.jobs)
+	<-w.finished
+}
+
+func (w *worker) do(act action) {
+	a := w.a
+	switch act := act.(type) {
+	case actHolding:
+		start := time.Now()
+		var res reconcile.Result
+		if h, ok := a.cfg.Reconciler.(HoldingReconciler); ok {
+			res = h.ApplyHolding(w.ctx, act.hold)
+		} else if act.desired != nil {
+			res = a.cfg.Reconciler.Apply(w.ctx, act.desired, act.role)
+		}
+		w.applied(act.hold, res)
+		log := a.log.With("hold", act.hold, "operations", res.Operations, "duration", time.Since(start).Round(time.Microsecond))
+		if len(res.DirectorErrors) > 0 {
+			log.Warn("group addresses changed with errors", "director_errors", res.DirectorErrors)
+		} else {
+			log.Info("group addresses changed")
+		}
+	case actAnnounce:
+		if a.cfg.Announcer != nil && len(act.addrs) > 0 {
+			// Its repeats run for a second: not in the way of the next job.
+			go a.cfg.Announcer.Announce(w.ctx, act.addrs)
+		}
+	case actSave:
+		if err := a.cfg.State.SetDesired(state.Desired{Revision: act.rev, State: act.desired, Role: act.assigned}); err != nil {
+			a.log.Error("saving the desired state", "revision", act.rev, "error", err)
+		}
+	case actAckRefusal:
+		a.ackRefusal(act.why)
+	case actRequestSnapshot:
+		_ = a.cfg.Session.Send(&lvsctlv1.ConnectRequest{Msg: &lvsctlv1.ConnectRequest_SnapshotRequest{
+			SnapshotRequest: &lvsctlv1.SnapshotRequest{Reason: act.reason}}})
+	case actReport:
+		if a.cfg.Stats != nil {
+			a.report(act.desired)
+		}
+	case actRoleStatus:
+		st := proto.CloneOf(act.status)
+		st.Holding = st.GetHolding() && w.holding
+		st.Sync = w.sync
+		if err := a.cfg.Session.Send(&lvsctlv1.ConnectRequest{Msg: &lvsctlv1.ConnectRequest_RoleStatus{RoleStatus: st}}); err != nil {
+			a.log.Debug("role status not sent", "error", err)
+		}
+	}
+}
+
+// applied records what a reconcile or holding job left in the kernel.
+func (w *worker) applied(hold bool, res reconcile.Result) {
+	w.holding = hold
+	w.sync = syncOf(res)
+}
+
+// deadline is a timer set to an instant, reset only when the instant changes.
+type deadline struct {
+	t  *time.Timer
+	at time.Time
+}
+
+func (d *deadline) set(at time.Time) {
+	if at.Equal(d.at) {
+		return
+	}
+	d.stop()
+	d.at = at
+	if !at.IsZero() {
+		d.t = time.NewTimer(time.Until(at))
+	}
+}
+
+// fired: the timer's value was received; the same instant is not waited for again.
+func (d *deadline) fired() { d.t, d.at = nil, time.Time{} }
+
+func (d *deadline) stop() {
+	if d.t != nil {
+		d.t.Stop()
+		d.t = nil
+	}
+	d.at = time.Time{}
+}
+
+func (d *deadline) c() <-chan time.Time {
+	if d.t == nil {
+		return nil
+	}
+	return d.t.C
 }
 
 // roleOf is a director's role in its group's assignment.
@@ -266,16 +516,6 @@ func roleOf(r *lvsctlv1.GroupRoles, group, director string) *lvsctlv1.RoleAssign
 		role = lvsctlv1.Role_ROLE_ACTIVE
 	}
 	return &lvsctlv1.RoleAssignment{Group: group, Role: role, Epoch: r.GetEpoch()}
-}
-
-// obey returns the role to follow after next arrives: a lower epoch of the same group is
-// never obeyed, whatever arrived in between (epochs count per group).
-func (a *Agent) obey(cur, next *lvsctlv1.RoleAssignment) *lvsctlv1.RoleAssignment {
-	if cur != nil && next.GetGroup() == cur.GetGroup() && next.GetEpoch() < cur.GetEpoch() {
-		a.log.Warn("ignoring a stale role assignment", "group", next.GetGroup(), "epoch", next.GetEpoch(), "have", cur.GetEpoch())
-		return cur
-	}
-	return next
 }
 
 // desiredSet is the desired state the agent holds, kept by cluster name so that a delta
@@ -300,17 +540,6 @@ func (d *desiredSet) state() *lvsctlv1.DesiredState {
 func (d *desiredSet) apply(delta *lvsctlv1.Delta) {
 	d.clusters.Apply(delta)
 	d.sorted = nil // not changed in place: whoever holds the old one keeps it
-}
-
-// refuseGroupless returns why next is not applied: a director named in no group (a typo in
-// --director, a renamed host) gets an empty state, and obeying it would tear down a working
-// data plane.
-func (a *Agent) refuseGroupless(group *lvsctlv1.DirectorGroup) error {
-	if group.GetName() != "" || !a.hasDataPlane() {
-		return nil
-	}
-	return fmt.Errorf("director %q is in no director group: keeping the data plane as it is "+
-		"(remove what it owns by deleting its clusters first, or fix --director)", a.cfg.Director)
 }
 
 // hasDataPlane reports whether the agent has anything in the kernel to lose: services or
@@ -402,40 +631,38 @@ func (a *Agent) watch(ctx context.Context) <-chan struct{} {
 	return merged
 }
 
-// reconcile applies cur (only what delta names, when set), saves it and acks it; trigger
-// says why, in the log. save, when set, records the desired state after a successful or
-// failed apply alike: it is what the controller wants, kept for an offline start.
-func (a *Agent) reconcile(ctx context.Context, cur *desiredSet, delta *lvsctlv1.Delta, rev int64, role *lvsctlv1.RoleAssignment, refused error, trigger string, save func() error) {
+// reconcile carries out act: applies, saves, sets the applied revision and acks.
+func (a *Agent) reconcile(ctx context.Context, act actReconcile, w *worker) {
 	start := time.Now()
 	var res reconcile.Result
-	if delta != nil {
-		res = a.cfg.Reconciler.ApplyDelta(ctx, delta, role)
+	if act.delta != nil {
+		res = a.cfg.Reconciler.ApplyDelta(ctx, act.delta, act.role)
 	} else {
-		res = a.cfg.Reconciler.Apply(ctx, cur.state(), role)
+		res = a.cfg.Reconciler.Apply(ctx, act.desired, act.role)
 	}
+	w.applied(act.role.GetRole() == lvsctlv1.Role_ROLE_ACTIVE, res)
 	took := time.Since(start)
+	rev := act.rev
 	if a.cfg.Metrics != nil {
 		a.cfg.Metrics.ObserveReconcile(took, rev, res.Operations, len(res.ClusterErrors), len(res.DirectorErrors))
 	}
-	log := a.log.With("revision", rev, "operations", res.Operations, "duration", took.Round(time.Microsecond), "trigger", trigger)
+	log := a.log.With("revision", rev, "operations", res.Operations, "duration", took.Round(time.Microsecond), "trigger", act.trigger)
 	if len(res.ClusterErrors)+len(res.DirectorErrors) > 0 {
 		log.Warn("reconciled with errors", "cluster_errors", len(res.ClusterErrors), "director_errors", res.DirectorErrors)
 	} else if res.Operations > 0 {
 		log.Info("reconciled")
 	}
-	if save != nil {
-		if err := save(); err != nil {
-			log.Error("saving the desired state", "error", err)
-		}
+	if err := a.save(act, w.behind); err != nil {
+		log.Error("saving the desired state", "error", err)
 	}
 	if err := a.cfg.State.SetAppliedRevision(rev); err != nil {
 		log.Error("saving the applied revision", "error", err)
 	}
 	ack := &lvsctlv1.Ack{Revision: rev, Errors: res.ClusterErrors, DirectorErrors: res.DirectorErrors, Operations: uint32(res.Operations)}
-	if refused != nil {
+	if act.refused != nil {
 		// What was applied is not the controller's latest state: claim no revision of it.
 		ack.Revision = 0
-		ack.DirectorErrors = append(ack.DirectorErrors, refused.Error())
+		ack.DirectorErrors = append(ack.DirectorErrors, act.refused.Error())
 	}
 	if err := a.cfg.Session.Send(&lvsctlv1.ConnectRequest{Msg: &lvsctlv1.ConnectRequest_Ack{Ack: ack}}); err != nil {
 		log.Debug("ack not sent", "error", err)
@@ -444,3 +671,33 @@ func (a *Agent) reconcile(ctx context.Context, cur *desiredSet, delta *lvsctlv1.
 		a.cfg.Applied(rev, res)
 	}
 }
+
+// save records what the controller wants after a reconcile, whether it succeeded or not: it
+// is what an offline start applies.
+func (a *Agent) save(act actReconcile, behind chan<- struct{}) error {
+	switch act.save {
+	case saveSnapshot:
+		return a.cfg.State.SetDesired(state.Desired{Revision: act.rev, State: act.desired, Role: act.assigned})
+	case saveDelta:
+		d := act.savedDelta
+		err := a.cfg.State.ApplyDelta(d)
+		if err == nil && d.GetRoles() != nil {
+			err = a.cfg.State.SetRole(act.assigned)
+		}
+		if errors.Is(err, state.ErrNotFollowing) {
+			// The saved state is not the one the delta follows (an earlier save failed): the
+			// loop, which holds the whole state, has it saved instead.
+			a.log.Warn("the saved state is behind; saving the whole desired state", "revision", act.rev)
+			select {
+			case behind <- struct{}{}:
+			default: // one is waiting already
+			}
+			return nil
+		}
+		return err
+	}
+	return nil
+}
+
+// syncOf is the sync daemons' state a reconcile left.
+func syncOf(reconcile.Result) *lvsctlv1.SyncStatus { return nil }

@@ -15,6 +15,7 @@ import (
 	"github.com/lvsctl/lvsctl/agent/dataplane"
 	"github.com/lvsctl/lvsctl/agent/dataplane/fake"
 	"github.com/lvsctl/lvsctl/agent/metrics"
+	"github.com/lvsctl/lvsctl/agent/peer"
 	"github.com/lvsctl/lvsctl/agent/reconcile"
 	"github.com/lvsctl/lvsctl/agent/session"
 	"github.com/lvsctl/lvsctl/agent/state"
@@ -521,3 +522,8 @@ func TestOfflineStartAfterDeltas(t *testing.T) {
 		t.Errorf("the restarted agent's addresses %q: the saved role (ACTIVE) was not applied", d)
 	}
 }
+
+var (
+	_ PeerTransport = (*peer.Transport)(nil)
+	_ Prober        = (*peer.Prober)(nil)
+)

@@ -82,3 +82,30 @@ func (l *LazyIPVS) Stats() ([]dataplane.ServiceStats, error) {
 	}
 	return k.Stats()
 }
+
+// SyncDaemons lists the kernel's IPVS sync daemons.
+func (l *LazyIPVS) SyncDaemons() ([]dataplane.SyncDaemon, error) {
+	k, err := l.get()
+	if err != nil {
+		return nil, err
+	}
+	return k.SyncDaemons()
+}
+
+// StartSyncDaemon starts a sync daemon.
+func (l *LazyIPVS) StartSyncDaemon(d dataplane.SyncDaemon) error {
+	k, err := l.get()
+	if err != nil {
+		return err
+	}
+	return k.StartSyncDaemon(d)
+}
+
+// StopSyncDaemon stops the sync daemon of a state.
+func (l *LazyIPVS) StopSyncDaemon(s dataplane.SyncState) error {
+	k, err := l.get()
+	if err != nil {
+		return err
+	}
+	return k.StopSyncDaemon(s)
+}

@@ -195,6 +195,10 @@ func (s *Session) stream(ctx context.Context, client lvsctlv1.AgentServiceClient
 				sendErr <- sctx.Err()
 				return
 			case m = <-outbox:
+				// The agent's own heartbeats (the role logic's, which carry the values the
+				// controller echoes) keep the stream busy: this empty one only fills silence,
+				// and must not make the controller echo nothing between two of them.
+				hb.Reset(s.cfg.Heartbeat)
 			case <-hb.C:
 				m = &lvsctlv1.ConnectRequest{Msg: &lvsctlv1.ConnectRequest_Heartbeat{Heartbeat: &lvsctlv1.Heartbeat{}}}
 			}

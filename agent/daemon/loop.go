@@ -1,0 +1,453 @@
+package daemon
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/lvsctl/lvsctl/agent/role"
+	"github.com/lvsctl/lvsctl/failover"
+	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
+)
+
+// The agent's decisions are one function, (*loop).step: an event and the time in, the
+// actions to take out. Run only waits for events and carries the actions out, so every
+// decision is tested without goroutines, sockets or a clock (loop_test.go).
+
+// event is one input to the loop.
+type event interface{ isEvent() }
+
+type (
+	// evStart: Run started. held: the kernel holds addresses the agent owns under a saved
+	// ACTIVE role (an agent restart).
+	evStart struct{ held bool }
+	// evMessage: the controller sent a snapshot or a delta (heartbeats are evCtlHeartbeat).
+	evMessage struct{ m *lvsctlv1.ConnectResponse }
+	// evOffline: OfflineAfter passed since start.
+	evOffline struct{}
+	// evResync: the resync period passed.
+	evResync struct{}
+	// evKernelChange: a Watcher saw a change made behind the agent's back.
+	evKernelChange struct{}
+	// evRepairDue: RepairDelay passed since the first kernel change not yet repaired.
+	evRepairDue struct{}
+	// evStatsTick: the stats period passed.
+	evStatsTick struct{}
+	// evHello: the session opened a new stream and said Hello on it.
+	evHello struct{}
+	// evSessionLost: a send found no stream.
+	evSessionLost struct{}
+	// evCtlHeartbeat: the controller's heartbeat arrived on the stream.
+	evCtlHeartbeat struct{ hb *lvsctlv1.Heartbeat }
+	// evPeerHeartbeat: a peer director's heartbeat arrived over UDP.
+	evPeerHeartbeat struct {
+		from netip.Addr
+		hb   *lvsctlv1.PeerHeartbeat
+	}
+	// evProbeAnswer: a peer's host answered a probe.
+	evProbeAnswer struct{ peer string }
+	// evRoleTick: the role machine's deadline (Next) passed.
+	evRoleTick struct{}
+	// evSaveBehind: a delta could not be saved on top of the saved state (an earlier save
+	// failed).
+	evSaveBehind struct{}
+)
+
+func (evStart) isEvent()         {}
+func (evMessage) isEvent()       {}
+func (evOffline) isEvent()       {}
+func (evResync) isEvent()        {}
+func (evKernelChange) isEvent()  {}
+func (evRepairDue) isEvent()     {}
+func (evStatsTick) isEvent()     {}
+func (evHello) isEvent()         {}
+func (evSessionLost) isEvent()   {}
+func (evCtlHeartbeat) isEvent()  {}
+func (evPeerHeartbeat) isEvent() {}
+func (evProbeAnswer) isEvent()   {}
+func (evRoleTick) isEvent()      {}
+func (evSaveBehind) isEvent()    {}
+
+// action is one thing Run must do, in the order step returned them.
+type action interface{ isAction() }
+
+// saveKind is what a reconcile saves after it applies (whether it succeeded or not: it is what
+// the controller wants, kept for an offline start).
+type saveKind int
+
+const (
+	saveNothing saveKind = iota
+	// saveSnapshot: the whole desired state, revision and role.
+	saveSnapshot
+	// saveDelta: the delta on top of the saved state (the whole state if the saved one is
+	// not the one it follows), and the role when the delta carried roles.
+	saveDelta
+)
+
+type (
+	// actReconcile applies desired (delta == nil: the full path, which reads the kernel
+	// back) or only delta, with role; then saves, sets the applied revision and acks.
+	actReconcile struct {
+		trigger string
+		desired *lvsctlv1.DesiredState // the whole state after the change, sorted
+		delta   *lvsctlv1.Delta
+		rev     int64
+		// role is what the reconciler applies: ACTIVE only while the role machine says Hold.
+		role *lvsctlv1.RoleAssignment
+		// refused: the controller's latest state was not applied; the ack claims no revision.
+		refused error
+		save    saveKind
+		// savedDelta is the delta saved with saveDelta (also when the reconcile takes the full
+		// path).
+		savedDelta *lvsctlv1.Delta
+		// assigned is the role to save: the assignment obeyed, not what is held.
+		assigned *lvsctlv1.RoleAssignment
+	}
+	// actHolding takes (hold) or releases the group's addresses, and nothing else: a
+	// takeover is not a full reconcile.
+	actHolding struct {
+		hold    bool
+		desired *lvsctlv1.DesiredState // nil: no desired state is held yet
+		role    *lvsctlv1.RoleAssignment
+	}
+	// actSave saves the whole desired state, its revision and the assignment.
+	actSave struct {
+		desired  *lvsctlv1.DesiredState
+		rev      int64
+		assigned *lvsctlv1.RoleAssignment
+	}
+	// actAnnounce sends gratuitous ARP / unsolicited NA for the addresses just taken.
+	actAnnounce struct{ addrs []Address }
+	// actAckRefusal acks revision 0 with why.
+	actAckRefusal struct{ why error }
+	// actRequestSnapshot asks the controller for a snapshot.
+	actRequestSnapshot struct{ reason string }
+	// actReport samples the IPVS counters of desired's clusters and reports what changed.
+	actReport struct{ desired *lvsctlv1.DesiredState }
+	// actHeartbeat sends the controller a heartbeat on the stream.
+	actHeartbeat struct{ hb *lvsctlv1.Heartbeat }
+	// actPeers sends heartbeats to peer directors over UDP.
+	actPeers struct{ out []role.Outgoing }
+	// actProbe probes peers' hosts.
+	actProbe struct{ out []role.Outgoing }
+	// actRoleStatus sends what the role logic sees (the runner adds the sync daemons).
+	actRoleStatus struct{ status *lvsctlv1.RoleStatus }
+	// actBind moves the peer transport to local (invalid: no transport).
+	actBind struct{ local netip.AddrPort }
+)
+
+func (actReconcile) isAction()       {}
+func (actHolding) isAction()         {}
+func (actSave) isAction()            {}
+func (actAnnounce) isAction()        {}
+func (actAckRefusal) isAction()      {}
+func (actRequestSnapshot) isAction() {}
+func (actReport) isAction()          {}
+func (actHeartbeat) isAction()       {}
+func (actPeers) isAction()           {}
+func (actProbe) isAction()           {}
+func (actRoleStatus) isAction()      {}
+func (actBind) isAction()            {}
+
+// Address is one address to announce after a takeover.
+type Address struct {
+	Interface string
+	IP        netip.Addr
+}
+
+// RoleMachine is the agent's failover logic (a *role.Machine).
+type RoleMachine interface {
+	Step(now time.Time, ev role.Event) role.Actions
+	Next() time.Time
+	Status(now time.Time) *lvsctlv1.RoleStatus
+}
+
+var _ RoleMachine = (*role.Machine)(nil)
+
+// loop is the agent's state between events. Only step changes it.
+type loop struct {
+	director string
+	log      *slog.Logger
+	// hasDataPlane reports whether the kernel holds anything the agent would lose to an
+	// empty desired state.
+	hasDataPlane func() bool
+	repairDelay  time.Duration
+	machine      RoleMachine
+
+	cur *desiredSet // nil until a snapshot (controller or saved) arrives
+	rev int64
+	// role is the assignment obeyed (a lower epoch of its group never replaces it).
+	role *lvsctlv1.RoleAssignment
+	// fromCtl: cur came from the controller (deltas follow only its snapshots).
+	fromCtl bool
+	// refused is why the controller's latest state was not applied; every ack says so until
+	// it sends one that is.
+	refused error
+	saved   *lvsctlv1.DesiredState // the saved desired state, for an offline start
+	savedRv int64
+	// repairAt is when drift seen by a Watcher is repaired (zero: none pending).
+	repairAt time.Time
+	// hold is what the role machine said last: the group's addresses are to be held.
+	hold bool
+	// assignedGroup and assignedRole are what the role machine was last told (assigned:
+	// it was told something).
+	assigned      bool
+	assignedGroup *lvsctlv1.DirectorGroup
+	assignedRole  *lvsctlv1.RoleAssignment
+	// local is the address the peer transport is bound to (invalid: none).
+	local netip.AddrPort
+}
+
+// step feeds one event at now and returns what to do, in order.
+func (l *loop) step(now time.Time, ev event) []action {
+	var acts []action
+	switch ev := ev.(type) {
+	case evStart:
+		acts = l.roleStep(now, role.Started{Held: ev.held}, acts, false)
+		if l.saved != nil {
+			// The saved group's peers can renew the saved ACTIVE's lease while the
+			// controller is away: they are the reason the lease may outlive Fence.
+			acts = l.assign(now, l.saved.GetGroup(), acts, false)
+		}
+	case evOffline:
+		if !l.fromCtl && l.saved != nil && l.cur == nil {
+			l.log.Warn("controller unreachable: applying the last saved desired state", "revision", l.savedRv)
+			l.cur, l.rev = newDesiredSet(l.saved), l.savedRv
+			acts = l.reconcile(acts, "saved-state", nil, saveNothing, nil)
+		}
+	case evResync:
+		if l.cur != nil {
+			acts = l.reconcile(acts, "resync", nil, saveNothing, nil)
+		}
+	case evKernelChange:
+		// Ignored until a desired state is held: the agent changes nothing before then. The
+		// reconcile's own changes come back here too, and make one more reconcile that finds
+		// nothing to do, so changes nothing and is not signalled: no loop.
+		if l.cur != nil && l.repairAt.IsZero() {
+			l.repairAt = now.Add(l.repairDelay)
+		}
+	case evRepairDue:
+		l.repairAt = time.Time{}
+		if l.cur != nil {
+			acts = l.reconcile(acts, "kernel-change", nil, saveNothing, nil)
+		}
+	case evSaveBehind:
+		if l.cur != nil && l.fromCtl {
+			acts = append(acts, actSave{desired: l.cur.state(), rev: l.rev, assigned: l.role})
+		}
+	case evStatsTick:
+		if l.cur != nil {
+			acts = append(acts, actReport{desired: l.cur.state()})
+		}
+	case evMessage:
+		acts = l.message(now, ev.m, acts)
+	case evHello:
+		// The controller on a new stream may know nothing of this director's role.
+		acts = append(acts, actRoleStatus{status: l.machine.Status(now)})
+	case evSessionLost:
+		acts = l.roleStep(now, role.ControllerLost{}, acts, false)
+	case evCtlHeartbeat:
+		acts = l.roleStep(now, role.ControllerHeartbeat{HB: ev.hb}, acts, false)
+	case evPeerHeartbeat:
+		acts = l.roleStep(now, role.PeerHeartbeat{From: ev.from, HB: ev.hb}, acts, false)
+	case evProbeAnswer:
+		acts = l.roleStep(now, role.ProbeAnswered{Peer: ev.peer}, acts, false)
+	case evRoleTick:
+		acts = l.roleStep(now, role.Tick{}, acts, false)
+	}
+	return acts
+}
+
+// message handles a snapshot or a delta.
+func (l *loop) message(now time.Time, m *lvsctlv1.ConnectResponse, acts []action) []action {
+	switch msg := m.GetMsg().(type) {
+	case *lvsctlv1.ConnectResponse_Snapshot:
+		next := msg.Snapshot.GetState()
+		if next == nil {
+			next = &lvsctlv1.DesiredState{} // nil is "no desired state yet" here
+		}
+		if l.refused = l.refuseGroupless(next.GetGroup()); l.refused != nil {
+			return append(acts, actAckRefusal{why: l.refused})
+		}
+		l.role = l.obey(l.role, roleOf(msg.Snapshot.GetRoles(), next.GetGroup().GetName(), l.director))
+		l.cur, l.rev, l.fromCtl = newDesiredSet(next), msg.Snapshot.GetRevision(), true
+		// The machine hears of the new role first, so that the reconcile applies what it
+		// says about holding; what else it says (an announce, a status) follows the reconcile.
+		after := l.assign(now, next.GetGroup(), nil, true)
+		return append(l.reconcile(acts, "snapshot", nil, saveSnapshot, nil), after...)
+	case *lvsctlv1.ConnectResponse_Delta:
+		d := msg.Delta
+		if l.cur == nil || !l.fromCtl || d.GetPrevRevision() != l.rev {
+			// A gap: deltas apply only on top of the revision they were computed from.
+			l.log.Warn("delta does not follow the applied revision; asking for a snapshot", "have", l.rev, "prev", d.GetPrevRevision())
+			return append(acts, actRequestSnapshot{reason: "revision gap"})
+		}
+		g := l.cur.clusters.Group
+		if d.GetGroup() != nil {
+			g = d.GetGroup()
+		}
+		if l.refused = l.refuseGroupless(g); l.refused != nil {
+			return append(acts, actAckRefusal{why: l.refused})
+		}
+		l.cur.apply(d)
+		l.rev = d.GetRevision()
+		if d.GetRoles() != nil {
+			l.role = l.obey(l.role, roleOf(d.GetRoles(), g.GetName(), l.director))
+		}
+		wasHeld := l.hold
+		after := l.assign(now, g, nil, true)
+		apply := d
+		if d.GetRoles() != nil || l.hold != wasHeld {
+			// A role change reads the addresses back: the full path.
+			apply = nil
+		}
+		return append(l.reconcile(acts, "delta", apply, saveDelta, d), after...)
+	}
+	return acts
+}
+
+// reconcile appends the reconcile of cur, of only apply when set; saved is the delta to save
+// with saveDelta. A full reconcile reads the kernel after every change seen so far: it repairs
+// them too.
+func (l *loop) reconcile(acts []action, trigger string, apply *lvsctlv1.Delta, save saveKind, saved *lvsctlv1.Delta) []action {
+	a := actReconcile{trigger: trigger, rev: l.rev, role: l.held(), refused: l.refused, save: save, assigned: l.role,
+		delta: apply, savedDelta: saved}
+	if apply == nil {
+		l.repairAt = time.Time{}
+		a.desired = l.cur.state()
+	}
+	return append(acts, a)
+}
+
+// held is the role the reconciler applies: ACTIVE iff the role machine says Hold.
+func (l *loop) held() *lvsctlv1.RoleAssignment {
+	r := &lvsctlv1.RoleAssignment{Group: l.role.GetGroup(), Role: l.role.GetRole(), Epoch: l.role.GetEpoch()}
+	switch {
+	case l.hold:
+		r.Role = lvsctlv1.Role_ROLE_ACTIVE
+	case r.Role == lvsctlv1.Role_ROLE_ACTIVE:
+		r.Role = lvsctlv1.Role_ROLE_STANDBY
+	}
+	return r
+}
+
+// assign tells the role machine the group and role obeyed now, when either changed, and
+// moves the peer transport to the director's address in the group. reconciling: a reconcile
+// follows in this step, and applies what the machine says about holding.
+func (l *loop) assign(now time.Time, g *lvsctlv1.DirectorGroup, acts []action, reconciling bool) []action {
+	if l.assigned && proto.Equal(g, l.assignedGroup) && proto.Equal(l.role, l.assignedRole) {
+		return acts
+	}
+	l.assigned, l.assignedGroup, l.assignedRole = true, g, l.role
+	if local := l.localAddr(g); local != l.local {
+		l.local = local
+		acts = append(acts, actBind{local: local})
+	}
+	return l.roleStep(now, role.Assigned{Group: g, Role: l.role}, acts, reconciling)
+}
+
+// localAddr is where this director receives its peers' heartbeats: its address in the group,
+// at the group's port; none in a group of one (nobody to hear) or without an address.
+func (l *loop) localAddr(g *lvsctlv1.DirectorGroup) netip.AddrPort {
+	if len(g.GetDirectors()) < 2 {
+		return netip.AddrPort{}
+	}
+	for _, d := range g.GetDirectors() {
+		if d.GetName() != l.director {
+			continue
+		}
+		ip, err := netip.ParseAddr(d.GetAddress())
+		if err != nil {
+			l.log.Error("no peer heartbeats: this director's address in its group is not an IP address", "group", g.GetName(), "address", d.GetAddress(), "error", err)
+			return netip.AddrPort{}
+		}
+		return netip.AddrPortFrom(ip, failover.Of(g).Port)
+	}
+	return netip.AddrPort{}
+}
+
+// roleStep feeds the role machine and turns what it says into actions. reconciling: a full
+// reconcile follows in this step with what the machine says about holding, so a change of
+// hold needs no action of its own.
+func (l *loop) roleStep(now time.Time, ev role.Event, acts []action, reconciling bool) []action {
+	ra := l.machine.Step(now, ev)
+	if ra.HoldChanged {
+		l.hold = ra.Hold
+		if !reconciling {
+			h := actHolding{hold: ra.Hold, role: l.held()}
+			if l.cur != nil {
+				h.desired = l.cur.state()
+			}
+			acts = append(acts, h)
+		}
+	}
+	if ra.Announce && ra.Hold && l.cur != nil {
+		acts = append(acts, actAnnounce{addrs: groupAddresses(l.cur.state())})
+	}
+	if ra.Controller != nil {
+		acts = append(acts, actHeartbeat{hb: ra.Controller})
+	}
+	if len(ra.Peers) > 0 {
+		acts = append(acts, actPeers{out: ra.Peers})
+	}
+	if len(ra.Probes) > 0 {
+		acts = append(acts, actProbe{out: ra.Probes})
+	}
+	if ra.Status != nil {
+		acts = append(acts, actRoleStatus{status: ra.Status})
+	}
+	return acts
+}
+
+// obey returns the role to follow after next arrives: a lower epoch of the same group is
+// never obeyed, whatever arrived in between (epochs count per group).
+func (l *loop) obey(cur, next *lvsctlv1.RoleAssignment) *lvsctlv1.RoleAssignment {
+	if cur != nil && next.GetGroup() == cur.GetGroup() && next.GetEpoch() < cur.GetEpoch() {
+		l.log.Warn("ignoring a stale role assignment", "group", next.GetGroup(), "epoch", next.GetEpoch(), "have", cur.GetEpoch())
+		return cur
+	}
+	return next
+}
+
+// refuseGroupless returns why next is not applied: a director named in no group (a typo in
+// --director, a renamed host) gets an empty state, and obeying it would tear down a working
+// data plane.
+func (l *loop) refuseGroupless(group *lvsctlv1.DirectorGroup) error {
+	if group.GetName() != "" || !l.hasDataPlane() {
+		return nil
+	}
+	return fmt.Errorf("director %q is in no director group: keeping the data plane as it is "+
+		"(remove what it owns by deleting its clusters first, or fix --director)", l.director)
+}
+
+// groupAddresses are the addresses an ACTIVE holds for st: its clusters' VIPs on the group's
+// vip_interface and the gateway on its interface.
+func groupAddresses(st *lvsctlv1.DesiredState) []Address {
+	var out []Address
+	seen := map[Address]bool{}
+	add := func(a Address) {
+		if !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	g := st.GetGroup()
+	if iface := g.GetVipInterface(); iface != "" {
+		for _, c := range st.GetClusters() {
+			for _, v := range c.GetVips() {
+				if ip, err := netip.ParseAddr(v); err == nil {
+					add(Address{Interface: iface, IP: ip})
+				}
+			}
+		}
+	}
+	if gw := g.GetGateway(); gw.GetInterface() != "" {
+		if p, err := netip.ParsePrefix(gw.GetAddress()); err == nil {
+			add(Address{Interface: gw.GetInterface(), IP: p.Addr()})
+		}
+	}
+	return out
+}

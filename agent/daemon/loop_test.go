@@ -1,0 +1,365 @@
+package daemon
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lvsctl/lvsctl/agent/role"
+	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
+)
+
+// scriptedMachine stands for the role machine: it records the events it gets and answers
+// each with what say returns (nothing when say is nil), keeping Hold as a machine does.
+type scriptedMachine struct {
+	say    func(ev role.Event) role.Actions
+	events []string
+	hold   bool
+}
+
+func (m *scriptedMachine) Step(_ time.Time, ev role.Event) role.Actions {
+	m.events = append(m.events, describeRoleEvent(ev))
+	a := role.Actions{Hold: m.hold}
+	if m.say != nil {
+		a = m.say(ev)
+		a.HoldChanged = a.Hold != m.hold
+		m.hold = a.Hold
+	}
+	return a
+}
+
+func (m *scriptedMachine) Next() time.Time { return time.Time{} }
+
+func (m *scriptedMachine) Status(time.Time) *lvsctlv1.RoleStatus {
+	return &lvsctlv1.RoleStatus{Holding: m.hold}
+}
+
+func describeRoleEvent(ev role.Event) string {
+	switch ev := ev.(type) {
+	case role.Started:
+		return fmt.Sprintf("started held=%v", ev.Held)
+	case role.Assigned:
+		return fmt.Sprintf("assigned %s %d directors %s/%d", ev.Group.GetName(), len(ev.Group.GetDirectors()), ev.Role.GetRole(), ev.Role.GetEpoch())
+	case role.PeerHeartbeat:
+		return fmt.Sprintf("peer %s %s", ev.From, ev.HB.GetDirector())
+	case role.ControllerHeartbeat:
+		return fmt.Sprintf("controller sent=%d", ev.HB.GetSent())
+	case role.ControllerLost:
+		return "controller lost"
+	case role.ProbeAnswered:
+		return "probe " + ev.Peer
+	case role.Tick:
+		return "tick"
+	}
+	return fmt.Sprintf("%T", ev)
+}
+
+// describe is one line per action, with what a reviewer checks.
+func describe(acts []action) []string {
+	var out []string
+	for _, a := range acts {
+		switch a := a.(type) {
+		case actReconcile:
+			path := "full"
+			if a.delta != nil {
+				path = "delta"
+			}
+			s := fmt.Sprintf("reconcile %s %s rev=%d role=%s", path, a.trigger, a.rev, a.role.GetRole())
+			if a.refused != nil {
+				s += " refused"
+			}
+			switch a.save {
+			case saveSnapshot:
+				s += fmt.Sprintf(" save=snapshot(%s)", a.assigned.GetRole())
+			case saveDelta:
+				s += fmt.Sprintf(" save=delta(%d)", a.savedDelta.GetRevision())
+			}
+			out = append(out, s)
+		case actHolding:
+			out = append(out, fmt.Sprintf("holding %v role=%s", a.hold, a.role.GetRole()))
+		case actAnnounce:
+			var as []string
+			for _, x := range a.addrs {
+				as = append(as, x.Interface+" "+x.IP.String())
+			}
+			out = append(out, "announce "+strings.Join(as, ", "))
+		case actAckRefusal:
+			out = append(out, "ack refusal")
+		case actRequestSnapshot:
+			out = append(out, "request snapshot")
+		case actReport:
+			out = append(out, "report")
+		case actHeartbeat:
+			out = append(out, fmt.Sprintf("heartbeat sent=%d", a.hb.GetSent()))
+		case actPeers:
+			out = append(out, fmt.Sprintf("peers %d", len(a.out)))
+		case actProbe:
+			out = append(out, fmt.Sprintf("probe %d", len(a.out)))
+		case actRoleStatus:
+			out = append(out, fmt.Sprintf("status holding=%v", a.status.GetHolding()))
+		case actBind:
+			out = append(out, fmt.Sprintf("bind %v", a.local))
+		case actSave:
+			out = append(out, fmt.Sprintf("save rev=%d", a.rev))
+		default:
+			out = append(out, fmt.Sprintf("%T", a))
+		}
+	}
+	return out
+}
+
+func pairGroup(name string) *lvsctlv1.DirectorGroup {
+	return &lvsctlv1.DirectorGroup{Name: name, VipInterface: "eth0",
+		Gateway: &lvsctlv1.Gateway{Address: "10.1.0.1/24", Interface: "eth1"},
+		Directors: []*lvsctlv1.Director{
+			{Name: "dir-a", Priority: 100, Address: "192.0.2.1"},
+			{Name: "dir-b", Priority: 50, Address: "192.0.2.2"},
+		}}
+}
+
+func snapshotOf(rev int64, g *lvsctlv1.DirectorGroup, active string, epoch uint64, clusters ...*lvsctlv1.Cluster) evMessage {
+	return evMessage{m: &lvsctlv1.ConnectResponse{Msg: &lvsctlv1.ConnectResponse_Snapshot{Snapshot: &lvsctlv1.Snapshot{
+		Revision: rev, State: &lvsctlv1.DesiredState{Group: g, Clusters: clusters},
+		Roles: &lvsctlv1.GroupRoles{Group: g.GetName(), Active: active, Epoch: epoch}}}}}
+}
+
+func deltaOf(prev, rev int64, roles *lvsctlv1.GroupRoles, upserted ...*lvsctlv1.Cluster) evMessage {
+	return evMessage{m: &lvsctlv1.ConnectResponse{Msg: &lvsctlv1.ConnectResponse_Delta{Delta: &lvsctlv1.Delta{
+		PrevRevision: prev, Revision: rev, Upserted: upserted, Roles: roles}}}}
+}
+
+// holdWhileActive is a machine that holds whenever assigned ACTIVE (a group of one).
+func holdWhileActive() func(role.Event) role.Actions {
+	hold := false
+	return func(ev role.Event) role.Actions {
+		if a, ok := ev.(role.Assigned); ok {
+			hold = a.Role.GetRole() == lvsctlv1.Role_ROLE_ACTIVE
+			return role.Actions{Hold: hold, Announce: hold}
+		}
+		return role.Actions{Hold: hold}
+	}
+}
+
+func TestStep(t *testing.T) {
+	t0 := time.Date(2026, 11, 30, 6, 0, 0, 0, time.UTC)
+	ms := time.Millisecond
+	g := pairGroup("edge-1")
+	type at struct {
+		d  time.Duration
+		ev event
+	}
+	tests := []struct {
+		name       string
+		saved      *lvsctlv1.DesiredState // with an ACTIVE role at epoch 3, revision 4
+		dataPlane  bool                   // the kernel holds something the agent owns
+		say        func(role.Event) role.Actions
+		events     []at
+		want       []string // the actions of the last event
+		wantRole   []string // every event the machine got, when set
+		wantRepair time.Duration
+	}{
+		{
+			name:   "a snapshot makes ACTIVE: one full reconcile that holds, the announce after it",
+			say:    holdWhileActive(),
+			events: []at{{0, evStart{}}, {ms, snapshotOf(1, g, "dir-a", 5, web("edge-1"))}},
+			want: []string{
+				"reconcile full snapshot rev=1 role=ROLE_ACTIVE save=snapshot(ROLE_ACTIVE)",
+				"bind 192.0.2.1:7140",
+				"announce eth0 192.0.2.20, eth1 10.1.0.1",
+			},
+			wantRole: []string{"started held=false", "assigned edge-1 2 directors ROLE_ACTIVE/5"},
+		},
+		{
+			name:   "assigned ACTIVE without a lease: reconciled as STANDBY, saved as ACTIVE",
+			events: []at{{0, evStart{}}, {ms, snapshotOf(1, g, "dir-a", 5, web("edge-1"))}},
+			want: []string{
+				"reconcile full snapshot rev=1 role=ROLE_STANDBY save=snapshot(ROLE_ACTIVE)",
+				"bind 192.0.2.1:7140",
+			},
+		},
+		{
+			name: "the lease ends: the addresses alone are released, then the status",
+			say: func(ev role.Event) role.Actions {
+				_, tick := ev.(role.Tick)
+				hold := !tick
+				a := role.Actions{Hold: hold}
+				if tick {
+					a.Status = &lvsctlv1.RoleStatus{Fenced: "no answer"}
+				}
+				return a
+			},
+			events: []at{{0, evStart{}}, {ms, snapshotOf(1, g, "dir-a", 5, web("edge-1"))}, {400 * ms, evRoleTick{}}},
+			want:   []string{"holding false role=ROLE_STANDBY", "status holding=false"},
+		},
+		{
+			name: "a following delta: the delta path",
+			say:  holdWhileActive(),
+			events: []at{{0, evStart{}}, {ms, snapshotOf(1, g, "dir-a", 5, web("edge-1"))},
+				{2 * ms, deltaOf(1, 2, nil, cluster("web", 3))}},
+			want: []string{"reconcile delta delta rev=2 role=ROLE_ACTIVE save=delta(2)"},
+		},
+		{
+			name: "a delta with roles: the full path, the delta saved",
+			say:  holdWhileActive(),
+			events: []at{{0, evStart{}}, {ms, snapshotOf(1, g, "dir-a", 5, web("edge-1"))},
+				{2 * ms, deltaOf(1, 2, &lvsctlv1.GroupRoles{Group: "edge-1", Active: "dir-b", Epoch: 6})}},
+			want: []string{"reconcile full delta rev=2 role=ROLE_STANDBY save=delta(2)"},
+		},
+		{
+			name: "a stale epoch is not obeyed: still ACTIVE, the machine not told again",
+			say:  holdWhileActive(),
+			events: []at{{0, evStart{}}, {ms, snapshotOf(1, g, "dir-a", 5, web("edge-1"))},
+				{2 * ms, deltaOf(1, 2, &lvsctlv1.GroupRoles{Group: "edge-1", Active: "dir-b", Epoch: 4})}},
+			want:     []string{"reconcile full delta rev=2 role=ROLE_ACTIVE save=delta(2)"},
+			wantRole: []string{"started held=false", "assigned edge-1 2 directors ROLE_ACTIVE/5"},
+		},
+		{
+			name:   "a delta after another revision asks for a snapshot",
+			events: []at{{0, evStart{}}, {ms, snapshotOf(1, g, "dir-a", 5)}, {2 * ms, deltaOf(3, 4, nil)}},
+			want:   []string{"request snapshot"},
+		},
+		{
+			name:   "a delta before any snapshot asks for one",
+			events: []at{{0, evStart{}}, {2 * ms, deltaOf(0, 4, nil)}},
+			want:   []string{"request snapshot"},
+		},
+		{
+			name:      "no group, a data plane to lose: refused",
+			dataPlane: true,
+			events:    []at{{0, evStart{}}, {ms, evMessage{m: snapshot(2, "")}}},
+			want:      []string{"ack refusal"},
+		},
+		{
+			name:   "no group, nothing to lose: applied",
+			events: []at{{0, evStart{}}, {ms, evMessage{m: snapshot(2, "")}}},
+			want:   []string{"reconcile full snapshot rev=2 role=ROLE_UNSPECIFIED save=snapshot(ROLE_UNSPECIFIED)"},
+		},
+		{
+			name:      "resync after a refusal still says so",
+			dataPlane: true,
+			events: []at{{0, evStart{}}, {ms, snapshotOf(1, g, "dir-a", 5)},
+				{2 * ms, evMessage{m: snapshot(2, "")}}, {3 * ms, evResync{}}},
+			want: []string{"reconcile full resync rev=1 role=ROLE_STANDBY refused"},
+		},
+		{
+			name:     "offline start: the saved state and role, the saved group's peers",
+			say:      holdWhileActive(),
+			saved:    &lvsctlv1.DesiredState{Group: g, Clusters: []*lvsctlv1.Cluster{web("edge-1")}},
+			events:   []at{{0, evStart{held: true}}, {10 * ms, evOffline{}}},
+			want:     []string{"reconcile full saved-state rev=4 role=ROLE_ACTIVE"},
+			wantRole: []string{"started held=true", "assigned edge-1 2 directors ROLE_ACTIVE/3"},
+		},
+		{
+			name:   "offline timer after the controller's snapshot: nothing",
+			saved:  &lvsctlv1.DesiredState{Group: g},
+			events: []at{{0, evStart{}}, {ms, snapshotOf(7, g, "dir-a", 5)}, {10 * ms, evOffline{}}},
+			want:   nil,
+		},
+		{
+			name:   "a kernel change before any desired state: ignored",
+			events: []at{{0, evStart{}}, {ms, evKernelChange{}}},
+			want:   nil,
+		},
+		{
+			name:       "kernel changes: the repair is due RepairDelay after the first",
+			events:     []at{{0, evStart{}}, {ms, snapshotOf(1, g, "dir-a", 5)}, {10 * ms, evKernelChange{}}, {20 * ms, evKernelChange{}}},
+			want:       nil,
+			wantRepair: 10*ms + 150*ms,
+		},
+		{
+			name:       "a delta does not repair: the repair stays due",
+			events:     []at{{0, evStart{}}, {ms, snapshotOf(1, g, "dir-a", 5)}, {10 * ms, evKernelChange{}}, {20 * ms, deltaOf(1, 2, nil, cluster("web", 2))}},
+			want:       []string{"reconcile delta delta rev=2 role=ROLE_STANDBY save=delta(2)"},
+			wantRepair: 10*ms + 150*ms,
+		},
+		{
+			name:   "the repair: a full reconcile",
+			events: []at{{0, evStart{}}, {ms, snapshotOf(1, g, "dir-a", 5)}, {10 * ms, evKernelChange{}}, {160 * ms, evRepairDue{}}},
+			want:   []string{"reconcile full kernel-change rev=1 role=ROLE_STANDBY"},
+		},
+		{
+			name:   "stats tick with a desired state: a report",
+			events: []at{{0, evStart{}}, {ms, snapshotOf(1, g, "dir-a", 5)}, {2 * ms, evStatsTick{}}},
+			want:   []string{"report"},
+		},
+		{
+			name:   "stats tick without: nothing",
+			events: []at{{0, evStart{}}, {2 * ms, evStatsTick{}}},
+			want:   nil,
+		},
+		{
+			name:   "Hello: the role status",
+			say:    holdWhileActive(),
+			events: []at{{0, evStart{}}, {ms, snapshotOf(1, g, "dir-a", 5)}, {2 * ms, evHello{}}},
+			want:   []string{"status holding=true"},
+		},
+		{
+			name: "heartbeats out: to the controller, the peers, the probes",
+			say: func(ev role.Event) role.Actions {
+				return role.Actions{Controller: &lvsctlv1.Heartbeat{Sent: 42},
+					Peers: []role.Outgoing{{Peer: "dir-b"}}, Probes: []role.Outgoing{{Peer: "dir-b"}}}
+			},
+			events: []at{{0, evStart{}}, {100 * ms, evRoleTick{}}},
+			want:   []string{"heartbeat sent=42", "peers 1", "probe 1"},
+		},
+		{
+			name: "answers in: each to the machine",
+			events: []at{{0, evStart{}}, {ms, snapshotOf(1, g, "dir-a", 5)},
+				{2 * ms, evCtlHeartbeat{hb: &lvsctlv1.Heartbeat{Sent: 7}}},
+				{3 * ms, evPeerHeartbeat{from: netip.MustParseAddr("192.0.2.2"), hb: &lvsctlv1.PeerHeartbeat{Director: "dir-b"}}},
+				{4 * ms, evProbeAnswer{peer: "dir-b"}}, {5 * ms, evSessionLost{}}},
+			wantRole: []string{"started held=false", "assigned edge-1 2 directors ROLE_ACTIVE/5",
+				"controller sent=7", "peer 192.0.2.2 dir-b", "probe dir-b", "controller lost"},
+		},
+		{
+			name:   "a group of one: no transport",
+			events: []at{{0, evStart{}}, {ms, snapshotOf(1, g, "dir-a", 5)}, {2 * ms, evMessage{m: withRoles(snapshot(2, "edge-1"), "edge-1", "dir-a", 5)}}},
+			want:   []string{"reconcile full snapshot rev=2 role=ROLE_STANDBY save=snapshot(ROLE_ACTIVE)", "bind invalid AddrPort"},
+		},
+		{
+			name:     "the same group again: no rebind, the machine not told again",
+			events:   []at{{0, evStart{}}, {ms, snapshotOf(1, g, "dir-a", 5)}, {2 * ms, snapshotOf(2, pairGroup("edge-1"), "dir-a", 5)}},
+			want:     []string{"reconcile full snapshot rev=2 role=ROLE_STANDBY save=snapshot(ROLE_ACTIVE)"},
+			wantRole: []string{"started held=false", "assigned edge-1 2 directors ROLE_ACTIVE/5"},
+		},
+		{
+			name:   "a save behind: the whole state saved",
+			events: []at{{0, evStart{}}, {ms, snapshotOf(1, g, "dir-a", 5)}, {2 * ms, deltaOf(1, 2, nil)}, {3 * ms, evSaveBehind{}}},
+			want:   []string{"save rev=2"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := &scriptedMachine{say: tt.say}
+			l := &loop{director: "dir-a", log: slog.New(slog.DiscardHandler), repairDelay: 150 * time.Millisecond, machine: m,
+				hasDataPlane: func() bool { return tt.dataPlane }}
+			if tt.saved != nil {
+				l.saved, l.savedRv = tt.saved, 4
+				l.role = &lvsctlv1.RoleAssignment{Group: tt.saved.GetGroup().GetName(), Role: active, Epoch: 3}
+			}
+			var got []string
+			for _, e := range tt.events {
+				got = describe(l.step(t0.Add(e.d), e.ev))
+			}
+			if tt.wantRole == nil || tt.want != nil {
+				if !slices.Equal(got, tt.want) {
+					t.Errorf("actions:\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(tt.want, "\n  "))
+				}
+			}
+			if tt.wantRole != nil && !slices.Equal(m.events, tt.wantRole) {
+				t.Errorf("the role machine got:\n  %s\nwant\n  %s", strings.Join(m.events, "\n  "), strings.Join(tt.wantRole, "\n  "))
+			}
+			var wantRepair time.Time
+			if tt.wantRepair > 0 {
+				wantRepair = t0.Add(tt.wantRepair)
+			}
+			if !l.repairAt.Equal(wantRepair) {
+				t.Errorf("repair due at %v, want %v", l.repairAt, wantRepair)
+			}
+		})
+	}
+}
