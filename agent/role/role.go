@@ -8,12 +8,26 @@
 // the controller or from any peer) that carries no epoch higher than its own; the lease runs
 // Fence from when the answered heartbeat was sent. A director that hears a higher epoch of its
 // group releases at once and waits for the assignment that goes with it.
+//
+// Additions to the first skeleton (all compatible):
+//   - Actions.Conflict: a peer says it holds the addresses at our epoch while we are ACTIVE.
+//   - The heartbeat to the controller also carries Echo (the controller's latest sent value
+//     received) and Epoch (this director's epoch).
+//
+// Driver contract: Step a Tick at Next() (or later); Status(now) reports the flags of the last
+// Step (holding is what the last Actions.Hold said), with heard_ago_ms computed at now.
 package role
 
 import (
+	"cmp"
+	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
+	"github.com/lvsctl/lvsctl/failover"
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
 )
 
@@ -26,7 +40,8 @@ type Event interface{ isEvent() }
 type Started struct{ Held bool }
 
 // Assigned: the role the daemon obeys now, with the group it belongs to (its directors,
-// addresses and Failover settings). The daemon has already refused stale epochs.
+// addresses and Failover settings). The daemon has already refused stale epochs. A nil Group
+// means the director is in no group: no heartbeats, no peers, nothing held.
 type Assigned struct {
 	Group *lvsctlv1.DirectorGroup
 	Role  *lvsctlv1.RoleAssignment
@@ -38,7 +53,8 @@ type ControllerHeartbeat struct{ HB *lvsctlv1.Heartbeat }
 // ControllerLost: the stream to the controller is down.
 type ControllerLost struct{}
 
-// PeerHeartbeat: a peer's heartbeat arrived over UDP, from address From.
+// PeerHeartbeat: a peer's heartbeat arrived over UDP, from address From. It counts only if
+// it names this group and a known peer whose address is From.
 type PeerHeartbeat struct {
 	From netip.Addr
 	HB   *lvsctlv1.PeerHeartbeat
@@ -80,21 +96,352 @@ type Actions struct {
 	// Status is set when what the controller must know changed (the driver adds the sync
 	// daemons' state and sends it).
 	Status *lvsctlv1.RoleStatus
+	// Conflict names a peer that just started to claim the addresses at this director's own
+	// epoch while this director is assigned ACTIVE (holding them or not). Only one ACTIVE exists per epoch, so this is a
+	// bug elsewhere: the driver logs it; the machine does not release on it (releasing both
+	// would be an outage, and the controller sees both claims in the status).
+	Conflict string
+}
+
+// maxSent bounds the remembered sent values whatever the settings: a lease needs only those
+// sent within the last Fence, Fence/Interval of them (3 with the defaults).
+const maxSent = 1024
+
+// sentAt is one heartbeat value this process sent, and when.
+type sentAt struct {
+	value int64
+	at    time.Time
+}
+
+// peer is what this director knows of another director of its group.
+type peer struct {
+	name string
+	addr netip.AddrPort
+	// heard and probed are when its last heartbeat and probe answer arrived (zero: never).
+	heard, probed time.Time
+	// echo is the latest sent value received from it, which our heartbeats echo.
+	echo int64
+	// What it last said of itself.
+	epoch   uint64
+	role    lvsctlv1.Role
+	holding bool
+	// reachable and hostReachable as of the last Step; conflict: it was reported.
+	reachable, hostReachable, conflict bool
 }
 
 // Machine is one director's role logic.
 type Machine struct {
 	director string
+
+	inGroup  bool
+	group    string
+	settings failover.Settings
+	// others counts the other directors of the group, with or without a usable address: a
+	// director alone in its group never fences, one whose peers cannot be reached does.
+	others int
+	peers  map[string]*peer
+
+	role  lvsctlv1.Role
+	epoch uint64
+	// seenEpoch is the highest epoch of the group heard from the controller or a peer; above
+	// the assigned epoch, it forbids holding. seenFrom names who said it.
+	seenEpoch uint64
+	seenFrom  string
+
+	// leaseUntil is when the lease from answered heartbeats ends; heldAtStart is when the
+	// agent started with the addresses held (zero: it did not), which grants one Fence.
+	leaseUntil, heldAtStart time.Time
+	sent                    []sentAt
+	lastSent                int64
+	lastBeat                time.Time
+	beaten                  bool
+	// controllerEcho is the controller's latest sent value, echoed in our heartbeats.
+	controllerEcho int64
+
+	hold   bool
+	fenced string
+	// reported is the last status emitted, without heard_ago_ms, to detect changes.
+	reported *lvsctlv1.RoleStatus
 }
 
 // New returns the machine of a director.
-func New(director string) *Machine { return &Machine{director: director} }
+func New(director string) *Machine {
+	m := &Machine{director: director, settings: failover.Of(nil), peers: map[string]*peer{}}
+	m.reported = m.key(time.Time{})
+	return m
+}
 
 // Step feeds one event at time now and returns what to do.
-func (m *Machine) Step(now time.Time, ev Event) Actions { return Actions{} }
+func (m *Machine) Step(now time.Time, ev Event) Actions {
+	switch ev := ev.(type) {
+	case Started:
+		if ev.Held {
+			m.heldAtStart = now
+		}
+	case Assigned:
+		m.assign(ev)
+	case ControllerHeartbeat:
+		m.controllerHeartbeat(now, ev.HB)
+	case ControllerLost:
+		// The lease simply stops being renewed by the controller; peers may keep it.
+		m.controllerEcho = 0
+	case PeerHeartbeat:
+		m.peerHeartbeat(now, ev)
+	case ProbeAnswered:
+		if p := m.peers[ev.Peer]; p != nil {
+			p.probed = now
+		}
+	case Tick:
+	}
+	return m.advance(now)
+}
+
+func (m *Machine) assign(ev Assigned) {
+	m.role = ev.Role.GetRole()
+	m.epoch = ev.Role.GetEpoch()
+	g := ev.Group
+	if g.GetName() == "" {
+		m.inGroup, m.group, m.others = false, "", 0
+		m.peers = map[string]*peer{}
+		m.seenEpoch, m.seenFrom = 0, ""
+		m.settings = failover.Of(nil)
+		return
+	}
+	if !m.inGroup || g.GetName() != m.group {
+		// Epochs seen and peers known belong to the group left.
+		m.peers = map[string]*peer{}
+		m.seenEpoch, m.seenFrom = 0, ""
+	}
+	m.inGroup, m.group = true, g.GetName()
+	m.settings = failover.Of(g)
+	m.others = 0
+	keep := map[string]*peer{}
+	for _, d := range g.GetDirectors() {
+		if d.GetName() == m.director {
+			continue
+		}
+		m.others++
+		a, err := netip.ParseAddr(d.GetAddress())
+		if err != nil {
+			// Validation requires an address in a group of several; without one the
+			// director cannot be heartbeated or probed, but still counts in others.
+			continue
+		}
+		to := netip.AddrPortFrom(a.Unmap(), m.settings.Port)
+		p := m.peers[d.GetName()]
+		if p == nil || p.addr.Addr() != to.Addr() {
+			// A new address is a new host: nothing heard from the old one counts for it.
+			p = &peer{name: d.GetName()}
+		}
+		p.addr = to
+		keep[d.GetName()] = p
+	}
+	m.peers = keep
+}
+
+func (m *Machine) controllerHeartbeat(now time.Time, hb *lvsctlv1.Heartbeat) {
+	m.controllerEcho = hb.GetSent()
+	if !m.inGroup {
+		return
+	}
+	m.answer(now, hb.GetEcho(), hb.GetEpoch(), "the controller")
+}
+
+func (m *Machine) peerHeartbeat(now time.Time, ev PeerHeartbeat) {
+	hb := ev.HB
+	if !m.inGroup || hb.GetGroup() != m.group {
+		return
+	}
+	p := m.peers[hb.GetDirector()]
+	if p == nil || ev.From.Unmap() != p.addr.Addr() {
+		return
+	}
+	p.heard = now
+	p.echo = hb.GetSent()
+	p.epoch, p.role, p.holding = hb.GetEpoch(), hb.GetRole(), hb.GetHolding()
+	m.answer(now, hb.GetEcho(), hb.GetEpoch(), p.name)
+}
+
+// answer handles an answer to our heartbeats: a higher epoch fences, an echo of a value
+// this process sent within the last Fence renews the lease.
+func (m *Machine) answer(now time.Time, echo int64, epoch uint64, from string) {
+	if epoch > m.epoch {
+		if epoch > m.seenEpoch {
+			m.seenEpoch, m.seenFrom = epoch, from
+		}
+		return
+	}
+	if echo == 0 {
+		return
+	}
+	m.prune(now)
+	i, ok := slices.BinarySearchFunc(m.sent, echo, func(s sentAt, v int64) int { return cmp.Compare(s.value, v) })
+	if !ok {
+		return
+	}
+	if end := m.sent[i].at.Add(m.settings.Fence); end.After(m.leaseUntil) {
+		m.leaseUntil = end
+	}
+}
+
+// prune forgets the sent values whose echo could no longer extend the lease.
+func (m *Machine) prune(now time.Time) {
+	i := 0
+	for i < len(m.sent) && !m.sent[i].at.Add(m.settings.Fence).After(now) {
+		i++
+	}
+	m.sent = m.sent[i:]
+}
+
+// lease is when the current lease ends.
+func (m *Machine) lease() time.Time {
+	l := m.leaseUntil
+	if !m.heldAtStart.IsZero() {
+		if s := m.heldAtStart.Add(m.settings.Fence); s.After(l) {
+			l = s
+		}
+	}
+	return l
+}
+
+// decide returns whether the addresses may be held at now, and if an assigned ACTIVE may
+// not, why.
+func (m *Machine) decide(now time.Time) (bool, string) {
+	if !m.inGroup || m.role != lvsctlv1.Role_ROLE_ACTIVE {
+		return false, ""
+	}
+	if m.seenEpoch > m.epoch {
+		return false, fmt.Sprintf("epoch %d seen from %s", m.seenEpoch, m.seenFrom)
+	}
+	if m.others == 0 {
+		return true, ""
+	}
+	l := m.lease()
+	if now.Before(l) {
+		return true, ""
+	}
+	if l.IsZero() {
+		return false, "no answer to heartbeats yet"
+	}
+	return false, fmt.Sprintf("no answer to heartbeats for %v", m.settings.Fence)
+}
+
+func (m *Machine) advance(now time.Time) Actions {
+	var act Actions
+	for _, p := range m.peers {
+		p.reachable = !p.heard.IsZero() && now.Before(p.heard.Add(m.settings.DeadAfter))
+		p.hostReachable = !p.probed.IsZero() && now.Before(p.probed.Add(m.settings.DeadAfter))
+	}
+	hold, fenced := m.decide(now)
+	act.Hold = hold
+	act.HoldChanged = hold != m.hold
+	act.Announce = hold && !m.hold
+	m.hold, m.fenced = hold, fenced
+
+	for _, name := range m.names() {
+		p := m.peers[name]
+		c := m.role == lvsctlv1.Role_ROLE_ACTIVE && p.holding && p.epoch == m.epoch
+		if c && !p.conflict && act.Conflict == "" {
+			act.Conflict = name
+		}
+		p.conflict = c
+	}
+
+	if m.inGroup && (!m.beaten || !now.Before(m.lastBeat.Add(m.settings.Interval))) {
+		m.beat(now, &act)
+	}
+
+	if k := m.key(now); !proto.Equal(k, m.reported) {
+		m.reported = k
+		act.Status = m.Status(now)
+	}
+	return act
+}
+
+// beat sends one round of heartbeats and probes, and remembers the sent value.
+func (m *Machine) beat(now time.Time, act *Actions) {
+	m.lastBeat, m.beaten = now, true
+	v := now.UnixNano()
+	if v <= m.lastSent {
+		// Values must be unique and increasing to be found again: the wall clock may step back.
+		v = m.lastSent + 1
+	}
+	m.lastSent = v
+	m.prune(now)
+	m.sent = append(m.sent, sentAt{value: v, at: now})
+	if len(m.sent) > maxSent {
+		m.sent = m.sent[len(m.sent)-maxSent:]
+	}
+	act.Controller = &lvsctlv1.Heartbeat{Sent: v, Echo: m.controllerEcho, Epoch: m.epoch}
+	for _, name := range m.names() {
+		p := m.peers[name]
+		act.Peers = append(act.Peers, Outgoing{Peer: name, To: p.addr, HB: &lvsctlv1.PeerHeartbeat{
+			Group: m.group, Director: m.director, Epoch: m.epoch, Role: m.role,
+			Holding: m.hold, Sent: v, Echo: p.echo,
+		}})
+		act.Probes = append(act.Probes, Outgoing{Peer: name, To: p.addr})
+	}
+}
+
+func (m *Machine) names() []string {
+	names := make([]string, 0, len(m.peers))
+	for n := range m.peers {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
 
 // Next is when the driver must Step a Tick at the latest (zero: no deadline pending).
-func (m *Machine) Next() time.Time { return time.Time{} }
+func (m *Machine) Next() time.Time {
+	if !m.inGroup {
+		return time.Time{}
+	}
+	next := m.lastBeat.Add(m.settings.Interval)
+	earlier := func(t time.Time) {
+		if t.Before(next) {
+			next = t
+		}
+	}
+	if m.hold && m.others > 0 {
+		earlier(m.lease())
+	}
+	for _, p := range m.peers {
+		if p.reachable {
+			earlier(p.heard.Add(m.settings.DeadAfter))
+		}
+		if p.hostReachable {
+			earlier(p.probed.Add(m.settings.DeadAfter))
+		}
+	}
+	return next
+}
+
+// key is the status without what changes on its own (heard_ago_ms): a change in it is one
+// the controller decides on.
+func (m *Machine) key(now time.Time) *lvsctlv1.RoleStatus {
+	s := m.Status(now)
+	for _, p := range s.Peers {
+		p.HeardAgoMs = 0
+	}
+	return s
+}
 
 // Status is what the controller should know now.
-func (m *Machine) Status(now time.Time) *lvsctlv1.RoleStatus { return &lvsctlv1.RoleStatus{} }
+func (m *Machine) Status(now time.Time) *lvsctlv1.RoleStatus {
+	s := &lvsctlv1.RoleStatus{
+		Group: m.group, Epoch: m.epoch, Role: m.role, Holding: m.hold, Fenced: m.fenced,
+	}
+	for _, name := range m.names() {
+		p := m.peers[name]
+		ago := int64(-1)
+		if !p.heard.IsZero() {
+			ago = now.Sub(p.heard).Milliseconds()
+		}
+		s.Peers = append(s.Peers, &lvsctlv1.PeerStatus{
+			Director: name, Reachable: p.reachable, HostReachable: p.hostReachable,
+			HeardAgoMs: ago, Epoch: p.epoch, Role: p.role, Holding: p.holding,
+		})
+	}
+	return s
+}
