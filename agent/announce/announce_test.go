@@ -1,0 +1,364 @@
+package announce
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mdlayher/arp"
+	"github.com/mdlayher/ethernet"
+	"github.com/mdlayher/packet"
+)
+
+// hangGuard bounds waits for something that should happen at once; it only turns a hang
+// into a failure and measures nothing.
+const hangGuard = 5 * time.Second
+
+const wrongMAC = "02:00:00:00:00:99"
+
+// mac is the hardware address of dev in ns.
+func mac(t *testing.T, ns, dev string) string {
+	t.Helper()
+	out, err := exec.Command("ip", "-n", ns, "-j", "link", "show", "dev", dev).Output()
+	if err != nil {
+		t.Fatalf("ip link show %s: %v", dev, err)
+	}
+	var links []struct {
+		Address string `json:"address"`
+	}
+	if err := json.Unmarshal(out, &links); err != nil || len(links) != 1 {
+		t.Fatalf("parse ip -j link: %v: %s", err, out)
+	}
+	return links[0].Address
+}
+
+// neigh is B's neighbour entry for addr on b0: its MAC and states ("" if none).
+func neigh(t *testing.T, ns, addr string) (lladdr string, state []string) {
+	t.Helper()
+	out, err := exec.Command("ip", "-n", ns, "-j", "neigh", "show", addr, "dev", "b0").Output()
+	if err != nil {
+		t.Fatalf("ip neigh show: %v", err)
+	}
+	var entries []struct {
+		Lladdr string   `json:"lladdr"`
+		State  []string `json:"state"`
+	}
+	if err := json.Unmarshal(out, &entries); err != nil {
+		t.Fatalf("parse ip -j neigh: %v: %s", err, out)
+	}
+	if len(entries) == 0 {
+		return "", nil
+	}
+	return entries[0].Lladdr, entries[0].State
+}
+
+// waitNeigh waits until B's entry for addr has lladdr want, or fails after hangGuard.
+func waitNeigh(t *testing.T, ns, addr, want string) []string {
+	t.Helper()
+	deadline := time.Now().Add(hangGuard)
+	for {
+		got, state := neigh(t, ns, addr)
+		if got == want {
+			return state
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("B's neighbour entry for %s is %q %v, want %s", addr, got, state, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A takes over a VIP that B last saw at another MAC (the old ACTIVE): after Announce, B's
+// entry for the VIP holds A's MAC, whatever state it was in. This is what the lab checks on
+// the client. The entry is written just before Announce, inside the kernel's locktime (1 s),
+// in which only a gratuitous ARP may override it: an ordinary ARP from the VIP would not.
+func TestAnnounceUpdatesStaleNeighbour(t *testing.T) {
+	for _, tc := range []struct{ name, vip, prefix, nud string }{
+		{"ipv4 stale", "192.0.2.100", "/32", "stale"},
+		{"ipv4 reachable", "192.0.2.100", "/32", "reachable"},
+		{"ipv6 stale", "2001:db8::100", "/128", "stale"},
+		{"ipv6 reachable", "2001:db8::100", "/128", "reachable"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			nsA, nsB := pair(t)
+			// The VIP is on A's interface, as the reconciler adds it before announcing.
+			ip(t, "-n", nsA, "addr", "add", tc.vip+tc.prefix, "dev", "a0", "nodad")
+			ip(t, "-n", nsB, "neigh", "replace", tc.vip, "lladdr", wrongMAC, "dev", "b0", "nud", tc.nud)
+			if got, _ := neigh(t, nsB, tc.vip); got != wrongMAC {
+				t.Fatalf("setup: B's entry is %q, want %s", got, wrongMAC)
+			}
+			a := New(nil)
+			inNS(t, nsA, func() {
+				a.Announce(t.Context(), []Address{{Interface: "a0", IP: netip.MustParseAddr(tc.vip)}})
+			})
+			state := waitNeigh(t, nsB, tc.vip, mac(t, nsA, "a0"))
+			t.Logf("B's entry after the announcement: %v", state)
+			a.Wait()
+		})
+	}
+}
+
+// What Linux does with an announcement for an address it has no entry for: by default
+// (arp_accept=0, accept_untracked_na=0) nothing; a gratuitous ARP creates an entry only with
+// arp_accept=1. The second half shows the frame is a well-formed gratuitous ARP by the
+// kernel's own test (arp_is_garp), not just "an ARP from that address".
+func TestAnnounceNoEntry(t *testing.T) {
+	nsA, nsB := pair(t)
+	ip(t, "-n", nsA, "addr", "add", "192.0.2.100/32", "dev", "a0")
+	ip(t, "-n", nsA, "addr", "add", "2001:db8::100/128", "dev", "a0", "nodad")
+	a := New(nil)
+	inNS(t, nsA, func() {
+		a.Announce(t.Context(), []Address{
+			{Interface: "a0", IP: netip.MustParseAddr("192.0.2.100")},
+			{Interface: "a0", IP: netip.MustParseAddr("2001:db8::100")},
+		})
+	})
+	a.Wait() // all three rounds are sent, and a veth delivers synchronously
+	for _, vip := range []string{"192.0.2.100", "2001:db8::100"} {
+		if got, state := neigh(t, nsB, vip); got != "" {
+			t.Errorf("B created an entry %s %v for %s by default; expected none", got, state, vip)
+		}
+	}
+
+	if out, err := exec.Command("ip", "netns", "exec", nsB, "sysctl", "-qw", "net.ipv4.conf.b0.arp_accept=1").CombinedOutput(); err != nil {
+		t.Fatalf("sysctl arp_accept: %v: %s", err, out)
+	}
+	inNS(t, nsA, func() {
+		a.Announce(t.Context(), []Address{{Interface: "a0", IP: netip.MustParseAddr("192.0.2.100")}})
+	})
+	waitNeigh(t, nsB, "192.0.2.100", mac(t, nsA, "a0"))
+	a.Wait()
+}
+
+// On the wire: three gratuitous ARP requests (now, +100 ms, +1 s), broadcast, sender and
+// target IP the VIP, sender MAC A's, and no more.
+func TestAnnounceFrames(t *testing.T) {
+	nsA, nsB := pair(t)
+	ip(t, "-n", nsA, "addr", "add", "192.0.2.100/32", "dev", "a0")
+	var c *packet.Conn
+	inNS(t, nsB, func() {
+		ifi, err := net.InterfaceByName("b0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c, err = packet.Listen(ifi, packet.Raw, int(ethernet.EtherTypeARP), nil); err != nil {
+			t.Fatal(err)
+		}
+	})
+	defer c.Close()
+	a := New(nil)
+	inNS(t, nsA, func() {
+		a.Announce(t.Context(), []Address{{Interface: "a0", IP: netip.MustParseAddr("192.0.2.100")}})
+	})
+	a.Wait()
+	macA := mac(t, nsA, "a0")
+	vip := netip.MustParseAddr("192.0.2.100")
+	n := 0
+	buf := make([]byte, 1500)
+	for {
+		// Every frame was delivered before Wait returned; the deadline only ends the read.
+		_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		m, _, err := c.ReadFrom(buf)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var f ethernet.Frame
+		if err := f.UnmarshalBinary(buf[:m]); err != nil {
+			t.Fatal(err)
+		}
+		var p arp.Packet
+		if err := p.UnmarshalBinary(f.Payload); err != nil {
+			t.Fatal(err)
+		}
+		if p.SenderIP != vip {
+			continue // B's own or A's ARP for other addresses
+		}
+		n++
+		if f.Destination.String() != ethernet.Broadcast.String() || p.Operation != arp.OperationRequest ||
+			p.TargetIP != vip || p.SenderHardwareAddr.String() != macA || f.Source.String() != macA {
+			t.Errorf("frame %d: %s -> %s %v", n, f.Source, f.Destination, p)
+		}
+	}
+	if n != len(repeats)+1 {
+		t.Errorf("B saw %d gratuitous ARPs for the VIP, want %d", n, len(repeats)+1)
+	}
+}
+
+// fakeSender counts sends and records its close, and can fail.
+type fakeSender struct {
+	mu     sync.Mutex
+	sends  int
+	closed bool
+	sent   chan struct{}
+}
+
+func (f *fakeSender) send() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return errors.New("send on a closed socket")
+	}
+	f.sends++
+	f.sent <- struct{}{}
+	return nil
+}
+
+func (f *fakeSender) close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return errors.New("closed twice")
+	}
+	f.closed = true
+	return nil
+}
+
+func (f *fakeSender) state() (int, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.sends, f.closed
+}
+
+type timerReq struct {
+	d  time.Duration
+	ch chan time.Time
+}
+
+// fakeAnnouncer has senders per address (an address without one fails to open) and timers
+// the test fires.
+func fakeAnnouncer(senders map[string]*fakeSender) (*Announcer, chan timerReq) {
+	timers := make(chan timerReq, 10)
+	a := New(nil)
+	a.open = func(ad Address) (sender, error) {
+		s, ok := senders[ad.IP.String()]
+		if !ok {
+			return nil, errors.New("no such interface")
+		}
+		return s, nil
+	}
+	a.after = func(d time.Duration) <-chan time.Time {
+		ch := make(chan time.Time, 1)
+		timers <- timerReq{d, ch}
+		return ch
+	}
+	return a, timers
+}
+
+func nextTimer(t *testing.T, timers chan timerReq) timerReq {
+	t.Helper()
+	select {
+	case r := <-timers:
+		return r
+	case <-time.After(hangGuard):
+		t.Fatal("no repeat scheduled")
+	}
+	return timerReq{}
+}
+
+func waitSends(t *testing.T, f *fakeSender, want int) {
+	t.Helper()
+	for {
+		if n, _ := f.state(); n >= want {
+			if n > want {
+				t.Fatalf("%d sends, want %d", n, want)
+			}
+			return
+		}
+		select {
+		case <-f.sent:
+		case <-time.After(hangGuard):
+			n, _ := f.state()
+			t.Fatalf("stuck at %d sends, want %d", n, want)
+		}
+	}
+}
+
+func newFake() *fakeSender { return &fakeSender{sent: make(chan struct{}, 10)} }
+
+// The schedule: the first send happens before Announce returns, the repeats at +100 ms and
+// +1 s after it, then the sockets are closed. An address that cannot be opened is logged and
+// skipped; the others are announced.
+func TestAnnounceSchedule(t *testing.T) {
+	s1, s2 := newFake(), newFake()
+	a, timers := fakeAnnouncer(map[string]*fakeSender{"192.0.2.1": s1, "2001:db8::1": s2})
+	a.Announce(t.Context(), []Address{
+		{"eth0", netip.MustParseAddr("192.0.2.1")},
+		{"eth9", netip.MustParseAddr("192.0.2.9")}, // fails to open
+		{"eth0", netip.MustParseAddr("2001:db8::1")},
+	})
+	for _, s := range []*fakeSender{s1, s2} {
+		if n, closed := s.state(); n != 1 || closed {
+			t.Fatalf("after Announce returned: %d sends, closed %v; want 1, open", n, closed)
+		}
+	}
+	var waits []time.Duration
+	for round := 2; round <= 3; round++ {
+		r := nextTimer(t, timers)
+		waits = append(waits, r.d)
+		r.ch <- time.Time{}
+		waitSends(t, s1, round)
+		waitSends(t, s2, round)
+	}
+	a.Wait()
+	if want := []time.Duration{100 * time.Millisecond, 900 * time.Millisecond}; !slices.Equal(waits, want) {
+		t.Errorf("waits between sends %v, want %v (sends at +0, +100 ms, +1 s)", waits, want)
+	}
+	for _, s := range []*fakeSender{s1, s2} {
+		if n, closed := s.state(); n != 3 || !closed {
+			t.Errorf("at the end: %d sends, closed %v; want 3, closed", n, closed)
+		}
+	}
+	if len(timers) != 0 {
+		t.Errorf("%d repeats scheduled after the last", len(timers))
+	}
+}
+
+// When ctx ends (the director released the addresses again), repeats stop and the sockets
+// are closed.
+func TestAnnounceStopsWithContext(t *testing.T) {
+	s := newFake()
+	a, timers := fakeAnnouncer(map[string]*fakeSender{"192.0.2.1": s})
+	ctx, cancel := context.WithCancel(t.Context())
+	a.Announce(ctx, []Address{{"eth0", netip.MustParseAddr("192.0.2.1")}})
+	nextTimer(t, timers) // the first repeat is waiting
+	cancel()
+	a.Wait()
+	if n, closed := s.state(); n != 1 || !closed {
+		t.Errorf("after cancel: %d sends, closed %v; want 1, closed", n, closed)
+	}
+}
+
+// Bad input is refused per address, before any socket is opened.
+func TestOpenSenderRefuses(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		a     Address
+		noMAC bool
+	}{
+		{"no such interface", Address{"lvsctl-none0", netip.MustParseAddr("192.0.2.1")}, false},
+		{"loopback has no MAC", Address{"lo", netip.MustParseAddr("127.0.0.2")}, true},
+		{"invalid address", Address{"lo", netip.Addr{}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := openSender(tc.a)
+			if err == nil {
+				_ = s.close()
+				t.Fatalf("openSender(%v) succeeded", tc.a)
+			}
+			if tc.noMAC != errors.Is(err, ErrNoHardwareAddr) {
+				t.Errorf("openSender(%v): %v; want ErrNoHardwareAddr: %v", tc.a, err, tc.noMAC)
+			}
+		})
+	}
+}
