@@ -132,6 +132,10 @@ type agentEnv struct {
 	applied chan int64 // each reconcile's revision
 	reg     *prometheus.Registry
 	started time.Time
+	// rec logs the changes made to addrs.
+	rec *addrRecorder
+	// stop ends the agent's Run (the test's end does too).
+	stop func()
 }
 
 // startAgent runs an agent on the state in dir until the test ends; edit may change its config.
@@ -144,7 +148,8 @@ func startAgent(t *testing.T, dir string, sess *fakeSession, edit func(*Config))
 	e := &agentEnv{sess: sess, ipvs: fake.NewIPVS(), addrs: fake.NewAddresses("eth0"), st: st,
 		applied: make(chan int64, 1000), reg: prometheus.NewRegistry()}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
-	rec := reconcile.New(reconcile.Config{Logger: log, IPVS: e.ipvs, Firewall: fake.NewFirewall(), Addresses: e.addrs, State: st})
+	e.rec = &addrRecorder{kernel: e.addrs}
+	rec := reconcile.New(reconcile.Config{Logger: log, IPVS: e.ipvs, Firewall: fake.NewFirewall(), Addresses: e.rec, State: st})
 	cfg := Config{
 		Director: "dir-a", Logger: log, State: st, Reconciler: nonNilReconciler{t, rec}, Session: sess,
 		Resync: time.Hour, OfflineAfter: time.Hour,
@@ -158,12 +163,16 @@ func startAgent(t *testing.T, dir string, sess *fakeSession, edit func(*Config))
 	done := make(chan error, 1)
 	e.started = time.Now()
 	go func() { done <- New(cfg).Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	var once sync.Once
+	e.stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(e.stop)
 	return e
 }
 

@@ -1,0 +1,230 @@
+package daemon
+
+import (
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lvsctl/lvsctl/agent/dataplane/fake"
+	"github.com/lvsctl/lvsctl/agent/peer"
+	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
+)
+
+// addrRecorder is the fake kernel's addresses, with a log of every change made to them.
+type addrRecorder struct {
+	kernel  *fake.Addresses
+	mu      sync.Mutex
+	changes []string
+}
+
+func (r *addrRecorder) Addresses(iface string) ([]netip.Prefix, error) {
+	return r.kernel.Addresses(iface)
+}
+
+func (r *addrRecorder) AddAddress(iface string, p netip.Prefix) error {
+	err := r.kernel.AddAddress(iface, p)
+	if err == nil {
+		r.record("+" + p.String())
+	}
+	return err
+}
+
+func (r *addrRecorder) DelAddress(iface string, p netip.Prefix) error {
+	err := r.kernel.DelAddress(iface, p)
+	if err == nil {
+		r.record("-" + p.String())
+	}
+	return err
+}
+
+func (r *addrRecorder) record(c string) {
+	r.mu.Lock()
+	r.changes = append(r.changes, c)
+	r.mu.Unlock()
+}
+
+func (r *addrRecorder) log() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.changes...)
+}
+
+// failoverGroup is edge-1 of dir-a (127.0.0.1) and dir-b (127.0.0.2), heartbeating on port.
+// The timings are the defaults' shape, slower, so that a loaded test machine does not fence.
+func failoverGroup(port uint16) *lvsctlv1.DirectorGroup {
+	return &lvsctlv1.DirectorGroup{Name: "edge-1", VipInterface: "eth0",
+		Directors: []*lvsctlv1.Director{
+			{Name: "dir-a", Priority: 100, Address: "127.0.0.1"},
+			{Name: "dir-b", Priority: 50, Address: "127.0.0.2"},
+		},
+		Failover: &lvsctlv1.Failover{HeartbeatIntervalMs: 50, DeadAfterMs: 400, FenceMs: 600, Port: uint32(port)},
+	}
+}
+
+// freePort is a UDP port free on both loopback addresses the test's directors use.
+func freePort(t *testing.T) uint16 {
+	t.Helper()
+	for range 20 {
+		a, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := a.LocalAddr().(*net.UDPAddr).Port
+		b, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2), Port: port})
+		a.Close()
+		if err == nil {
+			b.Close()
+			return uint16(port)
+		}
+	}
+	t.Fatal("no UDP port free on 127.0.0.1 and 127.0.0.2")
+	return 0
+}
+
+func haSnapshot(rev int64, g *lvsctlv1.DirectorGroup, active string, epoch uint64) *lvsctlv1.ConnectResponse {
+	return &lvsctlv1.ConnectResponse{Msg: &lvsctlv1.ConnectResponse_Snapshot{Snapshot: &lvsctlv1.Snapshot{
+		Revision: rev, State: &lvsctlv1.DesiredState{Group: g, Clusters: []*lvsctlv1.Cluster{web("edge-1")}},
+		Roles: &lvsctlv1.GroupRoles{Group: "edge-1", Active: active, Epoch: epoch}}}}
+}
+
+// startDirector runs director name of the group with the real peer transport.
+func startDirector(t *testing.T, name string) *agentEnv {
+	t.Helper()
+	return startAgent(t, t.TempDir(), newFakeSession(true), func(c *Config) {
+		c.Director = name
+		c.Peers = func(local netip.AddrPort) (PeerTransport, error) {
+			tr, err := peer.Listen(local, c.Logger)
+			if err != nil {
+				return nil, err
+			}
+			return tr, nil
+		}
+	})
+}
+
+// waitFor polls cond until it holds; the bound is a hang guard, not a timing assertion.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, wait)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+const vipLine = "eth0 192.0.2.20/32\n"
+
+// echoController answers the agent's heartbeats on its stream as the controller does, at
+// epoch, until stop is closed.
+func echoController(e *agentEnv, epoch uint64, stop <-chan struct{}) {
+	var n int64
+	for {
+		select {
+		case <-stop:
+			return
+		case m := <-e.sess.sent:
+			hb := m.GetHeartbeat()
+			if hb == nil {
+				continue
+			}
+			n++
+			reply := &lvsctlv1.ConnectResponse{Msg: &lvsctlv1.ConnectResponse_Heartbeat{Heartbeat: &lvsctlv1.Heartbeat{Sent: n, Echo: hb.GetSent(), Epoch: epoch}}}
+			select {
+			case e.sess.in <- reply:
+			case <-stop:
+				return
+			}
+		}
+	}
+}
+
+// TestFailoverLease: two agents of one group, with fake kernels and sessions and the real
+// peer transport over loopback. The controller sends them their state and roles, then never
+// answers a heartbeat: the ACTIVE's lease lives on its peer's echoes alone.
+func TestFailoverLease(t *testing.T) {
+	port := freePort(t)
+	g := failoverGroup(port)
+	a, b := startDirector(t, "dir-a"), startDirector(t, "dir-b")
+	recA := a.rec
+	a.deliver(t, haSnapshot(1, g, "dir-a", 5))
+	b.deliver(t, haSnapshot(1, g, "dir-a", 5))
+	a.waitApplied(t, 1)
+	b.waitApplied(t, 1)
+	waitFor(t, "dir-a holds the VIP on dir-b's echoes", func() bool { return a.addrs.Dump() == vipLine })
+
+	// Four fence periods with no controller: dir-a keeps the VIP, without a flap.
+	time.Sleep(4 * 600 * time.Millisecond)
+	if d := a.addrs.Dump(); d != vipLine {
+		t.Errorf("dir-a's addresses with only its peer answering: %q, want the VIP", d)
+	}
+	if got := strings.Join(recA.log(), " "); got != "+192.0.2.20/32" {
+		t.Errorf("dir-a's address changes: %s, want the one add", got)
+	}
+	if d := b.addrs.Dump(); d != "" {
+		t.Errorf("the STANDBY holds %q", d)
+	}
+	// The status after each Hello and each change says who holds: dir-a, as applied.
+	if st := lastRoleStatus(a); !st.GetHolding() || st.GetRole() != active || st.GetEpoch() != 5 {
+		t.Errorf("dir-a's last role status %v, want holding ACTIVE at epoch 5", st)
+	}
+
+	// Nothing answers any more (dir-b's agent stops): dir-a releases once the fence is up.
+	b.stop()
+	waitFor(t, "dir-a releases with nothing answering", func() bool { return a.addrs.Dump() == "" })
+	if got := strings.Join(recA.log(), " "); got != "+192.0.2.20/32 -192.0.2.20/32" {
+		t.Errorf("dir-a's address changes: %s, want one add, one removal", got)
+	}
+}
+
+// TestFailoverHigherEpoch: the controller keeps answering dir-a at its epoch, so its lease
+// never runs out; dir-b is made ACTIVE at a higher epoch, and its heartbeats, which carry that
+// epoch, make dir-a release at once, before its own stream brings the new assignment.
+func TestFailoverHigherEpoch(t *testing.T) {
+	port := freePort(t)
+	g := failoverGroup(port)
+	a, b := startDirector(t, "dir-a"), startDirector(t, "dir-b")
+	a.deliver(t, haSnapshot(1, g, "dir-a", 5))
+	b.deliver(t, haSnapshot(1, g, "dir-a", 5))
+	a.waitApplied(t, 1)
+	b.waitApplied(t, 1)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { defer close(done); echoController(a, 5, stop) }()
+	defer func() { close(stop); <-done }()
+	waitFor(t, "dir-a holds the VIP", func() bool { return a.addrs.Dump() == vipLine })
+
+	b.deliver(t, haSnapshot(2, g, "dir-b", 6))
+	b.waitApplied(t, 2)
+	waitFor(t, "dir-a releases on dir-b's epoch 6", func() bool { return a.addrs.Dump() == "" })
+	waitFor(t, "dir-b takes the VIP", func() bool { return b.addrs.Dump() == vipLine })
+	// dir-a still obeys its epoch 5 assignment (its stream brought nothing new), and its
+	// controller still answers it: the release came from the epoch alone, and holds.
+	time.Sleep(2 * 600 * time.Millisecond)
+	if d := a.addrs.Dump(); d != "" {
+		t.Errorf("dir-a took the VIP back: %q", d)
+	}
+	if got := strings.Join(a.rec.log(), " "); got != "+192.0.2.20/32 -192.0.2.20/32" {
+		t.Errorf("dir-a's address changes: %s, want one add, one removal", got)
+	}
+}
+
+// lastRoleStatus is the last RoleStatus the agent sent so far.
+func lastRoleStatus(e *agentEnv) *lvsctlv1.RoleStatus {
+	var last *lvsctlv1.RoleStatus
+	for {
+		select {
+		case m := <-e.sess.sent:
+			if st := m.GetRoleStatus(); st != nil {
+				last = st
+			}
+		default:
+			return last
+		}
+	}
+}
+
