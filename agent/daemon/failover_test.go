@@ -227,4 +227,3 @@ func lastRoleStatus(e *agentEnv) *lvsctlv1.RoleStatus {
 		}
 	}
 }
-
