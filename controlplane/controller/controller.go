@@ -25,6 +25,7 @@ import (
 	"github.com/lvsctl/lvsctl/controlplane/config"
 	"github.com/lvsctl/lvsctl/controlplane/fanout"
 	"github.com/lvsctl/lvsctl/controlplane/fleet"
+	"github.com/lvsctl/lvsctl/controlplane/roles"
 	"github.com/lvsctl/lvsctl/controlplane/store"
 )
 
@@ -57,6 +58,7 @@ type Controller struct {
 	grpc     *grpc.Server
 	lis      net.Listener
 	hub      *fanout.Hub
+	roles    *roles.Manager
 	cache    *store.Cache
 	metrics  *http.Server
 	registry *prometheus.Registry
@@ -118,7 +120,8 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 	}
 	c.cache = store.NewCache(st, c.log)
 	fl := fleet.New()
-	c.hub = fanout.New(fanout.Config{Store: st, Fleet: fl, Logger: c.log})
+	c.roles = roles.NewManager(roles.ManagerConfig{Store: st, Logger: c.log})
+	c.hub = fanout.New(fanout.Config{Store: st, Fleet: fl, Roles: c.roles, Logger: c.log})
 	c.grpc = grpc.NewServer(
 		// gRPC's default 4 MiB refused an agent's full status report and lvsctl's applies at
 		// 10,000 clusters; fanout.MaxMessageBytes says why 64 MiB suffices.
@@ -127,7 +130,7 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 10 * time.Second, Timeout: 5 * time.Second}),
 	)
-	config.NewServer(st, c.cache, c.log).Register(c.grpc)
+	config.NewServer(st, c.cache, c.log).WithFailover(c.roles).Register(c.grpc)
 	c.hub.Register(c.grpc)
 	fleet.NewServer(fl).Register(c.grpc)
 	hs := health.NewServer()
@@ -168,6 +171,7 @@ func (c *Controller) Serve(ctx context.Context) error {
 	defer cancel()
 	errc := make(chan error, 4)
 	go func() { errc <- c.hub.Run(ctx) }()
+	go func() { errc <- c.roles.Run(ctx) }()
 	go func() { errc <- c.cache.Run(ctx) }()
 	go func() { errc <- c.grpc.Serve(c.lis) }()
 	var etcdErr <-chan error

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -40,7 +41,34 @@ type Config struct {
 	// MaxMessageBytes is the largest message sent to an agent (default MaxMessageBytes, the
 	// limit the agents' and the controller's gRPC use).
 	MaxMessageBytes int
+	// Roles hears what the streams say of each director (nil: nobody does) and gives the
+	// epoch heartbeat answers carry.
+	Roles Roles
+	// LastSeenEvery bounds how often a director's heartbeats update its LastSeen in the
+	// fleet (default 1 s): at 10 Hz per director they would wake every status watcher.
+	LastSeenEvery time.Duration
 }
+
+// Roles is what the hub tells the controller's role logic, and asks of it.
+type Roles interface {
+	// Heard: a message arrived from the director's agent.
+	Heard(director string)
+	// Disconnected: the director's stream ended.
+	Disconnected(director string)
+	// Reported: the agent sent its RoleStatus.
+	Reported(director string, st *lvsctlv1.RoleStatus)
+	// Epoch is the group's epoch now, an assignment being written included.
+	Epoch(group string) uint64
+}
+
+// noRoles is the Roles of a hub without role logic: epoch 0 renews nobody's lease, and no
+// agent fences on it.
+type noRoles struct{}
+
+func (noRoles) Heard(string)                          {}
+func (noRoles) Disconnected(string)                   {}
+func (noRoles) Reported(string, *lvsctlv1.RoleStatus) {}
+func (noRoles) Epoch(string) uint64                   { return 0 }
 
 // Hub follows the store and serves agents.
 type Hub struct {
@@ -69,6 +97,12 @@ func New(cfg Config) *Hub {
 	}
 	if cfg.MaxMessageBytes == 0 {
 		cfg.MaxMessageBytes = MaxMessageBytes
+	}
+	if cfg.Roles == nil {
+		cfg.Roles = noRoles{}
+	}
+	if cfg.LastSeenEvery == 0 {
+		cfg.LastSeenEvery = time.Second
 	}
 	return &Hub{cfg: cfg, log: cfg.Logger.With("service", "agent"), ready: make(chan struct{}), sessions: map[string]*session{},
 		noGroup: &prepared{what: "the empty snapshot", msg: &lvsctlv1.ConnectResponse{Msg: &lvsctlv1.ConnectResponse_Snapshot{
@@ -141,6 +175,11 @@ type session struct {
 	// full asks the sender for a snapshot (the agent saw a gap).
 	full   chan struct{}
 	cancel context.CancelFunc
+	// echo holds the latest heartbeat sent value to answer (0: none pending), and beat
+	// wakes the sender for it: an answer not yet sent is replaced by a newer one, as only
+	// the latest renews the agent's lease for the longest.
+	echo atomic.Int64
+	beat chan struct{}
 }
 
 func (s *session) wake() {
@@ -166,7 +205,7 @@ func (h *Hub) Connect(stream grpc.BidiStreamingServer[lvsctlv1.ConnectRequest, l
 
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
-	s := &session{director: name, notify: make(chan struct{}, 1), full: make(chan struct{}, 1), cancel: cancel}
+	s := &session{director: name, notify: make(chan struct{}, 1), full: make(chan struct{}, 1), beat: make(chan struct{}, 1), cancel: cancel}
 	// Registration and the fleet's connected flag change together under h.mu, so an old
 	// session's goodbye can never land after a new session's hello.
 	h.mu.Lock()
@@ -183,14 +222,23 @@ func (h *Hub) Connect(stream grpc.BidiStreamingServer[lvsctlv1.ConnectRequest, l
 		d.AppliedRevision = hello.GetLastAppliedRevision()
 		d.LastSeen = timestamppb.Now()
 	})
+	// What an earlier stream reported is not what this one obeys.
+	h.cfg.Fleet.RoleStatus(name, nil)
 	h.mu.Unlock()
+	h.cfg.Roles.Heard(name)
 	defer func() {
 		h.mu.Lock()
-		if h.sessions[name] == s {
+		current := h.sessions[name] == s
+		if current {
 			delete(h.sessions, name)
 			h.cfg.Fleet.Disconnected(name)
 		}
 		h.mu.Unlock()
+		if current {
+			// A replaced session says nothing: its director is still connected, by the
+			// newer stream.
+			h.cfg.Roles.Disconnected(name)
+		}
 		log.Info("agent disconnected")
 	}()
 	log.Info("agent connected", "version", hello.GetVersion(), "last_applied_revision", hello.GetLastAppliedRevision())
@@ -238,6 +286,7 @@ func (h *Hub) recvHello(stream grpc.BidiStreamingServer[lvsctlv1.ConnectRequest,
 }
 
 func (h *Hub) receive(ctx context.Context, stream grpc.BidiStreamingServer[lvsctlv1.ConnectRequest, lvsctlv1.ConnectResponse], s *session) error {
+	lastSeen := time.Now()
 	for {
 		m, err := stream.Recv()
 		if err != nil {
@@ -246,6 +295,7 @@ func (h *Hub) receive(ctx context.Context, stream grpc.BidiStreamingServer[lvsct
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		h.cfg.Roles.Heard(s.director)
 		switch msg := m.GetMsg().(type) {
 		case *lvsctlv1.ConnectRequest_Ack:
 			a := msg.Ack
@@ -259,7 +309,20 @@ func (h *Hub) receive(ctx context.Context, stream grpc.BidiStreamingServer[lvsct
 		case *lvsctlv1.ConnectRequest_Status:
 			h.cfg.Fleet.Report(s.director, msg.Status)
 		case *lvsctlv1.ConnectRequest_Heartbeat:
-			h.cfg.Fleet.Update(s.director, func(d *lvsctlv1.DirectorStatus) { d.LastSeen = timestamppb.Now() })
+			if sent := msg.Heartbeat.GetSent(); sent != 0 {
+				s.echo.Store(sent)
+				select {
+				case s.beat <- struct{}{}:
+				default:
+				}
+			}
+			if now := time.Now(); now.Sub(lastSeen) >= h.cfg.LastSeenEvery {
+				lastSeen = now
+				h.cfg.Fleet.Update(s.director, func(d *lvsctlv1.DirectorStatus) { d.LastSeen = timestamppb.New(now) })
+			}
+		case *lvsctlv1.ConnectRequest_RoleStatus:
+			h.cfg.Roles.Reported(s.director, msg.RoleStatus)
+			h.cfg.Fleet.RoleStatus(s.director, msg.RoleStatus)
 		case *lvsctlv1.ConnectRequest_SnapshotRequest:
 			h.log.Info("agent asked for a snapshot", "director", s.director, "reason", msg.SnapshotRequest.GetReason())
 			select {
@@ -341,8 +404,15 @@ func (h *Hub) send(ctx context.Context, stream grpc.BidiStreamingServer[lvsctlv1
 			err = sendState(false)
 		case <-s.full:
 			err = sendState(true)
+		case <-s.beat:
+			// The answer to the agent's latest heartbeat, with the epoch of the group the
+			// agent was last sent: the one whose lease it holds.
+			if echo := s.echo.Swap(0); echo != 0 {
+				err = stream.Send(&lvsctlv1.ConnectResponse{Msg: &lvsctlv1.ConnectResponse_Heartbeat{Heartbeat: &lvsctlv1.Heartbeat{
+					Echo: echo, Epoch: h.cfg.Roles.Epoch(last.group)}}})
+			}
 		case <-hb.C:
-			err = stream.Send(&lvsctlv1.ConnectResponse{Msg: &lvsctlv1.ConnectResponse_Heartbeat{Heartbeat: &lvsctlv1.Heartbeat{}}})
+			err = stream.Send(&lvsctlv1.ConnectResponse{Msg: &lvsctlv1.ConnectResponse_Heartbeat{Heartbeat: &lvsctlv1.Heartbeat{Epoch: h.cfg.Roles.Epoch(last.group)}}})
 		}
 		if err != nil {
 			return err

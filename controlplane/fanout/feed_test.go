@@ -22,8 +22,8 @@ func twoGroups(n int, weight uint32, edge1 ...string) []*lvsctlv1.Object {
 		edge1 = []string{"dir-a", "dir-b"}
 	}
 	var members []*lvsctlv1.Director
-	for _, d := range edge1 {
-		members = append(members, &lvsctlv1.Director{Name: d, Priority: 100})
+	for i, d := range edge1 {
+		members = append(members, &lvsctlv1.Director{Name: d, Priority: 100, Address: fmt.Sprintf("192.0.2.%d", i+1)})
 	}
 	objs := []*lvsctlv1.Object{
 		{Kind: &lvsctlv1.Object_Group{Group: &lvsctlv1.DirectorGroup{Name: "edge-1", VipInterface: "eth0", Directors: members}}},

@@ -26,6 +26,11 @@ type Fleet struct {
 	// totals are kept up to date by Report, so a view of totals costs nothing per cluster.
 	totals   map[string]*lvsctlv1.DirectorTotals
 	inConfig map[string]bool
+	// assigned is each configured director's stored role; reported holds the RoleStatus its
+	// agent sent on its current stream. Status shows the role and epoch the agent says it
+	// obeys when it has said so, else the stored assignment.
+	assigned map[string]*lvsctlv1.RoleAssignment
+	reported map[string]*lvsctlv1.RoleStatus
 	watchers map[*watcher]struct{}
 }
 
@@ -43,6 +48,8 @@ func New() *Fleet {
 		stats:    map[string]map[string]*lvsctlv1.ClusterStats{},
 		totals:   map[string]*lvsctlv1.DirectorTotals{},
 		inConfig: map[string]bool{},
+		assigned: map[string]*lvsctlv1.RoleAssignment{},
+		reported: map[string]*lvsctlv1.RoleStatus{},
 		watchers: map[*watcher]struct{}{},
 	}
 }
@@ -88,17 +95,27 @@ func (f *Fleet) SetConfig(dirs map[string]Desired) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for name, want := range dirs {
+		f.assigned[name] = want.Role
+		role, epoch := want.Role.GetRole(), want.Role.GetEpoch()
+		if r, ok := f.reported[name]; ok {
+			role, epoch = r.GetRole(), r.GetEpoch()
+		}
 		d, ok := f.dirs[name]
-		if ok && d.GetGroup() == want.Group && d.GetRole() == want.Role.GetRole() && d.GetEpoch() == want.Role.GetEpoch() &&
+		if ok && d.GetGroup() == want.Group && d.GetRole() == role && d.GetEpoch() == epoch &&
 			d.GetDesiredRevision() == want.Revision {
 			continue
 		}
 		f.updateLocked(name, func(d *lvsctlv1.DirectorStatus) {
 			d.Group = want.Group
-			d.Role = want.Role.GetRole()
-			d.Epoch = want.Role.GetEpoch()
+			d.Role = role
+			d.Epoch = epoch
 			d.DesiredRevision = want.Revision
 		})
+	}
+	for name := range f.assigned {
+		if _, ok := dirs[name]; !ok {
+			delete(f.assigned, name)
+		}
 	}
 	for name, d := range f.dirs {
 		if _, ok := dirs[name]; ok {
@@ -108,10 +125,14 @@ func (f *Fleet) SetConfig(dirs map[string]Desired) {
 			f.forgetLocked(name)
 			continue
 		}
-		if d.GetGroup() == "" && d.GetRole() == lvsctlv1.Role_ROLE_UNSPECIFIED && d.GetEpoch() == 0 && d.GetDesiredRevision() == 0 {
+		role, epoch := lvsctlv1.Role_ROLE_UNSPECIFIED, uint64(0)
+		if r, ok := f.reported[name]; ok {
+			role, epoch = r.GetRole(), r.GetEpoch()
+		}
+		if d.GetGroup() == "" && d.GetRole() == role && d.GetEpoch() == epoch && d.GetDesiredRevision() == 0 {
 			continue
 		}
-		d.Group, d.Role, d.Epoch, d.DesiredRevision = "", lvsctlv1.Role_ROLE_UNSPECIFIED, 0, 0
+		d.Group, d.Role, d.Epoch, d.DesiredRevision = "", role, epoch, 0
 		f.markLocked(name)
 	}
 	if len(f.inConfig) != len(dirs) || !sameKeys(f.inConfig, dirs) {
@@ -132,6 +153,7 @@ func sameKeys(a map[string]bool, b map[string]Desired) bool {
 }
 
 func (f *Fleet) forgetLocked(director string) {
+	delete(f.reported, director)
 	delete(f.dirs, director)
 	delete(f.stats, director)
 	delete(f.totals, director)
@@ -153,6 +175,41 @@ func (f *Fleet) Disconnected(director string) {
 	f.updateLocked(director, func(d *lvsctlv1.DirectorStatus) {
 		d.Connected = false
 		d.LastSeen = timestamppb.Now()
+	})
+	f.roleStatusLocked(director, nil)
+}
+
+// RoleStatus records what a director's agent reported of its role on its current stream;
+// nil forgets it (a new stream, or none). Without a report, status shows the stored
+// assignment and claims nothing held: holding, fenced, peers and sync are only ever what
+// the agent said.
+func (f *Fleet) RoleStatus(director string, st *lvsctlv1.RoleStatus) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.roleStatusLocked(director, st)
+}
+
+func (f *Fleet) roleStatusLocked(director string, st *lvsctlv1.RoleStatus) {
+	if st == nil {
+		if _, ok := f.reported[director]; !ok {
+			return
+		}
+		delete(f.reported, director)
+	} else {
+		f.reported[director] = st
+	}
+	if _, ok := f.dirs[director]; !ok && st == nil {
+		return
+	}
+	f.updateLocked(director, func(d *lvsctlv1.DirectorStatus) {
+		if st == nil {
+			a := f.assigned[director]
+			d.Role, d.Epoch = a.GetRole(), a.GetEpoch()
+			d.Holding, d.Fenced, d.Peers, d.Sync = false, "", nil, nil
+			return
+		}
+		d.Role, d.Epoch = st.GetRole(), st.GetEpoch()
+		d.Holding, d.Fenced, d.Peers, d.Sync = st.GetHolding(), st.GetFenced(), st.GetPeers(), st.GetSync()
 	})
 }
 

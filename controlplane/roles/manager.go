@@ -1,0 +1,588 @@
+package roles
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/lvsctl/lvsctl/controlplane/store"
+	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
+)
+
+// ErrNotReady is returned while the manager has not loaded the store yet.
+var ErrNotReady = errors.New("the controller has not loaded the store yet")
+
+// Store is what the Manager needs of the store: to follow groups and roles, and to write
+// an assignment.
+type Store interface {
+	Follow(ctx context.Context, log *slog.Logger, loaded func(*store.Snapshot), apply func(store.Batch) error)
+	Commit(ctx context.Context, w store.Write) (int64, error)
+}
+
+// machine is one group's decision logic (*Machine); the driver's tests script it.
+type machine interface {
+	Step(now time.Time, ev Event) Actions
+	Next() time.Time
+	Epoch() uint64
+}
+
+// ManagerConfig configures a Manager.
+type ManagerConfig struct {
+	Store  Store
+	Logger *slog.Logger
+	// newMachine makes a group's machine: New unless a test scripts one.
+	newMachine func(group string) machine
+}
+
+// maxWriteAttempts bounds how often one assignment is written again after a conflict that
+// left the group's roles key as it was (another writer moved only the store's head).
+const maxWriteAttempts = 10
+
+// Manager drives one Machine per director group: it feeds them the store's groups and
+// roles, what the agents' streams say and the passing time, writes the assignments they
+// decide with a compare-and-swap on the group's roles key, and answers operator requests.
+// One goroutine (Run) owns every machine; the others talk to it through channels, so the
+// machines need no lock.
+type Manager struct {
+	cfg ManagerConfig
+	log *slog.Logger
+
+	agents   chan agentEvent
+	configs  chan configUpdate
+	requests chan *request
+	written  chan writeResult
+
+	ready     chan struct{}
+	readyOnce sync.Once
+	// epochs: group -> *atomic.Uint64, the machine's Epoch after its last step: read at
+	// every heartbeat answer without a trip through the loop.
+	epochs sync.Map
+	ids    atomic.Uint64
+}
+
+// NewManager returns a manager; Run must be running for it to decide anything.
+func NewManager(cfg ManagerConfig) *Manager {
+	if cfg.newMachine == nil {
+		cfg.newMachine = func(group string) machine { return New(group) }
+	}
+	return &Manager{
+		cfg: cfg, log: cfg.Logger.With("component", "roles"),
+		// Heartbeats of 1,000 directors at 10 Hz are 10,000 events a second; the buffer
+		// absorbs a loop busy for a few hundred milliseconds without stalling a stream.
+		agents:   make(chan agentEvent, 4096),
+		configs:  make(chan configUpdate, 16),
+		requests: make(chan *request),
+		written:  make(chan writeResult, 16),
+		ready:    make(chan struct{}),
+	}
+}
+
+type agentEvent struct {
+	director string
+	ev       Event // Heard, Disconnected or Reported (its Director set)
+}
+
+// configUpdate is what the store says of the groups a load or a batch touched.
+type configUpdate struct {
+	full     bool // a (re)load: groups absent from it are gone
+	revision int64
+	head     int64
+	groups   map[string]*groupConfig // nil value: the group was deleted
+}
+
+type groupConfig struct {
+	group    *lvsctlv1.DirectorGroup
+	roles    *lvsctlv1.GroupRoles
+	rolesRev int64
+}
+
+type request struct {
+	group string
+	ev    FailoverRequested
+	reply chan Reply
+}
+
+type writeResult struct {
+	group string
+	roles *lvsctlv1.GroupRoles
+	// expect is the roles key's mod revision the write was conditional on.
+	expect int64
+	rev    int64
+	err    error
+}
+
+// Heard tells the manager a message arrived from a director's agent.
+func (m *Manager) Heard(director string) { m.agent(director, Heard{Director: director}) }
+
+// Disconnected tells the manager a director's stream ended.
+func (m *Manager) Disconnected(director string) {
+	m.agent(director, Disconnected{Director: director})
+}
+
+// Reported passes on a director's RoleStatus.
+func (m *Manager) Reported(director string, st *lvsctlv1.RoleStatus) {
+	m.agent(director, Reported{Director: director, Status: st})
+}
+
+func (m *Manager) agent(director string, ev Event) {
+	// Blocking is the back-pressure of a loop that cannot keep up: the stream's receiver
+	// waits, and TCP slows the agent down. Nothing is dropped: a lost Disconnected would
+	// leave a dead director looking connected.
+	m.agents <- agentEvent{director: director, ev: ev}
+}
+
+// Epoch is the group's epoch as the controller sees it now (0: unknown group, or not
+// loaded yet): what heartbeat answers carry.
+func (m *Manager) Epoch(group string) uint64 {
+	v, ok := m.epochs.Load(group)
+	if !ok {
+		return 0
+	}
+	return v.(*atomic.Uint64).Load()
+}
+
+func (m *Manager) setEpoch(group string, e uint64) {
+	v, ok := m.epochs.Load(group)
+	if !ok {
+		v, _ = m.epochs.LoadOrStore(group, new(atomic.Uint64))
+	}
+	v.(*atomic.Uint64).Store(e)
+}
+
+// Failover asks to move a group's ACTIVE role (to empty: the best STANDBY) and waits for the
+// group's machine to answer. A request whose ctx ends goes on in the controller: the handover
+// it started is not undone half-way.
+func (m *Manager) Failover(ctx context.Context, group, to string) (*lvsctlv1.FailoverResponse, error) {
+	select {
+	case <-m.ready:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %w", ErrNotReady, ctx.Err())
+	}
+	r := &request{group: group, ev: FailoverRequested{ID: m.ids.Add(1), To: to}, reply: make(chan Reply, 1)}
+	select {
+	case m.requests <- r:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("failover of group %s: %w", group, ctx.Err())
+	}
+	select {
+	case rep := <-r.reply:
+		return rep.Resp, rep.Err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("failover of group %s: waiting for the handover: %w", group, ctx.Err())
+	}
+}
+
+// Run follows the store and drives the machines until ctx ends.
+func (m *Manager) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	followed := make(chan struct{})
+	go func() {
+		defer close(followed)
+		f := &follower{out: m.configs, ctx: ctx}
+		m.cfg.Store.Follow(ctx, m.log, f.load, f.apply)
+	}()
+	l := newLoop(m)
+	err := l.run(ctx)
+	cancel()
+	<-followed
+	return err
+}
+
+// follower turns the store's loads and batches into configUpdates of groups and roles; it
+// runs on the store's follow goroutine and keeps its own copy of groups and roles only.
+type follower struct {
+	out  chan<- configUpdate
+	ctx  context.Context
+	snap *store.Snapshot
+}
+
+func (f *follower) load(snap *store.Snapshot) {
+	// Only groups and roles matter here: the clusters go with the loaded snapshot.
+	f.snap = store.NewSnapshot()
+	f.snap.Revision, f.snap.Head = snap.Revision, snap.Head
+	maps.Copy(f.snap.Groups, snap.Groups)
+	maps.Copy(f.snap.Roles, snap.Roles)
+	maps.Copy(f.snap.RolesRevision, snap.RolesRevision)
+	u := configUpdate{full: true, revision: snap.Revision, head: snap.Head, groups: map[string]*groupConfig{}}
+	for name := range f.snap.Groups {
+		u.groups[name] = f.groupConfig(name)
+	}
+	f.send(u)
+}
+
+func (f *follower) groupConfig(name string) *groupConfig {
+	g, ok := f.snap.Groups[name]
+	if !ok {
+		return nil
+	}
+	return &groupConfig{group: g, roles: f.snap.Roles[name], rolesRev: f.snap.RolesRevision[name]}
+}
+
+func (f *follower) apply(b store.Batch) error {
+	touched := map[string]bool{}
+	for _, ev := range b.Events {
+		if strings.HasPrefix(ev.Key, store.ClusterKey("")) {
+			continue
+		}
+		if err := f.snap.Set(ev.Key, ev.Value, ev.ModRevision); err != nil {
+			return err
+		}
+		if name, ok := strings.CutPrefix(ev.Key, store.GroupKey("")); ok {
+			touched[name] = true
+		} else if name, ok := strings.CutPrefix(ev.Key, store.RolesKey("")); ok {
+			touched[name] = true
+		}
+	}
+	f.snap.Revision = b.Revision
+	u := configUpdate{revision: b.Revision, head: f.snap.Head, groups: map[string]*groupConfig{}}
+	for name := range touched {
+		u.groups[name] = f.groupConfig(name)
+	}
+	// Sent even when no group changed: the head moved, and a write waiting on a conflict
+	// may go again.
+	f.send(u)
+	return nil
+}
+
+func (f *follower) send(u configUpdate) {
+	select {
+	case f.out <- u:
+	case <-f.ctx.Done():
+	}
+}
+
+// loop is the state of Run's goroutine.
+type loop struct {
+	m *Manager
+	// ctx is Run's: writes in flight end with it.
+	ctx      context.Context
+	machines map[string]machine
+	conf     map[string]*groupConfig
+	dirGroup map[string]string // director -> group
+	revision int64
+	head     int64
+	loaded   bool
+
+	// What the agents said, kept so a machine made later (a group created, a director moved
+	// into it) learns who is connected and what they last reported.
+	connected map[string]bool
+	reports   map[string]*lvsctlv1.RoleStatus
+
+	pending map[uint64]*request
+	writes  map[string]*write // group -> its write in flight
+	timers  timerHeap
+	next    map[string]time.Time
+}
+
+// write is an assignment being stored.
+type write struct {
+	roles    *lvsctlv1.GroupRoles
+	expect   int64 // the roles key's mod revision it is conditional on
+	attempts int
+	// waiting: the store refused the last attempt at waitRev; the write goes again once the
+	// follower has seen that revision, if the roles key is still as expected.
+	waiting bool
+	waitRev int64
+}
+
+func newLoop(m *Manager) *loop {
+	return &loop{m: m, machines: map[string]machine{}, conf: map[string]*groupConfig{}, dirGroup: map[string]string{},
+		connected: map[string]bool{}, reports: map[string]*lvsctlv1.RoleStatus{},
+		pending: map[uint64]*request{}, writes: map[string]*write{}, next: map[string]time.Time{}}
+}
+
+func (l *loop) run(ctx context.Context) error {
+	l.ctx = ctx
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		l.resetTimer(timer)
+		select {
+		case <-ctx.Done():
+			return nil
+		case a := <-l.m.agents:
+			l.agent(a)
+		case u := <-l.m.configs:
+			l.configure(ctx, u)
+		case r := <-l.m.requests:
+			l.request(r)
+		case w := <-l.m.written:
+			l.writtenResult(ctx, w)
+		case <-timer.C:
+			l.tick()
+		}
+	}
+}
+
+// resetTimer arms the timer for the earliest Next of any machine.
+func (l *loop) resetTimer(t *time.Timer) {
+	for len(l.timers) > 0 {
+		top := l.timers[0]
+		if n, ok := l.next[top.group]; ok && n.Equal(top.at) {
+			break
+		}
+		heap.Pop(&l.timers) // stale: the machine's Next moved since
+	}
+	d := time.Hour
+	if len(l.timers) > 0 {
+		d = max(time.Until(l.timers[0].at), 0)
+	}
+	t.Stop()
+	select {
+	case <-t.C:
+	default:
+	}
+	t.Reset(d)
+}
+
+func (l *loop) tick() {
+	now := time.Now()
+	for len(l.timers) > 0 && !l.timers[0].at.After(now) {
+		e := heap.Pop(&l.timers).(timerEntry)
+		if n, ok := l.next[e.group]; !ok || !n.Equal(e.at) {
+			continue
+		}
+		delete(l.next, e.group)
+		l.step(e.group, Tick{})
+	}
+}
+
+// step feeds one event to a group's machine and carries out what it decides.
+func (l *loop) step(group string, ev Event) {
+	mc := l.machines[group]
+	if mc == nil {
+		return
+	}
+	acts := mc.Step(time.Now(), ev)
+	l.m.setEpoch(group, mc.Epoch())
+	if n := mc.Next(); !n.IsZero() {
+		if old, ok := l.next[group]; !ok || !old.Equal(n) {
+			l.next[group] = n
+			heap.Push(&l.timers, timerEntry{at: n, group: group})
+		}
+	} else {
+		delete(l.next, group)
+	}
+	if acts.Write != nil {
+		l.startWrite(l.ctx, group, acts.Write)
+	}
+	for _, r := range acts.Replies {
+		req, ok := l.pending[r.ID]
+		if !ok {
+			continue
+		}
+		delete(l.pending, r.ID)
+		req.reply <- r
+	}
+}
+
+func (l *loop) startWrite(ctx context.Context, group string, r *lvsctlv1.GroupRoles) {
+	if _, busy := l.writes[group]; busy {
+		// The machine answers one write with Written before deciding another; a second one
+		// here is a bug in it, and writing both could store the older one last.
+		l.m.log.Error("a second assignment decided before the first was stored; dropping it", "group", group,
+			"active", r.GetActive(), "epoch", r.GetEpoch())
+		return
+	}
+	c := l.conf[group]
+	w := &write{roles: r}
+	if c != nil {
+		w.expect = c.rolesRev
+	}
+	l.m.log.Info("role decision", "group", group, "active", r.GetActive(), "epoch", r.GetEpoch(), "reason", r.GetReason(),
+		"previous", r.GetPrevious(), "handover_to", r.GetHandoverTo())
+	l.writes[group] = w
+	l.commit(ctx, group, w)
+}
+
+// commit writes w on a goroutine of its own: the loop keeps answering heartbeats meanwhile.
+func (l *loop) commit(ctx context.Context, group string, w *write) {
+	w.attempts++
+	wr := store.Write{Head: l.head,
+		Expect: map[string]int64{store.RolesKey(group): w.expect},
+		Puts:   map[string]proto.Message{store.RolesKey(group): w.roles}}
+	go func() {
+		// A write that etcd does not answer must not hold the group's decisions forever.
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		rev, err := l.m.cfg.Store.Commit(wctx, wr)
+		select {
+		case l.m.written <- writeResult{group: group, roles: w.roles, expect: w.expect, rev: rev, err: err}:
+		case <-ctx.Done():
+		}
+	}()
+}
+
+func (l *loop) writtenResult(ctx context.Context, res writeResult) {
+	w := l.writes[res.group]
+	if w == nil || w.roles != res.roles {
+		return
+	}
+	if errors.Is(res.err, store.ErrConflict) && w.attempts < maxWriteAttempts && ctx.Err() == nil {
+		// Refused because something else was written since the head this loop knew: go
+		// again once the follower has seen that revision, if the roles key did not move.
+		w.waiting, w.waitRev = true, res.rev
+		l.retryWrite(ctx, res.group)
+		return
+	}
+	delete(l.writes, res.group)
+	if res.err != nil {
+		l.m.log.Warn("storing the role assignment failed", "group", res.group, "active", res.roles.GetActive(),
+			"epoch", res.roles.GetEpoch(), "error", res.err)
+	} else {
+		l.m.log.Info("role assignment stored", "group", res.group, "active", res.roles.GetActive(),
+			"epoch", res.roles.GetEpoch(), "revision", res.rev)
+	}
+	l.step(res.group, Written{Roles: res.roles, Err: res.err})
+}
+
+// retryWrite sends a write refused on a conflict again once the follower is at the revision
+// that refused it, or gives up if the group's roles key changed meanwhile.
+func (l *loop) retryWrite(ctx context.Context, group string) {
+	w := l.writes[group]
+	if w == nil || !w.waiting || l.revision < w.waitRev {
+		return
+	}
+	w.waiting = false
+	c := l.conf[group]
+	if c == nil || c.rolesRev != w.expect {
+		delete(l.writes, group)
+		err := fmt.Errorf("group %s: %w: its roles changed while the assignment was written", group, store.ErrConflict)
+		l.m.log.Warn("storing the role assignment failed", "group", group, "epoch", w.roles.GetEpoch(), "error", err)
+		l.step(group, Written{Roles: w.roles, Err: err})
+		return
+	}
+	l.commit(ctx, group, w)
+}
+
+func (l *loop) agent(a agentEvent) {
+	switch ev := a.ev.(type) {
+	case Heard:
+		l.connected[a.director] = true
+	case Disconnected:
+		delete(l.connected, a.director)
+		delete(l.reports, a.director)
+	case Reported:
+		l.connected[a.director] = true
+		l.reports[a.director] = ev.Status
+	}
+	if g, ok := l.dirGroup[a.director]; ok {
+		l.step(g, a.ev)
+	}
+}
+
+func (l *loop) request(r *request) {
+	if _, ok := l.machines[r.group]; !ok {
+		r.reply <- Reply{ID: r.ev.ID, Err: fmt.Errorf("group: %w: %q", ErrUnknownGroup, r.group)}
+		return
+	}
+	l.pending[r.ev.ID] = r
+	l.step(r.group, r.ev)
+}
+
+func (l *loop) configure(ctx context.Context, u configUpdate) {
+	l.revision, l.head = u.revision, u.head
+	if u.full {
+		for name := range l.conf {
+			if _, ok := u.groups[name]; !ok {
+				u.groups[name] = nil
+			}
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(u.groups)) {
+		c := u.groups[name]
+		if c == nil {
+			l.removeGroup(name)
+			continue
+		}
+		l.conf[name] = c
+		_, existed := l.machines[name]
+		if !existed {
+			l.machines[name] = l.m.cfg.newMachine(name)
+		}
+		l.step(name, Configured{Group: c.group, Roles: c.roles, Revision: u.revision})
+		if !existed {
+			l.replay(name)
+		}
+	}
+	l.indexDirectors()
+	for _, g := range slices.Sorted(maps.Keys(l.writes)) {
+		l.retryWrite(ctx, g)
+	}
+	if !l.loaded {
+		l.loaded = true
+		l.m.readyOnce.Do(func() { close(l.m.ready) })
+	}
+}
+
+// replay tells a new machine what is known of its directors' agents.
+func (l *loop) replay(group string) {
+	for _, d := range l.conf[group].group.GetDirectors() {
+		name := d.GetName()
+		if !l.connected[name] {
+			continue
+		}
+		l.step(group, Heard{Director: name})
+		if st := l.reports[name]; st != nil {
+			l.step(group, Reported{Director: name, Status: st})
+		}
+	}
+}
+
+func (l *loop) removeGroup(name string) {
+	// The machine answers the requests it holds; any left are answered here.
+	l.step(name, Configured{Revision: l.revision})
+	delete(l.conf, name)
+	delete(l.machines, name)
+	delete(l.next, name)
+	delete(l.writes, name)
+	l.m.epochs.Delete(name)
+	for id, r := range l.pending {
+		if r.group == name {
+			delete(l.pending, id)
+			r.reply <- Reply{ID: id, Err: fmt.Errorf("group: %w: %q was deleted", ErrUnknownGroup, name)}
+		}
+	}
+}
+
+// indexDirectors maps directors to groups; a director named by two groups (validation
+// refuses it) belongs to the first by name, as the fan-out decides.
+func (l *loop) indexDirectors() {
+	l.dirGroup = map[string]string{}
+	for _, name := range slices.Sorted(maps.Keys(l.conf)) {
+		for _, d := range l.conf[name].group.GetDirectors() {
+			if _, ok := l.dirGroup[d.GetName()]; !ok {
+				l.dirGroup[d.GetName()] = name
+			}
+		}
+	}
+}
+
+type timerEntry struct {
+	at    time.Time
+	group string
+}
+
+type timerHeap []timerEntry
+
+func (h timerHeap) Len() int           { return len(h) }
+func (h timerHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h timerHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *timerHeap) Push(x any)        { *h = append(*h, x.(timerEntry)) }
+func (h *timerHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return e
+}

@@ -1,0 +1,338 @@
+package roles
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/lvsctl/lvsctl/controlplane/store"
+	"github.com/lvsctl/lvsctl/controlplane/store/storetest"
+	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
+)
+
+// scripted is a machine whose decisions a test scripts; it records what it was fed.
+type scripted struct {
+	mu     sync.Mutex
+	events []Event
+	epoch  uint64
+	next   time.Time
+	on     func(s *scripted, ev Event) Actions // under mu
+}
+
+func (s *scripted) Step(now time.Time, ev Event) Actions {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.events = append(s.events, ev)
+	if c, ok := ev.(Configured); ok && c.Roles != nil && c.Roles.GetEpoch() > s.epoch {
+		s.epoch = c.Roles.GetEpoch()
+	}
+	if s.on == nil {
+		return Actions{}
+	}
+	return s.on(s, ev)
+}
+
+func (s *scripted) Next() time.Time { s.mu.Lock(); defer s.mu.Unlock(); return s.next }
+func (s *scripted) Epoch() uint64   { s.mu.Lock(); defer s.mu.Unlock(); return s.epoch }
+
+// seen returns the events fed so far that match.
+func (s *scripted) seen(match func(Event) bool) []Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Event
+	for _, ev := range s.events {
+		if match(ev) {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// interfering is the real store, with a write of its own slipped in before the manager's
+// first one: the manager's write then meets a store that moved since it read it.
+type interfering struct {
+	*store.Store
+	once   sync.Once
+	before func(ctx context.Context) error
+}
+
+func (s *interfering) Commit(ctx context.Context, w store.Write) (int64, error) {
+	var err error
+	s.once.Do(func() {
+		if s.before != nil {
+			err = s.before(ctx)
+		}
+	})
+	if err != nil {
+		return 0, err
+	}
+	return s.Store.Commit(ctx, w)
+}
+
+func put(t *testing.T, st *store.Store, puts map[string]proto.Message, deletes ...string) int64 {
+	t.Helper()
+	ctx := context.Background()
+	_, head, err := st.Head(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, err := st.Commit(ctx, store.Write{Head: head, Puts: puts, Deletes: deletes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rev
+}
+
+func twoDirectors(name string) *lvsctlv1.DirectorGroup {
+	return &lvsctlv1.DirectorGroup{Name: name, VipInterface: "eth0", Directors: []*lvsctlv1.Director{
+		{Name: "dir-a", Priority: 200, Address: "192.0.2.1"}, {Name: "dir-b", Priority: 100, Address: "192.0.2.2"}}}
+}
+
+type managerRig struct {
+	st       *store.Store
+	m        *Manager
+	mu       sync.Mutex
+	machines map[string]*scripted
+	script   func(s *scripted, ev Event) Actions
+}
+
+func startManager(t *testing.T, st *store.Store, wrap func(*store.Store) Store, script func(s *scripted, ev Event) Actions) *managerRig {
+	t.Helper()
+	r := &managerRig{st: st, machines: map[string]*scripted{}, script: script}
+	var s Store = st
+	if wrap != nil {
+		s = wrap(st)
+	}
+	log := slog.New(slog.DiscardHandler)
+	if os.Getenv("LVSCTL_TEST_LOG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	r.m = NewManager(ManagerConfig{Store: s, Logger: log, newMachine: func(group string) machine {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		mc := &scripted{on: r.script}
+		r.machines[group] = mc
+		return mc
+	}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.m.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	return r
+}
+
+func (r *managerRig) machine(t *testing.T, group string) *scripted {
+	t.Helper()
+	var mc *scripted
+	waitFor(t, "the machine of "+group, func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		mc = r.machines[group]
+		return mc != nil
+	})
+	return mc
+}
+
+// waitFor polls cond; the 10 s bound only stops a hung test.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("never saw %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func isWritten(ev Event) bool { _, ok := ev.(Written); return ok }
+
+// TestManagerFeedsTheMachineAndStoresItsDecision: a group's machine gets the stored group
+// and roles, what its directors' streams say (and nothing of other directors), announces its
+// epoch at once, and its decision is stored with a compare-and-swap, even when the store
+// moved for another reason in between; the machine then hears Written and the stored roles.
+func TestManagerFeedsTheMachineAndStoresItsDecision(t *testing.T) {
+	st := storetest.Start(t)
+	put(t, st, map[string]proto.Message{store.GroupKey("edge-1"): twoDirectors("edge-1"),
+		store.RolesKey("edge-1"): &lvsctlv1.GroupRoles{Group: "edge-1", Active: "dir-a", Epoch: 5, Reason: "initial"}})
+	var decided *lvsctlv1.GroupRoles
+	script := func(s *scripted, ev Event) Actions {
+		if r, ok := ev.(Reported); ok && r.Director == "dir-b" && decided == nil {
+			decided = &lvsctlv1.GroupRoles{Group: "edge-1", Active: "dir-b", Epoch: 100, Reason: "takeover", Previous: "dir-a"}
+			s.epoch = 100
+			return Actions{Write: decided}
+		}
+		return Actions{}
+	}
+	wrap := func(st *store.Store) Store {
+		return &interfering{Store: st, before: func(ctx context.Context) error {
+			_, head, err := st.Head(ctx)
+			if err != nil {
+				return err
+			}
+			_, err = st.Commit(ctx, store.Write{Head: head, Puts: map[string]proto.Message{store.GroupKey("other"): twoDirectors("other")}})
+			return err
+		}}
+	}
+	r := startManager(t, st, wrap, script)
+	mc := r.machine(t, "edge-1")
+	waitFor(t, "epoch 5 announced", func() bool { return r.m.Epoch("edge-1") == 5 })
+	if c := mc.seen(func(ev Event) bool { _, ok := ev.(Configured); return ok }); len(c) == 0 ||
+		c[0].(Configured).Group.GetName() != "edge-1" || c[0].(Configured).Roles.GetActive() != "dir-a" || c[0].(Configured).Revision == 0 {
+		t.Fatalf("first events %v, want Configured with the stored group, roles and revision", c)
+	}
+
+	r.m.Heard("nobody")
+	r.m.Heard("dir-b")
+	r.m.Reported("dir-b", &lvsctlv1.RoleStatus{Group: "edge-1", Epoch: 5, Role: lvsctlv1.Role_ROLE_STANDBY})
+	waitFor(t, "the decision stored", func() bool { return len(mc.seen(isWritten)) > 0 })
+	w := mc.seen(isWritten)
+	if len(w) != 1 || w[0].(Written).Err != nil || !proto.Equal(w[0].(Written).Roles, decided) {
+		t.Fatalf("Written events %v, want one, without error, of the decided roles", w)
+	}
+	if got := r.m.Epoch("edge-1"); got != 100 {
+		t.Errorf("Epoch = %d, want the decided 100", got)
+	}
+	snap, err := st.Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(snap.Roles["edge-1"], decided) {
+		t.Errorf("stored roles %v, want %v", snap.Roles["edge-1"], decided)
+	}
+	if snap.Groups["other"] == nil {
+		t.Error("the interfering write is not stored: the test did not make the store move")
+	}
+	waitFor(t, "the stored roles fed back", func() bool {
+		return len(mc.seen(func(ev Event) bool { c, ok := ev.(Configured); return ok && c.Roles.GetEpoch() == 100 })) > 0
+	})
+	for _, ev := range mc.seen(func(Event) bool { return true }) {
+		switch e := ev.(type) {
+		case Heard:
+			if e.Director != "dir-b" {
+				t.Errorf("edge-1's machine heard of %q", e.Director)
+			}
+		case Reported:
+			if e.Director != "dir-b" || e.Status.GetEpoch() != 5 {
+				t.Errorf("edge-1's machine got report %+v", e)
+			}
+		}
+	}
+}
+
+// TestManagerWriteLosesToAChangedAssignment: when the group's roles changed since the
+// machine decided, its write is refused and it hears so; the store keeps the other write.
+func TestManagerWriteLosesToAChangedAssignment(t *testing.T) {
+	st := storetest.Start(t)
+	put(t, st, map[string]proto.Message{store.GroupKey("edge-1"): twoDirectors("edge-1"),
+		store.RolesKey("edge-1"): &lvsctlv1.GroupRoles{Group: "edge-1", Active: "dir-a", Epoch: 5}})
+	other := &lvsctlv1.GroupRoles{Group: "edge-1", Active: "dir-a", Epoch: 50, Reason: "another writer"}
+	wrap := func(st *store.Store) Store {
+		return &interfering{Store: st, before: func(ctx context.Context) error {
+			_, head, err := st.Head(ctx)
+			if err != nil {
+				return err
+			}
+			_, err = st.Commit(ctx, store.Write{Head: head, Puts: map[string]proto.Message{store.RolesKey("edge-1"): other}})
+			return err
+		}}
+	}
+	decided := false
+	r := startManager(t, st, wrap, func(s *scripted, ev Event) Actions {
+		if _, ok := ev.(Heard); ok && !decided {
+			decided = true
+			return Actions{Write: &lvsctlv1.GroupRoles{Group: "edge-1", Active: "dir-b", Epoch: 40, Reason: "takeover"}}
+		}
+		return Actions{}
+	})
+	mc := r.machine(t, "edge-1")
+	waitFor(t, "loaded", func() bool { return r.m.Epoch("edge-1") == 5 })
+	r.m.Heard("dir-b")
+	waitFor(t, "the write's outcome", func() bool { return len(mc.seen(isWritten)) > 0 })
+	w := mc.seen(isWritten)
+	if len(w) != 1 || !errors.Is(w[0].(Written).Err, store.ErrConflict) {
+		t.Fatalf("Written events %v, want one with ErrConflict", w)
+	}
+	snap, err := st.Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(snap.Roles["edge-1"], other) {
+		t.Errorf("stored roles %v, want the other writer's %v", snap.Roles["edge-1"], other)
+	}
+}
+
+// TestManagerFailoverRequests: a request reaches the group's machine, which may answer it
+// later (here at a Tick it asked for); an unknown group is refused; a request pending when
+// its group is deleted is answered.
+func TestManagerFailoverRequests(t *testing.T) {
+	st := storetest.Start(t)
+	put(t, st, map[string]proto.Message{store.GroupKey("edge-1"): twoDirectors("edge-1"), store.GroupKey("edge-2"): twoDirectors("edge-2"),
+		store.RolesKey("edge-1"): &lvsctlv1.GroupRoles{Group: "edge-1", Active: "dir-a", Epoch: 5}})
+	r := startManager(t, st, nil, func(s *scripted, ev Event) Actions {
+		switch e := ev.(type) {
+		case FailoverRequested:
+			if e.To == "dir-b" {
+				s.next = time.Now().Add(20 * time.Millisecond)
+				s.epoch = 7
+			}
+		case Tick:
+			s.next = time.Time{}
+			for _, req := range s.events {
+				if f, ok := req.(FailoverRequested); ok && f.To == "dir-b" {
+					return Actions{Replies: []Reply{{ID: f.ID, Resp: &lvsctlv1.FailoverResponse{
+						Roles: &lvsctlv1.GroupRoles{Group: "edge-1", Active: "dir-b", Epoch: 7}, Previous: "dir-a"}}}}
+				}
+			}
+		}
+		return Actions{}
+	})
+	ctx := context.Background()
+	resp, err := r.m.Failover(ctx, "edge-1", "dir-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetRoles().GetActive() != "dir-b" || resp.GetPrevious() != "dir-a" {
+		t.Errorf("reply %v, want dir-b ACTIVE after dir-a", resp)
+	}
+	if ticks := r.machine(t, "edge-1").seen(func(ev Event) bool { _, ok := ev.(Tick); return ok }); len(ticks) == 0 {
+		t.Error("the reply came without the Tick the machine asked for")
+	}
+	if _, err := r.m.Failover(ctx, "nope", ""); !errors.Is(err, ErrUnknownGroup) {
+		t.Errorf("failover of an unknown group: %v, want ErrUnknownGroup", err)
+	}
+
+	// edge-2's machine never answers; deleting the group answers for it.
+	errc := make(chan error, 1)
+	go func() { _, err := r.m.Failover(ctx, "edge-2", "dir-a"); errc <- err }()
+	mc2 := r.machine(t, "edge-2")
+	waitFor(t, "the request at edge-2's machine", func() bool {
+		return len(mc2.seen(func(ev Event) bool { _, ok := ev.(FailoverRequested); return ok })) > 0
+	})
+	put(t, st, nil, store.GroupKey("edge-2"))
+	select {
+	case err := <-errc:
+		if !errors.Is(err, ErrUnknownGroup) {
+			t.Errorf("pending failover of a deleted group: %v, want ErrUnknownGroup", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a failover pending on a deleted group was never answered")
+	}
+	if got := mc2.seen(func(ev Event) bool { c, ok := ev.(Configured); return ok && c.Group == nil }); len(got) != 1 {
+		t.Errorf("edge-2's machine got %d Configured{Group: nil}, want 1", len(got))
+	}
+	if r.m.Epoch("edge-2") != 0 {
+		t.Error("a deleted group still has an epoch")
+	}
+}
