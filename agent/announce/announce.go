@@ -5,10 +5,12 @@
 //
 // What a receiver does with them (Linux, found with the tests in this package): an existing
 // neighbour entry, STALE or REACHABLE, is moved to the new MAC at once, for ARP whatever the
-// receiver's arp_accept, because a gratuitous ARP overrides the locktime. A receiver with no
-// entry for the address does not create one from a gratuitous ARP unless arp_accept is set,
-// nor from an unsolicited NA unless accept_untracked_na is set: that is harmless, since it
-// resolves the address afresh, and the new ACTIVE answers.
+// receiver's arp_accept, because a gratuitous ARP overrides the locktime; an NA does it only
+// because its override flag is set. The entry is left STALE, so the receiver's next packet
+// goes to the new MAC and its confirming unicast probe is answered by the new ACTIVE. A
+// receiver with no entry for the address does not create one from a gratuitous ARP unless
+// arp_accept is set, nor from an unsolicited NA unless accept_untracked_na is set: that is
+// harmless, since it resolves the address afresh, and the new ACTIVE answers.
 package announce
 
 import (

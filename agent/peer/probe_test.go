@@ -1,9 +1,14 @@
 package peer
 
 import (
+	"net"
 	"net/netip"
 	"testing"
 	"time"
+
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 )
 
 func newProber(t *testing.T, ns string) *Prober {
@@ -93,5 +98,52 @@ func TestProbersKeepTheirOwnAnswers(t *testing.T) {
 	case a := <-p2.Answers():
 		t.Errorf("prober 2 got a fourth answer %q", a)
 	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+// Which ICMP messages count as an answer (no sockets, no root): only an echo reply with our
+// identifier, to a pending sequence number, from the address probed, and only once.
+func TestProbeMatch(t *testing.T) {
+	b4 := netip.MustParseAddr("192.0.2.2")
+	b6 := netip.MustParseAddr("2001:db8::2")
+	reply := func(typ icmp.Type, id, seq int) []byte {
+		m := icmp.Message{Type: typ, Body: &icmp.Echo{ID: id, Seq: seq, Data: []byte("lvsctl")}}
+		b, err := m.Marshal(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	from := func(a netip.Addr) net.Addr { return &net.IPAddr{IP: a.AsSlice()} }
+	for _, tc := range []struct {
+		name  string
+		b     []byte
+		proto int
+		from  netip.Addr
+		want  string
+	}{
+		{"our v4 reply", reply(ipv4.ICMPTypeEchoReply, 0x1234, 1), protoICMP, b4, "b"},
+		{"our v6 reply", reply(ipv6.ICMPTypeEchoReply, 0x1234, 2), protoICMPv6, b6, "b6"},
+		{"another prober's identifier", reply(ipv4.ICMPTypeEchoReply, 0x4321, 1), protoICMP, b4, ""},
+		{"unknown sequence", reply(ipv4.ICMPTypeEchoReply, 0x1234, 9), protoICMP, b4, ""},
+		{"from another host", reply(ipv4.ICMPTypeEchoReply, 0x1234, 1), protoICMP, netip.MustParseAddr("192.0.2.3"), ""},
+		{"a request, not a reply", reply(ipv4.ICMPTypeEcho, 0x1234, 1), protoICMP, b4, ""},
+		{"not ICMP", []byte{1, 2}, protoICMP, b4, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &Prober{id: 0x1234, pending: map[uint16]probe{
+				1: {peer: "b", addr: b4, sent: time.Now()},
+				2: {peer: "b6", addr: b6, sent: time.Now()},
+			}}
+			got, ok := p.match(tc.b, tc.proto, from(tc.from))
+			if got != tc.want || ok != (tc.want != "") {
+				t.Fatalf("match = %q, %v; want %q", got, ok, tc.want)
+			}
+			if ok {
+				if _, again := p.match(tc.b, tc.proto, from(tc.from)); again {
+					t.Error("the same reply matched twice")
+				}
+			}
+		})
 	}
 }
