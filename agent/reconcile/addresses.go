@@ -20,9 +20,24 @@ type wantedAddress struct {
 }
 
 // wantedAddresses lists the VIPs of the clusters whose service is in the kernel (a VIP without
-// its service would attract traffic nothing balances) and the group's gateway address.
-func (a *apply) wantedAddresses(group *lvsctlv1.DirectorGroup, specs []*clusterSpec) []wantedAddress {
-	var want []wantedAddress
+// its service would attract traffic nothing balances) and the group's gateway address. A
+// group whose addresses cannot all be named (no vip_interface, a bad gateway) gets a director
+// error for each problem, and ok false.
+func (a *apply) wantedAddresses(group *lvsctlv1.DirectorGroup, specs []*clusterSpec) (want []wantedAddress, ok bool) {
+	return a.groupAddresses(group, specs, a.directorErr)
+}
+
+// groupAddresses is wantedAddresses reporting its problems to report (nil: not reported): a
+// STANDBY works out the addresses it would hold without erring about a group it holds nothing
+// for.
+func (a *apply) groupAddresses(group *lvsctlv1.DirectorGroup, specs []*clusterSpec, report func(error)) (want []wantedAddress, ok bool) {
+	ok = true
+	fail := func(err error) {
+		ok = false
+		if report != nil {
+			report(err)
+		}
+	}
 	seen := map[state.Address]int{}
 	add := func(w wantedAddress) {
 		if i, ok := seen[w.addr]; ok {
@@ -39,7 +54,7 @@ func (a *apply) wantedAddresses(group *lvsctlv1.DirectorGroup, specs []*clusterS
 			continue
 		}
 		if iface == "" {
-			a.directorErr(fmt.Errorf("director group %q: vip_interface is empty; VIPs not added", group.GetName()))
+			fail(fmt.Errorf("director group %q: vip_interface is empty; VIPs not added", group.GetName()))
 			break
 		}
 		for _, vip := range s.vips {
@@ -50,21 +65,52 @@ func (a *apply) wantedAddresses(group *lvsctlv1.DirectorGroup, specs []*clusterS
 		p, err := netip.ParsePrefix(gw.GetAddress())
 		switch {
 		case err != nil:
-			a.directorErr(fmt.Errorf("director group %q: gateway.address: %w", group.GetName(), err))
+			fail(fmt.Errorf("director group %q: gateway.address: %w", group.GetName(), err))
 		case gw.GetInterface() == "":
-			a.directorErr(fmt.Errorf("director group %q: gateway.interface is empty", group.GetName()))
+			fail(fmt.Errorf("director group %q: gateway.interface is empty", group.GetName()))
 		default:
 			add(wantedAddress{addr: state.Address{Interface: gw.GetInterface(), Prefix: p}})
 		}
 	}
-	return want
+	return want, ok
 }
 
-// linkAddresses is what readAddresses found on one interface.
+// linkAddresses is what readAddresses found on one interface, as sets: a link may hold
+// thousands of VIPs, and each claim and release looks one up.
 type linkAddresses struct {
-	prefixes []netip.Prefix
+	prefixes map[netip.Prefix]struct{}
+	addrs    map[netip.Addr]int // how many of prefixes have each address
 	// gone: the interface does not exist, so neither do the addresses the agent had on it.
 	gone bool
+}
+
+func newLinkAddresses(ps []netip.Prefix) *linkAddresses {
+	l := &linkAddresses{prefixes: make(map[netip.Prefix]struct{}, len(ps)), addrs: make(map[netip.Addr]int, len(ps))}
+	for _, p := range ps {
+		if _, dup := l.prefixes[p]; !dup {
+			l.prefixes[p] = struct{}{}
+			l.addrs[p.Addr()]++
+		}
+	}
+	return l
+}
+
+func (l *linkAddresses) has(p netip.Prefix) bool {
+	_, ok := l.prefixes[p]
+	return ok
+}
+
+// hasAddr: the link holds the address, with any prefix length.
+func (l *linkAddresses) hasAddr(a netip.Addr) bool { return l.addrs[a] > 0 }
+
+func (l *linkAddresses) remove(p netip.Prefix) {
+	if _, ok := l.prefixes[p]; !ok {
+		return
+	}
+	delete(l.prefixes, p)
+	if l.addrs[p.Addr()]--; l.addrs[p.Addr()] <= 0 {
+		delete(l.addrs, p.Addr())
+	}
 }
 
 // readAddresses reads every interface that holds a wanted address, and with owned, every
@@ -94,7 +140,7 @@ func (a *apply) readAddresses(want []wantedAddress, owned bool) map[string]*link
 		ps, err := a.r.addrs.Addresses(name)
 		switch {
 		case err == nil:
-			out[name] = &linkAddresses{prefixes: ps}
+			out[name] = newLinkAddresses(ps)
 		case errors.Is(err, dataplane.ErrNotExist):
 			out[name] = &linkAddresses{gone: true}
 			if wanted[name] {
@@ -130,7 +176,7 @@ func (a *apply) release(addrs []state.Address, present map[string]*linkAddresses
 		if !ok {
 			continue
 		}
-		if !link.gone && slices.Contains(link.prefixes, o.Prefix) {
+		if !link.gone && link.has(o.Prefix) {
 			if a.interrupted() {
 				return
 			}
@@ -142,7 +188,7 @@ func (a *apply) release(addrs []state.Address, present map[string]*linkAddresses
 				a.directorErr(fmt.Errorf("delete address %s: %w", o, err))
 				continue
 			}
-			link.prefixes = slices.DeleteFunc(link.prefixes, func(p netip.Prefix) bool { return p == o.Prefix })
+			link.remove(o.Prefix)
 		}
 		a.forget.ForgetAddresses = append(a.forget.ForgetAddresses, o)
 	}
@@ -158,7 +204,7 @@ func (a *apply) claimAddresses(want []wantedAddress, present map[string]*linkAdd
 		if !ok || link.gone {
 			continue
 		}
-		if slices.ContainsFunc(link.prefixes, func(p netip.Prefix) bool { return p.Addr() == w.addr.Prefix.Addr() }) {
+		if link.hasAddr(w.addr.Prefix.Addr()) {
 			continue
 		}
 		claim = append(claim, w)
@@ -182,6 +228,7 @@ func (a *apply) claimAddresses(want []wantedAddress, present map[string]*linkAdd
 			continue
 		}
 		a.addressDone("add-address", w.addr, w.cluster)
+		a.res.Added = append(a.res.Added, w.addr)
 	}
 }
 

@@ -21,9 +21,12 @@ type memory struct {
 	specs   map[string]*clusterSpec // the clusters that have a spec (translated or kept)
 	byKey   map[dataplane.ServiceKey]string
 	rules   map[dataplane.MarkRule]int // how many clusters want each rule
-	// addrs counts the clusters (and the gateway) that want each address; nil when addresses
-	// were not managed normally (not ACTIVE, IPVS unreadable).
+	// addrs counts the clusters (and the gateway) that want each address held: the addresses
+	// an ACTIVE holds, or a STANDBY would. nil when unknown (IPVS or the rules unreadable, or a
+	// group whose addresses cannot all be named).
 	addrs map[state.Address]int
+	// sync is the sync daemons' status after the last reconcile that managed them.
+	sync *lvsctlv1.SyncStatus
 	// errs are the clusters' errors, kept until a reconcile of the cluster has none: an ack
 	// after a delta that did not touch a failing cluster still reports it.
 	errs map[string][]*lvsctlv1.ClusterError
@@ -42,6 +45,7 @@ func (a *apply) remember(desired *lvsctlv1.DesiredState, active bool, specs []*c
 		rules:   rules,
 		addrs:   addrs,
 		errs:    a.errs,
+		sync:    a.res.Sync,
 		full:    a.needFull || a.stopped || len(a.res.DirectorErrors) > 0 || rules == nil || (active && addrs == nil),
 	}
 	for _, s := range specs {
@@ -92,7 +96,9 @@ func (r *Reconciler) ApplyDelta(ctx context.Context, d *lvsctlv1.Delta, role *lv
 	if m.full || d.GetGroup() != nil || active != m.active || (active && m.desired.Group.GetVipInterface() == "") || !a.runDelta(d) {
 		a = r.newApply(ctx)
 		a.run(m.desiredAfter(d), active)
+		return a.res
 	}
+	a.res.Sync = m.sync
 	return a.res
 }
 
@@ -195,10 +201,17 @@ func (a *apply) runDelta(d *lvsctlv1.Delta) bool {
 		}
 	}
 
-	// Addresses: only those whose count of wanting clusters rises from or falls to zero.
+	// Addresses: only those whose count of wanting clusters rises from or falls to zero. A
+	// STANDBY keeps the counts, for ApplyHolding, and changes no address.
 	var claim, release []wantedAddress
-	if m.active {
+	if m.addrs != nil && !m.active && m.desired.Group.GetVipInterface() == "" {
+		m.addrs = nil // VIPs without an interface: unknown, so ApplyHolding takes the full path
+	}
+	if m.addrs != nil {
 		claim, release = a.addressChanges(m, olds, news)
+	}
+	if !m.active {
+		claim, release = nil, nil
 	}
 	var present map[string]*linkAddresses
 	if len(claim)+len(release) > 0 && !a.interrupted() {
@@ -325,13 +338,19 @@ func (a *apply) rememberDelta(names []string, now map[string]*clusterSpec, d *lv
 		m.full = true
 	}
 	// Every failing cluster's errors, in name order, not only this delta's.
+	a.res.ClusterErrors = m.clusterErrors()
+}
+
+// clusterErrors are the remembered errors of every failing cluster, in name order.
+func (m *memory) clusterErrors() []*lvsctlv1.ClusterError {
 	failing := make([]string, 0, len(m.errs))
 	for n := range m.errs {
 		failing = append(failing, n)
 	}
 	slices.Sort(failing)
-	a.res.ClusterErrors = nil
+	var out []*lvsctlv1.ClusterError
 	for _, n := range failing {
-		a.res.ClusterErrors = append(a.res.ClusterErrors, m.errs[n]...)
+		out = append(out, m.errs[n]...)
 	}
+	return out
 }

@@ -32,6 +32,19 @@ type IPVS interface {
 	// on its own: one after a failed one still runs. Services are edited in place
 	// (UpdateService: scheduler, timeout/persistent flag, netmask), never deleted and recreated.
 	Batch([]dataplane.Op) []error
+	SyncDaemons
+}
+
+// SyncDaemons are IPVS's connection-sync daemons: at most one master and one backup per
+// network namespace, both at once if asked.
+type SyncDaemons interface {
+	// SyncDaemons lists the running daemons.
+	SyncDaemons() ([]dataplane.SyncDaemon, error)
+	// StartSyncDaemon starts one; a running one of the same state is dataplane.ErrExist, a
+	// missing interface dataplane.ErrNotExist.
+	StartSyncDaemon(dataplane.SyncDaemon) error
+	// StopSyncDaemon stops the daemon of a state; none running is dataplane.ErrNotExist.
+	StopSyncDaemon(dataplane.SyncState) error
 }
 
 // Firewall is the agent's own nftables table of mark rules (package nft): fixed rules that look
@@ -86,6 +99,13 @@ type Result struct {
 	Operations     int
 	ClusterErrors  []*lvsctlv1.ClusterError
 	DirectorErrors []string
+	// Sync is the state of the IPVS sync daemons when the group has sync (nil when it has
+	// none): as read back after the last reconcile that managed them (Apply, or a delta that
+	// changed the group); a delta or ApplyHolding repeats it.
+	Sync *lvsctlv1.SyncStatus
+	// Added lists the addresses this call added to an interface, in the order added, for the
+	// caller's gratuitous ARP / unsolicited neighbour advertisements.
+	Added []state.Address
 }
 
 // Reconciler applies desired states to the kernel. Its Apply and ApplyDelta calls are
@@ -251,6 +271,11 @@ func (a *apply) run(desired *lvsctlv1.DesiredState, active bool) {
 			mode = addressesFreeze
 		}
 	}
+	var lastSync *lvsctlv1.Sync
+	if a.r.mem != nil {
+		lastSync = a.r.mem.desired.Group.GetSync()
+	}
+	a.res.Sync = a.syncDaemons(desired.GetGroup(), lastSync, err)
 	if a.rulesFrozen && mode == addressesNormal {
 		// Which VIPs a kept cluster has is in the rules that could not be read.
 		mode = addressesFreeze
@@ -302,7 +327,7 @@ func (a *apply) run(desired *lvsctlv1.DesiredState, active bool) {
 	}
 	var want []wantedAddress
 	if mode == addressesNormal {
-		want = a.wantedAddresses(desired.GetGroup(), usable)
+		want, _ = a.wantedAddresses(desired.GetGroup(), usable)
 	}
 	var present map[string]*linkAddresses
 	if mode != addressesFreeze {
@@ -324,13 +349,26 @@ func (a *apply) run(desired *lvsctlv1.DesiredState, active bool) {
 		a.claimAddresses(want, present)
 	}
 	var wanted map[state.Address]int
-	if mode == addressesNormal {
-		wanted = map[state.Address]int{}
-		for _, w := range want {
-			wanted[w.addr] += w.refs
-		}
-	} else if active {
+	switch {
+	case mode == addressesNormal:
+		wanted = countAddresses(want)
+	case active:
 		a.needFull = true
+	case ipvsOK && !a.rulesFrozen:
+		// A STANDBY remembers what it would hold too, so that ApplyHolding can take the
+		// addresses without reading the rest of the kernel. A group whose addresses cannot all
+		// be named leaves it unknown: ApplyHolding then takes the full path, which reports why.
+		if hold, ok := a.groupAddresses(desired.GetGroup(), usable, nil); ok {
+			wanted = countAddresses(hold)
+		}
 	}
 	a.remember(desired, active, specs, rules, wanted)
+}
+
+func countAddresses(want []wantedAddress) map[state.Address]int {
+	n := make(map[state.Address]int, len(want))
+	for _, w := range want {
+		n[w.addr] += w.refs
+	}
+	return n
 }
