@@ -273,12 +273,14 @@ func TestHold(t *testing.T) {
 	}
 }
 
-// driver steps the machine at every Next() like the daemon, with a peer that answers every
-// heartbeat after 1ms, and the controller only until controllerUntil.
+// TestPeerEchoKeepsLeaseThroughControllerOutage drives the machine like the daemon, stepping
+// at every Next(): the controller answers each heartbeat after 1ms until 1s, then its stream
+// goes down; dir-b answers until 5s; dir-c is down all along. The lease holds through the
+// controller outage on dir-b's answers alone and ends exactly Fence after the last heartbeat
+// dir-b answered (sent at 4.9s).
 func TestPeerEchoKeepsLeaseThroughControllerOutage(t *testing.T) {
 	m := New("dir-a")
 	g := group(nil, "dir-a", "dir-b", "dir-c")
-	a := m.Step(t0, assign(g, active, 7))
 	type answer struct {
 		at time.Time
 		ev Event
@@ -289,15 +291,17 @@ func TestPeerEchoKeepsLeaseThroughControllerOutage(t *testing.T) {
 			pending = append(pending, answer{now.Add(ms), ControllerHeartbeat{HB: &lvsctlv1.Heartbeat{Echo: a.Controller.Sent, Epoch: 7}}})
 		}
 		for _, o := range a.Peers {
-			if o.Peer == "dir-b" { // dir-c is down
+			if o.Peer == "dir-b" && now.Before(t0.Add(5*time.Second)) {
 				pending = append(pending, answer{now.Add(ms), PeerHeartbeat{From: o.To.Addr(), HB: &lvsctlv1.PeerHeartbeat{
 					Group: "edge-1", Director: "dir-b", Epoch: 7, Role: standby, Sent: now.UnixNano(), Echo: o.HB.Sent}}})
 			}
 		}
 	}
+	a := m.Step(t0, assign(g, active, 7))
 	queue(t0, a)
-	held, released, beats := false, 0, 1
-	end := t0.Add(10 * time.Second)
+	var takenAt, releasedAt []time.Time
+	beats, lost := 1, false
+	end := t0.Add(6 * time.Second)
 	for now := t0; now.Before(end); {
 		n := m.Next()
 		var ev Event = Tick{}
@@ -309,28 +313,34 @@ func TestPeerEchoKeepsLeaseThroughControllerOutage(t *testing.T) {
 			t.Fatalf("Next() %v is before the previous step %v", n, now)
 		}
 		now = n
-		if now.Equal(t0.Add(time.Second)) {
+		if !lost && !now.Before(t0.Add(time.Second)) {
+			lost = true
 			m.Step(now, ControllerLost{})
 		}
 		a := m.Step(now, ev)
 		if a.Controller != nil {
 			beats++
 		}
-		held = held || a.Hold
-		if held && !a.Hold {
-			released++
+		if a.HoldChanged && a.Hold {
+			takenAt = append(takenAt, now)
+		}
+		if a.HoldChanged && !a.Hold {
+			releasedAt = append(releasedAt, now)
 		}
 		queue(now, a)
 	}
-	if !held || released != 0 {
-		t.Fatalf("held %v, released %d times", held, released)
+	if len(takenAt) != 1 || !takenAt[0].Equal(t0.Add(ms)) {
+		t.Errorf("taken at %v, want once at t0+1ms", takenAt)
 	}
-	if beats != 100 {
-		t.Errorf("%d heartbeat rounds in 10s at 100ms, want 100", beats)
+	if len(releasedAt) != 1 || !releasedAt[0].Equal(t0.Add(5200*ms)) {
+		t.Errorf("released at %v, want once at t0+5.2s", releasedAt)
+	}
+	if beats != 60 {
+		t.Errorf("%d heartbeat rounds in 6s at 100ms, want 60", beats)
 	}
 	st := m.Status(end)
-	if len(st.Peers) != 2 || !st.Peers[0].Reachable || st.Peers[1].Reachable || !st.Holding {
-		t.Errorf("status %v: want holding, dir-b reachable, dir-c not", st)
+	if len(st.Peers) != 2 || st.Peers[0].Reachable || st.Peers[1].Reachable || st.Holding || st.Fenced == "" {
+		t.Errorf("status %v: want fenced, no peer reachable", st)
 	}
 }
 
