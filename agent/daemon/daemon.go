@@ -13,6 +13,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/lvsctl/lvsctl/agent/announce"
 	"github.com/lvsctl/lvsctl/agent/metrics"
 	"github.com/lvsctl/lvsctl/agent/peer"
 	"github.com/lvsctl/lvsctl/agent/reconcile"
@@ -117,7 +118,7 @@ type Prober interface {
 type Announcer interface {
 	// Announce sends gratuitous ARP (IPv4) or unsolicited NA (IPv6) for each, with its
 	// repeats, until done or ctx ends.
-	Announce(ctx context.Context, addrs []Address)
+	Announce(ctx context.Context, addrs []announce.Address)
 }
 
 // Agent is a running agent.
@@ -309,19 +310,17 @@ type runner struct {
 
 // handle steps ev and carries out the actions, and the events they lead to.
 func (r *runner) handle(ev event) {
-	for ev != nil {
-		acts := r.l.step(time.Now(), ev)
-		ev = nil
-		for _, act := range acts {
-			if next := r.do(act); next != nil {
-				ev = next
-			}
+	queue := []event{ev}
+	for len(queue) > 0 {
+		ev, queue = queue[0], queue[1:]
+		for _, act := range r.l.step(time.Now(), ev) {
+			queue = append(queue, r.do(act)...)
 		}
 	}
 }
 
-// do carries out one action; it returns the event it led to, if any.
-func (r *runner) do(act action) event {
+// do carries out one action; it returns the events it led to.
+func (r *runner) do(act action) []event {
 	a := r.a
 	switch act := act.(type) {
 	case actHeartbeat:
@@ -329,7 +328,7 @@ func (r *runner) do(act action) event {
 		err := a.cfg.Session.Send(&lvsctlv1.ConnectRequest{Msg: &lvsctlv1.ConnectRequest_Heartbeat{Heartbeat: act.hb}})
 		if errors.Is(err, session.ErrNotConnected) && r.ctlUp {
 			r.ctlUp = false
-			return evSessionLost{}
+			return []event{evSessionLost{}}
 		}
 	case actPeers:
 		if r.peers == nil {
@@ -342,7 +341,14 @@ func (r *runner) do(act action) event {
 		}
 	case actProbe:
 		if a.cfg.Prober == nil {
-			return nil
+			// A director that cannot probe cannot tell a dead host from a dead agent, whose
+			// kernel still holds the VIPs: it never says a peer's host is down, so it never
+			// agrees to a takeover that could make two ACTIVE directors.
+			var evs []event
+			for _, o := range act.out {
+				evs = append(evs, evProbeAnswer{peer: o.Peer})
+			}
+			return evs
 		}
 		for _, o := range act.out {
 			if err := a.cfg.Prober.Probe(o.Peer, o.To.Addr()); err != nil {
@@ -439,8 +445,8 @@ func (w *worker) do(act action) {
 		}
 	case actAnnounce:
 		if a.cfg.Announcer != nil && len(act.addrs) > 0 {
-			// Its repeats run for a second: not in the way of the next job.
-			go a.cfg.Announcer.Announce(w.ctx, act.addrs)
+			// It sends once and returns; the repeats run in the background.
+			a.cfg.Announcer.Announce(w.ctx, act.addrs)
 		}
 	case actSave:
 		if err := a.cfg.State.SetDesired(state.Desired{Revision: act.rev, State: act.desired, Role: act.assigned}); err != nil {

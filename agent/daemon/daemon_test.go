@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/lvsctl/lvsctl/agent/announce"
 	"github.com/lvsctl/lvsctl/agent/dataplane"
 	"github.com/lvsctl/lvsctl/agent/dataplane/fake"
 	"github.com/lvsctl/lvsctl/agent/metrics"
@@ -536,3 +537,5 @@ var (
 	_ PeerTransport = (*peer.Transport)(nil)
 	_ Prober        = (*peer.Prober)(nil)
 )
+
+var _ Announcer = (*announce.Announcer)(nil)

@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/lvsctl/lvsctl/agent/announce"
 	"github.com/lvsctl/lvsctl/agent/role"
 	"github.com/lvsctl/lvsctl/failover"
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
@@ -120,7 +121,7 @@ type (
 		assigned *lvsctlv1.RoleAssignment
 	}
 	// actAnnounce sends gratuitous ARP / unsolicited NA for the addresses just taken.
-	actAnnounce struct{ addrs []Address }
+	actAnnounce struct{ addrs []announce.Address }
 	// actAckRefusal acks revision 0 with why.
 	actAckRefusal struct{ why error }
 	// actRequestSnapshot asks the controller for a snapshot.
@@ -151,12 +152,6 @@ func (actPeers) isAction()           {}
 func (actProbe) isAction()           {}
 func (actRoleStatus) isAction()      {}
 func (actBind) isAction()            {}
-
-// Address is one address to announce after a takeover.
-type Address struct {
-	Interface string
-	IP        netip.Addr
-}
 
 // RoleMachine is the agent's failover logic (a *role.Machine).
 type RoleMachine interface {
@@ -425,10 +420,10 @@ func (l *loop) refuseGroupless(group *lvsctlv1.DirectorGroup) error {
 
 // groupAddresses are the addresses an ACTIVE holds for st: its clusters' VIPs on the group's
 // vip_interface and the gateway on its interface.
-func groupAddresses(st *lvsctlv1.DesiredState) []Address {
-	var out []Address
-	seen := map[Address]bool{}
-	add := func(a Address) {
+func groupAddresses(st *lvsctlv1.DesiredState) []announce.Address {
+	var out []announce.Address
+	seen := map[announce.Address]bool{}
+	add := func(a announce.Address) {
 		if !seen[a] {
 			seen[a] = true
 			out = append(out, a)
@@ -439,14 +434,14 @@ func groupAddresses(st *lvsctlv1.DesiredState) []Address {
 		for _, c := range st.GetClusters() {
 			for _, v := range c.GetVips() {
 				if ip, err := netip.ParseAddr(v); err == nil {
-					add(Address{Interface: iface, IP: ip})
+					add(announce.Address{Interface: iface, IP: ip})
 				}
 			}
 		}
 	}
 	if gw := g.GetGateway(); gw.GetInterface() != "" {
 		if p, err := netip.ParsePrefix(gw.GetAddress()); err == nil {
-			add(Address{Interface: gw.GetInterface(), IP: p.Addr()})
+			add(announce.Address{Interface: gw.GetInterface(), IP: p.Addr()})
 		}
 	}
 	return out

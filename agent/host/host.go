@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"time"
 
@@ -17,10 +18,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/lvsctl/lvsctl/agent/announce"
 	"github.com/lvsctl/lvsctl/agent/daemon"
 	"github.com/lvsctl/lvsctl/agent/ipvs"
 	"github.com/lvsctl/lvsctl/agent/metrics"
 	"github.com/lvsctl/lvsctl/agent/nft"
+	"github.com/lvsctl/lvsctl/agent/peer"
 	"github.com/lvsctl/lvsctl/agent/reconcile"
 	"github.com/lvsctl/lvsctl/agent/session"
 	"github.com/lvsctl/lvsctl/agent/state"
@@ -102,15 +105,33 @@ func Run(ctx context.Context, o Config) error {
 		go func() { _ = srv.Serve(lis) }()
 		defer srv.Close()
 	}
-	agent := daemon.New(daemon.Config{
+	cfg := daemon.Config{
 		Director: director, Version: o.Version, Logger: log, State: st, Reconciler: rec, Session: sess,
 		Capabilities: caps, Resync: resync, OfflineAfter: o.OfflineAfter,
 		Stats: stats.NewReporter(kipvs), StatsPeriod: o.StatsPeriod, Metrics: m,
 		// Drift made by others (a reload of nftables, an interface reconfigured) is repaired
 		// at once rather than at the next resync.
 		Watchers: []daemon.Watcher{fw, addrs},
-	})
-	return agent.Run(ctx)
+		// Failover: heartbeats to the group's other directors on this director's address,
+		// probes of their hosts, announcements of the addresses taken.
+		Peers: func(local netip.AddrPort) (daemon.PeerTransport, error) {
+			tr, err := peer.Listen(local, log)
+			if err != nil {
+				return nil, err
+			}
+			return tr, nil
+		},
+		Announcer: announce.New(log),
+	}
+	if prober, err := peer.NewProber(log); err != nil {
+		// Without probes the agent cannot tell a dead host from a dead agent: it then never
+		// reports a peer's host down, so it never lets the controller take over from one.
+		log.Error("cannot probe the other directors' hosts (CAP_NET_RAW is needed): this director will not agree to an automatic takeover", "error", err)
+	} else {
+		defer prober.Close()
+		cfg.Prober = prober
+	}
+	return daemon.New(cfg).Run(ctx)
 }
 
 // loopback reports whether HOST:PORT names this machine's loopback.
