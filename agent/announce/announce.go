@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -46,14 +47,23 @@ var repeats = []time.Duration{100 * time.Millisecond, time.Second}
 type Announcer struct {
 	log     *slog.Logger
 	repeats []time.Duration
-	// open makes the sender for one address; tests replace it.
-	open func(a Address) (sender, error)
+	// open makes the sender for the addresses of one family on one interface; tests
+	// replace it.
+	open func(g group) (sender, error)
 	// after is time.After; tests replace it to step the repeats without waiting.
 	after func(time.Duration) <-chan time.Time
 	wg    sync.WaitGroup
 }
 
-// sender sends one address's announcement, again each time send is called.
+// group is the addresses of one family on one interface: they share one socket, so a
+// takeover of hundreds of VIPs opens a few sockets, not hundreds.
+type group struct {
+	iface string
+	v6    bool
+	ips   []netip.Addr
+}
+
+// sender sends its group's announcements, again each time send is called.
 type sender interface {
 	send() error
 	close() error
@@ -74,31 +84,34 @@ func New(log *slog.Logger) *Announcer {
 // The sockets are opened here, on the caller's goroutine, and kept for the repeats: they
 // belong to the caller's network namespace whichever thread sends the repeats.
 func (a *Announcer) Announce(ctx context.Context, addrs []Address) {
-	var live []sender
-	var names []string
-	for _, ad := range addrs {
-		log := a.log.With("interface", ad.Interface, "address", ad.IP.String())
-		s, err := a.open(ad)
+	type live struct {
+		s   sender
+		log *slog.Logger
+	}
+	var open []live
+	for _, g := range groups(addrs, a.log) {
+		log := a.log.With("interface", g.iface, "addresses", g.ips)
+		s, err := a.open(g)
 		if err != nil {
-			log.Warn("cannot announce address", "error", err)
+			log.Warn("cannot announce addresses", "error", err)
 			continue
 		}
 		if err := s.send(); err != nil {
-			log.Warn("announce address", "error", err)
+			log.Warn("announce addresses", "error", err)
+		} else {
+			log.Info("announced addresses")
 		}
-		live = append(live, s)
-		names = append(names, ad.IP.String())
+		open = append(open, live{s, log})
 	}
-	if len(live) == 0 {
+	if len(open) == 0 {
 		return
 	}
-	a.log.Info("announced addresses", "addresses", names)
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
 		defer func() {
-			for _, s := range live {
-				_ = s.close()
+			for _, l := range open {
+				_ = l.s.close()
 			}
 		}()
 		var elapsed time.Duration
@@ -109,13 +122,44 @@ func (a *Announcer) Announce(ctx context.Context, addrs []Address) {
 			case <-a.after(at - elapsed):
 			}
 			elapsed = at
-			for i, s := range live {
-				if err := s.send(); err != nil {
-					a.log.Warn("announce address again", "address", names[i], "error", err)
+			for _, l := range open {
+				if err := l.s.send(); err != nil {
+					l.log.Warn("announce addresses again", "error", err)
 				}
 			}
 		}
 	}()
+}
+
+// groups sorts addrs by interface and family, in the order first seen, dropping invalid
+// addresses (logged) and repeats.
+func groups(addrs []Address, log *slog.Logger) []group {
+	var gs []group
+	idx := map[[2]string]int{}
+	seen := map[Address]bool{}
+	for _, ad := range addrs {
+		ip := ad.IP.Unmap().WithZone("")
+		if !ip.IsValid() {
+			log.Warn("cannot announce an invalid address", "interface", ad.Interface)
+			continue
+		}
+		if seen[Address{ad.Interface, ip}] {
+			continue
+		}
+		seen[Address{ad.Interface, ip}] = true
+		k := [2]string{ad.Interface, "4"}
+		if ip.Is6() {
+			k[1] = "6"
+		}
+		i, ok := idx[k]
+		if !ok {
+			i = len(gs)
+			idx[k] = i
+			gs = append(gs, group{iface: ad.Interface, v6: ip.Is6()})
+		}
+		gs[i].ips = append(gs[i].ips, ip)
+	}
+	return gs
 }
 
 // Wait waits until every Announce's repeats are sent or abandoned (their ctx ended).
@@ -125,53 +169,60 @@ func (a *Announcer) Wait() { a.wg.Wait() }
 // neighbour entry to update and nothing to announce.
 var ErrNoHardwareAddr = errors.New("interface has no hardware address")
 
-func openSender(a Address) (sender, error) {
-	ip := a.IP.Unmap().WithZone("")
-	if !ip.IsValid() {
-		return nil, fmt.Errorf("announce on %s: no address", a.Interface)
+func openSender(g group) (sender, error) {
+	if len(g.ips) == 0 {
+		return nil, fmt.Errorf("announce on %s: no address", g.iface)
 	}
-	ifi, err := net.InterfaceByName(a.Interface)
+	ifi, err := net.InterfaceByName(g.iface)
 	if err != nil {
-		return nil, fmt.Errorf("announce %s: interface %q: %w", ip, a.Interface, err)
+		return nil, fmt.Errorf("announce on interface %q: %w", g.iface, err)
 	}
 	if len(ifi.HardwareAddr) != 6 {
-		return nil, fmt.Errorf("announce %s on %s: %w", ip, a.Interface, ErrNoHardwareAddr)
+		return nil, fmt.Errorf("announce on %s: %w", g.iface, ErrNoHardwareAddr)
 	}
-	if ip.Is4() {
-		return openARP(ifi, ip)
+	if g.v6 {
+		return openNDP(ifi, g.ips)
 	}
-	return openNDP(ifi, ip)
+	return openARP(ifi, g.ips)
 }
 
-// arpSender sends a gratuitous ARP request as keepalived does: an ARP request, broadcast,
+// arpSender sends gratuitous ARP requests as keepalived does: an ARP request, broadcast,
 // with sender and target IP both the address and sender MAC ours. A request rather than a
 // reply because every host on the segment processes a broadcast request, and Linux (with
 // any arp_accept) moves an existing entry to the new MAC on it.
 type arpSender struct {
-	c   *arp.Client
-	pkt *arp.Packet
+	c    *arp.Client
+	pkts []*arp.Packet
 }
 
-func openARP(ifi *net.Interface, ip netip.Addr) (*arpSender, error) {
-	// arp.Dial wants an IPv4 address on the interface; the address being announced was
+func openARP(ifi *net.Interface, ips []netip.Addr) (*arpSender, error) {
+	// arp.Dial wants an IPv4 address on the interface; the addresses being announced were
 	// just added there, so it has one.
 	c, err := arp.Dial(ifi)
 	if err != nil {
-		return nil, fmt.Errorf("announce %s on %s: open ARP socket: %w", ip, ifi.Name, err)
+		return nil, fmt.Errorf("announce on %s: open ARP socket: %w", ifi.Name, err)
 	}
-	pkt, err := arp.NewPacket(arp.OperationRequest, ifi.HardwareAddr, ip, ethernet.Broadcast, ip)
-	if err != nil {
-		_ = c.Close()
-		return nil, fmt.Errorf("announce %s on %s: %w", ip, ifi.Name, err)
+	s := &arpSender{c: c}
+	for _, ip := range ips {
+		pkt, err := arp.NewPacket(arp.OperationRequest, ifi.HardwareAddr, ip, ethernet.Broadcast, ip)
+		if err != nil {
+			_ = c.Close()
+			return nil, fmt.Errorf("announce %s on %s: %w", ip, ifi.Name, err)
+		}
+		s.pkts = append(s.pkts, pkt)
 	}
-	return &arpSender{c: c, pkt: pkt}, nil
+	return s, nil
 }
 
+// send sends every address's frame, whatever happens to one of them.
 func (s *arpSender) send() error {
-	if err := s.c.WriteTo(s.pkt, ethernet.Broadcast); err != nil {
-		return fmt.Errorf("gratuitous ARP for %s: %w", s.pkt.SenderIP, err)
+	var errs []error
+	for _, p := range s.pkts {
+		if err := s.c.WriteTo(p, ethernet.Broadcast); err != nil {
+			errs = append(errs, fmt.Errorf("gratuitous ARP for %s: %w", p.SenderIP, err))
+		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func (s *arpSender) close() error { return s.c.Close() }
@@ -179,37 +230,57 @@ func (s *arpSender) close() error { return s.c.Close() }
 // allNodes is where an unsolicited neighbour advertisement goes (RFC 4861 7.2.6).
 var allNodes = netip.MustParseAddr("ff02::1")
 
-// ndpSender sends an unsolicited neighbour advertisement: override set, solicited clear,
+// ndpSender sends unsolicited neighbour advertisements: override set, solicited clear,
 // target the address, with our MAC in the target link-layer address option, to all nodes.
 type ndpSender struct {
-	c  *ndp.Conn
-	na *ndp.NeighborAdvertisement
+	c   *ndp.Conn
+	nas []*ndp.NeighborAdvertisement
 }
 
-func openNDP(ifi *net.Interface, ip netip.Addr) (*ndpSender, error) {
-	// The source is the announced address itself (it is on the interface, added without
+func openNDP(ifi *net.Interface, ips []netip.Addr) (*ndpSender, error) {
+	// The source is an announced address itself (it is on the interface, added without
 	// DAD), so this works on an interface with no link-local address; the receiver checks
 	// only the hop limit (255, set by ndp) and the target.
-	c, _, err := ndp.Listen(ifi, ndp.Addr(ip.String()))
-	if err != nil {
-		return nil, fmt.Errorf("announce %s on %s: open NDP socket: %w", ip, ifi.Name, err)
+	// If none of them is there (yet), the link-local address will do.
+	var c *ndp.Conn
+	var errs []error
+	for _, src := range append(slices.Clone(ips), netip.Addr{}) {
+		a := ndp.LinkLocal
+		if src.IsValid() {
+			a = ndp.Addr(src.String())
+		}
+		var err error
+		if c, _, err = ndp.Listen(ifi, a); err == nil {
+			break
+		}
+		errs = append(errs, err)
 	}
-	na := &ndp.NeighborAdvertisement{
-		Override:      true,
-		TargetAddress: ip,
-		Options: []ndp.Option{&ndp.LinkLayerAddress{
-			Direction: ndp.Target,
-			Addr:      ifi.HardwareAddr,
-		}},
+	if c == nil {
+		return nil, fmt.Errorf("announce on %s: open NDP socket: %w", ifi.Name, errors.Join(errs...))
 	}
-	return &ndpSender{c: c, na: na}, nil
+	s := &ndpSender{c: c}
+	for _, ip := range ips {
+		s.nas = append(s.nas, &ndp.NeighborAdvertisement{
+			Override:      true,
+			TargetAddress: ip,
+			Options: []ndp.Option{&ndp.LinkLayerAddress{
+				Direction: ndp.Target,
+				Addr:      ifi.HardwareAddr,
+			}},
+		})
+	}
+	return s, nil
 }
 
+// send sends every address's advertisement, whatever happens to one of them.
 func (s *ndpSender) send() error {
-	if err := s.c.WriteTo(s.na, nil, allNodes); err != nil {
-		return fmt.Errorf("unsolicited NA for %s: %w", s.na.TargetAddress, err)
+	var errs []error
+	for _, na := range s.nas {
+		if err := s.c.WriteTo(na, nil, allNodes); err != nil {
+			errs = append(errs, fmt.Errorf("unsolicited NA for %s: %w", na.TargetAddress, err))
+		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func (s *ndpSender) close() error { return s.c.Close() }

@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -76,34 +78,36 @@ func waitNeigh(t *testing.T, ns, addr, want string) []string {
 	}
 }
 
-// A takes over a VIP that B last saw at another MAC (the old ACTIVE): after Announce, B's
-// entry for the VIP holds A's MAC, whatever state it was in. This is what the lab checks on
-// the client. The entry is written just before Announce, inside the kernel's locktime (1 s),
-// in which only a gratuitous ARP may override it: an ordinary ARP from the VIP would not.
+// A takes over VIPs that B last saw at another MAC (the old ACTIVE): after one Announce, B's
+// entry for each VIP holds A's MAC, whatever state it was in. This is what the lab checks on
+// the client. The entries are written just before Announce, inside the kernel's locktime
+// (1 s), in which only a gratuitous ARP may override them.
 func TestAnnounceUpdatesStaleNeighbour(t *testing.T) {
-	for _, tc := range []struct{ name, vip, prefix, nud string }{
-		{"ipv4 stale", "192.0.2.100", "/32", "stale"},
-		{"ipv4 reachable", "192.0.2.100", "/32", "reachable"},
-		{"ipv6 stale", "2001:db8::100", "/128", "stale"},
-		{"ipv6 reachable", "2001:db8::100", "/128", "reachable"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			nsA, nsB := pair(t)
-			// The VIP is on A's interface, as the reconciler adds it before announcing.
-			ip(t, "-n", nsA, "addr", "add", tc.vip+tc.prefix, "dev", "a0", "nodad")
-			ip(t, "-n", nsB, "neigh", "replace", tc.vip, "lladdr", wrongMAC, "dev", "b0", "nud", tc.nud)
-			if got, _ := neigh(t, nsB, tc.vip); got != wrongMAC {
-				t.Fatalf("setup: B's entry is %q, want %s", got, wrongMAC)
-			}
-			a := New(nil)
-			inNS(t, nsA, func() {
-				a.Announce(t.Context(), []Address{{Interface: "a0", IP: netip.MustParseAddr(tc.vip)}})
-			})
-			state := waitNeigh(t, nsB, tc.vip, mac(t, nsA, "a0"))
-			t.Logf("B's entry after the announcement: %v", state)
-			a.Wait()
-		})
+	nsA, nsB := pair(t)
+	vips := []struct{ vip, prefix, nud string }{
+		{"192.0.2.100", "/32", "stale"},
+		{"192.0.2.101", "/32", "reachable"},
+		{"2001:db8::100", "/128", "stale"},
+		{"2001:db8::101", "/128", "reachable"},
 	}
+	var addrs []Address
+	for _, v := range vips {
+		// The VIP is on A's interface, as the reconciler adds it before announcing.
+		ip(t, "-n", nsA, "addr", "add", v.vip+v.prefix, "dev", "a0", "nodad")
+		ip(t, "-n", nsB, "neigh", "replace", v.vip, "lladdr", wrongMAC, "dev", "b0", "nud", v.nud)
+		if got, _ := neigh(t, nsB, v.vip); got != wrongMAC {
+			t.Fatalf("setup: B's entry for %s is %q, want %s", v.vip, got, wrongMAC)
+		}
+		addrs = append(addrs, Address{Interface: "a0", IP: netip.MustParseAddr(v.vip)})
+	}
+	a := New(nil)
+	inNS(t, nsA, func() { a.Announce(t.Context(), addrs) })
+	macA := mac(t, nsA, "a0")
+	for _, v := range vips {
+		state := waitNeigh(t, nsB, v.vip, macA)
+		t.Logf("B's entry for %s (was %s) after the announcement: %v", v.vip, v.nud, state)
+	}
+	a.Wait()
 }
 
 // What Linux does with an announcement for an address it has no entry for: by default
@@ -138,11 +142,13 @@ func TestAnnounceNoEntry(t *testing.T) {
 	a.Wait()
 }
 
-// On the wire: three gratuitous ARP requests (now, +100 ms, +1 s), broadcast, sender and
-// target IP the VIP, sender MAC A's, and no more.
+// On the wire: for each VIP, three gratuitous ARP requests (now, +100 ms, +1 s), broadcast,
+// sender and target IP the VIP, sender MAC A's, and no more; a VIP listed twice is no
+// exception.
 func TestAnnounceFrames(t *testing.T) {
 	nsA, nsB := pair(t)
 	ip(t, "-n", nsA, "addr", "add", "192.0.2.100/32", "dev", "a0")
+	ip(t, "-n", nsA, "addr", "add", "192.0.2.101/32", "dev", "a0")
 	var c *packet.Conn
 	inNS(t, nsB, func() {
 		ifi, err := net.InterfaceByName("b0")
@@ -156,12 +162,15 @@ func TestAnnounceFrames(t *testing.T) {
 	defer c.Close()
 	a := New(nil)
 	inNS(t, nsA, func() {
-		a.Announce(t.Context(), []Address{{Interface: "a0", IP: netip.MustParseAddr("192.0.2.100")}})
+		a.Announce(t.Context(), []Address{
+			{Interface: "a0", IP: netip.MustParseAddr("192.0.2.100")},
+			{Interface: "a0", IP: netip.MustParseAddr("192.0.2.101")},
+			{Interface: "a0", IP: netip.MustParseAddr("192.0.2.100")}, // twice: announced once
+		})
 	})
 	a.Wait()
 	macA := mac(t, nsA, "a0")
-	vip := netip.MustParseAddr("192.0.2.100")
-	n := 0
+	n := map[netip.Addr]int{}
 	buf := make([]byte, 1500)
 	for {
 		// Every frame was delivered before Wait returned; the deadline only ends the read.
@@ -181,17 +190,21 @@ func TestAnnounceFrames(t *testing.T) {
 		if err := p.UnmarshalBinary(f.Payload); err != nil {
 			t.Fatal(err)
 		}
-		if p.SenderIP != vip {
-			continue // B's own or A's ARP for other addresses
+		if !strings.HasPrefix(p.SenderIP.String(), "192.0.2.10") {
+			continue // B's own ARP, or A's for its own address
 		}
-		n++
+		n[p.SenderIP]++
 		if f.Destination.String() != ethernet.Broadcast.String() || p.Operation != arp.OperationRequest ||
-			p.TargetIP != vip || p.SenderHardwareAddr.String() != macA || f.Source.String() != macA {
-			t.Errorf("frame %d: %s -> %s %v", n, f.Source, f.Destination, p)
+			p.TargetIP != p.SenderIP || p.SenderHardwareAddr.String() != macA || f.Source.String() != macA {
+			t.Errorf("not a gratuitous ARP from A: %s -> %s %+v", f.Source, f.Destination, p)
 		}
 	}
-	if n != len(repeats)+1 {
-		t.Errorf("B saw %d gratuitous ARPs for the VIP, want %d", n, len(repeats)+1)
+	want := map[netip.Addr]int{
+		netip.MustParseAddr("192.0.2.100"): len(repeats) + 1,
+		netip.MustParseAddr("192.0.2.101"): len(repeats) + 1,
+	}
+	if !maps.Equal(n, want) {
+		t.Errorf("B saw gratuitous ARPs %v, want %v", n, want)
 	}
 }
 
@@ -201,6 +214,7 @@ type fakeSender struct {
 	sends  int
 	closed bool
 	sent   chan struct{}
+	ips    []netip.Addr
 }
 
 func (f *fakeSender) send() error {
@@ -235,16 +249,21 @@ type timerReq struct {
 	ch chan time.Time
 }
 
-// fakeAnnouncer has senders per address (an address without one fails to open) and timers
-// the test fires.
+// fakeAnnouncer has senders per interface and family ("eth0/4"; one without a sender fails
+// to open) and timers the test fires. Each open records the group it was given.
 func fakeAnnouncer(senders map[string]*fakeSender) (*Announcer, chan timerReq) {
 	timers := make(chan timerReq, 10)
 	a := New(nil)
-	a.open = func(ad Address) (sender, error) {
-		s, ok := senders[ad.IP.String()]
+	a.open = func(g group) (sender, error) {
+		k := g.iface + "/4"
+		if g.v6 {
+			k = g.iface + "/6"
+		}
+		s, ok := senders[k]
 		if !ok {
 			return nil, errors.New("no such interface")
 		}
+		s.ips = append(s.ips, g.ips...)
 		return s, nil
 	}
 	a.after = func(d time.Duration) <-chan time.Time {
@@ -291,12 +310,21 @@ func newFake() *fakeSender { return &fakeSender{sent: make(chan struct{}, 10)} }
 // skipped; the others are announced.
 func TestAnnounceSchedule(t *testing.T) {
 	s1, s2 := newFake(), newFake()
-	a, timers := fakeAnnouncer(map[string]*fakeSender{"192.0.2.1": s1, "2001:db8::1": s2})
+	a, timers := fakeAnnouncer(map[string]*fakeSender{"eth0/4": s1, "eth0/6": s2})
 	a.Announce(t.Context(), []Address{
 		{"eth0", netip.MustParseAddr("192.0.2.1")},
 		{"eth9", netip.MustParseAddr("192.0.2.9")}, // fails to open
 		{"eth0", netip.MustParseAddr("2001:db8::1")},
+		{"eth0", netip.MustParseAddr("::ffff:192.0.2.2")}, // IPv4, v4-mapped
+		{"eth0", netip.MustParseAddr("192.0.2.1")},        // again
+		{"eth0", netip.Addr{}},                            // invalid: skipped
 	})
+	if want := []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")}; !slices.Equal(s1.ips, want) {
+		t.Errorf("eth0 IPv4 group %v, want %v", s1.ips, want)
+	}
+	if want := []netip.Addr{netip.MustParseAddr("2001:db8::1")}; !slices.Equal(s2.ips, want) {
+		t.Errorf("eth0 IPv6 group %v, want %v", s2.ips, want)
+	}
 	for _, s := range []*fakeSender{s1, s2} {
 		if n, closed := s.state(); n != 1 || closed {
 			t.Fatalf("after Announce returned: %d sends, closed %v; want 1, open", n, closed)
@@ -328,7 +356,7 @@ func TestAnnounceSchedule(t *testing.T) {
 // are closed.
 func TestAnnounceStopsWithContext(t *testing.T) {
 	s := newFake()
-	a, timers := fakeAnnouncer(map[string]*fakeSender{"192.0.2.1": s})
+	a, timers := fakeAnnouncer(map[string]*fakeSender{"eth0/4": s})
 	ctx, cancel := context.WithCancel(t.Context())
 	a.Announce(ctx, []Address{{"eth0", netip.MustParseAddr("192.0.2.1")}})
 	nextTimer(t, timers) // the first repeat is waiting
@@ -339,25 +367,25 @@ func TestAnnounceStopsWithContext(t *testing.T) {
 	}
 }
 
-// Bad input is refused per address, before any socket is opened.
+// An interface that cannot carry an announcement is refused before any socket is opened.
 func TestOpenSenderRefuses(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
-		a     Address
+		g     group
 		noMAC bool
 	}{
-		{"no such interface", Address{"lvsctl-none0", netip.MustParseAddr("192.0.2.1")}, false},
-		{"loopback has no MAC", Address{"lo", netip.MustParseAddr("127.0.0.2")}, true},
-		{"invalid address", Address{"lo", netip.Addr{}}, false},
+		{"no such interface", group{iface: "lvsctl-none0", ips: []netip.Addr{netip.MustParseAddr("192.0.2.1")}}, false},
+		{"loopback has no MAC", group{iface: "lo", ips: []netip.Addr{netip.MustParseAddr("127.0.0.2")}}, true},
+		{"no address", group{iface: "lo"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s, err := openSender(tc.a)
+			s, err := openSender(tc.g)
 			if err == nil {
 				_ = s.close()
-				t.Fatalf("openSender(%v) succeeded", tc.a)
+				t.Fatalf("openSender(%v) succeeded", tc.g)
 			}
 			if tc.noMAC != errors.Is(err, ErrNoHardwareAddr) {
-				t.Errorf("openSender(%v): %v; want ErrNoHardwareAddr: %v", tc.a, err, tc.noMAC)
+				t.Errorf("openSender(%v): %v; want ErrNoHardwareAddr: %v", tc.g, err, tc.noMAC)
 			}
 		})
 	}
