@@ -1,0 +1,352 @@
+package e2e
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
+)
+
+// roleAgent is a director's agent stream driven by the test: it says Hello, heartbeats the
+// controller every 100 ms (checking each answer echoes a value it sent), reports the
+// RoleStatus the test gives it, and records every assignment it is sent.
+type roleAgent struct {
+	t      *testing.T
+	name   string
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	sendMu sync.Mutex
+	stream lvsctlv1.AgentService_ConnectClient
+
+	mu        sync.Mutex
+	sent      map[int64]bool // heartbeat values sent on this stream
+	answers   int            // heartbeat answers that echoed one of them
+	badEcho   []int64        // echoes of values never sent
+	lastEpoch uint64         // epoch of the latest answer
+	received  []received
+}
+
+// received is one assignment as it reached the agent.
+type received struct {
+	delta bool // inside a Delta (else a Snapshot)
+	roles *lvsctlv1.GroupRoles
+}
+
+func connectRoleAgent(t *testing.T, target, name string) *roleAgent {
+	t.Helper()
+	conn, err := grpcDial(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stream, err := lvsctlv1.NewAgentServiceClient(conn).Connect(ctx)
+	if err != nil {
+		cancel()
+		conn.Close()
+		t.Fatal(err)
+	}
+	a := &roleAgent{t: t, name: name, cancel: cancel, done: make(chan struct{}), stream: stream, sent: map[int64]bool{}}
+	a.send(&lvsctlv1.ConnectRequest{Msg: &lvsctlv1.ConnectRequest_Hello{Hello: &lvsctlv1.Hello{Director: name, Version: "test"}}})
+	var wg sync.WaitGroup
+	wg.Go(a.receive)
+	wg.Go(func() {
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			v := time.Now().UnixNano()
+			a.mu.Lock()
+			a.sent[v] = true
+			a.mu.Unlock()
+			if a.send(&lvsctlv1.ConnectRequest{Msg: &lvsctlv1.ConnectRequest_Heartbeat{Heartbeat: &lvsctlv1.Heartbeat{Sent: v}}}) != nil {
+				return
+			}
+		}
+	})
+	go func() {
+		wg.Wait()
+		conn.Close()
+		close(a.done)
+	}()
+	t.Cleanup(a.close)
+	return a
+}
+
+// close ends the stream, as a killed agent's does.
+func (a *roleAgent) close() {
+	a.cancel()
+	<-a.done
+}
+
+func (a *roleAgent) send(m *lvsctlv1.ConnectRequest) error {
+	a.sendMu.Lock()
+	defer a.sendMu.Unlock()
+	return a.stream.Send(m)
+}
+
+func (a *roleAgent) report(st *lvsctlv1.RoleStatus) {
+	a.t.Helper()
+	if err := a.send(&lvsctlv1.ConnectRequest{Msg: &lvsctlv1.ConnectRequest_RoleStatus{RoleStatus: st}}); err != nil {
+		a.t.Fatalf("%s: reporting: %v", a.name, err)
+	}
+}
+
+func (a *roleAgent) receive() {
+	for {
+		m, err := a.stream.Recv()
+		if err != nil {
+			return
+		}
+		a.mu.Lock()
+		switch {
+		case m.GetSnapshot() != nil:
+			a.received = append(a.received, received{roles: m.GetSnapshot().GetRoles()})
+		case m.GetDelta().GetRoles() != nil:
+			a.received = append(a.received, received{delta: true, roles: m.GetDelta().GetRoles()})
+		case m.GetHeartbeat() != nil:
+			hb := m.GetHeartbeat()
+			if echo := hb.GetEcho(); echo != 0 {
+				if a.sent[echo] {
+					a.answers++
+				} else {
+					a.badEcho = append(a.badEcho, echo)
+				}
+			}
+			a.lastEpoch = hb.GetEpoch()
+		}
+		a.mu.Unlock()
+	}
+}
+
+// roles is the latest assignment the agent was sent (nil: none).
+func (a *roleAgent) roles() *lvsctlv1.GroupRoles {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.received) == 0 {
+		return nil
+	}
+	return a.received[len(a.received)-1].roles
+}
+
+func (a *roleAgent) history() []received {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.received)
+}
+
+// waitRoles waits until the agent was sent an assignment that matches; 10 s is a hang guard.
+func (a *roleAgent) waitRoles(what string, match func(*lvsctlv1.GroupRoles) bool) received {
+	a.t.Helper()
+	var got received
+	waitUntil(a.t, 10*time.Second, a.name+": "+what, func() bool {
+		for _, r := range a.history() {
+			if r.roles != nil && match(r.roles) {
+				got = r
+				return true
+			}
+		}
+		return false
+	})
+	return got
+}
+
+func peer(name string, reachable, host bool, heardAgo int64) *lvsctlv1.PeerStatus {
+	return &lvsctlv1.PeerStatus{Director: name, Reachable: reachable, HostReachable: host, HeardAgoMs: heardAgo}
+}
+
+func roleStatus(r *lvsctlv1.GroupRoles, self string, holding bool, peers ...*lvsctlv1.PeerStatus) *lvsctlv1.RoleStatus {
+	role := lvsctlv1.Role_ROLE_STANDBY
+	if r.GetActive() == self {
+		role = lvsctlv1.Role_ROLE_ACTIVE
+	}
+	return &lvsctlv1.RoleStatus{Group: r.GetGroup(), Epoch: r.GetEpoch(), Role: role, Holding: holding, Peers: peers}
+}
+
+// TestDirectorFailover: a real controller with its embedded etcd and two directors' agent
+// streams over gRPC. A lost ACTIVE whose STANDBY still hears it is not replaced; once the
+// STANDBY reports it lost too, the STANDBY is made ACTIVE under a higher epoch, in a Delta;
+// a planned failover writes a handover first and promotes its target only after the old
+// ACTIVE reported it released; epochs only grow.
+func TestDirectorFailover(t *testing.T) {
+	ctl := newController(t)
+	target := ctl.cfg.Listen
+	c := dialTB(t, target)
+	ctx := context.Background()
+	group := &lvsctlv1.DirectorGroup{Name: "edge-1", VipInterface: "eth0", Directors: []*lvsctlv1.Director{
+		{Name: "dir-a", Priority: 200, Address: "192.0.2.1"}, {Name: "dir-b", Priority: 100, Address: "192.0.2.2"}}}
+	if _, err := c.config.Apply(ctx, &lvsctlv1.ApplyRequest{Objects: []*lvsctlv1.Object{{Kind: &lvsctlv1.Object_Group{Group: group}}}}); err != nil {
+		t.Fatal(err)
+	}
+
+	a := connectRoleAgent(t, target, "dir-a")
+	b := connectRoleAgent(t, target, "dir-b")
+	initial := a.waitRoles("the initial assignment", func(r *lvsctlv1.GroupRoles) bool { return r.GetActive() != "" }).roles
+	if initial.GetActive() != "dir-a" {
+		t.Fatalf("initial assignment %v, want dir-a (priority 200) ACTIVE", initial)
+	}
+	b.waitRoles("the initial assignment", func(r *lvsctlv1.GroupRoles) bool { return proto.Equal(r, initial) })
+	a.report(roleStatus(initial, "dir-a", true, peer("dir-b", true, true, 50)))
+	b.report(roleStatus(initial, "dir-b", false, peer("dir-a", true, true, 50)))
+
+	// The ACTIVE's heartbeats are answered with their own values and the group's epoch.
+	waitUntil(t, 10*time.Second, "heartbeat answers to dir-a", func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.answers >= 3 && a.lastEpoch == initial.GetEpoch()
+	})
+
+	// dir-a's agent dies, but dir-b still hears dir-a's heartbeats: no takeover. Its host still
+	// forwards with the VIPs; promoting dir-b would make two ACTIVE directors.
+	a.close()
+	b.report(roleStatus(initial, "dir-b", false, peer("dir-a", true, true, 50)))
+	waitUntil(t, 10*time.Second, "dir-a shown disconnected", func() bool {
+		d := directorStatus(t, c, "dir-a")
+		return d != nil && !d.GetConnected()
+	})
+	// Well past dead_after + fence (600 ms with the defaults): nothing moved.
+	time.Sleep(1500 * time.Millisecond)
+	if r := b.roles(); !proto.Equal(r, initial) {
+		t.Fatalf("dir-b was sent %v while it still heard dir-a: a takeover of a live ACTIVE", r)
+	}
+	// A host that answers probes still blocks it.
+	b.report(roleStatus(initial, "dir-b", false, peer("dir-a", false, true, 900)))
+	time.Sleep(1000 * time.Millisecond)
+	if r := b.roles(); !proto.Equal(r, initial) {
+		t.Fatalf("dir-b was sent %v while dir-a's host answered: a takeover of a forwarding kernel", r)
+	}
+
+	// dir-b loses dir-a entirely: takeover, in a Delta, under a higher epoch.
+	b.report(roleStatus(initial, "dir-b", false, peer("dir-a", false, false, 1200)))
+	took := b.waitRoles("the takeover", func(r *lvsctlv1.GroupRoles) bool { return r.GetActive() == "dir-b" })
+	if !took.delta {
+		t.Error("the takeover reached dir-b in a snapshot, want a Delta on the open stream")
+	}
+	if took.roles.GetEpoch() <= initial.GetEpoch() || took.roles.GetReason() != "takeover" || took.roles.GetPrevious() != "dir-a" {
+		t.Errorf("takeover assignment %v, want reason takeover, previous dir-a, epoch above %d", took.roles, initial.GetEpoch())
+	}
+	waitUntil(t, 10*time.Second, "dir-b's heartbeat answers carry the takeover's epoch", func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.lastEpoch == took.roles.GetEpoch()
+	})
+	b.report(roleStatus(took.roles, "dir-b", true, peer("dir-a", false, false, 1500)))
+	waitUntil(t, 10*time.Second, "status of dir-b as it reported", func() bool {
+		d := directorStatus(t, c, "dir-b")
+		return d.GetRole() == lvsctlv1.Role_ROLE_ACTIVE && d.GetEpoch() == took.roles.GetEpoch() && d.GetHolding()
+	})
+
+	// dir-a comes back: it is told it is STANDBY (no preemption by default).
+	a = connectRoleAgent(t, target, "dir-a")
+	if r := a.waitRoles("its assignment after reconnecting", func(*lvsctlv1.GroupRoles) bool { return true }).roles; !proto.Equal(r, took.roles) {
+		t.Fatalf("dir-a reconnected to %v, want the takeover's %v", r, took.roles)
+	}
+	a.report(roleStatus(took.roles, "dir-a", false, peer("dir-b", true, true, 50)))
+	b.report(roleStatus(took.roles, "dir-b", true, peer("dir-a", true, true, 50)))
+	if d := directorStatus(t, c, "dir-a"); d.GetHolding() {
+		t.Errorf("status says dir-a holds the VIPs: %v", d)
+	}
+
+	// Errors name the field.
+	for _, tc := range []struct {
+		req  *lvsctlv1.FailoverRequest
+		code codes.Code
+	}{
+		{&lvsctlv1.FailoverRequest{}, codes.InvalidArgument},
+		{&lvsctlv1.FailoverRequest{Group: "nope"}, codes.NotFound},
+		{&lvsctlv1.FailoverRequest{Group: "edge-1", To: "dir-z"}, codes.InvalidArgument},
+		{&lvsctlv1.FailoverRequest{Group: "edge-1", To: "dir-b"}, codes.FailedPrecondition},
+	} {
+		_, err := c.config.Failover(ctx, tc.req)
+		if status.Code(err) != tc.code {
+			t.Errorf("Failover(%v): %v, want %v", tc.req, err, tc.code)
+		}
+	}
+
+	// Planned failover back to dir-a: first a handover (nobody ACTIVE), and dir-a is promoted
+	// only once dir-b reported it released.
+	type result struct {
+		resp *lvsctlv1.FailoverResponse
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := c.config.Failover(ctx, &lvsctlv1.FailoverRequest{Group: "edge-1", To: "dir-a"})
+		done <- result{resp, err}
+	}()
+	handover := b.waitRoles("the handover", func(r *lvsctlv1.GroupRoles) bool { return r.GetHandoverTo() == "dir-a" }).roles
+	if handover.GetActive() != "" || handover.GetEpoch() <= took.roles.GetEpoch() {
+		t.Fatalf("handover %v, want nobody ACTIVE under an epoch above %d", handover, took.roles.GetEpoch())
+	}
+	// dir-b has not released yet: no promotion, no reply.
+	time.Sleep(500 * time.Millisecond)
+	for _, r := range a.history() {
+		if r.roles.GetActive() == "dir-a" {
+			t.Fatalf("dir-a promoted (%v) before dir-b reported it released", r.roles)
+		}
+	}
+	select {
+	case r := <-done:
+		t.Fatalf("failover answered before dir-b released: %v %v", r.resp, r.err)
+	default:
+	}
+	b.report(roleStatus(handover, "dir-b", false, peer("dir-a", true, true, 50)))
+	var res result
+	select {
+	case res = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no failover reply 10 s after dir-b released")
+	}
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	if res.resp.GetRoles().GetActive() != "dir-a" || res.resp.GetPrevious() != "dir-b" || res.resp.GetRoles().GetEpoch() <= handover.GetEpoch() {
+		t.Errorf("failover reply %v, want dir-a ACTIVE after dir-b, epoch above %d", res.resp, handover.GetEpoch())
+	}
+	promoted := a.waitRoles("its promotion", func(r *lvsctlv1.GroupRoles) bool { return r.GetActive() == "dir-a" })
+	if !promoted.delta || !proto.Equal(promoted.roles, res.resp.GetRoles()) {
+		t.Errorf("dir-a got %v (delta %v), want the reply's %v in a Delta", promoted.roles, promoted.delta, res.resp.GetRoles())
+	}
+
+	// Epochs only grow, as each agent saw them.
+	for _, ag := range []*roleAgent{a, b} {
+		var last uint64
+		for _, r := range ag.history() {
+			if r.roles.GetEpoch() < last {
+				t.Errorf("%s was sent epoch %d after %d", ag.name, r.roles.GetEpoch(), last)
+			}
+			last = r.roles.GetEpoch()
+		}
+		ag.mu.Lock()
+		if len(ag.badEcho) > 0 {
+			t.Errorf("%s got heartbeat answers echoing values it never sent: %v", ag.name, ag.badEcho)
+		}
+		ag.mu.Unlock()
+	}
+}
+
+// directorStatus is one director's status as lvsctl status sees it (nil: not listed).
+func directorStatus(t *testing.T, c clients, name string) *lvsctlv1.DirectorStatus {
+	t.Helper()
+	resp, err := c.status.List(context.Background(), &lvsctlv1.StatusServiceListRequest{TotalsOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range resp.GetDirectors() {
+		if d.GetDirector() == name {
+			return d
+		}
+	}
+	return nil
+}
