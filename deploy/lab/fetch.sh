@@ -8,7 +8,9 @@
 #                  (never installed: the host's /boot is left alone), plus the
 #                  modules.dep that its postinst would have made
 #   userland/      busybox (static) and ipvsadm, nft, iproute2's ip with every
-#                  shared library ldd lists for them, at the same paths
+#                  shared library ldd lists for them, at the same paths; and
+#                  keepalived (the failover reference, bench-ha), unpacked
+#                  from Debian's package with the libraries it needs
 #   kernel.version the kernel release (the /lib/modules folder name)
 #   fetch.stamp    written last: its presence means the cache is complete
 # and installs qemu-system-x86 on the host if it is missing.
@@ -18,6 +20,11 @@
 # the only way to get exactly the libraries (and versions) those binaries
 # need without re-doing apt's dependency resolution here. busybox-static is
 # unpacked instead, because installing it would replace the host's busybox.
+#
+# keepalived is unpacked, never installed: installing it on the host would
+# register a service there. The libraries it links that the host lacks
+# (libsnmp40 and its own, on these machines) are unpacked from their packages
+# into keepalived.libs/, and ldd resolves against that folder then the host.
 #
 # Idempotent: with a complete cache it does nothing (LAB_REFETCH=1 redoes it).
 # Runs as root, without standard input (CI).
@@ -95,7 +102,9 @@ copy_with_libs() {
 	done
 }
 
-if [ -e "$CACHE/fetch.stamp" ] && [ "${LAB_REFETCH:-0}" != 1 ] && command -v qemu-system-x86_64 >/dev/null; then
+# A cache made before keepalived joined the lab is refetched.
+if [ -e "$CACHE/fetch.stamp" ] && grep -q '^keepalived ' "$CACHE/fetch.stamp" &&
+	[ "${LAB_REFETCH:-0}" != 1 ] && command -v qemu-system-x86_64 >/dev/null; then
 	log "cache complete in $CACHE ($(cat "$CACHE/kernel.version"))"
 	exit 0
 fi
@@ -133,6 +142,42 @@ for tool in /usr/sbin/ipvsadm /usr/sbin/nft /usr/sbin/ip; do
 	copy_with_libs "$tool" "$CACHE/userland"
 done
 
+# keepalived: its .deb unpacked, then, while ldd finds a library missing, the
+# package that ships it unpacked too (the sonames keepalived 2.2.7 and its
+# SNMP library pull in; an unknown one stops the fetch with its name).
+kadir=$CACHE/keepalived.libs
+rm -rf "$kadir"
+dpkg -x "$(download keepalived)" "$kadir"
+soname_package() {
+	case $1 in
+	libnetsnmp*.so.40) echo libsnmp40 ;;
+	libpci.so.3) echo libpci3 ;;
+	libwrap.so.0) echo libwrap0 ;;
+	libsensors.so.5) echo libsensors5 ;;
+	libperl.so.5.36) echo libperl5.36 ;;
+	*) return 1 ;;
+	esac
+}
+for _ in 1 2 3 4; do
+	missing=$(LD_LIBRARY_PATH=$kadir/usr/lib/x86_64-linux-gnu ldd "$kadir/usr/sbin/keepalived" | awk '$3 == "not" {print $1}')
+	[ -z "$missing" ] && break
+	for so in $missing; do
+		pkg=$(soname_package "$so") || { log "keepalived needs $so, and fetch.sh knows no package for it"; exit 1; }
+		dpkg -x "$(download "$pkg")" "$kadir"
+	done
+done
+LD_LIBRARY_PATH=$kadir/usr/lib/x86_64-linux-gnu ldd "$kadir/usr/sbin/keepalived" | grep -q 'not found' &&
+	{ log "keepalived still misses libraries: $(ldd "$kadir/usr/sbin/keepalived" | grep 'not found')"; exit 1; }
+install -D -m 0755 "$kadir/usr/sbin/keepalived" "$CACHE/userland/usr/sbin/keepalived"
+for lib in $(LD_LIBRARY_PATH=$kadir/usr/lib/x86_64-linux-gnu ldd "$kadir/usr/sbin/keepalived" |
+	awk '$2 == "=>" && $3 ~ /^\// {print $3}'); do
+	case $lib in
+	"$kadir"/*) dest=$CACHE/userland/${lib#"$kadir"/} ;;
+	*) dest=$CACHE/userland$lib ;;
+	esac
+	[ -e "$dest" ] || install -D -m 0755 "$(readlink -f "$lib")" "$dest"
+done
+
 echo "$kver" >"$CACHE/kernel.version"
 {
 	echo "kernel $kpkg $(candidate "$kpkg")"
@@ -140,6 +185,7 @@ echo "$kver" >"$CACHE/kernel.version"
 	for p in ipvsadm nftables iproute2; do
 		echo "$p $(dpkg-query -W -f='${Version}' "$p")"
 	done
+	echo "keepalived $(candidate keepalived)"
 } >"$CACHE/fetch.stamp.tmp"
 mv "$CACHE/fetch.stamp.tmp" "$CACHE/fetch.stamp"
 log "cache ready in $CACHE ($kver) in $(($(date +%s) - start))s"

@@ -328,12 +328,15 @@ metric() {
 # status_field DIRECTOR FIELD: FIELD (desiredRevision, appliedRevision,
 # connected, role, ...) of DIRECTOR in `lvsctl status -o json`, as its raw
 # JSON text (numbers and booleans bare, strings quoted). No jq in the guest:
-# the JSON is flattened to one line and split at the director objects.
-status_field() {
-	lv status -o json 2>/dev/null | tr -d '\n' | sed 's/}[[:space:]]*,[[:space:]]*{/}\n{/g' |
-		grep -E "\"name\"[[:space:]]*:[[:space:]]*\"$1\"" | head -n 1 |
-		sed -nE "s/.*\"$2\"[[:space:]]*:[[:space:]]*(\"[^\"]*\"|[^,}[:space:]]+).*/\1/p"
-}
+# lab-ha field finds the object whose "name" is DIRECTOR, the shallowest
+# first, so the peers a director lists (objects named after the other
+# directors) do not stand in for them.
+status_field() { lv status -o json 2>/dev/null | lab-ha field "$1" "$2" 2>/dev/null; }
+
+# status_snap, then sfield DIRECTOR FIELD: the same from one `lvsctl status`
+# taken by status_snap (/tmp/status.json), for checks that read many fields.
+status_snap() { lv status -o json >/tmp/status.json 2>/dev/null; }
+sfield() { lab-ha field "$1" "$2" </tmp/status.json 2>/dev/null; }
 
 # applied_rev [DIRECTOR]: DIRECTOR's (default dir-a) appliedRevision, as
 # `lvsctl status` shows it (empty if it is not listed).
@@ -420,4 +423,321 @@ marked() {
 	nft_marks "$1" >/tmp/marked.nft
 	echo "$2 $3 ${4%-*} ${4#*-} $5" >/tmp/marked.want
 	[ -s /tmp/marked.nft ] && [ -z "$(uncovered /tmp/marked.nft /tmp/marked.want)" ]
+}
+
+# ---- two directors: failover (ha-*.sh, bench-ha.sh) -------------------------
+# site_ha is topology's site with a second director and the reals' gateway
+# floating between the two:
+#
+#   br-client  dir-a eth0 192.0.2.2       dir-b eth0 192.0.2.3    VIP 192.0.2.10 floats
+#   br-real    dir-a eth1 198.51.100.252  dir-b eth1 198.51.100.253
+#              (their own addresses: peer heartbeats, VRRP, the IPVS sync
+#              daemons' multicast); gateway 198.51.100.254/24 floats
+#   br-mgmt    dir-a eth2 203.0.113.11    dir-b eth2 203.0.113.12  controller 203.0.113.1
+#
+# Whoever is ACTIVE (lvsctl) or MASTER (keepalived) holds the VIP on eth0 and
+# the gateway on eth1; the other holds neither.
+DIR_B_CLIENT_IP=192.0.2.3
+DIR_B_MGMT_IP=203.0.113.12
+DIR_A_ADDR=198.51.100.252
+DIR_B_ADDR=198.51.100.253
+HA_DIRECTORS="dir-a dir-b"
+SYNC_ID=7
+
+site_ha() {
+	bridge_up br-client || die "cannot create bridge br-client"
+	bridge_up br-real
+	bridge_up br-mgmt "$MGMT_ROOT_IP/24"
+	add_client client "$CLIENT_IP"
+	add_director dir-a "$DIR_A_CLIENT_IP/24" "$DIR_A_ADDR/24" "$DIR_A_MGMT_IP/24"
+	add_director dir-b "$DIR_B_CLIENT_IP/24" "$DIR_B_ADDR/24" "$DIR_B_MGMT_IP/24"
+	add_real rs1 198.51.100.1
+	add_real rs2 198.51.100.2
+	add_real rs3 198.51.100.3
+	# The bridges forward multicast (VRRP, the sync daemons' 224.0.0.81) to
+	# every port without snooping, as a dumb switch would.
+	for _br in br-client br-real br-mgmt; do
+		echo 0 >"/sys/class/net/$_br/bridge/multicast_snooping"
+	done
+	note "client 192.0.2.100 | dir-a 192.0.2.2, 198.51.100.252, 203.0.113.11 | dir-b 192.0.2.3, 198.51.100.253, 203.0.113.12"
+	note "rs1-3 198.51.100.1-3 via $GATEWAY | VIP $VIP and gateway $GATEWAY float | controller $MGMT_ROOT_IP"
+}
+
+# other_director NAME: the other one of dir-a and dir-b.
+other_director() { if [ "$1" = dir-a ]; then echo dir-b; else echo dir-a; fi; }
+
+# mgmt_ip NAME: the director's address on br-mgmt.
+mgmt_ip() { if [ "$1" = dir-a ]; then echo "$DIR_A_MGMT_IP"; else echo "$DIR_B_MGMT_IP"; fi; }
+
+# mac_of NS IFACE: the MAC address of IFACE in NS.
+mac_of() { on "$1" cat "/sys/class/net/$2/address"; }
+
+# holds NS ADDR: status 0 if NS has ADDR on an interface that is up.
+holds() { on "$1" ip -br addr show up 2>/dev/null | grep -q " $2/"; }
+
+# holders ADDR: the directors holding ADDR on an up interface, space-separated
+# ("" for none).
+holders() {
+	_h=""
+	for _d in $HA_DIRECTORS; do holds "$_d" "$1" && _h="$_h $_d"; done
+	echo "${_h# }"
+}
+
+# neigh_mac NS ADDR: the MAC NS's neighbour table holds for ADDR (empty if none).
+neigh_mac() { on "$1" ip neigh show "$2" | sed -nE 's/.* lladdr ([0-9a-f:]+).*/\1/p' | head -n 1; }
+
+# start_watch: lab-ha watch over dir-a and dir-b for the VIP and the gateway,
+# every 10 ms, in the background until stop_watch; lines in /tmp/watch.out.
+start_watch() {
+	rm -f /tmp/watch.stop
+	lab-ha watch --ns dir-a,dir-b --addr "$VIP,$GATEWAY" --stop-file /tmp/watch.stop >/tmp/watch.out 2>&1 &
+	WATCH_PID=$!
+	wait_line /tmp/watch.out '^WATCH READY' 10 || die "lab-ha watch did not start"
+}
+
+# watch_dual: the number of dual-active samples so far (SIGUSR1 makes the
+# watch print its result line without stopping).
+watch_dual() {
+	kill -USR1 "$WATCH_PID" 2>/dev/null
+	sleep 0.2
+	grep '^WATCH RESULT' /tmp/watch.out | tail -n 1 | awk '{print $5}'
+}
+
+# stop_watch: stops the watch and prints its result line.
+stop_watch() {
+	touch /tmp/watch.stop
+	wait "$WATCH_PID"
+	grep '^WATCH RESULT' /tmp/watch.out | tail -n 1
+}
+
+# death_script NS PID...: /tmp/death.sh, which kills the PIDs with SIGKILL
+# and then takes NS's three links down in one ip call: the director's host
+# dies as far as the network can tell (no goodbye, no answer to ARP or ping).
+# A file, because lab-ha takeover runs it (busybox's ip applet lacks -n and
+# -b: the script names iproute2 by its path).
+death_script() {
+	_ns=$1
+	shift
+	printf 'link set eth0 down\nlink set eth1 down\nlink set eth2 down\n' >/tmp/death.links
+	cat >/tmp/death.sh <<SH
+kill -9 $*
+/usr/sbin/ip -n $_ns -b /tmp/death.links
+SH
+}
+
+# revive NS: brings back a director that death_script killed, as a host that
+# rebooted: the floating addresses it held are gone (a dead host's kernel
+# does not keep them over a reboot), then its links come up. Its daemon
+# (keepalived or lvs-agent) is the caller's to start.
+revive() {
+	on "$1" ip addr del "$VIP/32" dev eth0 2>/dev/null
+	on "$1" ip addr del "$VIP/24" dev eth0 2>/dev/null
+	on "$1" ip addr del "$GATEWAY/24" dev eth1 2>/dev/null
+	for _if in eth0 eth1 eth2; do on "$1" ip link set "$_if" up; done
+}
+
+# stats MS...: "min=.. median=.. max=.. runs=N" of the numbers given (median:
+# the middle one, or the mean of the two middle ones).
+stats() {
+	printf '%s\n' "$@" | sort -n | awk '
+		{ v[NR] = $1 }
+		END {
+			if (NR == 0) { print "min=- median=- max=- runs=0"; exit }
+			m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+			printf "min=%.0f median=%.0f max=%.0f runs=%d\n", v[1], m, v[NR], NR
+		}'
+}
+
+# median_of "min=.. median=M ...": M.
+median_of() { printf '%s\n' "$1" | sed -nE 's/.*median=([0-9.]+).*/\1/p'; }
+
+# ---- keepalived, the reference (bench-ha) ------------------------------------
+# Debian's keepalived 2.2.7 in each director's namespace, VRRPv3 on eth1 at
+# advert_int 0.1 (KA_ADVERT), one vrrp_instance holding the VIP on eth0 and the
+# gateway on eth1, lvs_sync_daemon on eth1 with sync id 7. Both start BACKUP
+# with nopreempt: like lvsctl's default (no preemption), a director that
+# comes back does not take the VIPs back. The IPVS service is programmed by
+# hand, identically on both (ka_program_ipvs).
+KA_ADVERT=${KA_ADVERT:-0.1}
+
+# ka_conf NS PRIORITY: the configuration, in /tmp/keepalived.NS.conf.
+ka_conf() {
+	cat >"/tmp/keepalived.$1.conf" <<CONF
+global_defs {
+	router_id $1
+	vrrp_version 3
+	lvs_sync_daemon eth1 VI_1 id $SYNC_ID
+}
+vrrp_instance VI_1 {
+	state BACKUP
+	nopreempt
+	interface eth1
+	virtual_router_id 51
+	priority $2
+	advert_int $KA_ADVERT
+	virtual_ipaddress {
+		$VIP/32 dev eth0
+		$GATEWAY/24 dev eth1
+	}
+}
+CONF
+}
+
+# ka_program_ipvs NS: what the agent programs for the lab's WMS-like cluster,
+# by hand: nftables marks tcp 554, 1755 and udp 554, 1755, 1024-5000 of the
+# VIP with fwmark 16, one FWM service (rr, masq to rs1-rs3).
+ka_program_ipvs() {
+	on "$1" nft -f - <<NFT || return 1
+table inet lab-ha {
+	chain prerouting {
+		type filter hook prerouting priority mangle; policy accept;
+		ip daddr $VIP tcp dport { 554, 1755 } meta mark set 16
+		ip daddr $VIP udp dport { 554, 1755, 1024-5000 } meta mark set 16
+	}
+}
+NFT
+	on "$1" ipvsadm -A -f 16 -s rr || return 1
+	for _r in 198.51.100.1 198.51.100.2 198.51.100.3; do
+		on "$1" ipvsadm -a -f 16 -r "$_r:0" -m || return 1
+	done
+}
+
+# ka_start NS PRIORITY: keepalived in NS (config from ka_conf), in the
+# foreground of a background job, with pid files of its own
+# (/run/ka.NS.{main,vrrp,check}.pid). It logs to /tmp/keepalived.NS.log
+# (-g, flushed per line, read by ka_state) rather than with -l to the
+# console, which in the guest is the serial line every scenario log is read
+# from.
+ka_start() {
+	ka_conf "$1" "$2"
+	rm -f "/run/ka.$1.main.pid" "/run/ka.$1.vrrp.pid" "/run/ka.$1.check.pid"
+	/usr/sbin/ip netns exec "$1" keepalived -n -D -g"/tmp/keepalived.$1.log" --flush-log-file -f "/tmp/keepalived.$1.conf" \
+		-p "/run/ka.$1.main.pid" -r "/run/ka.$1.vrrp.pid" -c "/run/ka.$1.check.pid" \
+		>>"/tmp/keepalived.$1.log" 2>&1 &
+	wait_until 10 test -s "/run/ka.$1.vrrp.pid" || {
+		tail -n 20 "/tmp/keepalived.$1.log" | sed 's/^/    /'
+		die "keepalived did not start in $1"
+	}
+}
+
+# ka_pids NS: the pids of NS's keepalived processes, the VRRP child first:
+# killed after its parent, it would get the parent-death SIGTERM and say
+# goodbye (a priority 0 advert), which a dying host does not.
+ka_pids() { cat "/run/ka.$1.vrrp.pid" "/run/ka.$1.check.pid" "/run/ka.$1.main.pid" 2>/dev/null | tr '\n' ' '; }
+
+# ka_state NS: MASTER, BACKUP or FAULT, from the last "Entering ... STATE"
+# line of NS's keepalived log.
+ka_state() { sed -nE 's/.*Entering ([A-Z]+) STATE.*/\1/p' "/tmp/keepalived.$1.log" | tail -n 1; }
+
+# ---- lvsctl with two directors ---------------------------------------------------
+
+# ha_manifest: the lab's WMS-like cluster on the failover group edge-1, as in
+# issue 7 (default failover settings).
+ha_manifest() {
+	cat <<YAML
+kind: Cluster
+name: wms
+directorGroup: edge-1
+vips: [$VIP]
+ports:
+  - {protocol: tcp, port: 554}
+  - {protocol: udp, port: 554}
+  - {protocol: tcp, port: 1755}
+  - {protocol: udp, port: 1755}
+  - {protocol: udp, ports: 1024-5000}
+scheduler: rr
+forwarding: masq
+reals:
+  - {address: 198.51.100.1, weight: 100}
+  - {address: 198.51.100.2, weight: 100}
+  - {address: 198.51.100.3, weight: 100}
+---
+kind: DirectorGroup
+name: edge-1
+directors:
+  - {name: dir-a, priority: 200, address: $DIR_A_ADDR}
+  - {name: dir-b, priority: 100, address: $DIR_B_ADDR}
+vipInterface: eth0
+gateway: {address: $GATEWAY/24, interface: eth1}
+sync: {interface: eth1, syncId: $SYNC_ID}
+YAML
+}
+
+# start_agent_in NS [FLAGS...]: lvs-agent for director NS inside NS, state in
+# /var/lib/lvsctl/NS, log /tmp/agent.NS.log (appended: restarts add to it),
+# metrics on its br-mgmt address :9444; its pid in /run/agent.NS.pid.
+# Returns once the metrics endpoint answers.
+start_agent_in() {
+	_ns=$1
+	shift
+	/usr/sbin/ip netns exec "$_ns" lvs-agent --director "$_ns" --controller "$CONTROLLER" \
+		--state-dir "/var/lib/lvsctl/$_ns" --insecure --metrics-listen "$(mgmt_ip "$_ns"):9444" \
+		--stats-period 1s "$@" >>"/tmp/agent.$_ns.log" 2>&1 &
+	echo $! >"/run/agent.$_ns.pid"
+	wait_tcp "$(mgmt_ip "$_ns"):9444" 30 || {
+		tail -n 20 "/tmp/agent.$_ns.log" | sed 's/^/    /'
+		die "agent did not serve metrics in $_ns"
+	}
+}
+
+# agent_pid NS: the pid start_agent_in recorded.
+agent_pid() { cat "/run/agent.$1.pid"; }
+
+# active_of: the director `lvsctl status` shows ACTIVE (empty if none or
+# more than one). Reads the status_snap it takes.
+active_of() {
+	status_snap
+	_act=""
+	for _d in $HA_DIRECTORS; do
+		[ "$(sfield "$_d" role)" = '"ACTIVE"' ] && _act="$_act $_d"
+	done
+	_act=${_act# }
+	case $_act in *" "*) echo "" ;; *) echo "$_act" ;; esac
+}
+
+# ---- takeover runs (bench-ha, ha-takeover) -------------------------------------
+# takeover_runs KIND N: N unplanned takeovers. Each run finds the one
+# director holding the VIP (the ACTIVE), writes the death of its daemon
+# (death_script with the pids "KIND_pids NS" prints), and lets lab-ha
+# takeover, in the client, run it and time death -> first new TCP connection
+# through the VIP answered by a real server. Then "KIND_checks NEW OLD" (the
+# caller's checks right after the takeover; may do nothing), and the dead one
+# comes back: revive, "KIND_restart NS", and "KIND_healthy" must succeed
+# within 30 s before the next run, so the next death always finds a healthy
+# pair. The runs alternate directions by themselves: the survivor is the next
+# victim. Times (ms) are added to TAKEOVER_MS, one per run; a run that did not
+# heal fails a check and adds nothing.
+TAKEOVER_MS=""
+takeover_runs() {
+	_kind=$1
+	_n=$2
+	_run=1
+	while [ "$_run" -le "$_n" ]; do
+		_act=$(holders "$VIP")
+		case $_act in
+		dir-a | dir-b) ;;
+		*)
+			fail_check "$_kind run $_run: exactly one director holds $VIP before the death (holders: '${_act}')"
+			return 1
+			;;
+		esac
+		_stby=$(other_director "$_act")
+		death_script "$_act" $("${_kind}_pids" "$_act")
+		_out=$(on client lab-ha takeover "$VIP:554" --limit 20s -- sh /tmp/death.sh 2>&1)
+		_ms=$(printf '%s\n' "$_out" | sed -nE 's/^TAKEOVER ms=([0-9.]+) .*/\1/p')
+		if [ -n "$_ms" ]; then
+			TAKEOVER_MS="$TAKEOVER_MS $_ms"
+			note "$_kind run $_run: $_act died, $(printf '%s\n' "$_out" | grep '^TAKEOVER')"
+		else
+			fail_check "$_kind run $_run: a new connection through $VIP after $_act died: $(oneline "$_out")"
+		fi
+		"${_kind}_checks" "$_stby" "$_act"
+		revive "$_act"
+		"${_kind}_restart" "$_act"
+		wait_until 30 "${_kind}_healthy" || {
+			fail_check "$_kind run $_run: the pair is healthy again within 30 s after $_act came back"
+			return 1
+		}
+		_run=$((_run + 1))
+	done
 }

@@ -28,7 +28,12 @@
 // every connection each interval until SIGTERM/SIGINT, the stop file
 // appearing, or the duration passing. It then prints one line per
 // connection and a final "HOLD RESULT OK|FAIL ..." line; SIGUSR1 prints the
-// same report without stopping.
+// same report without stopping. A failover may delay probes (or fail some
+// while it lasts) and still keep a connection: each connection's line says
+// whether it survived (its last probe was answered, by the server it is
+// pinned to) and how many probes another server answered (moved), and the
+// result line ends with "survived S/N" and "moved M" (connections answered
+// by another server at least once).
 package main
 
 import (
@@ -333,6 +338,7 @@ type held struct {
 	server    string // the server the connection is pinned to
 	probes    int
 	failed    int
+	moved     int           // probes answered by another server than the pinned one
 	down      bool          // the last probe failed
 	lastOK    time.Time     // time of the last successful probe
 	maxGap    time.Duration // longest time between two successful probes
@@ -442,6 +448,8 @@ func (h *held) record(name string, err error) {
 		return
 	case name != h.server:
 		h.failed++
+		h.moved++
+		h.down = true // not this connection's server: its state is lost
 		stdout.Printf("conn %d answered by %s, pinned to %s", h.id, name, h.server)
 		return
 	case h.down:
@@ -455,14 +463,23 @@ func (h *held) record(name string, err error) {
 // report prints one line per connection and the verdict line, and tells
 // whether every probe succeeded.
 func report(conns []*held) bool {
-	probes, failed, maxGap := 0, 0, time.Duration(0)
+	probes, failed, survived, moved, maxGap := 0, 0, 0, 0, time.Duration(0)
 	for _, h := range conns {
 		gap := h.maxGap
 		if h.down {
 			gap = max(gap, time.Since(h.lastOK))
 		}
-		stdout.Printf("conn %d sport %d server %s probes %d failed %d maxgap %v",
-			h.id, h.sport, h.server, h.probes, h.failed, gap.Round(time.Millisecond))
+		alive := "yes"
+		if h.down || h.moved > 0 {
+			alive = "no"
+		} else {
+			survived++
+		}
+		if h.moved > 0 {
+			moved++
+		}
+		stdout.Printf("conn %d sport %d server %s probes %d failed %d maxgap %v survived %s moved %d",
+			h.id, h.sport, h.server, h.probes, h.failed, gap.Round(time.Millisecond), alive, h.moved)
 		probes += h.probes
 		failed += h.failed
 		maxGap = max(maxGap, gap)
@@ -471,7 +488,7 @@ func report(conns []*held) bool {
 	if failed > 0 {
 		verdict = "FAIL"
 	}
-	stdout.Printf("HOLD RESULT %s conns %d probes %d failed %d maxgap %v",
-		verdict, len(conns), probes, failed, maxGap.Round(time.Millisecond))
+	stdout.Printf("HOLD RESULT %s conns %d probes %d failed %d maxgap %v survived %d/%d moved %d",
+		verdict, len(conns), probes, failed, maxGap.Round(time.Millisecond), survived, len(conns), moved)
 	return failed == 0
 }

@@ -1,0 +1,475 @@
+// Command lab-ha measures director failover in the VM lab
+// (deploy/lab/scenarios/ha-*.sh and bench-ha.sh).
+//
+//	lab-ha watch    --ns dir-a,dir-b --addr 192.0.2.10,198.51.100.254
+//	                [--interval 10ms] [--stop-file FILE] [--duration D]
+//	lab-ha takeover HOST:PORT [--interval 10ms] [--timeout 200ms] [--limit 30s] -- CMD [ARG...]
+//	lab-ha field    NAME FIELD < JSON
+//
+// watch runs in the guest's root namespace and samples, every interval, which
+// of the named network namespaces holds each address on a link that is up
+// (administratively up and operationally up or unknown: an address on a link
+// that is down answers nobody). It prints a line each time the holders of an
+// address change,
+//
+//	WATCH +1234.5ms 1764480000123 192.0.2.10 dir-b
+//
+// (milliseconds since the watch began, the wall clock in Unix milliseconds,
+// the address, its holders joined by "," or "-" for none), and at the end,
+// on SIGTERM/SIGINT, the stop file appearing or the duration passing (SIGUSR1
+// prints it without stopping):
+//
+//	WATCH RESULT samples N dual D errors E
+//	WATCH DUAL 192.0.2.10 D1
+//
+// A sample is dual when two namespaces hold one address at once. Reading the
+// namespaces one after the other could see an address that moved between two
+// reads in both places; so a sample reads every namespace, then reads again
+// the ones that held an address, and counts two holders only if the first
+// still holds it after the second was seen holding it. The exit status is 0
+// only if no sample was dual and none failed.
+//
+// takeover measures how long a death takes to heal, from the client's side:
+// it notes the time, runs CMD (the death: a kill and links down), then, once
+// CMD has returned (until then the old director may still forward), starts a
+// new TCP connection to HOST:PORT every interval, each with its own
+// connect-and-answer timeout, until one is answered end to end (an RTSP
+// OPTIONS on 554, a line elsewhere, as lab-client does: the answer names the
+// real server). It prints
+//
+//	TAKEOVER ms=412.3 cmd_ms=35.1 attempts=41 server=rs2
+//
+// ms counting from just before CMD started, cmd_ms how long CMD itself took.
+// It exits 1 if no connection was answered within the limit, or CMD failed.
+//
+// field reads a JSON document (lvsctl status -o json) and prints FIELD of the
+// first object, at any depth, whose "name" is NAME, as raw JSON ("ACTIVE"
+// with its quotes, 3, true, [...]); nothing, and status 1, if there is none.
+// The guest has no jq, and sed cannot tell a director's object from the
+// peers nested in it.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+var (
+	stdout = log.New(os.Stdout, "", 0)
+	stderr = log.New(os.Stderr, "lab-ha: ", 0)
+)
+
+func usage() {
+	fmt.Fprintln(os.Stderr, `usage:
+  lab-ha watch    --ns NS,NS... --addr IP,IP... [--interval 10ms] [--stop-file FILE] [--duration D]
+  lab-ha takeover HOST:PORT [--interval 10ms] [--timeout 200ms] [--limit 30s] -- CMD [ARG...]
+  lab-ha field    NAME FIELD < JSON`)
+	os.Exit(2)
+}
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+	}
+	var err error
+	switch os.Args[1] {
+	case "watch":
+		err = runWatch(os.Args[2:])
+	case "takeover":
+		err = runTakeover(os.Args[2:])
+	case "field":
+		err = runField(os.Args[2:])
+	default:
+		usage()
+	}
+	if err != nil {
+		stderr.Print(err)
+		os.Exit(1)
+	}
+}
+
+// ---- watch -----------------------------------------------------------------
+
+// director is one namespace the watch reads, through a netlink handle opened
+// in it once.
+type director struct {
+	name string
+	h    *netlink.Handle
+}
+
+// held reads which of addrs d holds on an up link.
+func (d director) held(addrs []netip.Addr) (map[netip.Addr]bool, error) {
+	links, err := d.h.LinkList()
+	if err != nil {
+		return nil, fmt.Errorf("%s: links: %w", d.name, err)
+	}
+	up := map[int]bool{}
+	for _, l := range links {
+		a := l.Attrs()
+		up[a.Index] = a.Flags&net.FlagUp != 0 &&
+			(a.OperState == netlink.OperUp || a.OperState == netlink.OperUnknown)
+	}
+	list, err := d.h.AddrList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, fmt.Errorf("%s: addresses: %w", d.name, err)
+	}
+	out := map[netip.Addr]bool{}
+	for _, a := range list {
+		ip, ok := netip.AddrFromSlice(a.IP)
+		if !ok || !up[a.LinkIndex] {
+			continue
+		}
+		ip = ip.Unmap()
+		if slices.Contains(addrs, ip) {
+			out[ip] = true
+		}
+	}
+	return out, nil
+}
+
+type watch struct {
+	dirs    []director
+	addrs   []netip.Addr
+	start   time.Time
+	last    map[netip.Addr]string // holders at the previous sample
+	samples int
+	dual    int
+	dualBy  map[netip.Addr]int
+	errs    int
+}
+
+// sample reads every director once (and again those holding something, see
+// the package comment) and records the holders of each address.
+func (w *watch) sample() {
+	first := make([]map[netip.Addr]bool, len(w.dirs))
+	for i, d := range w.dirs {
+		h, err := d.held(w.addrs)
+		if err != nil {
+			w.errs++
+			stderr.Print(err)
+			return
+		}
+		first[i] = h
+	}
+	now := time.Now()
+	w.samples++
+	anyDual := false
+	for _, a := range w.addrs {
+		var holders []string
+		for i, d := range w.dirs {
+			if first[i][a] {
+				holders = append(holders, d.name)
+			}
+		}
+		if len(holders) > 1 {
+			// Every holder but the last was read before the last was seen
+			// holding: read them again. Still holding means both held at the
+			// moment the last one was read.
+			confirmed := 1
+			for i, d := range w.dirs[:len(w.dirs)-1] {
+				if !first[i][a] || d.name == holders[len(holders)-1] {
+					continue
+				}
+				again, err := d.held([]netip.Addr{a})
+				if err != nil {
+					w.errs++
+					stderr.Print(err)
+					continue
+				}
+				if again[a] {
+					confirmed++
+				}
+			}
+			if confirmed > 1 {
+				anyDual = true
+				w.dualBy[a]++
+			}
+		}
+		text := "-"
+		if len(holders) > 0 {
+			text = strings.Join(holders, ",")
+		}
+		if prev, ok := w.last[a]; !ok || prev != text {
+			stdout.Printf("WATCH +%.1fms %d %s %s", float64(now.Sub(w.start).Microseconds())/1000, now.UnixMilli(), a, text)
+			w.last[a] = text
+		}
+	}
+	if anyDual {
+		w.dual++
+	}
+}
+
+func (w *watch) report() {
+	stdout.Printf("WATCH RESULT samples %d dual %d errors %d", w.samples, w.dual, w.errs)
+	for _, a := range w.addrs {
+		stdout.Printf("WATCH DUAL %s %d", a, w.dualBy[a])
+	}
+}
+
+func runWatch(args []string) error {
+	fs := flag.NewFlagSet("watch", flag.ContinueOnError)
+	nsList := fs.String("ns", "", "network namespaces (ip netns names), comma-separated")
+	addrList := fs.String("addr", "", "addresses to watch, comma-separated")
+	interval := fs.Duration("interval", 10*time.Millisecond, "time between samples")
+	stopFile := fs.String("stop-file", "", "stop when this file exists")
+	duration := fs.Duration("duration", 0, "stop after this long (0: until told)")
+	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || *nsList == "" || *addrList == "" {
+		usage()
+	}
+	w := &watch{start: time.Now(), last: map[netip.Addr]string{}, dualBy: map[netip.Addr]int{}}
+	for _, s := range strings.Split(*addrList, ",") {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return fmt.Errorf("--addr: %w", err)
+		}
+		w.addrs = append(w.addrs, a)
+	}
+	for _, name := range strings.Split(*nsList, ",") {
+		ns, err := netns.GetFromName(name)
+		if err != nil {
+			return fmt.Errorf("--ns %s: %w", name, err)
+		}
+		// Route sockets only: the default opens every family, and the guest
+		// has no xfrm module.
+		h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+		if err != nil {
+			return fmt.Errorf("--ns %s: netlink: %w", name, err)
+		}
+		w.dirs = append(w.dirs, director{name: name, h: h})
+	}
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
+	var deadline <-chan time.Time
+	if *duration > 0 {
+		deadline = time.After(*duration)
+	}
+	tick := time.NewTicker(*interval)
+	defer tick.Stop()
+	stdout.Printf("WATCH READY %s %s", *nsList, *addrList)
+	w.sample()
+loop:
+	for {
+		select {
+		case s := <-sigs:
+			if s != syscall.SIGUSR1 {
+				break loop
+			}
+			w.report()
+		case <-deadline:
+			break loop
+		case <-tick.C:
+			w.sample()
+			// The stop file is looked at every 20th sample: a stat per 10 ms
+			// costs little, but nothing needs a faster stop.
+			if *stopFile != "" && w.samples%20 == 0 {
+				if _, err := os.Stat(*stopFile); err == nil {
+					break loop
+				}
+			}
+		}
+	}
+	w.report()
+	if w.dual > 0 || w.errs > 0 {
+		return fmt.Errorf("%d dual-active samples, %d failed samples of %d", w.dual, w.errs, w.samples)
+	}
+	return nil
+}
+
+// ---- takeover --------------------------------------------------------------
+
+type answer struct {
+	server  string
+	started time.Time
+	err     error
+}
+
+func runTakeover(args []string) error {
+	var cmdArgs []string
+	if i := slices.Index(args, "--"); i >= 0 {
+		cmdArgs = args[i+1:]
+		args = args[:i]
+	}
+	fs := flag.NewFlagSet("takeover", flag.ContinueOnError)
+	interval := fs.Duration("interval", 10*time.Millisecond, "time between new connections")
+	timeout := fs.Duration("timeout", 200*time.Millisecond, "limit of each connection's connect and answer")
+	limit := fs.Duration("limit", 30*time.Second, "give up after this long")
+	var addr string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		addr, args = args[0], args[1:]
+	}
+	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || addr == "" || len(cmdArgs) == 0 {
+		usage()
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return fmt.Errorf("address %q: %w", addr, err)
+	}
+
+	t0 := time.Now()
+	cmd := exec.Command(cmdArgs[0], cmdArgs[1:]...)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("the death command %q: %w", strings.Join(cmdArgs, " "), err)
+	}
+	cmdDone := time.Now()
+
+	ctx, cancel := context.WithTimeout(context.Background(), *limit)
+	defer cancel()
+	answers := make(chan answer, 64)
+	tick := time.NewTicker(*interval)
+	defer tick.Stop()
+	attempts := 0
+	try := func() {
+		attempts++
+		go func(started time.Time) {
+			server, err := ask(ctx, addr, *timeout)
+			select {
+			case answers <- answer{server: server, started: started, err: err}:
+			case <-ctx.Done():
+			}
+		}(time.Now())
+	}
+	try()
+	var lastErr error
+	for {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no connection to %s answered within %v of the death (%d attempts; last error: %w)",
+				addr, *limit, attempts, lastErr)
+		case <-tick.C:
+			try()
+		case a := <-answers:
+			if a.err != nil {
+				lastErr = a.err
+				continue
+			}
+			at := time.Now()
+			stdout.Printf("TAKEOVER ms=%.1f cmd_ms=%.1f attempts=%d server=%s started_ms=%.1f",
+				ms(at.Sub(t0)), ms(cmdDone.Sub(t0)), attempts, a.server, ms(a.started.Sub(t0)))
+			return nil
+		}
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// ask opens a new connection to addr and returns the name the real server
+// answers with: RTSP OPTIONS on port 554, a line on any other port.
+func ask(ctx context.Context, addr string, timeout time.Duration) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp4", addr)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	deadline, _ := ctx.Deadline()
+	if err := c.SetDeadline(deadline); err != nil {
+		return "", err
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	r := bufio.NewReader(c)
+	if port != "554" {
+		if _, err := fmt.Fprintf(c, "lab-ha\n"); err != nil {
+			return "", err
+		}
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return "", err
+		}
+		return strings.TrimSpace(line), nil
+	}
+	if _, err := fmt.Fprintf(c, "OPTIONS rtsp://%s/ RTSP/1.0\r\nCSeq: 1\r\nUser-Agent: lab-ha\r\n\r\n", host); err != nil {
+		return "", err
+	}
+	status, err := r.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	if !strings.HasPrefix(status, "RTSP/1.0 200") {
+		return "", fmt.Errorf("answered %q", strings.TrimSpace(status))
+	}
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return "", err
+		}
+		line = strings.TrimRight(line, "\r\n")
+		if line == "" {
+			return "", errors.New("answer without a Server header")
+		}
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(strings.TrimSpace(k), "server") {
+			return strings.TrimSpace(v), nil
+		}
+	}
+}
+
+// ---- field -----------------------------------------------------------------
+
+func runField(args []string) error {
+	if len(args) != 2 {
+		usage()
+	}
+	var doc any
+	if err := json.NewDecoder(os.Stdin).Decode(&doc); err != nil {
+		return fmt.Errorf("reading JSON: %w", err)
+	}
+	v, ok := find(doc, args[0], args[1])
+	if !ok {
+		return fmt.Errorf("no object named %q with a field %q", args[0], args[1])
+	}
+	out, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	stdout.Print(string(out))
+	return nil
+}
+
+// find walks v breadth first for an object whose "name" is name and which
+// has field: a director in the status's list is found before a peer of the
+// same name nested in another director.
+func find(v any, name, field string) (any, bool) {
+	queue := []any{v}
+	for len(queue) > 0 {
+		v, queue = queue[0], queue[1:]
+		switch t := v.(type) {
+		case map[string]any:
+			if t["name"] == name {
+				if f, ok := t[field]; ok {
+					return f, true
+				}
+			}
+			keys := make([]string, 0, len(t))
+			for k := range t {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys) // the same answer every time
+			for _, k := range keys {
+				queue = append(queue, t[k])
+			}
+		case []any:
+			queue = append(queue, t...)
+		}
+	}
+	return nil, false
+}

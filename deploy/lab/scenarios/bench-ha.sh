@@ -1,0 +1,153 @@
+#!/bin/sh
+# bench-ha: takeover time, lvsctl against keepalived, in one boot (make
+# bench; runs by name only: it measures). The site is site_ha's: two
+# directors, the VIP and the reals' gateway floating between them, the same
+# hand-made-or-lvsctl WMS-like FWM service (rr, masq to rs1-rs3) on both.
+#
+# Each run kills the director holding the VIP: SIGKILL to its daemon (all of
+# keepalived's processes; lvs-agent) then its three links down in one ip call,
+# and times death -> the first new TCP connection through the VIP answered by
+# a real server (lab-ha takeover, from the client, a new connection every
+# 10 ms). The dead director then comes back as after a reboot (no floating
+# addresses, links up, its daemon started) and the next run waits until the
+# pair is healthy. HA_RUNS runs (default 5) of each:
+#   keepalived 2.2.7: VRRPv3, advert_int 0.1 (KA_ADVERT), nopreempt on both,
+#                     lvs_sync_daemon eth1 id 7
+#   lvsctl:           controller + two agents, the group's default failover
+#                     settings (heartbeat 100 ms, dead after 300 ms, fence 300 ms)
+# lab-ha watch samples both directors' addresses every 10 ms through each
+# half. Prints
+#   LAB-BENCH takeover_keepalived min=.. median=.. max=.. runs=.. dual=..
+#   LAB-BENCH takeover_lvsctl min=.. median=.. max=.. runs=.. dual=..
+#   LAB-BENCH takeover ratio=<lvsctl median / keepalived median>
+# and fails if lvsctl ever had two directors holding an address on an up link
+# (dual > 0) or a run did not heal; keepalived's dual count is reported only.
+# lab-timeout: 300
+. ./lib.sh
+
+RUNS=${HA_RUNS:-5}
+
+step "Site: client, dir-a and dir-b, rs1-rs3 (gateway $GATEWAY floats)"
+site_ha
+start_reals
+
+# ---- keepalived ----------------------------------------------------------------
+prio() { if [ "$1" = dir-a ]; then echo 200; else echo 100; fi; }
+ka_restart() {
+	ka_start "$1" "$(prio "$1")"
+	# Ten adverts from the MASTER: the new BACKUP has heard it.
+	sleep 1
+}
+ka_healthy() { ka_settled && sleep 1 && ka_settled; }
+# ka_settled: one MASTER holding both addresses, the other BACKUP. Under a
+# starved guest keepalived at 0.1 s may flap; healthy is settled twice, 1 s
+# apart.
+ka_settled() {
+	_h=$(holders "$VIP")
+	case $_h in dir-a | dir-b) ;; *) return 1 ;; esac
+	[ "$(holders "$GATEWAY")" = "$_h" ] &&
+		[ "$(ka_state "$_h")" = MASTER ] &&
+		[ "$(ka_state "$(other_director "$_h")")" = BACKUP ]
+}
+ka_checks() {
+	wait_until 5 test "$(holders "$VIP") $(holders "$GATEWAY")" = "$1 $1" ||
+		fail_check "keepalived: $1 holds $VIP and $GATEWAY after $2 died (holders: $(holders "$VIP") / $(holders "$GATEWAY"))"
+}
+
+step "keepalived $KA_ADVERT s VRRPv3 on both directors, the IPVS service by hand on both"
+for d in $HA_DIRECTORS; do
+	ka_program_ipvs "$d" || die "programming IPVS in $d"
+done
+show on dir-a ipvsadm -Ln
+start_watch
+ka_start dir-a 200
+ka_start dir-b 100
+wait_until 20 ka_healthy || {
+	tail -n 30 /tmp/keepalived.dir-a.log /tmp/keepalived.dir-b.log | sed 's/^/    /'
+	die "keepalived: no MASTER holding $VIP and $GATEWAY within 20 s"
+}
+wait_until 10 on client lab-client tcp "$VIP:554" --timeout 1s || die "no answer through $VIP under keepalived"
+note "MASTER: $(holders "$VIP")"
+show on "$(holders "$VIP")" ipvsadm -L --daemon
+
+step "keepalived: $RUNS takeovers"
+TAKEOVER_MS=""
+takeover_runs ka "$RUNS"
+KA_MS=$TAKEOVER_MS
+ka_watch=$(stop_watch)
+ka_dual=$(printf '%s\n' "$ka_watch" | awk '{print $5}')
+note "sampler: $ka_watch"
+
+step "keepalived stopped (SIGTERM: it removes its addresses), the hand-made IPVS and nftables removed"
+for d in $HA_DIRECTORS; do
+	kill $(ka_pids "$d") 2>/dev/null
+done
+for d in $HA_DIRECTORS; do
+	wait_until 10 sh -c "! kill -0 $(cat "/run/ka.$d.main.pid") 2>/dev/null" || note "keepalived in $d still running"
+	on "$d" ipvsadm -C
+	on "$d" ipvsadm --stop-daemon master 2>/dev/null
+	on "$d" ipvsadm --stop-daemon backup 2>/dev/null
+	on "$d" nft delete table inet lab-ha
+	revive "$d"
+done
+expect_eq "no director holds $VIP after keepalived stopped" "" "$(holders "$VIP")"
+
+# ---- lvsctl ----------------------------------------------------------------------
+lv_pids() { agent_pid "$1"; }
+lv_restart() { start_agent_in "$1"; }
+lv_healthy() {
+	_h=$(holders "$VIP")
+	case $_h in dir-a | dir-b) ;; *) return 1 ;; esac
+	_o=$(other_director "$_h")
+	[ "$(holders "$GATEWAY")" = "$_h" ] &&
+		[ "$(active_of)" = "$_h" ] &&
+		[ "$(sfield "$_h" connected)" = true ] &&
+		[ "$(sfield "$_o" connected)" = true ] &&
+		[ "$(sfield "$_o" role)" = '"STANDBY"' ] &&
+		[ "$(sfield "$_h" appliedRevision)" = "$(sfield "$_h" desiredRevision)" ] &&
+		[ "$(sfield "$_o" appliedRevision)" = "$(sfield "$_o" desiredRevision)" ]
+}
+lv_checks() {
+	wait_until 5 test "$(holders "$VIP") $(holders "$GATEWAY")" = "$1 $1" ||
+		fail_check "lvsctl: $1 holds $VIP and $GATEWAY after $2 died (holders: $(holders "$VIP") / $(holders "$GATEWAY"))"
+}
+
+step "lvsctl: controller, agents in dir-a and dir-b, group edge-1 with default failover settings"
+start_watch
+start_controller
+start_agent_in dir-a
+start_agent_in dir-b
+ha_manifest >/tmp/ha.yaml
+lv apply -f /tmp/ha.yaml 2>&1 | sed 's/^/    /'
+if wait_until 30 lv_healthy; then
+	wait_until 10 on client lab-client tcp "$VIP:554" --timeout 1s || fail_check "lvsctl: an answer through $VIP"
+	note "ACTIVE: $(active_of)"
+	show lv status
+	step "lvsctl: $RUNS takeovers"
+	TAKEOVER_MS=""
+	takeover_runs lv "$RUNS"
+	LV_MS=$TAKEOVER_MS
+else
+	fail_check "lvsctl: one ACTIVE holding $VIP and $GATEWAY, both directors connected and applied within 30 s"
+	show lv status
+	tail -n 20 /tmp/agent.dir-a.log /tmp/agent.dir-b.log | sed 's/^/    /'
+	LV_MS=""
+fi
+lv_watch=$(stop_watch)
+lv_dual=$(printf '%s\n' "$lv_watch" | awk '{print $5}')
+note "sampler: $lv_watch"
+expect_eq "lvsctl: no sample with two directors holding $VIP or $GATEWAY on an up link" 0 "$lv_dual"
+
+step "Results (ms from the death to the first new connection answered through $VIP)"
+# shellcheck disable=SC2086 # the lists are words
+ka_stats=$(stats $KA_MS)
+# shellcheck disable=SC2086
+lv_stats=$(stats $LV_MS)
+echo "LAB-BENCH takeover_keepalived $ka_stats dual=${ka_dual:--} advert_int=$KA_ADVERT times=$(echo $KA_MS | tr ' ' ,)"
+echo "LAB-BENCH takeover_lvsctl $lv_stats dual=${lv_dual:--} times=$(echo $LV_MS | tr ' ' ,)"
+ratio=$(awk -v l="$(median_of "$lv_stats")" -v k="$(median_of "$ka_stats")" \
+	'BEGIN { if (l == "" || k == "" || k == 0) print "-"; else printf "%.2f", l / k }')
+echo "LAB-BENCH takeover ratio=$ratio"
+[ "$(echo $KA_MS | wc -w)" -ge "$RUNS" ] || fail_check "keepalived: $RUNS measured runs (got $(echo $KA_MS | wc -w))"
+[ "$(echo $LV_MS | wc -w)" -ge "$RUNS" ] || fail_check "lvsctl: $RUNS measured runs (got $(echo $LV_MS | wc -w))"
+finish
