@@ -611,3 +611,20 @@ func TestConflictReportedOnceAndNotObeyed(t *testing.T) {
 		{1 * ms, holding(2, true), false, conflict("")},
 	})
 }
+
+// BenchmarkStep measures one heartbeat round of a three-director group: a Tick that sends
+// heartbeats and probes, and two peer answers.
+func BenchmarkStep(b *testing.B) {
+	m := New("dir-a")
+	now := t0
+	a := m.Step(now, assign(group(nil, "dir-a", "dir-b", "dir-c"), active, 1))
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, o := range a.Peers {
+			m.Step(now.Add(ms), PeerHeartbeat{From: o.To.Addr(), HB: &lvsctlv1.PeerHeartbeat{
+				Group: "edge-1", Director: o.Peer, Epoch: 1, Role: standby, Sent: now.UnixNano(), Echo: o.HB.Sent}})
+		}
+		now = now.Add(100 * ms)
+		a = m.Step(now, Tick{})
+	}
+}
