@@ -263,13 +263,14 @@ func (m *Machine) peerHeartbeat(now time.Time, ev PeerHeartbeat) {
 }
 
 // answer handles an answer to our heartbeats: a higher epoch fences, an echo of a value
-// this process sent within the last Fence renews the lease.
+// this process sent within the last Fence renews the lease. An answer with a higher epoch
+// renews too: holding needs our epoch to be at least every epoch seen, so the renewal is
+// harmless to an ACTIVE being replaced, and a STANDBY being promoted (whose answers carry
+// its new epoch before the assignment arrives) holds as soon as the assignment does, not one
+// heartbeat later.
 func (m *Machine) answer(now time.Time, echo int64, epoch uint64, from string) {
-	if epoch > m.epoch {
-		if epoch > m.seenEpoch {
-			m.seenEpoch, m.seenFrom = epoch, from
-		}
-		return
+	if epoch > m.epoch && epoch > m.seenEpoch {
+		m.seenEpoch, m.seenFrom = epoch, from
 	}
 	if echo == 0 {
 		return

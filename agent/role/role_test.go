@@ -178,12 +178,19 @@ func TestHold(t *testing.T) {
 			{20 * ms, fromController(0, 1), false, nil},
 			{30 * ms, assign(pair(), active, 4), true, nil},
 		}},
-		{"an answer with a higher epoch does not renew", []step{
-			{0, assign(pair(), active, 1), false, nil},
+		// A STANDBY being promoted: the controller's answers carry the new epoch before the
+		// assignment arrives; they renew, so it holds as soon as it is assigned.
+		{"an answer with a higher epoch renews, but holding waits for that epoch", []step{
+			{0, assign(pair(), standby, 1), false, nil},
 			{1 * ms, fromController(0, 2), false, nil},
-			{2 * ms, assign(pair(), active, 2), false, fenced("no answer to heartbeats yet")},
-			{100 * ms, Tick{}, false, nil},
-			{101 * ms, fromController(100*ms, 2), true, nil},
+			{2 * ms, assign(pair(), active, 2), true, edge(true, true)},
+			{fence - 1, Tick{}, true, nil},
+			{fence, Tick{}, false, fenced("no answer to heartbeats for 300ms")},
+		}},
+		{"an answer with a higher epoch releases an ACTIVE even as it renews", []step{
+			{0, assign(pair(), active, 1), false, nil},
+			{1 * ms, fromController(0, 1), true, edge(true, true)},
+			{2 * ms, fromController(0, 2), false, fenced("epoch 2 seen from the controller")},
 		}},
 		{"Started{Held}: kept for one Fence, released without answers", []step{
 			{0, Started{Held: true}, false, nil},
