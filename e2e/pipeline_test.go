@@ -171,7 +171,10 @@ func twoDirectorWMS(t *testing.T) []*lvsctlv1.Object {
 	}
 	for _, o := range objs {
 		if g := o.GetGroup(); g != nil {
-			g.Directors = append(g.Directors, &lvsctlv1.Director{Name: "dir-b", Priority: 100})
+			// A group of two needs each director's address (validate): loopback ones, so
+			// that nothing a director sends its peer leaves this machine.
+			g.Directors[0].Address = "127.1.0.1"
+			g.Directors = append(g.Directors, &lvsctlv1.Director{Name: "dir-b", Priority: 100, Address: "127.1.0.2"})
 		}
 	}
 	return objs

@@ -21,7 +21,10 @@ import (
 func scaleObjects(directors, n, reals int) []*lvsctlv1.Object {
 	g := &lvsctlv1.DirectorGroup{Name: "edge-1", VipInterface: "eth0"}
 	for i := range directors {
-		g.Directors = append(g.Directors, &lvsctlv1.Director{Name: fmt.Sprintf("dir-%02d", i), Priority: uint32(1 + i%255)})
+		// Each director of a group of several needs its address (validate); loopback ones,
+		// so that nothing a director sends its peers leaves this machine.
+		g.Directors = append(g.Directors, &lvsctlv1.Director{Name: fmt.Sprintf("dir-%02d", i), Priority: uint32(1 + i%255),
+			Address: fmt.Sprintf("127.1.%d.%d", i/256, i%256)})
 	}
 	objs := []*lvsctlv1.Object{{Kind: &lvsctlv1.Object_Group{Group: g}}}
 	for i := range n {

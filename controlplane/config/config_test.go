@@ -26,7 +26,8 @@ func newServer(t *testing.T) (*Server, *store.Store) {
 func group(name string, directors ...string) *lvsctlv1.Object {
 	g := &lvsctlv1.DirectorGroup{Name: name, VipInterface: "eth0"}
 	for i, d := range directors {
-		g.Directors = append(g.Directors, &lvsctlv1.Director{Name: d, Priority: uint32(200 - i)})
+		// A group of more than one director needs each one's address (validate).
+		g.Directors = append(g.Directors, &lvsctlv1.Director{Name: d, Priority: uint32(200 - i), Address: fmt.Sprintf("198.51.100.%d", 10+i)})
 	}
 	return &lvsctlv1.Object{Kind: &lvsctlv1.Object_Group{Group: g}}
 }

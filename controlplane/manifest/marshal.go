@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"regexp"
 	"strings"
+	"time"
 
 	"sigs.k8s.io/yaml"
 
@@ -60,12 +61,31 @@ type groupView struct {
 	VIPInterface string         `json:"vipInterface"`
 	Gateway      *gatewayView   `json:"gateway,omitempty"`
 	Sync         *syncView      `json:"sync,omitempty"`
+	Failover     *failoverView  `json:"failover,omitempty"`
 	Revision     int64          `json:"revision,omitempty"`
 }
 
 type directorView struct {
 	Name     string `json:"name"`
 	Priority uint32 `json:"priority"`
+	Address  string `json:"address,omitempty"`
+}
+
+// failoverView writes durations as Go does ("100ms", "1.5s"), which Parse reads back; a
+// field at 0 (the default) is left out, as it was written.
+type failoverView struct {
+	HeartbeatInterval string `json:"heartbeatInterval,omitempty"`
+	DeadAfter         string `json:"deadAfter,omitempty"`
+	FenceTime         string `json:"fenceTime,omitempty"`
+	Preempt           bool   `json:"preempt,omitempty"`
+	Port              uint32 `json:"port,omitempty"`
+}
+
+func millisText(ms uint32) string {
+	if ms == 0 {
+		return ""
+	}
+	return (time.Duration(ms) * time.Millisecond).String()
 }
 
 type gatewayView struct {
@@ -129,13 +149,22 @@ func viewGroup(g *lvsctlv1.DirectorGroup) groupView {
 		Revision:     g.GetRevision(),
 	}
 	for _, d := range g.GetDirectors() {
-		v.Directors = append(v.Directors, directorView{Name: d.GetName(), Priority: d.GetPriority()})
+		v.Directors = append(v.Directors, directorView{Name: d.GetName(), Priority: d.GetPriority(), Address: d.GetAddress()})
 	}
 	if gw := g.GetGateway(); gw != nil {
 		v.Gateway = &gatewayView{Address: gw.GetAddress(), Interface: gw.GetInterface()}
 	}
 	if s := g.GetSync(); s != nil {
 		v.Sync = &syncView{Interface: s.GetInterface(), SyncID: s.GetSyncId()}
+	}
+	if f := g.GetFailover(); f != nil {
+		v.Failover = &failoverView{
+			HeartbeatInterval: millisText(f.GetHeartbeatIntervalMs()),
+			DeadAfter:         millisText(f.GetDeadAfterMs()),
+			FenceTime:         millisText(f.GetFenceMs()),
+			Preempt:           f.GetPreempt(),
+			Port:              f.GetPort(),
+		}
 	}
 	return v
 }
@@ -250,7 +279,11 @@ func writeCluster(b *bytes.Buffer, v clusterView) {
 func writeGroup(b *bytes.Buffer, v groupView) {
 	fmt.Fprintf(b, "kind: %s\nname: %s\n", v.Kind, scalar(v.Name))
 	writeList(b, "directors", len(v.Directors), func(i int) string {
-		return fmt.Sprintf("{name: %s, priority: %d}", scalar(v.Directors[i].Name), v.Directors[i].Priority)
+		d := v.Directors[i]
+		if d.Address != "" {
+			return fmt.Sprintf("{name: %s, priority: %d, address: %s}", scalar(d.Name), d.Priority, scalar(d.Address))
+		}
+		return fmt.Sprintf("{name: %s, priority: %d}", scalar(d.Name), d.Priority)
 	})
 	fmt.Fprintf(b, "vipInterface: %s\n", scalar(v.VIPInterface))
 	if g := v.Gateway; g != nil {
@@ -258,6 +291,23 @@ func writeGroup(b *bytes.Buffer, v groupView) {
 	}
 	if s := v.Sync; s != nil {
 		fmt.Fprintf(b, "sync: {interface: %s, syncId: %d}\n", scalar(s.Interface), s.SyncID)
+	}
+	if f := v.Failover; f != nil {
+		var kv []string
+		for _, d := range []struct{ key, value string }{
+			{"heartbeatInterval", f.HeartbeatInterval}, {"deadAfter", f.DeadAfter}, {"fenceTime", f.FenceTime},
+		} {
+			if d.value != "" {
+				kv = append(kv, d.key+": "+scalar(d.value))
+			}
+		}
+		if f.Preempt {
+			kv = append(kv, "preempt: true")
+		}
+		if f.Port != 0 {
+			kv = append(kv, fmt.Sprintf("port: %d", f.Port))
+		}
+		fmt.Fprintf(b, "failover: {%s}\n", strings.Join(kv, ", "))
 	}
 	if v.Revision != 0 {
 		fmt.Fprintf(b, "revision: %d\n", v.Revision)

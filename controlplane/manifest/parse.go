@@ -551,6 +551,7 @@ func (r *docReader) group(f *fields, name string) *lvsctlv1.DirectorGroup {
 		if p, ok := r.number(df, "priority", 0, math.MaxUint32); ok {
 			d.Priority = uint32(p)
 		}
+		d.Address = r.str(df, "address")
 		r.done(df)
 		g.Directors = append(g.Directors, d)
 	}
@@ -570,8 +571,68 @@ func (r *docReader) group(f *fields, name string) *lvsctlv1.DirectorGroup {
 			r.done(sf)
 		}
 	}
+	if v, ok := f.get("failover"); ok {
+		g.Failover = r.failover(v)
+	}
 	if rev, ok := r.number(f, "revision", math.MinInt64, math.MaxInt64); ok {
 		g.Revision = rev
 	}
 	return g
+}
+
+// failover reads a group's failover settings. A field left out stays 0, which means its
+// default (package failover): the stored group then follows a later change of the default.
+func (r *docReader) failover(v any) *lvsctlv1.Failover {
+	f, ok := r.mapping(v, "failover")
+	if !ok {
+		return nil
+	}
+	fo := &lvsctlv1.Failover{
+		HeartbeatIntervalMs: r.millis(f, "heartbeatInterval"),
+		DeadAfterMs:         r.millis(f, "deadAfter"),
+		FenceMs:             r.millis(f, "fenceTime"),
+	}
+	if v, present := f.get("preempt"); present {
+		b, isBool := v.(bool)
+		if !isBool {
+			r.fail("failover.preempt", "must be true or false, not %s", typeName(v))
+		}
+		fo.Preempt = b
+	}
+	if p, ok := r.number(f, "port", 0, math.MaxUint32); ok {
+		fo.Port = uint32(p)
+	}
+	r.done(f)
+	return fo
+}
+
+// millis reads a duration written as Go writes one ("100ms", "0.3s", "1s"): a unit is
+// required, since a bare number would be seconds to a keepalived user (advert_int) and
+// milliseconds to one reading the stored *_ms fields. It must be a whole number of
+// milliseconds; absent is 0 (the default). Ranges are validate's business.
+func (r *docReader) millis(f *fields, key string) uint32 {
+	v, present := f.get(key)
+	if !present {
+		return 0
+	}
+	path := join(f.path, key)
+	s, isStr := v.(string)
+	if !isStr {
+		r.fail(path, "must be a duration with its unit like 100ms or 0.3s, not %s", typeName(v))
+		return 0
+	}
+	d, err := time.ParseDuration(s)
+	switch {
+	case err != nil:
+		r.fail(path, "%q is not a duration (e.g. 100ms or 0.3s)", s)
+	case d <= 0:
+		r.fail(path, "%s is not positive; leave %s out for the default", s, key)
+	case d%time.Millisecond != 0:
+		r.fail(path, "%s is not a whole number of milliseconds", s)
+	case d/time.Millisecond > math.MaxUint32:
+		r.fail(path, "%s is too long", s)
+	default:
+		return uint32(d / time.Millisecond)
+	}
+	return 0
 }

@@ -23,6 +23,7 @@ func Set(objs []*lvsctlv1.Object) error {
 	type key struct{ kind, name string }
 	seen := map[key]bool{}
 	groups := map[string]bool{}
+	var groupList []*lvsctlv1.DirectorGroup
 	directorGroup := map[string]string{}
 	var clusters []*lvsctlv1.Cluster
 	for _, o := range objs {
@@ -41,6 +42,7 @@ func Set(objs []*lvsctlv1.Object) error {
 		}
 		g := o.GetGroup()
 		groups[g.GetName()] = true
+		groupList = append(groupList, g)
 		for i, d := range g.GetDirectors() {
 			if other, ok := directorGroup[d.GetName()]; ok && other != g.GetName() {
 				fail(KindGroup, g.GetName(), fmt.Sprintf("directors[%d].name", i), "director %q is already in group %q (a director serves one group)", d.GetName(), other)
@@ -107,8 +109,20 @@ func Set(objs []*lvsctlv1.Object) error {
 		}
 		claims = append(claims, mine...)
 	}
+	// A director's own address must not be a VIP (of any group): the VIP moves to whichever
+	// director is ACTIVE, and peers would heartbeat the wrong host. It is reported on the
+	// group, so a write of the group is refused; see Written for a write of the cluster.
+	for _, g := range groupList {
+		eachDirectorAddress(g, func(i int, a netip.Addr) {
+			if o, ok := vipOwners[a]; ok {
+				fail(KindGroup, g.GetName(), fmt.Sprintf("directors[%d].address", i), vipIsDirectorAddress, a, o.cluster, o.group)
+			}
+		})
+	}
 	return errors.Join(errs...)
 }
+
+const vipIsDirectorAddress = "%s is a VIP of cluster %q (group %q); a director's own address must not move with the ACTIVE role"
 
 // AllocateFWMark returns the lowest mark >= 1 that no cluster uses, or 0 when every mark up to
 // MaxFWMark is taken. The controller calls it on create when the cluster's fwmark is 0.

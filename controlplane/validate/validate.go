@@ -6,7 +6,9 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
+	"github.com/lvsctl/lvsctl/failover"
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
 )
 
@@ -310,6 +312,7 @@ func Group(g *lvsctlv1.DirectorGroup) error {
 			c.add(path+".priority", "%d is out of range %d-%d", d.GetPriority(), MinPriority, MaxPriority)
 		}
 	}
+	addrs := directorAddresses(c, g)
 	if r := validIfName(g.GetVipInterface()); r != "" {
 		c.add("vipInterface", "%s", r)
 	}
@@ -323,6 +326,19 @@ func Group(g *lvsctlv1.DirectorGroup) error {
 		default:
 			if _, reason := parseAddr(p.Addr().String()); reason != "" || p.Addr().Zone() != "" {
 				c.add("gateway.address", "%s", firstNonEmpty(reason, "has a zone"))
+				break
+			}
+			gwAddr := p.Addr()
+			for _, d := range addrs {
+				if d.addr == gwAddr {
+					c.add(d.path, "%s is the gateway's address (gateway.address); the gateway moves between directors, a director's address does not", d.addr)
+				}
+			}
+			// The group's one family is the directors' (the first address sets it, and
+			// directorAddresses refuses the others): a gateway of the other family would
+			// sit on a network the directors do not speak, so no real server could use it.
+			if len(addrs) > 0 && family(gwAddr) != family(addrs[0].addr) {
+				c.add("gateway.address", "%s is %s but the directors' addresses are %s (%s)", gwAddr, family(gwAddr), family(addrs[0].addr), addrs[0].path)
 			}
 		}
 		if r := validIfName(gw.GetInterface()); r != "" {
@@ -337,10 +353,130 @@ func Group(g *lvsctlv1.DirectorGroup) error {
 			c.add("sync.syncId", "%d is more than %d (the kernel's sync id is one byte)", s.GetSyncId(), MaxSyncID)
 		}
 	}
+	checkFailover(c, g)
 	if g.GetRevision() < 0 {
 		c.add("revision", "%d is negative", g.GetRevision())
 	}
 	return c.err()
+}
+
+// eachDirectorAddress calls fn with each director's address that Group accepts as one, for
+// the checks between objects.
+func eachDirectorAddress(g *lvsctlv1.DirectorGroup, fn func(i int, a netip.Addr)) {
+	for i, d := range g.GetDirectors() {
+		if a, reason := parseAddr(d.GetAddress()); reason == "" {
+			fn(i, a)
+		}
+	}
+}
+
+// directorAddress is a director's valid address and its manifest path.
+type directorAddress struct {
+	addr netip.Addr
+	path string
+}
+
+// directorAddresses checks each director's address (where its peers heartbeat and probe it)
+// and returns the valid ones. A one-director group needs none: it has no peer.
+func directorAddresses(c *collector, g *lvsctlv1.DirectorGroup) []directorAddress {
+	var out []directorAddress
+	seen := map[netip.Addr]int{}
+	for i, d := range g.GetDirectors() {
+		path := fmt.Sprintf("directors[%d].address", i)
+		s := d.GetAddress()
+		if s == "" {
+			if len(g.GetDirectors()) > 1 {
+				c.add(path, "required in a group of more than one director (where its peers reach it, e.g. 198.51.100.252)")
+			}
+			continue
+		}
+		if _, err := netip.ParsePrefix(s); err == nil {
+			c.add(path, "%q has a prefix length; write the address alone", s)
+			continue
+		}
+		a, reason := parseAddr(s)
+		if reason != "" {
+			c.add(path, "%s", reason)
+			continue
+		}
+		if j, dup := seen[a]; dup {
+			c.add(path, "%s is listed twice (directors[%d].address)", a, j)
+			continue
+		}
+		seen[a] = i
+		// Peers heartbeat each other from their own address: one family for the group.
+		if len(out) > 0 && family(a) != family(out[0].addr) {
+			c.add(path, "%s is %s but %s is %s (directors heartbeat each other over one address family)", a, family(a), out[0].path, family(out[0].addr))
+			continue
+		}
+		out = append(out, directorAddress{addr: a, path: path})
+	}
+	return out
+}
+
+// Bounds of the failover timings.
+const (
+	// MinHeartbeatInterval keeps heartbeats (to every peer and the controller, from every
+	// director) far from a busy loop; 10 ms is already 100 packets a second per peer.
+	MinHeartbeatInterval = 10 * time.Millisecond
+	// MaxFailoverTiming bounds every timing: a minute without detecting a dead director is
+	// an outage, not a setting.
+	MaxFailoverTiming = 60 * time.Second
+)
+
+// checkFailover checks the timings as the directors and the controller will use them
+// (package failover: defaults for the fields left out), naming the field that was set: a
+// deadAfter of 150ms is wrong next to the default interval of 100ms as much as next to an
+// interval written out.
+func checkFailover(c *collector, g *lvsctlv1.DirectorGroup) {
+	f := g.GetFailover()
+	if f == nil {
+		return
+	}
+	s := failover.Of(g)
+	type timing struct {
+		path, key string
+		set       bool
+		d         time.Duration
+	}
+	interval := timing{"failover.heartbeatInterval", "heartbeatInterval", f.GetHeartbeatIntervalMs() != 0, s.Interval}
+	deadAfter := timing{"failover.deadAfter", "deadAfter", f.GetDeadAfterMs() != 0, s.DeadAfter}
+	fence := timing{"failover.fenceTime", "fenceTime", f.GetFenceMs() != 0, s.Fence}
+	name := func(t timing) string {
+		if t.set {
+			return fmt.Sprintf("%s (%s)", t.key, t.d)
+		}
+		return fmt.Sprintf("the default %s (%s)", t.key, t.d)
+	}
+	tooLong := false
+	for _, t := range []timing{interval, deadAfter, fence} {
+		if t.set && t.d > MaxFailoverTiming {
+			c.add(t.path, "%s is longer than %s", t.d, MaxFailoverTiming)
+			tooLong = true
+		}
+	}
+	if interval.d < MinHeartbeatInterval {
+		c.add(interval.path, "%s is less than %s", interval.d, MinHeartbeatInterval)
+	}
+	// An ordering is reported on the larger field when it was written, else on the smaller
+	// one: the larger is then the default.
+	order := func(small, large timing, factor time.Duration, times, fraction string) {
+		switch {
+		case tooLong || large.d >= factor*small.d:
+		case large.set:
+			c.add(large.path, "%s is less than %s%s", large.d, times, name(small))
+		default:
+			c.add(small.path, "%s is more than %s%s", small.d, fraction, name(large))
+		}
+	}
+	// deadAfter spans at least two intervals, so one lost heartbeat is not a lost director.
+	order(interval, deadAfter, 2, "twice ", "half ")
+	// A fence shorter than detection would make an ACTIVE drop its addresses over a blip
+	// that its peers and the controller do not even count as a loss: nobody would take over.
+	order(deadAfter, fence, 1, "", "")
+	if f.GetPort() > MaxPort {
+		c.add("failover.port", "%d is out of range 1-%d", f.GetPort(), MaxPort)
+	}
 }
 
 func firstNonEmpty(a, b string) string {

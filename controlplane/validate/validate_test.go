@@ -257,7 +257,7 @@ func TestGoodManifests(t *testing.T) {
 	}{
 		{"wms example", wmsYAML},
 		{"failover group with gateway and sync", func(t *testing.T) string {
-			return edit(t, "directors: [{name: dir-a, priority: 200}]", "directors: [{name: dir-a, priority: 200}, {name: dir-b, priority: 100}]\n"+
+			return edit(t, "directors: [{name: dir-a, priority: 200}]", "directors: [{name: dir-a, priority: 200, address: 198.51.100.252}, {name: dir-b, priority: 100, address: 198.51.100.253}]\n"+
 				"gateway: {address: 198.51.100.254/24, interface: eth1}\nsync: {interface: eth1, syncId: 7}")
 		}},
 		{"ipv6 cluster", func(t *testing.T) string {

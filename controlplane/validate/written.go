@@ -194,5 +194,28 @@ func Written(ctx context.Context, objs []*lvsctlv1.Object, stored Stored) error 
 			claims[k] = append(claims[k], m)
 		}
 	}
+	// Set's check of director addresses against VIPs, for the written groups. A cluster
+	// written alone with a VIP equal to a stored director's address is not caught here:
+	// Set reports that on the group, which this write leaves alone, and Stored has no
+	// index of director addresses.
+	for _, g := range groups {
+		if err := stop(); err != nil {
+			return err
+		}
+		eachDirectorAddress(g, func(i int, a netip.Addr) {
+			var owner vipOwner
+			stored.EachVIPUser(a, func(sc, sg string) {
+				if !writtenCluster[sc] && (owner.cluster == "" || sc < owner.cluster) {
+					owner = vipOwner{cluster: sc, group: sg}
+				}
+			})
+			if owner.cluster == "" {
+				owner = vipOwners[a]
+			}
+			if owner.cluster != "" {
+				fail(KindGroup, g.GetName(), fmt.Sprintf("directors[%d].address", i), vipIsDirectorAddress, a, owner.cluster, owner.group)
+			}
+		})
+	}
 	return errors.Join(errs...)
 }
