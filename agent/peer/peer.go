@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 	"google.golang.org/protobuf/proto"
 
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
@@ -31,6 +33,12 @@ const maxDatagram = 2048
 // interval and a handful of peers this is seconds of backlog; past it the reader goroutine
 // waits and the kernel's socket buffer takes the overflow.
 const recvQueue = 64
+
+// tosNetworkControl is DSCP CS6 (IP precedence "internetwork control", 0xc0), which
+// keepalived also sets on VRRP: a queue that honours priority (pfifo_fast, a switch with QoS)
+// drops these last, so a director whose links are saturated by the traffic it forwards
+// still hears and is heard by its peers, instead of being taken for dead.
+const tosNetworkControl = 0xc0
 
 // ErrClosed is returned by Send after Close.
 var ErrClosed = errors.New("peer transport closed")
@@ -67,6 +75,10 @@ func Listen(local netip.AddrPort, log *slog.Logger) (*Transport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("peer: listen on %s: %w", local, err)
 	}
+	if err := setTOS(conn, local.Addr().Is6()); err != nil {
+		// Not fatal: heartbeats still flow, with ordinary priority.
+		log.Warn("peer heartbeats: cannot set DSCP CS6", "error", err)
+	}
 	t := &Transport{
 		conn: conn,
 		log:  log.With("local", local.String()),
@@ -76,6 +88,14 @@ func Listen(local netip.AddrPort, log *slog.Logger) (*Transport, error) {
 	t.wg.Add(1)
 	go t.readLoop()
 	return t, nil
+}
+
+// setTOS marks what the socket sends as network control (tosNetworkControl).
+func setTOS(c net.PacketConn, v6 bool) error {
+	if v6 {
+		return ipv6.NewPacketConn(c).SetTrafficClass(tosNetworkControl)
+	}
+	return ipv4.NewPacketConn(c).SetTOS(tosNetworkControl)
 }
 
 // udpNetwork keeps an IPv4 socket IPv4-only, so its peers' addresses arrive as plain IPv4.

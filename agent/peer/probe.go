@@ -78,6 +78,9 @@ func NewProber(log *slog.Logger) (*Prober, error) {
 	if err != nil {
 		return nil, fmt.Errorf("peer: open ICMP socket: %w", err)
 	}
+	if err := c4.IPv4PacketConn().SetTOS(tosNetworkControl); err != nil {
+		log.Warn("host probes: cannot set DSCP CS6", "error", err)
+	}
 	c6, err := icmp.ListenPacket("ip6:ipv6-icmp", "::")
 	if err != nil {
 		log.Warn("no ICMPv6 socket; IPv6 peers cannot be probed", "error", err)
@@ -91,6 +94,9 @@ func NewProber(log *slog.Logger) (*Prober, error) {
 		f.Accept(ipv6.ICMPTypeEchoReply)
 		if err := c6.IPv6PacketConn().SetICMPFilter(&f); err != nil {
 			log.Debug("ICMPv6 filter", "error", err)
+		}
+		if err := c6.IPv6PacketConn().SetTrafficClass(tosNetworkControl); err != nil {
+			log.Warn("host probes: cannot set DSCP CS6", "error", err)
 		}
 	}
 	p := &Prober{

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mdlayher/packet"
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
@@ -145,5 +146,83 @@ func TestProbeMatch(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Heartbeats and probes leave marked DSCP CS6 (TOS 0xc0), over IPv4 and IPv6, so queues that
+// honour priority keep them when the link is saturated. Checked on the wire, in B.
+func TestMarkedNetworkControl(t *testing.T) {
+	nsA, nsB := pair(t)
+	var capture *packet.Conn
+	inNS(t, nsB, func() {
+		ifi, err := net.InterfaceByName("b0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		const ethPAll = 0x0003
+		if capture, err = packet.Listen(ifi, packet.Raw, ethPAll, nil); err != nil {
+			t.Fatal(err)
+		}
+	})
+	defer capture.Close()
+	var tr4, tr6 *Transport
+	inNS(t, nsA, func() {
+		tr4 = listen(t, addrA4+":7140")
+		tr6 = listen(t, "["+addrA6+"]:7140")
+	})
+	p := newProber(t, nsA)
+	if err := tr4.Send(netip.MustParseAddrPort(addrB4+":7140"), hb("a", 1, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr6.Send(netip.MustParseAddrPort("["+addrB6+"]:7140"), hb("a", 1, 0)); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{addrB4, addrB6} {
+		if err := p.Probe("b", netip.MustParseAddr(a)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// What B saw from A: "udp4", "icmp4", "udp6", "icmp6" -> traffic class.
+	seen := map[string]byte{}
+	buf := make([]byte, 2048)
+	deadline := time.Now().Add(hangGuard)
+	for len(seen) < 4 {
+		_ = capture.SetReadDeadline(deadline)
+		n, _, err := capture.ReadFrom(buf)
+		if err != nil {
+			t.Fatalf("saw only %v: %v", seen, err)
+		}
+		f := buf[:n]
+		if len(f) < 14+20+8 {
+			continue
+		}
+		etherType, ipHdr := uint16(f[12])<<8|uint16(f[13]), f[14:]
+		switch {
+		case etherType == 0x0800 && net.IP(ipHdr[12:16]).String() == addrA4:
+			switch ipHdr[9] {
+			case 17:
+				seen["udp4"] = ipHdr[1]
+			case 1:
+				if ipHdr[20] == 8 { // echo request
+					seen["icmp4"] = ipHdr[1]
+				}
+			}
+		case etherType == 0x86dd && len(ipHdr) > 40 && net.IP(ipHdr[8:24]).String() == addrA6:
+			tc := ipHdr[0]<<4 | ipHdr[1]>>4
+			switch ipHdr[6] {
+			case 17:
+				seen["udp6"] = tc
+			case 58:
+				if ipHdr[40] == 128 { // echo request
+					seen["icmp6"] = tc
+				}
+			}
+		}
+	}
+	for k, tos := range seen {
+		if tos != tosNetworkControl {
+			t.Errorf("%s from A has traffic class %#x, want %#x", k, tos, tosNetworkControl)
+		}
 	}
 }
