@@ -128,7 +128,8 @@ func TestDiff(t *testing.T) {
 			"group edge-1 (directors dir-a) would:\n  cluster wms: real 198.51.100.3 weight: 100 -> 0\n", "")
 
 	// A director joining is one line of the group's plan, not a plan of its own.
-	joined := strings.Replace(string(wms), "directors: [{name: dir-a, priority: 200}]", "directors: [{name: dir-a, priority: 200}, {name: dir-b, priority: 100}]", 1)
+	joined := strings.Replace(string(wms), "directors: [{name: dir-a, priority: 200}]",
+		"directors: [{name: dir-a, priority: 200, address: 198.51.100.252}, {name: dir-b, priority: 100, address: 198.51.100.253}]", 1)
 	expect(t, lvsctl(t, addr, joined, "diff", "-f", "-"), 1,
 		"group/edge-1 would be configured\n  directors: [dir-a/200] -> [dir-a/200 dir-b/100]\n"+
 			"group edge-1 (directors dir-a, dir-b) would:\n  add director dir-b (priority 100): applies the group's 1 clusters\n", "")
@@ -179,8 +180,10 @@ func TestGetAndDelete(t *testing.T) {
 // connections are the persistent ones the sync daemon copied.
 func testFleet() []*lvsctlv1.DirectorStatus {
 	return []*lvsctlv1.DirectorStatus{
-		{Director: "dir-a", Group: "edge-1", Connected: true, Role: lvsctlv1.Role_ROLE_ACTIVE, Epoch: 3,
+		{Director: "dir-a", Group: "edge-1", Connected: true, Role: lvsctlv1.Role_ROLE_ACTIVE, Epoch: 3, Holding: true,
 			DesiredRevision: 5, AppliedRevision: 5, AgentVersion: "v0.1.0", LastSeen: timestamppb.New(timestamppb.Now().AsTime()),
+			Peers: []*lvsctlv1.PeerStatus{{Director: "dir-b", HostReachable: true, HeardAgoMs: 2500, Epoch: 3, Role: lvsctlv1.Role_ROLE_STANDBY}},
+			Sync:  &lvsctlv1.SyncStatus{Master: true, Backup: true, Interface: "eth1", SyncId: 7},
 			Clusters: []*lvsctlv1.ClusterStats{
 				{Cluster: "wms", Fwmark: 1, Counters: &lvsctlv1.Counters{Conns: 350, Cps: 5}, Reals: []*lvsctlv1.RealServerStats{
 					{Address: "198.51.100.1", Weight: 100, ActiveConns: 12, InactiveConns: 3, PersistentConns: 9,
@@ -192,6 +195,8 @@ func testFleet() []*lvsctlv1.DirectorStatus {
 			}},
 		{Director: "dir-b", Group: "edge-1", Connected: false, Role: lvsctlv1.Role_ROLE_STANDBY, Epoch: 3,
 			DesiredRevision: 5, AppliedRevision: 4,
+			Peers:          []*lvsctlv1.PeerStatus{{Director: "dir-a", Reachable: true, HostReachable: true, HeardAgoMs: 80, Epoch: 3, Role: lvsctlv1.Role_ROLE_ACTIVE, Holding: true}},
+			Sync:           &lvsctlv1.SyncStatus{Master: true, Backup: true, Interface: "eth1", SyncId: 7},
 			Errors:         []*lvsctlv1.ClusterError{{Cluster: "wms", Message: "scheduler mh: module not loaded"}},
 			DirectorErrors: []string{"vip 192.0.2.10: interface eth0 is down"},
 			Clusters: []*lvsctlv1.ClusterStats{{Cluster: "wms", Fwmark: 1, Reals: []*lvsctlv1.RealServerStats{
@@ -203,9 +208,9 @@ func TestStatus(t *testing.T) {
 	srv, addr := start(t)
 	srv.setFleet(testFleet())
 	expect(t, lvsctl(t, addr, "", "status"), 0,
-		"NAME   GROUP   CONNECTED  ROLE     DESIRED  APPLIED  STATE         ERRORS  ACTIVE  INACTIVE  PERSISTENT  CPS\n"+
-			"dir-a  edge-1  yes        ACTIVE   5        5        applied       0       21      3         11          7\n"+
-			"dir-b  edge-1  no         STANDBY  5        4        disconnected  2       0       0         9           0\n"+
+		"NAME   GROUP   CONNECTED  ROLE     DESIRED  APPLIED  STATE         ERRORS  EPOCH  PEERS                 SYNC           ACTIVE  INACTIVE  PERSISTENT  CPS\n"+
+			"dir-a  edge-1  yes        ACTIVE   5        5        applied       0       3      dir-b lost (host up)  master+backup  21      3         11          7\n"+
+			"dir-b  edge-1  no         STANDBY  5        4        disconnected  2       3      dir-a ok              master+backup  0       0         9           0\n"+
 			"\nErrors:\n"+
 			"  dir-b: cluster \"wms\": scheduler mh: module not loaded\n"+
 			"  dir-b: vip 192.0.2.10: interface eth0 is down\n", "")
@@ -232,10 +237,19 @@ func TestStatus(t *testing.T) {
 	if e, ok := views[0]["errors"].([]any); !ok || len(e) != 0 {
 		t.Errorf("a director without errors must have errors: [], got %#v", views[0]["errors"])
 	}
-	for k, v := range map[string]any{"name": "dir-a", "activeConns": 21.0, "inactiveConns": 3.0, "persistentConns": 11.0, "cps": 7.0} {
+	for k, v := range map[string]any{"name": "dir-a", "activeConns": 21.0, "inactiveConns": 3.0, "persistentConns": 11.0, "cps": 7.0,
+		"role": "ACTIVE", "epoch": 3.0, "holding": true, "fenced": ""} {
 		if views[0][k] != v {
 			t.Errorf("dir-a: %s = %#v, want %#v", k, views[0][k], v)
 		}
+	}
+	// Issue 7's keys: peer reachability and the sync daemons, as the controller has them.
+	peers, _ := views[0]["peers"].([]any)
+	if len(peers) != 1 || fmt.Sprint(peers[0]) != "map[epoch:3 heardAgoMs:2500 holding:false hostReachable:true name:dir-b reachable:false role:STANDBY]" {
+		t.Errorf("dir-a: peers = %#v", views[0]["peers"])
+	}
+	if s := fmt.Sprint(views[0]["sync"]); s != "map[backup:true error: interface:eth1 master:true syncId:7]" {
+		t.Errorf("dir-a: sync = %s", s)
 	}
 
 	expect(t, lvsctl(t, addr, "", "get", "directors"), 0,
@@ -249,7 +263,7 @@ func TestDescribe(t *testing.T) {
 	srv.setFleet(testFleet())
 	wmsRev := srv.revision(t) + 1
 	lvsctl(t, addr, "", "apply", "-f", wmsFile)
-	lvsctl(t, addr, "kind: DirectorGroup\nname: edge-1\ndirectors: [{name: dir-a, priority: 200}, {name: dir-b, priority: 100}, {name: dir-c, priority: 50}]\nvipInterface: eth0\n", "apply", "-f", "-")
+	lvsctl(t, addr, "kind: DirectorGroup\nname: edge-1\ndirectors: [{name: dir-a, priority: 200, address: 198.51.100.252}, {name: dir-b, priority: 100, address: 198.51.100.253}, {name: dir-c, priority: 50, address: 198.51.100.251}]\nvipInterface: eth0\n", "apply", "-f", "-")
 	expect(t, lvsctl(t, addr, "", "describe", "cluster", "wms"), 0, `Cluster:      wms
 Revision:     `+fmt.Sprint(wmsRev)+`
 Group:        edge-1

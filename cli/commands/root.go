@@ -142,6 +142,7 @@ func NewRoot(s Streams, getenv func(string) string) *cobra.Command {
 		newDeleteCmd(o),
 		newStatusCmd(o),
 		newTopCmd(o),
+		newFailoverCmd(o),
 	)
 	return root
 }

@@ -216,8 +216,8 @@ func busier() *lvsctlv1.DirectorStatus {
 func threeLines(s string) bool { return strings.Count(s, "\n") == 3 }
 
 func TestStatusWatch(t *testing.T) {
-	const header = "NAME   GROUP   CONNECTED  ROLE     DESIRED  APPLIED  STATE         ERRORS  ACTIVE  INACTIVE  PERSISTENT  CPS\n"
-	const dirB = "dir-b  edge-1  no         STANDBY  5        4        disconnected  2       0       0         9           0\n" +
+	const header = "NAME   GROUP   CONNECTED  ROLE     DESIRED  APPLIED  STATE         ERRORS  EPOCH  PEERS                 SYNC           ACTIVE  INACTIVE  PERSISTENT  CPS\n"
+	const dirB = "dir-b  edge-1  no         STANDBY  5        4        disconnected  2       3      dir-a ok              master+backup  0       0         9           0\n" +
 		"\nErrors:\n" +
 		"  dir-b: cluster \"wms\": scheduler mh: module not loaded\n" +
 		"  dir-b: vip 192.0.2.10: interface eth0 is down\n"
@@ -232,10 +232,10 @@ func TestStatusWatch(t *testing.T) {
 		{"table", []string{"status", "-w"}, func(s string) bool {
 			return strings.Count(s, "NAME ") == 3 && strings.HasSuffix(s, "7\n")
 		}, func(t *testing.T, out string, _ []string) {
-			want := header + "dir-a  edge-1  yes        ACTIVE   5        5        applied       0       21      3         11          7\n" + dirB +
-				"\n" + header + "dir-a  edge-1  yes        ACTIVE   5        5        applied       0       29      3         11          7\n" + dirB +
-				"\n" + "NAME   GROUP   CONNECTED  ROLE    DESIRED  APPLIED  STATE    ERRORS  ACTIVE  INACTIVE  PERSISTENT  CPS\n" +
-				"dir-a  edge-1  yes        ACTIVE  5        5        applied  0       29      3         11          7\n"
+			want := header + "dir-a  edge-1  yes        ACTIVE   5        5        applied       0       3      dir-b lost (host up)  master+backup  21      3         11          7\n" + dirB +
+				"\n" + header + "dir-a  edge-1  yes        ACTIVE   5        5        applied       0       3      dir-b lost (host up)  master+backup  29      3         11          7\n" + dirB +
+				"\n" + "NAME   GROUP   CONNECTED  ROLE    DESIRED  APPLIED  STATE    ERRORS  EPOCH  PEERS                 SYNC           ACTIVE  INACTIVE  PERSISTENT  CPS\n" +
+				"dir-a  edge-1  yes        ACTIVE  5        5        applied  0       3      dir-b lost (host up)  master+backup  29      3         11          7\n"
 			if out != want {
 				t.Errorf("got:\n%s\nwant:\n%s", out, want)
 			}

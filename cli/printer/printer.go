@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -49,6 +50,8 @@ type Printer interface {
 	ClusterStatus(w io.Writer, v ClusterStatusView) error
 	// Top prints one frame of `top`.
 	Top(w io.Writer, v TopView) error
+	// Failover prints the outcome of `failover`.
+	Failover(w io.Writer, v FailoverView) error
 }
 
 // New returns the printer of a format.
@@ -80,10 +83,18 @@ type DirectorView struct {
 	Group     string `json:"group"`
 	Connected bool   `json:"connected"`
 	// Role is ACTIVE, STANDBY, or "" before the first assignment.
-	Role            string `json:"role"`
-	Epoch           uint64 `json:"epoch"`
-	DesiredRevision int64  `json:"desiredRevision"`
-	AppliedRevision int64  `json:"appliedRevision"`
+	Role  string `json:"role"`
+	Epoch uint64 `json:"epoch"`
+	// Holding: the director holds its group's VIPs and gateway, as it last reported. An
+	// ACTIVE that does not is fenced (Fenced says why) or still taking them.
+	Holding bool   `json:"holding"`
+	Fenced  string `json:"fenced"`
+	// Peers are the other directors of its group as this one sees them, by name.
+	Peers []PeerView `json:"peers"`
+	// Sync is the state of its IPVS sync daemons; null when it has not reported one.
+	Sync            *SyncView `json:"sync"`
+	DesiredRevision int64     `json:"desiredRevision"`
+	AppliedRevision int64     `json:"appliedRevision"`
 	// State says, honestly, how far the director got: see ApplyState.
 	State string `json:"state"`
 	// Errors are the cluster errors as `cluster "wms": message`, then the director's own.
@@ -91,6 +102,89 @@ type DirectorView struct {
 	AgentVersion string   `json:"agentVersion,omitempty"`
 	// LastSeen is RFC 3339, empty when never seen.
 	LastSeen string `json:"lastSeen,omitempty"`
+}
+
+// PeerView is one peer of a director, as the director sees it.
+type PeerView struct {
+	Name string `json:"name"`
+	// Reachable: the peer's heartbeats arrive. HostReachable: its host answers probes, even
+	// when its agent does not (an agent restarting leaves a kernel that still forwards).
+	Reachable     bool `json:"reachable"`
+	HostReachable bool `json:"hostReachable"`
+	// HeardAgoMs is the time from the peer's last heartbeat to the report; -1: never heard.
+	HeardAgoMs int64 `json:"heardAgoMs"`
+	// Role, Epoch and Holding are what the peer last said of itself.
+	Role    string `json:"role"`
+	Epoch   uint64 `json:"epoch"`
+	Holding bool   `json:"holding"`
+}
+
+// SyncView is the state of a director's IPVS connection sync daemons.
+type SyncView struct {
+	Master    bool   `json:"master"`
+	Backup    bool   `json:"backup"`
+	Interface string `json:"interface"`
+	SyncID    uint32 `json:"syncId"`
+	// Error says why the daemons are not as configured ("" when they are).
+	Error string `json:"error"`
+}
+
+// RoleText is a director's role as tables print it: the role, and whether the addresses are
+// where the role says. An ACTIVE that does not hold them is "ACTIVE (fenced)" (it released
+// them itself, having lost every answer to its heartbeats) or "ACTIVE (not holding)" (not yet,
+// or not reported); a STANDBY that still holds them is "STANDBY (holding)".
+func RoleText(v DirectorView) string {
+	switch {
+	case v.Role == "ACTIVE" && !v.Holding && v.Fenced != "":
+		return "ACTIVE (fenced)"
+	case v.Role == "ACTIVE" && !v.Holding:
+		return "ACTIVE (not holding)"
+	case v.Role != "ACTIVE" && v.Holding:
+		return dashIfEmpty(v.Role) + " (holding)"
+	}
+	return v.Role
+}
+
+// PeersText is a director's peers at a glance: "dir-b ok", "dir-b lost (host up)" when its
+// agent is silent but its host answers (not a dead director), "dir-b lost".
+func PeersText(peers []PeerView) string {
+	s := make([]string, len(peers))
+	for i, p := range peers {
+		switch {
+		case p.Reachable:
+			s[i] = p.Name + " ok"
+		case p.HostReachable:
+			s[i] = p.Name + " lost (host up)"
+		default:
+			s[i] = p.Name + " lost"
+		}
+	}
+	return strings.Join(s, ", ")
+}
+
+// SyncText is the sync daemons at a glance: "master+backup" (as every director of a group
+// with sync runs them), "master", "backup", "error", or "" for none.
+func SyncText(v *SyncView) string {
+	switch {
+	case v == nil:
+		return ""
+	case v.Error != "":
+		return "error"
+	case v.Master && v.Backup:
+		return "master+backup"
+	case v.Master:
+		return "master"
+	case v.Backup:
+		return "backup"
+	}
+	return ""
+}
+
+func dashIfEmpty(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 // RoleName is the printed name of a role: ACTIVE, STANDBY or "".
@@ -143,10 +237,23 @@ func ViewDirector(d *lvsctlv1.DirectorStatus) DirectorView {
 		Connected:       d.GetConnected(),
 		Role:            RoleName(d.GetRole()),
 		Epoch:           d.GetEpoch(),
+		Holding:         d.GetHolding(),
+		Fenced:          d.GetFenced(),
+		Peers:           []PeerView{},
 		DesiredRevision: d.GetDesiredRevision(),
 		AppliedRevision: d.GetAppliedRevision(),
 		Errors:          []string{},
 		AgentVersion:    d.GetAgentVersion(),
+	}
+	for _, p := range d.GetPeers() {
+		v.Peers = append(v.Peers, PeerView{
+			Name: p.GetDirector(), Reachable: p.GetReachable(), HostReachable: p.GetHostReachable(),
+			HeardAgoMs: p.GetHeardAgoMs(), Role: RoleName(p.GetRole()), Epoch: p.GetEpoch(), Holding: p.GetHolding(),
+		})
+	}
+	slices.SortFunc(v.Peers, func(a, b PeerView) int { return strings.Compare(a.Name, b.Name) })
+	if sy := d.GetSync(); sy != nil {
+		v.Sync = &SyncView{Master: sy.GetMaster(), Backup: sy.GetBackup(), Interface: sy.GetInterface(), SyncID: sy.GetSyncId(), Error: sy.GetError()}
 	}
 	for _, e := range d.GetErrors() {
 		v.Errors = append(v.Errors, ClusterErrorText(e))
@@ -314,30 +421,43 @@ func (tablePrinter) Directors(w io.Writer, ds []*lvsctlv1.DirectorStatus) error 
 	tw := newTable(w, "NAME", "GROUP", "CONNECTED", "ROLE", "EPOCH", "DESIRED", "APPLIED", "VERSION")
 	for _, d := range ds {
 		v := ViewDirector(d)
-		row(tw, v.Name, v.Group, yesNo(v.Connected), v.Role, v.Epoch, v.DesiredRevision, v.AppliedRevision, v.AgentVersion)
+		row(tw, v.Name, v.Group, yesNo(v.Connected), RoleText(v), v.Epoch, v.DesiredRevision, v.AppliedRevision, v.AgentVersion)
 	}
 	return tw.Flush()
 }
 
-// Status prints one row per director with its error count and connection totals, then every
-// error on its own line (they are too long for a column). The totals come after the columns
-// that scripts may already cut.
+// Status prints one row per director with its error count, its role's state (epoch, peers,
+// sync daemons) and connection totals, then every error on its own line (they are too long
+// for a column), then why an ACTIVE is fenced and why sync daemons are not as configured.
+// The first eight columns keep their places, which scripts cut.
 func (tablePrinter) Status(w io.Writer, ds []*lvsctlv1.DirectorStatus) error {
-	tw := newTable(w, "NAME", "GROUP", "CONNECTED", "ROLE", "DESIRED", "APPLIED", "STATE", "ERRORS", "ACTIVE", "INACTIVE", "PERSISTENT", "CPS")
-	var errs []string
+	tw := newTable(w, "NAME", "GROUP", "CONNECTED", "ROLE", "DESIRED", "APPLIED", "STATE", "ERRORS",
+		"EPOCH", "PEERS", "SYNC", "ACTIVE", "INACTIVE", "PERSISTENT", "CPS")
+	var errs, fenced, syncErrs []string
 	for _, d := range ds {
 		v := ViewStatus(d)
-		row(tw, v.Name, v.Group, yesNo(v.Connected), v.Role, v.DesiredRevision, v.AppliedRevision, v.State, len(v.Errors),
-			v.ActiveConns, v.InactiveConns, v.PersistentConns, v.CPS)
+		row(tw, v.Name, v.Group, yesNo(v.Connected), RoleText(v.DirectorView), v.DesiredRevision, v.AppliedRevision, v.State, len(v.Errors),
+			v.Epoch, PeersText(v.Peers), SyncText(v.Sync), v.ActiveConns, v.InactiveConns, v.PersistentConns, v.CPS)
 		for _, e := range v.Errors {
 			errs = append(errs, v.Name+": "+e)
+		}
+		if v.Fenced != "" && !v.Holding {
+			fenced = append(fenced, v.Name+": "+v.Fenced)
+		}
+		if v.Sync != nil && v.Sync.Error != "" {
+			syncErrs = append(syncErrs, v.Name+": "+v.Sync.Error)
 		}
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	if len(errs) > 0 {
-		fmt.Fprintf(w, "\nErrors:\n  %s\n", strings.Join(errs, "\n  "))
+	for _, section := range []struct {
+		title string
+		lines []string
+	}{{"Errors", errs}, {"Fenced", fenced}, {"Sync errors", syncErrs}} {
+		if len(section.lines) > 0 {
+			fmt.Fprintf(w, "\n%s:\n  %s\n", section.title, strings.Join(section.lines, "\n  "))
+		}
 	}
 	return nil
 }

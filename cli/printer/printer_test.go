@@ -34,7 +34,7 @@ func group() *lvsctlv1.Object {
 
 func directors() []*lvsctlv1.DirectorStatus {
 	return []*lvsctlv1.DirectorStatus{
-		{Director: "dir-a", Group: "edge-1", Connected: true, Role: lvsctlv1.Role_ROLE_ACTIVE, Epoch: 2,
+		{Director: "dir-a", Group: "edge-1", Connected: true, Role: lvsctlv1.Role_ROLE_ACTIVE, Epoch: 2, Holding: true,
 			DesiredRevision: 9, AppliedRevision: 9, AgentVersion: "v0.1.0",
 			LastSeen: timestamppb.New(time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)),
 			Clusters: []*lvsctlv1.ClusterStats{
@@ -161,6 +161,10 @@ func TestFleet(t *testing.T) {
     "connected": true,
     "role": "ACTIVE",
     "epoch": 2,
+    "holding": true,
+    "fenced": "",
+    "peers": [],
+    "sync": null,
     "desiredRevision": 9,
     "appliedRevision": 9,
     "state": "applied",
@@ -174,6 +178,10 @@ func TestFleet(t *testing.T) {
     "connected": false,
     "role": "",
     "epoch": 0,
+    "holding": false,
+    "fenced": "",
+    "peers": [],
+    "sync": null,
     "desiredRevision": 9,
     "appliedRevision": 7,
     "state": "disconnected",
@@ -192,6 +200,10 @@ func TestFleet(t *testing.T) {
     "connected": true,
     "role": "ACTIVE",
     "epoch": 2,
+    "holding": true,
+    "fenced": "",
+    "peers": [],
+    "sync": null,
     "desiredRevision": 9,
     "appliedRevision": 9,
     "state": "applied",
@@ -209,6 +221,10 @@ func TestFleet(t *testing.T) {
     "connected": false,
     "role": "",
     "epoch": 0,
+    "holding": false,
+    "fenced": "",
+    "peers": [],
+    "sync": null,
     "desiredRevision": 9,
     "appliedRevision": 7,
     "state": "disconnected",
@@ -231,9 +247,9 @@ func TestFleet(t *testing.T) {
 		want   string
 	}{
 		{"status table", Table, false, true,
-			"NAME   GROUP   CONNECTED  ROLE    DESIRED  APPLIED  STATE         ERRORS  ACTIVE  INACTIVE  PERSISTENT  CPS\n" +
-				"dir-a  edge-1  yes        ACTIVE  9        9        applied       0       17      4         11          8\n" +
-				"dir-b  edge-1  no         -       9        7        disconnected  2       0       0         0           0\n" +
+			"NAME   GROUP   CONNECTED  ROLE    DESIRED  APPLIED  STATE         ERRORS  EPOCH  PEERS  SYNC  ACTIVE  INACTIVE  PERSISTENT  CPS\n" +
+				"dir-a  edge-1  yes        ACTIVE  9        9        applied       0       2      -      -     17      4         11          8\n" +
+				"dir-b  edge-1  no         -       9        7        disconnected  2       0      -      -     0       0         0           0\n" +
 				"\nErrors:\n  dir-b: cluster \"wms\": no such scheduler\n  dir-b: eth0 is down\n"},
 		{"directors table", Table, false, false,
 			"NAME   GROUP   CONNECTED  ROLE    EPOCH  DESIRED  APPLIED  VERSION\n" +
@@ -242,20 +258,20 @@ func TestFleet(t *testing.T) {
 		{"status json", JSON, false, true, statusView},
 		{"directors json", JSON, false, false, view},
 		{"status json stream is one line", JSON, true, true,
-			`[{"name":"dir-a","group":"edge-1","connected":true,"role":"ACTIVE","epoch":2,"desiredRevision":9,"appliedRevision":9,` +
+			`[{"name":"dir-a","group":"edge-1","connected":true,"role":"ACTIVE","epoch":2,"holding":true,"fenced":"","peers":[],"sync":null,"desiredRevision":9,"appliedRevision":9,` +
 				`"state":"applied","errors":[],"agentVersion":"v0.1.0","lastSeen":"2025-01-02T03:04:05Z","activeConns":17,"inactiveConns":4,"persistentConns":11,"cps":8},` +
-				`{"name":"dir-b","group":"edge-1","connected":false,"role":"","epoch":0,"desiredRevision":9,"appliedRevision":7,` +
+				`{"name":"dir-b","group":"edge-1","connected":false,"role":"","epoch":0,"holding":false,"fenced":"","peers":[],"sync":null,"desiredRevision":9,"appliedRevision":7,` +
 				`"state":"disconnected","errors":["cluster \"wms\": no such scheduler","eth0 is down"],"activeConns":0,"inactiveConns":0,"persistentConns":0,"cps":0}]` + "\n"},
 		{"directors yaml", YAML, false, false,
-			"- agentVersion: v0.1.0\n  appliedRevision: 9\n  connected: true\n  desiredRevision: 9\n  epoch: 2\n  errors: []\n" +
-				"  group: edge-1\n  lastSeen: \"2025-01-02T03:04:05Z\"\n  name: dir-a\n  role: ACTIVE\n  state: applied\n" +
+			"- agentVersion: v0.1.0\n  appliedRevision: 9\n  connected: true\n  desiredRevision: 9\n  epoch: 2\n  errors: []\n  fenced: \"\"\n" +
+				"  group: edge-1\n  holding: true\n  lastSeen: \"2025-01-02T03:04:05Z\"\n  name: dir-a\n  peers: []\n  role: ACTIVE\n  state: applied\n  sync: null\n" +
 				"- appliedRevision: 7\n  connected: false\n  desiredRevision: 9\n  epoch: 0\n  errors:\n" +
-				"  - 'cluster \"wms\": no such scheduler'\n  - eth0 is down\n  group: edge-1\n  name: dir-b\n  role: \"\"\n  state: disconnected\n"},
+				"  - 'cluster \"wms\": no such scheduler'\n  - eth0 is down\n  fenced: \"\"\n  group: edge-1\n  holding: false\n  name: dir-b\n  peers: []\n  role: \"\"\n  state: disconnected\n  sync: null\n"},
 		{"status yaml stream starts a document", YAML, true, true,
-			"---\n- activeConns: 17\n  agentVersion: v0.1.0\n  appliedRevision: 9\n  connected: true\n  cps: 8\n  desiredRevision: 9\n  epoch: 2\n  errors: []\n" +
-				"  group: edge-1\n  inactiveConns: 4\n  lastSeen: \"2025-01-02T03:04:05Z\"\n  name: dir-a\n  persistentConns: 11\n  role: ACTIVE\n  state: applied\n" +
+			"---\n- activeConns: 17\n  agentVersion: v0.1.0\n  appliedRevision: 9\n  connected: true\n  cps: 8\n  desiredRevision: 9\n  epoch: 2\n  errors: []\n  fenced: \"\"\n" +
+				"  group: edge-1\n  holding: true\n  inactiveConns: 4\n  lastSeen: \"2025-01-02T03:04:05Z\"\n  name: dir-a\n  peers: []\n  persistentConns: 11\n  role: ACTIVE\n  state: applied\n  sync: null\n" +
 				"- activeConns: 0\n  appliedRevision: 7\n  connected: false\n  cps: 0\n  desiredRevision: 9\n  epoch: 0\n  errors:\n" +
-				"  - 'cluster \"wms\": no such scheduler'\n  - eth0 is down\n  group: edge-1\n  inactiveConns: 0\n  name: dir-b\n  persistentConns: 0\n  role: \"\"\n  state: disconnected\n"},
+				"  - 'cluster \"wms\": no such scheduler'\n  - eth0 is down\n  fenced: \"\"\n  group: edge-1\n  holding: false\n  inactiveConns: 0\n  name: dir-b\n  peers: []\n  persistentConns: 0\n  role: \"\"\n  state: disconnected\n  sync: null\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
