@@ -169,6 +169,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	msgs := make(chan *lvsctlv1.ConnectResponse)
+	ctlBeats := make(chan *lvsctlv1.Heartbeat, 16)
 	hellos := make(chan struct{}, 1)
 	sessErr := make(chan error, 1)
 	go func() {
@@ -180,6 +181,15 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 			return h
 		}, func(m *lvsctlv1.ConnectResponse) {
+			if hb := m.GetHeartbeat(); hb != nil {
+				// Never behind a snapshot waiting for a reconcile: an answer late by a
+				// reconcile is no answer to the lease.
+				select {
+				case ctlBeats <- hb:
+				default: // the loop is behind; the next one carries the latest echo
+				}
+				return
+			}
 			select {
 			case msgs <- m:
 			case <-ctx.Done():
@@ -221,7 +231,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		answers = a.cfg.Prober.Answers()
 	}
 	// waiting is a snapshot or delta that arrived while a reconcile was running: the
-	// session is not read past it (heartbeats aside) until the worker is done.
+	// session is not read past it until the worker is done (its heartbeats come apart).
 	var waiting *lvsctlv1.ConnectResponse
 
 	r.handle(evStart{held: held})
@@ -255,14 +265,13 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 			ev, waiting = evMessage{m: waiting}, nil
 		case m := <-msgsC:
-			if hb := m.GetHeartbeat(); hb != nil {
-				ev = evCtlHeartbeat{hb: hb}
-			} else if w.busy > 0 {
+			if w.busy > 0 {
 				waiting = m
 				continue
-			} else {
-				ev = evMessage{m: m}
 			}
+			ev = evMessage{m: m}
+		case hb := <-ctlBeats:
+			ev = evCtlHeartbeat{hb: hb}
 		case <-w.behind:
 			ev = evSaveBehind{}
 		case <-hellos:

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"net"
 	"net/netip"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/lvsctl/lvsctl/agent/dataplane/fake"
 	"github.com/lvsctl/lvsctl/agent/peer"
+	"github.com/lvsctl/lvsctl/agent/reconcile"
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
 )
 
@@ -91,9 +93,12 @@ func haSnapshot(rev int64, g *lvsctlv1.DirectorGroup, active string, epoch uint6
 }
 
 // startDirector runs director name of the group with the real peer transport.
-func startDirector(t *testing.T, name string) *agentEnv {
+func startDirector(t *testing.T, name string, edits ...func(*Config)) *agentEnv {
 	t.Helper()
 	return startAgent(t, t.TempDir(), newFakeSession(true), func(c *Config) {
+		for _, edit := range edits {
+			edit(c)
+		}
 		c.Director = name
 		c.Peers = func(local netip.AddrPort) (PeerTransport, error) {
 			tr, err := peer.Listen(local, c.Logger)
@@ -225,5 +230,81 @@ func lastRoleStatus(e *agentEnv) *lvsctlv1.RoleStatus {
 		default:
 			return last
 		}
+	}
+}
+
+// gatedReconciler makes the next Apply wait for the test once armed: a reconcile that takes
+// long (a cold apply of 10,000 clusters takes seconds).
+type gatedReconciler struct {
+	Reconciler
+	mu      sync.Mutex
+	gate    chan struct{}
+	entered chan struct{}
+}
+
+func (g *gatedReconciler) arm() (entered, release chan struct{}) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.gate, g.entered = make(chan struct{}), make(chan struct{})
+	return g.entered, g.gate
+}
+
+func (g *gatedReconciler) Apply(ctx context.Context, d *lvsctlv1.DesiredState, role *lvsctlv1.RoleAssignment) reconcile.Result {
+	g.mu.Lock()
+	gate, entered := g.gate, g.entered
+	g.gate = nil
+	g.mu.Unlock()
+	if gate != nil {
+		close(entered)
+		<-gate
+	}
+	return g.Reconciler.Apply(ctx, d, role)
+}
+
+// TestFailoverSlowReconcile: while a reconcile runs for several fence periods, the ACTIVE
+// keeps heartbeating and hearing its peer's echoes, so it keeps its VIP; what the controller
+// sends meanwhile is applied after, in order.
+func TestFailoverSlowReconcile(t *testing.T) {
+	port := freePort(t)
+	g := failoverGroup(port)
+	gated := &gatedReconciler{}
+	a := startDirector(t, "dir-a", func(c *Config) { gated.Reconciler, c.Reconciler = c.Reconciler, gated })
+	b := startDirector(t, "dir-b")
+	a.deliver(t, haSnapshot(1, g, "dir-a", 5))
+	b.deliver(t, haSnapshot(1, g, "dir-a", 5))
+	a.waitApplied(t, 1)
+	waitFor(t, "dir-a holds the VIP", func() bool { return a.addrs.Dump() == vipLine })
+
+	entered, release := gated.arm()
+	a.deliver(t, haSnapshot(2, g, "dir-a", 5))
+	select {
+	case <-entered:
+	case <-time.After(wait):
+		t.Fatal("the reconcile of revision 2 did not start")
+	}
+	heavier := web("edge-1")
+	heavier.Reals[0].Weight = 7
+	a.deliver(t, &lvsctlv1.ConnectResponse{Msg: &lvsctlv1.ConnectResponse_Delta{Delta: &lvsctlv1.Delta{
+		PrevRevision: 2, Revision: 3, Upserted: []*lvsctlv1.Cluster{heavier}}}})
+	time.Sleep(3 * 600 * time.Millisecond)
+	if d := a.addrs.Dump(); d != vipLine {
+		t.Errorf("dir-a's addresses during a long reconcile: %q, want the VIP", d)
+	}
+	close(release)
+	for _, rev := range []int64{2, 3} {
+		select {
+		case got := <-a.applied:
+			if got != rev {
+				t.Errorf("applied revision %d, want %d next", got, rev)
+			}
+		case <-time.After(wait):
+			t.Fatalf("revision %d not applied", rev)
+		}
+	}
+	if d := a.ipvs.Dump(); !strings.Contains(d, "weight 7") {
+		t.Errorf("the delta sent during the reconcile was not applied:\n%s", d)
+	}
+	if got := strings.Join(a.rec.log(), " "); got != "+192.0.2.20/32" {
+		t.Errorf("dir-a's address changes: %s, want the one add", got)
 	}
 }

@@ -371,13 +371,21 @@ func (l *loop) roleStep(now time.Time, ev role.Event, acts []action, reconciling
 	ra := l.machine.Step(now, ev)
 	if ra.HoldChanged {
 		l.hold = ra.Hold
-		if !reconciling {
+		// Before any desired state there is nothing to take: the kernel still holds what it
+		// held before a restart, and the first reconcile adds the rest. Releasing needs no
+		// desired state: what the agent owns is known.
+		if !reconciling && (l.cur != nil || !ra.Hold) {
 			h := actHolding{hold: ra.Hold, role: l.held()}
 			if l.cur != nil {
 				h.desired = l.cur.state()
 			}
 			acts = append(acts, h)
 		}
+	}
+	if ra.Conflict != "" {
+		// The epoch fences the pair; the operator should still know (a split network, a
+		// controller's assignment not yet heard).
+		l.log.Error("a peer says it holds the group's addresses at this director's epoch", "peer", ra.Conflict, "group", l.role.GetGroup(), "epoch", l.role.GetEpoch())
 	}
 	if ra.Announce && ra.Hold && l.cur != nil {
 		acts = append(acts, actAnnounce{addrs: groupAddresses(l.cur.state())})

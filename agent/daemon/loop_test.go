@@ -196,6 +196,22 @@ func TestStep(t *testing.T) {
 			want:   []string{"holding false role=ROLE_STANDBY", "status holding=false"},
 		},
 		{
+			name:     "restarted holding: nothing to take before a desired state",
+			say:      func(role.Event) role.Actions { return role.Actions{Hold: true} },
+			events:   []at{{0, evStart{held: true}}},
+			want:     nil,
+			wantRole: []string{"started held=true"},
+		},
+		{
+			name: "the lease ends before any desired state: released all the same",
+			say: func(ev role.Event) role.Actions {
+				_, tick := ev.(role.Tick)
+				return role.Actions{Hold: !tick}
+			},
+			events: []at{{0, evStart{held: true}}, {400 * ms, evRoleTick{}}},
+			want:   []string{"holding false role=ROLE_UNSPECIFIED"},
+		},
+		{
 			name: "a following delta: the delta path",
 			say:  holdWhileActive(),
 			events: []at{{0, evStart{}}, {ms, snapshotOf(1, g, "dir-a", 5, web("edge-1"))},
