@@ -4,7 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -259,5 +263,86 @@ func TestKernelSyncDaemons(t *testing.T) {
 	}
 	if len(dk.sent) != sent {
 		t.Errorf("invalid daemons sent requests: %v", dk.sent[sent:])
+	}
+}
+
+// TestKernelSyncDaemonsRoundTrip drives a real IPVS's sync daemons in a fresh namespace (the
+// VM lab runs it; see TestKernelRoundTrip), checked against ipvsadm's own reading: master and
+// backup run at once, and the kernel's refusals map to the dataplane sentinels.
+func TestKernelSyncDaemonsRoundTrip(t *testing.T) {
+	privileged(t)
+	if !kernelHasIPVS() {
+		if os.Getenv("LVSCTL_REQUIRE_IPVS") == "1" {
+			t.Fatal("IPVS is not loaded (LVSCTL_REQUIRE_IPVS=1): modprobe ip_vs")
+		}
+		t.Skip("this kernel has no IPVS loaded; the VM lab runs this test")
+	}
+	path := netnsPath(t)
+	ns := filepath.Base(path)
+	for _, args := range [][]string{
+		// A veth pair: an interface that does multicast, as a director's sync interface does.
+		{"link", "add", "sync0", "type", "veth", "peer", "name", "sync1"},
+		{"link", "set", "sync0", "up"},
+		{"link", "set", "sync1", "up"},
+		{"addr", "add", "192.0.2.1/24", "dev", "sync0"},
+	} {
+		if out, err := exec.Command("ip", append([]string{"-n", ns}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v: %s", args, err, out)
+		}
+	}
+	k, err := New(WithNetNSPath(path))
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	defer k.Close()
+	t.Cleanup(func() {
+		for _, s := range []dataplane.SyncState{dataplane.SyncMaster, dataplane.SyncBackup} {
+			_ = k.StopSyncDaemon(s)
+		}
+	})
+
+	if got, err := k.SyncDaemons(); err != nil || len(got) != 0 {
+		t.Fatalf("SyncDaemons in a fresh namespace = %v, %v; want none", got, err)
+	}
+	master := dataplane.SyncDaemon{State: dataplane.SyncMaster, Interface: "sync0", SyncID: 7}
+	backup := dataplane.SyncDaemon{State: dataplane.SyncBackup, Interface: "sync0", SyncID: 7}
+	for _, d := range []dataplane.SyncDaemon{master, backup} {
+		if err := k.StartSyncDaemon(d); err != nil {
+			t.Fatalf("StartSyncDaemon(%s): %v", d, err)
+		}
+	}
+	if got, err := k.SyncDaemons(); err != nil || !slices.Equal(got, []dataplane.SyncDaemon{master, backup}) {
+		t.Errorf("SyncDaemons = %v, %v; want %v", got, err, []dataplane.SyncDaemon{master, backup})
+	}
+	out, err := exec.Command("ip", "netns", "exec", ns, "ipvsadm", "-L", "--daemon").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ipvsadm -L --daemon: %v: %s", err, out)
+	}
+	for _, want := range []string{"master sync daemon (mcast=sync0, syncid=7", "backup sync daemon (mcast=sync0, syncid=7"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("ipvsadm -L --daemon says\n%s\nwithout %q", out, want)
+		}
+	}
+
+	if err := k.StartSyncDaemon(dataplane.SyncDaemon{State: dataplane.SyncMaster, Interface: "sync0", SyncID: 8}); !errors.Is(err, dataplane.ErrExist) || !errors.Is(err, syscall.EEXIST) {
+		t.Errorf("a second master: %v, want ErrExist and EEXIST", err)
+	}
+	if err := k.StopSyncDaemon(dataplane.SyncMaster); err != nil {
+		t.Fatalf("StopSyncDaemon(master): %v", err)
+	}
+	if err := k.StopSyncDaemon(dataplane.SyncMaster); !errors.Is(err, dataplane.ErrNotExist) || !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("stopping a stopped master: %v, want ErrNotExist and ESRCH", err)
+	}
+	if err := k.StartSyncDaemon(dataplane.SyncDaemon{State: dataplane.SyncMaster, Interface: "nope0", SyncID: 7}); !errors.Is(err, dataplane.ErrNotExist) || !errors.Is(err, syscall.ENODEV) {
+		t.Errorf("a master on a missing interface: %v, want ErrNotExist and ENODEV", err)
+	}
+	if got, err := k.SyncDaemons(); err != nil || !slices.Equal(got, []dataplane.SyncDaemon{backup}) {
+		t.Errorf("after stopping the master: %v, %v; want the backup alone", got, err)
+	}
+	if err := k.StopSyncDaemon(dataplane.SyncBackup); err != nil {
+		t.Fatalf("StopSyncDaemon(backup): %v", err)
+	}
+	if got, err := k.SyncDaemons(); err != nil || len(got) != 0 {
+		t.Errorf("after stopping both: %v, %v; want none", got, err)
 	}
 }

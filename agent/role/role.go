@@ -197,6 +197,11 @@ func (m *Machine) Step(now time.Time, ev Event) Actions {
 }
 
 func (m *Machine) assign(ev Assigned) {
+	if ev.Role.GetEpoch() != m.epoch || ev.Role.GetRole() != m.role {
+		// Tell the peers at once: an old ACTIVE releases on the first heartbeat that carries
+		// the new epoch, and a new one waits for that release when it still hears it.
+		m.beaten = false
+	}
 	m.role = ev.Role.GetRole()
 	m.epoch = ev.Role.GetEpoch()
 	g := ev.Group
@@ -316,6 +321,14 @@ func (m *Machine) decide(now time.Time) (bool, string) {
 	}
 	if m.others == 0 {
 		return true, ""
+	}
+	for _, name := range m.names() {
+		// A new ACTIVE that still hears the old one holding (a report of it lost that was
+		// already stale when the controller decided) waits for its release, which the
+		// first heartbeat under our epoch causes: never two holders, even for a moment.
+		if p := m.peers[name]; p.reachable && p.holding && p.epoch < m.epoch {
+			return false, fmt.Sprintf("waiting for %s to release (it holds under epoch %d)", name, p.epoch)
+		}
 	}
 	l := m.lease()
 	if now.Before(l) {

@@ -601,7 +601,7 @@ func TestConflictReportedOnceAndNotObeyed(t *testing.T) {
 	run(t, New("dir-a"), []step{
 		{0, assign(pair(), active, 2), false, nil},
 		{1 * ms, fromController(0, 2), true, conflict("")},
-		{2 * ms, holding(1, true), true, conflict("")}, // an old ACTIVE not yet told: it will release
+		{2 * ms, holding(1, true), false, conflict("")}, // an old ACTIVE not yet told: wait for its release
 		{3 * ms, holding(2, true), true, conflict("dir-b")},
 		{4 * ms, holding(2, true), true, conflict("")},
 		{5 * ms, holding(2, false), true, conflict("")},
@@ -616,6 +616,40 @@ func TestConflictReportedOnceAndNotObeyed(t *testing.T) {
 	run(t, New("dir-a"), []step{
 		{0, assign(pair(), standby, 2), false, nil},
 		{1 * ms, holding(2, true), false, conflict("")},
+	})
+}
+
+// TestWaitsForTheOldActiveToRelease: a new ACTIVE that still hears the old one holding under
+// a lower epoch (the controller decided on a report that was stale by then) holds only once
+// the old one says it released, which the new epoch in our heartbeats makes it do.
+func TestWaitsForTheOldActiveToRelease(t *testing.T) {
+	old := func(h bool) PeerHeartbeat {
+		e := fromPeer("dir-b", 0, 1)
+		e.HB.Role, e.HB.Holding = active, h
+		return e
+	}
+	m := New("dir-a")
+	run(t, m, []step{
+		{0, assign(pair(), standby, 1), false, nil},
+		{1 * ms, old(true), false, nil},
+		{2 * ms, fromController(0, 2), false, nil},
+		{3 * ms, assign(pair(), active, 2), false, fenced("waiting for dir-b to release (it holds under epoch 1)")},
+		{4 * ms, old(false), true, edge(true, true)},
+	})
+	// Told at once: the assignment sends a heartbeat round without waiting for the interval.
+	m2 := New("dir-a")
+	m2.Step(t0, assign(pair(), standby, 1))
+	if a := m2.Step(t0.Add(time.Millisecond), assign(pair(), active, 2)); len(a.Peers) != 1 || a.Peers[0].HB.GetEpoch() != 2 {
+		t.Errorf("no heartbeat under the new epoch at once: %+v", a.Peers)
+	}
+	// A lost old ACTIVE (unreachable) is no reason to wait: the controller's fence covers it.
+	m3 := New("dir-a")
+	run(t, m3, []step{
+		{0, assign(pair(), standby, 1), false, nil},
+		{1 * ms, old(true), false, nil},
+		{2 * ms, fromController(0, 2), false, nil},
+		{400 * ms, assign(pair(), active, 2), false, fenced("no answer to heartbeats for 300ms")},
+		{401 * ms, fromController(400*ms, 2), true, edge(true, true)},
 	})
 }
 
