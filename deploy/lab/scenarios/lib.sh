@@ -602,20 +602,29 @@ NFT
 	done
 }
 
+# ka_facility NS: the syslog facility of NS's keepalived (LOG_LOCAL1 for
+# dir-a, LOG_LOCAL2 for dir-b), so one syslogd tells them apart.
+ka_facility() { if [ "$1" = dir-a ]; then echo 1; else echo 2; fi; }
+
 # ka_start NS PRIORITY: keepalived in NS (config from ka_conf), in the
 # foreground of a background job, with pid files of its own
-# (/run/ka.NS.{main,vrrp,check}.pid). It logs to /tmp/keepalived.NS.log
-# (-g, flushed per line, read by ka_state) rather than with -l to the
-# console, which in the guest is the serial line every scenario log is read
-# from.
+# (/run/ka.NS.{main,vrrp,check}.pid). It logs to syslog, facility
+# LOG_LOCAL<ka_facility NS>: busybox syslogd writes /tmp/keepalived.syslog
+# (ka_state reads it). Not -l: that writes to the console, which in the guest
+# is the serial line the scenario's log is read from; and Debian's build has
+# no -g (log file).
 ka_start() {
+	if [ ! -S /dev/log ]; then
+		syslogd -n -O /tmp/keepalived.syslog &
+		wait_until 5 test -S /dev/log || die "syslogd did not start"
+	fi
 	ka_conf "$1" "$2"
 	rm -f "/run/ka.$1.main.pid" "/run/ka.$1.vrrp.pid" "/run/ka.$1.check.pid"
-	/usr/sbin/ip netns exec "$1" keepalived -n -D -g"/tmp/keepalived.$1.log" --flush-log-file -f "/tmp/keepalived.$1.conf" \
+	/usr/sbin/ip netns exec "$1" keepalived -n -D -S "$(ka_facility "$1")" -f "/tmp/keepalived.$1.conf" \
 		-p "/run/ka.$1.main.pid" -r "/run/ka.$1.vrrp.pid" -c "/run/ka.$1.check.pid" \
 		>>"/tmp/keepalived.$1.log" 2>&1 &
 	wait_until 10 test -s "/run/ka.$1.vrrp.pid" || {
-		tail -n 20 "/tmp/keepalived.$1.log" | sed 's/^/    /'
+		tail -n 20 "/tmp/keepalived.$1.log" /tmp/keepalived.syslog | sed 's/^/    /'
 		die "keepalived did not start in $1"
 	}
 }
@@ -626,8 +635,11 @@ ka_start() {
 ka_pids() { cat "/run/ka.$1.vrrp.pid" "/run/ka.$1.check.pid" "/run/ka.$1.main.pid" 2>/dev/null | tr '\n' ' '; }
 
 # ka_state NS: MASTER, BACKUP or FAULT, from the last "Entering ... STATE"
-# line of NS's keepalived log.
-ka_state() { sed -nE 's/.*Entering ([A-Z]+) STATE.*/\1/p' "/tmp/keepalived.$1.log" | tail -n 1; }
+# line of NS's keepalived in the syslog.
+ka_state() {
+	grep " local$(ka_facility "$1")\." /tmp/keepalived.syslog 2>/dev/null |
+		sed -nE 's/.*Entering ([A-Z]+) STATE.*/\1/p' | tail -n 1
+}
 
 # ---- lvsctl with two directors ---------------------------------------------------
 
@@ -740,4 +752,21 @@ takeover_runs() {
 		}
 		_run=$((_run + 1))
 	done
+}
+
+# lv_healthy: the lvsctl pair is healthy: one ACTIVE by lvsctl status, holding
+# the VIP and the gateway on up links, the other STANDBY hearing it (its peer
+# entry reachable), both connected and applied.
+lv_healthy() {
+	_h=$(holders "$VIP")
+	case $_h in dir-a | dir-b) ;; *) return 1 ;; esac
+	_o=$(other_director "$_h")
+	[ "$(holders "$GATEWAY")" = "$_h" ] &&
+		[ "$(active_of)" = "$_h" ] &&
+		[ "$(sfield "$_h" connected)" = true ] &&
+		[ "$(sfield "$_o" connected)" = true ] &&
+		[ "$(sfield "$_o" role)" = '"STANDBY"' ] &&
+		[ "$(sfield "$_o/$_h" reachable)" = true ] &&
+		[ "$(sfield "$_h" appliedRevision)" = "$(sfield "$_h" desiredRevision)" ] &&
+		[ "$(sfield "$_o" appliedRevision)" = "$(sfield "$_o" desiredRevision)" ]
 }

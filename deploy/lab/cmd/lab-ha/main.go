@@ -43,10 +43,11 @@
 // It exits 1 if no connection was answered within the limit, or CMD failed.
 //
 // field reads a JSON document (lvsctl status -o json) and prints FIELD of the
-// first object, at any depth, whose "name" is NAME, as raw JSON ("ACTIVE"
-// with its quotes, 3, true, [...]); nothing, and status 1, if there is none.
-// The guest has no jq, and sed cannot tell a director's object from the
-// peers nested in it.
+// shallowest object whose "name" is NAME, as raw JSON ("ACTIVE" with its
+// quotes, 3, true, [...]); nothing, and status 1, if there is none. NAME may
+// be a path, A/B: the object named B inside the one named A (dir-b/dir-a
+// hostReachable: what dir-b reports of its peer dir-a). The guest has no jq,
+// and sed cannot tell a director's object from the peers nested in it.
 package main
 
 import (
@@ -433,9 +434,17 @@ func runField(args []string) error {
 	if err := json.NewDecoder(os.Stdin).Decode(&doc); err != nil {
 		return fmt.Errorf("reading JSON: %w", err)
 	}
-	v, ok := find(doc, args[0], args[1])
+	names := strings.Split(args[0], "/")
+	obj := doc
+	for i, name := range names {
+		var ok bool
+		if obj, ok = find(obj, name, i > 0); !ok {
+			return fmt.Errorf("no object named %q", strings.Join(names[:i+1], "/"))
+		}
+	}
+	v, ok := obj.(map[string]any)[args[1]]
 	if !ok {
-		return fmt.Errorf("no object named %q with a field %q", args[0], args[1])
+		return fmt.Errorf("%s has no field %q", args[0], args[1])
 	}
 	out, err := json.Marshal(v)
 	if err != nil {
@@ -445,31 +454,42 @@ func runField(args []string) error {
 	return nil
 }
 
-// find walks v breadth first for an object whose "name" is name and which
-// has field: a director in the status's list is found before a peer of the
-// same name nested in another director.
-func find(v any, name, field string) (any, bool) {
+// find walks v breadth first for the shallowest object whose "name" is name:
+// a director in the status's list is found before a peer of the same name
+// nested in another director. With inside, v itself is left out (the next
+// step of a path looks inside the object the last one found).
+func find(v any, name string, inside bool) (any, bool) {
 	queue := []any{v}
+	if inside {
+		queue = children(v)
+	}
 	for len(queue) > 0 {
 		v, queue = queue[0], queue[1:]
-		switch t := v.(type) {
-		case map[string]any:
-			if t["name"] == name {
-				if f, ok := t[field]; ok {
-					return f, true
-				}
-			}
-			keys := make([]string, 0, len(t))
-			for k := range t {
-				keys = append(keys, k)
-			}
-			slices.Sort(keys) // the same answer every time
-			for _, k := range keys {
-				queue = append(queue, t[k])
-			}
-		case []any:
-			queue = append(queue, t...)
+		if m, ok := v.(map[string]any); ok && m["name"] == name {
+			return m, true
 		}
+		queue = append(queue, children(v)...)
 	}
 	return nil, false
+}
+
+// children are the values of an object (in key order: the same answer every
+// time) or the elements of an array.
+func children(v any) []any {
+	switch t := v.(type) {
+	case map[string]any:
+		keys := make([]string, 0, len(t))
+		for k := range t {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		out := make([]any, 0, len(t))
+		for _, k := range keys {
+			out = append(out, t[k])
+		}
+		return out
+	case []any:
+		return t
+	}
+	return nil
 }
