@@ -1,9 +1,14 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"os"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -349,4 +354,145 @@ func directorStatus(t *testing.T, c clients, name string) *lvsctlv1.DirectorStat
 		}
 	}
 	return nil
+}
+
+// BenchmarkHeartbeats: the lvs-controller binary with 1,000 directors (500 groups of two)
+// each heartbeating it every 100 ms on its own stream over loopback gRPC, as agents do: the
+// controller's CPU per heartbeat (answered with its echo and epoch, fed to the role
+// machines), the rate and the share answered, over LVSCTL_BENCH_WINDOW seconds (default 5).
+// LVSCTL_BENCH_AGENTS changes the number of directors.
+func BenchmarkHeartbeats(b *testing.B) {
+	agents, window := envInt("LVSCTL_BENCH_AGENTS", 1000), time.Duration(envInt("LVSCTL_BENCH_WINDOW", 5))*time.Second
+	target, pid := startControllerProcess(b)
+	c := dialTB(b, target)
+	waitFor := func(what string, cond func() bool) {
+		deadline := time.Now().Add(2 * time.Minute)
+		for !cond() {
+			if time.Now().After(deadline) {
+				b.Fatalf("never saw %s", what)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitFor("the controller serving", func() bool {
+		_, err := c.status.List(context.Background(), &lvsctlv1.StatusServiceListRequest{TotalsOnly: true})
+		return err == nil
+	})
+	var objs []*lvsctlv1.Object
+	name := func(i int) string { return fmt.Sprintf("dir-%04d", i) }
+	for g := range (agents + 1) / 2 {
+		grp := &lvsctlv1.DirectorGroup{Name: fmt.Sprintf("edge-%03d", g), VipInterface: "eth0"}
+		for i := 2 * g; i < min(2*g+2, agents); i++ {
+			grp.Directors = append(grp.Directors, &lvsctlv1.Director{Name: name(i), Priority: uint32(100 + i%2),
+				Address: fmt.Sprintf("127.2.%d.%d", i/256, i%256)})
+		}
+		objs = append(objs, &lvsctlv1.Object{Kind: &lvsctlv1.Object_Group{Group: grp}})
+	}
+	if _, err := c.config.Apply(context.Background(), &lvsctlv1.ApplyRequest{Objects: objs}); err != nil {
+		b.Fatal(err)
+	}
+	var sent, answered, connected atomic.Int64
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for i := range agents {
+		conn, err := grpcDial(target)
+		if err != nil {
+			b.Fatal(err)
+		}
+		wg.Go(func() {
+			defer conn.Close()
+			heartbeatAgent(ctx, lvsctlv1.NewAgentServiceClient(conn), name(i), time.Duration(i)*100*time.Millisecond/time.Duration(agents),
+				&sent, &answered, &connected)
+		})
+	}
+	waitFor("every agent connected", func() bool { return connected.Load() == int64(agents) })
+	time.Sleep(2 * time.Second) // snapshots sent, reports in, rates steady
+	b.ResetTimer()
+	for range b.N {
+		cpu0, s0, a0, t0 := procCPU(b, pid), sent.Load(), answered.Load(), time.Now()
+		time.Sleep(window)
+		cpu, s, a, el := procCPU(b, pid)-cpu0, sent.Load()-s0, answered.Load()-a0, time.Since(t0)
+		b.ReportMetric(cpu.Seconds()*1e6/float64(s), "cpu-us/heartbeat")
+		b.ReportMetric(float64(s)/el.Seconds(), "heartbeats/s")
+		b.ReportMetric(100*float64(a)/float64(s), "%answered")
+		b.ReportMetric(100*cpu.Seconds()/el.Seconds(), "%cpu-controller")
+	}
+	b.StopTimer()
+	cancel()
+	wg.Wait()
+}
+
+// heartbeatAgent is an agent stream that says Hello, reports its role once, and heartbeats
+// every 100 ms (after offset, so that the fleet's heartbeats spread over the interval).
+func heartbeatAgent(ctx context.Context, client lvsctlv1.AgentServiceClient, name string, offset time.Duration, sent, answered, connected *atomic.Int64) {
+	s, err := client.Connect(ctx)
+	if err != nil {
+		return
+	}
+	if s.Send(&lvsctlv1.ConnectRequest{Msg: &lvsctlv1.ConnectRequest_Hello{Hello: &lvsctlv1.Hello{Director: name}}}) != nil {
+		return
+	}
+	var roles atomic.Pointer[lvsctlv1.GroupRoles]
+	go func() {
+		counted := false
+		for {
+			m, err := s.Recv()
+			if err != nil {
+				return
+			}
+			if r := m.GetSnapshot().GetRoles(); r != nil {
+				roles.Store(r)
+			}
+			if !counted && m.GetSnapshot() != nil {
+				counted = true
+				connected.Add(1)
+			}
+			if m.GetHeartbeat().GetEcho() != 0 {
+				answered.Add(1)
+			}
+		}
+	}()
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(offset):
+	}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	reported := false
+	for {
+		if r := roles.Load(); r != nil && !reported {
+			reported = true
+			st := roleStatus(r, name, r.GetActive() == name)
+			if s.Send(&lvsctlv1.ConnectRequest{Msg: &lvsctlv1.ConnectRequest_RoleStatus{RoleStatus: st}}) != nil {
+				return
+			}
+		}
+		if s.Send(&lvsctlv1.ConnectRequest{Msg: &lvsctlv1.ConnectRequest_Heartbeat{Heartbeat: &lvsctlv1.Heartbeat{Sent: time.Now().UnixNano()}}}) != nil {
+			return
+		}
+		sent.Add(1)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// procCPU is a process's user+system CPU time, from /proc/PID/stat (clock ticks of 1/100 s).
+func procCPU(tb testing.TB, pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	fields := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+2:]))
+	var utime, stime int64
+	if _, err := fmt.Sscan(fields[11], &utime); err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := fmt.Sscan(fields[12], &stime); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }

@@ -283,6 +283,10 @@ type loop struct {
 	writes  map[string]*write // group -> its write in flight
 	timers  timerHeap
 	next    map[string]time.Time
+	// armed is what the timer is set for (zero: nothing, an hour away); fired: it went off
+	// since.
+	armed time.Time
+	fired bool
 }
 
 // write is an assignment being stored.
@@ -313,6 +317,17 @@ func (l *loop) run(ctx context.Context) error {
 			return nil
 		case a := <-l.m.agents:
 			l.agent(a)
+			// Take what else is queued before re-arming the timer: at 10,000 heartbeats
+			// a second they come in bursts.
+			for range 256 {
+				select {
+				case a := <-l.m.agents:
+					l.agent(a)
+					continue
+				default:
+				}
+				break
+			}
 		case u := <-l.m.configs:
 			l.configure(ctx, u)
 		case r := <-l.m.requests:
@@ -320,12 +335,14 @@ func (l *loop) run(ctx context.Context) error {
 		case w := <-l.m.written:
 			l.writtenResult(ctx, w)
 		case <-timer.C:
+			l.fired = true
 			l.tick()
 		}
 	}
 }
 
-// resetTimer arms the timer for the earliest Next of any machine.
+// resetTimer arms the timer for the earliest Next of any machine; it leaves it alone when
+// that did not change (most heartbeats move a later Next, not the earliest).
 func (l *loop) resetTimer(t *time.Timer) {
 	for len(l.timers) > 0 {
 		top := l.timers[0]
@@ -334,9 +351,17 @@ func (l *loop) resetTimer(t *time.Timer) {
 		}
 		heap.Pop(&l.timers) // stale: the machine's Next moved since
 	}
-	d := time.Hour
+	var at time.Time
 	if len(l.timers) > 0 {
-		d = max(time.Until(l.timers[0].at), 0)
+		at = l.timers[0].at
+	}
+	if at.Equal(l.armed) && !l.fired {
+		return
+	}
+	l.armed, l.fired = at, false
+	d := time.Hour
+	if !at.IsZero() {
+		d = max(time.Until(at), 0)
 	}
 	t.Stop()
 	select {

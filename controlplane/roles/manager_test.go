@@ -3,6 +3,7 @@ package roles
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"sync"
@@ -145,7 +146,7 @@ func (r *managerRig) machine(t *testing.T, group string) *scripted {
 }
 
 // waitFor polls cond; the 10 s bound only stops a hung test.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
@@ -335,4 +336,47 @@ func TestManagerFailoverRequests(t *testing.T) {
 	if r.m.Epoch("edge-2") != 0 {
 		t.Error("a deleted group still has an epoch")
 	}
+}
+
+// BenchmarkManagerHeard: the cost of one heartbeat to the role logic, through the manager's
+// loop to the real machine of its group, with 500 groups of two directors, all connected.
+func BenchmarkManagerHeard(b *testing.B) {
+	st := storetest.Start(b)
+	puts := map[string]proto.Message{}
+	var names []string
+	for g := range 500 {
+		grp := twoDirectors(fmt.Sprintf("edge-%03d", g))
+		for i, d := range grp.Directors {
+			d.Name = fmt.Sprintf("dir-%04d", 2*g+i)
+			names = append(names, d.Name)
+		}
+		puts[store.GroupKey(grp.Name)] = grp
+		puts[store.RolesKey(grp.Name)] = &lvsctlv1.GroupRoles{Group: grp.Name, Active: grp.Directors[0].Name, Epoch: 1}
+	}
+	ctx := context.Background()
+	_, head, err := st.Head(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := st.Commit(ctx, store.Write{Head: head, Puts: puts}); err != nil {
+		b.Fatal(err)
+	}
+	m := NewManager(ManagerConfig{Store: st, Logger: slog.New(slog.DiscardHandler)})
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	for m.Epoch("edge-499") == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	for _, n := range names {
+		m.Reported(n, &lvsctlv1.RoleStatus{Epoch: 1})
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		m.Heard(names[i%len(names)])
+	}
+	// The last events have been taken by the loop, not yet all stepped: one more request
+	// through the loop waits for them.
+	_, _ = m.Failover(ctx, "nope", "")
 }
