@@ -553,11 +553,12 @@ func TestHandoverFoundInStore(t *testing.T) {
 func TestPreempt(t *testing.T) {
 	// dir-a (200) is lost and replaced by dir-b (100); it comes back at 2000, reports the
 	// epoch and hears dir-b.
+	// Until 5 s: less than the handover timeout (3 s) after a preemption at 2.9 s.
 	back := func(s *sim, g *lvsctlv1.DirectorGroup) {
-		s.run(append(aLost(g, 3000*ms), every(a, 2000*ms, 6000*ms), every(b, 3100*ms, 6000*ms),
+		s.run(append(aLost(g, 3000*ms), every(a, 2000*ms, 5000*ms), every(b, 3100*ms, 5000*ms),
 			one(report(2000*ms, a, 11, false, &lvsctlv1.PeerStatus{Director: b, Reachable: true, HostReachable: true})),
 			one(report(2000*ms, b, 11, true, &lvsctlv1.PeerStatus{Director: a, Reachable: true, HostReachable: true})),
-			one(timed{2900*ms - 1, Tick{}}), one(timed{6000 * ms, Tick{}}))...)
+			one(timed{2900*ms - 1, Tick{}}), one(timed{5000 * ms, Tick{}}))...)
 	}
 	t.Run("off", func(t *testing.T) {
 		s := newSim(t, true)
@@ -581,7 +582,7 @@ func TestPreempt(t *testing.T) {
 		if len(s.writes) != 2 {
 			t.Errorf("writes %v", s.writes[2:])
 		}
-		s.run(one(report(6100*ms, b, 12, false)))
+		s.run(one(report(5100*ms, b, 12, false)))
 		if want := roles(a, 13, ReasonPreempt, b); len(s.writes) != 3 || !proto.Equal(s.writes[2].write, want) {
 			t.Errorf("writes %v, want %v last", s.writes, want)
 		}
@@ -611,5 +612,25 @@ func TestHandoverWaitsForReleaseUnderItsEpoch(t *testing.T) {
 	s.run(one(report(1550*ms, a, 11, false)))
 	if want := roles(b, 12, ReasonFailover, a); len(s.writes) != 2 || !proto.Equal(s.writes[1].write, want) {
 		t.Errorf("writes %v, want %v last", s.writes, want)
+	}
+}
+
+// TestHandoverAbandoned: an old ACTIVE that stays connected but never reports its release (a
+// broken agent) gets the role back after the handover timeout: the group is never left
+// without an ACTIVE, and the operator is told.
+func TestHandoverAbandoned(t *testing.T) {
+	s := newSim(t, true)
+	g := grp(nil, a, b)
+	s.run(append(handoverStart(g, b), beats(g, 1000*ms, 3999*ms), one(timed{3999 * ms, Tick{}}))...)
+	// 3 s (the timeout's floor, ten 300 ms fences being less) after the handover was stored.
+	if len(s.writes) != 1 || s.writes[0].write.GetActive() != "" {
+		t.Fatalf("writes %v, want the handover only before the timeout", s.writes)
+	}
+	s.run(beats(g, 4000*ms, 4000*ms), one(timed{4000 * ms, Tick{}}))
+	if want := roles(a, 12, ReasonFailover, a); len(s.writes) != 2 || !proto.Equal(s.writes[1].write, want) || s.writes[1].at != 4000*ms {
+		t.Fatalf("writes %v, want %v at 4s", s.writes, want)
+	}
+	if len(s.replies) != 1 || !errors.Is(s.replies[0].Err, ErrNotReleased) {
+		t.Errorf("replies %v, want one with ErrNotReleased", s.replies)
 	}
 }

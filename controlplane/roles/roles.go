@@ -84,6 +84,9 @@ var (
 	ErrHandoverRunning = errors.New("a handover is already running")
 	// ErrBusy: another assignment (a takeover, say) is being written; try again. Unavailable.
 	ErrBusy = errors.New("an assignment is being written")
+	// ErrNotReleased: the old ACTIVE stayed connected but did not report its release within
+	// HandoverTimeout: it was made ACTIVE again (the group never stays without one). Aborted.
+	ErrNotReleased = errors.New("the ACTIVE did not release its addresses in time")
 	// ErrSuperseded: another assignment replaced the handover before it finished. Aborted.
 	ErrSuperseded = errors.New("the handover was replaced by another assignment")
 )
@@ -192,6 +195,11 @@ type Machine struct {
 	req      *pendingFailover
 	// releasedAfter is how long the old ACTIVE of the handover being finished took.
 	releasedAfter time.Duration
+	// handoverSince is when the machine first saw the stored handover of handoverEpoch.
+	handoverEpoch uint64
+	handoverSince time.Time
+	// abandoned: the handover being answered gave the role back to a silent old ACTIVE.
+	abandoned bool
 	// fenceAt is when a takeover waiting for the lost ACTIVE's fence may happen.
 	fenceAt time.Time
 	blocked string
@@ -257,6 +265,9 @@ func (m *Machine) Next() time.Time {
 		}
 	}
 	ts = append(ts, m.fenceAt, m.retryAt)
+	if m.stored.GetActive() == "" && m.handoverEpoch == m.stored.GetEpoch() && !m.handoverSince.IsZero() {
+		ts = append(ts, m.handoverSince.Add(m.handoverTimeout()))
+	}
 	var next time.Time
 	for _, t := range ts {
 		if t.After(m.now) && (next.IsZero() || t.Before(next)) {
@@ -426,6 +437,10 @@ func (m *Machine) decide(now time.Time, acts *Actions) {
 	acts.Write = next
 }
 
+// handoverTimeout is how long a connected old ACTIVE may take to report its release: ten
+// fence times, at least 3 s (an agent answers within a heartbeat or two).
+func (m *Machine) handoverTimeout() time.Duration { return max(10*m.set.Fence, 3*time.Second) }
+
 // handover finishes a stored handover once the old ACTIVE has released.
 func (m *Machine) handover(now time.Time, s *lvsctlv1.GroupRoles) *lvsctlv1.GroupRoles {
 	old := s.GetPrevious()
@@ -442,7 +457,17 @@ func (m *Machine) handover(now time.Time, s *lvsctlv1.GroupRoles) *lvsctlv1.Grou
 			m.releasedAfter = m.dirs[old].reportAt.Sub(start)
 		}
 	default:
+		if m.handoverEpoch != s.GetEpoch() {
+			m.handoverEpoch, m.handoverSince = s.GetEpoch(), now
+		}
 		_, ok, why := m.takeoverCheck(old, now)
+		if !ok && m.alive(m.dirs[old], now) && !now.Before(m.handoverSince.Add(m.handoverTimeout())) {
+			// Connected, yet silent about its release: a broken agent. Give the role back
+			// rather than leave the group without an ACTIVE.
+			m.blocked = fmt.Sprintf("handover to %s abandoned: %s did not release within %v", s.GetHandoverTo(), old, m.handoverTimeout())
+			m.abandoned = true
+			return &lvsctlv1.GroupRoles{Active: old, Reason: s.GetReason(), Previous: old}
+		}
 		if !ok {
 			m.blocked = fmt.Sprintf("handover to %s waits for %s to release (epoch %d)", s.GetHandoverTo(), old, s.GetEpoch())
 			if why != "" {
@@ -557,12 +582,15 @@ func (m *Machine) afterStored(acts *Actions) {
 		return // still under way (the handover stored, or written again under a higher epoch)
 	}
 	m.req = nil
+	defer func() { m.abandoned = false }()
 	rep := Reply{ID: r.id, Resp: &lvsctlv1.FailoverResponse{Roles: proto.CloneOf(s), Previous: r.previous,
 		ReleasedAfterMs: m.releasedAfter.Milliseconds()}}
 	switch {
 	case s.GetActive() == "" || s.GetReason() != ReasonFailover || s.GetPrevious() != r.previous:
 		rep.Resp = nil
 		rep.Err = fmt.Errorf("%w: group %s is now %q at epoch %d", ErrSuperseded, m.group, s.GetActive(), s.GetEpoch())
+	case m.abandoned:
+		rep.Err = fmt.Errorf("%w: %s did not report its release within %v; it stays ACTIVE", ErrNotReleased, r.previous, m.handoverTimeout())
 	case s.GetActive() != r.to:
 		rep.Err = fmt.Errorf("%w: %s was lost during the handover; %s was made ACTIVE instead", ErrNotConnected, r.to, s.GetActive())
 	}
