@@ -1,6 +1,7 @@
 package peer
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -9,11 +10,14 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
 )
 
 // IP protocol numbers for icmp.ParseMessage.
@@ -31,6 +35,10 @@ const probeTTL = 5 * time.Second
 // dropped (the next probe interval brings another).
 const answerQueue = 64
 
+// icmpFilterEchoReplyOnly is the ICMP_FILTER mask (a set bit blocks that type) that lets
+// only type 0, echo reply, through.
+const icmpFilterEchoReplyOnly = int(^int32(1 << ipv4.ICMPTypeEchoReply))
+
 // ErrNoIPv6 is returned by Probe for an IPv6 peer when this host has no IPv6 ICMP socket
 // (IPv6 disabled).
 var ErrNoIPv6 = errors.New("no ICMPv6 socket on this host")
@@ -46,11 +54,13 @@ var ErrNoIPv6 = errors.New("no ICMPv6 socket on this host")
 type Prober struct {
 	log  *slog.Logger
 	id   uint16
-	c4   *icmp.PacketConn
+	c4   net.PacketConn   // IPv4 raw socket: reads come without the IP header
 	c6   *icmp.PacketConn // nil without IPv6
 	ans  chan string
 	done chan struct{}
 	wg   sync.WaitGroup
+	// reads counts the ICMP messages the sockets delivered (tests: the filters work).
+	reads atomic.Uint64
 
 	mu      sync.Mutex
 	seq     uint16
@@ -74,11 +84,26 @@ func NewProber(log *slog.Logger) (*Prober, error) {
 	if _, err := rand.Read(idb[:]); err != nil {
 		return nil, fmt.Errorf("peer: probe identifier: %w", err)
 	}
-	c4, err := icmp.ListenPacket("ip4:icmp", "0.0.0.0")
+	// A raw ICMP socket gets a copy of every ICMP message the host receives, and a
+	// director's VIPs may be pinged from the whole internet: the kernel filter passes only
+	// echo replies, so those never wake the agent.
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_RAW, unix.ICMP_FILTER, icmpFilterEchoReplyOnly)
+		}); err != nil {
+			return err
+		}
+		if serr != nil {
+			return fmt.Errorf("ICMP_FILTER: %w", serr)
+		}
+		return nil
+	}}
+	c4, err := lc.ListenPacket(context.Background(), "ip4:icmp", "0.0.0.0")
 	if err != nil {
 		return nil, fmt.Errorf("peer: open ICMP socket: %w", err)
 	}
-	if err := c4.IPv4PacketConn().SetTOS(tosNetworkControl); err != nil {
+	if err := ipv4.NewPacketConn(c4).SetTOS(tosNetworkControl); err != nil {
 		log.Warn("host probes: cannot set DSCP CS6", "error", err)
 	}
 	c6, err := icmp.ListenPacket("ip6:ipv6-icmp", "::")
@@ -129,7 +154,7 @@ func (p *Prober) Probe(peer string, addr netip.Addr) error {
 		if p.c6 == nil {
 			return fmt.Errorf("peer: probe %s at %s: %w", peer, addr, ErrNoIPv6)
 		}
-		c, typ = p.c6, ipv6.ICMPTypeEchoRequest
+		c, typ = net.PacketConn(p.c6), ipv6.ICMPTypeEchoRequest
 	}
 	now := time.Now()
 	p.mu.Lock()
@@ -184,7 +209,7 @@ func (p *Prober) Close() {
 	close(p.ans)
 }
 
-func (p *Prober) readLoop(c *icmp.PacketConn, proto int) {
+func (p *Prober) readLoop(c net.PacketConn, proto int) {
 	defer p.wg.Done()
 	buf := make([]byte, 1500)
 	for {
@@ -196,6 +221,7 @@ func (p *Prober) readLoop(c *icmp.PacketConn, proto int) {
 			p.log.Debug("ICMP read", "error", err)
 			continue
 		}
+		p.reads.Add(1)
 		peer, ok := p.match(buf[:n], proto, from)
 		if !ok {
 			continue

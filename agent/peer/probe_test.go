@@ -226,3 +226,32 @@ func TestMarkedNetworkControl(t *testing.T) {
 		}
 	}
 }
+
+// A director's addresses may be pinged by anyone: the kernel hands the prober echo replies
+// only, so 50 pings of A by B (over IPv4 and IPv6, with the neighbour discovery they bring)
+// reach A's prober not once. A's own two probes are the only two messages it reads.
+func TestProberReadsOnlyEchoReplies(t *testing.T) {
+	nsA, nsB := pair(t)
+	pa, pb := newProber(t, nsA), newProber(t, nsB)
+	for range 50 {
+		for _, a := range []string{addrA4, addrA6} {
+			if err := pb.Probe("a", netip.MustParseAddr(a)); err != nil {
+				t.Fatal(err)
+			}
+			if got := answer(t, pb); got != "a" {
+				t.Fatalf("B's prober got %q", got)
+			}
+		}
+	}
+	for _, a := range []string{addrB4, addrB6} {
+		if err := pa.Probe("b", netip.MustParseAddr(a)); err != nil {
+			t.Fatal(err)
+		}
+		if got := answer(t, pa); got != "b" {
+			t.Fatalf("A's prober got %q", got)
+		}
+	}
+	if n := pa.reads.Load(); n != 2 {
+		t.Errorf("A's prober read %d ICMP messages, want 2 (its own two answers)", n)
+	}
+}
