@@ -78,6 +78,8 @@ func (m *memory) desiredAfter(d *lvsctlv1.Delta) *lvsctlv1.DesiredState {
 func (r *Reconciler) ApplyDelta(ctx context.Context, d *lvsctlv1.Delta, role *lvsctlv1.RoleAssignment) Result {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	ctx, end := r.begin(ctx)
+	defer end()
 	a := r.newApply(ctx)
 	if missing := r.missingConfig(); missing != "" {
 		a.directorErr(fmt.Errorf("reconcile: config has no %s", missing))

@@ -23,9 +23,16 @@ import (
 // takes the full path instead: an Apply of the remembered desired state as ACTIVE. Holding
 // before any Apply is a director error; releasing is not, since what the agent owns is known.
 //
+// A release does not wait for a running Apply or ApplyDelta to finish: it stops it at its
+// next step (ErrPreempted), and any that starts meanwhile, and runs first. It may be called
+// from another goroutine than the reconciles for that.
+//
 // Result.Added lists the addresses added; its cluster errors are the remembered ones, and its
 // Sync the last status, as a delta's are.
 func (r *Reconciler) ApplyHolding(ctx context.Context, hold bool) Result {
+	if !hold {
+		defer r.preempt()()
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	a := r.newApply(ctx)

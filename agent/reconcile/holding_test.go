@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -354,4 +355,49 @@ func benchHolding(b *testing.B, n int, file bool) {
 			b.StartTimer()
 		}
 	})
+}
+
+// TestReleasePreemptsApply: a release does not wait behind a reconcile in progress: the
+// reconcile stops at its next step, before it adds the VIPs it was about to, and the release
+// runs; the next reconcile takes the full path.
+func TestReleasePreemptsApply(t *testing.T) {
+	e := newEnv(t)
+	e.mustClean(t, withGateway(wms()), standby)
+	inStats, goOn := make(chan struct{}), make(chan struct{})
+	e.ipvs.FailWhen(func(o fake.Op) error {
+		if o.Name == "Stats" {
+			inStats <- struct{}{}
+			<-goOn
+		}
+		return nil
+	})
+	applied := make(chan reconcile.Result)
+	go func() { applied <- e.r.Apply(context.Background(), withGateway(wms()), active) }()
+	<-inStats // the ACTIVE's Apply holds the reconciler, reading IPVS
+	released := make(chan reconcile.Result)
+	go func() { released <- e.r.ApplyHolding(context.Background(), false) }()
+	for e.r.Releasing() == 0 {
+		runtime.Gosched() // until the release has asked the Apply to stop
+	}
+	close(goOn)
+	res := <-applied
+	if len(res.Added) != 0 || !slices.ContainsFunc(res.DirectorErrors, func(s string) bool { return strings.Contains(s, reconcile.ErrPreempted.Error()) }) {
+		t.Errorf("the preempted Apply: added %v, director errors %q; want nothing added, preempted", res.Added, res.DirectorErrors)
+	}
+	if rel := <-released; len(rel.DirectorErrors) > 0 {
+		t.Errorf("release: %v", rel.DirectorErrors)
+	}
+	e.ipvs.FailWhen(nil)
+	if got := e.addrs.Dump(); got != "" {
+		t.Errorf("addresses after the release:\n%s", got)
+	}
+	// The next reconcile is whole again, and holds as told.
+	reads := e.countReads()
+	r, _ := e.applyDelta(t, &lvsctlv1.Delta{}, active)
+	if len(r.director) > 0 || reads["Stats"] != 1 {
+		t.Errorf("after the preemption: errors %v, reads %v; want the full path", r.director, reads)
+	}
+	if got := e.addrs.Dump(); !strings.Contains(got, "192.0.2.10/32") {
+		t.Errorf("the full reconcile as ACTIVE did not hold the VIP:\n%s", got)
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 
 	"github.com/lvsctl/lvsctl/agent/dataplane"
 	"github.com/lvsctl/lvsctl/agent/state"
@@ -122,6 +123,48 @@ type Reconciler struct {
 	// mem is what the last Apply or ApplyDelta left, for the next ApplyDelta; nil before the
 	// first Apply.
 	mem *memory
+
+	// A release (ApplyHolding(ctx, false)) must not wait behind a reconcile that may take
+	// seconds: the lease says when the addresses must be gone. releasing counts the releases
+	// waiting for mu; cancelRun, guarded by runMu, stops the reconcile that holds mu.
+	releasing atomic.Int32
+	runMu     sync.Mutex
+	cancelRun context.CancelCauseFunc
+}
+
+// ErrPreempted is why an Apply or ApplyDelta stopped early: a release of the group's
+// addresses (ApplyHolding without hold) was waiting for it. Its Result reports it as an
+// interruption, and the next reconcile takes the full path.
+var ErrPreempted = errors.New("preempted by a release of the group's addresses")
+
+// begin makes the context of an Apply or ApplyDelta that holds mu, cancellable by a release;
+// the returned func ends it.
+func (r *Reconciler) begin(ctx context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	r.runMu.Lock()
+	r.cancelRun = cancel
+	r.runMu.Unlock()
+	if r.releasing.Load() > 0 {
+		cancel(ErrPreempted) // a release waits: it goes first
+	}
+	return ctx, func() {
+		r.runMu.Lock()
+		r.cancelRun = nil
+		r.runMu.Unlock()
+		cancel(nil)
+	}
+}
+
+// preempt stops the running Apply or ApplyDelta, if any, at its next step, and any that
+// starts before the release has run.
+func (r *Reconciler) preempt() (done func()) {
+	r.releasing.Add(1)
+	r.runMu.Lock()
+	if r.cancelRun != nil {
+		r.cancelRun(ErrPreempted)
+	}
+	r.runMu.Unlock()
+	return func() { r.releasing.Add(-1) }
 }
 
 // New returns a Reconciler. A nil Logger discards logs.
@@ -144,6 +187,8 @@ func New(cfg Config) *Reconciler {
 func (r *Reconciler) Apply(ctx context.Context, desired *lvsctlv1.DesiredState, role *lvsctlv1.RoleAssignment) Result {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	ctx, end := r.begin(ctx)
+	defer end()
 	a := r.newApply(ctx)
 	if missing := r.missingConfig(); missing != "" {
 		a.directorErr(fmt.Errorf("reconcile: config has no %s", missing))
@@ -211,7 +256,7 @@ func (a *apply) interrupted() bool {
 	if a.stopped {
 		return true
 	}
-	if err := a.ctx.Err(); err != nil {
+	if err := context.Cause(a.ctx); err != nil {
 		a.stopped = true
 		a.directorErr(fmt.Errorf("reconcile interrupted: %w", err))
 		return true
