@@ -132,7 +132,12 @@ func TestDiff(t *testing.T) {
 		"directors: [{name: dir-a, priority: 200, address: 198.51.100.252}, {name: dir-b, priority: 100, address: 198.51.100.253}]", 1)
 	expect(t, lvsctl(t, addr, joined, "diff", "-f", "-"), 1,
 		"group/edge-1 would be configured\n  directors: [dir-a/200] -> [dir-a/200 dir-b/100]\n"+
+			"  director addresses: [] -> [dir-a=198.51.100.252 dir-b=198.51.100.253]\n"+
 			"group edge-1 (directors dir-a, dir-b) would:\n  add director dir-b (priority 100): applies the group's 1 clusters\n", "")
+
+	// Failover settings as written: a field left out is the default.
+	expect(t, lvsctl(t, addr, string(wms)+"failover: {heartbeatInterval: 100ms, preempt: true}\n", "diff", "-f", "-"), 1,
+		"group/edge-1 would be configured\n  failover.heartbeatInterval: default -> 100ms\n  failover.preempt: false -> true\n", "")
 
 	// Errors exit 2, so that scripts can tell them from differences.
 	expect(t, lvsctl(t, addr, "kind: Nope\n", "diff", "-f", "-"), 2, "",
@@ -290,6 +295,23 @@ Connections:
   dir-b     198.51.100.1  100     0       0         9
 `, "")
 	expect(t, lvsctl(t, addr, "", "describe", "cluster", "nope"), 1, "", "error: cluster \"nope\": not found\n")
+
+	groupRev := srv.revision(t)
+	expect(t, lvsctl(t, addr, "", "describe", "group", "edge-1"), 0, `Group:          edge-1
+Revision:       `+fmt.Sprint(groupRev)+`
+VIP interface:  eth0
+Gateway:        none
+Sync:           none
+Failover:       heartbeat every 100ms, lost after 300ms, fence 300ms, preempt no, port 7140
+Clusters:       wms
+Active:         dir-a, epoch 3: holds the VIPs and gateway
+Directors:
+  NAME   PRIORITY  ADDRESS         CONNECTED  ROLE     EPOCH  PEERS                 SYNC
+  dir-a  200       198.51.100.252  yes        ACTIVE   3      dir-b lost (host up)  master+backup
+  dir-b  100       198.51.100.253  no         STANDBY  3      dir-a ok              master+backup
+  dir-c  50        198.51.100.251  no         -        -      -                     -
+`, "")
+	expect(t, lvsctl(t, addr, "", "describe", "group", "nope"), 1, "", "error: group \"nope\": not found\n")
 }
 
 func TestConnection(t *testing.T) {
@@ -325,7 +347,7 @@ func TestUnknownKindFails(t *testing.T) {
 	}{
 		{[]string{"delete", "clustr", "wms"}, "error: lvsctl delete: unknown kind \"clustr\" (one of: cluster, group)\n"},
 		{[]string{"get", "clustrs"}, "error: lvsctl get: unknown kind \"clustrs\" (one of: cluster, directors, group)\n"},
-		{[]string{"describe", "grp", "x"}, "error: lvsctl describe: unknown kind \"grp\" (one of: cluster)\n"},
+		{[]string{"describe", "grp", "x"}, "error: lvsctl describe: unknown kind \"grp\" (one of: cluster, group)\n"},
 		{[]string{"get"}, "error: lvsctl get: say what (one of: cluster, directors, group)\n"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

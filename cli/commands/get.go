@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/lvsctl/lvsctl/cli/printer"
+	"github.com/lvsctl/lvsctl/failover"
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
 )
 
@@ -185,7 +186,121 @@ func newDescribeCmd(o *options) *cobra.Command {
 			return describeCluster(o.streams.Out, cl, group, ds)
 		},
 	})
+	describe.AddCommand(&cobra.Command{
+		Use:   "group NAME",
+		Short: "Show a director group, its failover settings, its clusters and each director's role, peers and sync daemons",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var group *lvsctlv1.DirectorGroup
+			var clusters []string
+			err := o.withConfig(cmd.Context(), func(ctx context.Context, c lvsctlv1.ConfigServiceClient) error {
+				resp, err := c.Get(ctx, &lvsctlv1.GetRequest{Kind: lvsctlv1.Kind_KIND_GROUP, Name: args[0]})
+				if err != nil {
+					return o.fromRPC(err)
+				}
+				group = resp.GetObject().GetGroup()
+				list, err := c.List(ctx, &lvsctlv1.ListRequest{Kind: lvsctlv1.Kind_KIND_CLUSTER})
+				if err != nil {
+					return o.fromRPC(err)
+				}
+				for _, obj := range list.GetObjects() {
+					if cl := obj.GetCluster(); cl.GetDirectorGroup() == group.GetName() {
+						clusters = append(clusters, cl.GetName())
+					}
+				}
+				slices.Sort(clusters)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			ds, err := o.directors(cmd.Context(), "")
+			if err != nil {
+				return err
+			}
+			return describeGroup(o.streams.Out, group, clusters, ds)
+		},
+	})
 	return describe
+}
+
+// describeGroup prints a group: its settings (failover ones with the defaults filled in, as
+// the directors use them), its clusters, the ACTIVE as the directors report it, and each
+// director's view of its role, peers and sync daemons.
+func describeGroup(w io.Writer, g *lvsctlv1.DirectorGroup, clusters []string, ds []*lvsctlv1.DirectorStatus) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "Group:\t%s\n", g.GetName())
+	fmt.Fprintf(tw, "Revision:\t%d\n", g.GetRevision())
+	fmt.Fprintf(tw, "VIP interface:\t%s\n", g.GetVipInterface())
+	gw := "none"
+	if g.GetGateway() != nil {
+		gw = g.GetGateway().GetAddress() + " on " + g.GetGateway().GetInterface()
+	}
+	fmt.Fprintf(tw, "Gateway:\t%s\n", gw)
+	sync := "none"
+	if g.GetSync() != nil {
+		sync = fmt.Sprintf("%s, sync id %d", g.GetSync().GetInterface(), g.GetSync().GetSyncId())
+	}
+	fmt.Fprintf(tw, "Sync:\t%s\n", sync)
+	f := failover.Of(g)
+	fmt.Fprintf(tw, "Failover:\theartbeat every %s, lost after %s, fence %s, preempt %s, port %d\n",
+		f.Interval, f.DeadAfter, f.Fence, yesNo(f.Preempt), f.Port)
+	fmt.Fprintf(tw, "Clusters:\t%s\n", dash(strings.Join(clusters, ", ")))
+	status := map[string]*lvsctlv1.DirectorStatus{}
+	for _, d := range ds {
+		status[d.GetDirector()] = d
+	}
+	// The ACTIVE of the highest epoch any member reports: a lower one is an assignment that
+	// director has not yet heard was replaced.
+	var active *lvsctlv1.DirectorStatus
+	for _, m := range g.GetDirectors() {
+		if d := status[m.GetName()]; d.GetRole() == lvsctlv1.Role_ROLE_ACTIVE && d.GetEpoch() >= active.GetEpoch() {
+			active = d
+		}
+	}
+	if active != nil {
+		v := printer.ViewDirector(active)
+		held := "holds the VIPs and gateway"
+		switch {
+		case !v.Holding && v.Fenced != "":
+			held = "fenced: " + v.Fenced
+		case !v.Holding:
+			held = "does not hold the VIPs and gateway (yet)"
+		}
+		fmt.Fprintf(tw, "Active:\t%s, epoch %d: %s\n", v.Name, v.Epoch, held)
+	} else {
+		fmt.Fprintf(tw, "Active:\tnone reported\n")
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "Directors:")
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  NAME\tPRIORITY\tADDRESS\tCONNECTED\tROLE\tEPOCH\tPEERS\tSYNC")
+	var notes []string
+	for _, m := range g.GetDirectors() {
+		d := status[m.GetName()]
+		v := printer.ViewDirector(d)
+		epoch := ""
+		if d != nil {
+			epoch = fmt.Sprint(v.Epoch)
+		}
+		fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", m.GetName(), m.GetPriority(), dash(m.GetAddress()), yesNo(v.Connected),
+			dash(printer.RoleText(v)), dash(epoch), dash(printer.PeersText(v.Peers)), dash(printer.SyncText(v.Sync)))
+		if v.Fenced != "" && !v.Holding {
+			notes = append(notes, fmt.Sprintf("  %s: fenced: %s", m.GetName(), v.Fenced))
+		}
+		if v.Sync != nil && v.Sync.Error != "" {
+			notes = append(notes, fmt.Sprintf("  %s: sync: %s", m.GetName(), v.Sync.Error))
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(notes) > 0 {
+		fmt.Fprintf(w, "Notes:\n%s\n", strings.Join(notes, "\n"))
+	}
+	return nil
 }
 
 func describeCluster(w io.Writer, cl *lvsctlv1.Cluster, g *lvsctlv1.DirectorGroup, ds []*lvsctlv1.DirectorStatus) error {
@@ -242,7 +357,7 @@ func describeCluster(w io.Writer, cl *lvsctlv1.Cluster, g *lvsctlv1.DirectorGrou
 			}
 		}
 		fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\t%s\t%s\n", member.GetName(), member.GetPriority(), yesNo(v.Connected),
-			dash(v.Role), dash(revisionText(d)), dash(strings.Join(errs, "; ")))
+			dash(printer.RoleText(v)), dash(revisionText(d)), dash(strings.Join(errs, "; ")))
 		for _, st := range d.GetClusters() {
 			if st.GetCluster() != cl.GetName() {
 				continue

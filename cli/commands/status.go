@@ -22,7 +22,23 @@ func newStatusCmd(o *options) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show every director: role, desired and applied revision, errors, connections",
-		Args:  cobra.NoArgs,
+		Long: `Show every director: its role, revisions, errors and connection totals.
+
+The table's ROLE is the assignment and whether the director holds its group's VIPs and
+gateway: ACTIVE, STANDBY, "ACTIVE (fenced)" (it released them itself, having had no answer
+to its heartbeats from the controller or any peer: Fenced below says why), "ACTIVE (not
+holding)" (not yet, or not reported), "STANDBY (holding)" (not yet released). PEERS is how
+it sees each other director of its group: "dir-b ok", "dir-b lost (host up)" (the agent is
+silent but its host answers: not a dead director), "dir-b lost". SYNC is its IPVS sync
+daemons: master+backup (every director of a group with sync runs both), master, backup,
+error (Sync errors below), or - for none.
+
+-o json and -o yaml print, per director: name, group, connected, role (ACTIVE, STANDBY or
+""), epoch, holding, fenced ("" unless fenced), peers [{name, reachable, hostReachable,
+heardAgoMs (-1: never heard), role, epoch, holding}], sync ({master, backup, interface,
+syncId, error}, null when not reported), desiredRevision, appliedRevision, state, errors,
+agentVersion, lastSeen, activeConns, inactiveConns, persistentConns, cps.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return o.status(cmd, watch, "", func(p printer.Printer, ds []*lvsctlv1.DirectorStatus, _ []*lvsctlv1.ClusterStats) error {
 				return p.Status(o.streams.Out, ds)

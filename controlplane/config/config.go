@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -395,6 +396,35 @@ func groupChanges(a, b *lvsctlv1.DirectorGroup) []string {
 	add("vipInterface", a.GetVipInterface(), b.GetVipInterface())
 	add("gateway", a.GetGateway().GetAddress()+" "+a.GetGateway().GetInterface(), b.GetGateway().GetAddress()+" "+b.GetGateway().GetInterface())
 	add("sync", fmt.Sprint(a.GetSync().GetInterface(), a.GetSync().GetSyncId()), fmt.Sprint(b.GetSync().GetInterface(), b.GetSync().GetSyncId()))
+	addrs := func(g *lvsctlv1.DirectorGroup) []string {
+		var s []string
+		for _, d := range g.GetDirectors() {
+			if d.GetAddress() != "" {
+				s = append(s, d.GetName()+"="+d.GetAddress())
+			}
+		}
+		return s
+	}
+	add("director addresses", addrs(a), addrs(b))
+	// Failover fields as written: 0 is the default, which follows package failover.
+	ms := func(v uint32) string {
+		if v == 0 {
+			return "default"
+		}
+		return (time.Duration(v) * time.Millisecond).String()
+	}
+	port := func(v uint32) string {
+		if v == 0 {
+			return "default"
+		}
+		return fmt.Sprint(v)
+	}
+	fa, fb := a.GetFailover(), b.GetFailover()
+	add("failover.heartbeatInterval", ms(fa.GetHeartbeatIntervalMs()), ms(fb.GetHeartbeatIntervalMs()))
+	add("failover.deadAfter", ms(fa.GetDeadAfterMs()), ms(fb.GetDeadAfterMs()))
+	add("failover.fenceTime", ms(fa.GetFenceMs()), ms(fb.GetFenceMs()))
+	add("failover.preempt", fa.GetPreempt(), fb.GetPreempt())
+	add("failover.port", port(fa.GetPort()), port(fb.GetPort()))
 	return out
 }
 
