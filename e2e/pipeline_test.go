@@ -23,6 +23,7 @@ import (
 	"github.com/lvsctl/lvsctl/agent/daemon"
 	"github.com/lvsctl/lvsctl/agent/dataplane"
 	"github.com/lvsctl/lvsctl/agent/dataplane/fake"
+	agentpeer "github.com/lvsctl/lvsctl/agent/peer"
 	"github.com/lvsctl/lvsctl/agent/reconcile"
 	"github.com/lvsctl/lvsctl/agent/session"
 	"github.com/lvsctl/lvsctl/agent/state"
@@ -121,6 +122,15 @@ func runAgent(t testing.TB, name, target string, log *slog.Logger, statsPeriod t
 	sess := session.New(session.Config{Target: target, Insecure: true, Logger: log, MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond})
 	ag := daemon.New(daemon.Config{Director: name, Version: "test", Logger: log, State: st, Reconciler: rec, Session: sess, Resync: time.Hour,
 		Stats: stats.NewReporter(a.ipvs), StatsPeriod: statsPeriod,
+		// The real peer heartbeats, on the group's loopback addresses: with them an ACTIVE
+		// keeps its VIPs through a controller restart, as on a real director.
+		Peers: func(local netip.AddrPort) (daemon.PeerTransport, error) {
+			tr, err := agentpeer.Listen(local, log)
+			if err != nil {
+				return nil, err
+			}
+			return tr, nil
+		},
 		Applied: func(rev int64, _ reconcile.Result) {
 			if applied != nil {
 				applied(rev)
