@@ -27,6 +27,7 @@ import (
 	"github.com/mdlayher/arp"
 	"github.com/mdlayher/ethernet"
 	"github.com/mdlayher/ndp"
+	"github.com/vishvananda/netlink"
 )
 
 // Address is one address to announce on one interface.
@@ -52,7 +53,16 @@ type Announcer struct {
 	open func(g group) (sender, error)
 	// after is time.After; tests replace it to step the repeats without waiting.
 	after func(time.Duration) <-chan time.Time
-	wg    sync.WaitGroup
+	// lister opens what reads an interface's addresses before each repeat; tests replace it.
+	lister func() (addrLister, error)
+	wg     sync.WaitGroup
+}
+
+// addrLister reads the addresses an interface holds now, in the network namespace it was
+// opened in.
+type addrLister interface {
+	held(iface string) (map[netip.Addr]bool, error)
+	close()
 }
 
 // group is the addresses of one family on one interface: they share one socket, so a
@@ -63,30 +73,39 @@ type group struct {
 	ips   []netip.Addr
 }
 
-// sender sends its group's announcements, again each time send is called.
+// sender sends its group's announcements, again each time send is called, for the
+// addresses keep accepts.
 type sender interface {
-	send() error
+	send(keep func(netip.Addr) bool) error
 	close() error
 }
+
+func all(netip.Addr) bool { return true }
 
 // New returns an Announcer that logs to log.
 func New(log *slog.Logger) *Announcer {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Announcer{log: log, repeats: repeats, open: openSender, after: time.After}
+	return &Announcer{log: log, repeats: repeats, open: openSender, after: time.After, lister: openNetlink}
 }
 
 // Announce sends one announcement for each address now, then returns, and sends the repeats
 // in the background until they are done or ctx ends. Errors are logged, not returned: a
 // takeover does not wait on, or fail for, the announcement; the address is held either way.
 //
+// Each repeat goes only for the addresses the interface still holds: a director that lost
+// its lease a moment after taking over must not, a second later, pull the clients back from
+// the director that took over from it. (The caller should also end ctx on release; this
+// does not depend on it.)
+//
 // The sockets are opened here, on the caller's goroutine, and kept for the repeats: they
 // belong to the caller's network namespace whichever thread sends the repeats.
 func (a *Announcer) Announce(ctx context.Context, addrs []Address) {
 	type live struct {
-		s   sender
-		log *slog.Logger
+		s     sender
+		iface string
+		log   *slog.Logger
 	}
 	var open []live
 	for _, g := range groups(addrs, a.log) {
@@ -96,24 +115,32 @@ func (a *Announcer) Announce(ctx context.Context, addrs []Address) {
 			log.Warn("cannot announce addresses", "error", err)
 			continue
 		}
-		if err := s.send(); err != nil {
+		if err := s.send(all); err != nil {
 			log.Warn("announce addresses", "error", err)
 		} else {
 			log.Info("announced addresses")
 		}
-		open = append(open, live{s, log})
+		open = append(open, live{s, g.iface, log})
+	}
+	closeAll := func() {
+		for _, l := range open {
+			_ = l.s.close()
+		}
 	}
 	if len(open) == 0 {
+		return
+	}
+	lister, err := a.lister()
+	if err != nil {
+		a.log.Warn("no repeated announcements: cannot read interface addresses", "error", err)
+		closeAll()
 		return
 	}
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
-		defer func() {
-			for _, l := range open {
-				_ = l.s.close()
-			}
-		}()
+		defer lister.close()
+		defer closeAll()
 		var elapsed time.Duration
 		for _, at := range a.repeats {
 			select {
@@ -123,7 +150,14 @@ func (a *Announcer) Announce(ctx context.Context, addrs []Address) {
 			}
 			elapsed = at
 			for _, l := range open {
-				if err := l.s.send(); err != nil {
+				held, err := lister.held(l.iface)
+				if err != nil {
+					// Sending for addresses that may be gone could do harm; missing a
+					// repeat only costs what the first send did not already do.
+					l.log.Warn("repeat announcement skipped: cannot read the interface's addresses", "error", err)
+					continue
+				}
+				if err := l.s.send(func(ip netip.Addr) bool { return held[ip] }); err != nil {
 					l.log.Warn("announce addresses again", "error", err)
 				}
 			}
@@ -215,9 +249,12 @@ func openARP(ifi *net.Interface, ips []netip.Addr) (*arpSender, error) {
 }
 
 // send sends every address's frame, whatever happens to one of them.
-func (s *arpSender) send() error {
+func (s *arpSender) send(keep func(netip.Addr) bool) error {
 	var errs []error
 	for _, p := range s.pkts {
+		if !keep(p.SenderIP) {
+			continue
+		}
 		if err := s.c.WriteTo(p, ethernet.Broadcast); err != nil {
 			errs = append(errs, fmt.Errorf("gratuitous ARP for %s: %w", p.SenderIP, err))
 		}
@@ -273,9 +310,12 @@ func openNDP(ifi *net.Interface, ips []netip.Addr) (*ndpSender, error) {
 }
 
 // send sends every address's advertisement, whatever happens to one of them.
-func (s *ndpSender) send() error {
+func (s *ndpSender) send(keep func(netip.Addr) bool) error {
 	var errs []error
 	for _, na := range s.nas {
+		if !keep(na.TargetAddress) {
+			continue
+		}
 		if err := s.c.WriteTo(na, nil, allNodes); err != nil {
 			errs = append(errs, fmt.Errorf("unsolicited NA for %s: %w", na.TargetAddress, err))
 		}
@@ -284,3 +324,34 @@ func (s *ndpSender) send() error {
 }
 
 func (s *ndpSender) close() error { return s.c.Close() }
+
+// netlinkLister reads addresses over rtnetlink.
+type netlinkLister struct{ h *netlink.Handle }
+
+func openNetlink() (addrLister, error) {
+	h, err := netlink.NewHandle()
+	if err != nil {
+		return nil, fmt.Errorf("rtnetlink: %w", err)
+	}
+	return netlinkLister{h}, nil
+}
+
+func (l netlinkLister) held(iface string) (map[netip.Addr]bool, error) {
+	link, err := l.h.LinkByName(iface)
+	if err != nil {
+		return nil, fmt.Errorf("interface %q: %w", iface, err)
+	}
+	addrs, err := l.h.AddrList(link, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, fmt.Errorf("addresses of %s: %w", iface, err)
+	}
+	m := make(map[netip.Addr]bool, len(addrs))
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok {
+			m[ip.Unmap()] = true
+		}
+	}
+	return m, nil
+}
+
+func (l netlinkLister) close() { l.h.Close() }

@@ -215,15 +215,43 @@ type fakeSender struct {
 	closed bool
 	sent   chan struct{}
 	ips    []netip.Addr
+	perIP  map[netip.Addr]int // announcements sent for each address
 }
 
-func (f *fakeSender) send() error {
+// fakeLister says every address is held, but those in gone.
+type fakeLister struct {
+	mu   sync.Mutex
+	gone map[netip.Addr]bool
+}
+
+func (l *fakeLister) held(string) (map[netip.Addr]bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	m := map[netip.Addr]bool{}
+	for _, a := range []string{"192.0.2.1", "192.0.2.2", "2001:db8::1"} {
+		ip := netip.MustParseAddr(a)
+		m[ip] = !l.gone[ip]
+	}
+	return m, nil
+}
+
+func (l *fakeLister) close() {}
+
+func (f *fakeSender) send(keep func(netip.Addr) bool) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
 		return errors.New("send on a closed socket")
 	}
 	f.sends++
+	if f.perIP == nil {
+		f.perIP = map[netip.Addr]int{}
+	}
+	for _, ip := range f.ips {
+		if keep(ip) {
+			f.perIP[ip]++
+		}
+	}
 	f.sent <- struct{}{}
 	return nil
 }
@@ -251,7 +279,7 @@ type timerReq struct {
 
 // fakeAnnouncer has senders per interface and family ("eth0/4"; one without a sender fails
 // to open) and timers the test fires. Each open records the group it was given.
-func fakeAnnouncer(senders map[string]*fakeSender) (*Announcer, chan timerReq) {
+func fakeAnnouncer(senders map[string]*fakeSender) (*Announcer, chan timerReq, *fakeLister) {
 	timers := make(chan timerReq, 10)
 	a := New(nil)
 	a.open = func(g group) (sender, error) {
@@ -271,7 +299,9 @@ func fakeAnnouncer(senders map[string]*fakeSender) (*Announcer, chan timerReq) {
 		timers <- timerReq{d, ch}
 		return ch
 	}
-	return a, timers
+	l := &fakeLister{gone: map[netip.Addr]bool{}}
+	a.lister = func() (addrLister, error) { return l, nil }
+	return a, timers, l
 }
 
 func nextTimer(t *testing.T, timers chan timerReq) timerReq {
@@ -310,7 +340,7 @@ func newFake() *fakeSender { return &fakeSender{sent: make(chan struct{}, 10)} }
 // skipped; the others are announced.
 func TestAnnounceSchedule(t *testing.T) {
 	s1, s2 := newFake(), newFake()
-	a, timers := fakeAnnouncer(map[string]*fakeSender{"eth0/4": s1, "eth0/6": s2})
+	a, timers, _ := fakeAnnouncer(map[string]*fakeSender{"eth0/4": s1, "eth0/6": s2})
 	a.Announce(t.Context(), []Address{
 		{"eth0", netip.MustParseAddr("192.0.2.1")},
 		{"eth9", netip.MustParseAddr("192.0.2.9")}, // fails to open
@@ -356,7 +386,7 @@ func TestAnnounceSchedule(t *testing.T) {
 // are closed.
 func TestAnnounceStopsWithContext(t *testing.T) {
 	s := newFake()
-	a, timers := fakeAnnouncer(map[string]*fakeSender{"eth0/4": s})
+	a, timers, _ := fakeAnnouncer(map[string]*fakeSender{"eth0/4": s})
 	ctx, cancel := context.WithCancel(t.Context())
 	a.Announce(ctx, []Address{{"eth0", netip.MustParseAddr("192.0.2.1")}})
 	nextTimer(t, timers) // the first repeat is waiting
@@ -388,5 +418,119 @@ func TestOpenSenderRefuses(t *testing.T) {
 				t.Errorf("openSender(%v): %v; want ErrNoHardwareAddr: %v", tc.g, err, tc.noMAC)
 			}
 		})
+	}
+}
+
+// A director that releases an address a moment after taking it (its lease ran out) must not
+// go on announcing it: each repeat is sent only for what the interface still holds.
+func TestAnnounceRepeatsOnlyWhatIsHeld(t *testing.T) {
+	s := newFake()
+	a, timers, l := fakeAnnouncer(map[string]*fakeSender{"eth0/4": s})
+	one, two := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
+	a.Announce(t.Context(), []Address{{"eth0", one}, {"eth0", two}})
+	l.mu.Lock()
+	l.gone[two] = true
+	l.mu.Unlock()
+	for round := 2; round <= 3; round++ {
+		nextTimer(t, timers).ch <- time.Time{}
+		waitSends(t, s, round)
+	}
+	a.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if want := map[netip.Addr]int{one: 3, two: 1}; !maps.Equal(s.perIP, want) {
+		t.Errorf("announcements per address %v, want %v", s.perIP, want)
+	}
+}
+
+// The same on the wire, with the kernel's own addresses: A takes two IPv4 and two IPv6 VIPs,
+// then loses one of each before the repeats. B sees three announcements for the VIPs A
+// still holds, and only the first for the others.
+func TestAnnounceRepeatsOnlyWhatIsHeldKernel(t *testing.T) {
+	nsA, nsB := pair(t)
+	vips := []string{"192.0.2.100", "192.0.2.101", "2001:db8::100", "2001:db8::101"}
+	var addrs []Address
+	for _, v := range vips {
+		ip(t, "-n", nsA, "addr", "add", v, "dev", "a0", "nodad")
+		addrs = append(addrs, Address{Interface: "a0", IP: netip.MustParseAddr(v)})
+	}
+	capture := listenAll(t, nsB)
+	a := New(nil)
+	timers := make(chan timerReq, 10)
+	a.after = func(d time.Duration) <-chan time.Time {
+		ch := make(chan time.Time, 1)
+		timers <- timerReq{d, ch}
+		return ch
+	}
+	inNS(t, nsA, func() { a.Announce(t.Context(), addrs) })
+	ip(t, "-n", nsA, "addr", "del", "192.0.2.101/32", "dev", "a0")
+	ip(t, "-n", nsA, "addr", "del", "2001:db8::101/128", "dev", "a0")
+	for range repeats {
+		nextTimer(t, timers).ch <- time.Time{}
+	}
+	a.Wait()
+	got := announcements(t, capture)
+	want := map[netip.Addr]int{
+		netip.MustParseAddr("192.0.2.100"):   3,
+		netip.MustParseAddr("192.0.2.101"):   1,
+		netip.MustParseAddr("2001:db8::100"): 3,
+		netip.MustParseAddr("2001:db8::101"): 1,
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("B saw announcements %v, want %v", got, want)
+	}
+}
+
+// listenAll captures every frame arriving on b0 in ns.
+func listenAll(t *testing.T, ns string) *packet.Conn {
+	t.Helper()
+	var c *packet.Conn
+	inNS(t, ns, func() {
+		ifi, err := net.InterfaceByName("b0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		const ethPAll = 0x0003
+		if c, err = packet.Listen(ifi, packet.Raw, ethPAll, nil); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// announcements counts the gratuitous ARPs (by sender IP) and unsolicited NAs (by target)
+// captured so far. Call it after Wait: a veth delivers as it sends.
+func announcements(t *testing.T, c *packet.Conn) map[netip.Addr]int {
+	t.Helper()
+	n := map[netip.Addr]int{}
+	buf := make([]byte, 2048)
+	for {
+		// The deadline only ends the read of what is already queued.
+		_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		m, _, err := c.ReadFrom(buf)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return n
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var f ethernet.Frame
+		if err := f.UnmarshalBinary(buf[:m]); err != nil {
+			continue
+		}
+		switch f.EtherType {
+		case ethernet.EtherTypeARP:
+			var p arp.Packet
+			if p.UnmarshalBinary(f.Payload) == nil && p.Operation == arp.OperationRequest && p.SenderIP == p.TargetIP {
+				n[p.SenderIP]++
+			}
+		case ethernet.EtherTypeIPv6:
+			h := f.Payload
+			const nextHeaderICMPv6, typeNA = 58, 136
+			if len(h) >= 40+24 && h[6] == nextHeaderICMPv6 && h[40] == typeNA {
+				n[netip.AddrFrom16([16]byte(h[48:64]))]++
+			}
+		}
 	}
 }
