@@ -355,3 +355,22 @@ func TestUnknownKindFails(t *testing.T) {
 		})
 	}
 }
+
+// TestDirectorAddressIsNoVIP: the controller refuses a cluster written alone whose VIP is a
+// stored director's address (lvsctl cannot see that: the group is not in the manifest).
+func TestDirectorAddressIsNoVIP(t *testing.T) {
+	srv, addr := start(t)
+	rev := srv.revision(t) + 1
+	expect(t, lvsctl(t, addr, "", "apply", "-f", wmsFile), 0, fmt.Sprintf("cluster/wms created (revision %d)\ngroup/edge-1 created (revision %[1]d)\n", rev), "")
+	ha := lvsctl(t, addr, "", "apply", "-f", "../../deploy/examples/edge-1-ha.yaml")
+	if ha.code != 0 {
+		t.Fatalf("apply edge-1-ha.yaml: %+v", ha)
+	}
+	before := srv.revision(t)
+	expect(t, lvsctl(t, addr, `{"kind": "Cluster", "name": "echo", "directorGroup": "edge-1", "vips": ["198.51.100.253"],
+		"ports": [{"protocol": "tcp", "port": 7}], "reals": [{"address": "198.51.100.7"}]}`, "apply", "-f", "-"), 1, "",
+		"error: cluster \"echo\": vips[0]: 198.51.100.253 is the address of director \"dir-b\" of group \"edge-1\"; a VIP moves with the ACTIVE role, a director's address does not\n")
+	if now := srv.revision(t); now != before {
+		t.Errorf("a refused apply wrote: revision %d -> %d", before, now)
+	}
+}

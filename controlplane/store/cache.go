@@ -51,6 +51,8 @@ type Cache struct {
 	groupClusters map[string]map[string]struct{}
 	// directorGroups: director -> groups listing it.
 	directorGroups map[string]map[string]struct{}
+	// directorAddrs: director address -> group -> the director of the group at it.
+	directorAddrs map[netip.Addr]map[string]string
 	// Free marks: every unused mark below scan is in holes (sorted); scan itself is unused.
 	// The lowest free mark is holes[0] or scan, found without looking at every cluster.
 	holes []uint32
@@ -125,6 +127,7 @@ func (c *Cache) reset(snap *Snapshot) {
 	c.markUsers = map[uint32]map[string]struct{}{}
 	c.groupClusters = map[string]map[string]struct{}{}
 	c.directorGroups = map[string]map[string]struct{}{}
+	c.directorAddrs = map[netip.Addr]map[string]string{}
 	c.holes = nil
 	c.scan = 1
 	for _, g := range snap.Groups {
@@ -271,6 +274,9 @@ func (c *Cache) putGroup(g *lvsctlv1.DirectorGroup) {
 	c.groups[g.GetName()] = g
 	for _, d := range g.GetDirectors() {
 		addTo(c.directorGroups, d.GetName(), g.GetName(), struct{}{})
+		if a, err := netip.ParseAddr(d.GetAddress()); err == nil {
+			addTo(c.directorAddrs, a, g.GetName(), d.GetName())
+		}
 	}
 }
 
@@ -278,6 +284,9 @@ func (c *Cache) dropGroup(g *lvsctlv1.DirectorGroup) {
 	delete(c.groups, g.GetName())
 	for _, d := range g.GetDirectors() {
 		removeFrom(c.directorGroups, d.GetName(), g.GetName())
+		if a, err := netip.ParseAddr(d.GetAddress()); err == nil {
+			removeFrom(c.directorAddrs, a, g.GetName())
+		}
 	}
 }
 
@@ -409,6 +418,16 @@ func (c *Cache) EachDirectorGroup(director string, fn func(group string)) {
 	defer c.mu.RUnlock()
 	for g := range c.directorGroups[director] {
 		fn(g)
+	}
+}
+
+// EachDirectorAddress calls fn with every stored group that has a director at the address,
+// and that director.
+func (c *Cache) EachDirectorAddress(addr netip.Addr, fn func(group, director string)) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for g, d := range c.directorAddrs[addr] {
+		fn(g, d)
 	}
 }
 

@@ -38,6 +38,9 @@ func answers(c *store.Cache, clusters, groups, directors []string, vipList []net
 		out = append(out, fmt.Sprintf("director %s %v", d, sorted(func(fn func(string)) { c.EachDirectorGroup(d, fn) })))
 	}
 	for _, v := range vipList {
+		out = append(out, fmt.Sprintf("director address %s %v", v, sorted(func(fn func(string)) {
+			c.EachDirectorAddress(v, func(g, d string) { fn(d + "@" + g) })
+		})))
 		out = append(out, fmt.Sprintf("vip %s %v", v, sorted(func(fn func(string)) {
 			c.EachVIPUser(v, func(cl, g string) { fn(cl + "@" + g) })
 		})))
@@ -84,7 +87,9 @@ func TestCacheFollowsWrites(t *testing.T) {
 			var ds []*lvsctlv1.Director
 			for _, d := range directors {
 				if rng.IntN(2) == 0 {
-					ds = append(ds, &lvsctlv1.Director{Name: d, Priority: 100})
+					// Addresses from the VIPs' list, so that a director's address moves
+					// between groups and meets the VIPs in the indexes.
+					ds = append(ds, &lvsctlv1.Director{Name: d, Priority: 100, Address: vipList[rng.IntN(len(vipList))].String()})
 				}
 			}
 			w.Puts[store.GroupKey(g)] = &lvsctlv1.DirectorGroup{Name: g, Directors: ds}

@@ -61,6 +61,8 @@ func TestBadFailoverGroups(t *testing.T) {
 			`group "edge-1": gateway.address: 2001:db8::254 is IPv6 but the directors' addresses are IPv4 (directors[0].address)`},
 		{"address is a VIP", haYAML(t, "198.51.100.253}", "192.0.2.10}"),
 			`group "edge-1": directors[1].address: 192.0.2.10 is a VIP of cluster "wms" (group "edge-1"); a director's own address must not move with the ACTIVE role`},
+		{"VIP is an address (on the cluster)", haYAML(t, "198.51.100.253}", "192.0.2.10}"),
+			`cluster "wms": vips[0]: 192.0.2.10 is the address of director "dir-b" of group "edge-1"; a VIP moves with the ACTIVE role, a director's address does not`},
 		{"sync id too big", haYAML(t, haSync, "sync: {interface: eth1, syncId: 256}"),
 			`group "edge-1": sync.syncId: 256 is more than 255 (the kernel's sync id is one byte)`},
 		{"sync without interface", haYAML(t, haSync, "sync: {syncId: 7}"),

@@ -59,6 +59,15 @@ func Set(objs []*lvsctlv1.Object) error {
 		index   int
 		cluster string
 	}
+	// addrs: each director address to the first group (in the set's order) with a director at it.
+	addrs := map[netip.Addr]directorAt{}
+	for _, g := range groupList {
+		eachDirectorAddress(g, func(i int, a netip.Addr) {
+			if _, ok := addrs[a]; !ok {
+				addrs[a] = directorAt{group: g.GetName(), director: g.GetDirectors()[i].GetName()}
+			}
+		})
+	}
 	marks := map[uint32]string{}
 	vipOwners := map[netip.Addr]vipOwner{}
 	var claims []claim
@@ -86,6 +95,9 @@ func Set(objs []*lvsctlv1.Object) error {
 			} else if !ok {
 				vipOwners[vip] = vipOwner{cluster: c.GetName(), group: c.GetDirectorGroup()}
 			}
+			if at, ok := addrs[vip]; ok {
+				fail(KindCluster, c.GetName(), fmt.Sprintf("vips[%d]", vi), directorAddressIsVIP, vip, at.director, at.group)
+			}
 			for pi, p := range c.GetPorts() {
 				if p.GetFirst() > p.GetLast() {
 					continue
@@ -110,8 +122,8 @@ func Set(objs []*lvsctlv1.Object) error {
 		claims = append(claims, mine...)
 	}
 	// A director's own address must not be a VIP (of any group): the VIP moves to whichever
-	// director is ACTIVE, and peers would heartbeat the wrong host. It is reported on the
-	// group, so a write of the group is refused; see Written for a write of the cluster.
+	// director is ACTIVE, and peers would heartbeat the wrong host. It is reported on both
+	// objects, so that a write of either is refused.
 	for _, g := range groupList {
 		eachDirectorAddress(g, func(i int, a netip.Addr) {
 			if o, ok := vipOwners[a]; ok {
@@ -121,6 +133,11 @@ func Set(objs []*lvsctlv1.Object) error {
 	}
 	return errors.Join(errs...)
 }
+
+// directorAt is the director of a group at an address.
+type directorAt struct{ group, director string }
+
+const directorAddressIsVIP = "%s is the address of director %q of group %q; a VIP moves with the ACTIVE role, a director's address does not"
 
 const vipIsDirectorAddress = "%s is a VIP of cluster %q (group %q); a director's own address must not move with the ACTIVE role"
 

@@ -18,6 +18,7 @@ type Stored interface {
 	EachMarkUser(mark uint32, fn func(cluster string))
 	EachVIPUser(vip netip.Addr, fn func(cluster, group string))
 	EachPortClaim(vip netip.Addr, proto lvsctlv1.Protocol, fn func(cluster string, index int, ports *lvsctlv1.PortRange))
+	EachDirectorAddress(addr netip.Addr, fn func(group, director string))
 }
 
 // checkEvery is how many written objects Written checks between looks at its context, so a
@@ -67,7 +68,13 @@ func Written(ctx context.Context, objs []*lvsctlv1.Object, stored Stored) error 
 	}
 
 	directorGroup := map[string]string{}
+	writtenAddrs := map[netip.Addr]directorAt{}
 	for _, g := range groups {
+		eachDirectorAddress(g, func(i int, a netip.Addr) {
+			if _, ok := writtenAddrs[a]; !ok {
+				writtenAddrs[a] = directorAt{group: g.GetName(), director: g.GetDirectors()[i].GetName()}
+			}
+		})
 		if err := stop(); err != nil {
 			return err
 		}
@@ -152,6 +159,19 @@ func Written(ctx context.Context, objs []*lvsctlv1.Object, stored Stored) error 
 			} else if !ok {
 				vipOwners[vip] = vipOwner{cluster: name, group: c.GetDirectorGroup()}
 			}
+			// Set's first director at the VIP: stored groups by name, then written ones.
+			var at directorAt
+			stored.EachDirectorAddress(vip, func(sg, sd string) {
+				if !writtenGroup[sg] && (at.group == "" || sg < at.group) {
+					at = directorAt{group: sg, director: sd}
+				}
+			})
+			if at.group == "" {
+				at = writtenAddrs[vip]
+			}
+			if at.group != "" {
+				fail(KindCluster, name, fmt.Sprintf("vips[%d]", vi), directorAddressIsVIP, vip, at.director, at.group)
+			}
 			for pi, p := range c.GetPorts() {
 				if p.GetFirst() > p.GetLast() {
 					continue
@@ -194,10 +214,7 @@ func Written(ctx context.Context, objs []*lvsctlv1.Object, stored Stored) error 
 			claims[k] = append(claims[k], m)
 		}
 	}
-	// Set's check of director addresses against VIPs, for the written groups. A cluster
-	// written alone with a VIP equal to a stored director's address is not caught here:
-	// Set reports that on the group, which this write leaves alone, and Stored has no
-	// index of director addresses.
+	// Set's check of director addresses against VIPs, for the written groups.
 	for _, g := range groups {
 		if err := stop(); err != nil {
 			return err

@@ -31,6 +31,16 @@ func (s storedObjects) EachDirectorGroup(director string, fn func(string)) {
 	}
 }
 
+func (s storedObjects) EachDirectorAddress(addr netip.Addr, fn func(group, director string)) {
+	for _, o := range s {
+		for _, d := range o.GetGroup().GetDirectors() {
+			if a, err := netip.ParseAddr(d.GetAddress()); err == nil && a == addr {
+				fn(o.GetGroup().GetName(), d.GetName())
+			}
+		}
+	}
+}
+
 func (s storedObjects) EachMarkUser(mark uint32, fn func(string)) {
 	for _, o := range s {
 		if c := o.GetCluster(); c != nil && c.GetFwmark() == mark {
