@@ -210,7 +210,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		held = saved.Role.GetRole() == lvsctlv1.Role_ROLE_ACTIVE && len(a.cfg.State.OwnedAddresses()) > 0
 	}
 
-	w := &worker{a: a, ctx: ctx, jobs: make(chan func(), 64), done: make(chan struct{}, 64), behind: make(chan struct{}, 1), finished: make(chan struct{})}
+	w := &worker{a: a, ctx: ctx, jobs: make(chan func(), 64), done: make(chan struct{}, 64), behind: make(chan struct{}, 1), preempted: make(chan struct{}, 1), finished: make(chan struct{})}
 	go w.run()
 	defer w.stop()
 	r := &runner{a: a, ctx: ctx, l: l, w: w}
@@ -274,6 +274,8 @@ func (a *Agent) Run(ctx context.Context) error {
 			ev = evCtlHeartbeat{hb: hb}
 		case <-w.behind:
 			ev = evSaveBehind{}
+		case <-w.preempted:
+			ev = evPreempted{}
 		case <-hellos:
 			r.ctlUp = true
 			ev = evHello{}
@@ -322,7 +324,9 @@ func (r *runner) handle(ev event) {
 	queue := []event{ev}
 	for len(queue) > 0 {
 		ev, queue = queue[0], queue[1:]
-		for _, act := range r.l.step(time.Now(), ev) {
+		acts := r.l.step(time.Now(), ev)
+		r.w.hold.Store(r.l.hold)
+		for _, act := range acts {
 			queue = append(queue, r.do(act)...)
 		}
 	}
@@ -366,6 +370,27 @@ func (r *runner) do(act action) []event {
 		}
 	case actBind:
 		r.bind(act.local)
+	case actHolding:
+		h, ok := a.cfg.Reconciler.(HoldingReconciler)
+		if act.hold || !ok {
+			r.w.jobs <- func() { r.w.do(act) }
+			return nil
+		}
+		// A release does not queue behind a reconcile: the lease says when the addresses
+		// must be gone. It runs now and stops the reconcile running; the worker waits for it
+		// before anything else, so what follows (a status saying not holding) is true.
+		start, preempts := time.Now(), r.w.busy > 0
+		done := make(chan reconcile.Result, 1)
+		go func() { done <- h.ApplyHolding(r.ctx, false) }()
+		r.w.jobs <- func() {
+			r.w.held(false, <-done, start)
+			if preempts {
+				select {
+				case r.w.preempted <- struct{}{}:
+				default: // one is waiting already
+				}
+			}
+		}
 	case actReconcile:
 		r.w.busy++
 		r.w.jobs <- func() {
@@ -419,6 +444,13 @@ type worker struct {
 	// a status never says more than that.
 	holding bool
 	sync    *lvsctlv1.SyncStatus
+	// added is what the jobs added to the interfaces since the last announce or release.
+	added []state.Address
+	// hold is what the role machine says now, set by Run's goroutine after each step: a
+	// reconcile queued before a release must not take the addresses back after it.
+	hold atomic.Bool
+	// preempted: a release stopped a running reconcile, which must be done again.
+	preempted chan struct{}
 }
 
 func (w *worker) run() {
@@ -445,18 +477,17 @@ func (w *worker) do(act action) {
 		} else if act.desired != nil {
 			res = a.cfg.Reconciler.Apply(w.ctx, act.desired, act.role)
 		}
-		w.applied(act.hold, res)
-		log := a.log.With("hold", act.hold, "operations", res.Operations, "duration", time.Since(start).Round(time.Microsecond))
-		if len(res.DirectorErrors) > 0 {
-			log.Warn("group addresses changed with errors", "director_errors", res.DirectorErrors)
-		} else {
-			log.Info("group addresses changed")
-		}
+		w.held(act.hold, res, start)
 	case actAnnounce:
-		if a.cfg.Announcer != nil && len(act.addrs) > 0 {
+		if a.cfg.Announcer != nil && len(w.added) > 0 {
+			addrs := make([]announce.Address, len(w.added))
+			for i, ad := range w.added {
+				addrs[i] = announce.Address{Interface: ad.Interface, IP: ad.Prefix.Addr()}
+			}
 			// It sends once and returns; the repeats run in the background.
-			a.cfg.Announcer.Announce(w.ctx, act.addrs)
+			a.cfg.Announcer.Announce(w.ctx, addrs)
 		}
+		w.added = nil
 	case actSave:
 		if err := a.cfg.State.SetDesired(state.Desired{Revision: act.rev, State: act.desired, Role: act.assigned}); err != nil {
 			a.log.Error("saving the desired state", "revision", act.rev, "error", err)
@@ -483,7 +514,25 @@ func (w *worker) do(act action) {
 // applied records what a reconcile or holding job left in the kernel.
 func (w *worker) applied(hold bool, res reconcile.Result) {
 	w.holding = hold
-	w.sync = syncOf(res)
+	w.sync = res.Sync
+	if hold {
+		// A reconcile that runs after the machine said hold may add the addresses before
+		// the holding job does: the announce that follows covers both.
+		w.added = append(w.added, res.Added...)
+	} else {
+		w.added = nil
+	}
+}
+
+// held records and logs a holding job.
+func (w *worker) held(hold bool, res reconcile.Result, start time.Time) {
+	w.applied(hold, res)
+	log := w.a.log.With("hold", hold, "operations", res.Operations, "duration", time.Since(start).Round(time.Microsecond))
+	if len(res.DirectorErrors) > 0 {
+		log.Warn("group addresses changed with errors", "director_errors", res.DirectorErrors)
+	} else {
+		log.Info("group addresses changed")
+	}
 }
 
 // deadline is a timer set to an instant, reset only when the instant changes.
@@ -649,13 +698,16 @@ func (a *Agent) watch(ctx context.Context) <-chan struct{} {
 // reconcile carries out act: applies, saves, sets the applied revision and acks.
 func (a *Agent) reconcile(ctx context.Context, act actReconcile, w *worker) {
 	start := time.Now()
+	// What the role machine says now, which a release may have changed since the step (a
+	// delta then takes the reconciler's full path, as for any change of role).
+	role := heldRole(act.assigned, w.hold.Load())
 	var res reconcile.Result
 	if act.delta != nil {
-		res = a.cfg.Reconciler.ApplyDelta(ctx, act.delta, act.role)
+		res = a.cfg.Reconciler.ApplyDelta(ctx, act.delta, role)
 	} else {
-		res = a.cfg.Reconciler.Apply(ctx, act.desired, act.role)
+		res = a.cfg.Reconciler.Apply(ctx, act.desired, role)
 	}
-	w.applied(act.role.GetRole() == lvsctlv1.Role_ROLE_ACTIVE, res)
+	w.applied(role.GetRole() == lvsctlv1.Role_ROLE_ACTIVE, res)
 	took := time.Since(start)
 	rev := act.rev
 	if a.cfg.Metrics != nil {
@@ -713,6 +765,3 @@ func (a *Agent) save(act actReconcile, behind chan<- struct{}) error {
 	}
 	return nil
 }
-
-// syncOf is the sync daemons' state a reconcile left.
-func syncOf(reconcile.Result) *lvsctlv1.SyncStatus { return nil }

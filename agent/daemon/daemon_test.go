@@ -124,6 +124,12 @@ func (n nonNilReconciler) ApplyDelta(ctx context.Context, d *lvsctlv1.Delta, rol
 	return n.r.ApplyDelta(ctx, d, role)
 }
 
+func (n nonNilReconciler) ApplyHolding(ctx context.Context, hold bool) reconcile.Result {
+	return n.r.ApplyHolding(ctx, hold)
+}
+
+var _ HoldingReconciler = (*reconcile.Reconciler)(nil)
+
 // agentEnv is an agent over fake kernel parts and a fake session.
 type agentEnv struct {
 	sess    *fakeSession

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lvsctl/lvsctl/agent/announce"
 	"github.com/lvsctl/lvsctl/agent/dataplane/fake"
 	"github.com/lvsctl/lvsctl/agent/peer"
 	"github.com/lvsctl/lvsctl/agent/reconcile"
@@ -92,14 +93,38 @@ func haSnapshot(rev int64, g *lvsctlv1.DirectorGroup, active string, epoch uint6
 		Roles: &lvsctlv1.GroupRoles{Group: "edge-1", Active: active, Epoch: epoch}}}}
 }
 
+// announcements records what an agent announced, one line per Announce.
+type announcements struct {
+	mu    sync.Mutex
+	calls []string
+}
+
+func (r *announcements) Announce(_ context.Context, addrs []announce.Address) {
+	var s []string
+	for _, a := range addrs {
+		s = append(s, a.Interface+" "+a.IP.String())
+	}
+	r.mu.Lock()
+	r.calls = append(r.calls, strings.Join(s, ", "))
+	r.mu.Unlock()
+}
+
+func (r *announcements) log() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.calls...)
+}
+
 // startDirector runs director name of the group with the real peer transport.
-func startDirector(t *testing.T, name string, edits ...func(*Config)) *agentEnv {
+func startDirector(t *testing.T, name string, edits ...func(*Config)) (*agentEnv, *announcements) {
 	t.Helper()
+	ann := &announcements{}
 	return startAgent(t, t.TempDir(), newFakeSession(true), func(c *Config) {
 		for _, edit := range edits {
 			edit(c)
 		}
 		c.Director = name
+		c.Announcer = ann
 		c.Peers = func(local netip.AddrPort) (PeerTransport, error) {
 			tr, err := peer.Listen(local, c.Logger)
 			if err != nil {
@@ -107,7 +132,7 @@ func startDirector(t *testing.T, name string, edits ...func(*Config)) *agentEnv 
 			}
 			return tr, nil
 		}
-	})
+	}), ann
 }
 
 // waitFor polls cond until it holds; the bound is a hang guard, not a timing assertion.
@@ -154,7 +179,8 @@ func echoController(e *agentEnv, epoch uint64, stop <-chan struct{}) {
 func TestFailoverLease(t *testing.T) {
 	port := freePort(t)
 	g := failoverGroup(port)
-	a, b := startDirector(t, "dir-a"), startDirector(t, "dir-b")
+	a, annA := startDirector(t, "dir-a")
+	b, _ := startDirector(t, "dir-b")
 	recA := a.rec
 	a.deliver(t, haSnapshot(1, g, "dir-a", 5))
 	b.deliver(t, haSnapshot(1, g, "dir-a", 5))
@@ -172,6 +198,9 @@ func TestFailoverLease(t *testing.T) {
 	}
 	if d := b.addrs.Dump(); d != "" {
 		t.Errorf("the STANDBY holds %q", d)
+	}
+	if got := strings.Join(annA.log(), "; "); got != "eth0 192.0.2.20" {
+		t.Errorf("dir-a announced %q, want the VIP once, when it took it", got)
 	}
 	// The status after each Hello and each change says who holds: dir-a, as applied.
 	if st := lastRoleStatus(a); !st.GetHolding() || st.GetRole() != active || st.GetEpoch() != 5 {
@@ -192,7 +221,8 @@ func TestFailoverLease(t *testing.T) {
 func TestFailoverHigherEpoch(t *testing.T) {
 	port := freePort(t)
 	g := failoverGroup(port)
-	a, b := startDirector(t, "dir-a"), startDirector(t, "dir-b")
+	a, _ := startDirector(t, "dir-a")
+	b, annB := startDirector(t, "dir-b")
 	a.deliver(t, haSnapshot(1, g, "dir-a", 5))
 	b.deliver(t, haSnapshot(1, g, "dir-a", 5))
 	a.waitApplied(t, 1)
@@ -207,6 +237,7 @@ func TestFailoverHigherEpoch(t *testing.T) {
 	b.waitApplied(t, 2)
 	waitFor(t, "dir-a releases on dir-b's epoch 6", func() bool { return a.addrs.Dump() == "" })
 	waitFor(t, "dir-b takes the VIP", func() bool { return b.addrs.Dump() == vipLine })
+	waitFor(t, "dir-b announces the VIP", func() bool { return strings.Join(annB.log(), "; ") == "eth0 192.0.2.20" })
 	// dir-a still obeys its epoch 5 assignment (its stream brought nothing new), and its
 	// controller still answers it: the release came from the epoch alone, and holds.
 	time.Sleep(2 * 600 * time.Millisecond)
@@ -261,6 +292,10 @@ func (g *gatedReconciler) Apply(ctx context.Context, d *lvsctlv1.DesiredState, r
 	return g.Reconciler.Apply(ctx, d, role)
 }
 
+func (g *gatedReconciler) ApplyHolding(ctx context.Context, hold bool) reconcile.Result {
+	return g.Reconciler.(HoldingReconciler).ApplyHolding(ctx, hold)
+}
+
 // TestFailoverSlowReconcile: while a reconcile runs for several fence periods, the ACTIVE
 // keeps heartbeating and hearing its peer's echoes, so it keeps its VIP; what the controller
 // sends meanwhile is applied after, in order.
@@ -268,8 +303,8 @@ func TestFailoverSlowReconcile(t *testing.T) {
 	port := freePort(t)
 	g := failoverGroup(port)
 	gated := &gatedReconciler{}
-	a := startDirector(t, "dir-a", func(c *Config) { gated.Reconciler, c.Reconciler = c.Reconciler, gated })
-	b := startDirector(t, "dir-b")
+	a, _ := startDirector(t, "dir-a", func(c *Config) { gated.Reconciler, c.Reconciler = c.Reconciler, gated })
+	b, _ := startDirector(t, "dir-b")
 	a.deliver(t, haSnapshot(1, g, "dir-a", 5))
 	b.deliver(t, haSnapshot(1, g, "dir-a", 5))
 	a.waitApplied(t, 1)

@@ -8,7 +8,6 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/lvsctl/lvsctl/agent/announce"
 	"github.com/lvsctl/lvsctl/agent/role"
 	"github.com/lvsctl/lvsctl/failover"
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
@@ -52,6 +51,9 @@ type (
 	evProbeAnswer struct{ peer string }
 	// evRoleTick: the role machine's deadline (Next) passed.
 	evRoleTick struct{}
+	// evPreempted: a release stopped the reconcile that was running; what it left undone is
+	// done now.
+	evPreempted struct{}
 	// evSaveBehind: a delta could not be saved on top of the saved state (an earlier save
 	// failed).
 	evSaveBehind struct{}
@@ -71,6 +73,7 @@ func (evPeerHeartbeat) isEvent() {}
 func (evProbeAnswer) isEvent()   {}
 func (evRoleTick) isEvent()      {}
 func (evSaveBehind) isEvent()    {}
+func (evPreempted) isEvent()     {}
 
 // action is one thing Run must do, in the order step returned them.
 type action interface{ isAction() }
@@ -120,8 +123,9 @@ type (
 		rev      int64
 		assigned *lvsctlv1.RoleAssignment
 	}
-	// actAnnounce sends gratuitous ARP / unsolicited NA for the addresses just taken.
-	actAnnounce struct{ addrs []announce.Address }
+	// actAnnounce sends gratuitous ARP / unsolicited NA for the addresses the kernel work
+	// just before it added (Result.Added): those just taken.
+	actAnnounce struct{}
 	// actAckRefusal acks revision 0 with why.
 	actAckRefusal struct{ why error }
 	// actRequestSnapshot asks the controller for a snapshot.
@@ -229,6 +233,10 @@ func (l *loop) step(now time.Time, ev event) []action {
 		if l.cur != nil {
 			acts = l.reconcile(acts, "kernel-change", nil, saveNothing, nil)
 		}
+	case evPreempted:
+		if l.cur != nil {
+			acts = l.reconcile(acts, "after-release", nil, saveNothing, nil)
+		}
 	case evSaveBehind:
 		if l.cur != nil && l.fromCtl {
 			acts = append(acts, actSave{desired: l.cur.state(), rev: l.rev, assigned: l.role})
@@ -318,10 +326,14 @@ func (l *loop) reconcile(acts []action, trigger string, apply *lvsctlv1.Delta, s
 }
 
 // held is the role the reconciler applies: ACTIVE iff the role machine says Hold.
-func (l *loop) held() *lvsctlv1.RoleAssignment {
-	r := &lvsctlv1.RoleAssignment{Group: l.role.GetGroup(), Role: l.role.GetRole(), Epoch: l.role.GetEpoch()}
+func (l *loop) held() *lvsctlv1.RoleAssignment { return heldRole(l.role, l.hold) }
+
+// heldRole is assigned as the reconciler applies it: ACTIVE iff hold, STANDBY for an ACTIVE
+// that may not hold.
+func heldRole(assigned *lvsctlv1.RoleAssignment, hold bool) *lvsctlv1.RoleAssignment {
+	r := &lvsctlv1.RoleAssignment{Group: assigned.GetGroup(), Role: assigned.GetRole(), Epoch: assigned.GetEpoch()}
 	switch {
-	case l.hold:
+	case hold:
 		r.Role = lvsctlv1.Role_ROLE_ACTIVE
 	case r.Role == lvsctlv1.Role_ROLE_ACTIVE:
 		r.Role = lvsctlv1.Role_ROLE_STANDBY
@@ -388,7 +400,7 @@ func (l *loop) roleStep(now time.Time, ev role.Event, acts []action, reconciling
 		l.log.Error("a peer says it holds the group's addresses at this director's epoch", "peer", ra.Conflict, "group", l.role.GetGroup(), "epoch", l.role.GetEpoch())
 	}
 	if ra.Announce && ra.Hold && l.cur != nil {
-		acts = append(acts, actAnnounce{addrs: groupAddresses(l.cur.state())})
+		acts = append(acts, actAnnounce{})
 	}
 	if ra.Controller != nil {
 		acts = append(acts, actHeartbeat{hb: ra.Controller})
@@ -424,33 +436,4 @@ func (l *loop) refuseGroupless(group *lvsctlv1.DirectorGroup) error {
 	}
 	return fmt.Errorf("director %q is in no director group: keeping the data plane as it is "+
 		"(remove what it owns by deleting its clusters first, or fix --director)", l.director)
-}
-
-// groupAddresses are the addresses an ACTIVE holds for st: its clusters' VIPs on the group's
-// vip_interface and the gateway on its interface.
-func groupAddresses(st *lvsctlv1.DesiredState) []announce.Address {
-	var out []announce.Address
-	seen := map[announce.Address]bool{}
-	add := func(a announce.Address) {
-		if !seen[a] {
-			seen[a] = true
-			out = append(out, a)
-		}
-	}
-	g := st.GetGroup()
-	if iface := g.GetVipInterface(); iface != "" {
-		for _, c := range st.GetClusters() {
-			for _, v := range c.GetVips() {
-				if ip, err := netip.ParseAddr(v); err == nil {
-					add(announce.Address{Interface: iface, IP: ip})
-				}
-			}
-		}
-	}
-	if gw := g.GetGateway(); gw.GetInterface() != "" {
-		if p, err := netip.ParsePrefix(gw.GetAddress()); err == nil {
-			add(announce.Address{Interface: gw.GetInterface(), IP: p.Addr()})
-		}
-	}
-	return out
 }

@@ -82,11 +82,7 @@ func describe(acts []action) []string {
 		case actHolding:
 			out = append(out, fmt.Sprintf("holding %v role=%s", a.hold, a.role.GetRole()))
 		case actAnnounce:
-			var as []string
-			for _, x := range a.addrs {
-				as = append(as, x.Interface+" "+x.IP.String())
-			}
-			out = append(out, "announce "+strings.Join(as, ", "))
+			out = append(out, "announce")
 		case actAckRefusal:
 			out = append(out, "ack refusal")
 		case actRequestSnapshot:
@@ -169,7 +165,7 @@ func TestStep(t *testing.T) {
 			want: []string{
 				"reconcile full snapshot rev=1 role=ROLE_ACTIVE save=snapshot(ROLE_ACTIVE)",
 				"bind 192.0.2.1:7140",
-				"announce eth0 192.0.2.20, eth1 10.1.0.1",
+				"announce",
 			},
 			wantRole: []string{"started held=false", "assigned edge-1 2 directors ROLE_ACTIVE/5"},
 		},
