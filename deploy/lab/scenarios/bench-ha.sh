@@ -24,7 +24,7 @@
 # (dual > 0) or a run did not heal; keepalived's dual count is reported only.
 # HA_ONLY=keepalived or HA_ONLY=lvsctl runs one half (LAB_ENV=HA_ONLY=...),
 # for working on it; the ratio then reads "-".
-# lab-timeout: 300
+# lab-timeout: 900
 . ./lib.sh
 
 RUNS=${HA_RUNS:-5}
@@ -79,16 +79,18 @@ step "keepalived: $RUNS takeovers"
 TAKEOVER_MS=""
 takeover_runs ka "$RUNS"
 KA_MS=$TAKEOVER_MS
-ka_watch=$(stop_watch)
-ka_dual=$(printf '%s\n' "$ka_watch" | awk '{print $5}')
-note "sampler: $ka_watch"
+stop_watch
+ka_dual=$WATCH_DUAL
+note "sampler: $WATCH_RESULT"
 
 step "keepalived stopped (SIGTERM: it removes its addresses), the hand-made IPVS and nftables removed"
 for d in $HA_DIRECTORS; do
+	eval "ka_main_$(echo $d | tr - _)=$(cat "/run/ka.$d.main.pid")"
 	kill $(ka_pids "$d") 2>/dev/null
 done
 for d in $HA_DIRECTORS; do
-	wait_until 10 sh -c "! kill -0 $(cat "/run/ka.$d.main.pid") 2>/dev/null" || note "keepalived in $d still running"
+	eval "_pid=\$ka_main_$(echo $d | tr - _)"
+	wait_until 10 sh -c "! kill -0 $_pid 2>/dev/null" || note "keepalived in $d still running"
 	on "$d" ipvsadm -C
 	on "$d" ipvsadm --stop-daemon master 2>/dev/null
 	on "$d" ipvsadm --stop-daemon backup 2>/dev/null
@@ -130,9 +132,9 @@ else
 	tail -n 20 /tmp/agent.dir-a.log /tmp/agent.dir-b.log | sed 's/^/    /'
 	LV_MS=""
 fi
-lv_watch=$(stop_watch)
-lv_dual=$(printf '%s\n' "$lv_watch" | awk '{print $5}')
-note "sampler: $lv_watch"
+stop_watch
+lv_dual=$WATCH_DUAL
+note "sampler: $WATCH_RESULT"
 expect_eq "lvsctl: no sample with two directors holding $VIP or $GATEWAY on an up link" 0 "$lv_dual"
 fi
 

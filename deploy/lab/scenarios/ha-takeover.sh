@@ -17,7 +17,7 @@
 # links up, agent started) and must rejoin as STANDBY with nothing moving.
 # lab-ha watch samples both directors' addresses every 10 ms throughout:
 # never two holding the VIP or the gateway on an up link.
-# lab-timeout: 240
+# lab-timeout: 600
 . ./lib.sh
 
 RUNS=${HA_RUNS:-5}
@@ -91,8 +91,9 @@ done
 
 step "After $RUNS takeovers"
 show lv status
+stop_watch
 expect_eq "the sampler saw no two directors holding $VIP or $GATEWAY on an up link" \
-	"WATCH RESULT samples dual 0 errors 0" "$(stop_watch | sed -E 's/samples [0-9]+/samples/')"
+	"WATCH RESULT samples dual 0 errors 0" "$(printf '%s\n' "$WATCH_RESULT" | sed -E 's/samples [0-9]+/samples/')"
 grep '^WATCH +' /tmp/watch.out | sed 's/^/    /'
 # shellcheck disable=SC2086 # the list is words
 note "takeover, death -> first new connection answered (ms): $(stats $TAKEOVER_MS) ($(echo $TAKEOVER_MS))"

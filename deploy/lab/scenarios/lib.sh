@@ -495,37 +495,18 @@ start_watch() {
 	wait_line /tmp/watch.out '^WATCH READY' 10 || die "lab-ha watch did not start"
 }
 
-# watch_dual: the number of dual-active samples so far (SIGUSR1 makes the
-# watch print its result line without stopping).
-watch_dual() {
-	kill -USR1 "$WATCH_PID" 2>/dev/null
-	sleep 0.2
-	grep '^WATCH RESULT' /tmp/watch.out | tail -n 1 | awk '{print $5}'
-}
-
-# stop_watch: stops the watch and prints its result line.
+# stop_watch: stops the watch and sets WATCH_RESULT to its result line
+# ("WATCH RESULT samples N dual D errors E") and WATCH_DUAL to D. Not in a
+# command substitution: a subshell cannot wait for the watch.
 stop_watch() {
 	touch /tmp/watch.stop
 	wait "$WATCH_PID"
-	grep '^WATCH RESULT' /tmp/watch.out | tail -n 1
+	WATCH_RESULT=$(grep '^WATCH RESULT' /tmp/watch.out | tail -n 1)
+	WATCH_DUAL=$(printf '%s\n' "$WATCH_RESULT" | awk '{print $5}')
 }
 
-# death_script NS PID...: /tmp/death.sh, which kills the PIDs with SIGKILL
-# and then takes NS's three links down in one ip call: the director's host
-# dies as far as the network can tell (no goodbye, no answer to ARP or ping).
-# A file, because lab-ha takeover runs it (busybox's ip applet lacks -n and
-# -b: the script names iproute2 by its path).
-death_script() {
-	_ns=$1
-	shift
-	printf 'link set eth0 down\nlink set eth1 down\nlink set eth2 down\n' >/tmp/death.links
-	cat >/tmp/death.sh <<SH
-kill -9 $*
-/usr/sbin/ip -n $_ns -b /tmp/death.links
-SH
-}
-
-# revive NS: brings back a director that death_script killed, as a host that
+# revive NS: brings back a director that died (its daemon killed, its links
+# down: takeover_runs), as a host that
 # rebooted: the floating addresses it held are gone (a dead host's kernel
 # does not keep them over a reboot), then its links come up. Its daemon
 # (keepalived or lvs-agent) is the caller's to start.
@@ -709,10 +690,12 @@ active_of() {
 
 # ---- takeover runs (bench-ha, ha-takeover) -------------------------------------
 # takeover_runs KIND N: N unplanned takeovers. Each run finds the one
-# director holding the VIP (the ACTIVE), writes the death of its daemon
-# (death_script with the pids "KIND_pids NS" prints), and lets lab-ha
-# takeover, in the client, run it and time death -> first new TCP connection
-# through the VIP answered by a real server. Then "KIND_checks NEW OLD" (the
+# director holding the VIP (the ACTIVE) and lets lab-ha takeover, in the
+# client, kill it and time death -> first new TCP connection through the VIP
+# answered by a real server. The death is the host's, as the network sees it:
+# SIGKILL to the pids "KIND_pids NS" prints (no goodbye), then every link of
+# NS down (no answer to ARP or ping), done by lab-ha itself, microseconds
+# apart (an ip command would take tens to hundreds of ms in the guest). Then "KIND_checks NEW OLD" (the
 # caller's checks right after the takeover; may do nothing), and the dead one
 # comes back: revive, "KIND_restart NS", and "KIND_healthy" must succeed
 # within 30 s before the next run, so the next death always finds a healthy
@@ -734,8 +717,8 @@ takeover_runs() {
 			;;
 		esac
 		_stby=$(other_director "$_act")
-		death_script "$_act" $("${_kind}_pids" "$_act")
-		_out=$(on client lab-ha takeover "$VIP:554" --limit 20s -- sh /tmp/death.sh 2>&1)
+		_pids=$("${_kind}_pids" "$_act" | tr -s ' \n' ',,')
+		_out=$(on client lab-ha takeover "$VIP:554" --kill "${_pids%,}" --down "$_act" --limit 20s 2>&1)
 		_ms=$(printf '%s\n' "$_out" | sed -nE 's/^TAKEOVER ms=([0-9.]+) .*/\1/p')
 		if [ -n "$_ms" ]; then
 			TAKEOVER_MS="$TAKEOVER_MS $_ms"
@@ -770,3 +753,100 @@ lv_healthy() {
 		[ "$(sfield "$_h" appliedRevision)" = "$(sfield "$_h" desiredRevision)" ] &&
 		[ "$(sfield "$_o" appliedRevision)" = "$(sfield "$_o" desiredRevision)" ]
 }
+
+# ---- failover scenarios: sync, partitions, outages (ha-sync, ha-partition, ha-outage)
+
+# ha_up: site_ha with responders, the sampler (start_watch), the controller,
+# agents in dir-a and dir-b and ha_manifest applied; returns once the pair is
+# healthy (lv_healthy).
+ha_up() {
+	site_ha
+	start_reals
+	start_watch
+	start_controller
+	start_agent_in dir-a
+	start_agent_in dir-b
+	ha_manifest >/tmp/ha.yaml
+	show lv apply -f /tmp/ha.yaml
+	wait_until 40 lv_healthy || {
+		show lv status
+		tail -n 20 /tmp/agent.dir-a.log /tmp/agent.dir-b.log | sed 's/^/    /'
+		die "no healthy pair (one ACTIVE holding $VIP and $GATEWAY, a STANDBY hearing it) within 40 s"
+	}
+}
+
+# hold_start NAME SPORT [N]: lab-client hold in the client, N (default 20)
+# TCP connections to $VIP:554 from source ports SPORT.., each probed every
+# 200 ms (an RTSP OPTIONS answered by its real server), until hold_stop NAME;
+# output in /tmp/hold.NAME.out. Returns once every connection is open.
+hold_start() {
+	rm -f "/tmp/hold.$1.stop"
+	/usr/sbin/ip netns exec client lab-client hold "$VIP:554" -n "${3:-20}" --sport "$2" \
+		--interval 200ms --stop-file "/tmp/hold.$1.stop" >"/tmp/hold.$1.out" 2>&1 &
+	wait_line "/tmp/hold.$1.out" '^HOLD READY' 20
+}
+
+# hold_stop NAME: stops hold NAME and prints its result line, "HOLD RESULT
+# OK|FAIL conns N probes P failed F maxgap G survived S/N moved M".
+hold_stop() {
+	touch "/tmp/hold.$1.stop"
+	wait_line "/tmp/hold.$1.out" '^HOLD RESULT' 15 >/dev/null
+	grep '^HOLD RESULT' "/tmp/hold.$1.out" | tail -n 1
+}
+
+# hold_field RESULT WORD: the value after WORD in a HOLD RESULT line
+# ("survived" -> 20/20, "failed" -> 0).
+hold_field() { printf '%s\n' "$1" | awk -v w="$2" '{ for (i = 1; i < NF; i++) if ($i == w) { print $(i + 1); exit } }'; }
+
+# synced_count NS SPORT [N]: how many of the client's connections from source
+# ports SPORT..SPORT+N-1 (N default 20) NS's IPVS connection table lists as
+# ESTABLISHED (on a STANDBY: what its backup sync daemon received).
+synced_count() {
+	on "$1" ipvsadm -Lnc 2>/dev/null | awk -v c="$CLIENT_IP" -v lo="$2" -v hi="$(($2 + ${3:-20} - 1))" '
+		$3 == "ESTABLISHED" { split($4, s, ":"); if (s[1] == c && s[2] + 0 >= lo && s[2] + 0 <= hi) n++ }
+		END { print n + 0 }'
+}
+
+# synced_all NS SPORT [N]: status 0 once synced_count sees all N.
+synced_all() { [ "$(synced_count "$1" "$2" "${3:-20}")" -ge "${3:-20}" ]; }
+
+# loop_start NAME: new TCP connections to $VIP:554 from the client, five at a
+# time with a 0.2 s pause between, until loop_stop NAME. Answers (real
+# servers' names) go to /tmp/loop.NAME.ok, failures ("try N: ...") to
+# /tmp/loop.NAME.err.
+loop_start() {
+	rm -f "/tmp/loop.$1.stop" "/tmp/loop.$1.ok" "/tmp/loop.$1.err"
+	(
+		while [ ! -e "/tmp/loop.$1.stop" ]; do
+			/usr/sbin/ip netns exec client lab-client tcp "$VIP:554" -n 5 >>"/tmp/loop.$1.ok" 2>>"/tmp/loop.$1.err"
+			sleep 0.2
+		done
+	) &
+	eval "LOOP_PID_$1=\$!"
+}
+
+# loop_stop NAME: stops loop NAME and prints "answered A failed F".
+loop_stop() {
+	touch "/tmp/loop.$1.stop"
+	eval "wait \$LOOP_PID_$1"
+	echo "answered $(grep -c '^rs' "/tmp/loop.$1.ok") failed $(grep -c 'try [0-9]' "/tmp/loop.$1.err")"
+}
+
+# watch_changes: how many holder changes (WATCH +... lines) the sampler has
+# printed so far; watch_since N: those after the first N, one per line.
+watch_changes() { grep -c '^WATCH +' /tmp/watch.out; }
+watch_since() { grep '^WATCH +' /tmp/watch.out | tail -n +"$(($1 + 1))"; }
+
+# role_changes NS: how many times NS's agent has logged that it added or
+# removed the group's addresses (its hold changed) so far.
+role_changes() { grep -c 'group addresses changed' "/tmp/agent.$1.log"; }
+
+# epochs: "dir-a=E dir-b=E" as lvsctl status shows them now.
+epochs() {
+	status_snap
+	echo "dir-a=$(sfield dir-a epoch) dir-b=$(sfield dir-b epoch)"
+}
+
+# test_holders NS: status 0 if NS, and no one else, holds both the VIP and
+# the gateway on up links.
+test_holders() { [ "$(holders "$VIP") $(holders "$GATEWAY")" = "$1 $1" ]; }

@@ -3,7 +3,8 @@
 //
 //	lab-ha watch    --ns dir-a,dir-b --addr 192.0.2.10,198.51.100.254
 //	                [--interval 10ms] [--stop-file FILE] [--duration D]
-//	lab-ha takeover HOST:PORT [--interval 10ms] [--timeout 200ms] [--limit 30s] -- CMD [ARG...]
+//	lab-ha takeover HOST:PORT [--kill PID,...] [--down NS] [--interval 10ms] [--timeout 200ms]
+//	                [--limit 30s] [-- CMD [ARG...]]
 //	lab-ha field    NAME FIELD < JSON
 //
 // watch runs in the guest's root namespace and samples, every interval, which
@@ -30,8 +31,9 @@
 // only if no sample was dual and none failed.
 //
 // takeover measures how long a death takes to heal, from the client's side:
-// it notes the time, runs CMD (the death: a kill and links down), then, once
-// CMD has returned (until then the old director may still forward), starts a
+// it notes the time, causes the death (SIGKILL to the --kill pids, then every
+// link of namespace --down down, each a system call; then CMD if given), and
+// once that is done (until then the old director may still forward) starts a
 // new TCP connection to HOST:PORT every interval, each with its own
 // connect-and-answer timeout, until one is answered end to end (an RTSP
 // OPTIONS on 554, a line elsewhere, as lab-client does: the answer names the
@@ -39,8 +41,9 @@
 //
 //	TAKEOVER ms=412.3 cmd_ms=35.1 attempts=41 server=rs2
 //
-// ms counting from just before CMD started, cmd_ms how long CMD itself took.
-// It exits 1 if no connection was answered within the limit, or CMD failed.
+// ms counting from the death's first step, cmd_ms how long the death took.
+// It exits 1 if no connection was answered within the limit, or the death
+// failed.
 //
 // field reads a JSON document (lvsctl status -o json) and prints FIELD of the
 // shallowest object whose "name" is NAME, as raw JSON ("ACTIVE" with its
@@ -64,6 +67,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -81,7 +85,7 @@ var (
 func usage() {
 	fmt.Fprintln(os.Stderr, `usage:
   lab-ha watch    --ns NS,NS... --addr IP,IP... [--interval 10ms] [--stop-file FILE] [--duration D]
-  lab-ha takeover HOST:PORT [--interval 10ms] [--timeout 200ms] [--limit 30s] -- CMD [ARG...]
+  lab-ha takeover HOST:PORT [--kill PID,...] [--down NS] [--interval 10ms] [--timeout 200ms] [--limit 30s] [-- CMD [ARG...]]
   lab-ha field    NAME FIELD < JSON`)
 	os.Exit(2)
 }
@@ -313,22 +317,71 @@ func runTakeover(args []string) error {
 	interval := fs.Duration("interval", 10*time.Millisecond, "time between new connections")
 	timeout := fs.Duration("timeout", 200*time.Millisecond, "limit of each connection's connect and answer")
 	limit := fs.Duration("limit", 30*time.Second, "give up after this long")
+	killList := fs.String("kill", "", "the death: pids to SIGKILL, comma-separated")
+	downNS := fs.String("down", "", "the death: then every link but lo of this network namespace down")
 	var addr string
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		addr, args = args[0], args[1:]
 	}
-	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || addr == "" || len(cmdArgs) == 0 {
+	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || addr == "" ||
+		(len(cmdArgs) == 0 && *killList == "" && *downNS == "") {
 		usage()
 	}
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		return fmt.Errorf("address %q: %w", addr, err)
 	}
+	var pids []int
+	if *killList != "" {
+		for _, f := range strings.Split(*killList, ",") {
+			pid, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || pid <= 1 {
+				return fmt.Errorf("--kill: %q is not a pid", f)
+			}
+			pids = append(pids, pid)
+		}
+	}
+	// The links are found before the death, so the death itself is a few
+	// system calls: a kill and a netlink request per link, microseconds
+	// apart (an ip command takes tens to hundreds of ms in the emulated
+	// guest, and the old director's kernel forwards until its links go).
+	var nsHandle *netlink.Handle
+	var links []netlink.Link
+	if *downNS != "" {
+		ns, err := netns.GetFromName(*downNS)
+		if err != nil {
+			return fmt.Errorf("--down %s: %w", *downNS, err)
+		}
+		if nsHandle, err = netlink.NewHandleAt(ns, unix.NETLINK_ROUTE); err != nil {
+			return fmt.Errorf("--down %s: netlink: %w", *downNS, err)
+		}
+		all, err := nsHandle.LinkList()
+		if err != nil {
+			return fmt.Errorf("--down %s: links: %w", *downNS, err)
+		}
+		for _, l := range all {
+			if l.Attrs().Flags&net.FlagLoopback == 0 {
+				links = append(links, l)
+			}
+		}
+	}
 
 	t0 := time.Now()
-	cmd := exec.Command(cmdArgs[0], cmdArgs[1:]...)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("the death command %q: %w", strings.Join(cmdArgs, " "), err)
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			return fmt.Errorf("kill -9 %d: %w", pid, err)
+		}
+	}
+	for _, l := range links {
+		if err := nsHandle.LinkSetDown(l); err != nil {
+			return fmt.Errorf("--down %s: %s: %w", *downNS, l.Attrs().Name, err)
+		}
+	}
+	if len(cmdArgs) > 0 {
+		cmd := exec.Command(cmdArgs[0], cmdArgs[1:]...)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("the death command %q: %w", strings.Join(cmdArgs, " "), err)
+		}
 	}
 	cmdDone := time.Now()
 

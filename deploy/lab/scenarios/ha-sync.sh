@@ -1,0 +1,131 @@
+#!/bin/sh
+# ha-sync: established connections survive every kind of failover (issue 7,
+# "sync"). The site of ha-takeover: controller on br-mgmt, agents in dir-a
+# and dir-b, group edge-1 with sync on eth1 id 7 and default failover
+# settings. Each phase holds 20 new TCP connections through the VIP from the
+# client (lab-client hold: an RTSP OPTIONS on each every 200 ms, answered by
+# the real server the connection is pinned to), waits until the STANDBY's
+# IPVS table lists all 20 ESTABLISHED (its backup sync daemon received them:
+# the ACTIVE's master sends a connection after its third packet and buffers
+# up to 2 s), moves the ACTIVE, lets the probes run 3 s more on the new one,
+# and expects survived 20/20 (every connection's last probe answered, and
+# never by another real server):
+#   (b) unplanned: dir-a's agent killed -9 and its links down at once;
+#   then dir-a comes back as after a reboot (no floating addresses, no IPVS
+#   service nor sync daemon, links up, agent started) and, without
+#   preemption (the default), stays STANDBY though its priority is higher;
+#   (c) failback: lvsctl failover edge-1 moves the role back to dir-a;
+#   (a) planned: lvsctl failover edge-1 moves it to dir-b again.
+# (b) comes first so that the director that returns is the one of higher
+# priority: "no preemption" is then something to check, not a given.
+# Both directors run both sync daemons (master and backup) throughout.
+# lab-ha watch samples both directors' addresses every 10 ms throughout:
+# never two holding the VIP or the gateway on an up link.
+# lab-timeout: 150
+. ./lib.sh
+
+step "Site, controller, agents in dir-a and dir-b, group edge-1 with sync on eth1 id $SYNC_ID"
+ha_up
+expect_eq "dir-a (priority 200) is the first ACTIVE" dir-a "$(active_of)"
+
+# daemons NS: NS's IPVS sync daemons, one "master|backup IFACE SYNCID" per line.
+daemons() {
+	on "$1" ipvsadm -L --daemon 2>&1 | sed -nE 's/^(master|backup) sync daemon \(mcast=([^,]+), syncid=([0-9]+).*/\1 \2 \3/p' | sort
+}
+for d in $HA_DIRECTORS; do
+	expect_eq "$d runs the master and the backup sync daemon on eth1, id $SYNC_ID" \
+		"backup eth1 $SYNC_ID
+master eth1 $SYNC_ID" "$(daemons "$d")"
+done
+show lv status
+
+# sync_phase NAME SPORT WHAT MOVE...: 20 held connections from SPORT on the
+# current ACTIVE, synced to the STANDBY, then MOVE; the STANDBY must end up
+# holding the VIP and the gateway, and every connection must survive.
+SURVIVED=""
+sync_phase() {
+	_name=$1
+	_sport=$2
+	_what=$3
+	shift 3
+	_from=$(holders "$VIP")
+	_to=$(other_director "$_from")
+	hold_start "$_name" "$_sport" || {
+		fail_check "$_what: 20 connections through $VIP held"
+		return 1
+	}
+	note "20 connections held from ports $_sport-$((_sport + 19)): $(grep -c '^conn .* server rs' "/tmp/hold.$_name.out") open, on $(sed -nE 's/^conn .* server (rs[0-9]+)$/\1/p' "/tmp/hold.$_name.out" | sort | uniq -c | awk '{printf "%s%s x%s", NR > 1 ? ", " : "", $2, $1}')"
+	_t0=$(uptime_s)
+	if wait_until 15 synced_all "$_to" "$_sport"; then
+		pass_check "$_what: $_to's IPVS table lists all 20 ESTABLISHED before the move (synced after $(awk -v a="$_t0" -v b="$(uptime_s)" 'BEGIN {printf "%.1f", b - a}') s)"
+	else
+		fail_check "$_what: $_to's IPVS table lists all 20 ESTABLISHED within 15 s: saw $(synced_count "$_to" "$_sport")"
+	fi
+	EPOCH_BEFORE=$(status_field "$_from" epoch)
+	"$@"
+	wait_until 15 test_holders "$_to"
+	expect_eq "$_what: $_to holds $VIP and $GATEWAY" "$_to $_to" "$(holders "$VIP") $(holders "$GATEWAY")"
+	# Fifteen more probes of each connection through the new ACTIVE.
+	sleep 3
+	_res=$(hold_stop "$_name")
+	note "$_res"
+	grep -E '^conn [0-9]+ (probe failed|answered by|answering again)' "/tmp/hold.$_name.out" | sed 's/^/    /'
+	expect_eq "$_what: connections that survived with their real server" "20/20" "$(hold_field "$_res" survived)"
+	expect_eq "$_what: connections answered by another real server" "0" "$(hold_field "$_res" moved)"
+	SURVIVED="$SURVIVED
+  $_what: survived $(hold_field "$_res" survived), moved $(hold_field "$_res" moved), failed probes $(hold_field "$_res" failed) of $(hold_field "$_res" probes), longest gap $(hold_field "$_res" maxgap)"
+	_epoch=$(status_field "$_to" epoch)
+	if [ "$(status_field "$_to" role)" = '"ACTIVE"' ] && [ "$_epoch" -gt "${EPOCH_BEFORE:-0}" ] 2>/dev/null; then
+		pass_check "$_what: lvsctl status: $_to ACTIVE, epoch $_epoch > $EPOCH_BEFORE"
+	else
+		fail_check "$_what: lvsctl status: $_to ACTIVE with an epoch above $EPOCH_BEFORE: saw $(status_field "$_to" role) epoch $_epoch"
+	fi
+}
+
+# die_now NS: NS's host dies as the network sees it: its agent SIGKILLed (no
+# goodbye), then its three links down in one ip call (no answer to ARP or
+# ping).
+die_now() {
+	printf 'link set eth0 down\nlink set eth1 down\nlink set eth2 down\n' >/tmp/death.links
+	kill -9 "$(agent_pid "$1")"
+	/usr/sbin/ip -n "$1" -b /tmp/death.links
+}
+failover() { show lv failover edge-1; }
+
+step "(b) unplanned takeover: dir-a's agent killed -9 and its links down, 20 connections held"
+sync_phase b 40100 "(b) unplanned takeover" die_now dir-a
+
+step "dir-a comes back as after a reboot: no VIP, gateway, IPVS service or sync daemon; links up; agent started"
+revive dir-a
+on dir-a ipvsadm --stop-daemon master 2>/dev/null
+on dir-a ipvsadm --stop-daemon backup 2>/dev/null
+on dir-a ipvsadm -C
+on dir-a nft delete table inet lvsctl 2>/dev/null
+start_agent_in dir-a
+wait_until 30 lv_healthy || fail_check "the pair is healthy within 30 s of dir-a's return"
+n=$(watch_changes)
+# No preemption by default: ten times 3 x dead_after, dir-b keeps the role.
+sleep 3
+expect_eq "no preemption: dir-b stays ACTIVE 3 s after dir-a (priority 200) is back, nothing moves" "dir-b dir-b ''" \
+	"$(holders "$VIP") $(holders "$GATEWAY") '$(watch_since "$n")'"
+expect_eq "dir-a's agent restored both sync daemons" "backup eth1 $SYNC_ID
+master eth1 $SYNC_ID" "$(daemons dir-a)"
+show lv status
+
+step "(c) failback: lvsctl failover edge-1 moves the role back to dir-a, 20 connections held"
+sync_phase c 40200 "(c) failback" failover
+
+step "(a) planned failover: lvsctl failover edge-1 moves the role to dir-b, 20 connections held"
+sync_phase a 40300 "(a) planned failover" failover
+
+step "After the three moves"
+show lv status
+for d in $HA_DIRECTORS; do
+	expect_eq "$d still runs both sync daemons" "backup eth1 $SYNC_ID
+master eth1 $SYNC_ID" "$(daemons "$d")"
+done
+expect_eq "the sampler saw no two directors holding $VIP or $GATEWAY on an up link" \
+	"WATCH RESULT samples dual 0 errors 0" "$(stop_watch | sed -E 's/samples [0-9]+/samples/')"
+grep '^WATCH +' /tmp/watch.out | sed 's/^/    /'
+note "survived/total per move (20 connections, a probe each 200 ms, synced before the move):$SURVIVED"
+finish
