@@ -380,6 +380,7 @@ func (r *runner) do(act action) []event {
 		// must be gone. It runs now and stops the reconcile running; the worker waits for it
 		// before anything else, so what follows (a status saying not holding) is true.
 		start, preempts := time.Now(), r.w.busy > 0
+		r.w.releases.Add(1) // after hold was stored: a job that sees this sees hold false
 		done := make(chan reconcile.Result, 1)
 		go func() { done <- h.ApplyHolding(r.ctx, false) }()
 		r.w.jobs <- func() {
@@ -449,6 +450,8 @@ type worker struct {
 	// hold is what the role machine says now, set by Run's goroutine after each step: a
 	// reconcile queued before a release must not take the addresses back after it.
 	hold atomic.Bool
+	// releases counts the releases started (by Run's goroutine, which runs them at once).
+	releases atomic.Uint64
 	// preempted: a release stopped a running reconcile, which must be done again.
 	preempted chan struct{}
 }
@@ -456,6 +459,10 @@ type worker struct {
 func (w *worker) run() {
 	defer close(w.finished)
 	for j := range w.jobs {
+		if w.ctx.Err() != nil {
+			// Ending never changes the data plane: what was queued is dropped.
+			continue
+		}
 		j()
 	}
 }
@@ -470,6 +477,10 @@ func (w *worker) do(act action) {
 	a := w.a
 	switch act := act.(type) {
 	case actHolding:
+		gen := w.releases.Load()
+		if act.hold && !w.hold.Load() {
+			return // released since: the release is queued or done
+		}
 		start := time.Now()
 		var res reconcile.Result
 		if h, ok := a.cfg.Reconciler.(HoldingReconciler); ok {
@@ -477,7 +488,7 @@ func (w *worker) do(act action) {
 		} else if act.desired != nil {
 			res = a.cfg.Reconciler.Apply(w.ctx, act.desired, act.role)
 		}
-		w.held(act.hold, res, start)
+		w.held(act.hold && !w.releasedSince(gen), res, start)
 	case actAnnounce:
 		if a.cfg.Announcer != nil && len(w.added) > 0 {
 			addrs := make([]announce.Address, len(w.added))
@@ -522,6 +533,19 @@ func (w *worker) applied(hold bool, res reconcile.Result) {
 	} else {
 		w.added = nil
 	}
+}
+
+// releasedSince reports whether a release was started since gen was read, and if so releases
+// again. A job that read hold before the loop released may call the reconciler after the
+// release ran (the release stops only what runs when it starts): its addresses must not stay.
+func (w *worker) releasedSince(gen uint64) bool {
+	if w.releases.Load() == gen {
+		return false
+	}
+	if h, ok := w.a.cfg.Reconciler.(HoldingReconciler); ok && !w.hold.Load() {
+		w.held(false, h.ApplyHolding(w.ctx, false), time.Now())
+	}
+	return true
 }
 
 // held records and logs a holding job.
@@ -700,6 +724,7 @@ func (a *Agent) reconcile(ctx context.Context, act actReconcile, w *worker) {
 	start := time.Now()
 	// What the role machine says now, which a release may have changed since the step (a
 	// delta then takes the reconciler's full path, as for any change of role).
+	gen := w.releases.Load()
 	role := heldRole(act.assigned, w.hold.Load())
 	var res reconcile.Result
 	if act.delta != nil {
@@ -707,7 +732,7 @@ func (a *Agent) reconcile(ctx context.Context, act actReconcile, w *worker) {
 	} else {
 		res = a.cfg.Reconciler.Apply(ctx, act.desired, role)
 	}
-	w.applied(role.GetRole() == lvsctlv1.Role_ROLE_ACTIVE, res)
+	w.applied(role.GetRole() == lvsctlv1.Role_ROLE_ACTIVE && !w.releasedSince(gen), res)
 	took := time.Since(start)
 	rev := act.rev
 	if a.cfg.Metrics != nil {
