@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -26,8 +27,11 @@ func newServer(t *testing.T) (*Server, *store.Store) {
 func group(name string, directors ...string) *lvsctlv1.Object {
 	g := &lvsctlv1.DirectorGroup{Name: name, VipInterface: "eth0"}
 	for i, d := range directors {
-		// A group of more than one director needs each one's address (validate).
-		g.Directors = append(g.Directors, &lvsctlv1.Director{Name: d, Priority: uint32(200 - i), Address: fmt.Sprintf("198.51.100.%d", 10+i)})
+		// A group of more than one director needs each one's address (validate), and a
+		// director's address is its own: 2001:db8:: followed by its name's bytes.
+		a := [16]byte{0x20, 0x01, 0x0d, 0xb8}
+		copy(a[4:], d)
+		g.Directors = append(g.Directors, &lvsctlv1.Director{Name: d, Priority: uint32(200 - i), Address: netip.AddrFrom16(a).String()})
 	}
 	return &lvsctlv1.Object{Kind: &lvsctlv1.Object_Group{Group: g}}
 }

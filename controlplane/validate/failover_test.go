@@ -63,6 +63,9 @@ func TestBadFailoverGroups(t *testing.T) {
 			`group "edge-1": directors[1].address: 192.0.2.10 is a VIP of cluster "wms" (group "edge-1"); a director's own address must not move with the ACTIVE role`},
 		{"VIP is an address (on the cluster)", haYAML(t, "198.51.100.253}", "192.0.2.10}"),
 			`cluster "wms": vips[0]: 192.0.2.10 is the address of director "dir-b" of group "edge-1"; a VIP moves with the ACTIVE role, a director's address does not`},
+		{"address of another group's director", haYAML(t) + "---\nkind: DirectorGroup\nname: edge-2\n" +
+			"directors: [{name: dir-c, priority: 100, address: 198.51.100.9}, {name: dir-d, priority: 50, address: 198.51.100.253}]\nvipInterface: eth0\n",
+			`group "edge-2": directors[1].address: 198.51.100.253 is already the address of director "dir-b" of group "edge-1"`},
 		{"sync id too big", haYAML(t, haSync, "sync: {interface: eth1, syncId: 256}"),
 			`group "edge-1": sync.syncId: 256 is more than 255 (the kernel's sync id is one byte)`},
 		{"sync without interface", haYAML(t, haSync, "sync: {syncId: 7}"),

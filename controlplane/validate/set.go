@@ -25,6 +25,8 @@ func Set(objs []*lvsctlv1.Object) error {
 	groups := map[string]bool{}
 	var groupList []*lvsctlv1.DirectorGroup
 	directorGroup := map[string]string{}
+	// addrs: each director address to the first group (in the set's order) with a director at it.
+	addrs := map[netip.Addr]directorAt{}
 	var clusters []*lvsctlv1.Cluster
 	for _, o := range objs {
 		kind, name := KindName(o)
@@ -50,6 +52,17 @@ func Set(objs []*lvsctlv1.Object) error {
 			}
 			directorGroup[d.GetName()] = g.GetName()
 		}
+		// Two directors at one address would be one host answering for both: peers
+		// heartbeat the address, and one port is bound once.
+		eachDirectorAddress(g, func(i int, a netip.Addr) {
+			at, ok := addrs[a]
+			switch {
+			case !ok:
+				addrs[a] = directorAt{group: g.GetName(), director: g.GetDirectors()[i].GetName()}
+			case at.group != g.GetName():
+				fail(KindGroup, g.GetName(), fmt.Sprintf("directors[%d].address", i), addressTaken, a, at.director, at.group)
+			}
+		})
 	}
 
 	type vipOwner struct{ cluster, group string }
@@ -58,15 +71,6 @@ func Set(objs []*lvsctlv1.Object) error {
 		ports   *lvsctlv1.PortRange
 		index   int
 		cluster string
-	}
-	// addrs: each director address to the first group (in the set's order) with a director at it.
-	addrs := map[netip.Addr]directorAt{}
-	for _, g := range groupList {
-		eachDirectorAddress(g, func(i int, a netip.Addr) {
-			if _, ok := addrs[a]; !ok {
-				addrs[a] = directorAt{group: g.GetName(), director: g.GetDirectors()[i].GetName()}
-			}
-		})
 	}
 	marks := map[uint32]string{}
 	vipOwners := map[netip.Addr]vipOwner{}
@@ -136,6 +140,8 @@ func Set(objs []*lvsctlv1.Object) error {
 
 // directorAt is the director of a group at an address.
 type directorAt struct{ group, director string }
+
+const addressTaken = "%s is already the address of director %q of group %q"
 
 const directorAddressIsVIP = "%s is the address of director %q of group %q; a VIP moves with the ACTIVE role, a director's address does not"
 

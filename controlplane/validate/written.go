@@ -70,11 +70,6 @@ func Written(ctx context.Context, objs []*lvsctlv1.Object, stored Stored) error 
 	directorGroup := map[string]string{}
 	writtenAddrs := map[netip.Addr]directorAt{}
 	for _, g := range groups {
-		eachDirectorAddress(g, func(i int, a netip.Addr) {
-			if _, ok := writtenAddrs[a]; !ok {
-				writtenAddrs[a] = directorAt{group: g.GetName(), director: g.GetDirectors()[i].GetName()}
-			}
-		})
 		if err := stop(); err != nil {
 			return err
 		}
@@ -96,6 +91,26 @@ func Written(ctx context.Context, objs []*lvsctlv1.Object, stored Stored) error 
 				directorGroup[d.GetName()] = g.GetName()
 			}
 		}
+		// Set's first group at each address: stored ones by name, then the written ones.
+		// writtenAddrs holds only addresses no stored group (left alone) has.
+		eachDirectorAddress(g, func(i int, a netip.Addr) {
+			var at directorAt
+			stored.EachDirectorAddress(a, func(sg, sd string) {
+				if !writtenGroup[sg] && (at.group == "" || sg < at.group) {
+					at = directorAt{group: sg, director: sd}
+				}
+			})
+			if at.group == "" {
+				var ok bool
+				if at, ok = writtenAddrs[a]; !ok {
+					writtenAddrs[a] = directorAt{group: g.GetName(), director: g.GetDirectors()[i].GetName()}
+					return
+				}
+			}
+			if at.group != g.GetName() {
+				fail(KindGroup, g.GetName(), fmt.Sprintf("directors[%d].address", i), addressTaken, a, at.director, at.group)
+			}
+		})
 	}
 
 	type vipOwner struct{ cluster, group string }
