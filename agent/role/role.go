@@ -455,6 +455,7 @@ func (m *Machine) Status(now time.Time) *lvsctlv1.RoleStatus {
 		s.Peers = append(s.Peers, &lvsctlv1.PeerStatus{
 			Director: name, Reachable: p.reachable, HostReachable: p.hostReachable,
 			HeardAgoMs: ago, Epoch: p.epoch, Role: p.role, Holding: p.holding,
+			ProbesAnswered: !p.probed.IsZero(),
 		})
 	}
 	return s

@@ -553,7 +553,7 @@ func TestStatus(t *testing.T) {
 	m.Step(t0.Add(5*ms), fromPeer("dir-c", 0, 4))
 	m.Step(t0.Add(6*ms), ProbeAnswered{Peer: "dir-b"})
 	want := &lvsctlv1.RoleStatus{Group: "edge-1", Epoch: 4, Role: active, Holding: true, Peers: []*lvsctlv1.PeerStatus{
-		{Director: "dir-b", HostReachable: true, HeardAgoMs: -1},
+		{Director: "dir-b", HostReachable: true, HeardAgoMs: -1, ProbesAnswered: true},
 		{Director: "dir-c", Reachable: true, HeardAgoMs: 45, Epoch: 4, Role: standby},
 	}}
 	if s := m.Status(t0.Add(50 * ms)); !proto.Equal(s, want) {
@@ -667,5 +667,21 @@ func BenchmarkStep(b *testing.B) {
 		}
 		now = now.Add(100 * ms)
 		a = m.Step(now, Tick{})
+	}
+}
+
+// TestProbesAnsweredOutlivesTheHost: once a peer's host answered, a host that stops answering
+// is reported unreachable with probes_answered still set (the controller then trusts the
+// "host unreachable"); a peer never answering is reported without it (ICMP filtered?).
+func TestProbesAnsweredOutlivesTheHost(t *testing.T) {
+	m := New("dir-a")
+	m.Step(t0, assign(pair(), standby, 1))
+	if p := m.Status(t0).Peers[0]; p.GetProbesAnswered() || p.GetHostReachable() {
+		t.Fatalf("before any answer: %v", p)
+	}
+	m.Step(t0.Add(10*ms), ProbeAnswered{Peer: "dir-b"})
+	m.Step(t0.Add(400*ms), Tick{})
+	if p := m.Status(t0.Add(400 * ms)).Peers[0]; !p.GetProbesAnswered() || p.GetHostReachable() {
+		t.Errorf("host silent for more than dead_after: %v, want host unreachable, probes answered", p)
 	}
 }

@@ -57,7 +57,7 @@ func every(d string, from, to time.Duration) []timed {
 // lostPeer is a report's entry for a peer whose heartbeats and host are both lost, last
 // heard agoMs before the report (-1: never).
 func lostPeer(d string, agoMs int64) *lvsctlv1.PeerStatus {
-	return &lvsctlv1.PeerStatus{Director: d, HeardAgoMs: agoMs}
+	return &lvsctlv1.PeerStatus{Director: d, HeardAgoMs: agoMs, ProbesAnswered: true}
 }
 
 func report(at time.Duration, from string, epoch uint64, holding bool, peers ...*lvsctlv1.PeerStatus) timed {
@@ -196,6 +196,11 @@ func TestTakeover(t *testing.T) {
 		events: [][]timed{one(start(restart)), every(b, 0, 5000*ms),
 			one(report(10*ms, b, 5, false, lostPeer(a, 5000)))},
 		want: roles(b, 11, ReasonTakeover, a), wantAt: 500 * ms,
+	}, {
+		name: "dir-a's host never answered the STANDBY's probes (ICMP filtered)",
+		events: [][]timed{one(start(two)), every(a, 0, 1000*ms), every(b, 0, 5000*ms), aDies,
+			one(report(1200*ms, b, 5, false, &lvsctlv1.PeerStatus{Director: a, HeardAgoMs: 150}))},
+		blocked: "its host never answered dir-b's probes",
 	}, {
 		name: "the STANDBY still hears dir-a",
 		events: [][]timed{one(start(two)), every(a, 0, 1000*ms), every(b, 0, 5000*ms), aDies,

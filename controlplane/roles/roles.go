@@ -387,6 +387,9 @@ func (m *Machine) takeoverCheck(a string, now time.Time) (cand string, ok bool, 
 			return "", false, fmt.Sprintf("%s lost; %s still hears it", a, n)
 		case ps.GetHostReachable():
 			return "", false, fmt.Sprintf("%s lost; its host answers %s's probes (an agent down on a live host still holds the addresses)", a, n)
+		case !ps.GetProbesAnswered():
+			return "", false, fmt.Sprintf("%s lost; its host never answered %s's probes (allow ICMP echo between directors): "+
+				"a dead agent on a live host, which still holds the addresses, cannot be told from a dead director", a, n)
 		}
 		tx := p.reportAt
 		if ago := ps.GetHeardAgoMs(); ago >= 0 {

@@ -1229,11 +1229,15 @@ type PeerStatus struct {
 	// sent; -1 if none ever did.
 	HeardAgoMs int64 `protobuf:"varint,4,opt,name=heard_ago_ms,json=heardAgoMs,proto3" json:"heard_ago_ms,omitempty"`
 	// epoch, role and holding are what the peer last said of itself.
-	Epoch         uint64 `protobuf:"varint,5,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	Role          Role   `protobuf:"varint,6,opt,name=role,proto3,enum=lvsctl.v1.Role" json:"role,omitempty"`
-	Holding       bool   `protobuf:"varint,7,opt,name=holding,proto3" json:"holding,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Epoch   uint64 `protobuf:"varint,5,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Role    Role   `protobuf:"varint,6,opt,name=role,proto3,enum=lvsctl.v1.Role" json:"role,omitempty"`
+	Holding bool   `protobuf:"varint,7,opt,name=holding,proto3" json:"holding,omitempty"`
+	// probes_answered: the peer's host has answered this director's probes at least once since
+	// its agent started. Until then "host unreachable" means nothing (ICMP echo may be filtered
+	// between directors), and the controller does not take it for a dead director.
+	ProbesAnswered bool `protobuf:"varint,8,opt,name=probes_answered,json=probesAnswered,proto3" json:"probes_answered,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *PeerStatus) Reset() {
@@ -1311,6 +1315,13 @@ func (x *PeerStatus) GetRole() Role {
 func (x *PeerStatus) GetHolding() bool {
 	if x != nil {
 		return x.Holding
+	}
+	return false
+}
+
+func (x *PeerStatus) GetProbesAnswered() bool {
+	if x != nil {
+		return x.ProbesAnswered
 	}
 	return false
 }
@@ -1474,7 +1485,7 @@ const file_lvsctl_v1_types_proto_rawDesc = "" +
 	"\x04role\x18\x04 \x01(\x0e2\x0f.lvsctl.v1.RoleR\x04role\x12\x18\n" +
 	"\aholding\x18\x05 \x01(\bR\aholding\x12\x12\n" +
 	"\x04sent\x18\x06 \x01(\x03R\x04sent\x12\x12\n" +
-	"\x04echo\x18\a \x01(\x03R\x04echo\"\xe4\x01\n" +
+	"\x04echo\x18\a \x01(\x03R\x04echo\"\x8d\x02\n" +
 	"\n" +
 	"PeerStatus\x12\x1a\n" +
 	"\bdirector\x18\x01 \x01(\tR\bdirector\x12\x1c\n" +
@@ -1484,7 +1495,8 @@ const file_lvsctl_v1_types_proto_rawDesc = "" +
 	"heardAgoMs\x12\x14\n" +
 	"\x05epoch\x18\x05 \x01(\x04R\x05epoch\x12#\n" +
 	"\x04role\x18\x06 \x01(\x0e2\x0f.lvsctl.v1.RoleR\x04role\x12\x18\n" +
-	"\aholding\x18\a \x01(\bR\aholding\"\x89\x01\n" +
+	"\aholding\x18\a \x01(\bR\aholding\x12'\n" +
+	"\x0fprobes_answered\x18\b \x01(\bR\x0eprobesAnswered\"\x89\x01\n" +
 	"\n" +
 	"SyncStatus\x12\x16\n" +
 	"\x06master\x18\x01 \x01(\bR\x06master\x12\x16\n" +
