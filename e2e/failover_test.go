@@ -359,7 +359,8 @@ func directorStatus(t *testing.T, c clients, name string) *lvsctlv1.DirectorStat
 // BenchmarkHeartbeats: the lvs-controller binary with 1,000 directors (500 groups of two)
 // each heartbeating it every 100 ms on its own stream over loopback gRPC, as agents do: the
 // controller's CPU per heartbeat (answered with its echo and epoch, fed to the role
-// machines), the rate and the share answered, over LVSCTL_BENCH_WINDOW seconds (default 5).
+// machines) above what it spends with the same streams open and silent, the rate and the
+// share answered, over windows of LVSCTL_BENCH_WINDOW seconds (default 5).
 // LVSCTL_BENCH_AGENTS changes the number of directors.
 func BenchmarkHeartbeats(b *testing.B) {
 	agents, window := envInt("LVSCTL_BENCH_AGENTS", 1000), time.Duration(envInt("LVSCTL_BENCH_WINDOW", 5))*time.Second
@@ -392,6 +393,8 @@ func BenchmarkHeartbeats(b *testing.B) {
 		b.Fatal(err)
 	}
 	var sent, answered, connected atomic.Int64
+	var beating atomic.Bool
+	rtt := &rttLog{}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for i := range agents {
@@ -402,20 +405,35 @@ func BenchmarkHeartbeats(b *testing.B) {
 		wg.Go(func() {
 			defer conn.Close()
 			heartbeatAgent(ctx, lvsctlv1.NewAgentServiceClient(conn), name(i), time.Duration(i)*100*time.Millisecond/time.Duration(agents),
-				&sent, &answered, &connected)
+				&beating, &sent, &answered, &connected, rtt)
 		})
 	}
 	waitFor("every agent connected", func() bool { return connected.Load() == int64(agents) })
-	time.Sleep(2 * time.Second) // snapshots sent, reports in, rates steady
+	time.Sleep(2 * time.Second) // snapshots sent, reports in
 	b.ResetTimer()
 	for range b.N {
+		// The controller's CPU with every stream open and silent (its etcd, its timers) is
+		// taken away: what is left is the heartbeats' cost.
+		beating.Store(false)
+		time.Sleep(time.Second)
+		cpu0, t0 := procCPU(b, pid), time.Now()
+		time.Sleep(window)
+		idle, idleEl := procCPU(b, pid)-cpu0, time.Since(t0)
+		beating.Store(true)
+		time.Sleep(time.Second)
+		rtt.reset()
 		cpu0, s0, a0, t0 := procCPU(b, pid), sent.Load(), answered.Load(), time.Now()
 		time.Sleep(window)
 		cpu, s, a, el := procCPU(b, pid)-cpu0, sent.Load()-s0, answered.Load()-a0, time.Since(t0)
-		b.ReportMetric(cpu.Seconds()*1e6/float64(s), "cpu-us/heartbeat")
+		rtts := rtt.sorted()
+		b.ReportMetric(percentile(rtts, 0.5), "ms-rtt-p50")
+		b.ReportMetric(percentile(rtts, 0.99), "ms-rtt-p99")
+		marginal := cpu.Seconds() - idle.Seconds()*el.Seconds()/idleEl.Seconds()
+		b.ReportMetric(marginal*1e6/float64(s), "cpu-us/heartbeat")
 		b.ReportMetric(float64(s)/el.Seconds(), "heartbeats/s")
 		b.ReportMetric(100*float64(a)/float64(s), "%answered")
 		b.ReportMetric(100*cpu.Seconds()/el.Seconds(), "%cpu-controller")
+		b.ReportMetric(100*idle.Seconds()/idleEl.Seconds(), "%cpu-controller-silent")
 	}
 	b.StopTimer()
 	cancel()
@@ -424,7 +442,8 @@ func BenchmarkHeartbeats(b *testing.B) {
 
 // heartbeatAgent is an agent stream that says Hello, reports its role once, and heartbeats
 // every 100 ms (after offset, so that the fleet's heartbeats spread over the interval).
-func heartbeatAgent(ctx context.Context, client lvsctlv1.AgentServiceClient, name string, offset time.Duration, sent, answered, connected *atomic.Int64) {
+func heartbeatAgent(ctx context.Context, client lvsctlv1.AgentServiceClient, name string, offset time.Duration, beating *atomic.Bool,
+	sent, answered, connected *atomic.Int64, rtt *rttLog) {
 	s, err := client.Connect(ctx)
 	if err != nil {
 		return
@@ -447,8 +466,9 @@ func heartbeatAgent(ctx context.Context, client lvsctlv1.AgentServiceClient, nam
 				counted = true
 				connected.Add(1)
 			}
-			if m.GetHeartbeat().GetEcho() != 0 {
+			if echo := m.GetHeartbeat().GetEcho(); echo != 0 {
 				answered.Add(1)
+				rtt.add(time.Since(time.Unix(0, echo)))
 			}
 		}
 	}()
@@ -468,16 +488,45 @@ func heartbeatAgent(ctx context.Context, client lvsctlv1.AgentServiceClient, nam
 				return
 			}
 		}
-		if s.Send(&lvsctlv1.ConnectRequest{Msg: &lvsctlv1.ConnectRequest_Heartbeat{Heartbeat: &lvsctlv1.Heartbeat{Sent: time.Now().UnixNano()}}}) != nil {
-			return
+		if beating.Load() {
+			if s.Send(&lvsctlv1.ConnectRequest{Msg: &lvsctlv1.ConnectRequest_Heartbeat{Heartbeat: &lvsctlv1.Heartbeat{Sent: time.Now().UnixNano()}}}) != nil {
+				return
+			}
+			sent.Add(1)
 		}
-		sent.Add(1)
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 		}
 	}
+}
+
+// rttLog collects heartbeat round trips: sent by the agent to its answer's arrival, the
+// time an ACTIVE's lease waits for its renewal.
+type rttLog struct {
+	mu sync.Mutex
+	ms []float64
+}
+
+func (l *rttLog) add(d time.Duration) {
+	l.mu.Lock()
+	l.ms = append(l.ms, float64(d.Microseconds())/1000)
+	l.mu.Unlock()
+}
+
+func (l *rttLog) reset() {
+	l.mu.Lock()
+	l.ms = nil
+	l.mu.Unlock()
+}
+
+func (l *rttLog) sorted() []float64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := slices.Clone(l.ms)
+	slices.Sort(out)
+	return out
 }
 
 // procCPU is a process's user+system CPU time, from /proc/PID/stat (clock ticks of 1/100 s).

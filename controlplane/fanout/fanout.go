@@ -295,7 +295,6 @@ func (h *Hub) receive(ctx context.Context, stream grpc.BidiStreamingServer[lvsct
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		h.cfg.Roles.Heard(s.director)
 		switch msg := m.GetMsg().(type) {
 		case *lvsctlv1.ConnectRequest_Ack:
 			a := msg.Ack
@@ -321,8 +320,10 @@ func (h *Hub) receive(ctx context.Context, stream grpc.BidiStreamingServer[lvsct
 				h.cfg.Fleet.Update(s.director, func(d *lvsctlv1.DirectorStatus) { d.LastSeen = timestamppb.New(now) })
 			}
 		case *lvsctlv1.ConnectRequest_RoleStatus:
+			// A report counts as hearing from the director.
 			h.cfg.Roles.Reported(s.director, msg.RoleStatus)
 			h.cfg.Fleet.RoleStatus(s.director, msg.RoleStatus)
+			continue
 		case *lvsctlv1.ConnectRequest_SnapshotRequest:
 			h.log.Info("agent asked for a snapshot", "director", s.director, "reason", msg.SnapshotRequest.GetReason())
 			select {
@@ -332,6 +333,8 @@ func (h *Hub) receive(ctx context.Context, stream grpc.BidiStreamingServer[lvsct
 		case *lvsctlv1.ConnectRequest_Hello:
 			h.cfg.Fleet.Update(s.director, func(d *lvsctlv1.DirectorStatus) { d.Capabilities = msg.Hello.GetCapabilities() })
 		}
+		// After a heartbeat's answer is on its way: the role logic does not delay it.
+		h.cfg.Roles.Heard(s.director)
 	}
 }
 

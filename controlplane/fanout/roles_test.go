@@ -1,0 +1,106 @@
+package fanout
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
+)
+
+// recordingRoles is the role logic as the hub sees it: it records what it is told and
+// gives each group a fixed epoch.
+type recordingRoles struct {
+	mu     sync.Mutex
+	events []string
+	epochs map[string]uint64
+}
+
+func (r *recordingRoles) add(ev string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if n := len(r.events); n > 0 && r.events[n-1] == ev && strings.HasPrefix(ev, "heard ") {
+		return // a run of heartbeats is one entry
+	}
+	r.events = append(r.events, ev)
+}
+
+func (r *recordingRoles) Heard(d string)        { r.add("heard " + d) }
+func (r *recordingRoles) Disconnected(d string) { r.add("disconnected " + d) }
+func (r *recordingRoles) Reported(d string, st *lvsctlv1.RoleStatus) {
+	r.add("reported " + d + " " + st.GetRole().String())
+}
+func (r *recordingRoles) Epoch(g string) uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.epochs[g]
+}
+
+func (r *recordingRoles) seen() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.events)
+}
+
+// TestHeartbeatsAreAnsweredWithEchoAndEpoch: each heartbeat from an agent is answered on its
+// stream with the value it sent and its group's epoch; the role logic hears of the agent's
+// messages, its report and the end of its stream, in order; status shows the report and
+// forgets what it claimed once the stream is gone.
+func TestHeartbeatsAreAnsweredWithEchoAndEpoch(t *testing.T) {
+	roles := &recordingRoles{epochs: map[string]uint64{"edge-1": 42}}
+	h := startWith(t, Config{Roles: roles})
+	resp, err := h.config.Apply(context.Background(), &lvsctlv1.ApplyRequest{Objects: wmsObjects(100)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.caughtUp(t, resp.GetRevision())
+	s := h.connect(t, "dir-a")
+	if m := next(t, s); m.GetSnapshot() == nil {
+		t.Fatalf("first message %v, want the snapshot", m)
+	}
+	for _, sent := range []int64{1001, 1002, 1003} {
+		if err := s.Send(&lvsctlv1.ConnectRequest{Msg: &lvsctlv1.ConnectRequest_Heartbeat{Heartbeat: &lvsctlv1.Heartbeat{Sent: sent}}}); err != nil {
+			t.Fatal(err)
+		}
+		m, err := s.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hb := m.GetHeartbeat(); hb.GetEcho() != sent || hb.GetEpoch() != 42 {
+			t.Fatalf("answer to heartbeat %d: %v, want echo %d, epoch 42", sent, m, sent)
+		}
+	}
+	st := &lvsctlv1.RoleStatus{Group: "edge-1", Epoch: 42, Role: lvsctlv1.Role_ROLE_ACTIVE, Holding: true}
+	if err := s.Send(&lvsctlv1.ConnectRequest{Msg: &lvsctlv1.ConnectRequest_RoleStatus{RoleStatus: st}}); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus := func(what string, ok func(*lvsctlv1.DirectorStatus) bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if l := h.fleet.List(""); len(l) == 1 && ok(l[0]) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("status never showed %s: %v", what, h.fleet.List(""))
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitStatus("the report", func(d *lvsctlv1.DirectorStatus) bool { return d.GetHolding() && d.GetEpoch() == 42 })
+	if err := s.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus("the director gone", func(d *lvsctlv1.DirectorStatus) bool { return !d.GetConnected() && !d.GetHolding() })
+	deadline := time.Now().Add(10 * time.Second)
+	want := []string{"heard dir-a", "reported dir-a ROLE_ACTIVE", "disconnected dir-a"}
+	for !slices.Equal(roles.seen(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("role logic told %q, want %q", roles.seen(), want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
