@@ -293,6 +293,14 @@ func TestStatusWatch(t *testing.T) {
 			srv.setDirector(busy)
 			// The same status again is no change: nothing printed.
 			srv.setDirector(busy)
+			// Nor is a peer heard a moment later (its reachability is what views show):
+			// sent once the second view is out, so that the registry cannot merge it into it.
+			r.out.waitFor(t, "second view", func(s string) bool {
+				return strings.Count(s, "\n") >= 2 && (strings.Count(s, "NAME ") == 2 && strings.HasSuffix(s, "eth0 is down\n") || !strings.Contains(s, "NAME "))
+			})
+			later := busier()
+			later.Peers[0].HeardAgoMs++
+			srv.setDirector(later)
 			// A forgotten director comes with only its name: it leaves the view.
 			srv.fleet.Disconnected("dir-b")
 			r.out.waitFor(t, "third view", tt.done)

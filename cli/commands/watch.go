@@ -133,5 +133,12 @@ func (o *options) watchFleet(ctx context.Context, req *lvsctlv1.StatusServiceWat
 func sameButLastSeen(a, b *lvsctlv1.DirectorStatus) bool {
 	a2, b2 := proto.CloneOf(a), proto.CloneOf(b)
 	a2.LastSeen, b2.LastSeen = nil, nil
+	// A peer's heard_ago_ms moves with every report too; whether the peer is reachable is
+	// the change that matters, and is compared.
+	for _, d := range []*lvsctlv1.DirectorStatus{a2, b2} {
+		for _, p := range d.GetPeers() {
+			p.HeardAgoMs = 0
+		}
+	}
 	return proto.Equal(a2, b2)
 }
