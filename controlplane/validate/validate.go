@@ -399,6 +399,11 @@ func directorAddresses(c *collector, g *lvsctlv1.DirectorGroup) []directorAddres
 			c.add(path, "%s", reason)
 			continue
 		}
+		// An IPv6 link-local address needs a zone to send to, and zones are per host.
+		if a.Is6() && a.IsLinkLocalUnicast() {
+			c.add(path, "%s is link-local: peers cannot reach it without a zone (use a global or unique local address)", a)
+			continue
+		}
 		if j, dup := seen[a]; dup {
 			c.add(path, "%s is listed twice (directors[%d].address)", a, j)
 			continue
