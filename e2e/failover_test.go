@@ -167,8 +167,10 @@ func (a *roleAgent) waitRoles(what string, match func(*lvsctlv1.GroupRoles) bool
 	return got
 }
 
+// peer is what a director reports of another; its probes of the peer's host were answered
+// once (else "host unreachable" says nothing).
 func peer(name string, reachable, host bool, heardAgo int64) *lvsctlv1.PeerStatus {
-	return &lvsctlv1.PeerStatus{Director: name, Reachable: reachable, HostReachable: host, HeardAgoMs: heardAgo}
+	return &lvsctlv1.PeerStatus{Director: name, Reachable: reachable, HostReachable: host, HeardAgoMs: heardAgo, ProbesAnswered: true}
 }
 
 func roleStatus(r *lvsctlv1.GroupRoles, self string, holding bool, peers ...*lvsctlv1.PeerStatus) *lvsctlv1.RoleStatus {
