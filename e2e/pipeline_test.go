@@ -268,9 +268,12 @@ func TestPipeline(t *testing.T) {
 			t.Errorf("%s: %d mark rules, want 5 (tcp/udp 554, tcp/udp 1755, udp 1024-5000)", a.name, len(rules))
 		}
 	}
-	if got, _ := dirA.addrs.Addresses("eth0"); len(got) != 1 || got[0].String() != "192.0.2.10/32" {
-		t.Errorf("dir-a eth0 addresses = %v, want [192.0.2.10/32]", got)
-	}
+	// The ACTIVE takes the VIP once its lease starts (the first answer to its heartbeats),
+	// which may come after its ack of the revision.
+	waitUntil(t, 10*time.Second, "dir-a holds the VIP", func() bool {
+		got, _ := dirA.addrs.Addresses("eth0")
+		return len(got) == 1 && got[0].String() == "192.0.2.10/32"
+	})
 	if got, _ := dirB.addrs.Addresses("eth0"); len(got) != 0 {
 		t.Errorf("dir-b (STANDBY) eth0 addresses = %v, want none", got)
 	}

@@ -85,8 +85,9 @@ type Session interface {
 }
 
 // Reconciler makes the kernel match a desired state: Apply reads the whole kernel back (a
-// snapshot, a role change, drift repair); ApplyDelta reconciles only the clusters a delta
-// names, on top of what the last Apply or ApplyDelta applied.
+// snapshot, drift repair); ApplyDelta reconciles only the clusters a delta names, on top of
+// what the last Apply or ApplyDelta applied, and takes the full path itself when the group or
+// the role it is given differs from what it last applied.
 type Reconciler interface {
 	Apply(ctx context.Context, desired *lvsctlv1.DesiredState, role *lvsctlv1.RoleAssignment) reconcile.Result
 	ApplyDelta(ctx context.Context, d *lvsctlv1.Delta, role *lvsctlv1.RoleAssignment) reconcile.Result

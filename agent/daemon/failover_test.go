@@ -233,7 +233,9 @@ func TestFailoverHigherEpoch(t *testing.T) {
 	defer func() { close(stop); <-done }()
 	waitFor(t, "dir-a holds the VIP", func() bool { return a.addrs.Dump() == vipLine })
 
-	b.deliver(t, haSnapshot(2, g, "dir-b", 6))
+	// The takeover, as the controller sends it: a delta of roles alone.
+	b.deliver(t, &lvsctlv1.ConnectResponse{Msg: &lvsctlv1.ConnectResponse_Delta{Delta: &lvsctlv1.Delta{
+		PrevRevision: 1, Revision: 2, Roles: &lvsctlv1.GroupRoles{Group: "edge-1", Active: "dir-b", Epoch: 6}}}})
 	b.waitApplied(t, 2)
 	waitFor(t, "dir-a releases on dir-b's epoch 6", func() bool { return a.addrs.Dump() == "" })
 	waitFor(t, "dir-b takes the VIP", func() bool { return b.addrs.Dump() == vipLine })

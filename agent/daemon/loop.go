@@ -300,14 +300,11 @@ func (l *loop) message(now time.Time, m *lvsctlv1.ConnectResponse, acts []action
 		if d.GetRoles() != nil {
 			l.role = l.obey(l.role, roleOf(d.GetRoles(), g.GetName(), l.director))
 		}
-		wasHeld := l.hold
-		after := l.assign(now, g, nil, true)
-		apply := d
-		if d.GetRoles() != nil || l.hold != wasHeld {
-			// A role change reads the addresses back: the full path.
-			apply = nil
-		}
-		return append(l.reconcile(acts, "delta", apply, saveDelta, d), after...)
+		// A takeover or a release comes as a delta of roles: the addresses change first, on
+		// the fast path, and the delta then finds the reconciler already of the new role, so
+		// a delta it stays (a full reconcile reads the whole kernel back: not on a takeover).
+		acts = l.assign(now, g, acts, false)
+		return l.reconcile(acts, "delta", d, saveDelta, d)
 	}
 	return acts
 }

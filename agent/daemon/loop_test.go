@@ -215,18 +215,25 @@ func TestStep(t *testing.T) {
 			want: []string{"reconcile delta delta rev=2 role=ROLE_ACTIVE save=delta(2)"},
 		},
 		{
-			name: "a delta with roles: the full path, the delta saved",
+			name: "a delta with roles: the addresses released first, then the delta",
 			say:  holdWhileActive(),
 			events: []at{{0, evStart{}}, {ms, snapshotOf(1, g, "dir-a", 5, web("edge-1"))},
 				{2 * ms, deltaOf(1, 2, &lvsctlv1.GroupRoles{Group: "edge-1", Active: "dir-b", Epoch: 6})}},
-			want: []string{"reconcile full delta rev=2 role=ROLE_STANDBY save=delta(2)"},
+			want: []string{"holding false role=ROLE_STANDBY", "reconcile delta delta rev=2 role=ROLE_STANDBY save=delta(2)"},
+		},
+		{
+			name: "a takeover in a delta: the addresses first, announced, then the delta",
+			say:  holdWhileActive(),
+			events: []at{{0, evStart{}}, {ms, snapshotOf(1, g, "dir-b", 5, web("edge-1"))},
+				{2 * ms, deltaOf(1, 2, &lvsctlv1.GroupRoles{Group: "edge-1", Active: "dir-a", Epoch: 6})}},
+			want: []string{"holding true role=ROLE_ACTIVE", "announce", "reconcile delta delta rev=2 role=ROLE_ACTIVE save=delta(2)"},
 		},
 		{
 			name: "a stale epoch is not obeyed: still ACTIVE, the machine not told again",
 			say:  holdWhileActive(),
 			events: []at{{0, evStart{}}, {ms, snapshotOf(1, g, "dir-a", 5, web("edge-1"))},
 				{2 * ms, deltaOf(1, 2, &lvsctlv1.GroupRoles{Group: "edge-1", Active: "dir-b", Epoch: 4})}},
-			want:     []string{"reconcile full delta rev=2 role=ROLE_ACTIVE save=delta(2)"},
+			want:     []string{"reconcile delta delta rev=2 role=ROLE_ACTIVE save=delta(2)"},
 			wantRole: []string{"started held=false", "assigned edge-1 2 directors ROLE_ACTIVE/5"},
 		},
 		{
