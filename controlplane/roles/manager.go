@@ -64,6 +64,8 @@ type Manager struct {
 
 	ready     chan struct{}
 	readyOnce sync.Once
+	// stopped is closed when Run returns: nobody takes events any more.
+	stopped chan struct{}
 	// epochs: group -> *atomic.Uint64, the machine's Epoch after its last step: read at
 	// every heartbeat answer without a trip through the loop.
 	epochs sync.Map
@@ -84,6 +86,7 @@ func NewManager(cfg ManagerConfig) *Manager {
 		requests: make(chan *request),
 		written:  make(chan writeResult, 16),
 		ready:    make(chan struct{}),
+		stopped:  make(chan struct{}),
 	}
 }
 
@@ -136,9 +139,12 @@ func (m *Manager) Reported(director string, st *lvsctlv1.RoleStatus) {
 
 func (m *Manager) agent(director string, ev Event) {
 	// Blocking is the back-pressure of a loop that cannot keep up: the stream's receiver
-	// waits, and TCP slows the agent down. Nothing is dropped: a lost Disconnected would
-	// leave a dead director looking connected.
-	m.agents <- agentEvent{director: director, ev: ev}
+	// waits, and TCP slows the agent down. Nothing is dropped while Run runs: a lost
+	// Disconnected would leave a dead director looking connected.
+	select {
+	case m.agents <- agentEvent{director: director, ev: ev}:
+	case <-m.stopped:
+	}
 }
 
 // Epoch is the group's epoch as the controller sees it now (0: unknown group, or not
@@ -173,17 +179,22 @@ func (m *Manager) Failover(ctx context.Context, group, to string) (*lvsctlv1.Fai
 	case m.requests <- r:
 	case <-ctx.Done():
 		return nil, fmt.Errorf("failover of group %s: %w", group, ctx.Err())
+	case <-m.stopped:
+		return nil, fmt.Errorf("failover of group %s: %w: the controller is stopping", group, ErrNotReady)
 	}
 	select {
 	case rep := <-r.reply:
 		return rep.Resp, rep.Err
 	case <-ctx.Done():
 		return nil, fmt.Errorf("failover of group %s: waiting for the handover: %w", group, ctx.Err())
+	case <-m.stopped:
+		return nil, fmt.Errorf("failover of group %s: %w: the controller stopped before the handover ended", group, ErrNotReady)
 	}
 }
 
 // Run follows the store and drives the machines until ctx ends.
 func (m *Manager) Run(ctx context.Context) error {
+	defer close(m.stopped)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	followed := make(chan struct{})
