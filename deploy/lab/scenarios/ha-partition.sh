@@ -1,12 +1,11 @@
 #!/bin/sh
 # ha-partition: no split brain when the network splits (issue 7, "no split
 # brain"). The site of ha-takeover (controller on br-mgmt, agents in dir-a and
-# dir-b, group edge-1, default failover settings: heartbeat 100 ms, dead
-# after 300 ms, fence 300 ms); lab-ha watch samples both directors'
+# dir-b, group edge-1; failover timings below); lab-ha watch samples both directors'
 # addresses every 10 ms throughout: never two holding the VIP or the gateway
 # on an up link.
-#   (a) dir-a (ACTIVE) cut from the controller only (its eth2 down) for 3 s,
-#       ten fence times: no failover, no address moves, 5 held connections
+#   (a) dir-a (ACTIVE) cut from the controller only (its eth2 down) for 5 s,
+#       several fence times: no failover, no address moves, 5 held connections
 #       and a loop of new ones through the VIP see no failure; back, it
 #       reconnects with the same role and epoch.
 #   (b) dir-a cut from everything but its clients (eth1 and eth2 down in one
@@ -21,13 +20,23 @@
 # lab-timeout: 150
 . ./lib.sh
 
-step "Site, controller, agents in dir-a and dir-b, group edge-1 with default failover settings"
+# Failover timings of the group: the checks here are about what happens, not
+# how fast (ha-takeover and bench-ha time the defaults). A starved emulated
+# guest stalls processes for hundreds of ms, and with the defaults (heartbeat
+# 100 ms, fence 300 ms: a lease renewed by a peer alone has about 100 ms to
+# spare) the ACTIVE there releases and takes its addresses again and again.
+# LAB_ENV=HA_FAILOVER= runs the defaults; LAB_ENV=HA_FAILOVER=fenceTime:1s,...
+# others.
+HA_FAILOVER=${HA_FAILOVER-heartbeatInterval:100ms,deadAfter:1.5s,fenceTime:1.5s}
+
+step "Site, controller, agents in dir-a and dir-b, group edge-1, failover ${HA_FAILOVER:-defaults}"
 ha_up
 expect_eq "dir-a (priority 200) is the first ACTIVE" dir-a "$(active_of)"
 EPOCH0=$(status_field dir-a epoch)
 show lv status
 
-step "(a) dir-a cut from the controller only (eth2 down) for 3 s"
+PART_S=5
+step "(a) dir-a cut from the controller only (eth2 down) for $PART_S s"
 hold_start a 41000 5 || fail_check "5 connections through $VIP held"
 loop_start a
 sleep 1
@@ -42,9 +51,9 @@ else
 	fail_check "the controller lost dir-a within 5 s: lvsctl status shows connected $(status_field dir-a connected)"
 fi
 expect_eq "dir-b still hears dir-a (its peer entry: reachable)" true "$(status_field dir-b/dir-a reachable)"
-# Three seconds of partition in all, from the link going down.
-sleep "$(awk -v a="$t0" -v b="$(uptime_s)" 'BEGIN { s = 3 - (b - a); print s > 0 ? s : 0 }')"
-expect_eq "no holder change in 3 s of partition (sampler)" "" "$(watch_since "$n")"
+# PART_S seconds of partition in all, from the link going down.
+sleep "$(awk -v a="$t0" -v b="$(uptime_s)" -v p="$PART_S" 'BEGIN { s = p - (b - a); print (s > 0 ? s : 0) }')"
+expect_eq "no holder change in $PART_S s of partition (sampler)" "" "$(watch_since "$n")"
 expect_eq "lvsctl status: dir-a ACTIVE at epoch $EPOCH0, dir-b STANDBY" "\"ACTIVE\" $EPOCH0 \"STANDBY\"" \
 	"$(status_field dir-a role) $(status_field dir-a epoch) $(status_field dir-b role)"
 on dir-a ip link set eth2 up
@@ -126,4 +135,5 @@ expect_eq "the sampler saw no two directors holding $VIP or $GATEWAY on an up li
 	"WATCH RESULT samples dual 0 errors 0" "$(stop_watch | sed -E 's/samples [0-9]+/samples/')"
 grep '^WATCH +' /tmp/watch.out | sed 's/^/    /'
 note "(b) timeline after the partition: VIP released by dir-a +${RELEASE_MS:-?} ms, taken by dir-b +${TAKE_MS:-?} ms"
+[ "$LAB_FAILS" -gt 0 ] && ha_digest
 finish

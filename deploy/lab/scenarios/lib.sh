@@ -767,10 +767,14 @@ ha_up() {
 	start_agent_in dir-a
 	start_agent_in dir-b
 	ha_manifest >/tmp/ha.yaml
+	# The group is the manifest's last document: HA_FAILOVER (LAB_ENV, e.g.
+	# HA_FAILOVER=fenceTime:1s) sets its failover block.
+	[ -n "${HA_FAILOVER:-}" ] && echo "failover: {$(echo "$HA_FAILOVER" | sed 's/,/, /g; s/:/: /g')}" >>/tmp/ha.yaml
 	show lv apply -f /tmp/ha.yaml
 	wait_until 40 lv_healthy || {
 		show lv status
-		tail -n 20 /tmp/agent.dir-a.log /tmp/agent.dir-b.log | sed 's/^/    /'
+		note "holders: $VIP $(holders "$VIP"), $GATEWAY $(holders "$GATEWAY")"
+		ha_digest
 		die "no healthy pair (one ACTIVE holding $VIP and $GATEWAY, a STANDBY hearing it) within 40 s"
 	}
 }
@@ -850,3 +854,15 @@ epochs() {
 # test_holders NS: status 0 if NS, and no one else, holds both the VIP and
 # the gateway on up links.
 test_holders() { [ "$(holders "$VIP") $(holders "$GATEWAY")" = "$1 $1" ]; }
+
+# ha_digest: what decided the roles, for a reader of a failed run: the
+# controller's role decisions and each agent's hold changes, warnings and
+# errors (the last 25 lines of each).
+ha_digest() {
+	echo "  controller: role decisions"
+	grep -E 'role decision|role assignment|level=(WARN|ERROR)' /tmp/controller.log 2>/dev/null | tail -n 25 | sed 's/^/    /'
+	for _d in $HA_DIRECTORS; do
+		echo "  agent $_d: hold changes, warnings, errors"
+		grep -E 'group addresses changed|level=(WARN|ERROR)' "/tmp/agent.$_d.log" 2>/dev/null | tail -n 25 | sed 's/^/    /'
+	done
+}
