@@ -37,12 +37,14 @@ pack() {
 }
 
 # The modules the lab may load: IPVS and netfilter (fwmark, NAT, conntrack),
+# xfrm (a Debian host loads xfrm_user on demand: vishvananda/netlink's
+# default handle opens an XFRM socket and fails without it),
 # IPv4/IPv6 tunnels (for tunnel forwarding), bridging and VLANs, traffic
 # control, and the virtual devices that make a topology. Their dependencies
 # are added from the full modules.dep below.
 MODULE_DIRS="kernel/net/netfilter kernel/net/ipv4 kernel/net/ipv6 kernel/net/bridge kernel/net/802
 	kernel/net/llc kernel/net/8021q kernel/net/sched kernel/net/core kernel/net/packet kernel/net/netlink
-	kernel/drivers/net/ipvlan kernel/drivers/net/vxlan kernel/drivers/net/bonding"
+	kernel/net/xfrm kernel/drivers/net/ipvlan kernel/drivers/net/vxlan kernel/drivers/net/bonding"
 MODULE_FILES="kernel/crypto/crc32c_generic.ko kernel/drivers/net/veth.ko kernel/drivers/net/dummy.ko
 	kernel/drivers/net/macvlan.ko kernel/drivers/net/geneve.ko kernel/drivers/net/tun.ko
 	kernel/drivers/net/ifb.ko kernel/drivers/net/vrf.ko"

@@ -77,6 +77,7 @@ show on "$(holders "$VIP")" ipvsadm -L --daemon
 
 step "keepalived: $RUNS takeovers"
 TAKEOVER_MS=""
+TAKEOVER_RUN=0
 takeover_runs ka "$RUNS"
 KA_MS=$TAKEOVER_MS
 stop_watch
@@ -124,12 +125,13 @@ if wait_until 30 lv_healthy; then
 	show lv status
 	step "lvsctl: $RUNS takeovers"
 	TAKEOVER_MS=""
+	TAKEOVER_RUN=0
 	takeover_runs lv "$RUNS"
 	LV_MS=$TAKEOVER_MS
 else
 	fail_check "lvsctl: one ACTIVE holding $VIP and $GATEWAY, both directors connected and applied within 30 s"
 	show lv status
-	tail -n 20 /tmp/agent.dir-a.log /tmp/agent.dir-b.log | sed 's/^/    /'
+	ha_logs
 	LV_MS=""
 fi
 stop_watch

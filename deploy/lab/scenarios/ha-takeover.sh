@@ -36,7 +36,7 @@ show lv apply -f /tmp/ha.yaml
 
 wait_until 40 lv_healthy || {
 	show lv status
-	tail -n 20 /tmp/agent.dir-a.log /tmp/agent.dir-b.log | sed 's/^/    /'
+	ha_logs
 	die "no healthy pair (one ACTIVE holding $VIP and $GATEWAY, a STANDBY hearing it) within 40 s"
 }
 first=$(active_of)
@@ -84,6 +84,12 @@ step "$RUNS unplanned takeovers: the ACTIVE's agent killed -9 and its links down
 TAKEOVER_MS=""
 run=1
 while [ "$run" -le "$RUNS" ]; do
+	wait_until 30 lv_healthy || {
+		fail_check "run $run: a healthy pair to kill the ACTIVE of, within 30 s"
+		show lv status
+		ha_logs
+		break
+	}
 	before_death "$(holders "$VIP")"
 	takeover_runs lv 1 || break
 	run=$((run + 1))

@@ -140,14 +140,13 @@ finish() {
 }
 
 # wait_until SECS CMD...: retry CMD every 0.2 s until it succeeds; status 1
-# after SECS.
+# once SECS have passed (by the clock: a CMD that takes seconds itself, as in
+# a starved guest, does not stretch the limit).
 wait_until() {
-	_limit=$(($1 * 5))
+	_wu_end=$(awk -v l="$1" '{ printf "%d", $1 + l + 0.999 }' /proc/uptime)
 	shift
-	_i=0
 	while ! "$@" >/dev/null 2>&1; do
-		_i=$((_i + 1))
-		[ "$_i" -ge "$_limit" ] && return 1
+		[ "$(cut -d. -f1 /proc/uptime)" -ge "$_wu_end" ] && return 1
 		sleep 0.2
 	done
 }
@@ -625,7 +624,9 @@ ka_state() {
 # ---- lvsctl with two directors ---------------------------------------------------
 
 # ha_manifest: the lab's WMS-like cluster on the failover group edge-1, as in
-# issue 7 (default failover settings).
+# issue 7, with the default failover settings unless HA_FAILOVER holds the
+# group's failover block in YAML flow style (LAB_ENV=HA_FAILOVER=... has no
+# spaces: "{deadAfter:1s,fenceTime:1s}").
 ha_manifest() {
 	cat <<YAML
 kind: Cluster
@@ -654,6 +655,7 @@ vipInterface: eth0
 gateway: {address: $GATEWAY/24, interface: eth1}
 sync: {interface: eth1, syncId: $SYNC_ID}
 YAML
+	if [ -n "${HA_FAILOVER:-}" ]; then echo "failover: $HA_FAILOVER"; fi
 }
 
 # start_agent_in NS [FLAGS...]: lvs-agent for director NS inside NS, state in
@@ -671,6 +673,18 @@ start_agent_in() {
 		tail -n 20 "/tmp/agent.$_ns.log" | sed 's/^/    /'
 		die "agent did not serve metrics in $_ns"
 	}
+}
+
+lv_logs() { ha_logs; }
+ka_logs() { tail -n 40 /tmp/keepalived.syslog | cut -c1-300 | sed 's/^/    /'; }
+
+# ha_logs: the last lines of the controller's and both agents' logs, for a
+# failed check to show what the role machines did.
+ha_logs() {
+	for _f in /tmp/controller.log /tmp/agent.dir-a.log /tmp/agent.dir-b.log; do
+		echo "  --- last 30 lines of $_f"
+		tail -n 30 "$_f" 2>/dev/null | cut -c1-400 | sed 's/^/    /'
+	done
 }
 
 # agent_pid NS: the pid start_agent_in recorded.
@@ -702,12 +716,17 @@ active_of() {
 # pair. The runs alternate directions by themselves: the survivor is the next
 # victim. Times (ms) are added to TAKEOVER_MS, one per run; a run that did not
 # heal fails a check and adds nothing.
+# TAKEOVER_RUN numbers the runs across calls (a scenario may call it once per
+# run, with checks of its own in between).
 TAKEOVER_MS=""
+TAKEOVER_RUN=0
 takeover_runs() {
 	_kind=$1
 	_n=$2
-	_run=1
-	while [ "$_run" -le "$_n" ]; do
+	_i=1
+	while [ "$_i" -le "$_n" ]; do
+		TAKEOVER_RUN=$((TAKEOVER_RUN + 1))
+		_run=$TAKEOVER_RUN
 		_act=$(holders "$VIP")
 		case $_act in
 		dir-a | dir-b) ;;
@@ -731,9 +750,10 @@ takeover_runs() {
 		"${_kind}_restart" "$_act"
 		wait_until 30 "${_kind}_healthy" || {
 			fail_check "$_kind run $_run: the pair is healthy again within 30 s after $_act came back"
+			command -v "${_kind}_logs" >/dev/null && "${_kind}_logs"
 			return 1
 		}
-		_run=$((_run + 1))
+		_i=$((_i + 1))
 	done
 }
 
