@@ -547,3 +547,78 @@ func procCPU(tb testing.TB, pid int) time.Duration {
 	}
 	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
+
+// holds says whether a director's fake kernel has the VIP on its VIP interface.
+func holds(a *agentProc, vip string) bool {
+	ps, err := a.addrs.Addresses("eth0")
+	if err != nil {
+		return false
+	}
+	for _, p := range ps {
+		if p.Addr().String() == vip {
+			return true
+		}
+	}
+	return false
+}
+
+// TestPlannedFailoverWithRealAgents: the agent daemons (fake kernels, real peer heartbeats
+// on loopback) and the controller move the VIP with lvsctl failover, there and back,
+// sampled every millisecond: never on both directors at once, and status shows who holds.
+func TestPlannedFailoverWithRealAgents(t *testing.T) {
+	ctl := newController(t)
+	c := dialTB(t, ctl.cfg.Listen)
+	ctx := context.Background()
+	if _, err := c.config.Apply(ctx, &lvsctlv1.ApplyRequest{Objects: twoDirectorWMS(t)}); err != nil {
+		t.Fatal(err)
+	}
+	agents := map[string]*agentProc{"dir-a": startAgent(t, "dir-a", ctl.cfg.Listen), "dir-b": startAgent(t, "dir-b", ctl.cfg.Listen)}
+	const vip = "192.0.2.10"
+	only := func(holder string) func() bool {
+		return func() bool {
+			for name, a := range agents {
+				if holds(a, vip) != (name == holder) {
+					return false
+				}
+			}
+			d := directorStatus(t, c, holder)
+			return d.GetHolding() && d.GetRole() == lvsctlv1.Role_ROLE_ACTIVE
+		}
+	}
+	waitUntil(t, 15*time.Second, "dir-a alone holding the VIP", only("dir-a"))
+
+	var both atomic.Int64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+			if holds(agents["dir-a"], vip) && holds(agents["dir-b"], vip) {
+				both.Add(1)
+			}
+		}
+	}()
+	for _, step := range []struct{ to, want, previous string }{{"dir-b", "dir-b", "dir-a"}, {"", "dir-a", "dir-b"}} {
+		resp, err := c.config.Failover(ctx, &lvsctlv1.FailoverRequest{Group: "edge-1", To: step.to})
+		if err != nil {
+			t.Fatalf("failover to %q: %v", step.to, err)
+		}
+		if resp.GetRoles().GetActive() != step.want || resp.GetPrevious() != step.previous {
+			t.Fatalf("failover to %q: %v, want %s ACTIVE after %s", step.to, resp, step.want, step.previous)
+		}
+		waitUntil(t, 15*time.Second, step.want+" alone holding the VIP", only(step.want))
+		if d := directorStatus(t, c, step.previous); d.GetHolding() || d.GetRole() != lvsctlv1.Role_ROLE_STANDBY {
+			t.Errorf("after the failover to %s, %s's status: %v", step.want, step.previous, d)
+		}
+	}
+	close(stop)
+	<-sampled
+	if n := both.Load(); n > 0 {
+		t.Errorf("both directors held the VIP in %d samples", n)
+	}
+}
