@@ -294,6 +294,8 @@ type loop struct {
 	writes  map[string]*write // group -> its write in flight
 	timers  timerHeap
 	next    map[string]time.Time
+	// blocked is each group's last logged Blocked().
+	blocked map[string]string
 	// armed is what the timer is set for (zero: nothing, an hour away); fired: it went off
 	// since.
 	armed time.Time
@@ -314,7 +316,7 @@ type write struct {
 func newLoop(m *Manager) *loop {
 	return &loop{m: m, machines: map[string]machine{}, conf: map[string]*groupConfig{}, dirGroup: map[string]string{},
 		connected: map[string]bool{}, reports: map[string]*lvsctlv1.RoleStatus{},
-		pending: map[uint64]*request{}, writes: map[string]*write{}, next: map[string]time.Time{}}
+		pending: map[uint64]*request{}, writes: map[string]*write{}, next: map[string]time.Time{}, blocked: map[string]string{}}
 }
 
 func (l *loop) run(ctx context.Context) error {
@@ -402,6 +404,16 @@ func (l *loop) step(group string, ev Event) {
 	}
 	acts := mc.Step(time.Now(), ev)
 	l.m.setEpoch(group, mc.Epoch())
+	if b, ok := mc.(interface{ Blocked() string }); ok {
+		// What holds back a takeover or a handover (a director the controller cannot hear
+		// may be renewing the ACTIVE's lease), said once each time it changes.
+		if why := b.Blocked(); why != l.blocked[group] {
+			if why != "" {
+				l.m.log.Info("role change waits", "group", group, "why", why)
+			}
+			l.blocked[group] = why
+		}
+	}
 	if n := mc.Next(); !n.IsZero() {
 		if old, ok := l.next[group]; !ok || !old.Equal(n) {
 			l.next[group] = n
@@ -583,6 +595,7 @@ func (l *loop) removeGroup(name string) {
 	delete(l.machines, name)
 	delete(l.next, name)
 	delete(l.writes, name)
+	delete(l.blocked, name)
 	l.m.epochs.Delete(name)
 	for id, r := range l.pending {
 		if r.group == name {
