@@ -22,9 +22,9 @@
 # guest stalls processes for hundreds of ms, and with the defaults (heartbeat
 # 100 ms, fence 300 ms: a lease renewed by a peer alone has about 100 ms to
 # spare) the ACTIVE there releases and takes its addresses again and again.
-# LAB_ENV=HA_FAILOVER= runs the defaults; LAB_ENV=HA_FAILOVER=fenceTime:1s,...
-# others.
-HA_FAILOVER=${HA_FAILOVER-heartbeatInterval:100ms,deadAfter:1.5s,fenceTime:1.5s}
+# LAB_ENV=HA_FAILOVER= runs them with the defaults, any other value with its
+# own (see ha_manifest).
+HA_FAILOVER=${HA_FAILOVER-"{heartbeatInterval: 100ms, deadAfter: 1.5s, fenceTime: 1.5s}"}
 
 OUTAGE_S=${OUTAGE_S:-20}
 

@@ -787,9 +787,11 @@ ha_up() {
 	start_agent_in dir-a
 	start_agent_in dir-b
 	ha_manifest >/tmp/ha.yaml
-	# The group is the manifest's last document: HA_FAILOVER (LAB_ENV, e.g.
-	# HA_FAILOVER=fenceTime:1s) sets its failover block.
-	[ -n "${HA_FAILOVER:-}" ] && echo "failover: {$(echo "$HA_FAILOVER" | sed 's/,/, /g; s/:/: /g')}" >>/tmp/ha.yaml
+	# HA_FAILOVER: the group's failover block, as ha_manifest takes it (the
+	# group is the manifest's last document).
+	if [ -n "${HA_FAILOVER:-}" ] && ! grep -q '^failover:' /tmp/ha.yaml; then
+		echo "failover: $HA_FAILOVER" >>/tmp/ha.yaml
+	fi
 	show lv apply -f /tmp/ha.yaml
 	wait_until 40 lv_healthy || {
 		show lv status
