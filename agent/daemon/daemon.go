@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -211,7 +212,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		held = saved.Role.GetRole() == lvsctlv1.Role_ROLE_ACTIVE && len(a.cfg.State.OwnedAddresses()) > 0
 	}
 
-	w := &worker{a: a, ctx: ctx, jobs: make(chan func(), 64), done: make(chan struct{}, 64), behind: make(chan struct{}, 1), preempted: make(chan struct{}, 1), finished: make(chan struct{})}
+	w := &worker{a: a, ctx: ctx, jobs: make(chan func(), 256), done: make(chan struct{}, 64), behind: make(chan struct{}, 1), preempted: make(chan struct{}, 1), finished: make(chan struct{})}
 	go w.run()
 	defer w.stop()
 	r := &runner{a: a, ctx: ctx, l: l, w: w}
@@ -393,6 +394,8 @@ func (r *runner) do(act action) []event {
 				}
 			}
 		}
+	case actRoleStatus:
+		r.w.queueStatus(act.status)
 	case actReconcile:
 		r.w.busy++
 		r.w.jobs <- func() {
@@ -451,6 +454,11 @@ type worker struct {
 	// hold is what the role machine says now, set by Run's goroutine after each step: a
 	// reconcile queued before a release must not take the addresses back after it.
 	hold atomic.Bool
+	// lastStatus is the role machine's last status, sent again when what is held changes.
+	lastStatus *lvsctlv1.RoleStatus
+	// pendingStatus, guarded by statusMu, is the status waiting to be sent (nil: none).
+	statusMu      sync.Mutex
+	pendingStatus *lvsctlv1.RoleStatus
 	// releases counts the releases started (by Run's goroutine, which runs them at once).
 	releases atomic.Uint64
 	// preempted: a release stopped a running reconcile, which must be done again.
@@ -513,20 +521,53 @@ func (w *worker) do(act action) {
 		if a.cfg.Stats != nil {
 			a.report(act.desired)
 		}
-	case actRoleStatus:
-		st := proto.CloneOf(act.status)
-		st.Holding = st.GetHolding() && w.holding
-		st.Sync = w.sync
-		if err := a.cfg.Session.Send(&lvsctlv1.ConnectRequest{Msg: &lvsctlv1.ConnectRequest_RoleStatus{RoleStatus: st}}); err != nil {
-			a.log.Debug("role status not sent", "error", err)
+	}
+}
+
+// queueStatus has st sent after the kernel work queued so far. Statuses waiting are one: the
+// latest replaces the one not sent yet, so peers flapping during a long reconcile cannot fill
+// the queue and block Run's goroutine, which must keep heartbeating.
+func (w *worker) queueStatus(st *lvsctlv1.RoleStatus) {
+	w.statusMu.Lock()
+	queued := w.pendingStatus != nil
+	w.pendingStatus = st
+	w.statusMu.Unlock()
+	if !queued {
+		w.jobs <- func() {
+			w.statusMu.Lock()
+			st := w.pendingStatus
+			w.pendingStatus = nil
+			w.statusMu.Unlock()
+			w.lastStatus = st
+			w.sendStatus()
 		}
+	}
+}
+
+// sendStatus sends the last status from the role machine with what the kernel holds: holding
+// is what the jobs applied, not what the machine wants (a release not yet done is still
+// holding, and the controller must not hear otherwise: it would promote another).
+func (w *worker) sendStatus() {
+	if w.lastStatus == nil {
+		return
+	}
+	st := proto.CloneOf(w.lastStatus)
+	st.Holding = w.holding
+	st.Sync = w.sync
+	if err := w.a.cfg.Session.Send(&lvsctlv1.ConnectRequest{Msg: &lvsctlv1.ConnectRequest_RoleStatus{RoleStatus: st}}); err != nil {
+		w.a.log.Debug("role status not sent", "error", err)
 	}
 }
 
 // applied records what a reconcile or holding job left in the kernel.
 func (w *worker) applied(hold bool, res reconcile.Result) {
+	changed := hold != w.holding || !proto.Equal(res.Sync, w.sync)
 	w.holding = hold
 	w.sync = res.Sync
+	if changed {
+		// The controller decides on holding (a planned failover waits for the release).
+		defer w.sendStatus()
+	}
 	if hold {
 		// A reconcile that runs after the machine said hold may add the addresses before
 		// the holding job does: the announce that follows covers both.
