@@ -8,7 +8,7 @@ CMDS := ./controlplane/cmd/lvs-controller ./agent/cmd/lvs-agent ./cli/cmd/lvsctl
 # skipping under `make test`: a skipped test must never pass for a green run.
 export LVSCTL_REQUIRE_PRIVILEGED ?= 1
 
-.PHONY: all build generate check-generated lint unit test lab demo bench clean
+.PHONY: all build generate check-generated lint unit test lab demo bench bench-ha clean
 
 all: build
 
@@ -46,6 +46,10 @@ demo:
 # Benchmarks measure (they never fail on a slow figure) and write docs/benchmarks.md.
 bench:
 	tools/bench.sh
+
+# Takeover time against keepalived's VRRPv3 (advert_int 0.1), in one lab boot: LAB-BENCH lines.
+bench-ha:
+	deploy/lab/run.sh bench-ha
 
 clean:
 	rm -rf $(BIN) deploy/lab/.build
