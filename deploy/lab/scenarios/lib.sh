@@ -474,13 +474,10 @@ mac_of() { on "$1" cat "/sys/class/net/$2/address"; }
 # holds NS ADDR: status 0 if NS has ADDR on an interface that is up.
 holds() { on "$1" ip -br addr show up 2>/dev/null | grep -q " $2/"; }
 
-# holders ADDR: the directors holding ADDR on an up interface, space-separated
-# ("" for none).
-holders() {
-	_h=""
-	for _d in $HA_DIRECTORS; do holds "$_d" "$1" && _h="$_h $_d"; done
-	echo "${_h# }"
-}
+# holders ADDR: the directors holding ADDR on an up link (as lab-ha watch
+# counts them: administratively up with carrier), space-separated ("" for
+# none). One lab-ha process: every exec counts in the emulated guest.
+holders() { lab-ha holders --ns dir-a,dir-b "$1" 2>/dev/null; }
 
 # neigh_mac NS ADDR: the MAC NS's neighbour table holds for ADDR (empty if none).
 neigh_mac() { on "$1" ip neigh show "$2" | sed -nE 's/.* lladdr ([0-9a-f:]+).*/\1/p' | head -n 1; }
@@ -764,14 +761,13 @@ lv_healthy() {
 	_h=$(holders "$VIP")
 	case $_h in dir-a | dir-b) ;; *) return 1 ;; esac
 	_o=$(other_director "$_h")
-	[ "$(holders "$GATEWAY")" = "$_h" ] &&
-		[ "$(active_of)" = "$_h" ] &&
-		[ "$(sfield "$_h" connected)" = true ] &&
-		[ "$(sfield "$_o" connected)" = true ] &&
-		[ "$(sfield "$_o" role)" = '"STANDBY"' ] &&
-		[ "$(sfield "$_o/$_h" reachable)" = true ] &&
-		[ "$(sfield "$_h" appliedRevision)" = "$(sfield "$_h" desiredRevision)" ] &&
-		[ "$(sfield "$_o" appliedRevision)" = "$(sfield "$_o" desiredRevision)" ]
+	[ "$(holders "$GATEWAY")" = "$_h" ] || return 1
+	# One status and one lab-ha for every field (each exec counts here).
+	_f=$(lv status -o json 2>/dev/null | lab-ha field "$_h" role "$_o" role "$_h" connected "$_o" connected \
+		"$_o/$_h" reachable "$_h" appliedRevision "$_h" desiredRevision \
+		"$_o" appliedRevision "$_o" desiredRevision 2>/dev/null | tr '\n' ' ')
+	printf '%s\n' "$_f" | awk '$1 == "\"ACTIVE\"" && $2 == "\"STANDBY\"" && $3 == "true" && $4 == "true" &&
+		$5 == "true" && $6 == $7 && $8 == $9 && $7 > 0 { ok = 1 } END { exit !ok }'
 }
 
 # ---- failover scenarios: sync, partitions, outages (ha-sync, ha-partition, ha-outage)

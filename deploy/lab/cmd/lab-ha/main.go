@@ -5,7 +5,8 @@
 //	                [--interval 10ms] [--stop-file FILE] [--duration D]
 //	lab-ha takeover HOST:PORT [--kill PID,...] [--down NS] [--interval 10ms] [--timeout 200ms]
 //	                [--limit 30s] [-- CMD [ARG...]]
-//	lab-ha field    NAME FIELD < JSON
+//	lab-ha field    NAME FIELD [NAME FIELD...] < JSON
+//	lab-ha holders  --ns NS,NS... ADDR...
 //
 // watch runs in the guest's root namespace and samples, every interval, which
 // of the named network namespaces holds each address on a link that is up
@@ -45,12 +46,19 @@
 // It exits 1 if no connection was answered within the limit, or the death
 // failed.
 //
+// holders prints, for each ADDR, one line: the namespaces that hold it on an
+// up link (as watch counts them), space-separated, empty for none. One
+// process for what "ip -n NS addr" per namespace would take several for.
+//
 // field reads a JSON document (lvsctl status -o json) and prints FIELD of the
 // shallowest object whose "name" is NAME, as raw JSON ("ACTIVE" with its
 // quotes, 3, true, [...]); nothing, and status 1, if there is none. NAME may
 // be a path, A/B: the object named B inside the one named A (dir-b/dir-a
 // hostReachable: what dir-b reports of its peer dir-a). The guest has no jq,
 // and sed cannot tell a director's object from the peers nested in it.
+// Several NAME FIELD pairs print one line each (empty for one not found, and
+// the status is then 1): one process for a check that reads many fields, as
+// every exec counts in the emulated guest.
 package main
 
 import (
@@ -86,7 +94,8 @@ func usage() {
 	fmt.Fprintln(os.Stderr, `usage:
   lab-ha watch    --ns NS,NS... --addr IP,IP... [--interval 10ms] [--stop-file FILE] [--duration D]
   lab-ha takeover HOST:PORT [--kill PID,...] [--down NS] [--interval 10ms] [--timeout 200ms] [--limit 30s] [-- CMD [ARG...]]
-  lab-ha field    NAME FIELD < JSON`)
+  lab-ha field    NAME FIELD [NAME FIELD...] < JSON
+  lab-ha holders  --ns NS,NS... ADDR...`)
 	os.Exit(2)
 }
 
@@ -102,6 +111,8 @@ func main() {
 		err = runTakeover(os.Args[2:])
 	case "field":
 		err = runField(os.Args[2:])
+	case "holders":
+		err = runHolders(os.Args[2:])
 	default:
 		usage()
 	}
@@ -247,19 +258,11 @@ func runWatch(args []string) error {
 		}
 		w.addrs = append(w.addrs, a)
 	}
-	for _, name := range strings.Split(*nsList, ",") {
-		ns, err := netns.GetFromName(name)
-		if err != nil {
-			return fmt.Errorf("--ns %s: %w", name, err)
-		}
-		// Route sockets only: the default opens every family, and the guest
-		// has no xfrm module.
-		h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
-		if err != nil {
-			return fmt.Errorf("--ns %s: netlink: %w", name, err)
-		}
-		w.dirs = append(w.dirs, director{name: name, h: h})
+	dirs, err := openDirectors(*nsList)
+	if err != nil {
+		return err
 	}
+	w.dirs = dirs
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
@@ -295,6 +298,63 @@ loop:
 	w.report()
 	if w.dual > 0 || w.errs > 0 {
 		return fmt.Errorf("%d dual-active samples, %d failed samples of %d", w.dual, w.errs, w.samples)
+	}
+	return nil
+}
+
+// openDirectors opens a route netlink handle in each namespace of a
+// comma-separated list.
+func openDirectors(list string) ([]director, error) {
+	var dirs []director
+	for _, name := range strings.Split(list, ",") {
+		ns, err := netns.GetFromName(name)
+		if err != nil {
+			return nil, fmt.Errorf("--ns %s: %w", name, err)
+		}
+		// Route sockets only: the default opens every family, and a kernel
+		// without the xfrm module refuses that.
+		h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+		ns.Close()
+		if err != nil {
+			return nil, fmt.Errorf("--ns %s: netlink: %w", name, err)
+		}
+		dirs = append(dirs, director{name: name, h: h})
+	}
+	return dirs, nil
+}
+
+func runHolders(args []string) error {
+	fs := flag.NewFlagSet("holders", flag.ContinueOnError)
+	nsList := fs.String("ns", "", "network namespaces (ip netns names), comma-separated")
+	if err := fs.Parse(args); err != nil || fs.NArg() == 0 || *nsList == "" {
+		usage()
+	}
+	var addrs []netip.Addr
+	for _, s := range fs.Args() {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return fmt.Errorf("address: %w", err)
+		}
+		addrs = append(addrs, a)
+	}
+	dirs, err := openDirectors(*nsList)
+	if err != nil {
+		return err
+	}
+	held := make([]map[netip.Addr]bool, len(dirs))
+	for i, d := range dirs {
+		if held[i], err = d.held(addrs); err != nil {
+			return err
+		}
+	}
+	for _, a := range addrs {
+		var names []string
+		for i, d := range dirs {
+			if held[i][a] {
+				names = append(names, d.name)
+			}
+		}
+		stdout.Print(strings.Join(names, " "))
 	}
 	return nil
 }
@@ -480,31 +540,48 @@ func ask(ctx context.Context, addr string, timeout time.Duration) (string, error
 // ---- field -----------------------------------------------------------------
 
 func runField(args []string) error {
-	if len(args) != 2 {
+	if len(args) < 2 || len(args)%2 != 0 {
 		usage()
 	}
 	var doc any
 	if err := json.NewDecoder(os.Stdin).Decode(&doc); err != nil {
 		return fmt.Errorf("reading JSON: %w", err)
 	}
-	names := strings.Split(args[0], "/")
+	var missing []string
+	for i := 0; i < len(args); i += 2 {
+		v, err := field(doc, args[i], args[i+1])
+		if err != nil {
+			missing = append(missing, err.Error())
+			stdout.Print("")
+			continue
+		}
+		out, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		stdout.Print(string(out))
+	}
+	if len(missing) > 0 {
+		return errors.New(strings.Join(missing, "; "))
+	}
+	return nil
+}
+
+// field is FIELD of the object a NAME path leads to.
+func field(doc any, path, name string) (any, error) {
+	names := strings.Split(path, "/")
 	obj := doc
-	for i, name := range names {
+	for i, n := range names {
 		var ok bool
-		if obj, ok = find(obj, name, i > 0); !ok {
-			return fmt.Errorf("no object named %q", strings.Join(names[:i+1], "/"))
+		if obj, ok = find(obj, n, i > 0); !ok {
+			return nil, fmt.Errorf("no object named %q", strings.Join(names[:i+1], "/"))
 		}
 	}
-	v, ok := obj.(map[string]any)[args[1]]
+	v, ok := obj.(map[string]any)[name]
 	if !ok {
-		return fmt.Errorf("%s has no field %q", args[0], args[1])
+		return nil, fmt.Errorf("%s has no field %q", path, name)
 	}
-	out, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	stdout.Print(string(out))
-	return nil
+	return v, nil
 }
 
 // find walks v breadth first for the shallowest object whose "name" is name:
