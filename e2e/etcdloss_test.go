@@ -45,6 +45,9 @@ func TestEtcdOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitApplied(t, cl, resp.GetRevision(), "dir-a")
+	// The ACTIVE adds its VIPs once its lease starts (the controller's first answer to its
+	// heartbeats): the data plane is complete when status says it holds them.
+	waitUntil(t, 10*time.Second, "dir-a holding its VIPs", func() bool { return directorStatus(t, cl, "dir-a").GetHolding() })
 	before := dirA.kernel()
 	dirA.ipvs.ResetOps()
 
