@@ -498,7 +498,7 @@ stop_watch() {
 	touch /tmp/watch.stop
 	wait "$WATCH_PID"
 	WATCH_RESULT=$(grep '^WATCH RESULT' /tmp/watch.out | tail -n 1)
-	WATCH_DUAL=$(printf '%s\n' "$WATCH_RESULT" | awk '{print $5}')
+	WATCH_DUAL=$(printf '%s\n' "$WATCH_RESULT" | awk '{print $6}')
 }
 
 # revive NS: brings back a director that died (its daemon killed, its links
@@ -516,12 +516,12 @@ revive() {
 # stats MS...: "min=.. median=.. max=.. runs=N" of the numbers given (median:
 # the middle one, or the mean of the two middle ones).
 stats() {
-	printf '%s\n' "$@" | sort -n | awk '
-		{ v[NR] = $1 }
+	printf '%s\n' "$@" | grep . | sort -n | awk '
+		{ v[++n] = $1 }
 		END {
-			if (NR == 0) { print "min=- median=- max=- runs=0"; exit }
-			m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-			printf "min=%.0f median=%.0f max=%.0f runs=%d\n", v[1], m, v[NR], NR
+			if (n == 0) { print "min=- median=- max=- runs=0"; exit }
+			m = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+			printf "min=%.0f median=%.0f max=%.0f runs=%d\n", v[1], m, v[n], n
 		}'
 }
 
@@ -724,6 +724,12 @@ takeover_runs() {
 	while [ "$_i" -le "$_n" ]; do
 		TAKEOVER_RUN=$((TAKEOVER_RUN + 1))
 		_run=$TAKEOVER_RUN
+		# A healthy pair to kill the ACTIVE of (a starved guest may flap).
+		wait_until 30 "${_kind}_healthy" || {
+			fail_check "$_kind run $_run: a healthy pair before the death, within 30 s"
+			command -v "${_kind}_logs" >/dev/null && "${_kind}_logs"
+			return 1
+		}
 		_act=$(holders "$VIP")
 		case $_act in
 		dir-a | dir-b) ;;
@@ -883,4 +889,12 @@ ha_digest() {
 		echo "  agent $_d: hold changes, warnings, errors"
 		grep -E 'group addresses changed|level=(WARN|ERROR)' "/tmp/agent.$_d.log" 2>/dev/null | tail -n 25 | sed 's/^/    /'
 	done
+}
+
+# hold_recovered NAME: status 0 if every connection of hold NAME whose probe
+# failed has answered again since (lab-client prints both).
+hold_recovered() {
+	awk '$1 == "conn" && $3 == "probe" { down[$2] = 1 }
+		$1 == "conn" && $3 == "answering" { down[$2] = 0 }
+		END { for (c in down) if (down[c]) exit 1 }' "/tmp/hold.$1.out"
 }
