@@ -80,7 +80,7 @@ TAKEOVER_MS=""
 TAKEOVER_RUN=0
 takeover_runs ka "$RUNS"
 KA_MS=$TAKEOVER_MS
-stop_watch
+stop_watch >/dev/null
 ka_dual=$WATCH_DUAL
 note "sampler: $WATCH_RESULT"
 
@@ -134,7 +134,7 @@ else
 	ha_logs
 	LV_MS=""
 fi
-stop_watch
+stop_watch >/dev/null
 lv_dual=$WATCH_DUAL
 note "sampler: $WATCH_RESULT"
 expect_eq "lvsctl: no sample with two directors holding $VIP or $GATEWAY on an up link" 0 "$lv_dual"

@@ -97,7 +97,7 @@ done
 
 step "After $RUNS takeovers"
 show lv status
-stop_watch
+stop_watch >/dev/null
 expect_eq "the sampler saw no two directors holding $VIP or $GATEWAY on an up link" \
 	"WATCH RESULT samples dual 0 errors 0" "$(printf '%s\n' "$WATCH_RESULT" | sed -E 's/samples [0-9]+/samples/')"
 grep '^WATCH +' /tmp/watch.out | sed 's/^/    /'

@@ -491,14 +491,17 @@ start_watch() {
 	wait_line /tmp/watch.out '^WATCH READY' 10 || die "lab-ha watch did not start"
 }
 
-# stop_watch: stops the watch and sets WATCH_RESULT to its result line
-# ("WATCH RESULT samples N dual D errors E") and WATCH_DUAL to D. Not in a
-# command substitution: a subshell cannot wait for the watch.
+# stop_watch: stops the watch, prints its result line ("WATCH RESULT samples
+# N dual D errors E") and sets WATCH_RESULT to it and WATCH_DUAL to D (the
+# variables only when not called in a command substitution). It waits for the
+# line in the file, not for the process: a subshell cannot wait for the
+# watch.
 stop_watch() {
 	touch /tmp/watch.stop
-	wait "$WATCH_PID"
+	wait_until 10 grep -q '^WATCH RESULT' /tmp/watch.out || echo "  (lab-ha watch did not stop within 10 s)" >&2
 	WATCH_RESULT=$(grep '^WATCH RESULT' /tmp/watch.out | tail -n 1)
 	WATCH_DUAL=$(printf '%s\n' "$WATCH_RESULT" | awk '{print $6}')
+	echo "$WATCH_RESULT"
 }
 
 # revive NS: brings back a director that died (its daemon killed, its links
