@@ -356,14 +356,10 @@ func (r *runner) do(act action) []event {
 		}
 	case actProbe:
 		if a.cfg.Prober == nil {
-			// A director that cannot probe cannot tell a dead host from a dead agent, whose
-			// kernel still holds the VIPs: it never says a peer's host is down, so it never
-			// agrees to a takeover that could make two ACTIVE directors.
-			var evs []event
-			for _, o := range act.out {
-				evs = append(evs, evProbeAnswer{peer: o.Peer})
-			}
-			return evs
+			// A director that cannot probe reports its peers' probes never answered, which
+			// the controller does not take for a dead host (PeerStatus.probes_answered): it
+			// cannot tell a dead host from a dead agent whose kernel still holds the VIPs.
+			return nil
 		}
 		for _, o := range act.out {
 			if err := a.cfg.Prober.Probe(o.Peer, o.To.Addr()); err != nil {

@@ -124,8 +124,8 @@ func Run(ctx context.Context, o Config) error {
 		Announcer: announce.New(log),
 	}
 	if prober, err := peer.NewProber(log); err != nil {
-		// Without probes the agent cannot tell a dead host from a dead agent: it then never
-		// reports a peer's host down, so it never lets the controller take over from one.
+		// Without probes the agent cannot tell a dead host from a dead agent: it reports its
+		// peers' probes never answered, which the controller does not count as a dead host.
 		log.Error("cannot probe the other directors' hosts (CAP_NET_RAW is needed): this director will not agree to an automatic takeover", "error", err)
 	} else {
 		defer prober.Close()
