@@ -67,7 +67,7 @@ sync_phase() {
 		fail_check "$_what: 20 connections through $VIP held"
 		return 1
 	}
-	note "20 connections held from ports $_sport-$((_sport + 19)): $(grep -c '^conn .* server rs' "/tmp/hold.$_name.out") open, on $(sed -nE 's/^conn .* server (rs[0-9]+)$/\1/p' "/tmp/hold.$_name.out" | sort | uniq -c | awk '{printf "%s%s x%s", NR > 1 ? ", " : "", $2, $1}')"
+	note "20 connections held from ports $_sport-$((_sport + 19)): $(grep -c '^conn .* server rs' "/tmp/hold.$_name.out") open, on $(sed -nE 's/^conn .* server (rs[0-9]+)$/\1/p' "/tmp/hold.$_name.out" | sort | uniq -c | awk '{printf "%s%s x%s", (NR > 1 ? ", " : ""), $2, $1}')"
 	_t0=$(uptime_s)
 	if wait_until 15 synced_all "$_to" "$_sport"; then
 		pass_check "$_what: $_to's IPVS table lists all 20 ESTABLISHED before the move (synced after $(awk -v a="$_t0" -v b="$(uptime_s)" 'BEGIN {printf "%.1f", b - a}') s)"
