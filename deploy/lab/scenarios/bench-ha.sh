@@ -145,7 +145,10 @@ fi
 stop_watch >/dev/null
 lv_dual=$WATCH_DUAL
 note "sampler: $WATCH_RESULT"
-expect_eq "lvsctl: no sample with two directors holding $VIP or $GATEWAY on an up link" 0 "$lv_dual"
+expect_eq "lvsctl: no sample with two directors holding $VIP or $GATEWAY on an up link" 0 "$lv_dual" || {
+	watch_duals
+	ha_digest
+}
 fi
 
 step "Results (ms from the death to the first new connection answered through $VIP)"

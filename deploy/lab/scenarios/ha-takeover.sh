@@ -100,7 +100,8 @@ show lv status
 stop_watch >/dev/null
 expect_eq "the sampler saw no two directors holding $VIP or $GATEWAY on an up link" \
 	"WATCH RESULT samples dual 0 errors 0" "$(printf '%s\n' "$WATCH_RESULT" | sed -E 's/samples [0-9]+/samples/')"
-grep '^WATCH +' /tmp/watch.out | sed 's/^/    /'
+[ "$WATCH_DUAL" = 0 ] || { watch_duals; ha_digest; }
+grep '^WATCH +' /tmp/watch.out | tail -n 40 | sed 's/^/    /'
 # shellcheck disable=SC2086 # the list is words
 note "takeover, death -> first new connection answered (ms): $(stats $TAKEOVER_MS) ($(echo $TAKEOVER_MS))"
 finish

@@ -504,6 +504,10 @@ stop_watch() {
 	echo "$WATCH_RESULT"
 }
 
+# watch_duals: the watch's time line around each change where two
+# directors held an address (3 lines before each), to see what led to it.
+watch_duals() { grep '^WATCH +' /tmp/watch.out | grep -B3 ' [a-z0-9-]*,[a-z0-9-]*$' | head -n 60 | sed 's/^/    /'; }
+
 # revive NS: brings back a director that died (its daemon killed, its links
 # down: takeover_runs), as a host that
 # rebooted: the floating addresses it held are gone (a dead host's kernel
