@@ -62,48 +62,48 @@ KA_MS=""
 KA_DEATH=""
 ka_dual=""
 if [ "${HA_ONLY:-keepalived}" = keepalived ]; then
-step "keepalived $KA_ADVERT s VRRPv3 on both directors, the IPVS service by hand on both"
-for d in $HA_DIRECTORS; do
-	ka_program_ipvs "$d" || die "programming IPVS in $d"
-done
-show on dir-a ipvsadm -Ln
-start_watch
-ka_start dir-a 200
-ka_start dir-b 100
-wait_until 20 ka_healthy || {
-	tail -n 30 /tmp/keepalived.dir-a.log /tmp/keepalived.dir-b.log | sed 's/^/    /'
-	die "keepalived: no MASTER holding $VIP and $GATEWAY within 20 s"
-}
-wait_until 10 on client lab-client tcp "$VIP:554" --timeout 1s || die "no answer through $VIP under keepalived"
-note "MASTER: $(holders "$VIP")"
-show on "$(holders "$VIP")" ipvsadm -L --daemon
+	step "keepalived $KA_ADVERT s VRRPv3 on both directors, the IPVS service by hand on both"
+	for d in $HA_DIRECTORS; do
+		ka_program_ipvs "$d" || die "programming IPVS in $d"
+	done
+	show on dir-a ipvsadm -Ln
+	start_watch
+	ka_start dir-a 200
+	ka_start dir-b 100
+	wait_until 20 ka_healthy || {
+		ka_logs
+		die "keepalived: no MASTER holding $VIP and $GATEWAY within 20 s"
+	}
+	wait_until 10 on client lab-client tcp "$VIP:554" --timeout 1s || die "no answer through $VIP under keepalived"
+	note "MASTER: $(holders "$VIP")"
+	show on "$(holders "$VIP")" ipvsadm -L --daemon
 
-step "keepalived: $RUNS takeovers"
-TAKEOVER_MS=""
-TAKEOVER_DEATH_MS=""
-TAKEOVER_RUN=0
-takeover_runs ka "$RUNS"
-KA_MS=$TAKEOVER_MS
-KA_DEATH=$TAKEOVER_DEATH_MS
-stop_watch >/dev/null
-ka_dual=$WATCH_DUAL
-note "sampler: $WATCH_RESULT"
+	step "keepalived: $RUNS takeovers"
+	TAKEOVER_MS=""
+	TAKEOVER_DEATH_MS=""
+	TAKEOVER_RUN=0
+	takeover_runs ka "$RUNS"
+	KA_MS=$TAKEOVER_MS
+	KA_DEATH=$TAKEOVER_DEATH_MS
+	stop_watch >/dev/null
+	ka_dual=$WATCH_DUAL
+	note "sampler: $WATCH_RESULT"
 
-step "keepalived stopped (SIGTERM: it removes its addresses), the hand-made IPVS and nftables removed"
-for d in $HA_DIRECTORS; do
-	eval "ka_main_$(echo $d | tr - _)=$(cat "/run/ka.$d.main.pid")"
-	kill $(ka_pids "$d") 2>/dev/null
-done
-for d in $HA_DIRECTORS; do
-	eval "_pid=\$ka_main_$(echo $d | tr - _)"
-	wait_until 10 sh -c "! kill -0 $_pid 2>/dev/null" || note "keepalived in $d still running"
-	on "$d" ipvsadm -C
-	on "$d" ipvsadm --stop-daemon master 2>/dev/null
-	on "$d" ipvsadm --stop-daemon backup 2>/dev/null
-	on "$d" nft delete table inet lab-ha
-	revive "$d"
-done
-expect_eq "no director holds $VIP after keepalived stopped" "" "$(holders "$VIP")"
+	step "keepalived stopped (SIGTERM: it removes its addresses), the hand-made IPVS and nftables removed"
+	for d in $HA_DIRECTORS; do
+		eval "ka_main_$(echo $d | tr - _)=$(cat "/run/ka.$d.main.pid")"
+		kill $(ka_pids "$d") 2>/dev/null
+	done
+	for d in $HA_DIRECTORS; do
+		eval "_pid=\$ka_main_$(echo $d | tr - _)"
+		wait_until 10 sh -c "! kill -0 $_pid 2>/dev/null" || note "keepalived in $d still running"
+		on "$d" ipvsadm -C
+		on "$d" ipvsadm --stop-daemon master 2>/dev/null
+		on "$d" ipvsadm --stop-daemon backup 2>/dev/null
+		on "$d" nft delete table inet lab-ha
+		revive "$d"
+	done
+	expect_eq "no director holds $VIP after keepalived stopped" "" "$(holders "$VIP")"
 fi
 
 # ---- lvsctl ----------------------------------------------------------------------
@@ -118,29 +118,29 @@ LV_MS=""
 LV_DEATH=""
 lv_dual=""
 if [ "${HA_ONLY:-lvsctl}" = lvsctl ]; then
-step "lvsctl: controller, agents in dir-a and dir-b, group edge-1 with default failover settings"
-start_watch
-start_controller
-start_agent_in dir-a
-start_agent_in dir-b
-ha_manifest >/tmp/ha.yaml
-lv apply -f /tmp/ha.yaml 2>&1 | sed 's/^/    /'
-if wait_until 30 lv_healthy; then
-	wait_until 10 on client lab-client tcp "$VIP:554" --timeout 1s || fail_check "lvsctl: an answer through $VIP"
-	note "ACTIVE: $(active_of)"
-	show lv status
-	step "lvsctl: $RUNS takeovers"
-	TAKEOVER_MS=""
-	TAKEOVER_DEATH_MS=""
-	TAKEOVER_RUN=0
-	takeover_runs lv "$RUNS"
-	LV_MS=$TAKEOVER_MS
-	LV_DEATH=$TAKEOVER_DEATH_MS
-else
-	fail_check "lvsctl: one ACTIVE holding $VIP and $GATEWAY, both directors connected and applied within 30 s"
-	show lv status
-	ha_logs
-	LV_MS=""
+	step "lvsctl: controller, agents in dir-a and dir-b, group edge-1 with default failover settings"
+	start_watch
+	start_controller
+	start_agent_in dir-a
+	start_agent_in dir-b
+	ha_manifest >/tmp/ha.yaml
+	lv apply -f /tmp/ha.yaml 2>&1 | sed 's/^/    /'
+	if wait_until 30 lv_healthy; then
+		wait_until 10 on client lab-client tcp "$VIP:554" --timeout 1s || fail_check "lvsctl: an answer through $VIP"
+		note "ACTIVE: $(active_of)"
+		show lv status
+		step "lvsctl: $RUNS takeovers"
+		TAKEOVER_MS=""
+		TAKEOVER_DEATH_MS=""
+		TAKEOVER_RUN=0
+		takeover_runs lv "$RUNS"
+		LV_MS=$TAKEOVER_MS
+		LV_DEATH=$TAKEOVER_DEATH_MS
+	else
+		fail_check "lvsctl: one ACTIVE holding $VIP and $GATEWAY, both directors connected and applied within 30 s"
+		show lv status
+		ha_logs
+		LV_MS=""
 fi
 stop_watch >/dev/null
 lv_dual=$WATCH_DUAL
