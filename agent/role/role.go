@@ -127,6 +127,8 @@ type peer struct {
 	holding bool
 	// reachable and hostReachable as of the last Step; conflict: it was reported.
 	reachable, hostReachable, conflict bool
+	// replyDue: a periodic heartbeat of the peer awaits our immediate reply.
+	replyDue bool
 }
 
 // Machine is one director's role logic.
@@ -263,6 +265,7 @@ func (m *Machine) peerHeartbeat(now time.Time, ev PeerHeartbeat) {
 	}
 	p.heard = now
 	p.echo = hb.GetSent()
+	p.replyDue = p.replyDue || !hb.GetReply()
 	p.epoch, p.role, p.holding = hb.GetEpoch(), hb.GetRole(), hb.GetHolding()
 	m.answer(now, hb.GetEcho(), hb.GetEpoch(), p.name)
 }
@@ -363,6 +366,8 @@ func (m *Machine) advance(now time.Time) Actions {
 
 	if m.inGroup && (!m.beaten || !now.Before(m.lastBeat.Add(m.settings.Interval))) {
 		m.beat(now, &act)
+	} else if m.inGroup {
+		m.reply(now, &act)
 	}
 
 	if k := m.key(now); !proto.Equal(k, m.reported) {
@@ -372,9 +377,8 @@ func (m *Machine) advance(now time.Time) Actions {
 	return act
 }
 
-// beat sends one round of heartbeats and probes, and remembers the sent value.
-func (m *Machine) beat(now time.Time, act *Actions) {
-	m.lastBeat, m.beaten = now, true
+// newSent returns a new sent value, remembered with its time so that its echo renews.
+func (m *Machine) newSent(now time.Time) int64 {
 	v := now.UnixNano()
 	if v <= m.lastSent {
 		// Values must be unique and increasing to be found again: the wall clock may step back.
@@ -385,6 +389,32 @@ func (m *Machine) beat(now time.Time, act *Actions) {
 	m.sent = append(m.sent, sentAt{value: v, at: now})
 	if len(m.sent) > maxSent {
 		m.sent = m.sent[len(m.sent)-maxSent:]
+	}
+	return v
+}
+
+// reply answers the periodic heartbeats that arrived since the last Step at once, so that
+// the sender's lease is renewed a round trip after it sent, not up to an interval later.
+func (m *Machine) reply(now time.Time, act *Actions) {
+	for _, name := range m.names() {
+		p := m.peers[name]
+		if !p.replyDue {
+			continue
+		}
+		p.replyDue = false
+		act.Peers = append(act.Peers, Outgoing{Peer: name, To: p.addr, HB: &lvsctlv1.PeerHeartbeat{
+			Group: m.group, Director: m.director, Epoch: m.epoch, Role: m.role,
+			Holding: m.hold, Sent: m.newSent(now), Echo: p.echo, Reply: true,
+		}})
+	}
+}
+
+// beat sends one round of heartbeats and probes, and remembers the sent value.
+func (m *Machine) beat(now time.Time, act *Actions) {
+	m.lastBeat, m.beaten = now, true
+	v := m.newSent(now)
+	for _, p := range m.peers {
+		p.replyDue = false // this round answers them
 	}
 	act.Controller = &lvsctlv1.Heartbeat{Sent: v, Echo: m.controllerEcho, Epoch: m.epoch}
 	for _, name := range m.names() {

@@ -298,9 +298,10 @@ func TestPeerEchoKeepsLeaseThroughControllerOutage(t *testing.T) {
 			pending = append(pending, answer{now.Add(ms), ControllerHeartbeat{HB: &lvsctlv1.Heartbeat{Echo: a.Controller.Sent, Epoch: 7}}})
 		}
 		for _, o := range a.Peers {
-			if o.Peer == "dir-b" && now.Before(t0.Add(5*time.Second)) {
+			// dir-b replies at once to periodic heartbeats, as the machine does.
+			if o.Peer == "dir-b" && !o.HB.GetReply() && now.Before(t0.Add(5*time.Second)) {
 				pending = append(pending, answer{now.Add(ms), PeerHeartbeat{From: o.To.Addr(), HB: &lvsctlv1.PeerHeartbeat{
-					Group: "edge-1", Director: "dir-b", Epoch: 7, Role: standby, Sent: now.UnixNano(), Echo: o.HB.Sent}}})
+					Group: "edge-1", Director: "dir-b", Epoch: 7, Role: standby, Sent: now.UnixNano(), Echo: o.HB.Sent, Reply: true}}})
 			}
 		}
 	}
@@ -402,16 +403,22 @@ func TestHeartbeats(t *testing.T) {
 	if n := m.Next(); !n.Equal(t0.Add(100 * ms)) {
 		t.Errorf("Next() t0+%v, want t0+100ms", n.Sub(t0))
 	}
-	// Answers in between send nothing.
+	// Answers in between send nothing...
 	for _, ev := range []Event{
 		ControllerHeartbeat{HB: &lvsctlv1.Heartbeat{Sent: 555, Epoch: 3}},
-		PeerHeartbeat{From: netip.MustParseAddr(addrs["dir-b"]), HB: &lvsctlv1.PeerHeartbeat{Group: "edge-1", Director: "dir-b", Epoch: 3, Sent: 776}},
-		PeerHeartbeat{From: netip.MustParseAddr(addrs["dir-b"]), HB: &lvsctlv1.PeerHeartbeat{Group: "edge-1", Director: "dir-b", Epoch: 3, Sent: 777}},
+		PeerHeartbeat{From: netip.MustParseAddr(addrs["dir-b"]), HB: &lvsctlv1.PeerHeartbeat{Group: "edge-1", Director: "dir-b", Epoch: 3, Sent: 776, Reply: true}},
 		Tick{},
 	} {
 		if a := m.Step(t0.Add(100*ms-1), ev); a.Controller != nil || a.Peers != nil || a.Probes != nil {
 			t.Fatalf("%T before the interval sent %v", ev, a)
 		}
+	}
+	// ...but a peer's periodic heartbeat is answered at once, with a reply (never answered
+	// itself) echoing it, whose sent value is remembered: its echo renews.
+	a = m.Step(t0.Add(100*ms-1), PeerHeartbeat{From: netip.MustParseAddr(addrs["dir-b"]), HB: &lvsctlv1.PeerHeartbeat{Group: "edge-1", Director: "dir-b", Epoch: 3, Sent: 777}})
+	if a.Controller != nil || a.Probes != nil || len(a.Peers) != 1 || a.Peers[0].Peer != "dir-b" ||
+		!a.Peers[0].HB.GetReply() || a.Peers[0].HB.GetEcho() != 777 || a.Peers[0].HB.GetSent() != sent(100*ms-1) {
+		t.Fatalf("answer to a periodic heartbeat: %+v", a)
 	}
 	a = m.Step(t0.Add(100*ms), Tick{})
 	if !proto.Equal(a.Controller, &lvsctlv1.Heartbeat{Sent: sent(100 * ms), Echo: 555, Epoch: 3}) {

@@ -1132,7 +1132,11 @@ type PeerHeartbeat struct {
 	// sent is the sender's monotonic clock (ns), opaque to the receiver, which echoes it.
 	Sent int64 `protobuf:"varint,6,opt,name=sent,proto3" json:"sent,omitempty"`
 	// echo is the latest sent value the sender has received from the receiver (0: none).
-	Echo          int64 `protobuf:"varint,7,opt,name=echo,proto3" json:"echo,omitempty"`
+	Echo int64 `protobuf:"varint,7,opt,name=echo,proto3" json:"echo,omitempty"`
+	// reply marks a heartbeat sent at once in answer to a periodic one (which it echoes): the
+	// sender's lease is renewed one round trip after its heartbeat, not one interval later.
+	// A reply is never answered.
+	Reply         bool `protobuf:"varint,8,opt,name=reply,proto3" json:"reply,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1214,6 +1218,13 @@ func (x *PeerHeartbeat) GetEcho() int64 {
 		return x.Echo
 	}
 	return 0
+}
+
+func (x *PeerHeartbeat) GetReply() bool {
+	if x != nil {
+		return x.Reply
+	}
+	return false
 }
 
 // PeerStatus is what one director sees of another in its group.
@@ -1477,7 +1488,7 @@ const file_lvsctl_v1_types_proto_rawDesc = "" +
 	"\vhandover_to\x18\x04 \x01(\tR\n" +
 	"handoverTo\x12\x16\n" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\x12\x1a\n" +
-	"\bprevious\x18\x06 \x01(\tR\bprevious\"\xbe\x01\n" +
+	"\bprevious\x18\x06 \x01(\tR\bprevious\"\xd4\x01\n" +
 	"\rPeerHeartbeat\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x1a\n" +
 	"\bdirector\x18\x02 \x01(\tR\bdirector\x12\x14\n" +
@@ -1485,7 +1496,8 @@ const file_lvsctl_v1_types_proto_rawDesc = "" +
 	"\x04role\x18\x04 \x01(\x0e2\x0f.lvsctl.v1.RoleR\x04role\x12\x18\n" +
 	"\aholding\x18\x05 \x01(\bR\aholding\x12\x12\n" +
 	"\x04sent\x18\x06 \x01(\x03R\x04sent\x12\x12\n" +
-	"\x04echo\x18\a \x01(\x03R\x04echo\"\x8d\x02\n" +
+	"\x04echo\x18\a \x01(\x03R\x04echo\x12\x14\n" +
+	"\x05reply\x18\b \x01(\bR\x05reply\"\x8d\x02\n" +
 	"\n" +
 	"PeerStatus\x12\x1a\n" +
 	"\bdirector\x18\x01 \x01(\tR\bdirector\x12\x1c\n" +
