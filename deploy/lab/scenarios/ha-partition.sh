@@ -131,8 +131,12 @@ note "new connections through $VIP during (b) and (c) (failures expected only wh
 show lv status
 
 step "After the partitions"
-expect_eq "the sampler saw no two directors holding $VIP or $GATEWAY on an up link" \
-	"WATCH RESULT samples dual 0 errors 0" "$(stop_watch | sed -E 's/samples [0-9]+/samples/')"
+stop_watch >/dev/null
+expect_match "the sampler saw no two directors holding $VIP or $GATEWAY on an up link" \
+	'^WATCH RESULT samples [1-9][0-9]* dual 0 ' "$WATCH_RESULT"
+# A sample that failed (a netlink read of a namespace) is one missed reading,
+# not a dual one: shown, not judged.
+grep '^lab-ha: ' /tmp/watch.out | head -n 5 | sed 's/^/    /'
 grep '^WATCH +' /tmp/watch.out | sed 's/^/    /'
 note "(b) timeline after the partition: VIP released by dir-a +${RELEASE_MS:-?} ms, taken by dir-b +${TAKE_MS:-?} ms"
 [ "$LAB_FAILS" -gt 0 ] && ha_digest

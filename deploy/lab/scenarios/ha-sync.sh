@@ -149,8 +149,12 @@ for d in $HA_DIRECTORS; do
 	expect_eq "$d still runs both sync daemons" "backup eth1 $SYNC_ID
 master eth1 $SYNC_ID" "$(daemons "$d")"
 done
-expect_eq "the sampler saw no two directors holding $VIP or $GATEWAY on an up link" \
-	"WATCH RESULT samples dual 0 errors 0" "$(stop_watch | sed -E 's/samples [0-9]+/samples/')"
+stop_watch >/dev/null
+expect_match "the sampler saw no two directors holding $VIP or $GATEWAY on an up link" \
+	'^WATCH RESULT samples [1-9][0-9]* dual 0 ' "$WATCH_RESULT"
+# A sample that failed (a netlink read of a namespace) is one missed reading,
+# not a dual one: shown, not judged.
+grep '^lab-ha: ' /tmp/watch.out | head -n 5 | sed 's/^/    /'
 grep '^WATCH +' /tmp/watch.out | sed 's/^/    /'
 note "survived/total per move (20 connections, a probe each 200 ms, synced before the move):$SURVIVED"
 [ "$LAB_FAILS" -gt 0 ] && ha_digest
