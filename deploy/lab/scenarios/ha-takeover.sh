@@ -54,10 +54,18 @@ lv_restart() {
 
 # Before each death: the client and the reals talk to the ACTIVE, so their
 # entries for the VIP and the gateway are fresh with its MACs; its epoch.
+# Read once the pair is healthy (the caller waited); an empty read (a
+# status call that failed) is retried, so the epoch check compares numbers.
 before_death() {
 	on client lab-client tcp "$VIP:554" -n 3 >/dev/null 2>&1
+	_a=$(holders "$VIP")
+	EPOCH_BEFORE=""
+	wait_until 5 epoch_read "$_a"
+	OLD_MAC0=$(mac_of "$_a" eth0 2>/dev/null)
+}
+epoch_read() {
 	EPOCH_BEFORE=$(status_field "$1" epoch)
-	OLD_MAC0=$(mac_of "$1" eth0)
+	[ -n "$EPOCH_BEFORE" ]
 }
 lv_checks() {
 	_new=$1
@@ -90,7 +98,7 @@ while [ "$run" -le "$RUNS" ]; do
 		ha_logs
 		break
 	}
-	before_death "$(holders "$VIP")"
+	before_death
 	takeover_runs lv 1 || break
 	run=$((run + 1))
 done
