@@ -296,16 +296,23 @@ func (h holdWatch) WithGroup(name string) slog.Handler {
 	return holdWatch{next: h.next.WithGroup(name), sink: h.sink, attrs: h.attrs}
 }
 
-// lastHold is the latest holding job of director that took the addresses, after since.
-func (s *holdSink) lastHold(director string, since time.Time) (holdJob, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, j := range slices.Backward(s.jobs) {
-		if j.director == director && j.hold && j.at.After(since) {
-			return j, true
+// lastHold waits for the latest holding job of director that took the addresses, logged
+// after since: the agent logs it after it reported holding. 10 s is a hang guard.
+func (s *holdSink) lastHold(tb testing.TB, director string, since time.Time) holdJob {
+	tb.Helper()
+	var got holdJob
+	waitUntil(tb, 10*time.Second, director+" logging its holding job", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, j := range slices.Backward(s.jobs) {
+			if j.director == director && j.hold && j.at.After(since) {
+				got = j
+				return true
+			}
 		}
-	}
-	return holdJob{}, false
+		return false
+	})
+	return got
 }
 
 // takeoverEnv is the controller, the two directors and what watches them.
@@ -628,10 +635,7 @@ func TestTakeoverTenThousandClusters(t *testing.T) {
 	if samples == 0 {
 		t.Error("the address tables were never sampled")
 	}
-	j, ok := e.sink.lastHold("dir-b", time.Time{})
-	if !ok {
-		t.Fatal("dir-b logged no holding job")
-	}
+	j := e.sink.lastHold(t, "dir-b", time.Time{})
 	t.Logf("kill -> dir-b holding all %d addresses: %s; its ApplyHolding: %s, %d operations, started %s after the kill; epoch %d -> %d; %d samples",
 		len(e.held.index), took.Round(time.Millisecond), j.duration, j.operations, (took - j.duration).Round(time.Millisecond), before, st.GetEpoch(), samples)
 }
@@ -651,10 +655,7 @@ func BenchmarkTakeover10k(b *testing.B) {
 		took, _ := e.takeover(active)
 		b.StopTimer()
 		total += took
-		j, ok := e.sink.lastHold(takeoverDirectors[1-active].Name, since)
-		if !ok {
-			b.Fatalf("%s logged no holding job", takeoverDirectors[1-active].Name)
-		}
+		j := e.sink.lastHold(b, takeoverDirectors[1-active].Name, since)
 		hold += j.duration
 		// The kill to the holding job's start: detection, the fence, the controller's
 		// decision and the assignment's way to the agent.
