@@ -115,7 +115,7 @@ failover() { show lv failover edge-1; }
 failback() {
 	_wait=$(awk -v b="$BACK" -v u="$(uptime_s)" 'BEGIN { d = b + 10 - u; print (d > 0 ? d : 0) }')
 	sleep "$_wait"
-	expect_eq "no preemption: dir-b still ACTIVE $(awk -v b="$BACK" -v u="$(uptime_s)" 'BEGIN {printf "%.1f", u - b}') s after dir-a (priority 200) came back healthy, nothing moved" \
+	expect_eq "no preemption: dir-b still ACTIVE $(awk -v b="$BACK" -v u="$(uptime_s)" 'BEGIN {printf "%.1f", u - b}') s after dir-a (priority 200) came back healthy, nothing moved since its revival" \
 		"dir-b dir-b ''" "$(holders "$VIP") $(holders "$GATEWAY") '$(watch_since "$BACK_N")'"
 	failover
 }
@@ -124,6 +124,7 @@ step "(b) unplanned takeover: dir-a's agent killed -9 and its links down, 20 con
 sync_phase b 40100 "(b) unplanned takeover" die_now dir-a
 
 step "dir-a comes back as after a reboot: no VIP, gateway, IPVS service or sync daemon; links up; agent started"
+BACK_N=$(watch_changes)
 revive dir-a
 on dir-a ipvsadm --stop-daemon master 2>/dev/null
 on dir-a ipvsadm --stop-daemon backup 2>/dev/null
@@ -132,7 +133,6 @@ on dir-a nft delete table inet lvsctl 2>/dev/null
 start_agent_in dir-a
 wait_until 30 lv_healthy || fail_check "the pair is healthy within 30 s of dir-a's return"
 BACK=$(uptime_s)
-BACK_N=$(watch_changes)
 expect_eq "dir-a's agent restored both sync daemons" "backup eth1 $SYNC_ID
 master eth1 $SYNC_ID" "$(daemons dir-a)"
 show lv status
