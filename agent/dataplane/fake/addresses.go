@@ -55,9 +55,16 @@ func (f *Addresses) AddAddress(iface string, p netip.Prefix) error {
 	if !p.IsValid() {
 		return fmt.Errorf("add address to %s: prefix is not valid: %w", iface, syscall.EINVAL)
 	}
-	for have := range link {
-		if have == p || (p.Addr().Is6() && have.Addr() == p.Addr()) {
-			return fmt.Errorf("add address %s dev %s: %w", p, iface, dataplane.ErrExist)
+	if _, ok := link[p]; ok {
+		return fmt.Errorf("add address %s dev %s: %w", p, iface, dataplane.ErrExist)
+	}
+	if p.Addr().Is6() {
+		// Keyed by address alone: any prefix length of it is the same address. Looked up
+		// per length, not by a scan of the link, so 10,000 adds stay linear.
+		for bits := 0; bits <= 128; bits++ {
+			if _, ok := link[netip.PrefixFrom(p.Addr(), bits)]; ok {
+				return fmt.Errorf("add address %s dev %s: %w", p, iface, dataplane.ErrExist)
+			}
 		}
 	}
 	link[p] = struct{}{}
