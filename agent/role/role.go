@@ -329,7 +329,10 @@ func (m *Machine) decide(now time.Time) (bool, string) {
 		// A new ACTIVE that still hears the old one holding (a report of it lost that was
 		// already stale when the controller decided) waits for its release, which the
 		// first heartbeat under our epoch causes: never two holders, even for a moment.
-		if p := m.peers[name]; p.reachable && p.holding && p.epoch < m.epoch {
+		// Only before taking: an ACTIVE already holding keeps its addresses when an old
+		// one comes back claiming its old epoch (a restarted agent): that one releases on
+		// our first heartbeat, and dropping ours too would only make an outage.
+		if p := m.peers[name]; !m.hold && p.reachable && p.holding && p.epoch < m.epoch {
 			return false, fmt.Sprintf("waiting for %s to release (it holds under epoch %d)", name, p.epoch)
 		}
 	}

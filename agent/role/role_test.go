@@ -608,7 +608,7 @@ func TestConflictReportedOnceAndNotObeyed(t *testing.T) {
 	run(t, New("dir-a"), []step{
 		{0, assign(pair(), active, 2), false, nil},
 		{1 * ms, fromController(0, 2), true, conflict("")},
-		{2 * ms, holding(1, true), false, conflict("")}, // an old ACTIVE not yet told: wait for its release
+		{2 * ms, holding(1, true), true, conflict("")}, // an old ACTIVE not yet told: it releases on our heartbeat
 		{3 * ms, holding(2, true), true, conflict("dir-b")},
 		{4 * ms, holding(2, true), true, conflict("")},
 		{5 * ms, holding(2, false), true, conflict("")},
@@ -649,6 +649,12 @@ func TestWaitsForTheOldActiveToRelease(t *testing.T) {
 	if a := m2.Step(t0.Add(time.Millisecond), assign(pair(), active, 2)); len(a.Peers) != 1 || a.Peers[0].HB.GetEpoch() != 2 {
 		t.Errorf("no heartbeat under the new epoch at once: %+v", a.Peers)
 	}
+	// Holding already, an old ACTIVE coming back (its agent restarted, claiming its old epoch)
+	// does not make us release: it releases on our heartbeat.
+	run(t, m, []step{
+		{5 * ms, old(true), true, nil},
+		{6 * ms, Tick{}, true, nil},
+	})
 	// A lost old ACTIVE (unreachable) is no reason to wait: the controller's fence covers it.
 	m3 := New("dir-a")
 	run(t, m3, []step{
