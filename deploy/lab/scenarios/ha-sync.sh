@@ -14,7 +14,7 @@
 #   then dir-a comes back as after a reboot (no floating addresses, no IPVS
 #   service nor sync daemon, links up, agent started) and, without
 #   preemption (the default), stays STANDBY for 10 s though its priority is
-#   higher;
+#   higher; its return moves nothing (the sampler, from its revival on);
 #   (c) failback: lvsctl failover edge-1 moves the role back to dir-a;
 #   (a) planned: lvsctl failover edge-1 moves it to dir-b again.
 # (b) comes first so that the director that returns is the one of higher
@@ -115,8 +115,11 @@ failover() { show lv failover edge-1; }
 failback() {
 	_wait=$(awk -v b="$BACK" -v u="$(uptime_s)" 'BEGIN { d = b + 10 - u; print (d > 0 ? d : 0) }')
 	sleep "$_wait"
-	expect_eq "no preemption: dir-b still ACTIVE $(awk -v b="$BACK" -v u="$(uptime_s)" 'BEGIN {printf "%.1f", u - b}') s after dir-a (priority 200) came back healthy, nothing moved since its revival" \
-		"dir-b dir-b ''" "$(holders "$VIP") $(holders "$GATEWAY") '$(watch_since "$BACK_N")'"
+	expect_eq "no preemption: dir-b ACTIVE and holding $VIP and $GATEWAY $(awk -v b="$BACK" -v u="$(uptime_s)" 'BEGIN {printf "%.1f", u - b}') s after dir-a (priority 200) came back healthy" \
+		"dir-b dir-b \"ACTIVE\"" "$(holders "$VIP") $(holders "$GATEWAY") $(status_field dir-b role)"
+	# A director that returns must not disturb the ACTIVE, not even for a
+	# moment: the sampler saw no change from dir-a's revival on.
+	expect_eq "dir-a's return moved nothing, from its revival on (sampler)" "" "$(watch_since "$BACK_N")"
 	failover
 }
 
