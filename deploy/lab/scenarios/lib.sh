@@ -679,7 +679,7 @@ start_agent_in() {
 	}
 }
 
-lv_logs() { ha_logs; }
+lv_logs() { ha_digest; }
 ka_logs() { tail -n 40 /tmp/keepalived.syslog | cut -c1-300 | sed 's/^/    /'; }
 
 # ha_logs: the last lines of the controller's and both agents' logs, for a
@@ -760,6 +760,8 @@ takeover_runs() {
 			TAKEOVER_MS="$TAKEOVER_MS $_ms"
 			TAKEOVER_DEATH_MS="$TAKEOVER_DEATH_MS $(printf '%s\n' "$_out" | sed -nE 's/^TAKEOVER .* cmd_ms=([0-9.]+) .*/\1/p')"
 			note "$_kind run $_run: $_act died, $(printf '%s\n' "$_out" | grep '^TAKEOVER')"
+			# A takeover over 3 s: show what the daemons decided meanwhile.
+			if [ "${_ms%.*}" -gt 3000 ] && command -v "${_kind}_logs" >/dev/null; then "${_kind}_logs"; fi
 		else
 			fail_check "$_kind run $_run: a new connection through $VIP after $_act died: $(oneline "$_out")"
 		fi
