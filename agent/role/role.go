@@ -479,6 +479,9 @@ func (m *Machine) Status(now time.Time) *lvsctlv1.RoleStatus {
 	s := &lvsctlv1.RoleStatus{
 		Group: m.group, Epoch: m.epoch, Role: m.role, Holding: m.hold, Fenced: m.fenced,
 	}
+	if m.seenEpoch > m.epoch {
+		s.SeenEpoch = m.seenEpoch
+	}
 	for _, name := range m.names() {
 		p := m.peers[name]
 		ago := int64(-1)

@@ -698,3 +698,21 @@ func TestProbesAnsweredOutlivesTheHost(t *testing.T) {
 		t.Errorf("host silent for more than dead_after: %v, want host unreachable, probes answered", p)
 	}
 }
+
+// TestSeenEpochReported: a director fenced by a higher epoch says which, so a controller that
+// announced that epoch and restarted before storing it can store it.
+func TestSeenEpochReported(t *testing.T) {
+	m := New("dir-a")
+	m.Step(t0, assign(pair(), active, 5))
+	if s := m.Status(t0); s.GetSeenEpoch() != 0 {
+		t.Fatalf("seen epoch %d before any higher one", s.GetSeenEpoch())
+	}
+	a := m.Step(t0.Add(ms), fromController(0, 11))
+	if a.Status.GetSeenEpoch() != 11 || a.Status.GetHolding() {
+		t.Errorf("status %v, want seen_epoch 11, not holding", a.Status)
+	}
+	m.Step(t0.Add(2*ms), assign(pair(), active, 11))
+	if s := m.Status(t0.Add(2 * ms)); s.GetSeenEpoch() != 0 {
+		t.Errorf("seen epoch %d once assigned it", s.GetSeenEpoch())
+	}
+}

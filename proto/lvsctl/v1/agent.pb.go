@@ -806,9 +806,13 @@ type RoleStatus struct {
 	// holding: the VIPs and gateway are on this director now.
 	Holding bool `protobuf:"varint,4,opt,name=holding,proto3" json:"holding,omitempty"`
 	// fenced says why an assigned ACTIVE does not hold them ("" otherwise).
-	Fenced        string        `protobuf:"bytes,5,opt,name=fenced,proto3" json:"fenced,omitempty"`
-	Peers         []*PeerStatus `protobuf:"bytes,6,rep,name=peers,proto3" json:"peers,omitempty"`
-	Sync          *SyncStatus   `protobuf:"bytes,7,opt,name=sync,proto3" json:"sync,omitempty"`
+	Fenced string        `protobuf:"bytes,5,opt,name=fenced,proto3" json:"fenced,omitempty"`
+	Peers  []*PeerStatus `protobuf:"bytes,6,rep,name=peers,proto3" json:"peers,omitempty"`
+	Sync   *SyncStatus   `protobuf:"bytes,7,opt,name=sync,proto3" json:"sync,omitempty"`
+	// seen_epoch is the highest epoch of the group this agent has heard (from the controller or a
+	// peer) above its own: it waits for an assignment of at least that epoch. A controller that
+	// restarted before storing an epoch it had announced learns it here and stores it.
+	SeenEpoch     uint64 `protobuf:"varint,8,opt,name=seen_epoch,json=seenEpoch,proto3" json:"seen_epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -890,6 +894,13 @@ func (x *RoleStatus) GetSync() *SyncStatus {
 		return x.Sync
 	}
 	return nil
+}
+
+func (x *RoleStatus) GetSeenEpoch() uint64 {
+	if x != nil {
+		return x.SeenEpoch
+	}
+	return 0
 }
 
 type SnapshotRequest struct {
@@ -992,7 +1003,7 @@ const file_lvsctl_v1_agent_proto_rawDesc = "" +
 	"\tHeartbeat\x12\x12\n" +
 	"\x04sent\x18\x01 \x01(\x03R\x04sent\x12\x12\n" +
 	"\x04echo\x18\x02 \x01(\x03R\x04echo\x12\x14\n" +
-	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\"\xe7\x01\n" +
+	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\"\x86\x02\n" +
 	"\n" +
 	"RoleStatus\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x14\n" +
@@ -1001,7 +1012,9 @@ const file_lvsctl_v1_agent_proto_rawDesc = "" +
 	"\aholding\x18\x04 \x01(\bR\aholding\x12\x16\n" +
 	"\x06fenced\x18\x05 \x01(\tR\x06fenced\x12+\n" +
 	"\x05peers\x18\x06 \x03(\v2\x15.lvsctl.v1.PeerStatusR\x05peers\x12)\n" +
-	"\x04sync\x18\a \x01(\v2\x15.lvsctl.v1.SyncStatusR\x04sync\")\n" +
+	"\x04sync\x18\a \x01(\v2\x15.lvsctl.v1.SyncStatusR\x04sync\x12\x1d\n" +
+	"\n" +
+	"seen_epoch\x18\b \x01(\x04R\tseenEpoch\")\n" +
 	"\x0fSnapshotRequest\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason2T\n" +
 	"\fAgentService\x12D\n" +
