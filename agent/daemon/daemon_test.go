@@ -382,7 +382,8 @@ func TestRoleAssignments(t *testing.T) {
 }
 
 // TestNoGroup: a director named in no group gets an empty state; it is applied only when the
-// agent has nothing to lose.
+// agent has nothing to lose. Refused, the services stay, but the ACTIVE's addresses go: its
+// old group may have another ACTIVE now.
 func TestNoGroup(t *testing.T) {
 	empty := &lvsctlv1.ConnectResponse{Msg: &lvsctlv1.ConnectResponse_Snapshot{Snapshot: &lvsctlv1.Snapshot{State: &lvsctlv1.DesiredState{}}}}
 	noState := &lvsctlv1.ConnectResponse{Msg: &lvsctlv1.ConnectResponse_Snapshot{Snapshot: &lvsctlv1.Snapshot{}}}
@@ -409,7 +410,10 @@ func TestNoGroup(t *testing.T) {
 				e.deliver(t, withRoles(snapshot(1, "edge-1", web("edge-1")), "edge-1", "dir-a", 1))
 				e.waitApplied(t, 1)
 			}
-			before := e.ipvs.Dump() + e.addrs.Dump()
+			before := e.ipvs.Dump()
+			if tt.before && e.addrs.Dump() != vipLine {
+				t.Fatalf("the ACTIVE of a group of one holds %q, want the VIP", e.addrs.Dump())
+			}
 			e.deliver(t, tt.msg)
 			ack := e.waitSent(t, isAck(0)).GetAck()
 			wantErr := `director "dir-a" is in no director group: keeping the data plane as it is`
@@ -422,9 +426,17 @@ func TestNoGroup(t *testing.T) {
 			if tt.wantError && (ack.GetRevision() != 0 || len(ack.GetDirectorErrors()) != 1) {
 				t.Errorf("resync ack %v, want revision 0 and the error", ack)
 			}
-			after := e.ipvs.Dump() + e.addrs.Dump()
+			after := e.ipvs.Dump()
 			if kept := after == before && before != ""; kept != tt.wantKept {
-				t.Errorf("kernel kept: %v, want %v; before:\n%s\nafter:\n%s", kept, tt.wantKept, before, after)
+				t.Errorf("IPVS services kept: %v, want %v; before:\n%s\nafter:\n%s", kept, tt.wantKept, before, after)
+			}
+			if d := e.addrs.Dump(); d != "" {
+				t.Errorf("a director in no group holds %q", d)
+			}
+			if tt.before {
+				if got := strings.Join(e.rec.log(), " "); got != "+192.0.2.20/32 -192.0.2.20/32" {
+					t.Errorf("address changes %s, want the VIP added, then released", got)
+				}
 			}
 		})
 	}

@@ -273,7 +273,7 @@ func (l *loop) message(now time.Time, m *lvsctlv1.ConnectResponse, acts []action
 			next = &lvsctlv1.DesiredState{} // nil is "no desired state yet" here
 		}
 		if l.refused = l.refuseGroupless(next.GetGroup()); l.refused != nil {
-			return append(acts, actAckRefusal{why: l.refused})
+			return append(l.leave(now, acts), actAckRefusal{why: l.refused})
 		}
 		l.role = l.obey(l.role, roleOf(msg.Snapshot.GetRoles(), next.GetGroup().GetName(), l.director))
 		l.cur, l.rev, l.fromCtl = newDesiredSet(next), msg.Snapshot.GetRevision(), true
@@ -293,7 +293,7 @@ func (l *loop) message(now time.Time, m *lvsctlv1.ConnectResponse, acts []action
 			g = d.GetGroup()
 		}
 		if l.refused = l.refuseGroupless(g); l.refused != nil {
-			return append(acts, actAckRefusal{why: l.refused})
+			return append(l.leave(now, acts), actAckRefusal{why: l.refused})
 		}
 		l.cur.apply(d)
 		l.rev = d.GetRevision()
@@ -342,15 +342,28 @@ func heldRole(assigned *lvsctlv1.RoleAssignment, hold bool) *lvsctlv1.RoleAssign
 // moves the peer transport to the director's address in the group. reconciling: a reconcile
 // follows in this step, and applies what the machine says about holding.
 func (l *loop) assign(now time.Time, g *lvsctlv1.DirectorGroup, acts []action, reconciling bool) []action {
-	if l.assigned && proto.Equal(g, l.assignedGroup) && proto.Equal(l.role, l.assignedRole) {
+	return l.tell(now, g, l.role, acts, reconciling)
+}
+
+// leave tells the role machine the director is in no group, when the controller says so but
+// its state is refused (refuseGroupless): the services and rules stay, but an ACTIVE removed
+// from its group must not hold the group's addresses, which its old group's new ACTIVE may
+// take. The machine releases them; the obeyed role stays, for the epochs it fences.
+func (l *loop) leave(now time.Time, acts []action) []action {
+	return l.tell(now, nil, nil, acts, false)
+}
+
+// tell tells the role machine group g and role r, when either changed since it was last told.
+func (l *loop) tell(now time.Time, g *lvsctlv1.DirectorGroup, r *lvsctlv1.RoleAssignment, acts []action, reconciling bool) []action {
+	if l.assigned && proto.Equal(g, l.assignedGroup) && proto.Equal(r, l.assignedRole) {
 		return acts
 	}
-	l.assigned, l.assignedGroup, l.assignedRole = true, g, l.role
+	l.assigned, l.assignedGroup, l.assignedRole = true, g, r
 	if local := l.localAddr(g); local != l.local {
 		l.local = local
 		acts = append(acts, actBind{local: local})
 	}
-	return l.roleStep(now, role.Assigned{Group: g, Role: l.role}, acts, reconciling)
+	return l.roleStep(now, role.Assigned{Group: g, Role: r}, acts, reconciling)
 }
 
 // localAddr is where this director receives its peers' heartbeats: its address in the group,
