@@ -40,10 +40,14 @@ func byPriority(a, b *lvsctlv1.Director) int {
 // computed at; nil when the stored one stays. It only fills the gaps the role machine never
 // fills, so the two never fight:
 //   - no assignment yet: Initial(g) is ACTIVE ("initial");
-//   - the ACTIVE is no longer a director of g: Initial(g) ("director removed");
+//   - the ACTIVE is no longer a director of g: a handover to Initial(g) ("director removed"),
+//     not a new ACTIVE at once: the removed director may still hold the addresses until its
+//     lease ends, and the machine finishes the handover once it has released (or surely
+//     has);
 //   - a planned handover whose target was removed, or an assignment naming nobody: the
 //     previous ACTIVE again if it is still in g (the one director that may still hold the
-//     addresses, so no second one can come up beside it), else Initial(g).
+//     addresses, so no second one can come up beside it); a handover to Initial(g) if the
+//     previous one was removed too (it may still hold them); else Initial(g).
 //
 // Everything else (an ACTIVE that is a member, a handover to a member) is left to the machine.
 // The epoch is max(stored+1, rev+1): it grows within the group, and across a group deleted and
@@ -60,18 +64,23 @@ func AfterGroupWrite(g *lvsctlv1.DirectorGroup, stored *lvsctlv1.GroupRoles, rev
 		if member(g, stored.GetActive()) {
 			return nil
 		}
-		out.Active, out.Reason, out.Previous = Initial(g), ReasonRemoved, stored.GetActive()
+		out.HandoverTo, out.Reason, out.Previous = Initial(g), ReasonRemoved, stored.GetActive()
 	default:
-		if to := stored.GetHandoverTo(); to != "" && member(g, to) {
+		to, prev := stored.GetHandoverTo(), stored.GetPrevious()
+		if to != "" && member(g, to) {
 			return nil
 		}
-		out.Reason, out.Previous = ReasonInitial, stored.GetPrevious()
-		if stored.GetHandoverTo() != "" {
+		out.Reason, out.Previous = ReasonInitial, prev
+		if to != "" {
 			out.Reason = ReasonRemoved
 		}
-		out.Active = Initial(g)
-		if member(g, stored.GetPrevious()) {
-			out.Active = stored.GetPrevious()
+		switch {
+		case member(g, prev):
+			out.Active = prev
+		case prev != "":
+			out.HandoverTo, out.Reason = Initial(g), ReasonRemoved
+		default:
+			out.Active = Initial(g)
 		}
 	}
 	return out

@@ -32,13 +32,17 @@ func TestAfterGroupWrite(t *testing.T) {
 	}{
 		{name: "new group", g: g, rev: 30, want: roles(a, 31, ReasonInitial, "")},
 		{name: "ACTIVE still a member", g: g, stored: roles(b, 12, ReasonTakeover, a), rev: 30},
-		{name: "ACTIVE removed", g: onlyB, stored: roles(a, 12, ReasonInitial, ""), rev: 30, want: roles(b, 31, ReasonRemoved, a)},
-		{name: "ACTIVE removed, epoch above the revision", g: onlyB, stored: roles(a, 50, ReasonInitial, ""), rev: 30, want: roles(b, 51, ReasonRemoved, a)},
+		// The removed ACTIVE may still hold the addresses: a handover, which the machine
+		// finishes once it has released, never a second ACTIVE in the same write.
+		{name: "ACTIVE removed", g: onlyB, stored: roles(a, 12, ReasonInitial, ""), rev: 30, want: handoverRoles(b, 31, ReasonRemoved, a)},
+		{name: "ACTIVE removed, epoch above the revision", g: onlyB, stored: roles(a, 50, ReasonInitial, ""), rev: 30, want: handoverRoles(b, 51, ReasonRemoved, a)},
 		{name: "handover to a member: the machine finishes it", g: g, stored: handoverRoles(b, 12, ReasonFailover, a), rev: 30},
 		{name: "handover target removed: the previous ACTIVE again", g: grp(nil, a, c), stored: handoverRoles(b, 12, ReasonFailover, a), rev: 30,
 			want: roles(a, 31, ReasonRemoved, a)},
 		{name: "handover target and previous removed", g: onlyB, stored: handoverRoles(c, 12, ReasonFailover, a), rev: 30,
-			want: roles(b, 31, ReasonRemoved, a)},
+			want: handoverRoles(b, 31, ReasonRemoved, a)},
+		{name: "removed ACTIVE's handover target removed too", g: grp(nil, c), stored: handoverRoles(b, 31, ReasonRemoved, a), rev: 40,
+			want: handoverRoles(c, 41, ReasonRemoved, a)},
 		{name: "naming nobody", g: g, stored: &lvsctlv1.GroupRoles{Group: "edge-1", Epoch: 12}, rev: 30, want: roles(a, 31, ReasonInitial, "")},
 		{name: "naming nobody, previous still a member", g: g, stored: &lvsctlv1.GroupRoles{Group: "edge-1", Epoch: 12, Previous: b}, rev: 30,
 			want: roles(b, 31, ReasonInitial, b)},

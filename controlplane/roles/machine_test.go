@@ -639,3 +639,39 @@ func TestHandoverAbandoned(t *testing.T) {
 		t.Errorf("replies %v, want one with ErrNotReleased", s.replies)
 	}
 }
+
+func TestRemovedActiveHandover(t *testing.T) {
+	// dir-a, the ACTIVE, is removed from the group at 500ms: the write path stores a handover
+	// to dir-b (AfterGroupWrite). dir-b becomes ACTIVE only once dir-a surely holds nothing.
+	removed := func() timed {
+		return timed{500 * ms, Configured{Group: grp(nil, b), Roles: handoverRoles(b, 11, ReasonRemoved, a), Revision: 10}}
+	}
+	want := roles(b, 12, ReasonRemoved, a)
+	for _, tc := range []struct {
+		name   string
+		evs    [][]timed
+		wantAt time.Duration
+	}{
+		{name: "released: it reports holding=false after the handover",
+			evs: [][]timed{every(a, 0, 2000*ms), one(report(400*ms, a, 5, false), report(600*ms, a, 5, true), report(700*ms, a, 5, false))},
+			// The report at 400ms came before the handover: it says nothing of it.
+			wantAt: 700 * ms},
+		{name: "lost: its stream ends, then a fence time after it was last heard",
+			evs:    [][]timed{every(a, 0, 500*ms), one(timed{550 * ms, Disconnected{Director: a}})},
+			wantAt: 800 * ms},
+		{name: "connected but silent about it: fence + dead_after after the handover",
+			evs:    [][]timed{every(a, 0, 2000*ms)},
+			wantAt: 1100 * ms},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSim(t, true)
+			s.run(append(tc.evs, one(start(grp(nil, a, b)), removed()), every(b, 0, 2000*ms))...)
+			if len(s.writes) != 1 || s.writes[0].at != tc.wantAt || !proto.Equal(s.writes[0].write, want) {
+				t.Fatalf("writes %v, want %v at %v", s.writes, want, tc.wantAt)
+			}
+			if got := s.m.Roles(); !proto.Equal(got, want) {
+				t.Errorf("stored %v, want %v", got, want)
+			}
+		})
+	}
+}

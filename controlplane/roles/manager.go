@@ -281,6 +281,9 @@ type loop struct {
 	machines map[string]machine
 	conf     map[string]*groupConfig
 	dirGroup map[string]string // director -> group
+	// former: director in no group -> the group it was last in, whose machine may be waiting
+	// for it to release (a removed ACTIVE).
+	former   map[string]string
 	revision int64
 	head     int64
 	loaded   bool
@@ -314,7 +317,7 @@ type write struct {
 }
 
 func newLoop(m *Manager) *loop {
-	return &loop{m: m, machines: map[string]machine{}, conf: map[string]*groupConfig{}, dirGroup: map[string]string{},
+	return &loop{m: m, machines: map[string]machine{}, conf: map[string]*groupConfig{}, dirGroup: map[string]string{}, former: map[string]string{},
 		connected: map[string]bool{}, reports: map[string]*lvsctlv1.RoleStatus{},
 		pending: map[uint64]*request{}, writes: map[string]*write{}, next: map[string]time.Time{}, blocked: map[string]string{}}
 }
@@ -527,6 +530,8 @@ func (l *loop) agent(a agentEvent) {
 	}
 	if g, ok := l.dirGroup[a.director]; ok {
 		l.step(g, a.ev)
+	} else if g, ok := l.former[a.director]; ok {
+		l.step(g, a.ev)
 	}
 }
 
@@ -608,12 +613,26 @@ func (l *loop) removeGroup(name string) {
 // indexDirectors maps directors to groups; a director named by two groups (validation
 // refuses it) belongs to the first by name, as the fan-out decides.
 func (l *loop) indexDirectors() {
+	prev := l.dirGroup
 	l.dirGroup = map[string]string{}
 	for _, name := range slices.Sorted(maps.Keys(l.conf)) {
 		for _, d := range l.conf[name].group.GetDirectors() {
 			if _, ok := l.dirGroup[d.GetName()]; !ok {
 				l.dirGroup[d.GetName()] = name
 			}
+		}
+	}
+	for d, g := range prev {
+		if _, ok := l.dirGroup[d]; !ok {
+			l.former[d] = g
+		}
+	}
+	for d := range l.dirGroup {
+		delete(l.former, d)
+	}
+	for d, g := range l.former {
+		if _, ok := l.conf[g]; !ok {
+			delete(l.former, d)
 		}
 	}
 }

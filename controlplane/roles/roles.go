@@ -267,6 +267,13 @@ func (m *Machine) Next() time.Time {
 	ts = append(ts, m.fenceAt, m.retryAt)
 	if m.stored.GetActive() == "" && m.handoverEpoch == m.stored.GetEpoch() && !m.handoverSince.IsZero() {
 		ts = append(ts, m.handoverSince.Add(m.handoverTimeout()))
+		if old := m.stored.GetPrevious(); old != "" && !member(m.g, old) {
+			// The times removedHolds changes its answer at.
+			ts = append(ts, m.handoverSince.Add(m.set.Fence+m.set.DeadAfter), m.started.Add(m.set.DeadAfter))
+			if p := m.dirs[old]; p != nil && !p.heard.IsZero() {
+				ts = append(ts, p.heard.Add(m.set.DeadAfter), p.heard.Add(m.set.Fence))
+			}
+		}
 	}
 	var next time.Time
 	for _, t := range ts {
@@ -451,8 +458,19 @@ func (m *Machine) handover(now time.Time, s *lvsctlv1.GroupRoles) *lvsctlv1.Grou
 	if m.req != nil {
 		start = m.req.at
 	}
+	if m.handoverEpoch != s.GetEpoch() {
+		m.handoverEpoch, m.handoverSince = s.GetEpoch(), now
+	}
 	switch {
+	case old == "":
+		m.releasedAfter = 0
 	case !member(m.g, old):
+		// A removed ACTIVE: it may hold the addresses until its lease ends.
+		if why := m.removedHolds(old, s, now); why != "" {
+			m.blocked = fmt.Sprintf("handover to %s waits for %s, removed from the group, to release (epoch %d): %s",
+				s.GetHandoverTo(), old, s.GetEpoch(), why)
+			return nil
+		}
 		m.releasedAfter = 0
 	case m.dirs[old] != nil && m.dirs[old].released >= s.GetEpoch():
 		m.releasedAfter = 0
@@ -460,9 +478,6 @@ func (m *Machine) handover(now time.Time, s *lvsctlv1.GroupRoles) *lvsctlv1.Grou
 			m.releasedAfter = m.dirs[old].reportAt.Sub(start)
 		}
 	default:
-		if m.handoverEpoch != s.GetEpoch() {
-			m.handoverEpoch, m.handoverSince = s.GetEpoch(), now
-		}
 		_, ok, why := m.takeoverCheck(old, now)
 		if !ok && m.alive(m.dirs[old], now) && !now.Before(m.handoverSince.Add(m.handoverTimeout())) {
 			// Connected, yet silent about its release: a broken agent. Give the role back
@@ -487,6 +502,27 @@ func (m *Machine) handover(now time.Time, s *lvsctlv1.GroupRoles) *lvsctlv1.Grou
 		}
 	}
 	return &lvsctlv1.GroupRoles{Active: to, Reason: s.GetReason(), Previous: old}
+}
+
+// removedHolds says why a removed director, the previous ACTIVE of the stored handover s, may
+// still hold the group's addresses ("" when it surely does not). It has released once it
+// reported holding=false after the handover was stored; or it is lost to the controller and
+// a fence time has passed since it was last heard; or Fence + DeadAfter have passed since
+// the handover was first seen: removed, it gets answers from nobody (the hub does not answer
+// a director in no group, its former peers no longer count it), so its lease ran out by then.
+func (m *Machine) removedHolds(old string, s *lvsctlv1.GroupRoles, now time.Time) string {
+	p := m.dirs[old]
+	if p != nil && (p.released >= s.GetEpoch() ||
+		(p.report != nil && !p.report.GetHolding() && !p.reportAt.Before(m.handoverSince))) {
+		return ""
+	}
+	if isLost, last := m.lost(old, now); isLost && !now.Before(last.Add(m.set.Fence)) {
+		return ""
+	}
+	if !now.Before(m.handoverSince.Add(m.set.Fence + m.set.DeadAfter)) {
+		return ""
+	}
+	return "it has not reported its release and is not lost"
 }
 
 // preempt starts a handover to a healthy director of higher priority than the ACTIVE.
