@@ -153,6 +153,7 @@ func (h *Hub) apply(b store.Batch) error {
 // not change finds nothing to send at the cost of a map lookup.
 func (h *Hub) wakeLocked() {
 	for _, s := range h.sessions {
+		s.grouped.Store(h.state.dirGroup[s.director] != "")
 		s.wake()
 	}
 }
@@ -180,6 +181,9 @@ type session struct {
 	// the latest renews the agent's lease for the longest.
 	echo atomic.Int64
 	beat chan struct{}
+	// grouped: the director is in a group as of the hub's state. A director in no group is
+	// never answered: epoch 0 would renew the lease of a removed ACTIVE that still holds.
+	grouped atomic.Bool
 }
 
 func (s *session) wake() {
@@ -215,6 +219,7 @@ func (h *Hub) Connect(stream grpc.BidiStreamingServer[lvsctlv1.ConnectRequest, l
 		log.Warn("replacing an existing session")
 	}
 	h.sessions[name] = s
+	s.grouped.Store(h.state.dirGroup[name] != "")
 	h.cfg.Fleet.Update(name, func(d *lvsctlv1.DirectorStatus) {
 		d.Connected = true
 		d.AgentVersion = hello.GetVersion()
@@ -409,8 +414,9 @@ func (h *Hub) send(ctx context.Context, stream grpc.BidiStreamingServer[lvsctlv1
 			err = sendState(true)
 		case <-s.beat:
 			// The answer to the agent's latest heartbeat, with the epoch of the group the
-			// agent was last sent: the one whose lease it holds.
-			if echo := s.echo.Swap(0); echo != 0 {
+			// agent was last sent: the one whose lease it holds. None for a director in no
+			// group (now, or as last sent): nothing it holds is the controller's to renew.
+			if echo := s.echo.Swap(0); echo != 0 && last.group != "" && s.grouped.Load() {
 				err = stream.Send(&lvsctlv1.ConnectResponse{Msg: &lvsctlv1.ConnectResponse_Heartbeat{Heartbeat: &lvsctlv1.Heartbeat{
 					Echo: echo, Epoch: h.cfg.Roles.Epoch(last.group)}}})
 			}

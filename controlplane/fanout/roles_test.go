@@ -104,3 +104,63 @@ func TestHeartbeatsAreAnsweredWithEchoAndEpoch(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestDirectorInNoGroupIsNotAnswered: a director removed from its group gets no answer to
+// its heartbeats (an answer would renew the lease of a removed ACTIVE that still holds the
+// addresses); once it is in a group again, its heartbeats are answered again.
+func TestDirectorInNoGroupIsNotAnswered(t *testing.T) {
+	roles := &recordingRoles{epochs: map[string]uint64{"edge-1": 42}}
+	h := startWith(t, Config{Roles: roles})
+	h.apply(t, twoGroups(2, 1, "dir-a", "dir-x"))
+	s := h.connect(t, "dir-x")
+	if next(t, s).GetSnapshot() == nil {
+		t.Fatal("first message is not the snapshot")
+	}
+	beat := func(sent int64) {
+		t.Helper()
+		if err := s.Send(&lvsctlv1.ConnectRequest{Msg: &lvsctlv1.ConnectRequest_Heartbeat{Heartbeat: &lvsctlv1.Heartbeat{Sent: sent}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// recvUntilEcho reads up to the answer to sent; any other answer fails.
+	recvUntilEcho := func(sent int64) {
+		t.Helper()
+		for {
+			m, err := s.Recv()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if hb := m.GetHeartbeat(); hb != nil && hb.GetEcho() != 0 {
+				if hb.GetEcho() != sent {
+					t.Fatalf("answer %v, want only the answer to %d", hb, sent)
+				}
+				return
+			}
+		}
+	}
+	beat(1)
+	recvUntilEcho(1)
+	h.apply(t, twoGroups(2, 1, "dir-a"))
+	if snap := next(t, s).GetSnapshot(); snap.GetRevision() != 0 {
+		t.Fatalf("after leaving edge-1: %v, want the empty state", snap)
+	}
+	beat(2) // unanswered
+	rev := h.apply(t, twoGroups(2, 1, "dir-a", "dir-x"))
+	for {
+		m, err := s.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hb := m.GetHeartbeat(); hb.GetEcho() != 0 {
+			t.Fatalf("a director in no group was answered: %v", hb)
+		}
+		if snap := m.GetSnapshot(); snap != nil {
+			if snap.GetRevision() != rev {
+				t.Fatalf("after joining edge-1 again: %v, want its snapshot at %d", snap, rev)
+			}
+			break
+		}
+	}
+	beat(3)
+	recvUntilEcho(3)
+}
