@@ -675,3 +675,21 @@ func TestRemovedActiveHandover(t *testing.T) {
 		})
 	}
 }
+
+func TestSeenEpochIsStored(t *testing.T) {
+	// A previous controller announced epoch 11 for a takeover in heartbeat answers and
+	// stopped before storing it; dir-a heard it, released, and waits for an assignment of at
+	// least 11. This controller starts from the stored dir-a at 5: dir-a's report of the
+	// epoch it saw makes it store the assignment again under 11, and dir-a holds again.
+	s := newSim(t, true)
+	g := grp(nil, a, b)
+	seen := timed{300 * ms, Reported{Director: a, Status: &lvsctlv1.RoleStatus{Group: "edge-1", Epoch: 5, SeenEpoch: 11}}}
+	s.run(one(start(g), seen), every(a, 0, 1000*ms), every(b, 0, 1000*ms))
+	want := roles(a, 11, ReasonInitial, "")
+	if len(s.writes) != 1 || s.writes[0].at != 300*ms || !proto.Equal(s.writes[0].write, want) {
+		t.Fatalf("writes %v, want %v at 300ms", s.writes, want)
+	}
+	if got := s.m.Epoch(); got != 11 {
+		t.Errorf("Epoch() = %d, want 11", got)
+	}
+}

@@ -30,7 +30,9 @@
 //     so a heartbeat answer never renews the lease of an ACTIVE being replaced; and it never
 //     goes down: if the write fails and the fresh decision is to change nothing, the stored
 //     assignment is written again under the announced epoch (an ACTIVE that saw it has
-//     released and waits for an assignment at least that high).
+//     released and waits for an assignment at least that high). An epoch a director reports
+//     as seen (RoleStatus.seen_epoch) counts as announced: a previous controller may have
+//     announced it and stopped before storing it.
 //   - Writes: one in flight at a time. Written with an error: a fresh decision at the first
 //     Tick S.Interval later (Next says when). Configured with stored roles that differ from
 //     ours (another controller, or the operator write path, wrote them) are adopted, unless
@@ -232,6 +234,10 @@ func (m *Machine) Step(now time.Time, ev Event) Actions {
 		}
 		p := m.hear(now, e.Director)
 		p.report, p.reportAt = e.Status, now
+		// An epoch announced in heartbeat answers but never stored (a controller restarted,
+		// or its write failed, in between): the director released for it and waits for an
+		// assignment at least that high, so it counts as announced here too.
+		m.promised = max(m.promised, e.Status.GetSeenEpoch())
 		if e.Status.GetHolding() {
 			p.released = 0
 		} else {
