@@ -170,7 +170,7 @@ var ErrSessionEnded = errors.New("controller session ended")
 func (a *Agent) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	msgs := make(chan *lvsctlv1.ConnectResponse)
+	msgs := newInbox()
 	ctlBeats := make(chan *lvsctlv1.Heartbeat, 16)
 	hellos := make(chan struct{}, 1)
 	sessErr := make(chan error, 1)
@@ -192,10 +192,9 @@ func (a *Agent) Run(ctx context.Context) error {
 				}
 				return
 			}
-			select {
-			case msgs <- m:
-			case <-ctx.Done():
-			}
+			// Never blocks: the session's Recv must go on reading the controller's heartbeat
+			// answers behind this message while a long reconcile runs.
+			msgs.push(m)
 		})
 	}()
 
@@ -217,6 +216,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer w.stop()
 	r := &runner{a: a, ctx: ctx, l: l, w: w}
 	defer r.closePeers()
+	// A release runs on its own goroutine; it must not change the kernel or the state file
+	// after Run returned (ctx is cancelled first: it ends early).
+	defer func() { cancel(); r.releasing.Wait() }()
 
 	offline := time.NewTimer(a.cfg.OfflineAfter)
 	defer offline.Stop()
@@ -232,23 +234,19 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.cfg.Prober != nil {
 		answers = a.cfg.Prober.Answers()
 	}
-	// waiting is a snapshot or delta that arrived while a reconcile was running: the
-	// session is not read past it until the worker is done (its heartbeats come apart).
-	var waiting *lvsctlv1.ConnectResponse
-
 	r.handle(evStart{held: held})
 	for {
 		repair.set(l.repairAt)
 		roleTick.set(l.machine.Next())
 		var (
-			msgsC                    <-chan *lvsctlv1.ConnectResponse
+			msgsC                    <-chan struct{}
 			offlineC, resyncC, sampC <-chan time.Time
 			repairC                  <-chan time.Time
 		)
-		if waiting == nil {
-			msgsC = msgs
-		}
 		if w.busy == 0 {
+			// A snapshot or delta waits in msgs while a reconcile runs: each is stepped
+			// on the state the one before it left.
+			msgsC = msgs.notify
 			offlineC, resyncC, sampC, repairC = offline.C, resync.C, sample.C, repair.c()
 		}
 		var ev event
@@ -262,13 +260,10 @@ func (a *Agent) Run(ctx context.Context) error {
 			return errors.Join(ErrSessionEnded, err)
 		case <-w.done:
 			w.busy--
-			if w.busy > 0 || waiting == nil {
-				continue
-			}
-			ev, waiting = evMessage{m: waiting}, nil
-		case m := <-msgsC:
-			if w.busy > 0 {
-				waiting = m
+			continue
+		case <-msgsC:
+			m, ok := msgs.pop()
+			if !ok {
 				continue
 			}
 			ev = evMessage{m: m}
@@ -308,6 +303,56 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 }
 
+// inbox holds the controller's snapshots and deltas until Run's goroutine steps them, in the
+// order they came. The session's callback pushes and never waits: were it to block behind a
+// long reconcile, the session would stop reading its stream, and the controller's answers to
+// the ACTIVE's heartbeats, which keep its lease, would go unread behind the messages.
+type inbox struct {
+	mu    sync.Mutex
+	queue []*lvsctlv1.ConnectResponse
+	// notify has a value while queue is not empty (pop puts it back when more are left).
+	notify chan struct{}
+}
+
+func newInbox() *inbox { return &inbox{notify: make(chan struct{}, 1)} }
+
+// push queues m. A snapshot replaces the whole desired state and the roles, so what waits
+// before it would be applied only to be replaced: dropped, which also bounds the queue to one
+// snapshot and the deltas after it.
+func (q *inbox) push(m *lvsctlv1.ConnectResponse) {
+	q.mu.Lock()
+	if m.GetSnapshot() != nil {
+		clear(q.queue)
+		q.queue = q.queue[:0]
+	}
+	q.queue = append(q.queue, m)
+	q.mu.Unlock()
+	q.signal()
+}
+
+// pop takes the oldest message (false: none).
+func (q *inbox) pop() (*lvsctlv1.ConnectResponse, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.queue) == 0 {
+		return nil, false
+	}
+	m := q.queue[0]
+	q.queue[0] = nil
+	q.queue = q.queue[1:]
+	if len(q.queue) > 0 {
+		q.signal()
+	}
+	return m, true
+}
+
+func (q *inbox) signal() {
+	select {
+	case q.notify <- struct{}{}:
+	default: // one is pending already
+	}
+}
+
 // runner carries out the loop's actions.
 type runner struct {
 	a   *Agent
@@ -319,6 +364,8 @@ type runner struct {
 	// peers is the peer heartbeat transport, bound to l.local; nil without one.
 	peers  PeerTransport
 	peerIn <-chan peer.Received
+	// releasing counts the releases running.
+	releasing sync.WaitGroup
 }
 
 // handle steps ev and carries out the actions, and the events they lead to.
@@ -380,7 +427,7 @@ func (r *runner) do(act action) []event {
 		start, preempts := time.Now(), r.w.busy > 0
 		r.w.releases.Add(1) // after hold was stored: a job that sees this sees hold false
 		done := make(chan reconcile.Result, 1)
-		go func() { done <- h.ApplyHolding(r.ctx, false) }()
+		r.releasing.Go(func() { done <- h.ApplyHolding(r.ctx, false) })
 		r.w.jobs <- func() {
 			r.w.held(false, <-done, start)
 			if preempts {

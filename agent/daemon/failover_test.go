@@ -345,3 +345,59 @@ func TestFailoverSlowReconcile(t *testing.T) {
 		t.Errorf("dir-a's address changes: %s, want the one add", got)
 	}
 }
+
+// TestFailoverSlowReconcileControllerAnswers: the ACTIVE of a pair whose peer is down keeps
+// its lease on the controller's answers alone. While a reconcile runs for several fence
+// periods, the controller sends more state (which waits for the reconcile) and keeps answering
+// heartbeats on the same stream: the answers behind the waiting state are read, so the VIP
+// stays; the state is applied after, in order.
+func TestFailoverSlowReconcileControllerAnswers(t *testing.T) {
+	g := failoverGroup(freePort(t)) // dir-b never runs: no peer answers
+	gated := &gatedReconciler{}
+	a, _ := startDirector(t, "dir-a", func(c *Config) { gated.Reconciler, c.Reconciler = c.Reconciler, gated })
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { defer close(done); echoController(a, 5, stop) }()
+	defer func() { close(stop); <-done }()
+	a.deliver(t, haSnapshot(1, g, "dir-a", 5))
+	a.waitApplied(t, 1)
+	waitFor(t, "dir-a holds the VIP on the controller's answers", func() bool { return a.addrs.Dump() == vipLine })
+
+	entered, release := gated.arm()
+	unblock := sync.OnceFunc(func() { close(release) })
+	defer unblock() // a failure below must not leave the agent's worker stuck
+	a.deliver(t, haSnapshot(2, g, "dir-a", 5))
+	select {
+	case <-entered:
+	case <-time.After(wait):
+		t.Fatal("the reconcile of revision 2 did not start")
+	}
+	// Several messages wait behind the reconcile; the answers keep coming between them.
+	for rev := int64(3); rev <= 6; rev++ {
+		c := web("edge-1")
+		c.Reals[0].Weight = uint32(rev)
+		a.deliver(t, &lvsctlv1.ConnectResponse{Msg: &lvsctlv1.ConnectResponse_Delta{Delta: &lvsctlv1.Delta{
+			PrevRevision: rev - 1, Revision: rev, Upserted: []*lvsctlv1.Cluster{c}}}})
+	}
+	time.Sleep(3 * 600 * time.Millisecond)
+	if d := a.addrs.Dump(); d != vipLine {
+		t.Errorf("dir-a's addresses during a long reconcile, the controller answering: %q, want the VIP", d)
+	}
+	unblock()
+	for _, rev := range []int64{2, 3, 4, 5, 6} {
+		select {
+		case got := <-a.applied:
+			if got != rev {
+				t.Errorf("applied revision %d, want %d next", got, rev)
+			}
+		case <-time.After(wait):
+			t.Fatalf("revision %d not applied", rev)
+		}
+	}
+	if d := a.ipvs.Dump(); !strings.Contains(d, "weight 6") {
+		t.Errorf("the last delta sent during the reconcile was not applied:\n%s", d)
+	}
+	if got := strings.Join(a.rec.log(), " "); got != "+192.0.2.20/32" {
+		t.Errorf("dir-a's address changes: %s, want the one add", got)
+	}
+}

@@ -114,7 +114,9 @@ func (s *Session) Send(m *lvsctlv1.ConnectRequest) error {
 
 // Run connects and keeps reconnecting until ctx ends. hello is called for each new stream
 // (so it carries the latest applied revision); handle receives each controller message in
-// order and may block (that slows only this agent's stream).
+// order. Nothing more is read from the stream while handle runs, the controller's heartbeat
+// answers included: a handle that waits for slow work (a reconcile) costs the agent's
+// failover lease its controller's answers, so it should queue and return.
 func (s *Session) Run(ctx context.Context, hello func() *lvsctlv1.Hello, handle func(*lvsctlv1.ConnectResponse)) error {
 	if !s.cfg.Insecure {
 		return ErrTLSNotImplemented
