@@ -70,6 +70,22 @@ type Manager struct {
 	// every heartbeat answer without a trip through the loop.
 	epochs sync.Map
 	ids    atomic.Uint64
+
+	// decideMu orders heartbeat answers against decisions. Heard holds it shared while it
+	// queues; the loop holds it exclusively while it takes every queued event and steps
+	// (and publishes the epochs). So a Heard that returned before a decision was seen by it,
+	// and one that returns after reads (in the hub's answer, sent after Heard returns) the
+	// epoch the decision announced: no answer renews a lease a decision counted as ended.
+	decideMu sync.RWMutex
+	// heardQueued: director -> *atomic.Bool, set while a Heard of it waits in agents or
+	// overflow; a Heard then adds nothing (the queued one is stepped later, so at a later
+	// time) and is dropped: at most one per director is queued.
+	heardQueued sync.Map
+	// overflow holds the Heards that found agents full (Heard never blocks: it holds
+	// decideMu), and kick wakes the loop for them.
+	overflowMu sync.Mutex
+	overflow   map[string]bool
+	kick       chan struct{}
 }
 
 // NewManager returns a manager; Run must be running for it to decide anything.
@@ -87,6 +103,8 @@ func NewManager(cfg ManagerConfig) *Manager {
 		written:  make(chan writeResult, 16),
 		ready:    make(chan struct{}),
 		stopped:  make(chan struct{}),
+		overflow: map[string]bool{},
+		kick:     make(chan struct{}, 1),
 	}
 }
 
@@ -124,11 +142,45 @@ type writeResult struct {
 	err    error
 }
 
-// Heard tells the manager a message arrived from a director's agent.
-func (m *Manager) Heard(director string) { m.agent(director, Heard{Director: director}) }
+// Heard tells the manager a message arrived from a director's agent. The hub calls it before
+// it answers a heartbeat (see decideMu). It never blocks for long: a Heard of a director
+// already queued is dropped, and one that finds the queue full waits in overflow.
+func (m *Manager) Heard(director string) {
+	q := m.heardFlag(director)
+	m.decideMu.RLock()
+	defer m.decideMu.RUnlock()
+	if q.Swap(true) {
+		return
+	}
+	select {
+	case m.agents <- agentEvent{director: director, ev: Heard{Director: director}}:
+	default:
+		m.overflowMu.Lock()
+		m.overflow[director] = true
+		m.overflowMu.Unlock()
+		select {
+		case m.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (m *Manager) heardFlag(director string) *atomic.Bool {
+	v, ok := m.heardQueued.Load(director)
+	if !ok {
+		v, _ = m.heardQueued.LoadOrStore(director, new(atomic.Bool))
+	}
+	return v.(*atomic.Bool)
+}
 
 // Disconnected tells the manager a director's stream ended.
 func (m *Manager) Disconnected(director string) {
+	// A Heard still in overflow is older than the end of the stream: it must not be stepped
+	// after it, and the next stream's first Heard must be queued, not dropped.
+	m.overflowMu.Lock()
+	delete(m.overflow, director)
+	m.overflowMu.Unlock()
+	m.heardFlag(director).Store(false)
 	m.agent(director, Disconnected{Director: director})
 }
 
@@ -332,28 +384,61 @@ func (l *loop) run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case a := <-l.m.agents:
+			l.m.decideMu.Lock()
 			l.agent(a)
-			// Take what else is queued before re-arming the timer: at 10,000 heartbeats
-			// a second they come in bursts.
-			for range 256 {
-				select {
-				case a := <-l.m.agents:
-					l.agent(a)
-					continue
-				default:
-				}
-				break
-			}
+			l.drainAgents()
+			l.m.decideMu.Unlock()
+		case <-l.m.kick:
+			l.m.decideMu.Lock()
+			l.drainAgents()
+			l.m.decideMu.Unlock()
 		case u := <-l.m.configs:
+			l.m.decideMu.Lock()
+			l.drainAgents()
 			l.configure(ctx, u)
+			l.m.decideMu.Unlock()
 		case r := <-l.m.requests:
+			l.m.decideMu.Lock()
+			l.drainAgents()
 			l.request(r)
+			l.m.decideMu.Unlock()
 		case w := <-l.m.written:
+			l.m.decideMu.Lock()
+			l.drainAgents()
 			l.writtenResult(ctx, w)
+			l.m.decideMu.Unlock()
 		case <-timer.C:
 			l.fired = true
-			l.tick()
+			l.onTimer()
 		}
+	}
+}
+
+// onTimer steps the Ticks due, after every Heard queued before them: a decision on a
+// last-heard older than a heartbeat already answered could take over from an ACTIVE whose
+// lease that answer renewed.
+func (l *loop) onTimer() {
+	l.m.decideMu.Lock()
+	defer l.m.decideMu.Unlock()
+	l.drainAgents()
+	l.tick()
+}
+
+// drainAgents steps every agent event queued now, and the Heards in overflow (under
+// decideMu: no Heard is queued meanwhile). It takes only what is queued when it starts:
+// Disconnected and Reported keep coming, and must not starve the rest of the loop.
+func (l *loop) drainAgents() {
+	for n := len(l.m.agents); n > 0; n-- {
+		l.agent(<-l.m.agents)
+	}
+	l.m.overflowMu.Lock()
+	over := l.m.overflow
+	if len(over) > 0 {
+		l.m.overflow = map[string]bool{}
+	}
+	l.m.overflowMu.Unlock()
+	for _, d := range slices.Sorted(maps.Keys(over)) {
+		l.agent(agentEvent{director: d, ev: Heard{Director: d}})
 	}
 }
 
@@ -520,6 +605,9 @@ func (l *loop) retryWrite(ctx context.Context, group string) {
 func (l *loop) agent(a agentEvent) {
 	switch ev := a.ev.(type) {
 	case Heard:
+		// Cleared before the step reads the clock: a Heard dropped until now happened
+		// before that time.
+		l.m.heardFlag(a.director).Store(false)
 		l.connected[a.director] = true
 	case Disconnected:
 		delete(l.connected, a.director)

@@ -380,3 +380,77 @@ func BenchmarkManagerHeard(b *testing.B) {
 	// through the loop waits for them.
 	_, _ = m.Failover(ctx, "nope", "")
 }
+
+// newTestLoop is a loop of one group, edge-1 (dir-a, dir-b), whose scripted machine asks for
+// a Tick now; nothing runs it: the test calls its methods.
+func newTestLoop(t *testing.T) (*loop, *scripted) {
+	t.Helper()
+	mc := &scripted{on: func(s *scripted, ev Event) Actions {
+		if _, ok := ev.(Tick); ok {
+			s.next = time.Time{}
+		}
+		return Actions{}
+	}}
+	m := NewManager(ManagerConfig{Logger: slog.New(slog.DiscardHandler), newMachine: func(string) machine { return mc }})
+	l := newLoop(m)
+	l.configure(context.Background(), configUpdate{full: true, revision: 1, groups: map[string]*groupConfig{
+		"edge-1": {group: twoDirectors("edge-1"), roles: &lvsctlv1.GroupRoles{Group: "edge-1", Active: "dir-a", Epoch: 1}}}})
+	mc.mu.Lock()
+	mc.next = time.Now()
+	mc.mu.Unlock()
+	l.step("edge-1", Heard{Director: "dir-b"}) // makes the loop take the machine's Next
+	return l, mc
+}
+
+// TestManagerStepsQueuedHeardsBeforeTick: a Heard queued when the timer fires is stepped
+// before the Tick, so the decision at the Tick knows the director was just heard.
+func TestManagerStepsQueuedHeardsBeforeTick(t *testing.T) {
+	l, mc := newTestLoop(t)
+	l.m.Heard("dir-a")
+	l.onTimer()
+	var order []string
+	for _, ev := range mc.seen(func(ev Event) bool {
+		h, isHeard := ev.(Heard)
+		_, isTick := ev.(Tick)
+		return (isHeard && h.Director == "dir-a") || isTick
+	}) {
+		order = append(order, fmt.Sprintf("%T", ev))
+	}
+	if len(order) < 2 || order[0] != "roles.Heard" || order[1] != "roles.Tick" {
+		t.Fatalf("events %v, want dir-a's Heard before the Tick", order)
+	}
+}
+
+// TestManagerHeardNeverBlocks: Heards of a loop that does not keep up are coalesced per
+// director and never block the caller (the hub's receive loop); none is lost.
+func TestManagerHeardNeverBlocks(t *testing.T) {
+	l, mc := newTestLoop(t)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 3 * cap(l.m.agents) {
+			l.m.Heard("dir-a")
+			l.m.Heard(fmt.Sprintf("dir-%05d", i))
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second): // hang guard
+		t.Fatal("Heard blocked on a full queue")
+	}
+	if n := len(l.m.agents); n != cap(l.m.agents) {
+		t.Errorf("%d events queued, want the queue full (%d)", n, cap(l.m.agents))
+	}
+	l.drainAgents()
+	if got, want := len(l.connected), 3*cap(l.m.agents)+1; got != want { // dir-a and the others
+		t.Errorf("%d directors heard, want %d", got, want)
+	}
+	if got := len(mc.seen(func(ev Event) bool { h, ok := ev.(Heard); return ok && h.Director == "dir-a" })); got != 1 {
+		t.Errorf("dir-a's machine stepped %d Heards of dir-a, want 1 (coalesced)", got)
+	}
+	// Once stepped, the next Heard of dir-a is queued again.
+	l.m.Heard("dir-a")
+	if len(l.m.agents) != 1 {
+		t.Errorf("%d events queued after a new Heard, want 1", len(l.m.agents))
+	}
+}
