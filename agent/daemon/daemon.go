@@ -211,7 +211,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		held = saved.Role.GetRole() == lvsctlv1.Role_ROLE_ACTIVE && len(a.cfg.State.OwnedAddresses()) > 0
 	}
 
-	w := &worker{a: a, ctx: ctx, jobs: make(chan func(), 256), done: make(chan struct{}, 64), behind: make(chan struct{}, 1), preempted: make(chan struct{}, 1), finished: make(chan struct{})}
+	w := &worker{a: a, ctx: ctx, jobs: make(chan func(), 256), done: make(chan struct{}, 64), behind: make(chan struct{}, 1), preempted: make(chan struct{}, 1), releaseFailed: make(chan struct{}, 1), finished: make(chan struct{})}
 	go w.run()
 	defer w.stop()
 	r := &runner{a: a, ctx: ctx, l: l, w: w}
@@ -273,6 +273,8 @@ func (a *Agent) Run(ctx context.Context) error {
 			ev = evSaveBehind{}
 		case <-w.preempted:
 			ev = evPreempted{}
+		case <-w.releaseFailed:
+			ev = evReleaseFailed{}
 		case <-hellos:
 			r.ctlUp = true
 			ev = evHello{}
@@ -506,6 +508,8 @@ type worker struct {
 	releases atomic.Uint64
 	// preempted: a release stopped a running reconcile, which must be done again.
 	preempted chan struct{}
+	// releaseFailed: a release left owned addresses behind; the loop retries it.
+	releaseFailed chan struct{}
 }
 
 func (w *worker) run() {
@@ -604,6 +608,20 @@ func (w *worker) sendStatus() {
 
 // applied records what a reconcile or holding job left in the kernel.
 func (w *worker) applied(hold bool, res reconcile.Result) {
+	if !hold && w.holding && len(res.DirectorErrors) > 0 && len(w.a.cfg.State.OwnedAddresses()) > 0 {
+		// Removing an address failed (the errors name it): it may still be on its interface,
+		// so the status still says holding, which keeps a planned failover from promoting
+		// another director, and the loop releases again.
+		if !proto.Equal(res.Sync, w.sync) {
+			w.sync = res.Sync
+			defer w.sendStatus()
+		}
+		select {
+		case w.releaseFailed <- struct{}{}:
+		default: // one is waiting already
+		}
+		return
+	}
 	changed := hold != w.holding || !proto.Equal(res.Sync, w.sync)
 	w.holding = hold
 	w.sync = res.Sync

@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -16,12 +18,17 @@ import (
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
 )
 
-// addrRecorder is the fake kernel's addresses, with a log of every change made to them.
+// addrRecorder is the fake kernel's addresses, with a log of every change made to them. It
+// can make the next DelAddress calls fail, as a kernel refusing a removal does.
 type addrRecorder struct {
 	kernel  *fake.Addresses
 	mu      sync.Mutex
 	changes []string
+	// failDel is how many DelAddress calls are still to fail; dels counts the calls.
+	failDel, dels int
 }
+
+var errInjected = errors.New("fake: injected fault")
 
 func (r *addrRecorder) Addresses(iface string) ([]netip.Prefix, error) {
 	return r.kernel.Addresses(iface)
@@ -36,6 +43,16 @@ func (r *addrRecorder) AddAddress(iface string, p netip.Prefix) error {
 }
 
 func (r *addrRecorder) DelAddress(iface string, p netip.Prefix) error {
+	r.mu.Lock()
+	r.dels++
+	fail := r.failDel > 0
+	if fail {
+		r.failDel--
+	}
+	r.mu.Unlock()
+	if fail {
+		return fmt.Errorf("delete %s from %s: %w", p, iface, errInjected)
+	}
 	err := r.kernel.DelAddress(iface, p)
 	if err == nil {
 		r.record("-" + p.String())
@@ -399,5 +416,51 @@ func TestFailoverSlowReconcileControllerAnswers(t *testing.T) {
 	}
 	if got := strings.Join(a.rec.log(), " "); got != "+192.0.2.20/32" {
 		t.Errorf("dir-a's address changes: %s, want the one add", got)
+	}
+}
+
+// TestFailoverReleaseFails: the lease ends, and the kernel refuses to remove the VIP twice.
+// Until the VIP is gone, the status the controller gets says holding (a planned failover
+// waits for holding=false before it promotes another director); the release is done again at
+// the role ticks until it succeeds.
+func TestFailoverReleaseFails(t *testing.T) {
+	g := failoverGroup(freePort(t)) // dir-b never runs: the lease rests on the controller
+	a, _ := startDirector(t, "dir-a")
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { defer close(done); echoController(a, 5, stop) }()
+	a.deliver(t, haSnapshot(1, g, "dir-a", 5))
+	a.waitApplied(t, 1)
+	waitFor(t, "dir-a holds the VIP on the controller's answers", func() bool { return a.addrs.Dump() == vipLine })
+
+	a.rec.mu.Lock()
+	a.rec.failDel = 2
+	a.rec.mu.Unlock()
+	close(stop) // nothing answers any more: the lease ends
+	<-done
+	deadline := time.After(wait)
+	for released := false; !released; {
+		select {
+		case m := <-a.sess.sent:
+			st := m.GetRoleStatus()
+			if st == nil || st.GetHolding() {
+				continue
+			}
+			released = true
+			if d := a.addrs.Dump(); d != "" {
+				t.Errorf("the status says released while the kernel holds %q", d)
+			}
+		case <-deadline:
+			t.Fatalf("no status saying released within %s; the kernel holds %q", wait, a.addrs.Dump())
+		}
+	}
+	a.rec.mu.Lock()
+	dels := a.rec.dels
+	a.rec.mu.Unlock()
+	if dels != 3 {
+		t.Errorf("%d removals tried, want 3 (two refused, then done)", dels)
+	}
+	if got := strings.Join(a.rec.log(), " "); got != "+192.0.2.20/32 -192.0.2.20/32" {
+		t.Errorf("dir-a's address changes: %s, want one add, one removal", got)
 	}
 }

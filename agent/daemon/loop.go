@@ -57,6 +57,9 @@ type (
 	// evSaveBehind: a delta could not be saved on top of the saved state (an earlier save
 	// failed).
 	evSaveBehind struct{}
+	// evReleaseFailed: a release left addresses the agent owns on their interfaces (removing
+	// one failed).
+	evReleaseFailed struct{}
 )
 
 func (evStart) isEvent()         {}
@@ -74,6 +77,7 @@ func (evProbeAnswer) isEvent()   {}
 func (evRoleTick) isEvent()      {}
 func (evSaveBehind) isEvent()    {}
 func (evPreempted) isEvent()     {}
+func (evReleaseFailed) isEvent() {}
 
 // action is one thing Run must do, in the order step returned them.
 type action interface{ isAction() }
@@ -198,6 +202,9 @@ type loop struct {
 	assignedRole  *lvsctlv1.RoleAssignment
 	// local is the address the peer transport is bound to (invalid: none).
 	local netip.AddrPort
+	// releaseFailed: the last release left addresses behind; it is done again at the next
+	// role tick, until it succeeds or the machine says hold again.
+	releaseFailed bool
 }
 
 // step feeds one event at now and returns what to do, in order.
@@ -260,6 +267,13 @@ func (l *loop) step(now time.Time, ev event) []action {
 		acts = l.roleStep(now, role.ProbeAnswered{Peer: ev.peer}, acts, false)
 	case evRoleTick:
 		acts = l.roleStep(now, role.Tick{}, acts, false)
+		if l.releaseFailed && !l.hold {
+			l.releaseFailed = false
+			acts = append(acts, l.holding())
+		}
+	case evReleaseFailed:
+		// The release may be behind the machine: one that says hold again has the addresses.
+		l.releaseFailed = !l.hold
 	}
 	return acts
 }
@@ -393,15 +407,12 @@ func (l *loop) roleStep(now time.Time, ev role.Event, acts []action, reconciling
 	ra := l.machine.Step(now, ev)
 	if ra.HoldChanged {
 		l.hold = ra.Hold
+		l.releaseFailed = false // a new take or release supersedes the retry
 		// Before any desired state there is nothing to take: the kernel still holds what it
 		// held before a restart, and the first reconcile adds the rest. Releasing needs no
 		// desired state: what the agent owns is known.
 		if !reconciling && (l.cur != nil || !ra.Hold) {
-			h := actHolding{hold: ra.Hold, role: l.held()}
-			if l.cur != nil {
-				h.desired = l.cur.state()
-			}
-			acts = append(acts, h)
+			acts = append(acts, l.holding())
 		}
 	}
 	if ra.Conflict != "" {
@@ -425,6 +436,15 @@ func (l *loop) roleStep(now time.Time, ev role.Event, acts []action, reconciling
 		acts = append(acts, actRoleStatus{status: ra.Status})
 	}
 	return acts
+}
+
+// holding is the action that takes or releases the addresses, as the machine says now.
+func (l *loop) holding() actHolding {
+	h := actHolding{hold: l.hold, role: l.held()}
+	if l.cur != nil {
+		h.desired = l.cur.state()
+	}
+	return h
 }
 
 // obey returns the role to follow after next arrives: a lower epoch of the same group is

@@ -199,6 +199,41 @@ func TestStep(t *testing.T) {
 			wantRole: []string{"started held=true"},
 		},
 		{
+			name: "a release that left addresses behind: done again at the next role tick",
+			say: func(ev role.Event) role.Actions {
+				_, tick := ev.(role.Tick)
+				return role.Actions{Hold: !tick}
+			},
+			events: []at{{0, evStart{}}, {ms, snapshotOf(1, g, "dir-a", 5, web("edge-1"))}, {400 * ms, evRoleTick{}},
+				{401 * ms, evReleaseFailed{}}, {500 * ms, evRoleTick{}}},
+			want: []string{"holding false role=ROLE_STANDBY"},
+		},
+		{
+			name: "a release retried once: the tick after it does nothing more",
+			say: func(ev role.Event) role.Actions {
+				_, tick := ev.(role.Tick)
+				return role.Actions{Hold: !tick}
+			},
+			events: []at{{0, evStart{}}, {ms, snapshotOf(1, g, "dir-a", 5, web("edge-1"))}, {400 * ms, evRoleTick{}},
+				{401 * ms, evReleaseFailed{}}, {500 * ms, evRoleTick{}}, {600 * ms, evRoleTick{}}},
+			want: nil,
+		},
+		{
+			name: "a failed release reported after the machine said hold again: not retried",
+			say: func() func(role.Event) role.Actions {
+				n := 0
+				return func(ev role.Event) role.Actions {
+					if _, tick := ev.(role.Tick); tick {
+						n++
+					}
+					return role.Actions{Hold: n != 1} // released at the first tick, held again at the second
+				}
+			}(),
+			events: []at{{0, evStart{}}, {ms, snapshotOf(1, g, "dir-a", 5, web("edge-1"))}, {400 * ms, evRoleTick{}},
+				{450 * ms, evRoleTick{}}, {451 * ms, evReleaseFailed{}}, {500 * ms, evRoleTick{}}},
+			want: nil,
+		},
+		{
 			name: "the lease ends before any desired state: released all the same",
 			say: func(ev role.Event) role.Actions {
 				_, tick := ev.(role.Tick)
