@@ -181,9 +181,21 @@ type session struct {
 	// the latest renews the agent's lease for the longest.
 	echo atomic.Int64
 	beat chan struct{}
+	// mu is held while a message of the stream is handled; over (under mu) is set once the
+	// session was replaced or ended: nothing its stream says reaches the role logic or
+	// status after that, so a replaced stream's report cannot outlive its replacement.
+	mu   sync.Mutex
+	over bool
 	// grouped: the director is in a group as of the hub's state. A director in no group is
 	// never answered: epoch 0 would renew the lease of a removed ACTIVE that still holds.
 	grouped atomic.Bool
+}
+
+// end stops the session's messages from counting; it waits for the one being handled.
+func (s *session) end() {
+	s.mu.Lock()
+	s.over = true
+	s.mu.Unlock()
 }
 
 func (s *session) wake() {
@@ -213,9 +225,11 @@ func (h *Hub) Connect(stream grpc.BidiStreamingServer[lvsctlv1.ConnectRequest, l
 	// Registration and the fleet's connected flag change together under h.mu, so an old
 	// session's goodbye can never land after a new session's hello.
 	h.mu.Lock()
-	if old, ok := h.sessions[name]; ok {
+	old := h.sessions[name]
+	if old != nil {
 		// The newest stream wins: the old one is from an agent that restarted or reconnected.
 		old.cancel()
+		old.end()
 		log.Warn("replacing an existing session")
 	}
 	h.sessions[name] = s
@@ -230,8 +244,14 @@ func (h *Hub) Connect(stream grpc.BidiStreamingServer[lvsctlv1.ConnectRequest, l
 	// What an earlier stream reported is not what this one obeys.
 	h.cfg.Fleet.RoleStatus(name, nil)
 	h.mu.Unlock()
+	if old != nil {
+		// What the old stream reported (its peers, its holding) is not what this one obeys:
+		// the role logic forgets it, as at the end of a stream, before hearing the new one.
+		h.cfg.Roles.Disconnected(name)
+	}
 	h.cfg.Roles.Heard(name)
 	defer func() {
+		s.end()
 		h.mu.Lock()
 		current := h.sessions[name] == s
 		if current {
@@ -300,47 +320,62 @@ func (h *Hub) receive(ctx context.Context, stream grpc.BidiStreamingServer[lvsct
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		switch msg := m.GetMsg().(type) {
-		case *lvsctlv1.ConnectRequest_Ack:
-			a := msg.Ack
-			h.cfg.Fleet.Update(s.director, func(d *lvsctlv1.DirectorStatus) {
-				d.AppliedRevision = a.GetRevision()
-				d.Errors = a.GetErrors()
-				d.DirectorErrors = a.GetDirectorErrors()
-				d.LastSeen = timestamppb.Now()
-			})
-			h.log.Debug("ack", "director", s.director, "revision", a.GetRevision(), "errors", len(a.GetErrors()), "operations", a.GetOperations())
-		case *lvsctlv1.ConnectRequest_Status:
-			h.cfg.Fleet.Report(s.director, msg.Status)
-		case *lvsctlv1.ConnectRequest_Heartbeat:
-			if sent := msg.Heartbeat.GetSent(); sent != 0 {
-				s.echo.Store(sent)
-				select {
-				case s.beat <- struct{}{}:
-				default:
-				}
-			}
-			if now := time.Now(); now.Sub(lastSeen) >= h.cfg.LastSeenEvery {
-				lastSeen = now
-				h.cfg.Fleet.Update(s.director, func(d *lvsctlv1.DirectorStatus) { d.LastSeen = timestamppb.New(now) })
-			}
-		case *lvsctlv1.ConnectRequest_RoleStatus:
-			// A report counts as hearing from the director.
-			h.cfg.Roles.Reported(s.director, msg.RoleStatus)
-			h.cfg.Fleet.RoleStatus(s.director, msg.RoleStatus)
-			continue
-		case *lvsctlv1.ConnectRequest_SnapshotRequest:
-			h.log.Info("agent asked for a snapshot", "director", s.director, "reason", msg.SnapshotRequest.GetReason())
+		s.mu.Lock()
+		if s.over {
+			s.mu.Unlock()
+			return context.Canceled
+		}
+		h.handle(s, m, &lastSeen)
+		s.mu.Unlock()
+	}
+}
+
+// handle acts on one message of a session's stream (under s.mu).
+func (h *Hub) handle(s *session, m *lvsctlv1.ConnectRequest, lastSeen *time.Time) {
+	switch msg := m.GetMsg().(type) {
+	case *lvsctlv1.ConnectRequest_Ack:
+		a := msg.Ack
+		h.cfg.Fleet.Update(s.director, func(d *lvsctlv1.DirectorStatus) {
+			d.AppliedRevision = a.GetRevision()
+			d.Errors = a.GetErrors()
+			d.DirectorErrors = a.GetDirectorErrors()
+			d.LastSeen = timestamppb.Now()
+		})
+		h.log.Debug("ack", "director", s.director, "revision", a.GetRevision(), "errors", len(a.GetErrors()), "operations", a.GetOperations())
+	case *lvsctlv1.ConnectRequest_Status:
+		h.cfg.Fleet.Report(s.director, msg.Status)
+	case *lvsctlv1.ConnectRequest_Heartbeat:
+		// The role logic hears of it before its answer is queued: a decision it takes
+		// after this either knows of this heartbeat or announced an epoch the answer
+		// carries (roles.Manager.Heard).
+		h.cfg.Roles.Heard(s.director)
+		if sent := msg.Heartbeat.GetSent(); sent != 0 {
+			s.echo.Store(sent)
 			select {
-			case s.full <- struct{}{}:
+			case s.beat <- struct{}{}:
 			default:
 			}
-		case *lvsctlv1.ConnectRequest_Hello:
-			h.cfg.Fleet.Update(s.director, func(d *lvsctlv1.DirectorStatus) { d.Capabilities = msg.Hello.GetCapabilities() })
 		}
-		// After a heartbeat's answer is on its way: the role logic does not delay it.
-		h.cfg.Roles.Heard(s.director)
+		if now := time.Now(); now.Sub(*lastSeen) >= h.cfg.LastSeenEvery {
+			*lastSeen = now
+			h.cfg.Fleet.Update(s.director, func(d *lvsctlv1.DirectorStatus) { d.LastSeen = timestamppb.New(now) })
+		}
+		return
+	case *lvsctlv1.ConnectRequest_RoleStatus:
+		// A report counts as hearing from the director.
+		h.cfg.Roles.Reported(s.director, msg.RoleStatus)
+		h.cfg.Fleet.RoleStatus(s.director, msg.RoleStatus)
+		return
+	case *lvsctlv1.ConnectRequest_SnapshotRequest:
+		h.log.Info("agent asked for a snapshot", "director", s.director, "reason", msg.SnapshotRequest.GetReason())
+		select {
+		case s.full <- struct{}{}:
+		default:
+		}
+	case *lvsctlv1.ConnectRequest_Hello:
+		h.cfg.Fleet.Update(s.director, func(d *lvsctlv1.DirectorStatus) { d.Capabilities = msg.Hello.GetCapabilities() })
 	}
+	h.cfg.Roles.Heard(s.director)
 }
 
 // sent is what a session last sent: the group (feed) and revision its agent has.

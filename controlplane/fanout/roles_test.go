@@ -164,3 +164,40 @@ func TestDirectorInNoGroupIsNotAnswered(t *testing.T) {
 	beat(3)
 	recvUntilEcho(3)
 }
+
+// TestReplacedSessionsReportIsForgotten: when a director's agent reconnects, the role logic
+// forgets what the replaced stream reported (as at the end of a stream) before it hears the
+// new one, and nothing the old stream says reaches it any more.
+func TestReplacedSessionsReportIsForgotten(t *testing.T) {
+	roles := &recordingRoles{epochs: map[string]uint64{"edge-1": 42}}
+	h := startWith(t, Config{Roles: roles})
+	h.apply(t, twoGroups(1, 1))
+	report := func(s lvsctlv1.AgentService_ConnectClient, role lvsctlv1.Role) {
+		t.Helper()
+		if err := s.Send(&lvsctlv1.ConnectRequest{Msg: &lvsctlv1.ConnectRequest_RoleStatus{RoleStatus: &lvsctlv1.RoleStatus{
+			Group: "edge-1", Epoch: 42, Role: role}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitEvents := func(want []string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !slices.Equal(roles.seen(), want) {
+			if time.Now().After(deadline) {
+				t.Fatalf("role logic told %q, want %q", roles.seen(), want)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	old := h.connect(t, "dir-a")
+	next(t, old)
+	report(old, lvsctlv1.Role_ROLE_ACTIVE)
+	waitEvents([]string{"heard dir-a", "reported dir-a ROLE_ACTIVE"})
+	fresh := h.connect(t, "dir-a")
+	next(t, fresh)
+	// The replaced stream, ended: not heard (its Send may fail, the server closed it).
+	_ = old.Send(&lvsctlv1.ConnectRequest{Msg: &lvsctlv1.ConnectRequest_RoleStatus{RoleStatus: &lvsctlv1.RoleStatus{
+		Group: "edge-1", Epoch: 42, Role: lvsctlv1.Role_ROLE_ACTIVE}}})
+	report(fresh, lvsctlv1.Role_ROLE_STANDBY)
+	waitEvents([]string{"heard dir-a", "reported dir-a ROLE_ACTIVE", "disconnected dir-a", "heard dir-a", "reported dir-a ROLE_STANDBY"})
+}
