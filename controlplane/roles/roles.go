@@ -50,6 +50,13 @@
 //   - Preemption (S.Preempt): when the ACTIVE is not lost, a director of higher priority
 //     that has been connected for 3 x S.DeadAfter without a break, has reported the stored
 //     epoch and reports the ACTIVE reachable gets a handover, reason "preempt" (best first).
+//   - A handover whose previous ACTIVE is no longer a director of the group (the write path
+//     stores one when the ACTIVE is removed, AfterGroupWrite) is finished once that director
+//     reported holding=false after the handover was first seen, or is lost and a fence time
+//     has passed since it was last heard, or S.Fence + S.DeadAfter have passed since the
+//     handover was first seen (removed, nobody answers its heartbeats: the hub does not
+//     answer a director in no group), whichever comes first. The manager keeps feeding a
+//     removed director's events to its former group's machine for this.
 //   - Groups with one director never change roles (nobody to take over). An ACTIVE that is not a
 //     director of the group, or an assignment naming nobody, is the write path's to repair
 //     (AfterGroupWrite); the machine leaves it alone.
