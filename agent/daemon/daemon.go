@@ -100,6 +100,18 @@ type HoldingReconciler interface {
 	ApplyHolding(ctx context.Context, hold bool) reconcile.Result
 }
 
+// GenReconciler applies a hold only if no release started since it was decided: a reconcile
+// queued before a release, which starts after the release ran, must not put the addresses
+// back for its whole run. A Reconciler without it is released again after such a reconcile.
+type GenReconciler interface {
+	// ReleaseGen is read before deciding whether to hold, and passed with the decision.
+	ReleaseGen() uint64
+	ApplyAt(ctx context.Context, gen uint64, desired *lvsctlv1.DesiredState, role *lvsctlv1.RoleAssignment) reconcile.Result
+	ApplyDeltaAt(ctx context.Context, gen uint64, d *lvsctlv1.Delta, role *lvsctlv1.RoleAssignment) reconcile.Result
+}
+
+var _ GenReconciler = (*reconcile.Reconciler)(nil)
+
 // PeerTransport carries heartbeats between the directors of a group (UDP).
 type PeerTransport interface {
 	Send(to netip.AddrPort, hb *lvsctlv1.PeerHeartbeat) error
@@ -827,12 +839,22 @@ func (a *Agent) reconcile(ctx context.Context, act actReconcile, w *worker) {
 	start := time.Now()
 	// What the role machine says now, which a release may have changed since the step (a
 	// delta then takes the reconciler's full path, as for any change of role).
+	gr, hasGen := a.cfg.Reconciler.(GenReconciler)
+	var rgen uint64
+	if hasGen {
+		rgen = gr.ReleaseGen() // before hold is read: a release after this one stales it
+	}
 	gen := w.releases.Load()
 	role := heldRole(act.assigned, w.hold.Load())
 	var res reconcile.Result
-	if act.delta != nil {
+	switch {
+	case act.delta != nil && hasGen:
+		res = gr.ApplyDeltaAt(ctx, rgen, act.delta, role)
+	case act.delta != nil:
 		res = a.cfg.Reconciler.ApplyDelta(ctx, act.delta, role)
-	} else {
+	case hasGen:
+		res = gr.ApplyAt(ctx, rgen, act.desired, role)
+	default:
 		res = a.cfg.Reconciler.Apply(ctx, act.desired, role)
 	}
 	w.applied(role.GetRole() == lvsctlv1.Role_ROLE_ACTIVE && !w.releasedSince(gen), res)

@@ -124,6 +124,22 @@ func (n nonNilReconciler) ApplyDelta(ctx context.Context, d *lvsctlv1.Delta, rol
 	return n.r.ApplyDelta(ctx, d, role)
 }
 
+func (n nonNilReconciler) ReleaseGen() uint64 { return n.r.ReleaseGen() }
+
+func (n nonNilReconciler) ApplyAt(ctx context.Context, gen uint64, d *lvsctlv1.DesiredState, role *lvsctlv1.RoleAssignment) reconcile.Result {
+	if d == nil {
+		n.t.Error("Reconciler.ApplyAt called with a nil desired state")
+	}
+	return n.r.ApplyAt(ctx, gen, d, role)
+}
+
+func (n nonNilReconciler) ApplyDeltaAt(ctx context.Context, gen uint64, d *lvsctlv1.Delta, role *lvsctlv1.RoleAssignment) reconcile.Result {
+	if d == nil {
+		n.t.Error("Reconciler.ApplyDeltaAt called with a nil delta")
+	}
+	return n.r.ApplyDeltaAt(ctx, gen, d, role)
+}
+
 func (n nonNilReconciler) ApplyHolding(ctx context.Context, hold bool) reconcile.Result {
 	return n.r.ApplyHolding(ctx, hold)
 }

@@ -300,6 +300,24 @@ func (g *gatedReconciler) arm() (entered, release chan struct{}) {
 }
 
 func (g *gatedReconciler) Apply(ctx context.Context, d *lvsctlv1.DesiredState, role *lvsctlv1.RoleAssignment) reconcile.Result {
+	g.wait()
+	return g.Reconciler.Apply(ctx, d, role)
+}
+
+// ApplyAt is gated as Apply is (the daemon calls it when the reconciler has it).
+func (g *gatedReconciler) ApplyAt(ctx context.Context, gen uint64, d *lvsctlv1.DesiredState, role *lvsctlv1.RoleAssignment) reconcile.Result {
+	g.wait()
+	return g.Reconciler.(GenReconciler).ApplyAt(ctx, gen, d, role)
+}
+
+func (g *gatedReconciler) ApplyDeltaAt(ctx context.Context, gen uint64, d *lvsctlv1.Delta, role *lvsctlv1.RoleAssignment) reconcile.Result {
+	return g.Reconciler.(GenReconciler).ApplyDeltaAt(ctx, gen, d, role)
+}
+
+func (g *gatedReconciler) ReleaseGen() uint64 { return g.Reconciler.(GenReconciler).ReleaseGen() }
+
+// wait holds the caller at the gate once armed.
+func (g *gatedReconciler) wait() {
 	g.mu.Lock()
 	gate, entered := g.gate, g.entered
 	g.gate = nil
@@ -308,7 +326,6 @@ func (g *gatedReconciler) Apply(ctx context.Context, d *lvsctlv1.DesiredState, r
 		close(entered)
 		<-gate
 	}
-	return g.Reconciler.Apply(ctx, d, role)
 }
 
 func (g *gatedReconciler) ApplyHolding(ctx context.Context, hold bool) reconcile.Result {

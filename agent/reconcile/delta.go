@@ -76,6 +76,13 @@ func (m *memory) desiredAfter(d *lvsctlv1.Delta) *lvsctlv1.DesiredState {
 //
 // The Result's cluster errors are those of every cluster that has one, changed by d or not.
 func (r *Reconciler) ApplyDelta(ctx context.Context, d *lvsctlv1.Delta, role *lvsctlv1.RoleAssignment) Result {
+	return r.ApplyDeltaAt(ctx, anyGen, d, role)
+}
+
+// ApplyDeltaAt is ApplyDelta of a role decided at release generation gen, as ApplyAt: if a
+// release started since, an ACTIVE role is applied as not holding (the full path, as for any
+// change of role).
+func (r *Reconciler) ApplyDeltaAt(ctx context.Context, gen uint64, d *lvsctlv1.Delta, role *lvsctlv1.RoleAssignment) Result {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	ctx, end := r.begin(ctx)
@@ -94,7 +101,7 @@ func (r *Reconciler) ApplyDelta(ctx context.Context, d *lvsctlv1.Delta, role *lv
 	if d.GetGroup() != nil {
 		group = d.GetGroup()
 	}
-	active := role.GetRole() == lvsctlv1.Role_ROLE_ACTIVE && role.GetGroup() == group.GetName()
+	active := role.GetRole() == lvsctlv1.Role_ROLE_ACTIVE && role.GetGroup() == group.GetName() && !r.releasedSince(gen)
 	if m.full || d.GetGroup() != nil || active != m.active || (active && m.desired.Group.GetVipInterface() == "") || !a.runDelta(d) {
 		a = r.newApply(ctx)
 		a.run(m.desiredAfter(d), active)

@@ -401,3 +401,41 @@ func TestReleasePreemptsApply(t *testing.T) {
 		t.Errorf("the full reconcile as ACTIVE did not hold the VIP:\n%s", got)
 	}
 }
+
+// TestApplyAtAfterRelease: a reconcile whose hold was decided before a release, and which
+// starts only after the release ran, does not put the addresses back; one decided after the
+// release holds as told.
+func TestApplyAtAfterRelease(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	e.mustClean(t, withGateway(wms()), active)
+	if got := e.addrs.Dump(); !strings.Contains(got, "192.0.2.10/32") {
+		t.Fatalf("the ACTIVE does not hold the VIP:\n%s", got)
+	}
+	gen := e.r.ReleaseGen() // the caller decides to hold
+	if rel := e.r.ApplyHolding(ctx, false); len(rel.DirectorErrors) > 0 {
+		t.Fatalf("release: %v", rel.DirectorErrors)
+	}
+	for _, step := range []struct {
+		name string
+		run  func() reconcile.Result
+	}{
+		{"ApplyAt", func() reconcile.Result { return e.r.ApplyAt(ctx, gen, withGateway(wms()), active) }},
+		{"ApplyDeltaAt", func() reconcile.Result { return e.r.ApplyDeltaAt(ctx, gen, &lvsctlv1.Delta{}, active) }},
+	} {
+		res := step.run()
+		if got := e.addrs.Dump(); got != "" || len(res.Added) > 0 {
+			t.Errorf("%s of a hold decided before the release: added %v, addresses:\n%s", step.name, addrStrings(res.Added), got)
+		}
+		if len(res.DirectorErrors)+len(res.ClusterErrors) > 0 {
+			t.Errorf("%s: errors %v %v", step.name, res.DirectorErrors, res.ClusterErrors)
+		}
+	}
+	if got := e.ipvs.Dump(); !strings.Contains(got, "fwm 16") {
+		t.Errorf("the services must stay:\n%s", got)
+	}
+	res := e.r.ApplyDeltaAt(ctx, e.r.ReleaseGen(), &lvsctlv1.Delta{}, active)
+	if got := e.addrs.Dump(); !strings.Contains(got, "192.0.2.10/32") || len(res.Added) == 0 {
+		t.Errorf("a hold decided after the release: added %v, addresses:\n%s", addrStrings(res.Added), got)
+	}
+}

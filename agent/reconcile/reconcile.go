@@ -130,7 +130,12 @@ type Reconciler struct {
 	releasing atomic.Int32
 	runMu     sync.Mutex
 	cancelRun context.CancelCauseFunc
+	// released is the release generation (ReleaseGen): the releases started so far.
+	released atomic.Uint64
 }
+
+// anyGen is the generation Apply and ApplyDelta pass: their role is taken as it is.
+const anyGen = ^uint64(0)
 
 // ErrPreempted is why an Apply or ApplyDelta stopped early: a release of the group's
 // addresses (ApplyHolding without hold) was waiting for it. Its Result reports it as an
@@ -158,6 +163,7 @@ func (r *Reconciler) begin(ctx context.Context) (context.Context, func()) {
 // preempt stops the running Apply or ApplyDelta, if any, at its next step, and any that
 // starts before the release has run.
 func (r *Reconciler) preempt() (done func()) {
+	r.released.Add(1)
 	r.releasing.Add(1)
 	r.runMu.Lock()
 	if r.cancelRun != nil {
@@ -185,6 +191,20 @@ func New(cfg Config) *Reconciler {
 // addresses of the interfaces involved), so it also repairs drift. It never stops at an error:
 // each is reported and the rest is still applied; the next Apply retries what failed.
 func (r *Reconciler) Apply(ctx context.Context, desired *lvsctlv1.DesiredState, role *lvsctlv1.RoleAssignment) Result {
+	return r.ApplyAt(ctx, anyGen, desired, role)
+}
+
+// ReleaseGen is the release generation: it grows when a release (ApplyHolding without hold)
+// starts. A caller that decides whether to hold reads it first and passes it to ApplyAt or
+// ApplyDeltaAt.
+func (r *Reconciler) ReleaseGen() uint64 { return r.released.Load() }
+
+// ApplyAt is Apply of a role decided at release generation gen (ReleaseGen read before the
+// decision): if a release started since, an ACTIVE role is applied as not holding. A reconcile
+// queued before a release may start only after it finished (the release stops only the one
+// running), and would otherwise put the addresses back for its whole run, while another
+// director may hold them.
+func (r *Reconciler) ApplyAt(ctx context.Context, gen uint64, desired *lvsctlv1.DesiredState, role *lvsctlv1.RoleAssignment) Result {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	ctx, end := r.begin(ctx)
@@ -195,8 +215,17 @@ func (r *Reconciler) Apply(ctx context.Context, desired *lvsctlv1.DesiredState, 
 		return a.res
 	}
 	active := role.GetRole() == lvsctlv1.Role_ROLE_ACTIVE && role.GetGroup() == desired.GetGroup().GetName()
-	a.run(desired, active)
+	a.run(desired, active && !r.releasedSince(gen))
 	return a.res
+}
+
+// releasedSince reports whether a release started since generation gen (with r.mu held).
+func (r *Reconciler) releasedSince(gen uint64) bool {
+	if gen == anyGen || r.released.Load() == gen {
+		return false
+	}
+	r.log.Info("a hold decided before the latest release of the group's addresses: applied as not holding")
+	return true
 }
 
 func (r *Reconciler) newApply(ctx context.Context) *apply {
