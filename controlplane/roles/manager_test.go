@@ -391,7 +391,12 @@ func newTestLoop(t *testing.T) (*loop, *scripted) {
 		}
 		return Actions{}
 	}}
-	m := NewManager(ManagerConfig{Logger: slog.New(slog.DiscardHandler), newMachine: func(string) machine { return mc }})
+	m := NewManager(ManagerConfig{Logger: slog.New(slog.DiscardHandler), newMachine: func(group string) machine {
+		if group == "edge-1" {
+			return mc
+		}
+		return &scripted{}
+	}})
 	l := newLoop(m)
 	l.configure(context.Background(), configUpdate{full: true, revision: 1, groups: map[string]*groupConfig{
 		"edge-1": {group: twoDirectors("edge-1"), roles: &lvsctlv1.GroupRoles{Group: "edge-1", Active: "dir-a", Epoch: 1}}}})
@@ -452,5 +457,25 @@ func TestManagerHeardNeverBlocks(t *testing.T) {
 	l.m.Heard("dir-a")
 	if len(l.m.agents) != 1 {
 		t.Errorf("%d events queued after a new Heard, want 1", len(l.m.agents))
+	}
+}
+
+// TestManagerFeedsARemovedDirectorToItsFormerGroup: a director removed from its group (a
+// removed ACTIVE, whose release the group's handover waits for) is still heard by that
+// group's machine; once it joins another group, that one hears it instead.
+func TestManagerFeedsARemovedDirectorToItsFormerGroup(t *testing.T) {
+	l, mc := newTestLoop(t)
+	onlyB := twoDirectors("edge-1")
+	onlyB.Directors = onlyB.Directors[1:]
+	l.configure(context.Background(), configUpdate{revision: 2, groups: map[string]*groupConfig{"edge-1": {group: onlyB}}})
+	l.agent(agentEvent{director: "dir-a", ev: Reported{Director: "dir-a", Status: &lvsctlv1.RoleStatus{Epoch: 1}}})
+	fromA := func(ev Event) bool { r, ok := ev.(Reported); return ok && r.Director == "dir-a" }
+	if got := mc.seen(fromA); len(got) != 1 {
+		t.Fatalf("edge-1's machine got %d reports of the removed dir-a, want 1", len(got))
+	}
+	l.configure(context.Background(), configUpdate{revision: 3, groups: map[string]*groupConfig{"edge-2": {group: twoDirectors("edge-2")}}})
+	l.agent(agentEvent{director: "dir-a", ev: Reported{Director: "dir-a", Status: &lvsctlv1.RoleStatus{Epoch: 1}}})
+	if got := mc.seen(fromA); len(got) != 1 {
+		t.Errorf("edge-1's machine got %d reports of dir-a after it joined edge-2, want still 1", len(got))
 	}
 }
