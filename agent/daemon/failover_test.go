@@ -481,3 +481,36 @@ func TestFailoverReleaseFails(t *testing.T) {
 		t.Errorf("dir-a's address changes: %s, want one add, one removal", got)
 	}
 }
+
+// TestFailoverReconcileAfterRelease: a reconcile decided while holding waits (behind the
+// gate) while the lease ends and the release runs; when it starts, it must not put the VIP
+// back, not even for its own run.
+func TestFailoverReconcileAfterRelease(t *testing.T) {
+	g := failoverGroup(freePort(t)) // dir-b never runs: the lease rests on the controller
+	gated := &gatedReconciler{}
+	a, _ := startDirector(t, "dir-a", func(c *Config) { gated.Reconciler, c.Reconciler = c.Reconciler, gated })
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { defer close(done); echoController(a, 5, stop) }()
+	a.deliver(t, haSnapshot(1, g, "dir-a", 5))
+	a.waitApplied(t, 1)
+	waitFor(t, "dir-a holds the VIP on the controller's answers", func() bool { return a.addrs.Dump() == vipLine })
+
+	entered, release := gated.arm()
+	unblock := sync.OnceFunc(func() { close(release) })
+	defer unblock()
+	a.deliver(t, haSnapshot(2, g, "dir-a", 5))
+	select {
+	case <-entered: // decided as holding, not started
+	case <-time.After(wait):
+		t.Fatal("the reconcile of revision 2 did not start")
+	}
+	close(stop) // nothing answers any more: the lease ends, and the release runs
+	<-done
+	waitFor(t, "dir-a releases the VIP", func() bool { return a.addrs.Dump() == "" })
+	unblock()
+	a.waitApplied(t, 2)
+	if got := strings.Join(a.rec.log(), " "); got != "+192.0.2.20/32 -192.0.2.20/32" {
+		t.Errorf("dir-a's address changes: %s, want one add, one removal (the late reconcile adds nothing)", got)
+	}
+}
