@@ -380,6 +380,8 @@ type runner struct {
 	peerIn <-chan peer.Received
 	// releasing counts the releases running.
 	releasing sync.WaitGroup
+	// bindFailed is the address the transport last failed to open on (logged once).
+	bindFailed netip.AddrPort
 }
 
 // handle steps ev and carries out the actions, and the events they lead to.
@@ -428,7 +430,9 @@ func (r *runner) do(act action) []event {
 			}
 		}
 	case actBind:
-		r.bind(act.local)
+		if !r.bind(act.local) {
+			return []event{evBindFailed(act)}
+		}
 	case actHolding:
 		h, ok := a.cfg.Reconciler.(HoldingReconciler)
 		if act.hold || !ok {
@@ -465,21 +469,27 @@ func (r *runner) do(act action) []event {
 	return nil
 }
 
-// bind moves the peer transport to local (closes it when local is invalid).
-func (r *runner) bind(local netip.AddrPort) {
+// bind moves the peer transport to local (closes it when local is invalid); false: it could
+// not be opened there (the loop tries again).
+func (r *runner) bind(local netip.AddrPort) bool {
 	r.closePeers()
 	if !local.IsValid() || r.a.cfg.Peers == nil {
-		return
+		return true
 	}
 	tr, err := r.a.cfg.Peers(local)
 	if err != nil {
 		// The controller still answers heartbeats; the peers will report this one
-		// unreachable, which is the truth.
-		r.a.log.Error("no peer heartbeats: cannot listen", "address", local, "error", err)
-		return
+		// unreachable, which is the truth. Retried at every role tick: logged once.
+		if r.bindFailed != local {
+			r.bindFailed = local
+			r.a.log.Error("no peer heartbeats: cannot listen (retrying)", "address", local, "error", err)
+		}
+		return false
 	}
+	r.bindFailed = netip.AddrPort{}
 	r.a.log.Info("peer heartbeats", "address", local)
 	r.peers, r.peerIn = tr, tr.Recv()
+	return true
 }
 
 func (r *runner) closePeers() {

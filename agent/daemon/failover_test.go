@@ -132,14 +132,17 @@ func (r *announcements) log() []string {
 	return append([]string(nil), r.calls...)
 }
 
-// startDirector runs director name of the group with the real peer transport.
+// startDirector runs director name of the group with the real peer transport; edits change
+// its config after that.
 func startDirector(t *testing.T, name string, edits ...func(*Config)) (*agentEnv, *announcements) {
 	t.Helper()
 	ann := &announcements{}
 	return startAgent(t, t.TempDir(), newFakeSession(true), func(c *Config) {
-		for _, edit := range edits {
-			edit(c)
-		}
+		defer func() {
+			for _, edit := range edits {
+				edit(c)
+			}
+		}()
 		c.Director = name
 		c.Announcer = ann
 		c.Peers = func(local netip.AddrPort) (PeerTransport, error) {
@@ -512,5 +515,38 @@ func TestFailoverReconcileAfterRelease(t *testing.T) {
 	a.waitApplied(t, 2)
 	if got := strings.Join(a.rec.log(), " "); got != "+192.0.2.20/32 -192.0.2.20/32" {
 		t.Errorf("dir-a's address changes: %s, want one add, one removal (the late reconcile adds nothing)", got)
+	}
+}
+
+// TestFailoverPeerBindRetried: the peer transport cannot be opened at first (the director's
+// address not yet on the host, say): it is opened again at the role ticks, and then the
+// ACTIVE's lease lives on its peer's echoes, with no controller answering.
+func TestFailoverPeerBindRetried(t *testing.T) {
+	g := failoverGroup(freePort(t))
+	var mu sync.Mutex
+	refused, calls := 2, 0
+	a, _ := startDirector(t, "dir-a", func(c *Config) {
+		open := c.Peers
+		c.Peers = func(local netip.AddrPort) (PeerTransport, error) {
+			mu.Lock()
+			calls++
+			refuse := refused > 0
+			refused--
+			mu.Unlock()
+			if refuse {
+				return nil, fmt.Errorf("listen %s: %w", local, errInjected)
+			}
+			return open(local)
+		}
+	})
+	b, _ := startDirector(t, "dir-b")
+	a.deliver(t, haSnapshot(1, g, "dir-a", 5))
+	b.deliver(t, haSnapshot(1, g, "dir-a", 5))
+	a.waitApplied(t, 1)
+	waitFor(t, "dir-a holds the VIP on dir-b's echoes", func() bool { return a.addrs.Dump() == vipLine })
+	mu.Lock()
+	defer mu.Unlock()
+	if calls != 3 {
+		t.Errorf("the transport was opened %d times, want 3 (two refused, then open)", calls)
 	}
 }

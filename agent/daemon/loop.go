@@ -60,6 +60,8 @@ type (
 	// evReleaseFailed: a release left addresses the agent owns on their interfaces (removing
 	// one failed).
 	evReleaseFailed struct{}
+	// evBindFailed: the peer transport could not be opened on local.
+	evBindFailed struct{ local netip.AddrPort }
 )
 
 func (evStart) isEvent()         {}
@@ -78,6 +80,7 @@ func (evRoleTick) isEvent()      {}
 func (evSaveBehind) isEvent()    {}
 func (evPreempted) isEvent()     {}
 func (evReleaseFailed) isEvent() {}
+func (evBindFailed) isEvent()    {}
 
 // action is one thing Run must do, in the order step returned them.
 type action interface{ isAction() }
@@ -205,6 +208,9 @@ type loop struct {
 	// releaseFailed: the last release left addresses behind; it is done again at the next
 	// role tick, until it succeeds or the machine says hold again.
 	releaseFailed bool
+	// bindFailed: the transport could not be opened on local (the address not yet on the
+	// host, the port taken); opening it is tried again at each role tick.
+	bindFailed bool
 }
 
 // step feeds one event at now and returns what to do, in order.
@@ -271,6 +277,13 @@ func (l *loop) step(now time.Time, ev event) []action {
 			l.releaseFailed = false
 			acts = append(acts, l.holding())
 		}
+		if l.bindFailed {
+			l.bindFailed = false
+			acts = append(acts, actBind{local: l.local})
+		}
+	case evBindFailed:
+		// Only the latest address counts: a failure to open one left since is moot.
+		l.bindFailed = ev.local == l.local && ev.local.IsValid()
 	case evReleaseFailed:
 		// The release may be behind the machine: one that says hold again has the addresses.
 		l.releaseFailed = !l.hold
@@ -374,7 +387,7 @@ func (l *loop) tell(now time.Time, g *lvsctlv1.DirectorGroup, r *lvsctlv1.RoleAs
 	}
 	l.assigned, l.assignedGroup, l.assignedRole = true, g, r
 	if local := l.localAddr(g); local != l.local {
-		l.local = local
+		l.local, l.bindFailed = local, false
 		acts = append(acts, actBind{local: local})
 	}
 	return l.roleStep(now, role.Assigned{Group: g, Role: r}, acts, reconciling)

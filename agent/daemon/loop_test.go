@@ -234,6 +234,24 @@ func TestStep(t *testing.T) {
 			want: nil,
 		},
 		{
+			name: "the peer transport could not be opened: opened again at the next role tick",
+			events: []at{{0, evStart{}}, {ms, snapshotOf(1, g, "dir-a", 5)},
+				{2 * ms, evBindFailed{local: netip.MustParseAddrPort("192.0.2.1:7140")}}, {100 * ms, evRoleTick{}}},
+			want: []string{"bind 192.0.2.1:7140"},
+		},
+		{
+			name: "a failure to open an address left since: not retried",
+			events: []at{{0, evStart{}}, {ms, snapshotOf(1, g, "dir-a", 5)},
+				{2 * ms, evBindFailed{local: netip.MustParseAddrPort("192.0.2.9:7140")}}, {100 * ms, evRoleTick{}}},
+			want: nil,
+		},
+		{
+			name: "retried once per failure: the tick after a retry does nothing more",
+			events: []at{{0, evStart{}}, {ms, snapshotOf(1, g, "dir-a", 5)},
+				{2 * ms, evBindFailed{local: netip.MustParseAddrPort("192.0.2.1:7140")}}, {100 * ms, evRoleTick{}}, {200 * ms, evRoleTick{}}},
+			want: nil,
+		},
+		{
 			name: "the lease ends before any desired state: released all the same",
 			say: func(ev role.Event) role.Actions {
 				_, tick := ev.(role.Tick)
