@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,6 +64,10 @@ type Config struct {
 	Prober Prober
 	// Announcer sends gratuitous ARP / unsolicited NA after a takeover (nil: none).
 	Announcer Announcer
+	// Addresses reads an interface's addresses (a *vip.Manager): at start, the addresses the
+	// state file says the agent holds are looked for in the kernel, since after a reboot
+	// they are gone. Nil: the state file is believed.
+	Addresses AddressReader
 	// RepairDelay gathers a burst of changes (a flush, an interface's addresses going one by
 	// one) into one reconcile.
 	RepairDelay time.Duration
@@ -169,6 +174,39 @@ func New(cfg Config) *Agent {
 	return &Agent{cfg: cfg, log: cfg.Logger.With("director", cfg.Director)}
 }
 
+// AddressReader lists an interface's addresses.
+type AddressReader interface {
+	Addresses(iface string) ([]netip.Prefix, error)
+}
+
+// kernelHolds reports whether the kernel still has any of the owned addresses: an agent
+// restarted on a running director keeps what its kernel holds for one fence time, but one
+// started after a reboot holds nothing, and must not claim (in its heartbeats) what it has
+// not, which would make the group's current ACTIVE wait for a release that means nothing.
+func (a *Agent) kernelHolds(owned []state.Address) bool {
+	if len(owned) == 0 {
+		return false
+	}
+	if a.cfg.Addresses == nil {
+		return true
+	}
+	byIface := map[string][]netip.Prefix{}
+	for _, o := range owned {
+		have, ok := byIface[o.Interface]
+		if !ok {
+			var err error
+			if have, err = a.cfg.Addresses.Addresses(o.Interface); err != nil {
+				a.log.Debug("cannot read addresses at start", "interface", o.Interface, "error", err)
+			}
+			byIface[o.Interface] = have
+		}
+		if slices.Contains(have, o.Prefix) {
+			return true
+		}
+	}
+	return false
+}
+
 // ErrSessionEnded is returned when the session stops for a reason other than ctx.
 var ErrSessionEnded = errors.New("controller session ended")
 
@@ -220,7 +258,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		if l.saved == nil {
 			l.saved = &lvsctlv1.DesiredState{}
 		}
-		held = saved.Role.GetRole() == lvsctlv1.Role_ROLE_ACTIVE && len(a.cfg.State.OwnedAddresses()) > 0
+		held = saved.Role.GetRole() == lvsctlv1.Role_ROLE_ACTIVE && a.kernelHolds(a.cfg.State.OwnedAddresses())
 	}
 
 	w := &worker{a: a, ctx: ctx, jobs: make(chan func(), 256), done: make(chan struct{}, 64), behind: make(chan struct{}, 1), preempted: make(chan struct{}, 1), releaseFailed: make(chan struct{}, 1), finished: make(chan struct{})}

@@ -573,3 +573,41 @@ var (
 )
 
 var _ Announcer = (*announce.Announcer)(nil)
+
+// TestStartedHeldFromTheKernel: an agent restarted on a running director keeps what its
+// kernel holds (Started{Held}); one started after a reboot, whose state file still lists the
+// addresses it held, claims nothing.
+func TestStartedHeldFromTheKernel(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		reboot bool
+		want   string
+	}{
+		{"agent restart, kernel still holds", false, "started held=true"},
+		{"after a reboot, the addresses are gone", true, "started held=false"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			first := startAgent(t, dir, newFakeSession(true), nil)
+			first.deliver(t, withRoles(snapshot(1, "edge-1", web("edge-1")), "edge-1", "dir-a", 1))
+			first.waitApplied(t, 1)
+			if d := first.addrs.Dump(); d != "eth0 192.0.2.20/32\n" {
+				t.Fatalf("ACTIVE's addresses before the restart: %q", d)
+			}
+			first.stop()
+			if tc.reboot {
+				if err := first.addrs.DelAddress("eth0", netip.MustParsePrefix("192.0.2.20/32")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			m := &scriptedMachine{}
+			second := startAgent(t, dir, newFakeSession(false), func(c *Config) {
+				c.Role, c.Addresses = m, first.addrs
+			})
+			second.stop()
+			if len(m.events) == 0 || m.events[0] != tc.want {
+				t.Errorf("role machine events %v, want %q first", m.events, tc.want)
+			}
+		})
+	}
+}

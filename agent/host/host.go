@@ -122,6 +122,7 @@ func Run(ctx context.Context, o Config) error {
 			return tr, nil
 		},
 		Announcer: announce.New(log),
+		Addresses: addrs,
 	}
 	if prober, err := peer.NewProber(log); err != nil {
 		// Without probes the agent cannot tell a dead host from a dead agent: it reports its
