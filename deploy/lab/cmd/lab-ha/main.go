@@ -131,8 +131,23 @@ type director struct {
 	h    *netlink.Handle
 }
 
-// held reads which of addrs d holds on an up link.
+// held reads which of addrs d holds on an up link. A dump that a concurrent
+// change interrupted (the kernel says so: the moment an address moves) is read
+// again, a few times, rather than counted as a failed sample.
 func (d director) held(addrs []netip.Addr) (map[netip.Addr]bool, error) {
+	var (
+		out map[netip.Addr]bool
+		err error
+	)
+	for range 5 {
+		if out, err = d.read(addrs); !errors.Is(err, netlink.ErrDumpInterrupted) {
+			break
+		}
+	}
+	return out, err
+}
+
+func (d director) read(addrs []netip.Addr) (map[netip.Addr]bool, error) {
 	links, err := d.h.LinkList()
 	if err != nil {
 		return nil, fmt.Errorf("%s: links: %w", d.name, err)
