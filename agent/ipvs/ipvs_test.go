@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/lvsctl/lvsctl/agent/dataplane"
+	"github.com/lvsctl/lvsctl/agent/netnstest"
 )
 
 // The reconciler's and the stats collector's views of IPVS, copied here because their
@@ -32,21 +33,10 @@ var (
 	} = (*Kernel)(nil)
 )
 
+// privileged: netnstest's (root and the ip command, or fail under LVSCTL_REQUIRE_PRIVILEGED=1).
 func privileged(t *testing.T) {
 	t.Helper()
-	why := ""
-	if os.Geteuid() != 0 {
-		why = "needs root to create a network namespace"
-	} else if _, err := exec.LookPath("ip"); err != nil {
-		why = "needs the ip command"
-	}
-	if why == "" {
-		return
-	}
-	if os.Getenv("LVSCTL_REQUIRE_PRIVILEGED") == "1" {
-		t.Fatal(why + " (LVSCTL_REQUIRE_PRIVILEGED=1)")
-	}
-	t.Skip(why)
+	netnstest.Privileged(t)
 }
 
 // netnsPath creates a network namespace removed when the test ends and returns its path.

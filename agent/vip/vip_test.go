@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/lvsctl/lvsctl/agent/dataplane"
+	"github.com/lvsctl/lvsctl/agent/netnstest"
 )
 
 // The reconciler's view of addresses, copied here because package reconcile may not exist
@@ -23,21 +24,10 @@ var _ interface {
 	DelAddress(iface string, p netip.Prefix) error
 } = (*Manager)(nil)
 
+// privileged: netnstest's (root and the ip command, or fail under LVSCTL_REQUIRE_PRIVILEGED=1).
 func privileged(t *testing.T) {
 	t.Helper()
-	why := ""
-	if os.Geteuid() != 0 {
-		why = "needs root to create a network namespace"
-	} else if _, err := exec.LookPath("ip"); err != nil {
-		why = "needs the ip command"
-	}
-	if why == "" {
-		return
-	}
-	if os.Getenv("LVSCTL_REQUIRE_PRIVILEGED") == "1" {
-		t.Fatal(why + " (LVSCTL_REQUIRE_PRIVILEGED=1)")
-	}
-	t.Skip(why)
+	netnstest.Privileged(t)
 }
 
 func ip(t *testing.T, args ...string) string {
