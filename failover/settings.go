@@ -10,13 +10,15 @@ import (
 )
 
 // Defaults of a group's Failover settings. With them a lost ACTIVE is replaced about
-// DefaultFence after it was last heard (the peers and the controller detect the loss within
-// DefaultDeadAfter, which is no longer), plus one controller round trip and the new ACTIVE's
-// address change: under 500 ms, below keepalived's VRRPv3 at advert_int 0.1.
+// DefaultFence after it was last heard: the peers and the controller agree on the loss
+// within DefaultDeadAfter (two heartbeats missed), the controller decides then, and the
+// decision is stored and delivered while the lost ACTIVE's lease runs out; the new ACTIVE
+// holds the addresses once it has. Measured in the lab against keepalived's VRRPv3 at
+// advert_int 0.1 (3 x 100 ms + skew) in the same boot: docs/benchmarks.md.
 const (
 	DefaultInterval  = 100 * time.Millisecond
-	DefaultDeadAfter = 300 * time.Millisecond
-	DefaultFence     = 300 * time.Millisecond
+	DefaultDeadAfter = 200 * time.Millisecond
+	DefaultFence     = 250 * time.Millisecond
 	DefaultPort      = 7140
 )
 
@@ -26,7 +28,8 @@ type Settings struct {
 	Interval time.Duration
 	// DeadAfter without a heartbeat (or a probe answer) before a peer or agent is lost.
 	DeadAfter time.Duration
-	// Fence: an ACTIVE with no answer to its heartbeats for this long releases its addresses.
+	// Fence: a lost ACTIVE's addresses are taken over no sooner than Fence after anyone last
+	// heard it; it holds them for Lease() after a heartbeat that was answered.
 	Fence time.Duration
 	// Preempt: a returning director of higher priority takes ACTIVE back.
 	Preempt bool
@@ -58,3 +61,12 @@ func Of(g *lvsctlv1.DirectorGroup) Settings {
 	}
 	return s
 }
+
+// Lease is how long an ACTIVE holds its addresses after sending a heartbeat that someone
+// answered: Fence less a quarter interval. A takeover waits Fence after the ACTIVE was last
+// heard, which is no earlier than the heartbeat was sent, so the quarter interval is the old
+// ACTIVE's time to remove its addresses before the new one adds them (a release is one
+// netlink call per address; 25 ms with the defaults). With the default Fence of two and a
+// half intervals, the lease (225 ms) outlives one lost round of answers (the next comes
+// 200 ms and a round trip after the last).
+func (s Settings) Lease() time.Duration { return s.Fence - s.Interval/4 }

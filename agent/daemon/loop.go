@@ -203,6 +203,9 @@ type loop struct {
 	assigned      bool
 	assignedGroup *lvsctlv1.DirectorGroup
 	assignedRole  *lvsctlv1.RoleAssignment
+	// fenceEnd is when the fence of the takeover in the latest roles received ends (zero:
+	// none), told to the role machine with the role.
+	fenceEnd time.Time
 	// local is the address the peer transport is bound to (invalid: none).
 	local netip.AddrPort
 	// releaseFailed: the last release left addresses behind; it is done again at the next
@@ -303,6 +306,7 @@ func (l *loop) message(now time.Time, m *lvsctlv1.ConnectResponse, acts []action
 			return append(l.leave(now, acts), actAckRefusal{why: l.refused})
 		}
 		l.role = l.obey(l.role, roleOf(msg.Snapshot.GetRoles(), next.GetGroup().GetName(), l.director))
+		l.fenceEnd = fenceEnd(now, msg.Snapshot.GetRoles(), msg.Snapshot.GetSentUnixMs(), next.GetGroup())
 		l.cur, l.rev, l.fromCtl = newDesiredSet(next), msg.Snapshot.GetRevision(), true
 		// The machine hears of the new role first, so that the reconcile applies what it
 		// says about holding; what else it says (an announce, a status) follows the reconcile.
@@ -326,6 +330,7 @@ func (l *loop) message(now time.Time, m *lvsctlv1.ConnectResponse, acts []action
 		l.rev = d.GetRevision()
 		if d.GetRoles() != nil {
 			l.role = l.obey(l.role, roleOf(d.GetRoles(), g.GetName(), l.director))
+			l.fenceEnd = fenceEnd(now, d.GetRoles(), d.GetSentUnixMs(), g)
 		}
 		// A takeover or a release comes as a delta of roles: the addresses change first, on
 		// the fast path, and the delta then finds the reconciler already of the new role, so
@@ -390,7 +395,28 @@ func (l *loop) tell(now time.Time, g *lvsctlv1.DirectorGroup, r *lvsctlv1.RoleAs
 		l.local, l.bindFailed = local, false
 		acts = append(acts, actBind{local: local})
 	}
-	return l.roleStep(now, role.Assigned{Group: g, Role: r}, acts, reconciling)
+	return l.roleStep(now, role.Assigned{Group: g, Role: r, NotBefore: l.fenceEnd}, acts, reconciling)
+}
+
+// fenceEnd is when the fence of a takeover ends for this agent (zero: none): the roles'
+// fence_until counted from the message's sent time, from now (the message's arrival or
+// later, so never earlier than the controller meant), at most the group's Fence (more would
+// be a controller clock stepped back between the decision and the message; the fence never
+// lasts longer than that after a decision). Roles with a fence but no sent time wait a Fence.
+func fenceEnd(now time.Time, r *lvsctlv1.GroupRoles, sentMs int64, g *lvsctlv1.DirectorGroup) time.Time {
+	until := r.GetFenceUntilUnixMs()
+	if until == 0 {
+		return time.Time{}
+	}
+	fence := failover.Of(g).Fence
+	wait := fence
+	if sentMs != 0 {
+		wait = min(time.Duration(until-sentMs)*time.Millisecond, fence)
+	}
+	if wait <= 0 {
+		return time.Time{}
+	}
+	return now.Add(wait)
 }
 
 // localAddr is where this director receives its peers' heartbeats: its address in the group,

@@ -476,3 +476,75 @@ func TestStep(t *testing.T) {
 		})
 	}
 }
+
+// TestTakeoverFence: roles that carry a takeover's fence make the new ACTIVE wait the rest of
+// it, counted from the message's arrival: fence_until - sent_unix_ms, at most the group's
+// Fence; with the real role machine, the addresses are taken exactly then, not before.
+func TestTakeoverFence(t *testing.T) {
+	t0 := time.Date(2026, 11, 30, 6, 0, 0, 0, time.UTC)
+	ms := time.Millisecond
+	g := pairGroup("edge-1") // default failover: Fence 250ms
+	sent := t0.Add(-40 * ms).UnixMilli()
+	for _, tc := range []struct {
+		name  string
+		until int64 // fence_until_unix_ms
+		sent  int64
+		want  time.Duration // NotBefore - arrival (0: none)
+	}{
+		{"no fence", 0, sent, 0},
+		{"the rest of the fence, from the arrival", sent + 180, sent, 180 * ms},
+		{"a fence already over", sent - 5, sent, 0},
+		{"at most the group's Fence", sent + 5000, sent, 250 * ms},
+		{"a fence without a sent time: one Fence", sent + 100, 0, 250 * ms},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &lvsctlv1.GroupRoles{Group: "edge-1", Active: "dir-a", Epoch: 7, Reason: "takeover", Previous: "dir-b", FenceUntilUnixMs: tc.until}
+			got := fenceEnd(t0, r, tc.sent, g)
+			if want := t0.Add(tc.want); (tc.want == 0 && !got.IsZero()) || (tc.want != 0 && !got.Equal(want)) {
+				t.Errorf("fenceEnd = %v, want arrival + %v", got.Sub(t0), tc.want)
+			}
+		})
+	}
+
+	// The loop with the real machine: dir-a STANDBY at epoch 5, then a delta promoting it
+	// with 120ms of fence left. Answers to its heartbeats arrive all along.
+	l := &loop{director: "dir-a", log: slog.New(slog.DiscardHandler), repairDelay: 150 * ms, machine: role.New("dir-a"),
+		hasDataPlane: func() bool { return false }}
+	l.step(t0, evStart{})
+	l.step(t0.Add(ms), snapshotOf(1, g, "dir-b", 5))
+	promote := deltaOf(1, 2, &lvsctlv1.GroupRoles{Group: "edge-1", Active: "dir-a", Epoch: 6, Reason: "takeover", Previous: "dir-b",
+		FenceUntilUnixMs: t0.Add(10*ms).UnixMilli() + 120})
+	promote.m.GetDelta().SentUnixMs = t0.Add(10 * ms).UnixMilli()
+	arrival := t0.Add(30 * ms) // 20ms in transit: the wait counts from here
+	acts := l.step(arrival, promote)
+	holds := func(acts []action) bool {
+		for _, a := range acts {
+			if h, ok := a.(actHolding); ok && h.hold {
+				return true
+			}
+		}
+		return false
+	}
+	if holds(acts) || l.hold {
+		t.Fatalf("held on arrival: %v", describe(acts))
+	}
+	// Heartbeat answers (the controller echoes each heartbeat the machine sent) renew the
+	// lease; only the fence keeps it from holding.
+	var lastSent int64
+	for _, a := range acts {
+		if hb, ok := a.(actHeartbeat); ok {
+			lastSent = hb.hb.GetSent()
+		}
+	}
+	l.step(arrival.Add(ms), evCtlHeartbeat{hb: &lvsctlv1.Heartbeat{Sent: 1, Echo: lastSent, Epoch: 6}})
+	l.step(arrival.Add(100*ms), evRoleTick{}) // the next heartbeat round
+	if got := l.machine.Next(); !got.Equal(arrival.Add(120 * ms)) {
+		t.Errorf("role tick due at arrival + %v, want + 120ms", got.Sub(arrival))
+	}
+	if acts := l.step(arrival.Add(120*ms-1), evRoleTick{}); holds(acts) {
+		t.Fatalf("held 1ns before the fence's end")
+	}
+	if acts := l.step(arrival.Add(120*ms), evRoleTick{}); !holds(acts) {
+		t.Fatalf("not held at the fence's end: %v", describe(acts))
+	}
+}

@@ -41,10 +41,14 @@ type Started struct{ Held bool }
 
 // Assigned: the role the daemon obeys now, with the group it belongs to (its directors,
 // addresses and Failover settings). The daemon has already refused stale epochs. A nil Group
-// means the director is in no group: no heartbeats, no peers, nothing held.
+// means the director is in no group: no heartbeats, no peers, nothing held. NotBefore (zero:
+// none) is when a takeover's fence ends, from GroupRoles.fence_until_unix_ms counted from the
+// message's arrival: an ACTIVE holds nothing before it. A later NotBefore for the same epoch
+// and role extends the wait; it never shortens.
 type Assigned struct {
-	Group *lvsctlv1.DirectorGroup
-	Role  *lvsctlv1.RoleAssignment
+	Group     *lvsctlv1.DirectorGroup
+	Role      *lvsctlv1.RoleAssignment
+	NotBefore time.Time
 }
 
 // ControllerHeartbeat: the controller's heartbeat arrived on the stream.
@@ -151,12 +155,16 @@ type Machine struct {
 	seenFrom  string
 
 	// leaseUntil is when the lease from answered heartbeats ends; heldAtStart is when the
-	// agent started with the addresses held (zero: it did not), which grants one Fence.
+	// agent started with the addresses held (zero: it did not), which grants one lease.
 	leaseUntil, heldAtStart time.Time
-	sent                    []sentAt
-	lastSent                int64
-	lastBeat                time.Time
-	beaten                  bool
+	// notBefore is when the fence of the takeover that made this director ACTIVE ends.
+	notBefore time.Time
+	// now is the time of the last Step.
+	now      time.Time
+	sent     []sentAt
+	lastSent int64
+	lastBeat time.Time
+	beaten   bool
 	// controllerEcho is the controller's latest sent value, echoed in our heartbeats.
 	controllerEcho int64
 
@@ -175,6 +183,7 @@ func New(director string) *Machine {
 
 // Step feeds one event at time now and returns what to do.
 func (m *Machine) Step(now time.Time, ev Event) Actions {
+	m.now = now
 	switch ev := ev.(type) {
 	case Started:
 		if ev.Held {
@@ -203,6 +212,9 @@ func (m *Machine) assign(ev Assigned) {
 		// Tell the peers at once: an old ACTIVE releases on the first heartbeat that carries
 		// the new epoch, and a new one waits for that release when it still hears it.
 		m.beaten = false
+		m.notBefore = ev.NotBefore
+	} else if ev.NotBefore.After(m.notBefore) {
+		m.notBefore = ev.NotBefore
 	}
 	m.role = ev.Role.GetRole()
 	m.epoch = ev.Role.GetEpoch()
@@ -288,7 +300,7 @@ func (m *Machine) answer(now time.Time, echo int64, epoch uint64, from string) {
 	if !ok {
 		return
 	}
-	if end := m.sent[i].at.Add(m.settings.Fence); end.After(m.leaseUntil) {
+	if end := m.sent[i].at.Add(m.settings.Lease()); end.After(m.leaseUntil) {
 		m.leaseUntil = end
 	}
 }
@@ -296,7 +308,7 @@ func (m *Machine) answer(now time.Time, echo int64, epoch uint64, from string) {
 // prune forgets the sent values whose echo could no longer extend the lease.
 func (m *Machine) prune(now time.Time) {
 	i := 0
-	for i < len(m.sent) && !m.sent[i].at.Add(m.settings.Fence).After(now) {
+	for i < len(m.sent) && !m.sent[i].at.Add(m.settings.Lease()).After(now) {
 		i++
 	}
 	m.sent = m.sent[i:]
@@ -306,7 +318,7 @@ func (m *Machine) prune(now time.Time) {
 func (m *Machine) lease() time.Time {
 	l := m.leaseUntil
 	if !m.heldAtStart.IsZero() {
-		if s := m.heldAtStart.Add(m.settings.Fence); s.After(l) {
+		if s := m.heldAtStart.Add(m.settings.Lease()); s.After(l) {
 			l = s
 		}
 	}
@@ -324,6 +336,11 @@ func (m *Machine) decide(now time.Time) (bool, string) {
 	}
 	if m.others == 0 {
 		return true, ""
+	}
+	if !m.hold {
+		if why := m.fencing(now); why != "" {
+			return false, why
+		}
 	}
 	for _, name := range m.names() {
 		// A new ACTIVE that still hears the old one holding (a report of it lost that was
@@ -343,7 +360,26 @@ func (m *Machine) decide(now time.Time) (bool, string) {
 	if l.IsZero() {
 		return false, "no answer to heartbeats yet"
 	}
-	return false, fmt.Sprintf("no answer to heartbeats for %v", m.settings.Fence)
+	return false, fmt.Sprintf("no answer to heartbeats for %v", m.settings.Lease())
+}
+
+// fencing says why a new ACTIVE may not take the addresses yet because the one it replaces
+// may still hold them ("" when it may): the controller's fence for the takeover (NotBefore),
+// and, as this director knows it without the controller, Fence after it last heard a peer
+// that held them under a lower epoch and went silent (its own answers may have renewed that
+// peer's lease until then). Both end no earlier than the lost ACTIVE's lease.
+func (m *Machine) fencing(now time.Time) string {
+	if now.Before(m.notBefore) {
+		return fmt.Sprintf("waiting for the lost ACTIVE's fence time, %v more", m.notBefore.Sub(now).Round(time.Millisecond))
+	}
+	for _, name := range m.names() {
+		p := m.peers[name]
+		if end := p.heard.Add(m.settings.Fence); p.holding && p.epoch < m.epoch && !p.reachable && !p.heard.IsZero() && now.Before(end) {
+			return fmt.Sprintf("waiting for %s's lease to run out, %v more (it was last heard holding under epoch %d)",
+				name, end.Sub(now).Round(time.Millisecond), p.epoch)
+		}
+	}
+	return ""
 }
 
 func (m *Machine) advance(now time.Time) Actions {
@@ -452,6 +488,17 @@ func (m *Machine) Next() time.Time {
 	}
 	if m.hold && m.others > 0 {
 		earlier(m.lease())
+	}
+	if !m.hold && m.role == lvsctlv1.Role_ROLE_ACTIVE {
+		// The ends of a takeover's fence (fencing).
+		if m.notBefore.After(m.now) {
+			earlier(m.notBefore)
+		}
+		for _, p := range m.peers {
+			if end := p.heard.Add(m.settings.Fence); p.holding && p.epoch < m.epoch && !p.heard.IsZero() && end.After(m.now) {
+				earlier(end)
+			}
+		}
 	}
 	for _, p := range m.peers {
 		if p.reachable {

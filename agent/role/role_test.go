@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/lvsctl/lvsctl/failover"
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
 )
 
@@ -103,7 +104,7 @@ func next(want time.Duration) func(*testing.T, *Machine, Actions) {
 }
 
 func TestHold(t *testing.T) {
-	fence := 300 * ms
+	lease := failover.Of(nil).Lease() // 225ms: Fence less a quarter interval
 	for _, tc := range []struct {
 		name  string
 		steps []step
@@ -118,29 +119,30 @@ func TestHold(t *testing.T) {
 			{0, assign(pair(), active, 1), false, fenced("no answer to heartbeats yet")},
 			{2 * ms, fromController(0, 1), true, edge(true, true)},
 		}},
-		{"no answer for Fence: released exactly at sent+Fence", []step{
+		{"no answer for the lease: released exactly at sent+Lease", []step{
 			{0, assign(pair(), active, 1), false, nil},
 			{1 * ms, fromPeer("dir-b", 0, 1), true, nil},
 			{100 * ms, Tick{}, true, nil},
-			{200 * ms, Tick{}, true, next(fence)},
-			{fence - 1, Tick{}, true, edge(false, false)},
-			{fence, Tick{}, false, func(t *testing.T, m *Machine, a Actions) {
+			{200 * ms, Tick{}, true, next(201 * ms)}, // dir-b lost: DeadAfter after 1ms
+			{201 * ms, Tick{}, true, next(lease)},
+			{lease - 1, Tick{}, true, edge(false, false)},
+			{lease, Tick{}, false, func(t *testing.T, m *Machine, a Actions) {
 				edge(true, false)(t, m, a)
-				fenced("no answer to heartbeats for 300ms")(t, m, a)
+				fenced("no answer to heartbeats for 225ms")(t, m, a)
 				if a.Status == nil || a.Status.Holding || a.Status.Fenced == "" {
 					t.Errorf("release not reported: %v", a.Status)
 				}
 			}},
-			// A late echo of the latest heartbeat (sent at 300ms) takes the lease back.
-			{350 * ms, fromController(fence, 1), true, edge(true, true)},
+			// A late echo of the latest heartbeat (sent at 200ms) takes the lease back.
+			{350 * ms, fromController(200*ms, 1), true, edge(true, true)},
 		}},
 		{"the latest answered heartbeat sets the lease, an older echo does not shorten it", []step{
 			{0, assign(pair(), active, 1), false, nil},
 			{100 * ms, Tick{}, false, nil},
 			{150 * ms, fromController(100*ms, 1), true, nil},
 			{160 * ms, fromPeer("dir-b", 0, 1), true, nil},
-			{100*ms + fence - 1, Tick{}, true, nil},
-			{100*ms + fence, Tick{}, false, nil},
+			{100*ms + lease - 1, Tick{}, true, nil},
+			{100*ms + lease, Tick{}, false, nil},
 		}},
 		{"echo of a value never sent does not renew", []step{
 			{0, assign(pair(), active, 1), false, nil},
@@ -148,10 +150,10 @@ func TestHold(t *testing.T) {
 			{20 * ms, fromController(1, 1), false, nil},
 			{30 * ms, fromPeer("dir-b", -1, 1), false, nil},
 		}},
-		{"echo arriving after sent+Fence does not renew", []step{
+		{"echo arriving after sent+Lease does not renew", []step{
 			{0, assign(pair(), active, 1), false, nil},
 			{100 * ms, Tick{}, false, nil},
-			{fence + 50*ms, fromPeer("dir-b", 0, 1), false, nil},
+			{lease + 50*ms, fromPeer("dir-b", 0, 1), false, nil},
 		}},
 		{"a lower epoch in an answer still renews (a peer not yet told)", []step{
 			{0, assign(pair(), active, 5), false, nil},
@@ -169,7 +171,7 @@ func TestHold(t *testing.T) {
 			{40 * ms, assign(pair(), standby, 3), false, fenced("")},
 			// Assigned ACTIVE at the epoch seen: the lease (echo of 0ms) still runs.
 			{50 * ms, assign(pair(), active, 3), true, edge(true, true)},
-			{fence, Tick{}, false, nil},
+			{lease, Tick{}, false, nil},
 		}},
 		{"higher epoch from a peer: release at once until assigned at least that epoch", []step{
 			{0, assign(pair(), active, 1), false, nil},
@@ -184,27 +186,27 @@ func TestHold(t *testing.T) {
 			{0, assign(pair(), standby, 1), false, nil},
 			{1 * ms, fromController(0, 2), false, nil},
 			{2 * ms, assign(pair(), active, 2), true, edge(true, true)},
-			{fence - 1, Tick{}, true, nil},
-			{fence, Tick{}, false, fenced("no answer to heartbeats for 300ms")},
+			{lease - 1, Tick{}, true, nil},
+			{lease, Tick{}, false, fenced("no answer to heartbeats for 225ms")},
 		}},
 		{"an answer with a higher epoch releases an ACTIVE even as it renews", []step{
 			{0, assign(pair(), active, 1), false, nil},
 			{1 * ms, fromController(0, 1), true, edge(true, true)},
 			{2 * ms, fromController(0, 2), false, fenced("epoch 2 seen from the controller")},
 		}},
-		{"Started{Held}: kept for one Fence, released without answers", []step{
+		{"Started{Held}: kept for one lease, released without answers", []step{
 			{0, Started{Held: true}, false, nil},
 			{0, assign(pair(), active, 1), true, edge(true, true)},
-			{fence - 1, Tick{}, true, nil},
-			{fence, Tick{}, false, fenced("no answer to heartbeats for 300ms")},
+			{lease - 1, Tick{}, true, nil},
+			{lease, Tick{}, false, fenced("no answer to heartbeats for 225ms")},
 		}},
 		{"Started{Held}: answers keep it", []step{
 			{0, Started{Held: true}, false, nil},
 			{0, assign(pair(), active, 1), true, nil},
 			{100 * ms, Tick{}, true, nil},
 			{101 * ms, fromPeer("dir-b", 100*ms, 1), true, nil},
-			{fence, Tick{}, true, edge(false, false)},
-			{100*ms + fence, Tick{}, false, nil},
+			{lease, Tick{}, true, edge(false, false)},
+			{100*ms + lease, Tick{}, false, nil},
 		}},
 		{"Started without addresses held grants no lease", []step{
 			{0, Started{}, false, nil},
@@ -232,11 +234,11 @@ func TestHold(t *testing.T) {
 			{3 * ms, assign(pair(), active, 3), true, edge(true, true)},
 			{4 * ms, fromController(0, 3), true, edge(false, false)},
 		}},
-		{"group settings: Fence 1s", []step{
+		{"group settings: Fence 1s, a lease of 975ms", []step{
 			{0, assign(group(&lvsctlv1.Failover{FenceMs: 1000}, "dir-a", "dir-b"), active, 1), false, nil},
 			{1 * ms, fromController(0, 1), true, nil},
-			{time.Second - 1, Tick{}, true, nil},
-			{time.Second, Tick{}, false, fenced("no answer to heartbeats for 1s")},
+			{975*ms - 1, Tick{}, true, nil},
+			{975 * ms, Tick{}, false, fenced("no answer to heartbeats for 975ms")},
 		}},
 		{"answers from strangers do not renew", []step{
 			{0, assign(pair(), active, 1), false, nil},
@@ -273,7 +275,7 @@ func TestHold(t *testing.T) {
 				}
 			}},
 			{1 * ms, fromController(0, 1), true, nil},
-			{fence, Tick{}, false, nil},
+			{lease, Tick{}, false, nil},
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) { run(t, New("dir-a"), tc.steps) })
@@ -283,8 +285,8 @@ func TestHold(t *testing.T) {
 // TestPeerEchoKeepsLeaseThroughControllerOutage drives the machine like the daemon, stepping
 // at every Next(): the controller answers each heartbeat after 1ms until 1s, then its stream
 // goes down; dir-b answers until 5s; dir-c is down all along. The lease holds through the
-// controller outage on dir-b's answers alone and ends exactly Fence after the last heartbeat
-// dir-b answered (sent at 4.9s).
+// controller outage on dir-b's answers alone and ends exactly one lease after the last
+// heartbeat dir-b answered (sent at 4.9s).
 func TestPeerEchoKeepsLeaseThroughControllerOutage(t *testing.T) {
 	m := New("dir-a")
 	g := group(nil, "dir-a", "dir-b", "dir-c")
@@ -340,8 +342,8 @@ func TestPeerEchoKeepsLeaseThroughControllerOutage(t *testing.T) {
 	if len(takenAt) != 1 || !takenAt[0].Equal(t0.Add(ms)) {
 		t.Errorf("taken at %v, want once at t0+1ms", takenAt)
 	}
-	if len(releasedAt) != 1 || !releasedAt[0].Equal(t0.Add(5200*ms)) {
-		t.Errorf("released at %v, want once at t0+5.2s", releasedAt)
+	if want := t0.Add(4900*ms + failover.Of(g).Lease()); len(releasedAt) != 1 || !releasedAt[0].Equal(want) {
+		t.Errorf("released at %v, want once at %v", releasedAt, want)
 	}
 	if beats != 60 {
 		t.Errorf("%d heartbeat rounds in 6s at 100ms, want 60", beats)
@@ -457,8 +459,8 @@ func TestNext(t *testing.T) {
 		{310 * ms, Tick{}, true, next(320 * ms)},
 		{320 * ms, Tick{}, true, next(time.Second)},
 		{time.Second, Tick{}, true, next(2 * time.Second)},
-		{2 * time.Second, Tick{}, true, next(2500 * ms)}, // lease before the next beat
-		{2500 * ms, Tick{}, false, next(3 * time.Second)},
+		{2 * time.Second, Tick{}, true, next(2250 * ms)}, // the lease (2.5s less 250ms) before the next beat
+		{2250 * ms, Tick{}, false, next(3 * time.Second)},
 	})
 	// A one-director group has no lease deadline.
 	run(t, New("dir-a"), []step{
@@ -486,13 +488,15 @@ func TestPeerDetection(t *testing.T) {
 			}
 		}
 	}
+	// The numbers below are for a dead_after of 300ms.
+	g := group(&lvsctlv1.Failover{DeadAfterMs: 300, FenceMs: 300}, "dir-a", "dir-b")
 	st := func(m *Machine, at time.Duration) *lvsctlv1.PeerStatus { return m.Status(t0.Add(at)).Peers[0] }
 	for _, tc := range []struct {
 		name  string
 		steps []step
 	}{
 		{"peer lost after DeadAfter: reachable flips and Status is sent once", []step{
-			{0, assign(pair(), standby, 1), false, status(true, flags(false, false))},
+			{0, assign(g, standby, 1), false, status(true, flags(false, false))},
 			{10 * ms, fromPeer("dir-b", -1, 1), false, status(true, flags(true, false))},
 			{110 * ms, fromPeer("dir-b", -1, 1), false, status(false, nil)}, // only heard_ago changed
 			{200 * ms, Tick{}, false, status(false, nil)},
@@ -506,7 +510,7 @@ func TestPeerDetection(t *testing.T) {
 			}},
 		}},
 		{"agent restart: heartbeats stop, probes answered: host reachable only", []step{
-			{0, assign(pair(), standby, 1), false, nil},
+			{0, assign(g, standby, 1), false, nil},
 			{10 * ms, fromPeer("dir-b", -1, 1), false, status(true, flags(true, false))},
 			{20 * ms, ProbeAnswered{Peer: "dir-b"}, false, status(true, flags(true, true))},
 			{120 * ms, ProbeAnswered{Peer: "dir-b"}, false, status(false, nil)},
@@ -518,11 +522,11 @@ func TestPeerDetection(t *testing.T) {
 			{630 * ms, ProbeAnswered{Peer: "nobody"}, false, status(false, nil)},
 		}},
 		{"probes unanswered, heartbeats arrive: agent reachable, host not", []step{
-			{0, assign(pair(), standby, 1), false, nil},
+			{0, assign(g, standby, 1), false, nil},
 			{10 * ms, fromPeer("dir-b", -1, 1), false, status(true, flags(true, false))},
 		}},
 		{"a peer's epoch, role or holding change is sent", []step{
-			{0, assign(pair(), standby, 1), false, nil},
+			{0, assign(g, standby, 1), false, nil},
 			{10 * ms, fromPeer("dir-b", -1, 1), false, status(true, nil)},
 			{20 * ms, fromPeer("dir-b", -1, 2), false, status(true, func(t *testing.T, p *lvsctlv1.PeerStatus) {
 				if p.Epoch != 2 {
@@ -655,13 +659,13 @@ func TestWaitsForTheOldActiveToRelease(t *testing.T) {
 		{5 * ms, old(true), true, nil},
 		{6 * ms, Tick{}, true, nil},
 	})
-	// A lost old ACTIVE (unreachable) is no reason to wait: the controller's fence covers it.
+	// An old ACTIVE silent for a fence time is no reason to wait.
 	m3 := New("dir-a")
 	run(t, m3, []step{
 		{0, assign(pair(), standby, 1), false, nil},
 		{1 * ms, old(true), false, nil},
 		{2 * ms, fromController(0, 2), false, nil},
-		{400 * ms, assign(pair(), active, 2), false, fenced("no answer to heartbeats for 300ms")},
+		{400 * ms, assign(pair(), active, 2), false, fenced("no answer to heartbeats for 225ms")},
 		{401 * ms, fromController(400*ms, 2), true, edge(true, true)},
 	})
 }
@@ -714,5 +718,79 @@ func TestSeenEpochReported(t *testing.T) {
 	m.Step(t0.Add(2*ms), assign(pair(), active, 11))
 	if s := m.Status(t0.Add(2 * ms)); s.GetSeenEpoch() != 0 {
 		t.Errorf("seen epoch %d once assigned it", s.GetSeenEpoch())
+	}
+}
+
+// TestTakeoverWaitsForTheFence: a STANDBY promoted by a takeover holds nothing before the
+// controller's fence (NotBefore) nor, on its own knowledge, before Fence after it last heard
+// the old ACTIVE holding; a later NotBefore for the same assignment extends the wait, an
+// earlier one does not shorten it, and a new assignment replaces it.
+func TestTakeoverWaitsForTheFence(t *testing.T) {
+	fence := failover.Of(nil).Fence // 250ms
+	oldHolding := func() PeerHeartbeat {
+		e := fromPeer("dir-b", -1, 1)
+		e.HB.Role, e.HB.Holding = active, true
+		return e
+	}
+	promoted := func(notBefore time.Duration) Assigned {
+		a := assign(pair(), active, 2)
+		a.NotBefore = t0.Add(notBefore)
+		return a
+	}
+	for _, tc := range []struct {
+		name  string
+		steps []step
+	}{
+		{"NotBefore: nothing held before it, held at it", []step{
+			{0, assign(pair(), standby, 1), false, nil},
+			{10 * ms, fromController(0, 2), false, nil},
+			{20 * ms, promoted(150 * ms), false, fenced("waiting for the lost ACTIVE's fence time, 130ms more")},
+			{120 * ms, Tick{}, false, next(150 * ms)}, // after the heartbeat round at 120ms
+			{150*ms - 1, Tick{}, false, nil},
+			{150 * ms, Tick{}, true, edge(true, true)},
+		}},
+		{"a later NotBefore for the same assignment extends the wait, an earlier one does not shorten it", []step{
+			{0, assign(pair(), standby, 1), false, nil},
+			{10 * ms, fromController(0, 2), false, nil},
+			{20 * ms, promoted(100 * ms), false, nil},
+			{30 * ms, promoted(180 * ms), false, nil},
+			{40 * ms, promoted(50 * ms), false, nil},
+			{120 * ms, Tick{}, false, next(180 * ms)},
+			{180*ms - 1, Tick{}, false, nil},
+			{180 * ms, Tick{}, true, nil},
+		}},
+		{"a new assignment replaces the wait", []step{
+			{0, assign(pair(), standby, 1), false, nil},
+			{10 * ms, fromController(0, 3), false, nil},
+			{20 * ms, promoted(200 * ms), false, nil},
+			{30 * ms, assign(pair(), active, 3), true, edge(true, true)},
+		}},
+		{"Fence after the old ACTIVE was last heard holding, without the controller's word", []step{
+			{0, assign(pair(), standby, 1), false, nil},
+			{5 * ms, oldHolding(), false, nil},
+			{10 * ms, fromController(0, 2), false, nil},
+			// dir-b unreachable since 205ms: no release to wait for, its lease to outwait.
+			{220 * ms, assign(pair(), active, 2), false, func(t *testing.T, m *Machine, a Actions) {
+				fenced("waiting for dir-b's lease to run out, 35ms more (it was last heard holding under epoch 1)")(t, m, a)
+				next(5*ms+fence)(t, m, a)
+			}},
+			{221 * ms, fromController(220*ms, 2), false, nil},
+			{5*ms + fence - 1, Tick{}, false, nil},
+			{5*ms + fence, Tick{}, true, edge(true, true)},
+		}},
+		{"an old ACTIVE last heard released is no reason to wait", []step{
+			{0, assign(pair(), standby, 1), false, nil},
+			{5 * ms, fromPeer("dir-b", -1, 1), false, nil},
+			{10 * ms, fromController(0, 2), false, nil},
+			{220 * ms, fromController(200*ms, 2), false, nil},
+			{221 * ms, assign(pair(), active, 2), true, nil},
+		}},
+		{"holding already: a NotBefore changes nothing", []step{
+			{0, assign(pair(), active, 2), false, nil},
+			{1 * ms, fromController(0, 2), true, nil},
+			{2 * ms, promoted(200 * ms), true, edge(false, false)},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { run(t, New("dir-a"), tc.steps) })
 	}
 }

@@ -302,7 +302,7 @@ Revision:       `+fmt.Sprint(groupRev)+`
 VIP interface:  eth0
 Gateway:        none
 Sync:           none
-Failover:       heartbeat every 100ms, lost after 300ms, fence 300ms, preempt no, port 7140
+Failover:       heartbeat every 100ms, lost after 200ms, fence 250ms, preempt no, port 7140
 Clusters:       wms
 Active:         dir-a, epoch 3: holds the VIPs and gateway
 Directors:

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -153,7 +154,9 @@ func (g *groups) snapshotOf(f *feed) *prepared {
 		for _, name := range slices.Sorted(maps.Keys(m)) {
 			st.Clusters = append(st.Clusters, m[name])
 		}
-		f.snap.msg = &lvsctlv1.ConnectResponse{Msg: &lvsctlv1.ConnectResponse_Snapshot{Snapshot: &lvsctlv1.Snapshot{Revision: f.revision, State: st, Roles: g.snap.Roles[f.group]}}}
+		r := g.snap.Roles[f.group]
+		f.snap.msg = &lvsctlv1.ConnectResponse{Msg: &lvsctlv1.ConnectResponse_Snapshot{Snapshot: &lvsctlv1.Snapshot{Revision: f.revision, State: st, Roles: r,
+			SentUnixMs: sentUnixMs(r)}}}
 	}
 	return f.snap
 }
@@ -305,6 +308,7 @@ func (g *groups) publish(group string, c *change, groupsBefore map[string]*lvsct
 	if prev, changed := rolesBefore[group]; changed && !proto.Equal(prev, g.snap.Roles[group]) {
 		// The role travels with the state it belongs to: one message, one reconcile.
 		d.Roles = g.snap.Roles[group]
+		d.SentUnixMs = sentUnixMs(d.Roles)
 	}
 	deltas := old.deltas
 	if len(deltas) >= deltaLog {
@@ -316,4 +320,15 @@ func (g *groups) publish(group string, c *change, groupsBefore map[string]*lvsct
 		what: fmt.Sprintf("the delta of director group %s from revision %d to %d", group, old.revision, rev),
 	})
 	g.feeds[group] = g.newFeed(group, deltas)
+}
+
+// sentUnixMs is a message's sent_unix_ms for roles: the wall clock now when the roles carry
+// a takeover's fence, which the agent counts from it (0 otherwise). Stamped when the message
+// is built, which is before any agent receives it: a message sent later (a lagging agent's
+// delta, a cached snapshot) makes the agent wait longer than needed, never less.
+func sentUnixMs(r *lvsctlv1.GroupRoles) int64 {
+	if r.GetFenceUntilUnixMs() == 0 {
+		return 0
+	}
+	return time.Now().UnixMilli()
 }

@@ -139,6 +139,12 @@ func roles(active string, epoch uint64, reason, previous string) *lvsctlv1.Group
 	return &lvsctlv1.GroupRoles{Group: "edge-1", Active: active, Epoch: epoch, Reason: reason, Previous: previous}
 }
 
+// fenced is r with the fence of a takeover ending at t0+until.
+func fenced(r *lvsctlv1.GroupRoles, until time.Duration) *lvsctlv1.GroupRoles {
+	r.FenceUntilUnixMs = t0.Add(until).UnixMilli()
+	return r
+}
+
 func handoverRoles(to string, epoch uint64, reason, previous string) *lvsctlv1.GroupRoles {
 	return &lvsctlv1.GroupRoles{Group: "edge-1", HandoverTo: to, Epoch: epoch, Reason: reason, Previous: previous}
 }
@@ -162,33 +168,33 @@ func TestTakeover(t *testing.T) {
 		// blocked is in Blocked() at 5 s when nothing is written.
 		blocked string
 	}{{
-		name: "the STANDBY heard dir-a after the controller did: its time + fence",
-		// The controller last heard dir-a at 1000, dir-b at 1200-150 = 1050.
+		name: "decided once the loss is agreed, fenced until the STANDBY's time + fence",
+		// The controller last heard dir-a at 1000, dir-b at 1200-150 = 1050; fence 250.
 		events: [][]timed{one(start(two)), every(a, 0, 1000*ms), every(b, 0, 5000*ms), aDies,
 			one(report(1200*ms, b, 5, false, lostPeer(a, 150)))},
-		want: roles(b, 11, ReasonTakeover, a), wantAt: 1350 * ms,
+		want: fenced(roles(b, 11, ReasonTakeover, a), 1300*ms), wantAt: 1200 * ms,
 	}, {
-		name: "the controller heard dir-a last: its time + fence",
+		name: "the controller heard dir-a last: fenced until its time + fence",
 		events: [][]timed{one(start(two)), every(a, 0, 1000*ms), every(b, 0, 5000*ms), aDies,
 			one(report(1200*ms, b, 5, false, lostPeer(a, 500)))},
-		want: roles(b, 11, ReasonTakeover, a), wantAt: 1300 * ms,
+		want: fenced(roles(b, 11, ReasonTakeover, a), 1250*ms), wantAt: 1200 * ms,
 	}, {
 		name: "dir-a silent without a disconnect: lost only dead_after after it was last heard",
-		// Fence passed at 1050+100; dir-a is lost at 1000+500.
+		// Fence passed at 1050+100; dir-a is lost at 1000+500: no fence left to wait for.
 		events: [][]timed{one(start(slow)), every(a, 0, 1000*ms), every(b, 0, 5000*ms),
 			one(report(1100*ms, b, 5, false, lostPeer(a, 50)))},
 		want: roles(b, 11, ReasonTakeover, a), wantAt: 1500 * ms,
 	}, {
-		name: "the STANDBY never heard dir-a: its report's arrival + fence",
+		name: "the STANDBY never heard dir-a: fenced until its report's arrival + fence",
 		events: [][]timed{one(start(two)), every(a, 0, 1000*ms), every(b, 0, 5000*ms), aDies,
 			one(report(1200*ms, b, 5, false, lostPeer(a, -1)))},
-		want: roles(b, 11, ReasonTakeover, a), wantAt: 1500 * ms,
+		want: fenced(roles(b, 11, ReasonTakeover, a), 1450*ms), wantAt: 1200 * ms,
 	}, {
-		name: "three directors: the latest report counts, the higher priority is promoted",
+		name: "three directors: decided on the last report, the latest heard counts, the higher priority is promoted",
 		events: [][]timed{one(start(three)), every(a, 0, 1000*ms), every(b, 0, 5000*ms), every(c, 0, 5000*ms), aDies,
 			one(report(1200*ms, b, 5, false, lostPeer(a, 150), lostPeer(c, 10))),
 			one(report(1250*ms, c, 5, false, lostPeer(a, 50), lostPeer(b, 10)))},
-		want: roles(b, 11, ReasonTakeover, a), wantAt: 1500 * ms,
+		want: fenced(roles(b, 11, ReasonTakeover, a), 1450*ms), wantAt: 1250 * ms,
 	}, {
 		name: "a restarted controller loses nobody before dead_after",
 		// dir-a is never heard; dir-b last heard it long ago. Its fence (from the start) passed
@@ -229,7 +235,8 @@ func TestTakeover(t *testing.T) {
 		blocked: "dir-c still hears it",
 	}, {
 		name: "the STANDBY reconnected and has not reported since",
-		events: [][]timed{one(start(two)), every(a, 0, 1000*ms), every(b, 0, 1250*ms), every(b, 1400*ms, 5000*ms), aDies,
+		// dir-a silent from 1000 (no disconnect) is lost at 1500, after dir-b reconnected.
+		events: [][]timed{one(start(slow)), every(a, 0, 1000*ms), every(b, 0, 1250*ms), every(b, 1400*ms, 5000*ms),
 			one(report(1200*ms, b, 5, false, lostPeer(a, 150))), one(timed{1260 * ms, Disconnected{Director: b}})},
 		blocked: "dir-b has not reported on it",
 	}, {
@@ -334,8 +341,11 @@ func TestWriteFailure(t *testing.T) {
 		if len(s.writes) != 2 {
 			t.Fatalf("writes %v, want the takeover again", s.writes)
 		}
-		if r := s.writes[1]; r.at <= 1360*ms || !proto.Equal(r.write, w.write) {
-			t.Errorf("retried %v at %v, want %v after 1360ms", r.write, r.at, w.write)
+		// The same assignment, its fence (1300ms) over by then.
+		again := proto.CloneOf(w.write)
+		again.FenceUntilUnixMs = 0
+		if r := s.writes[1]; r.at <= 1360*ms || !proto.Equal(r.write, again) {
+			t.Errorf("retried %v at %v, want %v after 1360ms", r.write, r.at, again)
 		}
 	})
 	t.Run("the ACTIVE came back: the announced epoch is still written", func(t *testing.T) {
@@ -505,11 +515,12 @@ func TestHandoverOfLostActive(t *testing.T) {
 	if len(s.writes) == 0 || !proto.Equal(s.writes[0].write, handoverRoles(b, 11, ReasonFailover, a)) {
 		t.Fatalf("writes %v, want the handover first", s.writes)
 	}
-	e2 := roles(b, 12, ReasonFailover, a)
-	if len(s.writes) != 2 || s.writes[1].at != 1350*ms || !proto.Equal(s.writes[1].write, e2) {
-		t.Fatalf("writes %v, want %v at dir-a's fence time 1350ms", s.writes, e2)
+	// Promoted once dir-b's report agrees (1200ms), fenced until dir-a's fence time.
+	e2 := fenced(roles(b, 12, ReasonFailover, a), 1300*ms)
+	if len(s.writes) != 2 || s.writes[1].at != 1200*ms || !proto.Equal(s.writes[1].write, e2) {
+		t.Fatalf("writes %v, want %v at 1200ms", s.writes, e2)
 	}
-	want := &lvsctlv1.FailoverResponse{Roles: e2, Previous: a, ReleasedAfterMs: 300}
+	want := &lvsctlv1.FailoverResponse{Roles: e2, Previous: a, ReleasedAfterMs: 250}
 	if len(s.replies) != 1 || s.replies[0].Err != nil || !proto.Equal(s.replies[0].Resp, want) {
 		t.Errorf("replies %v, want %v", s.replies, want)
 	}
@@ -574,7 +585,7 @@ func TestPreempt(t *testing.T) {
 	})
 	t.Run("on", func(t *testing.T) {
 		s := newSim(t, true)
-		back(s, grp(&lvsctlv1.Failover{Preempt: true}, a, b))
+		back(s, grp(&lvsctlv1.Failover{Preempt: true, DeadAfterMs: 300, FenceMs: 300}, a, b))
 		// dir-a heard without a break from 2000: 3 x dead_after later, a handover, at 2900.
 		if len(s.writes) < 2 {
 			t.Fatalf("writes %v, want a preemption", s.writes)
@@ -643,8 +654,10 @@ func TestHandoverAbandoned(t *testing.T) {
 func TestRemovedActiveHandover(t *testing.T) {
 	// dir-a, the ACTIVE, is removed from the group at 500ms: the write path stores a handover
 	// to dir-b (AfterGroupWrite). dir-b becomes ACTIVE only once dir-a surely holds nothing.
+	// The times below are for dead_after and fence of 300ms.
+	f := &lvsctlv1.Failover{DeadAfterMs: 300, FenceMs: 300}
 	removed := func() timed {
-		return timed{500 * ms, Configured{Group: grp(nil, b), Roles: handoverRoles(b, 11, ReasonRemoved, a), Revision: 10}}
+		return timed{500 * ms, Configured{Group: grp(f, b), Roles: handoverRoles(b, 11, ReasonRemoved, a), Revision: 10}}
 	}
 	want := roles(b, 12, ReasonRemoved, a)
 	for _, tc := range []struct {
@@ -665,7 +678,7 @@ func TestRemovedActiveHandover(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newSim(t, true)
-			s.run(append(tc.evs, one(start(grp(nil, a, b)), removed()), every(b, 0, 2000*ms))...)
+			s.run(append(tc.evs, one(start(grp(f, a, b)), removed()), every(b, 0, 2000*ms))...)
 			if len(s.writes) != 1 || s.writes[0].at != tc.wantAt || !proto.Equal(s.writes[0].write, want) {
 				t.Fatalf("writes %v, want %v at %v", s.writes, want, tc.wantAt)
 			}

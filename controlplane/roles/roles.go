@@ -20,10 +20,12 @@
 //     a RoleStatus whose peer entry for A says reachable=false and host_reachable=false. A
 //     director that is not connected, has not reported, or reports A reachable or A's host
 //     answering blocks it (Blocked says which: it may be renewing A's lease, or A's agent is
-//     down on a live host that still forwards). The write happens at
-//     max(T_c, T_x for every reporter) + S.Fence, not before: T_c is when the controller last
-//     heard A, T_x = (arrival of x's report) - heard_ago_ms (the arrival itself when x never
-//     heard A: its previous incarnation ended before it). The new ACTIVE is the best of the
+//     down on a live host that still forwards). The write happens as soon as that holds, and
+//     carries fence_until = max(T_c, T_x for every reporter) + S.Fence: T_c is when the
+//     controller last heard A, T_x = (arrival of x's report) - heard_ago_ms (the arrival itself
+//     when x never heard A: its previous incarnation ended before it). The new ACTIVE holds
+//     nothing before fence_until (agent/role), so A's lease has surely run out; the store write
+//     and the delivery happen meanwhile instead of after it. The new ACTIVE is the best of the
 //     others: highest priority, then name. Reason "takeover", previous A.
 //   - Epochs: a new assignment's epoch is max(stored+1, revision+1, any epoch already
 //     announced). Epoch() announces it the moment it is decided, before the write is stored,
@@ -209,9 +211,7 @@ type Machine struct {
 	handoverSince time.Time
 	// abandoned: the handover being answered gave the role back to a silent old ACTIVE.
 	abandoned bool
-	// fenceAt is when a takeover waiting for the lost ACTIVE's fence may happen.
-	fenceAt time.Time
-	blocked string
+	blocked   string
 }
 
 // New returns the machine of a group.
@@ -277,7 +277,7 @@ func (m *Machine) Next() time.Time {
 			}
 		}
 	}
-	ts = append(ts, m.fenceAt, m.retryAt)
+	ts = append(ts, m.retryAt)
 	if m.stored.GetActive() == "" && m.handoverEpoch == m.stored.GetEpoch() && !m.handoverSince.IsZero() {
 		ts = append(ts, m.handoverSince.Add(m.handoverTimeout()))
 		if old := m.stored.GetPrevious(); old != "" && !member(m.g, old) {
@@ -370,13 +370,13 @@ func (m *Machine) best(now time.Time, exclude string) string {
 	return ""
 }
 
-// takeoverCheck applies the takeover rule to director a. ok: a is lost, every other director
-// agrees and the fence time has passed; then cand is the director to promote. Otherwise why
-// says what blocks it ("" when a is not lost).
-func (m *Machine) takeoverCheck(a string, now time.Time) (cand string, ok bool, why string) {
+// takeoverCheck applies the takeover rule to director a. ok: a is lost and every other
+// director agrees; then cand is the director to promote, and fence when a's lease has surely
+// run out. Otherwise why says what blocks it ("" when a is not lost).
+func (m *Machine) takeoverCheck(a string, now time.Time) (cand string, fence time.Time, ok bool, why string) {
 	isLost, last := m.lost(a, now)
 	if !isLost {
-		return "", false, ""
+		return "", time.Time{}, false, ""
 	}
 	var others []*lvsctlv1.Director
 	for _, d := range m.g.GetDirectors() {
@@ -385,14 +385,14 @@ func (m *Machine) takeoverCheck(a string, now time.Time) (cand string, ok bool, 
 		}
 	}
 	if len(others) == 0 {
-		return "", false, fmt.Sprintf("%s lost; it is the group's only director", a)
+		return "", time.Time{}, false, fmt.Sprintf("%s lost; it is the group's only director", a)
 	}
 	slices.SortFunc(others, byPriority)
 	for _, d := range others {
 		n := d.GetName()
 		p := m.dirs[n]
 		if !m.alive(p, now) {
-			return "", false, fmt.Sprintf("%s lost; %s is not connected: it may still be renewing %s's lease", a, n, a)
+			return "", time.Time{}, false, fmt.Sprintf("%s lost; %s is not connected: it may still be renewing %s's lease", a, n, a)
 		}
 		var ps *lvsctlv1.PeerStatus
 		for _, x := range p.report.GetPeers() {
@@ -402,13 +402,13 @@ func (m *Machine) takeoverCheck(a string, now time.Time) (cand string, ok bool, 
 		}
 		switch {
 		case ps == nil:
-			return "", false, fmt.Sprintf("%s lost; %s has not reported on it", a, n)
+			return "", time.Time{}, false, fmt.Sprintf("%s lost; %s has not reported on it", a, n)
 		case ps.GetReachable():
-			return "", false, fmt.Sprintf("%s lost; %s still hears it", a, n)
+			return "", time.Time{}, false, fmt.Sprintf("%s lost; %s still hears it", a, n)
 		case ps.GetHostReachable():
-			return "", false, fmt.Sprintf("%s lost; its host answers %s's probes (an agent down on a live host still holds the addresses)", a, n)
+			return "", time.Time{}, false, fmt.Sprintf("%s lost; its host answers %s's probes (an agent down on a live host still holds the addresses)", a, n)
 		case !ps.GetProbesAnswered():
-			return "", false, fmt.Sprintf("%s lost; its host never answered %s's probes (allow ICMP echo between directors): "+
+			return "", time.Time{}, false, fmt.Sprintf("%s lost; its host never answered %s's probes (allow ICMP echo between directors): "+
 				"a dead agent on a live host, which still holds the addresses, cannot be told from a dead director", a, n)
 		}
 		tx := p.reportAt
@@ -419,16 +419,24 @@ func (m *Machine) takeoverCheck(a string, now time.Time) (cand string, ok bool, 
 			last = tx
 		}
 	}
-	at := last.Add(m.set.Fence)
-	if now.Before(at) {
-		m.fenceAt = at
-		return "", false, fmt.Sprintf("%s lost; waiting for its fence time until %s", a, at.Format(time.RFC3339Nano))
+	return others[0].GetName(), last.Add(m.set.Fence), true, ""
+}
+
+// fenceUntil is GroupRoles.fence_until_unix_ms for a fence ending at t: 0 when it has ended,
+// rounded up to the millisecond (never earlier than t).
+func fenceUntil(t, now time.Time) int64 {
+	if !t.After(now) {
+		return 0
 	}
-	return others[0].GetName(), true, ""
+	ms := t.UnixMilli()
+	if time.UnixMilli(ms).Before(t) {
+		ms++
+	}
+	return ms
 }
 
 func (m *Machine) decide(now time.Time, acts *Actions) {
-	m.blocked, m.fenceAt = "", time.Time{}
+	m.blocked = ""
 	s := m.stored
 	if m.g == nil || s == nil || m.pending != nil || now.Before(m.retryAt) {
 		return
@@ -439,11 +447,11 @@ func (m *Machine) decide(now time.Time, acts *Actions) {
 	case s.GetActive() == "" && member(m.g, s.GetHandoverTo()):
 		next = m.handover(now, s)
 	case member(m.g, s.GetActive()):
-		cand, ok, why := m.takeoverCheck(s.GetActive(), now)
+		cand, fence, ok, why := m.takeoverCheck(s.GetActive(), now)
 		m.blocked = why
 		switch {
 		case ok:
-			next = &lvsctlv1.GroupRoles{Active: cand, Reason: ReasonTakeover, Previous: s.GetActive()}
+			next = &lvsctlv1.GroupRoles{Active: cand, Reason: ReasonTakeover, Previous: s.GetActive(), FenceUntilUnixMs: fenceUntil(fence, now)}
 		case why == "":
 			next = m.preempt(now, s)
 		}
@@ -467,7 +475,7 @@ func (m *Machine) handoverTimeout() time.Duration { return max(10*m.set.Fence, 3
 // handover finishes a stored handover once the old ACTIVE has released.
 func (m *Machine) handover(now time.Time, s *lvsctlv1.GroupRoles) *lvsctlv1.GroupRoles {
 	old := s.GetPrevious()
-	var start time.Time
+	var start, fence time.Time
 	if m.req != nil {
 		start = m.req.at
 	}
@@ -491,7 +499,9 @@ func (m *Machine) handover(now time.Time, s *lvsctlv1.GroupRoles) *lvsctlv1.Grou
 			m.releasedAfter = m.dirs[old].reportAt.Sub(start)
 		}
 	default:
-		_, ok, why := m.takeoverCheck(old, now)
+		var ok bool
+		var why string
+		_, fence, ok, why = m.takeoverCheck(old, now)
 		if !ok && m.alive(m.dirs[old], now) && !now.Before(m.handoverSince.Add(m.handoverTimeout())) {
 			// Connected, yet silent about its release: a broken agent. Give the role back
 			// rather than leave the group without an ACTIVE.
@@ -514,7 +524,7 @@ func (m *Machine) handover(now time.Time, s *lvsctlv1.GroupRoles) *lvsctlv1.Grou
 			to = b
 		}
 	}
-	return &lvsctlv1.GroupRoles{Active: to, Reason: s.GetReason(), Previous: old}
+	return &lvsctlv1.GroupRoles{Active: to, Reason: s.GetReason(), Previous: old, FenceUntilUnixMs: fenceUntil(fence, now)}
 }
 
 // removedHolds says why a removed director, the previous ACTIVE of the stored handover s, may

@@ -455,7 +455,10 @@ type Snapshot struct {
 	State    *DesiredState          `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
 	// roles is the group's role assignment that goes with this state (one message, one
 	// reconcile); each agent finds its own role in it.
-	Roles         *GroupRoles `protobuf:"bytes,3,opt,name=roles,proto3" json:"roles,omitempty"`
+	Roles *GroupRoles `protobuf:"bytes,3,opt,name=roles,proto3" json:"roles,omitempty"`
+	// sent_unix_ms is the controller's wall clock when the message was built (Unix ms), set
+	// when roles.fence_until_unix_ms is: what the fence is counted from.
+	SentUnixMs    int64 `protobuf:"varint,4,opt,name=sent_unix_ms,json=sentUnixMs,proto3" json:"sent_unix_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -511,6 +514,13 @@ func (x *Snapshot) GetRoles() *GroupRoles {
 	return nil
 }
 
+func (x *Snapshot) GetSentUnixMs() int64 {
+	if x != nil {
+		return x.SentUnixMs
+	}
+	return 0
+}
+
 // Delta changes the desired state from prev_revision to revision. An agent whose applied
 // revision is not prev_revision has missed a delta and asks for a snapshot.
 type Delta struct {
@@ -522,7 +532,9 @@ type Delta struct {
 	// group is set when the director group itself changed.
 	Group *DirectorGroup `protobuf:"bytes,5,opt,name=group,proto3" json:"group,omitempty"`
 	// roles is set when the group's role assignment changed.
-	Roles         *GroupRoles `protobuf:"bytes,6,opt,name=roles,proto3" json:"roles,omitempty"`
+	Roles *GroupRoles `protobuf:"bytes,6,opt,name=roles,proto3" json:"roles,omitempty"`
+	// sent_unix_ms: as in Snapshot.
+	SentUnixMs    int64 `protobuf:"varint,7,opt,name=sent_unix_ms,json=sentUnixMs,proto3" json:"sent_unix_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -597,6 +609,13 @@ func (x *Delta) GetRoles() *GroupRoles {
 		return x.Roles
 	}
 	return nil
+}
+
+func (x *Delta) GetSentUnixMs() int64 {
+	if x != nil {
+		return x.SentUnixMs
+	}
+	return 0
 }
 
 // Ack reports that the agent has reconciled its data plane to a revision.
@@ -977,18 +996,22 @@ const file_lvsctl_v1_agent_proto_rawDesc = "" +
 	"\x15last_applied_revision\x18\x04 \x01(\x03R\x13lastAppliedRevision\"n\n" +
 	"\fDesiredState\x12.\n" +
 	"\x05group\x18\x01 \x01(\v2\x18.lvsctl.v1.DirectorGroupR\x05group\x12.\n" +
-	"\bclusters\x18\x02 \x03(\v2\x12.lvsctl.v1.ClusterR\bclusters\"\x82\x01\n" +
+	"\bclusters\x18\x02 \x03(\v2\x12.lvsctl.v1.ClusterR\bclusters\"\xa4\x01\n" +
 	"\bSnapshot\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x03R\brevision\x12-\n" +
 	"\x05state\x18\x02 \x01(\v2\x17.lvsctl.v1.DesiredStateR\x05state\x12+\n" +
-	"\x05roles\x18\x03 \x01(\v2\x15.lvsctl.v1.GroupRolesR\x05roles\"\xef\x01\n" +
+	"\x05roles\x18\x03 \x01(\v2\x15.lvsctl.v1.GroupRolesR\x05roles\x12 \n" +
+	"\fsent_unix_ms\x18\x04 \x01(\x03R\n" +
+	"sentUnixMs\"\x91\x02\n" +
 	"\x05Delta\x12#\n" +
 	"\rprev_revision\x18\x01 \x01(\x03R\fprevRevision\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x03R\brevision\x12.\n" +
 	"\bupserted\x18\x03 \x03(\v2\x12.lvsctl.v1.ClusterR\bupserted\x12\x18\n" +
 	"\adeleted\x18\x04 \x03(\tR\adeleted\x12.\n" +
 	"\x05group\x18\x05 \x01(\v2\x18.lvsctl.v1.DirectorGroupR\x05group\x12+\n" +
-	"\x05roles\x18\x06 \x01(\v2\x15.lvsctl.v1.GroupRolesR\x05roles\"\x9b\x01\n" +
+	"\x05roles\x18\x06 \x01(\v2\x15.lvsctl.v1.GroupRolesR\x05roles\x12 \n" +
+	"\fsent_unix_ms\x18\a \x01(\x03R\n" +
+	"sentUnixMs\"\x9b\x01\n" +
 	"\x03Ack\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x03R\brevision\x12/\n" +
 	"\x06errors\x18\x02 \x03(\v2\x17.lvsctl.v1.ClusterErrorR\x06errors\x12\x1e\n" +

@@ -1041,9 +1041,16 @@ type GroupRoles struct {
 	// "director removed".
 	Reason string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
 	// previous is the director that was ACTIVE before this assignment.
-	Previous      string `protobuf:"bytes,6,opt,name=previous,proto3" json:"previous,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Previous string `protobuf:"bytes,6,opt,name=previous,proto3" json:"previous,omitempty"`
+	// fence_until_unix_ms is set on a takeover decided before the lost ACTIVE's lease has
+	// surely run out (the controller's wall clock, Unix milliseconds): the new ACTIVE holds
+	// nothing before then. The controller decides as soon as the loss is agreed and the agent
+	// waits the rest, so the store write and the delivery overlap the fence instead of adding
+	// to it. An agent converts it with the message's sent_unix_ms (fence_until - sent, counted
+	// from the message's arrival: never earlier than the controller meant). 0: no wait.
+	FenceUntilUnixMs int64 `protobuf:"varint,7,opt,name=fence_until_unix_ms,json=fenceUntilUnixMs,proto3" json:"fence_until_unix_ms,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *GroupRoles) Reset() {
@@ -1116,6 +1123,13 @@ func (x *GroupRoles) GetPrevious() string {
 		return x.Previous
 	}
 	return ""
+}
+
+func (x *GroupRoles) GetFenceUntilUnixMs() int64 {
+	if x != nil {
+		return x.FenceUntilUnixMs
+	}
+	return 0
 }
 
 // PeerHeartbeat is what directors of a group send each other over UDP, every
@@ -1479,7 +1493,7 @@ const file_lvsctl_v1_types_proto_rawDesc = "" +
 	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\"B\n" +
 	"\fClusterError\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"\xa5\x01\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\xd4\x01\n" +
 	"\n" +
 	"GroupRoles\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x16\n" +
@@ -1488,7 +1502,8 @@ const file_lvsctl_v1_types_proto_rawDesc = "" +
 	"\vhandover_to\x18\x04 \x01(\tR\n" +
 	"handoverTo\x12\x16\n" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\x12\x1a\n" +
-	"\bprevious\x18\x06 \x01(\tR\bprevious\"\xd4\x01\n" +
+	"\bprevious\x18\x06 \x01(\tR\bprevious\x12-\n" +
+	"\x13fence_until_unix_ms\x18\a \x01(\x03R\x10fenceUntilUnixMs\"\xd4\x01\n" +
 	"\rPeerHeartbeat\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x1a\n" +
 	"\bdirector\x18\x02 \x01(\tR\bdirector\x12\x14\n" +
