@@ -27,7 +27,9 @@ import (
 	"github.com/mdlayher/arp"
 	"github.com/mdlayher/ethernet"
 	"github.com/mdlayher/ndp"
+	"github.com/mdlayher/packet"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/net/bpf"
 )
 
 // Address is one address to announce on one interface.
@@ -43,8 +45,12 @@ type Address struct {
 // refreshed (to the old MAC) by traffic in flight at the moment of takeover.
 var repeats = []time.Duration{100 * time.Millisecond, time.Second}
 
-// Announcer sends the announcements. It keeps no state between calls but the goroutines
-// that send repeats, which Wait waits for.
+// Announcer sends the announcements. Between calls it keeps the goroutines that send
+// repeats, which Wait waits for, and one ARP socket per interface (Prepare, Close): opening
+// one costs an interface lookup and a socket with its filter, tens of milliseconds on a
+// starved host, which a takeover should not spend after its addresses are added. The
+// sockets belong to the network namespace of the goroutine that opened them: use an
+// Announcer from one namespace.
 type Announcer struct {
 	log     *slog.Logger
 	repeats []time.Duration
@@ -56,6 +62,7 @@ type Announcer struct {
 	// lister opens what reads an interface's addresses before each repeat; tests replace it.
 	lister func() (addrLister, error)
 	wg     sync.WaitGroup
+	links  links
 }
 
 // addrLister reads the addresses an interface holds now, in the network namespace it was
@@ -87,8 +94,27 @@ func New(log *slog.Logger) *Announcer {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Announcer{log: log, repeats: repeats, open: openSender, after: time.After, lister: openNetlink}
+	a := &Announcer{log: log, repeats: repeats, after: time.After, lister: openNetlink}
+	a.open = a.openSender
+	return a
 }
+
+// Prepare opens the ARP sockets of the named interfaces, if not open yet, so that a takeover
+// announces its IPv4 addresses without opening any. A STANDBY calls it with the interfaces
+// of the addresses it would take: it needs no address there (the frames carry the announced
+// one). Interfaces that cannot carry ARP, or do not exist yet, are skipped: Announce opens
+// what it needs then. (NDP needs a source address on the interface, so IPv6 sockets are
+// opened by Announce.)
+func (a *Announcer) Prepare(ifaces []string) {
+	for _, name := range ifaces {
+		if _, err := a.links.get(name); err != nil {
+			a.log.Debug("announcements not prepared", "interface", name, "error", err)
+		}
+	}
+}
+
+// Close closes the sockets Prepare and Announce kept open. Repeats still running lose them.
+func (a *Announcer) Close() { a.links.closeAll() }
 
 // Announce sends one announcement for each address now, then returns, and sends the repeats
 // in the background until they are done or ctx ends. Errors are logged, not returned: a
@@ -203,9 +229,16 @@ func (a *Announcer) Wait() { a.wg.Wait() }
 // neighbour entry to update and nothing to announce.
 var ErrNoHardwareAddr = errors.New("interface has no hardware address")
 
-func openSender(g group) (sender, error) {
+func (a *Announcer) openSender(g group) (sender, error) {
 	if len(g.ips) == 0 {
 		return nil, fmt.Errorf("announce on %s: no address", g.iface)
+	}
+	if !g.v6 {
+		l, err := a.links.get(g.iface)
+		if err != nil {
+			return nil, err
+		}
+		return newARPSender(&a.links, l, g.ips)
 	}
 	ifi, err := net.InterfaceByName(g.iface)
 	if err != nil {
@@ -214,36 +247,42 @@ func openSender(g group) (sender, error) {
 	if len(ifi.HardwareAddr) != 6 {
 		return nil, fmt.Errorf("announce on %s: %w", g.iface, ErrNoHardwareAddr)
 	}
-	if g.v6 {
-		return openNDP(ifi, g.ips)
-	}
-	return openARP(ifi, g.ips)
+	return openNDP(ifi, g.ips)
 }
 
 // arpSender sends gratuitous ARP requests as keepalived does: an ARP request, broadcast,
 // with sender and target IP both the address and sender MAC ours. A request rather than a
 // reply because every host on the segment processes a broadcast request, and Linux (with
-// any arp_accept) moves an existing entry to the new MAC on it.
+// any arp_accept) moves an existing entry to the new MAC on it. It writes on its
+// interface's kept socket (links); a write that fails drops that socket, so the next
+// announcement opens a fresh one (the interface was re-created, say).
 type arpSender struct {
-	c    *arp.Client
-	pkts []*arp.Packet
+	links  *links
+	link   *arpLink
+	ips    []netip.Addr
+	frames [][]byte
 }
 
-func openARP(ifi *net.Interface, ips []netip.Addr) (*arpSender, error) {
-	// arp.Dial wants an IPv4 address on the interface; the addresses being announced were
-	// just added there, so it has one.
-	c, err := arp.Dial(ifi)
-	if err != nil {
-		return nil, fmt.Errorf("announce on %s: open ARP socket: %w", ifi.Name, err)
-	}
-	s := &arpSender{c: c}
+func newARPSender(ls *links, l *arpLink, ips []netip.Addr) (*arpSender, error) {
+	s := &arpSender{links: ls, link: l}
 	for _, ip := range ips {
-		pkt, err := arp.NewPacket(arp.OperationRequest, ifi.HardwareAddr, ip, ethernet.Broadcast, ip)
+		// mdlayher/arp builds the packet; its Client is not used because it insists on an
+		// IPv4 address on the interface, which a STANDBY preparing need not have.
+		pkt, err := arp.NewPacket(arp.OperationRequest, l.hw, ip, ethernet.Broadcast, ip)
 		if err != nil {
-			_ = c.Close()
-			return nil, fmt.Errorf("announce %s on %s: %w", ip, ifi.Name, err)
+			return nil, fmt.Errorf("announce %s on %s: %w", ip, l.name, err)
 		}
-		s.pkts = append(s.pkts, pkt)
+		pb, err := pkt.MarshalBinary()
+		if err != nil {
+			return nil, fmt.Errorf("announce %s on %s: %w", ip, l.name, err)
+		}
+		f := &ethernet.Frame{Destination: ethernet.Broadcast, Source: l.hw, EtherType: ethernet.EtherTypeARP, Payload: pb}
+		fb, err := f.MarshalBinary()
+		if err != nil {
+			return nil, fmt.Errorf("announce %s on %s: %w", ip, l.name, err)
+		}
+		s.ips = append(s.ips, ip)
+		s.frames = append(s.frames, fb)
 	}
 	return s, nil
 }
@@ -251,18 +290,93 @@ func openARP(ifi *net.Interface, ips []netip.Addr) (*arpSender, error) {
 // send sends every address's frame, whatever happens to one of them.
 func (s *arpSender) send(keep func(netip.Addr) bool) error {
 	var errs []error
-	for _, p := range s.pkts {
-		if !keep(p.SenderIP) {
+	for i, fb := range s.frames {
+		if !keep(s.ips[i]) {
 			continue
 		}
-		if err := s.c.WriteTo(p, ethernet.Broadcast); err != nil {
-			errs = append(errs, fmt.Errorf("gratuitous ARP for %s: %w", p.SenderIP, err))
+		if _, err := s.link.c.WriteTo(fb, &packet.Addr{HardwareAddr: ethernet.Broadcast}); err != nil {
+			errs = append(errs, fmt.Errorf("gratuitous ARP for %s: %w", s.ips[i], err))
 		}
+	}
+	if len(errs) > 0 {
+		s.links.drop(s.link)
 	}
 	return errors.Join(errs...)
 }
 
-func (s *arpSender) close() error { return s.c.Close() }
+// close leaves the socket open for the next takeover.
+func (s *arpSender) close() error { return nil }
+
+// arpLink is a raw packet socket for ARP on one interface, kept between takeovers.
+type arpLink struct {
+	name string
+	hw   net.HardwareAddr
+	c    *packet.Conn
+}
+
+// links are the kept ARP sockets, by interface name.
+type links struct {
+	mu sync.Mutex
+	m  map[string]*arpLink
+	// opened counts the sockets opened, for tests.
+	opened int
+}
+
+// dropAll is a socket filter that accepts no frame: the socket only sends, and must not
+// queue every ARP frame on the segment.
+var dropAll = func() []bpf.RawInstruction {
+	ins, err := bpf.Assemble([]bpf.Instruction{bpf.RetConstant{Val: 0}})
+	if err != nil {
+		panic(err) // a constant program
+	}
+	return ins
+}()
+
+// get returns the kept socket of interface name, opening it if needed.
+func (ls *links) get(name string) (*arpLink, error) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if l := ls.m[name]; l != nil {
+		return l, nil
+	}
+	ifi, err := net.InterfaceByName(name)
+	if err != nil {
+		return nil, fmt.Errorf("announce on interface %q: %w", name, err)
+	}
+	if len(ifi.HardwareAddr) != 6 {
+		return nil, fmt.Errorf("announce on %s: %w", name, ErrNoHardwareAddr)
+	}
+	c, err := packet.Listen(ifi, packet.Raw, int(ethernet.EtherTypeARP), &packet.Config{Filter: dropAll})
+	if err != nil {
+		return nil, fmt.Errorf("announce on %s: open ARP socket: %w", name, err)
+	}
+	l := &arpLink{name: name, hw: ifi.HardwareAddr, c: c}
+	if ls.m == nil {
+		ls.m = map[string]*arpLink{}
+	}
+	ls.m[name] = l
+	ls.opened++
+	return l, nil
+}
+
+// drop closes l and forgets it, unless it was replaced already.
+func (ls *links) drop(l *arpLink) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if ls.m[l.name] == l {
+		delete(ls.m, l.name)
+		_ = l.c.Close()
+	}
+}
+
+func (ls *links) closeAll() {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	for name, l := range ls.m {
+		_ = l.c.Close()
+		delete(ls.m, name)
+	}
+}
 
 // allNodes is where an unsolicited neighbour advertisement goes (RFC 4861 7.2.6).
 var allNodes = netip.MustParseAddr("ff02::1")

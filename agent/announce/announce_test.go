@@ -409,7 +409,7 @@ func TestOpenSenderRefuses(t *testing.T) {
 		{"no address", group{iface: "lo"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s, err := openSender(tc.g)
+			s, err := New(nil).openSender(tc.g)
 			if err == nil {
 				_ = s.close()
 				t.Fatalf("openSender(%v) succeeded", tc.g)
@@ -532,5 +532,47 @@ func announcements(t *testing.T, c *packet.Conn) map[netip.Addr]int {
 				n[netip.AddrFrom16([16]byte(h[48:64]))]++
 			}
 		}
+	}
+}
+
+// A STANDBY prepares its interfaces while it holds none of the addresses (and here no IPv4
+// address at all, which mdlayher/arp's client would refuse); the takeover then announces on
+// the prepared socket, opening none, and B moves its entry. A socket whose interface went
+// away is dropped on the failed write, and the next announcement opens a fresh one.
+func TestPreparedSocket(t *testing.T) {
+	nsA, nsB := pair(t)
+	ip(t, "-n", nsA, "addr", "flush", "dev", "a0")
+	a := New(nil)
+	defer a.Close()
+	inNS(t, nsA, func() { a.Prepare([]string{"a0", "lvsctl-none0", "lo"}) })
+	if a.links.opened != 1 {
+		t.Fatalf("Prepare opened %d sockets, want 1 (a0; no such interface; loopback has no MAC)", a.links.opened)
+	}
+	ip(t, "-n", nsA, "addr", "add", "192.0.2.100/32", "dev", "a0")
+	ip(t, "-n", nsB, "neigh", "replace", "192.0.2.100", "lladdr", wrongMAC, "dev", "b0", "nud", "stale")
+	inNS(t, nsA, func() { a.Announce(t.Context(), []Address{{Interface: "a0", IP: netip.MustParseAddr("192.0.2.100")}}) })
+	waitNeigh(t, nsB, "192.0.2.100", mac(t, nsA, "a0"))
+	a.Wait()
+	if a.links.opened != 1 {
+		t.Errorf("the takeover opened %d more sockets, want none", a.links.opened-1)
+	}
+
+	// a0 deleted and made again (its peer b0 with it): the kept socket's writes fail.
+	ip(t, "-n", nsA, "link", "del", "a0")
+	ip(t, "-n", nsA, "link", "add", "a0", "type", "veth", "peer", "name", "b0", "netns", nsB)
+	ip(t, "-n", nsA, "link", "set", "a0", "up")
+	ip(t, "-n", nsB, "link", "set", "b0", "up")
+	ip(t, "-n", nsA, "addr", "add", "192.0.2.100/32", "dev", "a0")
+	ip(t, "-n", nsB, "neigh", "replace", "192.0.2.100", "lladdr", wrongMAC, "dev", "b0", "nud", "stale")
+	addrs := []Address{{Interface: "a0", IP: netip.MustParseAddr("192.0.2.100")}}
+	ctx, cancel := context.WithCancel(t.Context())
+	inNS(t, nsA, func() { a.Announce(ctx, addrs) }) // fails on the old socket, drops it
+	cancel()
+	a.Wait()
+	inNS(t, nsA, func() { a.Announce(t.Context(), addrs) })
+	waitNeigh(t, nsB, "192.0.2.100", mac(t, nsA, "a0"))
+	a.Wait()
+	if a.links.opened != 2 {
+		t.Errorf("%d sockets opened in all, want 2 (the first, and one after the interface came back)", a.links.opened)
 	}
 }

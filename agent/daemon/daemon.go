@@ -138,6 +138,9 @@ type Announcer interface {
 	// Announce sends gratuitous ARP (IPv4) or unsolicited NA (IPv6) for each, with its
 	// repeats, until done or ctx ends.
 	Announce(ctx context.Context, addrs []announce.Address)
+	// Prepare readies what Announce needs on these interfaces, so that a takeover does not
+	// spend its first milliseconds opening sockets.
+	Prepare(ifaces []string)
 }
 
 // Agent is a running agent.
@@ -605,6 +608,10 @@ func (w *worker) do(act action) {
 			res = a.cfg.Reconciler.Apply(w.ctx, act.desired, act.role)
 		}
 		w.held(act.hold && !w.releasedSince(gen), res, start)
+	case actPrepareAnnounce:
+		if a.cfg.Announcer != nil {
+			a.cfg.Announcer.Prepare(act.ifaces)
+		}
 	case actAnnounce:
 		if a.cfg.Announcer != nil && len(w.added) > 0 {
 			addrs := make([]announce.Address, len(w.added))

@@ -112,8 +112,15 @@ func haSnapshot(rev int64, g *lvsctlv1.DirectorGroup, active string, epoch uint6
 
 // announcements records what an agent announced, one line per Announce.
 type announcements struct {
-	mu    sync.Mutex
-	calls []string
+	mu       sync.Mutex
+	calls    []string
+	prepared [][]string
+}
+
+func (r *announcements) Prepare(ifaces []string) {
+	r.mu.Lock()
+	r.prepared = append(r.prepared, ifaces)
+	r.mu.Unlock()
 }
 
 func (r *announcements) Announce(_ context.Context, addrs []announce.Address) {
@@ -260,6 +267,13 @@ func TestFailoverHigherEpoch(t *testing.T) {
 	waitFor(t, "dir-a releases on dir-b's epoch 6", func() bool { return a.addrs.Dump() == "" })
 	waitFor(t, "dir-b takes the VIP", func() bool { return b.addrs.Dump() == vipLine })
 	waitFor(t, "dir-b announces the VIP", func() bool { return strings.Join(annB.log(), "; ") == "eth0 192.0.2.20" })
+	// Its announcement was readied when it first learned the group, as a STANDBY.
+	annB.mu.Lock()
+	prepared := fmt.Sprint(annB.prepared)
+	annB.mu.Unlock()
+	if prepared != "[[eth0]]" {
+		t.Errorf("dir-b prepared %s, want [[eth0]] (the group's VIP interface, once)", prepared)
+	}
 	// dir-a still obeys its epoch 5 assignment (its stream brought nothing new), and its
 	// controller still answers it: the release came from the epoch alone, and holds.
 	time.Sleep(2 * 600 * time.Millisecond)

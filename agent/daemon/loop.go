@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -133,6 +134,8 @@ type (
 	// actAnnounce sends gratuitous ARP / unsolicited NA for the addresses the kernel work
 	// just before it added (Result.Added): those just taken.
 	actAnnounce struct{}
+	// actPrepareAnnounce readies announcements on the interfaces of the group's addresses.
+	actPrepareAnnounce struct{ ifaces []string }
 	// actAckRefusal acks revision 0 with why.
 	actAckRefusal struct{ why error }
 	// actRequestSnapshot asks the controller for a snapshot.
@@ -155,6 +158,7 @@ func (actReconcile) isAction()       {}
 func (actHolding) isAction()         {}
 func (actSave) isAction()            {}
 func (actAnnounce) isAction()        {}
+func (actPrepareAnnounce) isAction() {}
 func (actAckRefusal) isAction()      {}
 func (actRequestSnapshot) isAction() {}
 func (actReport) isAction()          {}
@@ -389,6 +393,25 @@ func (l *loop) leave(now time.Time, acts []action) []action {
 func (l *loop) tell(now time.Time, g *lvsctlv1.DirectorGroup, r *lvsctlv1.RoleAssignment, acts []action, reconciling bool) []action {
 	if l.assigned && proto.Equal(g, l.assignedGroup) && proto.Equal(r, l.assignedRole) {
 		return acts
+	}
+	if r.GetRole() != l.assignedRole.GetRole() || r.GetEpoch() != l.assignedRole.GetEpoch() {
+		var wait time.Duration
+		if l.fenceEnd.After(now) {
+			wait = l.fenceEnd.Sub(now)
+		}
+		l.log.Info("role assigned", "group", r.GetGroup(), "role", r.GetRole(), "epoch", r.GetEpoch(), "fence_wait", wait)
+	}
+	if (!l.assigned || !proto.Equal(g, l.assignedGroup)) && len(g.GetDirectors()) > 1 {
+		// A director that may take the addresses over readies their announcement now.
+		var ifaces []string
+		for _, i := range []string{g.GetVipInterface(), g.GetGateway().GetInterface()} {
+			if i != "" && !slices.Contains(ifaces, i) {
+				ifaces = append(ifaces, i)
+			}
+		}
+		if len(ifaces) > 0 {
+			acts = append(acts, actPrepareAnnounce{ifaces: ifaces})
+		}
 	}
 	l.assigned, l.assignedGroup, l.assignedRole = true, g, r
 	if local := l.localAddr(g); local != l.local {

@@ -63,6 +63,9 @@ func describe(acts []action) []string {
 	var out []string
 	for _, a := range acts {
 		switch a := a.(type) {
+		case actPrepareAnnounce:
+			out = append(out, "prepare announcements "+strings.Join(a.ifaces, ","))
+			continue
 		case actReconcile:
 			path := "full"
 			if a.delta != nil {
@@ -164,6 +167,7 @@ func TestStep(t *testing.T) {
 			events: []at{{0, evStart{}}, {ms, snapshotOf(1, g, "dir-a", 5, web("edge-1"))}},
 			want: []string{
 				"reconcile full snapshot rev=1 role=ROLE_ACTIVE save=snapshot(ROLE_ACTIVE)",
+				"prepare announcements eth0,eth1",
 				"bind 192.0.2.1:7140",
 				"announce",
 			},
@@ -174,6 +178,7 @@ func TestStep(t *testing.T) {
 			events: []at{{0, evStart{}}, {ms, snapshotOf(1, g, "dir-a", 5, web("edge-1"))}},
 			want: []string{
 				"reconcile full snapshot rev=1 role=ROLE_STANDBY save=snapshot(ROLE_ACTIVE)",
+				"prepare announcements eth0,eth1",
 				"bind 192.0.2.1:7140",
 			},
 		},
@@ -342,6 +347,7 @@ func TestStep(t *testing.T) {
 				{2 * ms, evMessage{m: snapshot(2, "")}}, {3 * ms, snapshotOf(3, g, "dir-a", 5, web("edge-1"))}},
 			want: []string{
 				"reconcile full snapshot rev=3 role=ROLE_ACTIVE save=snapshot(ROLE_ACTIVE)",
+				"prepare announcements eth0,eth1",
 				"bind 192.0.2.1:7140",
 				"announce",
 			},

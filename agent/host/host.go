@@ -105,6 +105,8 @@ func Run(ctx context.Context, o Config) error {
 		go func() { _ = srv.Serve(lis) }()
 		defer srv.Close()
 	}
+	ann := announce.New(log)
+	defer ann.Close()
 	cfg := daemon.Config{
 		Director: director, Version: o.Version, Logger: log, State: st, Reconciler: rec, Session: sess,
 		Capabilities: caps, Resync: resync, OfflineAfter: o.OfflineAfter,
@@ -121,7 +123,7 @@ func Run(ctx context.Context, o Config) error {
 			}
 			return tr, nil
 		},
-		Announcer: announce.New(log),
+		Announcer: ann,
 		Addresses: addrs,
 	}
 	if prober, err := peer.NewProber(log); err != nil {

@@ -537,7 +537,7 @@ func (l *loop) startWrite(ctx context.Context, group string, r *lvsctlv1.GroupRo
 		w.expect = c.rolesRev
 	}
 	l.m.log.Info("role decision", "group", group, "active", r.GetActive(), "epoch", r.GetEpoch(), "reason", r.GetReason(),
-		"previous", r.GetPrevious(), "handover_to", r.GetHandoverTo())
+		"previous", r.GetPrevious(), "handover_to", r.GetHandoverTo(), "fence_ms", fenceLeft(r))
 	l.writes[group] = w
 	l.commit(ctx, group, w)
 }
@@ -741,4 +741,13 @@ func (h *timerHeap) Pop() any {
 	e := old[len(old)-1]
 	*h = old[:len(old)-1]
 	return e
+}
+
+// fenceLeft is how long the new ACTIVE of r must still wait for the fence, in ms (0: none),
+// for the decision's log line.
+func fenceLeft(r *lvsctlv1.GroupRoles) int64 {
+	if r.GetFenceUntilUnixMs() == 0 {
+		return 0
+	}
+	return max(0, r.GetFenceUntilUnixMs()-time.Now().UnixMilli())
 }

@@ -904,7 +904,7 @@ ha_digest() {
 	grep -E 'role decision|role assignment|level=(WARN|ERROR)' /tmp/controller.log 2>/dev/null | tail -n 25 | sed 's/^/    /'
 	for _d in $HA_DIRECTORS; do
 		echo "  agent $_d: hold changes, warnings, errors"
-		grep -E 'group addresses changed|level=(WARN|ERROR)' "/tmp/agent.$_d.log" 2>/dev/null | tail -n 25 | sed 's/^/    /'
+		grep -E 'role assigned|group addresses changed|announced addresses|level=(WARN|ERROR)' "/tmp/agent.$_d.log" 2>/dev/null | tail -n 25 | sed 's/^/    /'
 	done
 }
 

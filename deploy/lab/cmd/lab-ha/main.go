@@ -491,8 +491,8 @@ func runTakeover(args []string) error {
 				continue
 			}
 			at := time.Now()
-			stdout.Printf("TAKEOVER ms=%.1f cmd_ms=%.1f attempts=%d server=%s started_ms=%.1f",
-				ms(at.Sub(t0)), ms(cmdDone.Sub(t0)), attempts, a.server, ms(a.started.Sub(t0)))
+			stdout.Printf("TAKEOVER ms=%.1f cmd_ms=%.1f attempts=%d server=%s started_ms=%.1f death_at=%s",
+				ms(at.Sub(t0)), ms(cmdDone.Sub(t0)), attempts, a.server, ms(a.started.Sub(t0)), t0.UTC().Format("15:04:05.000"))
 			return nil
 		}
 	}
