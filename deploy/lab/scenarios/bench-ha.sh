@@ -90,13 +90,19 @@ if [ "${HA_ONLY:-keepalived}" = keepalived ]; then
 	note "sampler: $WATCH_RESULT"
 
 	step "keepalived stopped (SIGTERM: it removes its addresses), the hand-made IPVS and nftables removed"
+	# SIGTERM to the parent alone: it stops its children and removes the addresses.
+	# Signalled at once, a child may die first and be respawned by the parent,
+	# and the orphan become MASTER once its links are up again: the lvsctl half
+	# would then see a second holder that no agent owns.
 	for d in $HA_DIRECTORS; do
-		eval "ka_main_$(echo $d | tr - _)=$(cat "/run/ka.$d.main.pid")"
-		kill $(ka_pids "$d") 2>/dev/null
+		kill "$(cat "/run/ka.$d.main.pid")" 2>/dev/null
 	done
+	if ! wait_until 10 no_keepalived; then
+		note "keepalived processes left after SIGTERM: $(keepalived_procs); killed"
+		kill -9 $(keepalived_procs) 2>/dev/null
+		wait_until 5 no_keepalived || fail_check "no keepalived process left before the lvsctl half (left: $(keepalived_procs))"
+	fi
 	for d in $HA_DIRECTORS; do
-		eval "_pid=\$ka_main_$(echo $d | tr - _)"
-		wait_until 10 sh -c "! kill -0 $_pid 2>/dev/null" || note "keepalived in $d still running"
 		on "$d" ipvsadm -C
 		on "$d" ipvsadm --stop-daemon master 2>/dev/null
 		on "$d" ipvsadm --stop-daemon backup 2>/dev/null

@@ -616,7 +616,18 @@ ka_start() {
 # ka_pids NS: the pids of NS's keepalived processes, the VRRP child first:
 # killed after its parent, it would get the parent-death SIGTERM and say
 # goodbye (a priority 0 advert), which a dying host does not.
-ka_pids() { cat "/run/ka.$1.vrrp.pid" "/run/ka.$1.check.pid" "/run/ka.$1.main.pid" 2>/dev/null | tr '\n' ' '; }
+# The parent first: SIGKILLed after a child, it could respawn that child in
+# between, an orphan that would take the addresses once the links are up again.
+ka_pids() { cat "/run/ka.$1.main.pid" "/run/ka.$1.vrrp.pid" "/run/ka.$1.check.pid" 2>/dev/null | tr '\n' ' '; }
+
+# keepalived_procs: the pids of every keepalived process in the guest.
+keepalived_procs() {
+	for _p in /proc/[0-9]*; do
+		[ "$(cat "$_p/comm" 2>/dev/null)" = keepalived ] && printf '%s ' "${_p#/proc/}"
+	done
+	return 0
+}
+no_keepalived() { [ -z "$(keepalived_procs)" ]; }
 
 # ka_state NS: MASTER, BACKUP or FAULT, from the last "Entering ... STATE"
 # line of NS's keepalived in the syslog.
