@@ -699,6 +699,112 @@ func (x *DeleteResponse) GetPlans() []*GroupPlan {
 	return nil
 }
 
+type DrainRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Cluster string                 `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	// real is the real server's address, as the cluster names it.
+	Real string `protobuf:"bytes,2,opt,name=real,proto3" json:"real,omitempty"`
+	// drained: true drains, false enables again.
+	Drained       bool `protobuf:"varint,3,opt,name=drained,proto3" json:"drained,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainRequest) Reset() {
+	*x = DrainRequest{}
+	mi := &file_lvsctl_v1_config_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainRequest) ProtoMessage() {}
+
+func (x *DrainRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lvsctl_v1_config_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainRequest.ProtoReflect.Descriptor instead.
+func (*DrainRequest) Descriptor() ([]byte, []int) {
+	return file_lvsctl_v1_config_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *DrainRequest) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+func (x *DrainRequest) GetReal() string {
+	if x != nil {
+		return x.Real
+	}
+	return ""
+}
+
+func (x *DrainRequest) GetDrained() bool {
+	if x != nil {
+		return x.Drained
+	}
+	return false
+}
+
+type DrainResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Cluster       *Cluster               `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainResponse) Reset() {
+	*x = DrainResponse{}
+	mi := &file_lvsctl_v1_config_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainResponse) ProtoMessage() {}
+
+func (x *DrainResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_lvsctl_v1_config_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainResponse.ProtoReflect.Descriptor instead.
+func (*DrainResponse) Descriptor() ([]byte, []int) {
+	return file_lvsctl_v1_config_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *DrainResponse) GetCluster() *Cluster {
+	if x != nil {
+		return x.Cluster
+	}
+	return nil
+}
+
 type FailoverRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Group string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
@@ -710,7 +816,7 @@ type FailoverRequest struct {
 
 func (x *FailoverRequest) Reset() {
 	*x = FailoverRequest{}
-	mi := &file_lvsctl_v1_config_proto_msgTypes[10]
+	mi := &file_lvsctl_v1_config_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -722,7 +828,7 @@ func (x *FailoverRequest) String() string {
 func (*FailoverRequest) ProtoMessage() {}
 
 func (x *FailoverRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_config_proto_msgTypes[10]
+	mi := &file_lvsctl_v1_config_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -735,7 +841,7 @@ func (x *FailoverRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverRequest.ProtoReflect.Descriptor instead.
 func (*FailoverRequest) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_config_proto_rawDescGZIP(), []int{10}
+	return file_lvsctl_v1_config_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *FailoverRequest) GetGroup() string {
@@ -767,7 +873,7 @@ type FailoverResponse struct {
 
 func (x *FailoverResponse) Reset() {
 	*x = FailoverResponse{}
-	mi := &file_lvsctl_v1_config_proto_msgTypes[11]
+	mi := &file_lvsctl_v1_config_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -779,7 +885,7 @@ func (x *FailoverResponse) String() string {
 func (*FailoverResponse) ProtoMessage() {}
 
 func (x *FailoverResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_config_proto_msgTypes[11]
+	mi := &file_lvsctl_v1_config_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -792,7 +898,7 @@ func (x *FailoverResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverResponse.ProtoReflect.Descriptor instead.
 func (*FailoverResponse) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_config_proto_rawDescGZIP(), []int{11}
+	return file_lvsctl_v1_config_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *FailoverResponse) GetRoles() *GroupRoles {
@@ -856,7 +962,13 @@ const file_lvsctl_v1_config_proto_rawDesc = "" +
 	"\adry_run\x18\x04 \x01(\bR\x06dryRun\"^\n" +
 	"\x0eDeleteResponse\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x03R\brevision\x12*\n" +
-	"\x05plans\x18\x03 \x03(\v2\x14.lvsctl.v1.GroupPlanR\x05plansJ\x04\b\x02\x10\x03\"7\n" +
+	"\x05plans\x18\x03 \x03(\v2\x14.lvsctl.v1.GroupPlanR\x05plansJ\x04\b\x02\x10\x03\"V\n" +
+	"\fDrainRequest\x12\x18\n" +
+	"\acluster\x18\x01 \x01(\tR\acluster\x12\x12\n" +
+	"\x04real\x18\x02 \x01(\tR\x04real\x12\x18\n" +
+	"\adrained\x18\x03 \x01(\bR\adrained\"=\n" +
+	"\rDrainResponse\x12,\n" +
+	"\acluster\x18\x01 \x01(\v2\x12.lvsctl.v1.ClusterR\acluster\"7\n" +
 	"\x0fFailoverRequest\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x0e\n" +
 	"\x02to\x18\x02 \x01(\tR\x02to\"\x87\x01\n" +
@@ -874,13 +986,14 @@ const file_lvsctl_v1_config_proto_rawDesc = "" +
 	"\x0eACTION_CREATED\x10\x01\x12\x12\n" +
 	"\x0eACTION_UPDATED\x10\x02\x12\x14\n" +
 	"\x10ACTION_UNCHANGED\x10\x03\x12\x12\n" +
-	"\x0eACTION_DELETED\x10\x042\xbe\x02\n" +
+	"\x0eACTION_DELETED\x10\x042\xfa\x02\n" +
 	"\rConfigService\x12:\n" +
 	"\x05Apply\x12\x17.lvsctl.v1.ApplyRequest\x1a\x18.lvsctl.v1.ApplyResponse\x124\n" +
 	"\x03Get\x12\x15.lvsctl.v1.GetRequest\x1a\x16.lvsctl.v1.GetResponse\x127\n" +
 	"\x04List\x12\x16.lvsctl.v1.ListRequest\x1a\x17.lvsctl.v1.ListResponse\x12=\n" +
 	"\x06Delete\x12\x18.lvsctl.v1.DeleteRequest\x1a\x19.lvsctl.v1.DeleteResponse\x12C\n" +
-	"\bFailover\x12\x1a.lvsctl.v1.FailoverRequest\x1a\x1b.lvsctl.v1.FailoverResponseB3Z1github.com/lvsctl/lvsctl/proto/lvsctl/v1;lvsctlv1b\x06proto3"
+	"\bFailover\x12\x1a.lvsctl.v1.FailoverRequest\x1a\x1b.lvsctl.v1.FailoverResponse\x12:\n" +
+	"\x05Drain\x12\x17.lvsctl.v1.DrainRequest\x1a\x18.lvsctl.v1.DrainResponseB3Z1github.com/lvsctl/lvsctl/proto/lvsctl/v1;lvsctlv1b\x06proto3"
 
 var (
 	file_lvsctl_v1_config_proto_rawDescOnce sync.Once
@@ -895,7 +1008,7 @@ func file_lvsctl_v1_config_proto_rawDescGZIP() []byte {
 }
 
 var file_lvsctl_v1_config_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_lvsctl_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_lvsctl_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_lvsctl_v1_config_proto_goTypes = []any{
 	(Kind)(0),                // 0: lvsctl.v1.Kind
 	(Action)(0),              // 1: lvsctl.v1.Action
@@ -909,40 +1022,46 @@ var file_lvsctl_v1_config_proto_goTypes = []any{
 	(*ListResponse)(nil),     // 9: lvsctl.v1.ListResponse
 	(*DeleteRequest)(nil),    // 10: lvsctl.v1.DeleteRequest
 	(*DeleteResponse)(nil),   // 11: lvsctl.v1.DeleteResponse
-	(*FailoverRequest)(nil),  // 12: lvsctl.v1.FailoverRequest
-	(*FailoverResponse)(nil), // 13: lvsctl.v1.FailoverResponse
-	(*Object)(nil),           // 14: lvsctl.v1.Object
-	(*GroupRoles)(nil),       // 15: lvsctl.v1.GroupRoles
+	(*DrainRequest)(nil),     // 12: lvsctl.v1.DrainRequest
+	(*DrainResponse)(nil),    // 13: lvsctl.v1.DrainResponse
+	(*FailoverRequest)(nil),  // 14: lvsctl.v1.FailoverRequest
+	(*FailoverResponse)(nil), // 15: lvsctl.v1.FailoverResponse
+	(*Object)(nil),           // 16: lvsctl.v1.Object
+	(*Cluster)(nil),          // 17: lvsctl.v1.Cluster
+	(*GroupRoles)(nil),       // 18: lvsctl.v1.GroupRoles
 }
 var file_lvsctl_v1_config_proto_depIdxs = []int32{
-	14, // 0: lvsctl.v1.ApplyRequest.objects:type_name -> lvsctl.v1.Object
+	16, // 0: lvsctl.v1.ApplyRequest.objects:type_name -> lvsctl.v1.Object
 	0,  // 1: lvsctl.v1.ObjectResult.kind:type_name -> lvsctl.v1.Kind
 	1,  // 2: lvsctl.v1.ObjectResult.action:type_name -> lvsctl.v1.Action
 	3,  // 3: lvsctl.v1.ApplyResponse.results:type_name -> lvsctl.v1.ObjectResult
 	4,  // 4: lvsctl.v1.ApplyResponse.plans:type_name -> lvsctl.v1.GroupPlan
-	14, // 5: lvsctl.v1.ApplyResponse.objects:type_name -> lvsctl.v1.Object
+	16, // 5: lvsctl.v1.ApplyResponse.objects:type_name -> lvsctl.v1.Object
 	0,  // 6: lvsctl.v1.GetRequest.kind:type_name -> lvsctl.v1.Kind
-	14, // 7: lvsctl.v1.GetResponse.object:type_name -> lvsctl.v1.Object
+	16, // 7: lvsctl.v1.GetResponse.object:type_name -> lvsctl.v1.Object
 	0,  // 8: lvsctl.v1.ListRequest.kind:type_name -> lvsctl.v1.Kind
-	14, // 9: lvsctl.v1.ListResponse.objects:type_name -> lvsctl.v1.Object
+	16, // 9: lvsctl.v1.ListResponse.objects:type_name -> lvsctl.v1.Object
 	0,  // 10: lvsctl.v1.DeleteRequest.kind:type_name -> lvsctl.v1.Kind
 	4,  // 11: lvsctl.v1.DeleteResponse.plans:type_name -> lvsctl.v1.GroupPlan
-	15, // 12: lvsctl.v1.FailoverResponse.roles:type_name -> lvsctl.v1.GroupRoles
-	2,  // 13: lvsctl.v1.ConfigService.Apply:input_type -> lvsctl.v1.ApplyRequest
-	6,  // 14: lvsctl.v1.ConfigService.Get:input_type -> lvsctl.v1.GetRequest
-	8,  // 15: lvsctl.v1.ConfigService.List:input_type -> lvsctl.v1.ListRequest
-	10, // 16: lvsctl.v1.ConfigService.Delete:input_type -> lvsctl.v1.DeleteRequest
-	12, // 17: lvsctl.v1.ConfigService.Failover:input_type -> lvsctl.v1.FailoverRequest
-	5,  // 18: lvsctl.v1.ConfigService.Apply:output_type -> lvsctl.v1.ApplyResponse
-	7,  // 19: lvsctl.v1.ConfigService.Get:output_type -> lvsctl.v1.GetResponse
-	9,  // 20: lvsctl.v1.ConfigService.List:output_type -> lvsctl.v1.ListResponse
-	11, // 21: lvsctl.v1.ConfigService.Delete:output_type -> lvsctl.v1.DeleteResponse
-	13, // 22: lvsctl.v1.ConfigService.Failover:output_type -> lvsctl.v1.FailoverResponse
-	18, // [18:23] is the sub-list for method output_type
-	13, // [13:18] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	17, // 12: lvsctl.v1.DrainResponse.cluster:type_name -> lvsctl.v1.Cluster
+	18, // 13: lvsctl.v1.FailoverResponse.roles:type_name -> lvsctl.v1.GroupRoles
+	2,  // 14: lvsctl.v1.ConfigService.Apply:input_type -> lvsctl.v1.ApplyRequest
+	6,  // 15: lvsctl.v1.ConfigService.Get:input_type -> lvsctl.v1.GetRequest
+	8,  // 16: lvsctl.v1.ConfigService.List:input_type -> lvsctl.v1.ListRequest
+	10, // 17: lvsctl.v1.ConfigService.Delete:input_type -> lvsctl.v1.DeleteRequest
+	14, // 18: lvsctl.v1.ConfigService.Failover:input_type -> lvsctl.v1.FailoverRequest
+	12, // 19: lvsctl.v1.ConfigService.Drain:input_type -> lvsctl.v1.DrainRequest
+	5,  // 20: lvsctl.v1.ConfigService.Apply:output_type -> lvsctl.v1.ApplyResponse
+	7,  // 21: lvsctl.v1.ConfigService.Get:output_type -> lvsctl.v1.GetResponse
+	9,  // 22: lvsctl.v1.ConfigService.List:output_type -> lvsctl.v1.ListResponse
+	11, // 23: lvsctl.v1.ConfigService.Delete:output_type -> lvsctl.v1.DeleteResponse
+	15, // 24: lvsctl.v1.ConfigService.Failover:output_type -> lvsctl.v1.FailoverResponse
+	13, // 25: lvsctl.v1.ConfigService.Drain:output_type -> lvsctl.v1.DrainResponse
+	20, // [20:26] is the sub-list for method output_type
+	14, // [14:20] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_lvsctl_v1_config_proto_init() }
@@ -957,7 +1076,7 @@ func file_lvsctl_v1_config_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lvsctl_v1_config_proto_rawDesc), len(file_lvsctl_v1_config_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,6 +24,7 @@ const (
 	ConfigService_List_FullMethodName     = "/lvsctl.v1.ConfigService/List"
 	ConfigService_Delete_FullMethodName   = "/lvsctl.v1.ConfigService/Delete"
 	ConfigService_Failover_FullMethodName = "/lvsctl.v1.ConfigService/Failover"
+	ConfigService_Drain_FullMethodName    = "/lvsctl.v1.ConfigService/Drain"
 )
 
 // ConfigServiceClient is the client API for ConfigService service.
@@ -43,6 +44,9 @@ type ConfigServiceClient interface {
 	// Failover moves a group's ACTIVE role (planned switchover): the new ACTIVE is promoted only
 	// after the old one has released its addresses. It returns once the new assignment is stored.
 	Failover(ctx context.Context, in *FailoverRequest, opts ...grpc.CallOption) (*FailoverResponse, error)
+	// Drain sets or clears a real server's drained flag (lvsctl drain / enable), stored with
+	// the cluster; it returns the cluster as stored.
+	Drain(ctx context.Context, in *DrainRequest, opts ...grpc.CallOption) (*DrainResponse, error)
 }
 
 type configServiceClient struct {
@@ -103,6 +107,16 @@ func (c *configServiceClient) Failover(ctx context.Context, in *FailoverRequest,
 	return out, nil
 }
 
+func (c *configServiceClient) Drain(ctx context.Context, in *DrainRequest, opts ...grpc.CallOption) (*DrainResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DrainResponse)
+	err := c.cc.Invoke(ctx, ConfigService_Drain_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ConfigServiceServer is the server API for ConfigService service.
 // All implementations must embed UnimplementedConfigServiceServer
 // for forward compatibility.
@@ -120,6 +134,9 @@ type ConfigServiceServer interface {
 	// Failover moves a group's ACTIVE role (planned switchover): the new ACTIVE is promoted only
 	// after the old one has released its addresses. It returns once the new assignment is stored.
 	Failover(context.Context, *FailoverRequest) (*FailoverResponse, error)
+	// Drain sets or clears a real server's drained flag (lvsctl drain / enable), stored with
+	// the cluster; it returns the cluster as stored.
+	Drain(context.Context, *DrainRequest) (*DrainResponse, error)
 	mustEmbedUnimplementedConfigServiceServer()
 }
 
@@ -144,6 +161,9 @@ func (UnimplementedConfigServiceServer) Delete(context.Context, *DeleteRequest) 
 }
 func (UnimplementedConfigServiceServer) Failover(context.Context, *FailoverRequest) (*FailoverResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Failover not implemented")
+}
+func (UnimplementedConfigServiceServer) Drain(context.Context, *DrainRequest) (*DrainResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Drain not implemented")
 }
 func (UnimplementedConfigServiceServer) mustEmbedUnimplementedConfigServiceServer() {}
 func (UnimplementedConfigServiceServer) testEmbeddedByValue()                       {}
@@ -256,6 +276,24 @@ func _ConfigService_Failover_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ConfigService_Drain_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DrainRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConfigServiceServer).Drain(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConfigService_Drain_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConfigServiceServer).Drain(ctx, req.(*DrainRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ConfigService_ServiceDesc is the grpc.ServiceDesc for ConfigService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -282,6 +320,10 @@ var ConfigService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Failover",
 			Handler:    _ConfigService_Failover_Handler,
+		},
+		{
+			MethodName: "Drain",
+			Handler:    _ConfigService_Drain_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -147,8 +147,19 @@ type RealServerStats struct {
 	InactiveConns   uint32                 `protobuf:"varint,4,opt,name=inactive_conns,json=inactiveConns,proto3" json:"inactive_conns,omitempty"`
 	PersistentConns uint32                 `protobuf:"varint,5,opt,name=persistent_conns,json=persistentConns,proto3" json:"persistent_conns,omitempty"`
 	Counters        *Counters              `protobuf:"bytes,6,opt,name=counters,proto3" json:"counters,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// health as this director's checks see it: "up", "down" or "unknown" (no check yet, or
+	// none configured); health_since_unix_ms when it became that; health_error the last
+	// failure while down.
+	Health            string `protobuf:"bytes,7,opt,name=health,proto3" json:"health,omitempty"`
+	HealthSinceUnixMs int64  `protobuf:"varint,8,opt,name=health_since_unix_ms,json=healthSinceUnixMs,proto3" json:"health_since_unix_ms,omitempty"`
+	HealthError       string `protobuf:"bytes,9,opt,name=health_error,json=healthError,proto3" json:"health_error,omitempty"`
+	// drained: an operator drained it; removing: it was removed from the cluster and leaves the
+	// kernel once its grace period ends (removing_until_unix_ms).
+	Drained             bool  `protobuf:"varint,10,opt,name=drained,proto3" json:"drained,omitempty"`
+	Removing            bool  `protobuf:"varint,11,opt,name=removing,proto3" json:"removing,omitempty"`
+	RemovingUntilUnixMs int64 `protobuf:"varint,12,opt,name=removing_until_unix_ms,json=removingUntilUnixMs,proto3" json:"removing_until_unix_ms,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *RealServerStats) Reset() {
@@ -221,6 +232,48 @@ func (x *RealServerStats) GetCounters() *Counters {
 		return x.Counters
 	}
 	return nil
+}
+
+func (x *RealServerStats) GetHealth() string {
+	if x != nil {
+		return x.Health
+	}
+	return ""
+}
+
+func (x *RealServerStats) GetHealthSinceUnixMs() int64 {
+	if x != nil {
+		return x.HealthSinceUnixMs
+	}
+	return 0
+}
+
+func (x *RealServerStats) GetHealthError() string {
+	if x != nil {
+		return x.HealthError
+	}
+	return ""
+}
+
+func (x *RealServerStats) GetDrained() bool {
+	if x != nil {
+		return x.Drained
+	}
+	return false
+}
+
+func (x *RealServerStats) GetRemoving() bool {
+	if x != nil {
+		return x.Removing
+	}
+	return false
+}
+
+func (x *RealServerStats) GetRemovingUntilUnixMs() int64 {
+	if x != nil {
+		return x.RemovingUntilUnixMs
+	}
+	return 0
 }
 
 // ClusterStats is one cluster's IPVS service on one director.
@@ -310,14 +363,21 @@ const file_lvsctl_v1_stats_proto_rawDesc = "" +
 	"\aout_pps\x18\b \x01(\x04R\x06outPps\x12\x15\n" +
 	"\x06in_bps\x18\t \x01(\x04R\x05inBps\x12\x17\n" +
 	"\aout_bps\x18\n" +
-	" \x01(\x04R\x06outBps\"\xe9\x01\n" +
+	" \x01(\x04R\x06outBps\"\xc0\x03\n" +
 	"\x0fRealServerStats\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x16\n" +
 	"\x06weight\x18\x02 \x01(\rR\x06weight\x12!\n" +
 	"\factive_conns\x18\x03 \x01(\rR\vactiveConns\x12%\n" +
 	"\x0einactive_conns\x18\x04 \x01(\rR\rinactiveConns\x12)\n" +
 	"\x10persistent_conns\x18\x05 \x01(\rR\x0fpersistentConns\x12/\n" +
-	"\bcounters\x18\x06 \x01(\v2\x13.lvsctl.v1.CountersR\bcounters\"\xa3\x01\n" +
+	"\bcounters\x18\x06 \x01(\v2\x13.lvsctl.v1.CountersR\bcounters\x12\x16\n" +
+	"\x06health\x18\a \x01(\tR\x06health\x12/\n" +
+	"\x14health_since_unix_ms\x18\b \x01(\x03R\x11healthSinceUnixMs\x12!\n" +
+	"\fhealth_error\x18\t \x01(\tR\vhealthError\x12\x18\n" +
+	"\adrained\x18\n" +
+	" \x01(\bR\adrained\x12\x1a\n" +
+	"\bremoving\x18\v \x01(\bR\bremoving\x123\n" +
+	"\x16removing_until_unix_ms\x18\f \x01(\x03R\x13removingUntilUnixMs\"\xa3\x01\n" +
 	"\fClusterStats\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x16\n" +
 	"\x06fwmark\x18\x02 \x01(\rR\x06fwmark\x12/\n" +

@@ -307,7 +307,13 @@ type RealServer struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Address string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
 	// weight 0 quiesces the server: existing connections stay, new ones go elsewhere.
-	Weight        uint32 `protobuf:"varint,2,opt,name=weight,proto3" json:"weight,omitempty"`
+	Weight uint32 `protobuf:"varint,2,opt,name=weight,proto3" json:"weight,omitempty"`
+	// health overrides the cluster's check for this server: fields it leaves zero take the
+	// cluster's interval, timeout, rise, fall and on_failure (the check itself is this one's).
+	Health *HealthCheck `protobuf:"bytes,3,opt,name=health,proto3" json:"health,omitempty"`
+	// drained: an operator drained it (lvsctl drain): weight 0 on every director, persistence
+	// templates expire, established connections stay; lvsctl enable clears it.
+	Drained       bool `protobuf:"varint,4,opt,name=drained,proto3" json:"drained,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -356,6 +362,205 @@ func (x *RealServer) GetWeight() uint32 {
 	return 0
 }
 
+func (x *RealServer) GetHealth() *HealthCheck {
+	if x != nil {
+		return x.Health
+	}
+	return nil
+}
+
+func (x *RealServer) GetDrained() bool {
+	if x != nil {
+		return x.Drained
+	}
+	return false
+}
+
+// HealthCheck is how every director checks a real server (package health: kinds, defaults,
+// validation). Zero fields take the defaults.
+type HealthCheck struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// check: tcp, http, https, rtsp, udp, exec or none.
+	Check string `protobuf:"bytes,1,opt,name=check,proto3" json:"check,omitempty"`
+	// port checked (a fwmark service has port 0, so a check names its port).
+	Port       uint32 `protobuf:"varint,2,opt,name=port,proto3" json:"port,omitempty"`
+	IntervalMs uint32 `protobuf:"varint,3,opt,name=interval_ms,json=intervalMs,proto3" json:"interval_ms,omitempty"`
+	TimeoutMs  uint32 `protobuf:"varint,4,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	Rise       uint32 `protobuf:"varint,5,opt,name=rise,proto3" json:"rise,omitempty"`
+	Fall       uint32 `protobuf:"varint,6,opt,name=fall,proto3" json:"fall,omitempty"`
+	// on_failure: "quiesce" (weight 0, connections kept; the default) or "remove" (the real
+	// server leaves the IPVS service until it recovers).
+	OnFailure string `protobuf:"bytes,7,opt,name=on_failure,json=onFailure,proto3" json:"on_failure,omitempty"`
+	// http, https: path (default "/"), expect (status or range, default "200-399"), body (a
+	// substring the body must contain). udp: expect is a substring the reply must contain.
+	Path   string `protobuf:"bytes,8,opt,name=path,proto3" json:"path,omitempty"`
+	Expect string `protobuf:"bytes,9,opt,name=expect,proto3" json:"expect,omitempty"`
+	Body   string `protobuf:"bytes,10,opt,name=body,proto3" json:"body,omitempty"`
+	// https: server_name (SNI and Host), verify (the certificate; off by default).
+	ServerName string `protobuf:"bytes,11,opt,name=server_name,json=serverName,proto3" json:"server_name,omitempty"`
+	Verify     bool   `protobuf:"varint,12,opt,name=verify,proto3" json:"verify,omitempty"`
+	// rtsp: url (default rtsp://ADDRESS:PORT/), describe (also DESCRIBE, expect SDP).
+	Url      string `protobuf:"bytes,13,opt,name=url,proto3" json:"url,omitempty"`
+	Describe bool   `protobuf:"varint,14,opt,name=describe,proto3" json:"describe,omitempty"`
+	// udp: payload sent; udp_mode "reply" (the default: a reply must come) or "noUnreachable"
+	// (up unless an ICMP port unreachable comes back).
+	Payload []byte `protobuf:"bytes,15,opt,name=payload,proto3" json:"payload,omitempty"`
+	UdpMode string `protobuf:"bytes,16,opt,name=udp_mode,json=udpMode,proto3" json:"udp_mode,omitempty"`
+	// exec: the program and its arguments; the real server's address is in LVSCTL_REAL_ADDRESS.
+	Command       []string `protobuf:"bytes,17,rep,name=command,proto3" json:"command,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HealthCheck) Reset() {
+	*x = HealthCheck{}
+	mi := &file_lvsctl_v1_types_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HealthCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HealthCheck) ProtoMessage() {}
+
+func (x *HealthCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_lvsctl_v1_types_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HealthCheck.ProtoReflect.Descriptor instead.
+func (*HealthCheck) Descriptor() ([]byte, []int) {
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *HealthCheck) GetCheck() string {
+	if x != nil {
+		return x.Check
+	}
+	return ""
+}
+
+func (x *HealthCheck) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *HealthCheck) GetIntervalMs() uint32 {
+	if x != nil {
+		return x.IntervalMs
+	}
+	return 0
+}
+
+func (x *HealthCheck) GetTimeoutMs() uint32 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+func (x *HealthCheck) GetRise() uint32 {
+	if x != nil {
+		return x.Rise
+	}
+	return 0
+}
+
+func (x *HealthCheck) GetFall() uint32 {
+	if x != nil {
+		return x.Fall
+	}
+	return 0
+}
+
+func (x *HealthCheck) GetOnFailure() string {
+	if x != nil {
+		return x.OnFailure
+	}
+	return ""
+}
+
+func (x *HealthCheck) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *HealthCheck) GetExpect() string {
+	if x != nil {
+		return x.Expect
+	}
+	return ""
+}
+
+func (x *HealthCheck) GetBody() string {
+	if x != nil {
+		return x.Body
+	}
+	return ""
+}
+
+func (x *HealthCheck) GetServerName() string {
+	if x != nil {
+		return x.ServerName
+	}
+	return ""
+}
+
+func (x *HealthCheck) GetVerify() bool {
+	if x != nil {
+		return x.Verify
+	}
+	return false
+}
+
+func (x *HealthCheck) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *HealthCheck) GetDescribe() bool {
+	if x != nil {
+		return x.Describe
+	}
+	return false
+}
+
+func (x *HealthCheck) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *HealthCheck) GetUdpMode() string {
+	if x != nil {
+		return x.UdpMode
+	}
+	return ""
+}
+
+func (x *HealthCheck) GetCommand() []string {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
 // Cluster is one IPVS firewall-mark virtual service: every VIP x port of it shares one fwmark.
 type Cluster struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -371,14 +576,21 @@ type Cluster struct {
 	Fwmark uint32 `protobuf:"varint,9,opt,name=fwmark,proto3" json:"fwmark,omitempty"`
 	// revision is the etcd mod_revision of the stored object (read-only). On Apply, a non-zero
 	// revision must equal the stored one, or the write is refused as stale.
-	Revision      int64 `protobuf:"varint,10,opt,name=revision,proto3" json:"revision,omitempty"`
+	Revision int64 `protobuf:"varint,10,opt,name=revision,proto3" json:"revision,omitempty"`
+	// health is how every director checks each real server (none: no check, weights as given).
+	Health *HealthCheck `protobuf:"bytes,11,opt,name=health,proto3" json:"health,omitempty"`
+	// remove_grace_ms: a real server removed from the cluster is drained (weight 0, its
+	// connections kept) this long before it leaves the kernel. 0: the default (60 s); see
+	// docs. Set remove_now to cut at once instead.
+	RemoveGraceMs uint32 `protobuf:"varint,12,opt,name=remove_grace_ms,json=removeGraceMs,proto3" json:"remove_grace_ms,omitempty"`
+	RemoveNow     bool   `protobuf:"varint,13,opt,name=remove_now,json=removeNow,proto3" json:"remove_now,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Cluster) Reset() {
 	*x = Cluster{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[3]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -390,7 +602,7 @@ func (x *Cluster) String() string {
 func (*Cluster) ProtoMessage() {}
 
 func (x *Cluster) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[3]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -403,7 +615,7 @@ func (x *Cluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster.ProtoReflect.Descriptor instead.
 func (*Cluster) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{3}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Cluster) GetName() string {
@@ -476,6 +688,27 @@ func (x *Cluster) GetRevision() int64 {
 	return 0
 }
 
+func (x *Cluster) GetHealth() *HealthCheck {
+	if x != nil {
+		return x.Health
+	}
+	return nil
+}
+
+func (x *Cluster) GetRemoveGraceMs() uint32 {
+	if x != nil {
+		return x.RemoveGraceMs
+	}
+	return 0
+}
+
+func (x *Cluster) GetRemoveNow() bool {
+	if x != nil {
+		return x.RemoveNow
+	}
+	return false
+}
+
 // Director is one member of a director group.
 type Director struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -491,7 +724,7 @@ type Director struct {
 
 func (x *Director) Reset() {
 	*x = Director{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[4]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -503,7 +736,7 @@ func (x *Director) String() string {
 func (*Director) ProtoMessage() {}
 
 func (x *Director) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[4]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -516,7 +749,7 @@ func (x *Director) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Director.ProtoReflect.Descriptor instead.
 func (*Director) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{4}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Director) GetName() string {
@@ -565,7 +798,7 @@ type Failover struct {
 
 func (x *Failover) Reset() {
 	*x = Failover{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[5]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -577,7 +810,7 @@ func (x *Failover) String() string {
 func (*Failover) ProtoMessage() {}
 
 func (x *Failover) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[5]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -590,7 +823,7 @@ func (x *Failover) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Failover.ProtoReflect.Descriptor instead.
 func (*Failover) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{5}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Failover) GetHeartbeatIntervalMs() uint32 {
@@ -639,7 +872,7 @@ type Gateway struct {
 
 func (x *Gateway) Reset() {
 	*x = Gateway{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[6]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -651,7 +884,7 @@ func (x *Gateway) String() string {
 func (*Gateway) ProtoMessage() {}
 
 func (x *Gateway) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[6]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -664,7 +897,7 @@ func (x *Gateway) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Gateway.ProtoReflect.Descriptor instead.
 func (*Gateway) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{6}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Gateway) GetAddress() string {
@@ -692,7 +925,7 @@ type Sync struct {
 
 func (x *Sync) Reset() {
 	*x = Sync{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[7]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -704,7 +937,7 @@ func (x *Sync) String() string {
 func (*Sync) ProtoMessage() {}
 
 func (x *Sync) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[7]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -717,7 +950,7 @@ func (x *Sync) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sync.ProtoReflect.Descriptor instead.
 func (*Sync) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{7}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Sync) GetInterface() string {
@@ -751,7 +984,7 @@ type DirectorGroup struct {
 
 func (x *DirectorGroup) Reset() {
 	*x = DirectorGroup{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[8]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -763,7 +996,7 @@ func (x *DirectorGroup) String() string {
 func (*DirectorGroup) ProtoMessage() {}
 
 func (x *DirectorGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[8]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -776,7 +1009,7 @@ func (x *DirectorGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirectorGroup.ProtoReflect.Descriptor instead.
 func (*DirectorGroup) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{8}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DirectorGroup) GetName() string {
@@ -842,7 +1075,7 @@ type Object struct {
 
 func (x *Object) Reset() {
 	*x = Object{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[9]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -854,7 +1087,7 @@ func (x *Object) String() string {
 func (*Object) ProtoMessage() {}
 
 func (x *Object) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[9]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -867,7 +1100,7 @@ func (x *Object) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Object.ProtoReflect.Descriptor instead.
 func (*Object) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{9}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Object) GetKind() isObject_Kind {
@@ -923,7 +1156,7 @@ type RoleAssignment struct {
 
 func (x *RoleAssignment) Reset() {
 	*x = RoleAssignment{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[10]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -935,7 +1168,7 @@ func (x *RoleAssignment) String() string {
 func (*RoleAssignment) ProtoMessage() {}
 
 func (x *RoleAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[10]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -948,7 +1181,7 @@ func (x *RoleAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoleAssignment.ProtoReflect.Descriptor instead.
 func (*RoleAssignment) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{10}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RoleAssignment) GetGroup() string {
@@ -983,7 +1216,7 @@ type ClusterError struct {
 
 func (x *ClusterError) Reset() {
 	*x = ClusterError{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[11]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -995,7 +1228,7 @@ func (x *ClusterError) String() string {
 func (*ClusterError) ProtoMessage() {}
 
 func (x *ClusterError) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[11]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1008,7 +1241,7 @@ func (x *ClusterError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterError.ProtoReflect.Descriptor instead.
 func (*ClusterError) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{11}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ClusterError) GetCluster() string {
@@ -1055,7 +1288,7 @@ type GroupRoles struct {
 
 func (x *GroupRoles) Reset() {
 	*x = GroupRoles{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[12]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1067,7 +1300,7 @@ func (x *GroupRoles) String() string {
 func (*GroupRoles) ProtoMessage() {}
 
 func (x *GroupRoles) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[12]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1080,7 +1313,7 @@ func (x *GroupRoles) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupRoles.ProtoReflect.Descriptor instead.
 func (*GroupRoles) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{12}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GroupRoles) GetGroup() string {
@@ -1157,7 +1390,7 @@ type PeerHeartbeat struct {
 
 func (x *PeerHeartbeat) Reset() {
 	*x = PeerHeartbeat{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[13]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1169,7 +1402,7 @@ func (x *PeerHeartbeat) String() string {
 func (*PeerHeartbeat) ProtoMessage() {}
 
 func (x *PeerHeartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[13]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1182,7 +1415,7 @@ func (x *PeerHeartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerHeartbeat.ProtoReflect.Descriptor instead.
 func (*PeerHeartbeat) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{13}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PeerHeartbeat) GetGroup() string {
@@ -1267,7 +1500,7 @@ type PeerStatus struct {
 
 func (x *PeerStatus) Reset() {
 	*x = PeerStatus{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[14]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1279,7 +1512,7 @@ func (x *PeerStatus) String() string {
 func (*PeerStatus) ProtoMessage() {}
 
 func (x *PeerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[14]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1292,7 +1525,7 @@ func (x *PeerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerStatus.ProtoReflect.Descriptor instead.
 func (*PeerStatus) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{14}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PeerStatus) GetDirector() string {
@@ -1366,7 +1599,7 @@ type SyncStatus struct {
 
 func (x *SyncStatus) Reset() {
 	*x = SyncStatus{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[15]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1378,7 +1611,7 @@ func (x *SyncStatus) String() string {
 func (*SyncStatus) ProtoMessage() {}
 
 func (x *SyncStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[15]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1391,7 +1624,7 @@ func (x *SyncStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncStatus.ProtoReflect.Descriptor instead.
 func (*SyncStatus) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{15}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SyncStatus) GetMaster() bool {
@@ -1440,11 +1673,36 @@ const file_lvsctl_v1_types_proto_rawDesc = "" +
 	"\x04last\x18\x03 \x01(\rR\x04last\"Y\n" +
 	"\vPersistence\x12'\n" +
 	"\x0ftimeout_seconds\x18\x01 \x01(\rR\x0etimeoutSeconds\x12!\n" +
-	"\fnetmask_bits\x18\x02 \x01(\rR\vnetmaskBits\">\n" +
+	"\fnetmask_bits\x18\x02 \x01(\rR\vnetmaskBits\"\x88\x01\n" +
 	"\n" +
 	"RealServer\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x16\n" +
-	"\x06weight\x18\x02 \x01(\rR\x06weight\"\xf4\x02\n" +
+	"\x06weight\x18\x02 \x01(\rR\x06weight\x12.\n" +
+	"\x06health\x18\x03 \x01(\v2\x16.lvsctl.v1.HealthCheckR\x06health\x12\x18\n" +
+	"\adrained\x18\x04 \x01(\bR\adrained\"\xb4\x03\n" +
+	"\vHealthCheck\x12\x14\n" +
+	"\x05check\x18\x01 \x01(\tR\x05check\x12\x12\n" +
+	"\x04port\x18\x02 \x01(\rR\x04port\x12\x1f\n" +
+	"\vinterval_ms\x18\x03 \x01(\rR\n" +
+	"intervalMs\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x04 \x01(\rR\ttimeoutMs\x12\x12\n" +
+	"\x04rise\x18\x05 \x01(\rR\x04rise\x12\x12\n" +
+	"\x04fall\x18\x06 \x01(\rR\x04fall\x12\x1d\n" +
+	"\n" +
+	"on_failure\x18\a \x01(\tR\tonFailure\x12\x12\n" +
+	"\x04path\x18\b \x01(\tR\x04path\x12\x16\n" +
+	"\x06expect\x18\t \x01(\tR\x06expect\x12\x12\n" +
+	"\x04body\x18\n" +
+	" \x01(\tR\x04body\x12\x1f\n" +
+	"\vserver_name\x18\v \x01(\tR\n" +
+	"serverName\x12\x16\n" +
+	"\x06verify\x18\f \x01(\bR\x06verify\x12\x10\n" +
+	"\x03url\x18\r \x01(\tR\x03url\x12\x1a\n" +
+	"\bdescribe\x18\x0e \x01(\bR\bdescribe\x12\x18\n" +
+	"\apayload\x18\x0f \x01(\fR\apayload\x12\x19\n" +
+	"\budp_mode\x18\x10 \x01(\tR\audpMode\x12\x18\n" +
+	"\acommand\x18\x11 \x03(\tR\acommand\"\xeb\x03\n" +
 	"\aCluster\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12%\n" +
 	"\x0edirector_group\x18\x02 \x01(\tR\rdirectorGroup\x12\x12\n" +
@@ -1458,7 +1716,11 @@ const file_lvsctl_v1_types_proto_rawDesc = "" +
 	"\x05reals\x18\b \x03(\v2\x15.lvsctl.v1.RealServerR\x05reals\x12\x16\n" +
 	"\x06fwmark\x18\t \x01(\rR\x06fwmark\x12\x1a\n" +
 	"\brevision\x18\n" +
-	" \x01(\x03R\brevision\"T\n" +
+	" \x01(\x03R\brevision\x12.\n" +
+	"\x06health\x18\v \x01(\v2\x16.lvsctl.v1.HealthCheckR\x06health\x12&\n" +
+	"\x0fremove_grace_ms\x18\f \x01(\rR\rremoveGraceMs\x12\x1d\n" +
+	"\n" +
+	"remove_now\x18\r \x01(\bR\tremoveNow\"T\n" +
 	"\bDirector\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bpriority\x18\x02 \x01(\rR\bpriority\x12\x18\n" +
@@ -1560,7 +1822,7 @@ func file_lvsctl_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_lvsctl_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_lvsctl_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_lvsctl_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_lvsctl_v1_types_proto_goTypes = []any{
 	(Protocol)(0),          // 0: lvsctl.v1.Protocol
 	(Forwarding)(0),        // 1: lvsctl.v1.Forwarding
@@ -1568,40 +1830,43 @@ var file_lvsctl_v1_types_proto_goTypes = []any{
 	(*PortRange)(nil),      // 3: lvsctl.v1.PortRange
 	(*Persistence)(nil),    // 4: lvsctl.v1.Persistence
 	(*RealServer)(nil),     // 5: lvsctl.v1.RealServer
-	(*Cluster)(nil),        // 6: lvsctl.v1.Cluster
-	(*Director)(nil),       // 7: lvsctl.v1.Director
-	(*Failover)(nil),       // 8: lvsctl.v1.Failover
-	(*Gateway)(nil),        // 9: lvsctl.v1.Gateway
-	(*Sync)(nil),           // 10: lvsctl.v1.Sync
-	(*DirectorGroup)(nil),  // 11: lvsctl.v1.DirectorGroup
-	(*Object)(nil),         // 12: lvsctl.v1.Object
-	(*RoleAssignment)(nil), // 13: lvsctl.v1.RoleAssignment
-	(*ClusterError)(nil),   // 14: lvsctl.v1.ClusterError
-	(*GroupRoles)(nil),     // 15: lvsctl.v1.GroupRoles
-	(*PeerHeartbeat)(nil),  // 16: lvsctl.v1.PeerHeartbeat
-	(*PeerStatus)(nil),     // 17: lvsctl.v1.PeerStatus
-	(*SyncStatus)(nil),     // 18: lvsctl.v1.SyncStatus
+	(*HealthCheck)(nil),    // 6: lvsctl.v1.HealthCheck
+	(*Cluster)(nil),        // 7: lvsctl.v1.Cluster
+	(*Director)(nil),       // 8: lvsctl.v1.Director
+	(*Failover)(nil),       // 9: lvsctl.v1.Failover
+	(*Gateway)(nil),        // 10: lvsctl.v1.Gateway
+	(*Sync)(nil),           // 11: lvsctl.v1.Sync
+	(*DirectorGroup)(nil),  // 12: lvsctl.v1.DirectorGroup
+	(*Object)(nil),         // 13: lvsctl.v1.Object
+	(*RoleAssignment)(nil), // 14: lvsctl.v1.RoleAssignment
+	(*ClusterError)(nil),   // 15: lvsctl.v1.ClusterError
+	(*GroupRoles)(nil),     // 16: lvsctl.v1.GroupRoles
+	(*PeerHeartbeat)(nil),  // 17: lvsctl.v1.PeerHeartbeat
+	(*PeerStatus)(nil),     // 18: lvsctl.v1.PeerStatus
+	(*SyncStatus)(nil),     // 19: lvsctl.v1.SyncStatus
 }
 var file_lvsctl_v1_types_proto_depIdxs = []int32{
 	0,  // 0: lvsctl.v1.PortRange.protocol:type_name -> lvsctl.v1.Protocol
-	3,  // 1: lvsctl.v1.Cluster.ports:type_name -> lvsctl.v1.PortRange
-	4,  // 2: lvsctl.v1.Cluster.persistence:type_name -> lvsctl.v1.Persistence
-	1,  // 3: lvsctl.v1.Cluster.forwarding:type_name -> lvsctl.v1.Forwarding
-	5,  // 4: lvsctl.v1.Cluster.reals:type_name -> lvsctl.v1.RealServer
-	7,  // 5: lvsctl.v1.DirectorGroup.directors:type_name -> lvsctl.v1.Director
-	9,  // 6: lvsctl.v1.DirectorGroup.gateway:type_name -> lvsctl.v1.Gateway
-	10, // 7: lvsctl.v1.DirectorGroup.sync:type_name -> lvsctl.v1.Sync
-	8,  // 8: lvsctl.v1.DirectorGroup.failover:type_name -> lvsctl.v1.Failover
-	6,  // 9: lvsctl.v1.Object.cluster:type_name -> lvsctl.v1.Cluster
-	11, // 10: lvsctl.v1.Object.group:type_name -> lvsctl.v1.DirectorGroup
-	2,  // 11: lvsctl.v1.RoleAssignment.role:type_name -> lvsctl.v1.Role
-	2,  // 12: lvsctl.v1.PeerHeartbeat.role:type_name -> lvsctl.v1.Role
-	2,  // 13: lvsctl.v1.PeerStatus.role:type_name -> lvsctl.v1.Role
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	6,  // 1: lvsctl.v1.RealServer.health:type_name -> lvsctl.v1.HealthCheck
+	3,  // 2: lvsctl.v1.Cluster.ports:type_name -> lvsctl.v1.PortRange
+	4,  // 3: lvsctl.v1.Cluster.persistence:type_name -> lvsctl.v1.Persistence
+	1,  // 4: lvsctl.v1.Cluster.forwarding:type_name -> lvsctl.v1.Forwarding
+	5,  // 5: lvsctl.v1.Cluster.reals:type_name -> lvsctl.v1.RealServer
+	6,  // 6: lvsctl.v1.Cluster.health:type_name -> lvsctl.v1.HealthCheck
+	8,  // 7: lvsctl.v1.DirectorGroup.directors:type_name -> lvsctl.v1.Director
+	10, // 8: lvsctl.v1.DirectorGroup.gateway:type_name -> lvsctl.v1.Gateway
+	11, // 9: lvsctl.v1.DirectorGroup.sync:type_name -> lvsctl.v1.Sync
+	9,  // 10: lvsctl.v1.DirectorGroup.failover:type_name -> lvsctl.v1.Failover
+	7,  // 11: lvsctl.v1.Object.cluster:type_name -> lvsctl.v1.Cluster
+	12, // 12: lvsctl.v1.Object.group:type_name -> lvsctl.v1.DirectorGroup
+	2,  // 13: lvsctl.v1.RoleAssignment.role:type_name -> lvsctl.v1.Role
+	2,  // 14: lvsctl.v1.PeerHeartbeat.role:type_name -> lvsctl.v1.Role
+	2,  // 15: lvsctl.v1.PeerStatus.role:type_name -> lvsctl.v1.Role
+	16, // [16:16] is the sub-list for method output_type
+	16, // [16:16] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_lvsctl_v1_types_proto_init() }
@@ -1609,7 +1874,7 @@ func file_lvsctl_v1_types_proto_init() {
 	if File_lvsctl_v1_types_proto != nil {
 		return
 	}
-	file_lvsctl_v1_types_proto_msgTypes[9].OneofWrappers = []any{
+	file_lvsctl_v1_types_proto_msgTypes[10].OneofWrappers = []any{
 		(*Object_Cluster)(nil),
 		(*Object_Group)(nil),
 	}
@@ -1619,7 +1884,7 @@ func file_lvsctl_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lvsctl_v1_types_proto_rawDesc), len(file_lvsctl_v1_types_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
