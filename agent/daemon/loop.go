@@ -341,6 +341,27 @@ func (l *loop) message(now time.Time, m *lvsctlv1.ConnectResponse, acts []action
 		// a delta it stays (a full reconcile reads the whole kernel back: not on a takeover).
 		acts = l.assign(now, g, acts, false)
 		return l.reconcile(acts, "delta", d, saveDelta, d)
+	case *lvsctlv1.ConnectResponse_RolesStored:
+		// The group's assignment, stored a moment ago, ahead of its delta: the role machine
+		// hears it now (a takeover's new ACTIVE takes the addresses on the fast path, the
+		// worker idle), and the delta that follows finds the role unchanged. Nothing is
+		// reconciled, saved or acked for it; roles of another group than the state held are
+		// left to the delta or snapshot that brings that group.
+		r := msg.RolesStored.GetRoles()
+		if l.cur == nil || !l.fromCtl {
+			return acts
+		}
+		g := l.cur.clusters.Group
+		if g.GetName() == "" || r.GetGroup() != g.GetName() {
+			return acts
+		}
+		next := roleOf(r, g.GetName(), l.director)
+		if l.role != nil && l.role.GetGroup() == next.GetGroup() && next.GetEpoch() <= l.role.GetEpoch() {
+			return acts // nothing new (the delta got here first), or stale
+		}
+		l.role = l.obey(l.role, next)
+		l.fenceEnd = fenceEnd(now, r, msg.RolesStored.GetSentUnixMs(), g)
+		return l.assign(now, g, acts, false)
 	}
 	return acts
 }

@@ -554,3 +554,44 @@ func TestTakeoverFence(t *testing.T) {
 		t.Fatalf("not held at the fence's end: %v", describe(acts))
 	}
 }
+
+// TestRolesStoredAheadOfTheDelta: the controller's RolesStored, ahead of the delta, tells the
+// role machine at once and reconciles nothing; the new ACTIVE holds at its fence's end; the
+// delta that follows with the same roles is reconciled as ACTIVE and tells the machine nothing
+// new. Roles of another group, or not newer than the role held, change nothing.
+func TestRolesStoredAheadOfTheDelta(t *testing.T) {
+	t0 := time.Date(2026, 11, 30, 6, 0, 0, 0, time.UTC)
+	ms := time.Millisecond
+	g := pairGroup("edge-1")
+	m := &scriptedMachine{say: func(ev role.Event) role.Actions {
+		if a, ok := ev.(role.Assigned); ok && a.Role.GetRole() == lvsctlv1.Role_ROLE_ACTIVE {
+			return role.Actions{Hold: true, Announce: true}
+		}
+		return role.Actions{}
+	}}
+	l := &loop{director: "dir-a", log: slog.New(slog.DiscardHandler), repairDelay: 150 * ms, machine: m,
+		hasDataPlane: func() bool { return false }}
+	l.step(t0, evStart{})
+	l.step(t0.Add(ms), snapshotOf(1, g, "dir-b", 5))
+	m.events = nil
+	stored := func(group, active string, epoch uint64) evMessage {
+		return evMessage{m: &lvsctlv1.ConnectResponse{Msg: &lvsctlv1.ConnectResponse_RolesStored{RolesStored: &lvsctlv1.RolesStored{
+			Roles: &lvsctlv1.GroupRoles{Group: group, Active: active, Epoch: epoch, Reason: "takeover"}}}}}
+	}
+	for _, ev := range []evMessage{stored("edge-2", "dir-a", 9), stored("edge-1", "dir-b", 5), stored("edge-1", "dir-a", 4)} {
+		if acts := l.step(t0.Add(2*ms), ev); len(acts) != 0 || len(m.events) != 0 {
+			t.Fatalf("%v: actions %v, machine told %v; want nothing", ev.m.GetRolesStored().GetRoles(), describe(acts), m.events)
+		}
+	}
+	got := describe(l.step(t0.Add(3*ms), stored("edge-1", "dir-a", 6)))
+	if want := []string{"holding true role=ROLE_ACTIVE", "announce"}; !slices.Equal(got, want) {
+		t.Errorf("on RolesStored: %v, want %v (the fast path, no reconcile)", got, want)
+	}
+	got = describe(l.step(t0.Add(40*ms), deltaOf(1, 2, &lvsctlv1.GroupRoles{Group: "edge-1", Active: "dir-a", Epoch: 6, Reason: "takeover"})))
+	if want := []string{"reconcile delta delta rev=2 role=ROLE_ACTIVE save=delta(2)"}; !slices.Equal(got, want) {
+		t.Errorf("on the delta: %v, want %v", got, want)
+	}
+	if want := []string{"assigned edge-1 2 directors ROLE_ACTIVE/6"}; !slices.Equal(m.events, want) {
+		t.Errorf("the machine was told %v, want %v (once)", m.events, want)
+	}
+}

@@ -27,6 +27,7 @@ import (
 	"github.com/lvsctl/lvsctl/controlplane/fleet"
 	"github.com/lvsctl/lvsctl/controlplane/roles"
 	"github.com/lvsctl/lvsctl/controlplane/store"
+	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
 )
 
 // Config is the controller's configuration, from its flags.
@@ -120,7 +121,9 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 	}
 	c.cache = store.NewCache(st, c.log)
 	fl := fleet.New()
-	c.roles = roles.NewManager(roles.ManagerConfig{Store: st, Logger: c.log})
+	// Stored: a takeover's new ACTIVE hears its assignment from the hub the moment it is
+	// stored, one watch hop before the delta (c.hub is set before anything is stored).
+	c.roles = roles.NewManager(roles.ManagerConfig{Store: st, Logger: c.log, Stored: func(r *lvsctlv1.GroupRoles) { c.hub.RolesStored(r) }})
 	c.hub = fanout.New(fanout.Config{Store: st, Fleet: fl, Roles: c.roles, Logger: c.log})
 	c.grpc = grpc.NewServer(
 		// gRPC's default 4 MiB refused an agent's full status report and lvsctl's applies at

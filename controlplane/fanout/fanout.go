@@ -158,6 +158,28 @@ func (h *Hub) wakeLocked() {
 	}
 }
 
+// RolesStored sends a group's role assignment, just stored, to the group's connected
+// directors ahead of the delta that will carry it: the delta waits for the store's watch,
+// one more hop, and a takeover's new ACTIVE should not. Safe because it is stored already:
+// it is what the delta will say. It does not block.
+func (h *Hub) RolesStored(r *lvsctlv1.GroupRoles) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.state == nil {
+		return
+	}
+	for name, s := range h.sessions {
+		if h.state.dirGroup[name] != r.GetGroup() {
+			continue
+		}
+		s.stored.Store(r)
+		select {
+		case s.storedCh <- struct{}{}:
+		default:
+		}
+	}
+}
+
 // setFleetConfig tells the fleet every configured director's group, role and desired
 // revision: O(directors), whatever the number of clusters.
 func (h *Hub) setFleetConfig() {
@@ -189,6 +211,10 @@ type session struct {
 	// grouped: the director is in a group as of the hub's state. A director in no group is
 	// never answered: epoch 0 would renew the lease of a removed ACTIVE that still holds.
 	grouped atomic.Bool
+	// stored holds roles the controller just stored, to send ahead of their delta, and
+	// storedCh wakes the sender for them (a newer assignment replaces one not sent yet).
+	stored   atomic.Pointer[lvsctlv1.GroupRoles]
+	storedCh chan struct{}
 }
 
 // end stops the session's messages from counting; it waits for the one being handled.
@@ -221,7 +247,8 @@ func (h *Hub) Connect(stream grpc.BidiStreamingServer[lvsctlv1.ConnectRequest, l
 
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
-	s := &session{director: name, notify: make(chan struct{}, 1), full: make(chan struct{}, 1), beat: make(chan struct{}, 1), cancel: cancel}
+	s := &session{director: name, notify: make(chan struct{}, 1), full: make(chan struct{}, 1), beat: make(chan struct{}, 1),
+		storedCh: make(chan struct{}, 1), cancel: cancel}
 	// Registration and the fleet's connected flag change together under h.mu, so an old
 	// session's goodbye can never land after a new session's hello.
 	h.mu.Lock()
@@ -457,6 +484,12 @@ func (h *Hub) send(ctx context.Context, stream grpc.BidiStreamingServer[lvsctlv1
 			}
 		case <-hb.C:
 			err = stream.Send(&lvsctlv1.ConnectResponse{Msg: &lvsctlv1.ConnectResponse_Heartbeat{Heartbeat: &lvsctlv1.Heartbeat{Epoch: h.cfg.Roles.Epoch(last.group)}}})
+		case <-s.storedCh:
+			// Only to a director last sent that group's state: the roles go with it.
+			if r := s.stored.Swap(nil); r != nil && last.group == r.GetGroup() {
+				err = stream.Send(&lvsctlv1.ConnectResponse{Msg: &lvsctlv1.ConnectResponse_RolesStored{RolesStored: &lvsctlv1.RolesStored{
+					Roles: r, SentUnixMs: sentUnixMs(r)}}})
+			}
 		}
 		if err != nil {
 			return err

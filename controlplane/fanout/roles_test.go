@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
 )
 
@@ -200,4 +202,32 @@ func TestReplacedSessionsReportIsForgotten(t *testing.T) {
 		Group: "edge-1", Epoch: 42, Role: lvsctlv1.Role_ROLE_ACTIVE}}})
 	report(fresh, lvsctlv1.Role_ROLE_STANDBY)
 	waitEvents([]string{"heard dir-a", "reported dir-a ROLE_ACTIVE", "disconnected dir-a", "heard dir-a", "reported dir-a ROLE_STANDBY"})
+}
+
+// TestRolesStoredGoesToTheGroupAtOnce: roles the controller just stored reach the group's
+// connected directors at once, stamped for their fence, without a revision (the delta comes
+// with the store's watch); another group's directors get nothing.
+func TestRolesStoredGoesToTheGroupAtOnce(t *testing.T) {
+	h := start(t)
+	h.apply(t, twoGroups(1, 1))
+	a, c := h.connect(t, "dir-a"), h.connect(t, "dir-c")
+	if next(t, a).GetSnapshot() == nil || next(t, c).GetSnapshot() == nil {
+		t.Fatal("no snapshot first")
+	}
+	r := &lvsctlv1.GroupRoles{Group: "edge-1", Active: "dir-b", Epoch: 42, Reason: "takeover", Previous: "dir-a",
+		FenceUntilUnixMs: time.Now().Add(time.Second).UnixMilli()}
+	before := time.Now().UnixMilli()
+	h.hub.RolesStored(r)
+	got := next(t, a).GetRolesStored()
+	if !proto.Equal(got.GetRoles(), r) || got.GetSentUnixMs() < before || got.GetSentUnixMs() > time.Now().UnixMilli() {
+		t.Fatalf("dir-a got %v, want the roles stamped between %d and now", got, before)
+	}
+	// dir-c (edge-2) is told nothing: its next message is the answer to its heartbeat.
+	if err := c.Send(&lvsctlv1.ConnectRequest{Msg: &lvsctlv1.ConnectRequest_Heartbeat{Heartbeat: &lvsctlv1.Heartbeat{Sent: 7}}}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := c.Recv()
+	if err != nil || m.GetHeartbeat().GetEcho() != 7 {
+		t.Fatalf("dir-c got %v (%v), want only the heartbeat answer", m, err)
+	}
 }

@@ -40,6 +40,9 @@ type machine interface {
 type ManagerConfig struct {
 	Store  Store
 	Logger *slog.Logger
+	// Stored is told every assignment the moment it is stored (nil: nobody), so that the
+	// directors hear it before the store's watch brings it: fanout.Hub.RolesStored.
+	Stored func(*lvsctlv1.GroupRoles)
 	// newMachine makes a group's machine: New unless a test scripts one.
 	newMachine func(group string) machine
 }
@@ -579,6 +582,9 @@ func (l *loop) writtenResult(ctx context.Context, res writeResult) {
 	} else {
 		l.m.log.Info("role assignment stored", "group", res.group, "active", res.roles.GetActive(),
 			"epoch", res.roles.GetEpoch(), "revision", res.rev)
+		if l.m.cfg.Stored != nil {
+			l.m.cfg.Stored(res.roles)
+		}
 	}
 	l.step(res.group, Written{Roles: res.roles, Err: res.err})
 }

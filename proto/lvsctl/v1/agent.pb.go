@@ -174,6 +174,7 @@ type ConnectResponse struct {
 	//	*ConnectResponse_Snapshot
 	//	*ConnectResponse_Delta
 	//	*ConnectResponse_Heartbeat
+	//	*ConnectResponse_RolesStored
 	Msg           isConnectResponse_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -243,6 +244,15 @@ func (x *ConnectResponse) GetHeartbeat() *Heartbeat {
 	return nil
 }
 
+func (x *ConnectResponse) GetRolesStored() *RolesStored {
+	if x != nil {
+		if x, ok := x.Msg.(*ConnectResponse_RolesStored); ok {
+			return x.RolesStored
+		}
+	}
+	return nil
+}
+
 type isConnectResponse_Msg interface {
 	isConnectResponse_Msg()
 }
@@ -259,11 +269,74 @@ type ConnectResponse_Heartbeat struct {
 	Heartbeat *Heartbeat `protobuf:"bytes,4,opt,name=heartbeat,proto3,oneof"`
 }
 
+type ConnectResponse_RolesStored struct {
+	RolesStored *RolesStored `protobuf:"bytes,5,opt,name=roles_stored,json=rolesStored,proto3,oneof"`
+}
+
 func (*ConnectResponse_Snapshot) isConnectResponse_Msg() {}
 
 func (*ConnectResponse_Delta) isConnectResponse_Msg() {}
 
 func (*ConnectResponse_Heartbeat) isConnectResponse_Msg() {}
+
+func (*ConnectResponse_RolesStored) isConnectResponse_Msg() {}
+
+// RolesStored tells the directors of a group its role assignment the moment the controller
+// stored it, ahead of the delta that carries it (which goes through the store's watch): a
+// takeover's new ACTIVE is told one hop sooner. It changes no revision; the agent obeys it as
+// it obeys the roles of a delta (never a lower epoch), and the delta follows.
+type RolesStored struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Roles *GroupRoles            `protobuf:"bytes,1,opt,name=roles,proto3" json:"roles,omitempty"`
+	// sent_unix_ms: as in Snapshot.
+	SentUnixMs    int64 `protobuf:"varint,2,opt,name=sent_unix_ms,json=sentUnixMs,proto3" json:"sent_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RolesStored) Reset() {
+	*x = RolesStored{}
+	mi := &file_lvsctl_v1_agent_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RolesStored) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RolesStored) ProtoMessage() {}
+
+func (x *RolesStored) ProtoReflect() protoreflect.Message {
+	mi := &file_lvsctl_v1_agent_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RolesStored.ProtoReflect.Descriptor instead.
+func (*RolesStored) Descriptor() ([]byte, []int) {
+	return file_lvsctl_v1_agent_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RolesStored) GetRoles() *GroupRoles {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
+}
+
+func (x *RolesStored) GetSentUnixMs() int64 {
+	if x != nil {
+		return x.SentUnixMs
+	}
+	return 0
+}
 
 // Capabilities are what the director's kernel can do; errors say what is missing and how to fix it.
 type Capabilities struct {
@@ -277,7 +350,7 @@ type Capabilities struct {
 
 func (x *Capabilities) Reset() {
 	*x = Capabilities{}
-	mi := &file_lvsctl_v1_agent_proto_msgTypes[2]
+	mi := &file_lvsctl_v1_agent_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -289,7 +362,7 @@ func (x *Capabilities) String() string {
 func (*Capabilities) ProtoMessage() {}
 
 func (x *Capabilities) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_agent_proto_msgTypes[2]
+	mi := &file_lvsctl_v1_agent_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -302,7 +375,7 @@ func (x *Capabilities) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Capabilities.ProtoReflect.Descriptor instead.
 func (*Capabilities) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_agent_proto_rawDescGZIP(), []int{2}
+	return file_lvsctl_v1_agent_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Capabilities) GetIpvs() bool {
@@ -339,7 +412,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_lvsctl_v1_agent_proto_msgTypes[3]
+	mi := &file_lvsctl_v1_agent_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -351,7 +424,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_agent_proto_msgTypes[3]
+	mi := &file_lvsctl_v1_agent_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -364,7 +437,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_agent_proto_rawDescGZIP(), []int{3}
+	return file_lvsctl_v1_agent_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Hello) GetDirector() string {
@@ -406,7 +479,7 @@ type DesiredState struct {
 
 func (x *DesiredState) Reset() {
 	*x = DesiredState{}
-	mi := &file_lvsctl_v1_agent_proto_msgTypes[4]
+	mi := &file_lvsctl_v1_agent_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -418,7 +491,7 @@ func (x *DesiredState) String() string {
 func (*DesiredState) ProtoMessage() {}
 
 func (x *DesiredState) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_agent_proto_msgTypes[4]
+	mi := &file_lvsctl_v1_agent_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -431,7 +504,7 @@ func (x *DesiredState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DesiredState.ProtoReflect.Descriptor instead.
 func (*DesiredState) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_agent_proto_rawDescGZIP(), []int{4}
+	return file_lvsctl_v1_agent_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *DesiredState) GetGroup() *DirectorGroup {
@@ -465,7 +538,7 @@ type Snapshot struct {
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_lvsctl_v1_agent_proto_msgTypes[5]
+	mi := &file_lvsctl_v1_agent_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -477,7 +550,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_agent_proto_msgTypes[5]
+	mi := &file_lvsctl_v1_agent_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -490,7 +563,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_agent_proto_rawDescGZIP(), []int{5}
+	return file_lvsctl_v1_agent_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Snapshot) GetRevision() int64 {
@@ -541,7 +614,7 @@ type Delta struct {
 
 func (x *Delta) Reset() {
 	*x = Delta{}
-	mi := &file_lvsctl_v1_agent_proto_msgTypes[6]
+	mi := &file_lvsctl_v1_agent_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -553,7 +626,7 @@ func (x *Delta) String() string {
 func (*Delta) ProtoMessage() {}
 
 func (x *Delta) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_agent_proto_msgTypes[6]
+	mi := &file_lvsctl_v1_agent_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -566,7 +639,7 @@ func (x *Delta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delta.ProtoReflect.Descriptor instead.
 func (*Delta) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_agent_proto_rawDescGZIP(), []int{6}
+	return file_lvsctl_v1_agent_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Delta) GetPrevRevision() int64 {
@@ -633,7 +706,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_lvsctl_v1_agent_proto_msgTypes[7]
+	mi := &file_lvsctl_v1_agent_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -645,7 +718,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_agent_proto_msgTypes[7]
+	mi := &file_lvsctl_v1_agent_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -658,7 +731,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_agent_proto_rawDescGZIP(), []int{7}
+	return file_lvsctl_v1_agent_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Ack) GetRevision() int64 {
@@ -702,7 +775,7 @@ type StatusReport struct {
 
 func (x *StatusReport) Reset() {
 	*x = StatusReport{}
-	mi := &file_lvsctl_v1_agent_proto_msgTypes[8]
+	mi := &file_lvsctl_v1_agent_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -714,7 +787,7 @@ func (x *StatusReport) String() string {
 func (*StatusReport) ProtoMessage() {}
 
 func (x *StatusReport) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_agent_proto_msgTypes[8]
+	mi := &file_lvsctl_v1_agent_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -727,7 +800,7 @@ func (x *StatusReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusReport.ProtoReflect.Descriptor instead.
 func (*StatusReport) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_agent_proto_rawDescGZIP(), []int{8}
+	return file_lvsctl_v1_agent_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *StatusReport) GetChanged() []*ClusterStats {
@@ -766,7 +839,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_lvsctl_v1_agent_proto_msgTypes[9]
+	mi := &file_lvsctl_v1_agent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -778,7 +851,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_agent_proto_msgTypes[9]
+	mi := &file_lvsctl_v1_agent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -791,7 +864,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_agent_proto_rawDescGZIP(), []int{9}
+	return file_lvsctl_v1_agent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Heartbeat) GetSent() int64 {
@@ -838,7 +911,7 @@ type RoleStatus struct {
 
 func (x *RoleStatus) Reset() {
 	*x = RoleStatus{}
-	mi := &file_lvsctl_v1_agent_proto_msgTypes[10]
+	mi := &file_lvsctl_v1_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -850,7 +923,7 @@ func (x *RoleStatus) String() string {
 func (*RoleStatus) ProtoMessage() {}
 
 func (x *RoleStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_agent_proto_msgTypes[10]
+	mi := &file_lvsctl_v1_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -863,7 +936,7 @@ func (x *RoleStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoleStatus.ProtoReflect.Descriptor instead.
 func (*RoleStatus) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_agent_proto_rawDescGZIP(), []int{10}
+	return file_lvsctl_v1_agent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RoleStatus) GetGroup() string {
@@ -931,7 +1004,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_lvsctl_v1_agent_proto_msgTypes[11]
+	mi := &file_lvsctl_v1_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -943,7 +1016,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_agent_proto_msgTypes[11]
+	mi := &file_lvsctl_v1_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -956,7 +1029,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_agent_proto_rawDescGZIP(), []int{11}
+	return file_lvsctl_v1_agent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SnapshotRequest) GetReason() string {
@@ -979,12 +1052,17 @@ const file_lvsctl_v1_agent_proto_rawDesc = "" +
 	"\x10snapshot_request\x18\x05 \x01(\v2\x1a.lvsctl.v1.SnapshotRequestH\x00R\x0fsnapshotRequest\x128\n" +
 	"\vrole_status\x18\x06 \x01(\v2\x15.lvsctl.v1.RoleStatusH\x00R\n" +
 	"roleStatusB\x05\n" +
-	"\x03msg\"\xb7\x01\n" +
+	"\x03msg\"\xf4\x01\n" +
 	"\x0fConnectResponse\x121\n" +
 	"\bsnapshot\x18\x01 \x01(\v2\x13.lvsctl.v1.SnapshotH\x00R\bsnapshot\x12(\n" +
 	"\x05delta\x18\x02 \x01(\v2\x10.lvsctl.v1.DeltaH\x00R\x05delta\x124\n" +
-	"\theartbeat\x18\x04 \x01(\v2\x14.lvsctl.v1.HeartbeatH\x00R\theartbeatB\x05\n" +
-	"\x03msgJ\x04\b\x03\x10\x04R\x04role\"V\n" +
+	"\theartbeat\x18\x04 \x01(\v2\x14.lvsctl.v1.HeartbeatH\x00R\theartbeat\x12;\n" +
+	"\froles_stored\x18\x05 \x01(\v2\x16.lvsctl.v1.RolesStoredH\x00R\vrolesStoredB\x05\n" +
+	"\x03msgJ\x04\b\x03\x10\x04R\x04role\"\\\n" +
+	"\vRolesStored\x12+\n" +
+	"\x05roles\x18\x01 \x01(\v2\x15.lvsctl.v1.GroupRolesR\x05roles\x12 \n" +
+	"\fsent_unix_ms\x18\x02 \x01(\x03R\n" +
+	"sentUnixMs\"V\n" +
 	"\fCapabilities\x12\x12\n" +
 	"\x04ipvs\x18\x01 \x01(\bR\x04ipvs\x12\x1a\n" +
 	"\bnftables\x18\x02 \x01(\bR\bnftables\x12\x16\n" +
@@ -1055,59 +1133,62 @@ func file_lvsctl_v1_agent_proto_rawDescGZIP() []byte {
 	return file_lvsctl_v1_agent_proto_rawDescData
 }
 
-var file_lvsctl_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_lvsctl_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_lvsctl_v1_agent_proto_goTypes = []any{
 	(*ConnectRequest)(nil),  // 0: lvsctl.v1.ConnectRequest
 	(*ConnectResponse)(nil), // 1: lvsctl.v1.ConnectResponse
-	(*Capabilities)(nil),    // 2: lvsctl.v1.Capabilities
-	(*Hello)(nil),           // 3: lvsctl.v1.Hello
-	(*DesiredState)(nil),    // 4: lvsctl.v1.DesiredState
-	(*Snapshot)(nil),        // 5: lvsctl.v1.Snapshot
-	(*Delta)(nil),           // 6: lvsctl.v1.Delta
-	(*Ack)(nil),             // 7: lvsctl.v1.Ack
-	(*StatusReport)(nil),    // 8: lvsctl.v1.StatusReport
-	(*Heartbeat)(nil),       // 9: lvsctl.v1.Heartbeat
-	(*RoleStatus)(nil),      // 10: lvsctl.v1.RoleStatus
-	(*SnapshotRequest)(nil), // 11: lvsctl.v1.SnapshotRequest
-	(*DirectorGroup)(nil),   // 12: lvsctl.v1.DirectorGroup
-	(*Cluster)(nil),         // 13: lvsctl.v1.Cluster
-	(*GroupRoles)(nil),      // 14: lvsctl.v1.GroupRoles
-	(*ClusterError)(nil),    // 15: lvsctl.v1.ClusterError
-	(*ClusterStats)(nil),    // 16: lvsctl.v1.ClusterStats
-	(Role)(0),               // 17: lvsctl.v1.Role
-	(*PeerStatus)(nil),      // 18: lvsctl.v1.PeerStatus
-	(*SyncStatus)(nil),      // 19: lvsctl.v1.SyncStatus
+	(*RolesStored)(nil),     // 2: lvsctl.v1.RolesStored
+	(*Capabilities)(nil),    // 3: lvsctl.v1.Capabilities
+	(*Hello)(nil),           // 4: lvsctl.v1.Hello
+	(*DesiredState)(nil),    // 5: lvsctl.v1.DesiredState
+	(*Snapshot)(nil),        // 6: lvsctl.v1.Snapshot
+	(*Delta)(nil),           // 7: lvsctl.v1.Delta
+	(*Ack)(nil),             // 8: lvsctl.v1.Ack
+	(*StatusReport)(nil),    // 9: lvsctl.v1.StatusReport
+	(*Heartbeat)(nil),       // 10: lvsctl.v1.Heartbeat
+	(*RoleStatus)(nil),      // 11: lvsctl.v1.RoleStatus
+	(*SnapshotRequest)(nil), // 12: lvsctl.v1.SnapshotRequest
+	(*GroupRoles)(nil),      // 13: lvsctl.v1.GroupRoles
+	(*DirectorGroup)(nil),   // 14: lvsctl.v1.DirectorGroup
+	(*Cluster)(nil),         // 15: lvsctl.v1.Cluster
+	(*ClusterError)(nil),    // 16: lvsctl.v1.ClusterError
+	(*ClusterStats)(nil),    // 17: lvsctl.v1.ClusterStats
+	(Role)(0),               // 18: lvsctl.v1.Role
+	(*PeerStatus)(nil),      // 19: lvsctl.v1.PeerStatus
+	(*SyncStatus)(nil),      // 20: lvsctl.v1.SyncStatus
 }
 var file_lvsctl_v1_agent_proto_depIdxs = []int32{
-	3,  // 0: lvsctl.v1.ConnectRequest.hello:type_name -> lvsctl.v1.Hello
-	7,  // 1: lvsctl.v1.ConnectRequest.ack:type_name -> lvsctl.v1.Ack
-	8,  // 2: lvsctl.v1.ConnectRequest.status:type_name -> lvsctl.v1.StatusReport
-	9,  // 3: lvsctl.v1.ConnectRequest.heartbeat:type_name -> lvsctl.v1.Heartbeat
-	11, // 4: lvsctl.v1.ConnectRequest.snapshot_request:type_name -> lvsctl.v1.SnapshotRequest
-	10, // 5: lvsctl.v1.ConnectRequest.role_status:type_name -> lvsctl.v1.RoleStatus
-	5,  // 6: lvsctl.v1.ConnectResponse.snapshot:type_name -> lvsctl.v1.Snapshot
-	6,  // 7: lvsctl.v1.ConnectResponse.delta:type_name -> lvsctl.v1.Delta
-	9,  // 8: lvsctl.v1.ConnectResponse.heartbeat:type_name -> lvsctl.v1.Heartbeat
-	2,  // 9: lvsctl.v1.Hello.capabilities:type_name -> lvsctl.v1.Capabilities
-	12, // 10: lvsctl.v1.DesiredState.group:type_name -> lvsctl.v1.DirectorGroup
-	13, // 11: lvsctl.v1.DesiredState.clusters:type_name -> lvsctl.v1.Cluster
-	4,  // 12: lvsctl.v1.Snapshot.state:type_name -> lvsctl.v1.DesiredState
-	14, // 13: lvsctl.v1.Snapshot.roles:type_name -> lvsctl.v1.GroupRoles
-	13, // 14: lvsctl.v1.Delta.upserted:type_name -> lvsctl.v1.Cluster
-	12, // 15: lvsctl.v1.Delta.group:type_name -> lvsctl.v1.DirectorGroup
-	14, // 16: lvsctl.v1.Delta.roles:type_name -> lvsctl.v1.GroupRoles
-	15, // 17: lvsctl.v1.Ack.errors:type_name -> lvsctl.v1.ClusterError
-	16, // 18: lvsctl.v1.StatusReport.changed:type_name -> lvsctl.v1.ClusterStats
-	17, // 19: lvsctl.v1.RoleStatus.role:type_name -> lvsctl.v1.Role
-	18, // 20: lvsctl.v1.RoleStatus.peers:type_name -> lvsctl.v1.PeerStatus
-	19, // 21: lvsctl.v1.RoleStatus.sync:type_name -> lvsctl.v1.SyncStatus
-	0,  // 22: lvsctl.v1.AgentService.Connect:input_type -> lvsctl.v1.ConnectRequest
-	1,  // 23: lvsctl.v1.AgentService.Connect:output_type -> lvsctl.v1.ConnectResponse
-	23, // [23:24] is the sub-list for method output_type
-	22, // [22:23] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	4,  // 0: lvsctl.v1.ConnectRequest.hello:type_name -> lvsctl.v1.Hello
+	8,  // 1: lvsctl.v1.ConnectRequest.ack:type_name -> lvsctl.v1.Ack
+	9,  // 2: lvsctl.v1.ConnectRequest.status:type_name -> lvsctl.v1.StatusReport
+	10, // 3: lvsctl.v1.ConnectRequest.heartbeat:type_name -> lvsctl.v1.Heartbeat
+	12, // 4: lvsctl.v1.ConnectRequest.snapshot_request:type_name -> lvsctl.v1.SnapshotRequest
+	11, // 5: lvsctl.v1.ConnectRequest.role_status:type_name -> lvsctl.v1.RoleStatus
+	6,  // 6: lvsctl.v1.ConnectResponse.snapshot:type_name -> lvsctl.v1.Snapshot
+	7,  // 7: lvsctl.v1.ConnectResponse.delta:type_name -> lvsctl.v1.Delta
+	10, // 8: lvsctl.v1.ConnectResponse.heartbeat:type_name -> lvsctl.v1.Heartbeat
+	2,  // 9: lvsctl.v1.ConnectResponse.roles_stored:type_name -> lvsctl.v1.RolesStored
+	13, // 10: lvsctl.v1.RolesStored.roles:type_name -> lvsctl.v1.GroupRoles
+	3,  // 11: lvsctl.v1.Hello.capabilities:type_name -> lvsctl.v1.Capabilities
+	14, // 12: lvsctl.v1.DesiredState.group:type_name -> lvsctl.v1.DirectorGroup
+	15, // 13: lvsctl.v1.DesiredState.clusters:type_name -> lvsctl.v1.Cluster
+	5,  // 14: lvsctl.v1.Snapshot.state:type_name -> lvsctl.v1.DesiredState
+	13, // 15: lvsctl.v1.Snapshot.roles:type_name -> lvsctl.v1.GroupRoles
+	15, // 16: lvsctl.v1.Delta.upserted:type_name -> lvsctl.v1.Cluster
+	14, // 17: lvsctl.v1.Delta.group:type_name -> lvsctl.v1.DirectorGroup
+	13, // 18: lvsctl.v1.Delta.roles:type_name -> lvsctl.v1.GroupRoles
+	16, // 19: lvsctl.v1.Ack.errors:type_name -> lvsctl.v1.ClusterError
+	17, // 20: lvsctl.v1.StatusReport.changed:type_name -> lvsctl.v1.ClusterStats
+	18, // 21: lvsctl.v1.RoleStatus.role:type_name -> lvsctl.v1.Role
+	19, // 22: lvsctl.v1.RoleStatus.peers:type_name -> lvsctl.v1.PeerStatus
+	20, // 23: lvsctl.v1.RoleStatus.sync:type_name -> lvsctl.v1.SyncStatus
+	0,  // 24: lvsctl.v1.AgentService.Connect:input_type -> lvsctl.v1.ConnectRequest
+	1,  // 25: lvsctl.v1.AgentService.Connect:output_type -> lvsctl.v1.ConnectResponse
+	25, // [25:26] is the sub-list for method output_type
+	24, // [24:25] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_lvsctl_v1_agent_proto_init() }
@@ -1129,6 +1210,7 @@ func file_lvsctl_v1_agent_proto_init() {
 		(*ConnectResponse_Snapshot)(nil),
 		(*ConnectResponse_Delta)(nil),
 		(*ConnectResponse_Heartbeat)(nil),
+		(*ConnectResponse_RolesStored)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1136,7 +1218,7 @@ func file_lvsctl_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lvsctl_v1_agent_proto_rawDesc), len(file_lvsctl_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
