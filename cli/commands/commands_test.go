@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -181,8 +182,9 @@ func TestGetAndDelete(t *testing.T) {
 	expect(t, lvsctl(t, addr, "", "get", "clusters", "-o", "xml"), 1, "", "error: unknown output format \"xml\" (want table, yaml or json)\n")
 }
 
-// testFleet: dir-a is ACTIVE for wms and echo; dir-b is a disconnected STANDBY whose wms
-// connections are the persistent ones the sync daemon copied.
+// testFleet: dir-a is ACTIVE for wms and echo; its checks find wms's 198.51.100.2 down (weight
+// 0). dir-b is a disconnected STANDBY whose wms connections are the persistent ones the sync
+// daemon copied, to 198.51.100.1, which it has drained.
 func testFleet() []*lvsctlv1.DirectorStatus {
 	return []*lvsctlv1.DirectorStatus{
 		{Director: "dir-a", Group: "edge-1", Connected: true, Role: lvsctlv1.Role_ROLE_ACTIVE, Epoch: 3, Holding: true,
@@ -192,9 +194,11 @@ func testFleet() []*lvsctlv1.DirectorStatus {
 			Clusters: []*lvsctlv1.ClusterStats{
 				{Cluster: "wms", Fwmark: 1, Counters: &lvsctlv1.Counters{Conns: 350, Cps: 5}, Reals: []*lvsctlv1.RealServerStats{
 					{Address: "198.51.100.1", Weight: 100, ActiveConns: 12, InactiveConns: 3, PersistentConns: 9,
-						Counters: &lvsctlv1.Counters{Conns: 300, Cps: 4, InBps: 1500, OutBps: 2_000_000}},
-					{Address: "198.51.100.2", Weight: 100, ActiveConns: 2, PersistentConns: 2,
-						Counters: &lvsctlv1.Counters{Conns: 50, Cps: 1}}}},
+						Counters: &lvsctlv1.Counters{Conns: 300, Cps: 4, InBps: 1500, OutBps: 2_000_000},
+						Health:   "up", HealthSinceUnixMs: healthSince},
+					{Address: "198.51.100.2", Weight: 0, ActiveConns: 2, PersistentConns: 2,
+						Counters: &lvsctlv1.Counters{Conns: 50, Cps: 1},
+						Health:   "down", HealthSinceUnixMs: healthSince + 90_000, HealthError: "rtsp OPTIONS: connection refused"}}},
 				{Cluster: "echo", Fwmark: 2, Counters: &lvsctlv1.Counters{Cps: 2}, Reals: []*lvsctlv1.RealServerStats{
 					{Address: "198.51.100.7", Weight: 1, ActiveConns: 7}}},
 			}},
@@ -205,9 +209,13 @@ func testFleet() []*lvsctlv1.DirectorStatus {
 			Errors:         []*lvsctlv1.ClusterError{{Cluster: "wms", Message: "scheduler mh: module not loaded"}},
 			DirectorErrors: []string{"vip 192.0.2.10: interface eth0 is down"},
 			Clusters: []*lvsctlv1.ClusterStats{{Cluster: "wms", Fwmark: 1, Reals: []*lvsctlv1.RealServerStats{
-				{Address: "198.51.100.1", Weight: 100, PersistentConns: 9}}}}},
+				{Address: "198.51.100.1", Weight: 0, PersistentConns: 9, Drained: true}}}}},
 	}
 }
+
+// healthSince is when dir-a's checks found 198.51.100.1 up (2025-01-02T03:04:05Z); they
+// found 198.51.100.2 down 90 s later.
+var healthSince = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC).UnixMilli()
 
 func TestStatus(t *testing.T) {
 	srv, addr := start(t)
@@ -267,32 +275,44 @@ func TestDescribe(t *testing.T) {
 	srv, addr := start(t)
 	srv.setFleet(testFleet())
 	wmsRev := srv.revision(t) + 1
-	lvsctl(t, addr, "", "apply", "-f", wmsFile)
+	wms, err := os.ReadFile(wmsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withHealth := strings.NewReplacer("persistence: {timeout: 600s}\n",
+		"persistence: {timeout: 600s}\nhealth: {check: rtsp, port: 554, interval: 1s, timeout: 1s, fall: 2, onFailure: remove}\nremoveGrace: 5s\n",
+		"{address: 198.51.100.2, weight: 100}", "{address: 198.51.100.2, weight: 100, health: {check: tcp, port: 1755}}",
+		"{address: 198.51.100.3, weight: 100}", "{address: 198.51.100.3, weight: 100, drained: true}").Replace(string(wms))
+	if got := lvsctl(t, addr, withHealth, "apply", "-f", "-"); got.code != 0 {
+		t.Fatalf("apply: %+v", got)
+	}
 	lvsctl(t, addr, "kind: DirectorGroup\nname: edge-1\ndirectors: [{name: dir-a, priority: 200, address: 198.51.100.252}, {name: dir-b, priority: 100, address: 198.51.100.253}, {name: dir-c, priority: 50, address: 198.51.100.251}]\nvipInterface: eth0\n", "apply", "-f", "-")
-	expect(t, lvsctl(t, addr, "", "describe", "cluster", "wms"), 0, `Cluster:      wms
-Revision:     `+fmt.Sprint(wmsRev)+`
-Group:        edge-1
-VIPs:         192.0.2.10
-Ports:        tcp/554, udp/554, tcp/1755, udp/1755, udp/1024-5000
-FWMark:       1
-Scheduler:    wlc
-Persistence:  600s
-Forwarding:   masq
+	expect(t, lvsctl(t, addr, "", "describe", "cluster", "wms"), 0, `Cluster:       wms
+Revision:      `+fmt.Sprint(wmsRev)+`
+Group:         edge-1
+VIPs:          192.0.2.10
+Ports:         tcp/554, udp/554, tcp/1755, udp/1755, udp/1024-5000
+FWMark:        1
+Scheduler:     wlc
+Persistence:   600s
+Forwarding:    masq
+Health:        rtsp port 554 every 1s, timeout 1s, rise 2, fall 2, on failure remove
+Remove grace:  5s
 Reals:
-  ADDRESS       WEIGHT
-  198.51.100.1  100
-  198.51.100.2  100
-  198.51.100.3  100
+  ADDRESS       WEIGHT  DRAINED  CHECK
+  198.51.100.1  100     no       the cluster's
+  198.51.100.2  100     no       {check: tcp, port: 1755}
+  198.51.100.3  100     yes      the cluster's
 Directors (group edge-1, VIPs on eth0):
   NAME   PRIORITY  CONNECTED  ROLE     APPLIED  ERRORS
   dir-a  200       yes        ACTIVE   5        -
   dir-b  100       no         STANDBY  4        scheduler mh: module not loaded
   dir-c  50        no         -        -        -
 Connections:
-  DIRECTOR  REAL          WEIGHT  ACTIVE  INACTIVE  PERSISTENT
-  dir-a     198.51.100.1  100     12      3         9
-  dir-a     198.51.100.2  100     2       0         2
-  dir-b     198.51.100.1  100     0       0         9
+  DIRECTOR  REAL          WEIGHT  HEALTH   STATE    ACTIVE  INACTIVE  PERSISTENT
+  dir-a     198.51.100.1  100     up       -        12      3         9
+  dir-a     198.51.100.2  0       down     -        2       0         2
+  dir-b     198.51.100.1  0       unknown  drained  0       0         9
 `, "")
 	expect(t, lvsctl(t, addr, "", "describe", "cluster", "nope"), 1, "", "error: cluster \"nope\": not found\n")
 
@@ -312,6 +332,13 @@ Directors:
   dir-c  50        198.51.100.251  no         -        -      -                     -
 `, "")
 	expect(t, lvsctl(t, addr, "", "describe", "group", "nope"), 1, "", "error: group \"nope\": not found\n")
+	// A cluster without a check or grace says what that means.
+	lvsctl(t, addr, "", "apply", "-f", wmsFile)
+	got := lvsctl(t, addr, "", "describe", "cluster", "wms")
+	if !strings.Contains(got.out, "\nHealth:        none (weights as given)\nRemove grace:  60s (the default)\n") ||
+		!strings.Contains(got.out, "\n  198.51.100.3  100     no       -\n") {
+		t.Errorf("describe without health:\n%s", got.out)
+	}
 }
 
 func TestConnection(t *testing.T) {

@@ -7,13 +7,16 @@ import (
 	"slices"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/lvsctl/lvsctl/cli/printer"
+	"github.com/lvsctl/lvsctl/controlplane/manifest"
 	"github.com/lvsctl/lvsctl/failover"
+	"github.com/lvsctl/lvsctl/health"
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
 )
 
@@ -321,15 +324,24 @@ func describeCluster(w io.Writer, cl *lvsctlv1.Cluster, g *lvsctlv1.DirectorGrou
 	fmt.Fprintf(tw, "Scheduler:\t%s\n", cl.GetScheduler())
 	fmt.Fprintf(tw, "Persistence:\t%s\n", persistence)
 	fmt.Fprintf(tw, "Forwarding:\t%s\n", printer.ForwardingName(cl.GetForwarding()))
+	fmt.Fprintf(tw, "Health:\t%s\n", healthSummary(cl.GetHealth()))
+	fmt.Fprintf(tw, "Remove grace:\t%s\n", removeGraceSummary(cl))
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 
 	fmt.Fprintln(w, "Reals:")
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "  ADDRESS\tWEIGHT")
+	fmt.Fprintln(tw, "  ADDRESS\tWEIGHT\tDRAINED\tCHECK")
 	for _, r := range cl.GetReals() {
-		fmt.Fprintf(tw, "  %s\t%d\n", r.GetAddress(), r.GetWeight())
+		check := "-"
+		switch {
+		case r.GetHealth() != nil:
+			check = manifest.HealthText(r.GetHealth())
+		case cl.GetHealth() != nil:
+			check = "the cluster's"
+		}
+		fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\n", r.GetAddress(), r.GetWeight(), yesNo(r.GetDrained()), check)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -363,8 +375,9 @@ func describeCluster(w io.Writer, cl *lvsctlv1.Cluster, g *lvsctlv1.DirectorGrou
 				continue
 			}
 			for _, r := range st.GetReals() {
-				conns = append(conns, fmt.Sprintf("  %s\t%s\t%d\t%d\t%d\t%d", member.GetName(), r.GetAddress(), r.GetWeight(),
-					r.GetActiveConns(), r.GetInactiveConns(), r.GetPersistentConns()))
+				h := printer.ViewRealHealth(r)
+				conns = append(conns, fmt.Sprintf("  %s\t%s\t%d\t%s\t%s\t%d\t%d\t%d", member.GetName(), r.GetAddress(), r.GetWeight(),
+					h.Health, dash(printer.StateText(h)), r.GetActiveConns(), r.GetInactiveConns(), r.GetPersistentConns()))
 			}
 		}
 	}
@@ -374,13 +387,45 @@ func describeCluster(w io.Writer, cl *lvsctlv1.Cluster, g *lvsctlv1.DirectorGrou
 	if len(conns) > 0 {
 		fmt.Fprintln(w, "Connections:")
 		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "  DIRECTOR\tREAL\tWEIGHT\tACTIVE\tINACTIVE\tPERSISTENT")
+		fmt.Fprintln(tw, "  DIRECTOR\tREAL\tWEIGHT\tHEALTH\tSTATE\tACTIVE\tINACTIVE\tPERSISTENT")
 		for _, c := range conns {
 			fmt.Fprintln(tw, c)
 		}
 		return tw.Flush()
 	}
 	return nil
+}
+
+// defaultRemoveGrace is what the agents hold a removed real server for when the cluster
+// names no removeGrace (Cluster.remove_grace_ms 0).
+const defaultRemoveGrace = 60 * time.Second
+
+// healthSummary is a cluster's check as every director runs it, defaults filled in.
+func healthSummary(h *lvsctlv1.HealthCheck) string {
+	if h == nil {
+		return "none (weights as given)"
+	}
+	s := health.FromProto(h).Defaults()
+	if s.Kind == health.KindNone {
+		return "none (always up)"
+	}
+	port := ""
+	if s.Port != 0 {
+		port = fmt.Sprintf(" port %d", s.Port)
+	}
+	return fmt.Sprintf("%s%s every %s, timeout %s, rise %d, fall %d, on failure %s",
+		s.Kind, port, s.Interval, s.Timeout, s.Rise, s.Fall, health.OnFailure(h))
+}
+
+// removeGraceSummary is how long a removed real server stays at weight 0.
+func removeGraceSummary(c *lvsctlv1.Cluster) string {
+	switch {
+	case c.GetRemoveNow():
+		return "none: a removed real server is deleted at once"
+	case c.GetRemoveGraceMs() == 0:
+		return fmt.Sprintf("%ds (the default)", defaultRemoveGrace/time.Second)
+	}
+	return (time.Duration(c.GetRemoveGraceMs()) * time.Millisecond).String()
 }
 
 func revisionText(d *lvsctlv1.DirectorStatus) string {

@@ -143,6 +143,8 @@ func NewRoot(s Streams, getenv func(string) string) *cobra.Command {
 		newStatusCmd(o),
 		newTopCmd(o),
 		newFailoverCmd(o),
+		newDrainCmd(o),
+		newEnableCmd(o),
 	)
 	return root
 }

@@ -50,7 +50,22 @@ agentVersion, lastSeen, activeConns, inactiveConns, persistentConns, cps.`,
 	cmd.AddCommand(&cobra.Command{
 		Use:   "cluster NAME",
 		Short: "Show a cluster on each director, per real server, and the fleet's total",
-		Args:  cobra.ExactArgs(1),
+		Long: `Show a cluster on each director, per real server, and the fleet's total.
+
+Each director checks the real servers on its own, so each row is one director's view: WEIGHT
+is the weight in its kernel (0 while the server is down with onFailure quiesce, drained, or
+being removed), HEALTH is up, down or unknown (no check configured, or none finished yet),
+STATE is drained (lvsctl drain) and/or removing (removed from the cluster and held at weight
+0 until its connections end or removeGrace passes). Down lists since when and the last
+check's error; Removing lists until when. The (total) rows sum every director's counts.
+
+-o json and -o yaml print {cluster, directors[], total}: each director has name, role,
+connected, appliedRevision, desiredRevision, errors, directorErrors and reals[]; each of its
+reals has address, weight, activeConns, inactiveConns, persistentConns, conns, cps, inBps,
+outBps, health ("up", "down" or "unknown"), healthSince (RFC 3339, "" when not known),
+healthError, drained, removing and removingUntil (RFC 3339). total.reals[] have the counts
+only.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
 			group, err := o.clusterGroup(cmd.Context(), name)

@@ -23,7 +23,9 @@ func newTopCmd(o *options) *cobra.Command {
 		Use:   "top",
 		Short: "Live connections and rates of every real server on every director, busiest first",
 		Long: "top redraws the screen in place when standard output is a terminal and the output is a table;\n" +
-			"otherwise it prints one frame per interval, each starting with its timestamp line (JSON: one line per frame).",
+			"otherwise it prints one frame per interval, each starting with its timestamp line (JSON: one line per frame).\n" +
+			"HEALTH is the director's own check of the server (up, down, unknown); STATE marks drained servers and\n" +
+			"servers being removed (see lvsctl status cluster --help).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if t.interval <= 0 {

@@ -77,6 +77,81 @@ func ViewReal(r *lvsctlv1.RealServerStats) RealView {
 	}
 }
 
+// The health a real server's row shows: HealthUp, HealthDown, or HealthUnknown (no check
+// configured, none finished yet, or an agent that does not report health).
+const (
+	HealthUp      = "up"
+	HealthDown    = "down"
+	HealthUnknown = "unknown"
+)
+
+// RealHealthView is what one director says of a real server besides its counts: its health
+// as that director's checks see it, and whether it is drained or being removed there.
+type RealHealthView struct {
+	// Health is HealthUp, HealthDown or HealthUnknown.
+	Health string `json:"health"`
+	// HealthSince is when it became so, RFC 3339; "" when not known.
+	HealthSince string `json:"healthSince"`
+	// HealthError is the last failed check's error while down.
+	HealthError string `json:"healthError"`
+	// Drained: an operator drained it (lvsctl drain), and this director applied it.
+	Drained bool `json:"drained"`
+	// Removing: it left the cluster and stays in the kernel at weight 0 until its
+	// connections end or RemovingUntil (RFC 3339) passes.
+	Removing      bool   `json:"removing"`
+	RemovingUntil string `json:"removingUntil"`
+}
+
+// ViewRealHealth converts a real server's health, drain and removal.
+func ViewRealHealth(r *lvsctlv1.RealServerStats) RealHealthView {
+	v := RealHealthView{Health: r.GetHealth(), HealthError: r.GetHealthError(), Drained: r.GetDrained(), Removing: r.GetRemoving()}
+	if v.Health == "" {
+		v.Health = HealthUnknown
+	}
+	v.HealthSince = unixMillisText(r.GetHealthSinceUnixMs())
+	if v.Removing {
+		v.RemovingUntil = unixMillisText(r.GetRemovingUntilUnixMs())
+	}
+	return v
+}
+
+func unixMillisText(ms int64) string {
+	if ms <= 0 {
+		return ""
+	}
+	return time.UnixMilli(ms).UTC().Format(time.RFC3339)
+}
+
+// StateText is a real server's drain and removal at a glance: "drained", "removing",
+// "drained,removing", or "" for neither.
+func StateText(v RealHealthView) string {
+	var s []string
+	if v.Drained {
+		s = append(s, "drained")
+	}
+	if v.Removing {
+		s = append(s, "removing")
+	}
+	return strings.Join(s, ",")
+}
+
+// DirectorRealView is one real server of one cluster on one director: its counts, and its
+// health and drain there.
+type DirectorRealView struct {
+	RealView
+	RealHealthView
+}
+
+// viewDirectorReals converts a cluster's real servers on one director, sorted by address.
+func viewDirectorReals(st *lvsctlv1.ClusterStats) []DirectorRealView {
+	out := []DirectorRealView{}
+	for _, r := range st.GetReals() {
+		out = append(out, DirectorRealView{RealView: ViewReal(r), RealHealthView: ViewRealHealth(r)})
+	}
+	slices.SortFunc(out, func(a, b DirectorRealView) int { return strings.Compare(a.Address, b.Address) })
+	return out
+}
+
 // viewReals converts a cluster's real servers, sorted by address so that views are stable.
 func viewReals(st *lvsctlv1.ClusterStats) []RealView {
 	out := []RealView{}
@@ -98,11 +173,13 @@ type ClusterDirectorView struct {
 	Errors []string `json:"errors"`
 	// DirectorErrors stop every cluster on the director (IPVS missing, say), so they belong
 	// in each cluster's view too.
-	DirectorErrors []string   `json:"directorErrors"`
-	Reals          []RealView `json:"reals"`
+	DirectorErrors []string `json:"directorErrors"`
+	// Reals carry each real server's health and drain as this director sees them.
+	Reals []DirectorRealView `json:"reals"`
 }
 
-// ClusterTotalView is a cluster summed over every director that reports it.
+// ClusterTotalView is a cluster summed over every director that reports it: counts only,
+// since health is each director's own.
 type ClusterTotalView struct {
 	Reals []RealView `json:"reals"`
 }
@@ -124,7 +201,7 @@ func ViewClusterStatus(cluster, group string, ds []*lvsctlv1.DirectorStatus, tot
 		dv := ClusterDirectorView{
 			Name: d.GetDirector(), Role: RoleName(d.GetRole()), Connected: d.GetConnected(),
 			AppliedRevision: d.GetAppliedRevision(), DesiredRevision: d.GetDesiredRevision(),
-			Errors: []string{}, DirectorErrors: append([]string{}, d.GetDirectorErrors()...), Reals: []RealView{},
+			Errors: []string{}, DirectorErrors: append([]string{}, d.GetDirectorErrors()...), Reals: []DirectorRealView{},
 		}
 		for _, e := range d.GetErrors() {
 			if e.GetCluster() == cluster {
@@ -134,7 +211,7 @@ func ViewClusterStatus(cluster, group string, ds []*lvsctlv1.DirectorStatus, tot
 		reports := false
 		for _, st := range d.GetClusters() {
 			if st.GetCluster() == cluster {
-				dv.Reals = append(dv.Reals, viewReals(st)...)
+				dv.Reals = append(dv.Reals, viewDirectorReals(st)...)
 				reports = true
 			}
 		}
@@ -150,6 +227,7 @@ type TopRow struct {
 	Director string `json:"director"`
 	Cluster  string `json:"cluster"`
 	RealView
+	RealHealthView
 }
 
 // TopView is one frame of `top`.
@@ -193,7 +271,7 @@ func ViewTop(now time.Time, ds []*lvsctlv1.DirectorStatus) TopView {
 		return fleet.CompareReals(a.director, a.cluster, a.stats, b.director, b.cluster, b.stats)
 	})
 	for _, r := range reals {
-		v.Reals = append(v.Reals, TopRow{Director: r.director, Cluster: r.cluster, RealView: ViewReal(r.stats)})
+		v.Reals = append(v.Reals, TopRow{Director: r.director, Cluster: r.cluster, RealView: ViewReal(r.stats), RealHealthView: ViewRealHealth(r.stats)})
 	}
 	return v
 }
@@ -227,24 +305,44 @@ func (tablePrinter) ClusterStatus(w io.Writer, v ClusterStatusView) error {
 		return err
 	}
 	fmt.Fprintln(w)
-	tw = newTable(w, "DIRECTOR", "REAL", "WEIGHT", "ACTIVE", "INACTIVE", "PERSISTENT", "CONNS", "CPS", "IN", "OUT")
-	realRow := func(director string, r RealView) {
-		row(tw, director, r.Address, r.Weight, r.ActiveConns, r.InactiveConns, r.PersistentConns,
+	tw = newTable(w, "DIRECTOR", "REAL", "WEIGHT", "HEALTH", "STATE", "ACTIVE", "INACTIVE", "PERSISTENT", "CONNS", "CPS", "IN", "OUT")
+	realRow := func(director string, r RealView, h RealHealthView) {
+		row(tw, director, r.Address, r.Weight, h.Health, StateText(h), r.ActiveConns, r.InactiveConns, r.PersistentConns,
 			r.Conns, r.CPS, HumanRate(r.InBps), HumanRate(r.OutBps))
 	}
+	var down, removing []string
 	for _, d := range v.Directors {
 		for _, r := range d.Reals {
-			realRow(d.Name, r)
+			realRow(d.Name, r.RealView, r.RealHealthView)
+			if r.Health == HealthDown {
+				line := d.Name + " " + r.Address + ":"
+				if r.HealthSince != "" {
+					line += " since " + r.HealthSince
+				}
+				if r.HealthError != "" {
+					line += ": " + r.HealthError
+				}
+				down = append(down, line)
+			}
+			if r.Removing {
+				removing = append(removing, fmt.Sprintf("%s %s: at weight 0 until its connections end or %s", d.Name, r.Address, dashIfEmpty(r.RemovingUntil)))
+			}
 		}
 	}
+	// The fleet's sum has no health: each director checks on its own.
 	for _, r := range v.Total.Reals {
-		realRow(totalRow, r)
+		realRow(totalRow, r, RealHealthView{})
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	if len(errs) > 0 {
-		fmt.Fprintf(w, "\nErrors:\n  %s\n", strings.Join(errs, "\n  "))
+	for _, section := range []struct {
+		title string
+		lines []string
+	}{{"Down", down}, {"Removing", removing}, {"Errors", errs}} {
+		if len(section.lines) > 0 {
+			fmt.Fprintf(w, "\n%s:\n  %s\n", section.title, strings.Join(section.lines, "\n  "))
+		}
 	}
 	return nil
 }
@@ -255,9 +353,9 @@ func (tablePrinter) Top(w io.Writer, v TopView) error {
 		header += "  not connected: " + strings.Join(v.Disconnected, ",")
 	}
 	fmt.Fprintln(w, header)
-	tw := newTable(w, "DIRECTOR", "CLUSTER", "REAL", "WEIGHT", "ACTIVE", "INACTIVE", "PERSISTENT", "CPS", "IN", "OUT")
+	tw := newTable(w, "DIRECTOR", "CLUSTER", "REAL", "WEIGHT", "HEALTH", "STATE", "ACTIVE", "INACTIVE", "PERSISTENT", "CPS", "IN", "OUT")
 	for _, r := range v.Reals {
-		row(tw, r.Director, r.Cluster, r.Address, r.Weight, r.ActiveConns, r.InactiveConns, r.PersistentConns,
+		row(tw, r.Director, r.Cluster, r.Address, r.Weight, r.Health, StateText(r.RealHealthView), r.ActiveConns, r.InactiveConns, r.PersistentConns,
 			r.CPS, HumanRate(r.InBps), HumanRate(r.OutBps))
 	}
 	if err := tw.Flush(); err != nil {

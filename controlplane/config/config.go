@@ -22,7 +22,6 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/lvsctl/lvsctl/controlplane/desired"
 	"github.com/lvsctl/lvsctl/controlplane/roles"
 	"github.com/lvsctl/lvsctl/controlplane/store"
 	"github.com/lvsctl/lvsctl/controlplane/validate"
@@ -325,7 +324,7 @@ func (ch *change) putCluster(in *lvsctlv1.Cluster) (*lvsctlv1.ObjectResult, *lvs
 		ch.write.Expect[key] = 0
 	default:
 		c.Revision = cur.GetRevision()
-		res.Changes = desired.ClusterChanges(cur, c)
+		res.Changes = clusterChanges(cur, c)
 		if len(res.Changes) == 0 {
 			res.Action = lvsctlv1.Action_ACTION_UNCHANGED
 			return res, nil, nil
@@ -485,7 +484,7 @@ func (ch *change) plans() []*lvsctlv1.GroupPlan {
 				n, c.GetFwmark(), c.GetScheduler(), len(c.GetReals()), len(c.GetVips()), len(c.GetPorts())))
 			moved[c.GetDirectorGroup()]++
 		default:
-			for _, line := range desired.ClusterChanges(cur, c) {
+			for _, line := range clusterChanges(cur, c) {
 				get(c.GetDirectorGroup()).clusters = append(get(c.GetDirectorGroup()).clusters, fmt.Sprintf("cluster %s: %s", n, line))
 			}
 		}

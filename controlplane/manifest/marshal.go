@@ -33,6 +33,8 @@ type clusterView struct {
 	Scheduler     string           `json:"scheduler"`
 	Persistence   *persistenceView `json:"persistence,omitempty"`
 	Forwarding    string           `json:"forwarding,omitempty"`
+	Health        *healthView      `json:"health,omitempty"`
+	RemoveGrace   string           `json:"removeGrace,omitempty"`
 	Reals         []realView       `json:"reals"`
 	FWMark        uint32           `json:"fwmark,omitempty"`
 	Revision      int64            `json:"revision,omitempty"`
@@ -50,8 +52,109 @@ type persistenceView struct {
 }
 
 type realView struct {
-	Address string `json:"address"`
-	Weight  uint32 `json:"weight"`
+	Address string      `json:"address"`
+	Weight  uint32      `json:"weight"`
+	Drained bool        `json:"drained,omitempty"`
+	Health  *healthView `json:"health,omitempty"`
+}
+
+// healthView is a health check as written: fields at zero (their default, or in a real
+// server's override the cluster's) are left out, as they were written.
+type healthView struct {
+	Check      string   `json:"check,omitempty"`
+	Port       uint32   `json:"port,omitempty"`
+	Interval   string   `json:"interval,omitempty"`
+	Timeout    string   `json:"timeout,omitempty"`
+	Rise       uint32   `json:"rise,omitempty"`
+	Fall       uint32   `json:"fall,omitempty"`
+	OnFailure  string   `json:"onFailure,omitempty"`
+	Path       string   `json:"path,omitempty"`
+	Expect     string   `json:"expect,omitempty"`
+	Body       string   `json:"body,omitempty"`
+	ServerName string   `json:"serverName,omitempty"`
+	Verify     bool     `json:"verify,omitempty"`
+	URL        string   `json:"url,omitempty"`
+	Describe   bool     `json:"describe,omitempty"`
+	Payload    string   `json:"payload,omitempty"`
+	UDPMode    string   `json:"udpMode,omitempty"`
+	Command    []string `json:"command,omitempty"`
+}
+
+func viewHealth(h *lvsctlv1.HealthCheck) *healthView {
+	if h == nil {
+		return nil
+	}
+	return &healthView{
+		Check: h.GetCheck(), Port: h.GetPort(),
+		Interval: millisText(h.GetIntervalMs()), Timeout: millisText(h.GetTimeoutMs()),
+		Rise: h.GetRise(), Fall: h.GetFall(), OnFailure: h.GetOnFailure(),
+		Path: h.GetPath(), Expect: h.GetExpect(), Body: h.GetBody(),
+		ServerName: h.GetServerName(), Verify: h.GetVerify(),
+		URL: h.GetUrl(), Describe: h.GetDescribe(),
+		Payload: string(h.GetPayload()), UDPMode: h.GetUdpMode(), Command: h.GetCommand(),
+	}
+}
+
+// removeGraceText writes a cluster's grace as Parse reads it: "0s" for remove_now, nothing
+// for the default.
+func removeGraceText(c *lvsctlv1.Cluster) string {
+	if c.GetRemoveNow() {
+		return "0s"
+	}
+	return millisText(c.GetRemoveGraceMs())
+}
+
+// HealthText is a health check as a manifest writes it in flow style, for messages and plans:
+// {check: rtsp, port: 554, interval: 1s}; "none" when there is none.
+func HealthText(h *lvsctlv1.HealthCheck) string {
+	if h == nil {
+		return "none"
+	}
+	return healthFlow(viewHealth(h))
+}
+
+// healthFlow writes a health check in flow style, its fields in the manifest's order.
+func healthFlow(h *healthView) string {
+	var kv []string
+	str := func(k, v string) {
+		if v != "" {
+			kv = append(kv, k+": "+scalar(v))
+		}
+	}
+	num := func(k string, v uint32) {
+		if v != 0 {
+			kv = append(kv, fmt.Sprintf("%s: %d", k, v))
+		}
+	}
+	flag := func(k string, v bool) {
+		if v {
+			kv = append(kv, k+": true")
+		}
+	}
+	str("check", h.Check)
+	num("port", h.Port)
+	str("interval", h.Interval)
+	str("timeout", h.Timeout)
+	num("rise", h.Rise)
+	num("fall", h.Fall)
+	str("onFailure", h.OnFailure)
+	str("path", h.Path)
+	str("expect", h.Expect)
+	str("body", h.Body)
+	str("serverName", h.ServerName)
+	flag("verify", h.Verify)
+	str("url", h.URL)
+	flag("describe", h.Describe)
+	str("payload", h.Payload)
+	str("udpMode", h.UDPMode)
+	if h.Command != nil {
+		args := make([]string, len(h.Command))
+		for i, a := range h.Command {
+			args[i] = scalar(a)
+		}
+		kv = append(kv, "command: ["+strings.Join(args, ", ")+"]")
+	}
+	return "{" + strings.Join(kv, ", ") + "}"
 }
 
 type groupView struct {
@@ -116,6 +219,8 @@ func viewCluster(c *lvsctlv1.Cluster) clusterView {
 		Ports:         []portView{},
 		Scheduler:     c.GetScheduler(),
 		Forwarding:    enumName(forwardings, c.GetForwarding()),
+		Health:        viewHealth(c.GetHealth()),
+		RemoveGrace:   removeGraceText(c),
 		Reals:         []realView{},
 		FWMark:        c.GetFwmark(),
 		Revision:      c.GetRevision(),
@@ -135,7 +240,7 @@ func viewCluster(c *lvsctlv1.Cluster) clusterView {
 		v.Persistence = &persistenceView{Timeout: fmt.Sprintf("%ds", p.GetTimeoutSeconds()), Netmask: p.GetNetmaskBits()}
 	}
 	for _, r := range c.GetReals() {
-		v.Reals = append(v.Reals, realView{Address: r.GetAddress(), Weight: r.GetWeight()})
+		v.Reals = append(v.Reals, realView{Address: r.GetAddress(), Weight: r.GetWeight(), Drained: r.GetDrained(), Health: viewHealth(r.GetHealth())})
 	}
 	return v
 }
@@ -265,8 +370,22 @@ func writeCluster(b *bytes.Buffer, v clusterView) {
 	if v.Forwarding != "" {
 		fmt.Fprintf(b, "forwarding: %s\n", v.Forwarding)
 	}
+	if v.Health != nil {
+		fmt.Fprintf(b, "health: %s\n", healthFlow(v.Health))
+	}
+	if v.RemoveGrace != "" {
+		fmt.Fprintf(b, "removeGrace: %s\n", scalar(v.RemoveGrace))
+	}
 	writeList(b, "reals", len(v.Reals), func(i int) string {
-		return fmt.Sprintf("{address: %s, weight: %d}", scalar(v.Reals[i].Address), v.Reals[i].Weight)
+		r := v.Reals[i]
+		s := fmt.Sprintf("{address: %s, weight: %d", scalar(r.Address), r.Weight)
+		if r.Drained {
+			s += ", drained: true"
+		}
+		if r.Health != nil {
+			s += ", health: " + healthFlow(r.Health)
+		}
+		return s + "}"
 	})
 	if v.FWMark != 0 {
 		fmt.Fprintf(b, "fwmark: %d\n", v.FWMark)
@@ -341,14 +460,39 @@ func plainString(s string) bool {
 	return len(s) > 5 && strings.IndexFunc(s, func(r rune) bool { return !strings.ContainsRune(numberish, r) }) >= 0
 }
 
+// knownPlain are short words that manifests hold in every health check, which plainString
+// leaves to the parser (they are too short to tell): each was checked with the parser, once,
+// so that writing 10,000 clusters with checks does not parse YAML 100,000 times.
+var knownPlain = func() map[string]bool {
+	m := map[string]bool{}
+	for _, w := range []string{"tcp", "http", "https", "rtsp", "udp", "exec", "none", "reply"} {
+		var v map[string]any
+		if err := yaml.Unmarshal([]byte("k: "+w), &v); err == nil && v["k"] == w {
+			m[w] = true
+		}
+	}
+	return m
+}()
+
+// goDuration reports a duration as Go writes one ("1s", "1.5s", "1m0s", "100ms"): a number
+// followed by a unit, which YAML reads as a string (no YAML number, boolean, null, date or
+// time ends in a unit letter; a bare "0" does not count).
+func goDuration(s string) bool {
+	if _, err := time.ParseDuration(s); err != nil {
+		return false
+	}
+	last := s[len(s)-1]
+	return last == 's' || last == 'm' || last == 'h'
+}
+
 // numberish are the characters of YAML's numbers (decimal, hex, octal, binary, floats with
 // exponents, sexagesimal), dates and times.
 const numberish = "0123456789abcdefABCDEF._+-:xXoOtTzZ"
 
 // scalar writes a string plain when YAML reads it back as the same string (not as a number,
-// boolean or null), else double-quoted; JSON string syntax is valid YAML double-quoted syntax.
+// boolean or null), else double-quoted (quote).
 func scalar(s string) string {
-	if plainSafe.MatchString(s) && plainString(s) {
+	if plainSafe.MatchString(s) && (plainString(s) || knownPlain[s] || goDuration(s)) {
 		return s
 	}
 	if plainSafe.MatchString(s) {
@@ -357,6 +501,34 @@ func scalar(s string) string {
 			return s
 		}
 	}
-	q, _ := json.Marshal(s) // a string always marshals
-	return string(q)
+	return quote(s)
+}
+
+// quote writes a YAML double-quoted string that reads back as s. YAML refuses characters
+// outside its printable set even inside quotes (DEL, the C1 controls, U+FFFE) and folds its
+// line breaks (U+2028, U+2029) into spaces, where JSON's quoting leaves both as they are: each
+// of them is escaped as \uXXXX, and so are the C0 controls. s must be valid UTF-8 (a proto
+// string always is; validate refuses a payload that is not).
+func quote(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r < 0x20, r == 0x7f, r >= 0x80 && r <= 0x9f, r == 0x2028, r == 0x2029, r == 0xfeff, r == 0xfffe, r == 0xffff:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
 }

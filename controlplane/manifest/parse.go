@@ -408,6 +408,10 @@ func (r *docReader) cluster(f *fields, name string) *lvsctlv1.Cluster {
 			r.fail("forwarding", "unknown forwarding %q (want masq, route or tunnel)", fw)
 		}
 	}
+	if v, ok := f.get("health"); ok {
+		c.Health = r.health(v, "health")
+	}
+	c.RemoveGraceMs, c.RemoveNow = r.removeGrace(f)
 	c.Reals = []*lvsctlv1.RealServer{}
 	for i, v := range r.list(f, "reals") {
 		path := fmt.Sprintf("reals[%d]", i)
@@ -418,6 +422,10 @@ func (r *docReader) cluster(f *fields, name string) *lvsctlv1.Cluster {
 		rs := &lvsctlv1.RealServer{Address: r.str(rf, "address"), Weight: DefaultWeight}
 		if w, ok := r.number(rf, "weight", 0, math.MaxUint32); ok {
 			rs.Weight = uint32(w)
+		}
+		rs.Drained = r.boolean(rf, "drained")
+		if v, ok := rf.get("health"); ok {
+			rs.Health = r.health(v, join(path, "health"))
 		}
 		r.done(rf)
 		c.Reals = append(c.Reals, rs)
@@ -592,13 +600,7 @@ func (r *docReader) failover(v any) *lvsctlv1.Failover {
 		DeadAfterMs:         r.millis(f, "deadAfter"),
 		FenceMs:             r.millis(f, "fenceTime"),
 	}
-	if v, present := f.get("preempt"); present {
-		b, isBool := v.(bool)
-		if !isBool {
-			r.fail("failover.preempt", "must be true or false, not %s", typeName(v))
-		}
-		fo.Preempt = b
-	}
+	fo.Preempt = r.boolean(f, "preempt")
 	if p, ok := r.number(f, "port", 0, math.MaxUint32); ok {
 		fo.Port = uint32(p)
 	}
@@ -635,4 +637,107 @@ func (r *docReader) millis(f *fields, key string) uint32 {
 		return uint32(d / time.Millisecond)
 	}
 	return 0
+}
+
+// boolean reads true or false; absent is false.
+func (r *docReader) boolean(f *fields, key string) bool {
+	v, present := f.get(key)
+	if !present {
+		return false
+	}
+	b, isBool := v.(bool)
+	if !isBool {
+		r.fail(join(f.path, key), "must be true or false, not %s", typeName(v))
+	}
+	return b
+}
+
+// health reads a health check (the cluster's, or a real server's override) at path. Fields
+// left out stay zero, which means their default (package health) or, in a real server's
+// override, the cluster's interval, timeout, rise, fall and onFailure. What the values mean
+// (kinds, ranges, which fields a kind takes) is validate's business, through package health.
+func (r *docReader) health(v any, path string) *lvsctlv1.HealthCheck {
+	f, ok := r.mapping(v, path)
+	if !ok {
+		return nil
+	}
+	h := &lvsctlv1.HealthCheck{
+		Check:      r.str(f, "check"),
+		IntervalMs: r.millis(f, "interval"),
+		TimeoutMs:  r.millis(f, "timeout"),
+		Rise:       r.count(f, "rise"),
+		Fall:       r.count(f, "fall"),
+		OnFailure:  r.str(f, "onFailure"),
+		Path:       r.str(f, "path"),
+		Expect:     r.str(f, "expect"),
+		Body:       r.str(f, "body"),
+		ServerName: r.str(f, "serverName"),
+		Verify:     r.boolean(f, "verify"),
+		Url:        r.str(f, "url"),
+		Describe:   r.boolean(f, "describe"),
+		UdpMode:    r.str(f, "udpMode"),
+	}
+	if p, ok := r.number(f, "port", 0, math.MaxUint32); ok {
+		h.Port = uint32(p)
+	}
+	// The payload is text: the bytes of its UTF-8 encoding, so YAML's and JSON's escapes
+	// ("\n", "\0") write control bytes. (A byte above 0x7f cannot be written: "\xff" is the
+	// character U+00FF, two bytes in UTF-8.)
+	if s := r.str(f, "payload"); s != "" {
+		h.Payload = []byte(s)
+	}
+	for i, v := range r.list(f, "command") {
+		s, isStr := v.(string)
+		if !isStr {
+			r.fail(fmt.Sprintf("%s.command[%d]", path, i), "must be a string, not %s", typeName(v))
+		}
+		h.Command = append(h.Command, s)
+	}
+	r.done(f)
+	return h
+}
+
+// count reads rise or fall: a whole number of at least 1; absent is 0 (the default).
+func (r *docReader) count(f *fields, key string) uint32 {
+	n, ok := r.number(f, key, 0, math.MaxUint32)
+	if !ok {
+		return 0
+	}
+	if n == 0 {
+		r.fail(join(f.path, key), "0 is not at least 1; leave %s out for the default", key)
+	}
+	return uint32(n)
+}
+
+// removeGrace reads how long a real server removed from the cluster is drained before it
+// leaves the kernel: a Go duration with its unit, as the failover timings ("60s", "5m"); "0s"
+// removes at once (remove_now). Absent is the default (remove_grace_ms 0, remove_now false).
+// The upper bound is validate's business.
+func (r *docReader) removeGrace(f *fields) (ms uint32, now bool) {
+	const key = "removeGrace"
+	v, present := f.get(key)
+	if !present {
+		return 0, false
+	}
+	s, isStr := v.(string)
+	if !isStr {
+		r.fail(key, "must be a duration with its unit like 60s, or 0s to remove at once, not %s", typeName(v))
+		return 0, false
+	}
+	d, err := time.ParseDuration(s)
+	switch {
+	case err != nil:
+		r.fail(key, "%q is not a duration (e.g. 60s or 5m, or 0s to remove at once)", s)
+	case d < 0:
+		r.fail(key, "%s is negative (0s removes at once)", s)
+	case d%time.Millisecond != 0:
+		r.fail(key, "%s is not a whole number of milliseconds", s)
+	case d == 0:
+		return 0, true
+	case d/time.Millisecond > math.MaxUint32:
+		r.fail(key, "%s is too long", s)
+	default:
+		return uint32(d / time.Millisecond), false
+	}
+	return 0, false
 }

@@ -262,6 +262,8 @@ func Cluster(cl *lvsctlv1.Cluster) error {
 		}
 	}
 
+	checkHealth(c, cl)
+
 	if cl.GetFwmark() > MaxFWMark {
 		c.add("fwmark", "%d is more than %d (0 lets the controller allocate one)", cl.GetFwmark(), MaxFWMark)
 	}

@@ -1,0 +1,96 @@
+package validate
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+	"unicode/utf8"
+
+	"github.com/lvsctl/lvsctl/health"
+	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
+)
+
+// MaxRemoveGrace bounds a cluster's removeGrace. A removed real server is held at weight 0
+// until its connections end or the grace runs out; a grace of more than a day is a server
+// forgotten in the kernel rather than a drain (persistence templates last at most 31 days,
+// and an operator who means to wait longer drains it and removes it later).
+const MaxRemoveGrace = 24 * time.Hour
+
+// checkHealth checks the cluster's health check and each real server's effective one (its
+// override over the cluster's, health.Effective), as every director will run them, and the
+// removal grace. An error the override only inherits from the cluster's check is reported
+// once, on the cluster's.
+func checkHealth(c *collector, cl *lvsctlv1.Cluster) {
+	var inherited []health.FieldError
+	if h := cl.GetHealth(); h != nil {
+		inherited = healthErrors(h)
+		for _, e := range inherited {
+			c.add("health."+e.Field, "%s", e.Reason)
+		}
+	}
+	for i, r := range cl.GetReals() {
+		if r.GetHealth() == nil {
+			continue
+		}
+		for _, e := range healthErrors(health.Effective(cl.GetHealth(), r.GetHealth())) {
+			if !slices.Contains(inherited, e) {
+				c.add(fmt.Sprintf("reals[%d].health.%s", i, e.Field), "%s", e.Reason)
+			}
+		}
+	}
+
+	grace := time.Duration(cl.GetRemoveGraceMs()) * time.Millisecond
+	switch {
+	case cl.GetRemoveNow() && grace != 0:
+		c.add("removeGrace", "%s is set together with remove_now (removeGrace 0s): one or the other", grace)
+	case grace > MaxRemoveGrace:
+		c.add("removeGrace", "%s is longer than %s", grace, MaxRemoveGrace)
+	}
+}
+
+// healthErrors is every refused field of one check. Every cluster is an IPVS firewall-mark
+// service, whose real servers have port 0: a check that probes a port must name it, and the
+// error says why (health's own "required for a tcp check" would leave an operator who wrote
+// the service's ports wondering).
+func healthErrors(h *lvsctlv1.HealthCheck) []health.FieldError {
+	var out []health.FieldError
+	kind := health.Kind(h.GetCheck())
+	portRequired := h.GetPort() == 0 && slices.Contains(health.Kinds, kind) && kind != health.KindExec && kind != health.KindNone
+	if portRequired {
+		out = append(out, health.FieldError{Field: "port",
+			Reason: fmt.Sprintf("required for a fwmark service: its real servers have port 0, so a %s check names the port it probes (e.g. port: 554)", kind)})
+	}
+	eachLeaf(health.ValidateProto(h), func(err error) {
+		var fe *health.FieldError
+		switch {
+		case !errors.As(err, &fe):
+			// ValidateProto returns only *FieldError; anything else is still a refusal,
+			// reported against the check as a whole rather than dropped.
+			out = append(out, health.FieldError{Field: "check", Reason: err.Error()})
+		case portRequired && fe.Field == "port":
+			// health's own "required" for the port, said above with the reason.
+		default:
+			out = append(out, *fe)
+		}
+	})
+	// A manifest writes the payload as text (get -o yaml must print what apply reads back).
+	if !utf8.Valid(h.GetPayload()) {
+		out = append(out, health.FieldError{Field: "payload", Reason: "is not UTF-8 text (a manifest writes the payload as text)"})
+	}
+	return out
+}
+
+// eachLeaf calls fn with each error that errors.Join joined into err, however nested.
+func eachLeaf(err error, fn func(error)) {
+	if err == nil {
+		return
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			eachLeaf(e, fn)
+		}
+		return
+	}
+	fn(err)
+}
