@@ -62,9 +62,11 @@ type benchAgent struct {
 	watch  *fakeWatcher
 	cancel func()
 	done   chan error
+	agent  *Agent
 }
 
-func startBenchAgent(b *testing.B) *benchAgent {
+// startBenchAgent starts an agent; edit, if any, changes its config.
+func startBenchAgent(b *testing.B, edit ...func(*Config)) *benchAgent {
 	b.Helper()
 	st, err := state.Load(b.TempDir())
 	if err != nil {
@@ -78,9 +80,13 @@ func startBenchAgent(b *testing.B) *benchAgent {
 		Resync: time.Hour, OfflineAfter: time.Hour, StatsPeriod: time.Hour,
 		Watchers: []Watcher{a.watch}, RepairDelay: time.Microsecond,
 	}
+	for _, e := range edit {
+		e(&cfg)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
-	go func() { a.done <- New(cfg).Run(ctx) }()
+	a.agent = New(cfg)
+	go func() { a.done <- a.agent.Run(ctx) }()
 	return a
 }
 

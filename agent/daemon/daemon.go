@@ -1,6 +1,11 @@
 // Package daemon is the agent's main loop: it takes desired states from the controller
 // session (or, when the controller is unreachable at start, from the state file), runs the
 // reconciler on every change and every resync period, saves what it applied, and acks.
+//
+// What it applies is the desired state as this director serves it (health.go): real servers
+// its health checks find down, drained ones, and removed ones in their grace period get
+// weight 0 (or leave the service), while the desired state saved and acked stays the
+// controller's.
 package daemon
 
 import (
@@ -71,6 +76,13 @@ type Config struct {
 	// RepairDelay gathers a burst of changes (a flush, an interface's addresses going one by
 	// one) into one reconcile.
 	RepairDelay time.Duration
+	// Health runs the real servers' health checks (nil: none run, and every real server
+	// keeps its weight). Its transitions must reach HealthChanged; Run starts it.
+	Health HealthChecker
+	// Kernel reads IPVS at start (nil: not read): a real server of an owned service that its
+	// cluster no longer has is held at weight 0 for the grace again, as it may have been when
+	// the agent stopped.
+	Kernel stats.Sampler
 }
 
 // Watcher tells of changes to kernel state the agent keeps (*nft.Firewall, *vip.Manager).
@@ -153,6 +165,8 @@ type Agent struct {
 	// disconnected: a report found no stream, so until the next Hello, stats are sampled for
 	// the metrics only. Used by Run's goroutine alone.
 	disconnected bool
+	// healthQ carries the checker's transitions to the loop.
+	healthQ *healthQueue
 }
 
 // New returns an agent. A nil Logger discards logs.
@@ -174,7 +188,7 @@ func New(cfg Config) *Agent {
 		// operator expects a repair in.
 		cfg.RepairDelay = 150 * time.Millisecond
 	}
-	return &Agent{cfg: cfg, log: cfg.Logger.With("director", cfg.Director)}
+	return &Agent{cfg: cfg, log: cfg.Logger.With("director", cfg.Director), healthQ: newHealthQueue()}
 }
 
 // AddressReader lists an interface's addresses.
@@ -264,7 +278,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		held = saved.Role.GetRole() == lvsctlv1.Role_ROLE_ACTIVE && a.kernelHolds(a.cfg.State.OwnedAddresses())
 	}
 
-	w := &worker{a: a, ctx: ctx, jobs: make(chan func(), 256), done: make(chan struct{}, 64), behind: make(chan struct{}, 1), preempted: make(chan struct{}, 1), releaseFailed: make(chan struct{}, 1), finished: make(chan struct{})}
+	w := &worker{a: a, ctx: ctx, jobs: make(chan func(), 256), done: make(chan struct{}, 64), behind: make(chan struct{}, 1), preempted: make(chan struct{}, 1), releaseFailed: make(chan struct{}, 1), finished: make(chan struct{}),
+		counts: make(chan []removalCount, 1)}
 	go w.run()
 	defer w.stop()
 	r := &runner{a: a, ctx: ctx, l: l, w: w}
@@ -287,20 +302,34 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.cfg.Prober != nil {
 		answers = a.cfg.Prober.Answers()
 	}
-	r.handle(evStart{held: held})
+	if a.cfg.Health != nil {
+		checks := make(chan struct{})
+		go func() {
+			defer close(checks)
+			_ = a.cfg.Health.Run(ctx)
+		}()
+		// The checks end with Run: ctx is cancelled first.
+		defer func() { cancel(); <-checks }()
+	}
+	var removals deadline
+	defer removals.stop()
+	r.handle(evStart{held: held, kernel: a.kernelReals()})
 	for {
 		repair.set(l.repairAt)
 		roleTick.set(l.machine.Next())
+		removals.set(l.hs.removalAt)
 		var (
-			msgsC                    <-chan struct{}
+			msgsC, healthC           <-chan struct{}
 			offlineC, resyncC, sampC <-chan time.Time
-			repairC                  <-chan time.Time
+			repairC, removalsC       <-chan time.Time
+			countsC                  <-chan []removalCount
 		)
 		if w.busy == 0 {
 			// A snapshot or delta waits in msgs while a reconcile runs: each is stepped
-			// on the state the one before it left.
-			msgsC = msgs.notify
-			offlineC, resyncC, sampC, repairC = offline.C, resync.C, sample.C, repair.c()
+			// on the state the one before it left. So do health transitions and the ends of
+			// removals, which a long reconcile gathers into one.
+			msgsC, healthC, countsC = msgs.notify, a.healthQ.notify, w.counts
+			offlineC, resyncC, sampC, repairC, removalsC = offline.C, resync.C, sample.C, repair.c(), removals.c()
 		}
 		var ev event
 		select {
@@ -345,6 +374,13 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-roleTick.c():
 			roleTick.fired()
 			ev = evRoleTick{}
+		case <-healthC:
+			ev = evHealth{statuses: a.healthQ.take()}
+		case <-removalsC:
+			removals.fired()
+			ev = evRemovalDue{}
+		case c := <-countsC:
+			ev = evRemovalCounts{counts: c}
 		case pm, ok := <-r.peerIn:
 			if !ok {
 				r.peerIn = nil
@@ -498,6 +534,12 @@ func (r *runner) do(act action) []event {
 		}
 	case actRoleStatus:
 		r.w.queueStatus(act.status)
+	case actSetTargets:
+		// At once: Set only hands the targets over, and a new real server must not wait
+		// behind a reconcile to be checked.
+		if a.cfg.Health != nil {
+			a.cfg.Health.Set(act.targets)
+		}
 	case actReconcile:
 		r.w.busy++
 		r.w.jobs <- func() {
@@ -573,6 +615,8 @@ type worker struct {
 	preempted chan struct{}
 	// releaseFailed: a release left owned addresses behind; the loop retries it.
 	releaseFailed chan struct{}
+	// counts carries the connection counts of removals from a stats sample to the loop.
+	counts chan []removalCount
 }
 
 func (w *worker) run() {
@@ -632,8 +676,11 @@ func (w *worker) do(act action) {
 		_ = a.cfg.Session.Send(&lvsctlv1.ConnectRequest{Msg: &lvsctlv1.ConnectRequest_SnapshotRequest{
 			SnapshotRequest: &lvsctlv1.SnapshotRequest{Reason: act.reason}}})
 	case actReport:
-		if a.cfg.Stats != nil {
-			a.report(act.desired)
+		if a.cfg.Metrics != nil {
+			a.cfg.Metrics.SetHealth(act.reals)
+		}
+		if a.cfg.Stats != nil && a.report(act.desired, act.reals) && len(act.removing) > 0 {
+			w.countRemovals(act.removing)
 		}
 	}
 }
@@ -819,8 +866,9 @@ func (a *Agent) ackRefusal(why error) {
 	}
 }
 
-// report sends what changed in the kernel's counters since the last report.
-func (a *Agent) report(cur *lvsctlv1.DesiredState) {
+// report sends what changed in the kernel's counters, and in reals, since the last report;
+// false: the kernel could not be sampled.
+func (a *Agent) report(cur *lvsctlv1.DesiredState, reals map[string]*stats.Reals) bool {
 	if a.newStream.Swap(false) {
 		a.cfg.Stats.Reset()
 		a.disconnected = false
@@ -829,24 +877,56 @@ func (a *Agent) report(cur *lvsctlv1.DesiredState) {
 		// Nobody to send a report to: sample for the metrics only.
 		if err := a.cfg.Stats.Refresh(cur.GetClusters(), a.cfg.State.OwnsService); err != nil {
 			a.log.Debug("no stats", "error", err)
-			return
+			return false
 		}
 		a.setMetrics()
-		return
+		return true
 	}
-	rep, err := a.cfg.Stats.Sample(cur.GetClusters(), a.cfg.State.OwnsService)
+	rep, err := a.cfg.Stats.Sample(cur.GetClusters(), a.cfg.State.OwnsService, reals)
 	if err != nil {
 		a.log.Debug("no stats", "error", err)
-		return
+		return false
 	}
 	a.setMetrics()
 	if rep == nil {
-		return
+		return true
 	}
 	if err := a.cfg.Session.Send(&lvsctlv1.ConnectRequest{Msg: &lvsctlv1.ConnectRequest_Status{Status: rep}}); err != nil {
 		// Lost: the next report must carry everything again.
 		a.cfg.Stats.Reset()
 		a.disconnected = errors.Is(err, session.ErrNotConnected)
+	}
+	return true
+}
+
+// countRemovals hands the loop the connections left to the real servers being removed, as the
+// sample just taken found them. A server the sample shows gone from its cluster's service has
+// none; a cluster the sample lacks (its service missing, or not the agent's) is not counted:
+// its removals end with their grace.
+func (w *worker) countRemovals(refs []removalRef) {
+	last := w.a.cfg.Stats.Last()
+	var counts []removalCount
+	for _, ref := range refs {
+		svc := last[ref.cluster]
+		if svc == nil {
+			continue
+		}
+		c := removalCount{removalRef: ref}
+		for _, d := range svc.Destinations {
+			if d.Address == ref.addr {
+				c.conns = uint64(d.ActiveConns) + uint64(d.InactiveConns) + uint64(d.PersistentConns)
+			}
+		}
+		counts = append(counts, c)
+	}
+	if len(counts) == 0 {
+		return
+	}
+	select {
+	case w.counts <- counts:
+	default:
+		// The loop has not taken the last counts yet: they are dropped, and the next sample
+		// counts again.
 	}
 }
 
@@ -908,9 +988,9 @@ func (a *Agent) reconcile(ctx context.Context, act actReconcile, w *worker) {
 	case act.delta != nil:
 		res = a.cfg.Reconciler.ApplyDelta(ctx, act.delta, role)
 	case hasGen:
-		res = gr.ApplyAt(ctx, rgen, act.desired, role)
+		res = gr.ApplyAt(ctx, rgen, act.effective, role)
 	default:
-		res = a.cfg.Reconciler.Apply(ctx, act.desired, role)
+		res = a.cfg.Reconciler.Apply(ctx, act.effective, role)
 	}
 	w.applied(role.GetRole() == lvsctlv1.Role_ROLE_ACTIVE && !w.releasedSince(gen), res)
 	took := time.Since(start)

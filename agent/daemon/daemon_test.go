@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lvsctl/lvsctl/agent/announce"
+	"github.com/lvsctl/lvsctl/agent/checker"
 	"github.com/lvsctl/lvsctl/agent/dataplane"
 	"github.com/lvsctl/lvsctl/agent/dataplane/fake"
 	"github.com/lvsctl/lvsctl/agent/metrics"
@@ -158,17 +159,32 @@ type agentEnv struct {
 	// rec logs the changes made to addrs.
 	rec *addrRecorder
 	// stop ends the agent's Run (the test's end does too).
-	stop func()
+	stop  func()
+	agent *Agent
+}
+
+// envOptions are startAgentWith's: a kernel to share with an agent before (a restart), and
+// health checks by a real checker whose probes are probe.
+type envOptions struct {
+	ipvs  *fake.IPVS
+	probe checker.ProbeFunc
 }
 
 // startAgent runs an agent on the state in dir until the test ends; edit may change its config.
 func startAgent(t *testing.T, dir string, sess *fakeSession, edit func(*Config)) *agentEnv {
+	return startAgentWith(t, dir, sess, envOptions{}, edit)
+}
+
+func startAgentWith(t *testing.T, dir string, sess *fakeSession, o envOptions, edit func(*Config)) *agentEnv {
 	t.Helper()
 	st, err := state.Load(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &agentEnv{sess: sess, ipvs: fake.NewIPVS(), addrs: fake.NewAddresses("eth0"), st: st,
+	if o.ipvs == nil {
+		o.ipvs = fake.NewIPVS()
+	}
+	e := &agentEnv{sess: sess, ipvs: o.ipvs, addrs: fake.NewAddresses("eth0"), st: st,
 		applied: make(chan int64, 1000), reg: prometheus.NewRegistry()}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
 	e.rec = &addrRecorder{kernel: e.addrs}
@@ -178,6 +194,11 @@ func startAgent(t *testing.T, dir string, sess *fakeSession, edit func(*Config))
 		Resync: time.Hour, OfflineAfter: time.Hour,
 		Stats: stats.NewReporter(e.ipvs), StatsPeriod: time.Hour, Metrics: metrics.New(e.reg),
 		Applied: func(rev int64, _ reconcile.Result) { e.applied <- rev },
+		Kernel:  e.ipvs,
+	}
+	if o.probe != nil {
+		// As agent/host wires it; the checker calls OnChange only once Run started it.
+		cfg.Health = checker.New(log, checker.Options{Probe: o.probe, OnChange: func(st checker.Status) { e.agent.HealthChanged(st) }})
 	}
 	if edit != nil {
 		edit(&cfg)
@@ -185,7 +206,8 @@ func startAgent(t *testing.T, dir string, sess *fakeSession, edit func(*Config))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	e.started = time.Now()
-	go func() { done <- New(cfg).Run(ctx) }()
+	e.agent = New(cfg)
+	go func() { done <- e.agent.Run(ctx) }()
 	var once sync.Once
 	e.stop = func() {
 		once.Do(func() {

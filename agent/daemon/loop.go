@@ -9,7 +9,10 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/lvsctl/lvsctl/agent/checker"
+	"github.com/lvsctl/lvsctl/agent/dataplane"
 	"github.com/lvsctl/lvsctl/agent/role"
+	"github.com/lvsctl/lvsctl/agent/stats"
 	"github.com/lvsctl/lvsctl/failover"
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
 )
@@ -23,8 +26,12 @@ type event interface{ isEvent() }
 
 type (
 	// evStart: Run started. held: the kernel holds addresses the agent owns under a saved
-	// ACTIVE role (an agent restart).
-	evStart struct{ held bool }
+	// ACTIVE role (an agent restart). kernel: the real servers of the owned services in the
+	// kernel (nil: unknown).
+	evStart struct {
+		held   bool
+		kernel map[dataplane.ServiceKey][]netip.Addr
+	}
 	// evMessage: the controller sent a snapshot or a delta (heartbeats are evCtlHeartbeat).
 	evMessage struct{ m *lvsctlv1.ConnectResponse }
 	// evOffline: OfflineAfter passed since start.
@@ -63,6 +70,12 @@ type (
 	evReleaseFailed struct{}
 	// evBindFailed: the peer transport could not be opened on local.
 	evBindFailed struct{ local netip.AddrPort }
+	// evHealth: the checker's latest statuses of targets that changed state.
+	evHealth struct{ statuses []checker.Status }
+	// evRemovalDue: the earliest removal deadline (removalAt) passed.
+	evRemovalDue struct{}
+	// evRemovalCounts: a stats sample counted the connections of removals.
+	evRemovalCounts struct{ counts []removalCount }
 )
 
 func (evStart) isEvent()         {}
@@ -82,6 +95,9 @@ func (evSaveBehind) isEvent()    {}
 func (evPreempted) isEvent()     {}
 func (evReleaseFailed) isEvent() {}
 func (evBindFailed) isEvent()    {}
+func (evHealth) isEvent()        {}
+func (evRemovalDue) isEvent()    {}
+func (evRemovalCounts) isEvent() {}
 
 // action is one thing Run must do, in the order step returned them.
 type action interface{ isAction() }
@@ -100,13 +116,17 @@ const (
 )
 
 type (
-	// actReconcile applies desired (delta == nil: the full path, which reads the kernel
+	// actReconcile applies effective (delta == nil: the full path, which reads the kernel
 	// back) or only delta, with role; then saves, sets the applied revision and acks.
 	actReconcile struct {
 		trigger string
-		desired *lvsctlv1.DesiredState // the whole state after the change, sorted
-		delta   *lvsctlv1.Delta
-		rev     int64
+		desired *lvsctlv1.DesiredState // the whole state after the change, sorted (saved)
+		// effective is desired as this director applies it (health, drains, removals).
+		effective *lvsctlv1.DesiredState
+		// delta is what the reconciler applies: the controller's delta of effective clusters,
+		// or one of this director's own at the applied revision.
+		delta *lvsctlv1.Delta
+		rev   int64
 		// role is what the reconciler applies: ACTIVE only while the role machine says Hold.
 		role *lvsctlv1.RoleAssignment
 		// refused: the controller's latest state was not applied; the ack claims no revision.
@@ -140,8 +160,16 @@ type (
 	actAckRefusal struct{ why error }
 	// actRequestSnapshot asks the controller for a snapshot.
 	actRequestSnapshot struct{ reason string }
-	// actReport samples the IPVS counters of desired's clusters and reports what changed.
-	actReport struct{ desired *lvsctlv1.DesiredState }
+	// actReport samples the IPVS counters of desired's clusters and reports what changed, with
+	// reals (what the agent knows of the real servers beyond the counters), and counts the
+	// connections of the removals.
+	actReport struct {
+		desired  *lvsctlv1.DesiredState
+		reals    map[string]*stats.Reals
+		removing []removalRef
+	}
+	// actSetTargets gives the checker its targets.
+	actSetTargets struct{ targets []checker.Target }
 	// actHeartbeat sends the controller a heartbeat on the stream.
 	actHeartbeat struct{ hb *lvsctlv1.Heartbeat }
 	// actPeers sends heartbeats to peer directors over UDP.
@@ -167,6 +195,7 @@ func (actPeers) isAction()           {}
 func (actProbe) isAction()           {}
 func (actRoleStatus) isAction()      {}
 func (actBind) isAction()            {}
+func (actSetTargets) isAction()      {}
 
 // RoleMachine is the agent's failover logic (a *role.Machine).
 type RoleMachine interface {
@@ -218,13 +247,17 @@ type loop struct {
 	// bindFailed: the transport could not be opened on local (the address not yet on the
 	// host, the port taken); opening it is tried again at each role tick.
 	bindFailed bool
+	// hs: health checks, removals and the effective state (loop_health.go).
+	hs healthState
 }
 
 // step feeds one event at now and returns what to do, in order.
 func (l *loop) step(now time.Time, ev event) []action {
+	l.ensure()
 	var acts []action
 	switch ev := ev.(type) {
 	case evStart:
+		l.hs.kernelAtStart = ev.kernel
 		acts = l.roleStep(now, role.Started{Held: ev.held}, acts, false)
 		if l.saved != nil {
 			// The saved group's peers can renew the saved ACTIVE's lease while the
@@ -235,6 +268,8 @@ func (l *loop) step(now time.Time, ev event) []action {
 		if !l.fromCtl && l.saved != nil && l.cur == nil {
 			l.log.Warn("controller unreachable: applying the last saved desired state", "revision", l.savedRv)
 			l.cur, l.rev = newDesiredSet(l.saved), l.savedRv
+			l.track(now, nil, nil)
+			acts = l.setTargets(acts)
 			acts = l.reconcile(acts, "saved-state", nil, saveNothing, nil)
 		}
 	case evResync:
@@ -263,8 +298,14 @@ func (l *loop) step(now time.Time, ev event) []action {
 		}
 	case evStatsTick:
 		if l.cur != nil {
-			acts = append(acts, actReport{desired: l.cur.state()})
+			acts = append(acts, actReport{desired: l.effState(), reals: l.publishReals(), removing: l.removingRefs()})
 		}
+	case evHealth:
+		acts = l.healthChanged(ev.statuses, acts)
+	case evRemovalDue:
+		acts = l.removalsDue(now, acts)
+	case evRemovalCounts:
+		acts = l.removalCounts(ev.counts, acts)
 	case evMessage:
 		acts = l.message(now, ev.m, acts)
 	case evHello:
@@ -311,7 +352,13 @@ func (l *loop) message(now time.Time, m *lvsctlv1.ConnectResponse, acts []action
 		}
 		l.role = l.obey(l.role, roleOf(msg.Snapshot.GetRoles(), next.GetGroup().GetName(), l.director))
 		l.fenceEnd = fenceEnd(now, msg.Snapshot.GetRoles(), msg.Snapshot.GetSentUnixMs(), next.GetGroup())
+		var old map[string]*lvsctlv1.Cluster
+		if l.cur != nil {
+			old = l.cur.clusters.ByName
+		}
 		l.cur, l.rev, l.fromCtl = newDesiredSet(next), msg.Snapshot.GetRevision(), true
+		l.track(now, old, nil)
+		acts = l.setTargets(acts)
 		// The machine hears of the new role first, so that the reconcile applies what it
 		// says about holding; what else it says (an announce, a status) follows the reconcile.
 		after := l.assign(now, next.GetGroup(), nil, true)
@@ -332,6 +379,14 @@ func (l *loop) message(now time.Time, m *lvsctlv1.ConnectResponse, acts []action
 		}
 		l.cur.apply(d)
 		l.rev = d.GetRevision()
+		// Never nil: nil would be every cluster, and a delta of roles alone (a takeover) must
+		// stay O(change).
+		names := append(make([]string, 0, len(d.GetDeleted())+len(d.GetUpserted())), d.GetDeleted()...)
+		for _, c := range d.GetUpserted() {
+			names = append(names, c.GetName())
+		}
+		l.track(now, nil, names)
+		acts = l.setTargets(acts)
 		if d.GetRoles() != nil {
 			l.role = l.obey(l.role, roleOf(d.GetRoles(), g.GetName(), l.director))
 			l.fenceEnd = fenceEnd(now, d.GetRoles(), d.GetSentUnixMs(), g)
@@ -340,7 +395,7 @@ func (l *loop) message(now time.Time, m *lvsctlv1.ConnectResponse, acts []action
 		// the fast path, and the delta then finds the reconciler already of the new role, so
 		// a delta it stays (a full reconcile reads the whole kernel back: not on a takeover).
 		acts = l.assign(now, g, acts, false)
-		return l.reconcile(acts, "delta", d, saveDelta, d)
+		return l.reconcile(acts, "delta", l.effDelta(d), saveDelta, d)
 	case *lvsctlv1.ConnectResponse_RolesStored:
 		// The group's assignment, stored a moment ago, ahead of its delta: the role machine
 		// hears it now (a takeover's new ACTIVE takes the addresses on the fast path, the
@@ -374,7 +429,7 @@ func (l *loop) reconcile(acts []action, trigger string, apply *lvsctlv1.Delta, s
 		delta: apply, savedDelta: saved}
 	if apply == nil {
 		l.repairAt = time.Time{}
-		a.desired = l.cur.state()
+		a.desired, a.effective = l.cur.state(), l.effState()
 	}
 	return append(acts, a)
 }
@@ -525,7 +580,7 @@ func (l *loop) roleStep(now time.Time, ev role.Event, acts []action, reconciling
 func (l *loop) holding() actHolding {
 	h := actHolding{hold: l.hold, role: l.held()}
 	if l.cur != nil {
-		h.desired = l.cur.state()
+		h.desired = l.effState()
 	}
 	return h
 }

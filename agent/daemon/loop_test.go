@@ -104,6 +104,8 @@ func describe(acts []action) []string {
 			out = append(out, fmt.Sprintf("bind %v", a.local))
 		case actSave:
 			out = append(out, fmt.Sprintf("save rev=%d", a.rev))
+		case actSetTargets:
+			out = append(out, fmt.Sprintf("set %d targets", len(a.targets)))
 		default:
 			out = append(out, fmt.Sprintf("%T", a))
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/lvsctl/lvsctl/agent/announce"
+	"github.com/lvsctl/lvsctl/agent/checker"
 	"github.com/lvsctl/lvsctl/agent/daemon"
 	"github.com/lvsctl/lvsctl/agent/ipvs"
 	"github.com/lvsctl/lvsctl/agent/metrics"
@@ -65,7 +66,14 @@ func Run(ctx context.Context, o Config) error {
 	if err != nil {
 		return err
 	}
-	kipvs := &daemon.LazyIPVS{RetryEvery: resync, Open: func() (daemon.KernelIPVS, error) { return ipvs.New() }}
+	kipvs := &daemon.LazyIPVS{RetryEvery: resync, Open: func() (daemon.KernelIPVS, error) {
+		k, err := ipvs.New()
+		if err == nil {
+			// Here rather than at start: IPVS (and so the sysctl) may be loaded later.
+			quiescentTemplates(log, "/proc/sys")
+		}
+		return k, err
+	}}
 	fw, err := nft.New(nft.WithLogger(log))
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
@@ -125,7 +133,15 @@ func Run(ctx context.Context, o Config) error {
 		},
 		Announcer: ann,
 		Addresses: addrs,
+		// A real server that left its cluster while the agent was down is held for its
+		// grace again, not cut.
+		Kernel: kipvs,
 	}
+	// The checks run from this director's namespace, on a bounded pool; their transitions go
+	// to the agent's loop, which sets the weights.
+	var agent *daemon.Agent
+	chk := checker.New(log.With("component", "health"), checker.Options{OnChange: func(st checker.Status) { agent.HealthChanged(st) }})
+	cfg.Health = chk
 	if prober, err := peer.NewProber(log); err != nil {
 		// Without probes the agent cannot tell a dead host from a dead agent: it reports its
 		// peers' probes never answered, which the controller does not count as a dead host.
@@ -134,7 +150,9 @@ func Run(ctx context.Context, o Config) error {
 		defer prober.Close()
 		cfg.Prober = prober
 	}
-	return daemon.New(cfg).Run(ctx)
+	// The checker calls OnChange only once Run started it, after agent is set.
+	agent = daemon.New(cfg)
+	return agent.Run(ctx)
 }
 
 // loopback reports whether HOST:PORT names this machine's loopback.

@@ -1,6 +1,13 @@
 // Package metrics exposes the agent's Prometheus metrics: the connection counts and
-// counters of every cluster and real server it applies, as last sampled from the kernel, and
-// how its reconciles go.
+// counters of every cluster and real server it applies, as last sampled from the kernel, the
+// real servers' health as this director's checks see it, and how its reconciles go.
+//
+// Cardinality: every series of a real server is labelled (cluster, real), as the kernel has
+// one destination per cluster and real server: at 10,000 clusters x 10 real servers, 100,000
+// series per per-real metric, lvsctl_real_health included (it has one series per checked real
+// server only). lvsctl_real_health_transitions_total is labelled by the real server's address
+// alone, since a real server shared by many clusters is probed once: one series per distinct
+// checked address (1,000 for 10,000 clusters sharing 1,000 servers).
 package metrics
 
 import (
@@ -12,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lvsctl/lvsctl/agent/dataplane"
+	"github.com/lvsctl/lvsctl/agent/stats"
 )
 
 // Agent holds the agent's metrics. The zero value is not usable; use New.
@@ -21,9 +29,11 @@ type Agent struct {
 	clusterErrors    prometheus.Gauge
 	directorErrors   prometheus.Gauge
 	applied          prometheus.Gauge
+	transitions      *prometheus.CounterVec
 
-	mu    sync.Mutex
-	stats map[string]*dataplane.ServiceStats
+	mu     sync.Mutex
+	stats  map[string]*dataplane.ServiceStats
+	health map[string]*stats.Reals
 }
 
 var (
@@ -44,6 +54,7 @@ var (
 	descOutBytes       = prometheus.NewDesc("lvsctl_cluster_out_bytes_total", "Bytes to clients through a cluster's service.", clusterLabels, nil)
 	descInPackets      = prometheus.NewDesc("lvsctl_cluster_in_packets_total", "Packets from clients through a cluster's service.", clusterLabels, nil)
 	descOutPackets     = prometheus.NewDesc("lvsctl_cluster_out_packets_total", "Packets to clients through a cluster's service.", clusterLabels, nil)
+	descRealHealth     = prometheus.NewDesc("lvsctl_real_health", "Health of a checked real server as this director's checks see it: 1 up or not yet known (it serves), 0 down.", realLabels, nil)
 )
 
 // New registers the agent's metrics on reg.
@@ -57,9 +68,24 @@ func New(reg prometheus.Registerer) *Agent {
 		clusterErrors:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "lvsctl_agent_cluster_errors", Help: "Clusters that failed to apply in the last reconcile."}),
 		directorErrors: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lvsctl_agent_director_errors", Help: "Director-wide errors in the last reconcile."}),
 		applied:        prometheus.NewGauge(prometheus.GaugeOpts{Name: "lvsctl_agent_applied_revision", Help: "Revision of the desired state last applied."}),
+		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lvsctl_real_health_transitions_total",
+			Help: "Changes of a real server's health (its first verdict included), per address: a server shared by clusters is checked once."}, []string{"real"}),
 	}
-	reg.MustRegister(m.reconcileSeconds, m.operations, m.clusterErrors, m.directorErrors, m.applied, m)
+	reg.MustRegister(m.reconcileSeconds, m.operations, m.clusterErrors, m.directorErrors, m.applied, m.transitions, m)
 	return m
+}
+
+// HealthTransition counts one change of a checked address's health.
+func (m *Agent) HealthTransition(real string) {
+	m.transitions.WithLabelValues(real).Inc()
+}
+
+// SetHealth replaces the real servers' health, by cluster name. The map and its values must
+// not be changed afterwards.
+func (m *Agent) SetHealth(h map[string]*stats.Reals) {
+	m.mu.Lock()
+	m.health = h
+	m.mu.Unlock()
 }
 
 // ObserveReconcile records one reconcile.
@@ -81,7 +107,7 @@ func (m *Agent) SetStats(s map[string]*dataplane.ServiceStats) {
 
 // Describe implements prometheus.Collector.
 func (m *Agent) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRealActive, descRealInactive, descRealPersistent, descRealWeight, descRealConns,
+	for _, d := range []*prometheus.Desc{descRealHealth, descRealActive, descRealInactive, descRealPersistent, descRealWeight, descRealConns,
 		descRealInBytes, descRealOutBytes, descRealInPackets, descRealOutPackets, descConns, descInBytes, descOutBytes, descInPackets, descOutPackets} {
 		ch <- d
 	}
@@ -90,8 +116,20 @@ func (m *Agent) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector from the last sample.
 func (m *Agent) Collect(ch chan<- prometheus.Metric) {
 	m.mu.Lock()
-	s := m.stats
+	s, h := m.stats, m.health
 	m.mu.Unlock()
+	for _, name := range slices.Sorted(maps.Keys(h)) {
+		for _, r := range h[name].List {
+			if !r.Checked {
+				continue
+			}
+			v := 1.0
+			if r.Health == "down" {
+				v = 0
+			}
+			ch <- prometheus.MustNewConstMetric(descRealHealth, prometheus.GaugeValue, v, name, r.Addr.String())
+		}
+	}
 	for _, name := range slices.Sorted(maps.Keys(s)) {
 		svc := s[name]
 		counter := func(d *prometheus.Desc, v uint64, labels ...string) {

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/lvsctl/lvsctl/agent/dataplane"
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
@@ -18,6 +19,47 @@ type Sampler interface {
 	Stats() ([]dataplane.ServiceStats, error)
 }
 
+// Real is what the agent knows of one real server beyond IPVS's counters: its health as this
+// director's checks see it, and why its weight in the kernel may differ from the desired one.
+type Real struct {
+	Addr netip.Addr
+	// Checked: a health check runs for it. Health is "up", "down" or "unknown" (no check
+	// decided yet, or none configured), since Since (zero: not known).
+	Checked bool
+	Health  string
+	Since   time.Time
+	// Error is the check's last failure.
+	Error string
+	// Drained: an operator drained it (weight 0).
+	Drained bool
+	// Out: its check found it down and its cluster removes such servers, so it is not in the
+	// IPVS service (it is reported all the same, with no counts).
+	Out bool
+	// Removing: it left its cluster and stays at weight 0 until RemovingUntil, or until its
+	// connections are gone.
+	Removing      bool
+	RemovingUntil time.Time
+}
+
+// Reals is one cluster's real servers as the agent sees them, sorted by address. A value is
+// never changed once given to Sample: a new one replaces it, which is how Sample knows that a
+// cluster must be reported again although its counters did not change (a health transition).
+type Reals struct {
+	List []Real
+}
+
+// find returns the server of address a (nil: none).
+func (r *Reals) find(a netip.Addr) *Real {
+	if r == nil {
+		return nil
+	}
+	i, ok := slices.BinarySearchFunc(r.List, a, func(x Real, a netip.Addr) int { return x.Addr.Compare(a) })
+	if !ok {
+		return nil
+	}
+	return &r.List[i]
+}
+
 // Reporter keeps the last reported stats of each cluster.
 type Reporter struct {
 	sampler Sampler
@@ -25,7 +67,10 @@ type Reporter struct {
 	// structs is an order of magnitude cheaper than proto.Equal, and only changed clusters
 	// are converted at all (10,000 services x 10 reals is the scale to plan for).
 	last map[string]*dataplane.ServiceStats
-	full bool
+	// lastReals is what was reported of each cluster's real servers beyond the counters;
+	// compared by identity (Reals values are never changed).
+	lastReals map[string]*Reals
+	full      bool
 }
 
 // NewReporter returns a reporter whose first report is full.
@@ -52,15 +97,18 @@ func keyOf(c *lvsctlv1.Cluster) (dataplane.ServiceKey, bool) {
 // Sample reads the kernel once and returns the report to send, or nil when nothing changed.
 // Only services of the desired clusters that owns says the agent owns are reported: the agent
 // speaks for what it made, not for a foreign service that holds a desired cluster's mark.
-func (r *Reporter) Sample(clusters []*lvsctlv1.Cluster, owns func(dataplane.ServiceKey) bool) (*lvsctlv1.StatusReport, error) {
+// reals, by cluster name (nil, or a cluster missing: nothing to add), adds the health,
+// drained and removing flags to the real servers; a cluster whose Reals value was replaced
+// since the last report is reported again.
+func (r *Reporter) Sample(clusters []*lvsctlv1.Cluster, owns func(dataplane.ServiceKey) bool, reals map[string]*Reals) (*lvsctlv1.StatusReport, error) {
 	now, err := r.sample(clusters, owns)
 	if err != nil {
 		return nil, err
 	}
 	rep := &lvsctlv1.StatusReport{Full: r.full}
 	for name, cs := range now {
-		if old, ok := r.last[name]; r.full || !ok || !same(old, cs) {
-			rep.Changed = append(rep.Changed, convert(name, cs))
+		if old, ok := r.last[name]; r.full || !ok || !same(old, cs) || r.lastReals[name] != reals[name] {
+			rep.Changed = append(rep.Changed, convert(name, cs, reals[name]))
 		}
 	}
 	for name := range r.last {
@@ -68,7 +116,7 @@ func (r *Reporter) Sample(clusters []*lvsctlv1.Cluster, owns func(dataplane.Serv
 			rep.Removed = append(rep.Removed, name)
 		}
 	}
-	r.last = now
+	r.last, r.lastReals = now, reals
 	if !r.full && len(rep.Changed) == 0 && len(rep.Removed) == 0 {
 		return nil, nil
 	}
@@ -85,7 +133,7 @@ func (r *Reporter) Refresh(clusters []*lvsctlv1.Cluster, owns func(dataplane.Ser
 	if err != nil {
 		return err
 	}
-	r.last, r.full = now, true
+	r.last, r.lastReals, r.full = now, nil, true
 	return nil
 }
 
@@ -118,20 +166,56 @@ func same(a, b *dataplane.ServiceStats) bool {
 	return a.Service == b.Service && a.Counters == b.Counters && slices.Equal(a.Destinations, b.Destinations)
 }
 
-func convert(cluster string, s *dataplane.ServiceStats) *lvsctlv1.ClusterStats {
+func convert(cluster string, s *dataplane.ServiceStats, reals *Reals) *lvsctlv1.ClusterStats {
 	cs := &lvsctlv1.ClusterStats{Cluster: cluster, Fwmark: s.FWMark, Counters: counters(s.Counters)}
 	for _, d := range s.Destinations {
-		cs.Reals = append(cs.Reals, &lvsctlv1.RealServerStats{
+		rs := &lvsctlv1.RealServerStats{
 			Address:         d.Address.String(),
 			Weight:          d.Weight,
 			ActiveConns:     d.ActiveConns,
 			InactiveConns:   d.InactiveConns,
 			PersistentConns: d.PersistentConns,
 			Counters:        counters(d.Counters),
-		})
+		}
+		annotate(rs, reals.find(d.Address))
+		cs.Reals = append(cs.Reals, rs)
+	}
+	if reals != nil {
+		// A server its check took out of the service is not in the kernel: reported all the
+		// same, so that status shows it down rather than not at all.
+		for i := range reals.List {
+			r := &reals.List[i]
+			if !r.Out || slices.ContainsFunc(s.Destinations, func(d dataplane.DestinationStats) bool { return d.Address == r.Addr }) {
+				continue
+			}
+			rs := &lvsctlv1.RealServerStats{Address: r.Addr.String(), Counters: &lvsctlv1.Counters{}}
+			annotate(rs, r)
+			cs.Reals = append(cs.Reals, rs)
+		}
 	}
 	slices.SortFunc(cs.Reals, func(a, b *lvsctlv1.RealServerStats) int { return strings.Compare(a.GetAddress(), b.GetAddress()) })
 	return cs
+}
+
+// annotate sets what the agent knows of a real server beyond its counters (r nil: nothing, its
+// health unknown).
+func annotate(rs *lvsctlv1.RealServerStats, r *Real) {
+	rs.Health = "unknown"
+	if r == nil {
+		return
+	}
+	if r.Health != "" {
+		rs.Health = r.Health
+	}
+	if !r.Since.IsZero() {
+		rs.HealthSinceUnixMs = r.Since.UnixMilli()
+	}
+	rs.HealthError = r.Error
+	rs.Drained = r.Drained
+	rs.Removing = r.Removing
+	if r.Removing {
+		rs.RemovingUntilUnixMs = r.RemovingUntil.UnixMilli()
+	}
 }
 
 func counters(c dataplane.Counters) *lvsctlv1.Counters {

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -77,7 +78,7 @@ func TestReporterSendsOnlyChanges(t *testing.T) {
 		if s.change != nil {
 			s.change()
 		}
-		rep, err := r.Sample(s.clusters, ownsAll)
+		rep, err := r.Sample(s.clusters, ownsAll, nil)
 		if err != nil {
 			t.Fatalf("%s: %v", s.name, err)
 		}
@@ -101,7 +102,7 @@ func TestReporterCarriesKernelCounts(t *testing.T) {
 	k, clusters := kernelWith(t, 1, 3)
 	setActive(t, k, 1, "198.51.100.1", 5)
 	setActive(t, k, 1, "198.51.100.3", 7)
-	rep, err := NewReporter(k).Sample(clusters, ownsAll)
+	rep, err := NewReporter(k).Sample(clusters, ownsAll, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +138,7 @@ func TestReporterReportsOnlyWhatItApplies(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := NewReporter(k)
-			rep, err := r.Sample(tt.clusters, tt.owns)
+			rep, err := r.Sample(tt.clusters, tt.owns, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -155,7 +156,7 @@ func TestReporterReportsOnlyWhatItApplies(t *testing.T) {
 func TestRefresh(t *testing.T) {
 	k, clusters := kernelWith(t, 2, 1)
 	r := NewReporter(k)
-	if _, err := r.Sample(clusters, ownsAll); err != nil {
+	if _, err := r.Sample(clusters, ownsAll, nil); err != nil {
 		t.Fatal(err)
 	}
 	setActive(t, k, 1, "198.51.100.1", 9)
@@ -165,7 +166,7 @@ func TestRefresh(t *testing.T) {
 	if got := r.Last()["c0"].Destinations[0].ActiveConns; got != 9 {
 		t.Errorf("after Refresh, Last() has c0 with %d active connections, want 9", got)
 	}
-	rep, err := r.Sample(clusters, ownsAll)
+	rep, err := r.Sample(clusters, ownsAll, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +190,7 @@ func BenchmarkSample(b *testing.B) {
 		b.Run(tc.name, func(b *testing.B) {
 			k, clusters := kernelWith(b, 10000, 10)
 			r := NewReporter(k)
-			if _, err := r.Sample(clusters, ownsAll); err != nil {
+			if _, err := r.Sample(clusters, ownsAll, nil); err != nil {
 				b.Fatal(err)
 			}
 			var bytes int
@@ -200,7 +201,7 @@ func BenchmarkSample(b *testing.B) {
 					setActive(b, k, uint32(s+1), "198.51.100.1", uint32(i+1))
 				}
 				b.StartTimer()
-				rep, err := r.Sample(clusters, ownsAll)
+				rep, err := r.Sample(clusters, ownsAll, nil)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -214,5 +215,84 @@ func BenchmarkSample(b *testing.B) {
 			}
 			b.ReportMetric(float64(bytes), "report-bytes")
 		})
+	}
+}
+
+// TestReporterReals: what the agent knows beyond the counters goes into the report; a
+// cluster whose Reals value is replaced is reported again with unchanged counters, one whose
+// value stays is not; a server its check took out of the service is reported with no counts.
+func TestReporterReals(t *testing.T) {
+	k, clusters := kernelWith(t, 2, 2)
+	r := NewReporter(k)
+	since := time.UnixMilli(1_700_000_000_000)
+	up := &Reals{List: []Real{
+		{Addr: netip.MustParseAddr("198.51.100.1"), Checked: true, Health: "up", Since: since},
+		{Addr: netip.MustParseAddr("198.51.100.2"), Health: "unknown", Drained: true},
+	}}
+	reals := map[string]*Reals{"c0": up}
+	rep, err := r.Sample(clusters, ownsAll, reals)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byAddr := func(rep *lvsctlv1.StatusReport, cluster string) map[string]*lvsctlv1.RealServerStats {
+		out := map[string]*lvsctlv1.RealServerStats{}
+		for _, c := range rep.GetChanged() {
+			if c.GetCluster() == cluster {
+				for _, rs := range c.GetReals() {
+					out[rs.GetAddress()] = rs
+				}
+			}
+		}
+		return out
+	}
+	got := byAddr(rep, "c0")
+	if rs := got["198.51.100.1"]; rs.GetHealth() != "up" || rs.GetHealthSinceUnixMs() != since.UnixMilli() || rs.GetDrained() {
+		t.Errorf("c0 .1: %v", rs)
+	}
+	if rs := got["198.51.100.2"]; rs.GetHealth() != "unknown" || !rs.GetDrained() {
+		t.Errorf("c0 .2: %v", rs)
+	}
+	if rs := byAddr(rep, "c1")["198.51.100.1"]; rs.GetHealth() != "unknown" || rs.GetHealthSinceUnixMs() != 0 {
+		t.Errorf("c1 .1, with nothing known: %v", rs)
+	}
+
+	// The same value: nothing to report.
+	if rep, err := r.Sample(clusters, ownsAll, map[string]*Reals{"c0": up}); err != nil || rep != nil {
+		t.Fatalf("unchanged: %v %v", rep, err)
+	}
+
+	// .1 goes down, and its cluster removes it: the kernel no longer has it (the agent took
+	// it out), and the report still lists it.
+	svc := dataplane.Service{ServiceKey: dataplane.ServiceKey{Family: dataplane.IPv4, FWMark: 1}, Scheduler: "wlc", NetmaskBits: 32}
+	if err := k.DelDestination(svc, dataplane.Destination{Address: netip.MustParseAddr("198.51.100.1")}); err != nil {
+		t.Fatal(err)
+	}
+	down := &Reals{List: []Real{
+		{Addr: netip.MustParseAddr("198.51.100.1"), Checked: true, Health: "down", Since: since.Add(time.Second), Error: "connection refused", Out: true},
+		{Addr: netip.MustParseAddr("198.51.100.2"), Health: "unknown", Drained: true},
+	}}
+	rep, err = r.Sample(clusters, ownsAll, map[string]*Reals{"c0": down})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(names(rep)) != "[c0]" {
+		t.Fatalf("reported %v, want c0 alone", names(rep))
+	}
+	rs := byAddr(rep, "c0")["198.51.100.1"]
+	if rs.GetHealth() != "down" || rs.GetHealthError() != "connection refused" || rs.GetWeight() != 0 || rs.GetActiveConns() != 0 || rs.GetCounters() == nil {
+		t.Errorf("the server taken out: %v", rs)
+	}
+
+	// A removal: flagged with its deadline.
+	until := since.Add(time.Minute)
+	rep, err = r.Sample(clusters, ownsAll, map[string]*Reals{"c1": {List: []Real{{Addr: netip.MustParseAddr("198.51.100.2"), Health: "unknown", Removing: true, RemovingUntil: until}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs := byAddr(rep, "c1")["198.51.100.2"]; !rs.GetRemoving() || rs.GetRemovingUntilUnixMs() != until.UnixMilli() {
+		t.Errorf("the removal: %v", rs)
+	}
+	if fmt.Sprint(names(rep)) != "[c0 c1]" {
+		t.Errorf("reported %v, want c1, and c0 too: its Reals are gone", names(rep))
 	}
 }
