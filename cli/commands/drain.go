@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
 )
@@ -136,7 +138,9 @@ func (o *options) waitDrained(ctx context.Context, c *lvsctlv1.Cluster, real str
 	var pollErr error // the last poll's error, nil once one succeeds again
 	for {
 		resp, err := o.fleetStatus(waitCtx, c.GetName(), false)
-		if waitCtx.Err() == nil {
+		// A poll cut by the wait's own deadline is the timeout, not a status error: gRPC may
+		// report the deadline a moment before waitCtx's own timer says so.
+		if waitCtx.Err() == nil && !ownDeadline(waitCtx, err) {
 			pollErr = err
 		}
 		if err == nil {
@@ -152,7 +156,7 @@ func (o *options) waitDrained(ctx context.Context, c *lvsctlv1.Cluster, real str
 		case <-ticker.C:
 			// The controller may be restarting: say so and ask again. (An error is said
 			// only now: at the end of the wait it is the wait's own deadline.)
-			if err != nil && waitCtx.Err() == nil {
+			if err != nil && waitCtx.Err() == nil && !ownDeadline(waitCtx, err) {
 				fmt.Fprintf(o.streams.Out, "status: %v\n", err)
 			}
 			continue
@@ -244,4 +248,17 @@ func drainProgress(ds []*lvsctlv1.DirectorStatus, c *lvsctlv1.Cluster, addr neti
 		}
 	}
 	return p
+}
+
+// ownDeadline reports whether err is ctx's deadline arriving (as gRPC or the context says it),
+// within a moment of it.
+func ownDeadline(ctx context.Context, err error) bool {
+	if err == nil {
+		return false
+	}
+	if !errors.Is(err, context.DeadlineExceeded) && status.Code(err) != codes.DeadlineExceeded {
+		return false
+	}
+	d, ok := ctx.Deadline()
+	return ok && time.Until(d) < 50*time.Millisecond
 }
