@@ -1,5 +1,6 @@
 #!/bin/bash
-# build-initramfs.sh: make the lab guest's initramfs, deploy/lab/.build/initrd.img.
+# build-initramfs.sh [EXTRA...]: make the lab guest's initramfs,
+# deploy/lab/.build/initrd.img, and for each EXTRA (ffmpeg) initrd-EXTRA.img.
 #
 # Two cpio archives, concatenated (the kernel unpacks each in turn):
 #   base.cpio     busybox, ipvsadm, nft, ip and their libraries, and the
@@ -10,7 +11,12 @@
 #                 deploy/examples (/lab/examples) and the static Go binaries
 #                 from $LAB_BIN (/usr/local/bin). Rebuilt on every run: it is
 #                 what changes while someone works on lvsctl.
-# Neither is compressed: the guest unpacks a compressed archive in emulated
+# An EXTRA is a tree fetch.sh made in the cache ($LAB_CACHE/EXTRA) that
+# only some scenarios need and that would weigh on every boot: ffmpeg and
+# its libraries are 217 MB, more than base and lab together. EXTRA.cpio is
+# kept like base.cpio; initrd-EXTRA.img is base + EXTRA + lab, booted by
+# the scenarios that say "# lab-needs: EXTRA" (run.sh).
+# None is compressed: the guest unpacks a compressed archive in emulated
 # code, and gzip made each boot 2 s slower (7.5 s against 5.3 s wall for the
 # same 64 MB); memory is plenty. Needs fetch.sh to have filled the cache. The
 # archives are written with the cached static busybox, so the host needs no
@@ -121,3 +127,19 @@ cat "$BUILD/base.cpio" "$BUILD/lab.cpio" >"$BUILD/initrd.img.tmp"
 mv "$BUILD/initrd.img.tmp" "$BUILD/initrd.img"
 ln -sf "$CACHE/kernel/boot/vmlinuz-$KVER" "$BUILD/vmlinuz"
 log "$BUILD/initrd.img: $(du -h "$BUILD/initrd.img" | cut -f1) (base $(du -h "$BUILD/base.cpio" | cut -f1))"
+
+for extra in "$@"; do
+	case $extra in
+	*/* | .* | '') log "no such extra: '$extra'"; exit 1 ;;
+	esac
+	[ -d "$CACHE/$extra" ] || { log "no $CACHE/$extra (fetch.sh makes the extras: ffmpeg)"; exit 1; }
+	# Rebuilt with the base's key: the cache or this script changed.
+	if [ ! -e "$BUILD/$extra.cpio" ] || [ "$key" != "$(cat "$BUILD/$extra.key" 2>/dev/null)" ]; then
+		log "building $extra.cpio"
+		pack "$CACHE/$extra" "$BUILD/$extra.cpio"
+		echo "$key" >"$BUILD/$extra.key"
+	fi
+	cat "$BUILD/base.cpio" "$BUILD/$extra.cpio" "$BUILD/lab.cpio" >"$BUILD/initrd-$extra.img.tmp"
+	mv "$BUILD/initrd-$extra.img.tmp" "$BUILD/initrd-$extra.img"
+	log "$BUILD/initrd-$extra.img: $(du -h "$BUILD/initrd-$extra.img" | cut -f1) ($extra $(du -h "$BUILD/$extra.cpio" | cut -f1))"
+done

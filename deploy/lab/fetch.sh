@@ -11,6 +11,10 @@
 #                  shared library ldd lists for them, at the same paths; and
 #                  keepalived (the failover reference, bench-ha), unpacked
 #                  from Debian's package with the libraries it needs
+#   ffmpeg/        Debian's ffmpeg (the RTSP check's reference peer, issue 9)
+#                  with the libraries it needs that userland/ lacks: an
+#                  initramfs of its own (build-initramfs.sh), booted only by
+#                  the scenarios that say "# lab-needs: ffmpeg"
 #   kernel.version the kernel release (the /lib/modules folder name)
 #   fetch.stamp    written last: its presence means the cache is complete
 # and installs qemu-system-x86 on the host if it is missing.
@@ -25,6 +29,14 @@
 # register a service there. The libraries it links that the host lacks
 # (libsnmp40 and its own, on these machines) are unpacked from their packages
 # into keepalived.libs/, and ldd resolves against that folder then the host.
+#
+# ffmpeg is unpacked, never installed: it pulls about 90 packages. The ones
+# apt would install for it on this host (apt-get install -s: what the host
+# lacks) are unpacked into ffmpeg.libs/, and ldd resolves against that folder
+# then the host, as for keepalived. ffmpeg/ (217 MB: the codecs, filters and
+# devices libraries, all linked and loaded whether used or not) would more
+# than double every boot's initramfs, and the guest's root file system is
+# its RAM (1024 MB), hence an initramfs of its own.
 #
 # Idempotent: with a complete cache it does nothing (LAB_REFETCH=1 redoes it).
 # Runs as root, without standard input (CI).
@@ -74,15 +86,23 @@ candidate() {
 	echo "$v"
 }
 
+# cached_deb PKG VERSION: the path of its .deb in $CACHE/debs; status 1 if
+# there is none. apt-get download names it PKG_VERSION_ARCH.deb, with ':'
+# as %3a.
+cached_deb() {
+	local deb
+	for deb in "$CACHE/debs/${1}_${2//:/%3a}_"*.deb; do
+		[ -e "$deb" ] && { echo "$deb"; return 0; }
+	done
+	return 1
+}
+
 # download PKG: its .deb into $CACHE/debs (kept: a re-fetch is then offline).
 download() {
-	local pkg=$1 ver deb try
+	local pkg=$1 ver try
 	ver=$(candidate "$pkg")
 	for try in cached fetched; do
-		# apt-get download names it PKG_VERSION_ARCH.deb, with ':' as %3a.
-		for deb in "$CACHE/debs/${pkg}_${ver//:/%3a}_"*.deb; do
-			[ -e "$deb" ] && { echo "$deb"; return 0; }
-		done
+		cached_deb "$pkg" "$ver" && return 0
 		[ $try = fetched ] && break
 		log "apt-get download $pkg=$ver"
 		# The sandbox user _apt cannot write to a root-owned cache folder.
@@ -102,8 +122,9 @@ copy_with_libs() {
 	done
 }
 
-# A cache made before keepalived joined the lab is refetched.
+# A cache made before keepalived or ffmpeg joined the lab is refetched.
 if [ -e "$CACHE/fetch.stamp" ] && grep -q '^keepalived ' "$CACHE/fetch.stamp" &&
+	grep -q '^ffmpeg ' "$CACHE/fetch.stamp" &&
 	[ "${LAB_REFETCH:-0}" != 1 ] && command -v qemu-system-x86_64 >/dev/null; then
 	log "cache complete in $CACHE ($(cat "$CACHE/kernel.version"))"
 	exit 0
@@ -178,6 +199,58 @@ for lib in $(LD_LIBRARY_PATH=$kadir/usr/lib/x86_64-linux-gnu ldd "$kadir/usr/sbi
 	[ -e "$dest" ] || install -D -m 0755 "$(readlink -f "$lib")" "$dest"
 done
 
+# ffmpeg: its .deb and those of every package apt would install with it here
+# (the host's own packages are left to ldd), unpacked into ffmpeg.libs/. The
+# guest's loader has no ld.so.cache and none of the alternatives links
+# (libblas.so.3 lives in blas/) that the packages' scripts would make, so the
+# libraries from ffmpeg.libs/ go, under the names ldd asked for, into
+# /usr/lib/x86_64-linux-gnu, a folder it always searches; those from the
+# host keep their paths, and the ones userland/ already has are left out.
+ffdir=$CACHE/ffmpeg.libs
+fftree=$CACHE/ffmpeg
+rm -rf "$ffdir" "$fftree"
+# apt-get install -s prints "Inst NAME [OLD] (VERSION ...)" per package; one
+# apt-get download fetches those not cached yet (one call per package, as
+# download does, took minutes of apt's CPU for about 90).
+ffwant=$( (
+	echo "ffmpeg=$(candidate ffmpeg)"
+	apt-get install -s -qq --no-install-recommends ffmpeg </dev/null |
+		sed -nE 's/^Inst ([^ ]+) (\[[^]]*\] )?\(([^ ]+) .*/\1=\3/p'
+) | sort -u)
+ffmissing=()
+for pv in $ffwant; do
+	cached_deb "${pv%%=*}" "${pv#*=}" >/dev/null || ffmissing+=("$pv")
+done
+if [ ${#ffmissing[@]} -gt 0 ]; then
+	log "apt-get download ${ffmissing[*]}"
+	(cd "$CACHE/debs" && apt-get download -qq -o APT::Sandbox::User=root "${ffmissing[@]}" </dev/null >&2)
+fi
+for pv in $ffwant; do
+	deb=$(cached_deb "${pv%%=*}" "${pv#*=}") || { log "apt-get download $pv left no .deb in $CACHE/debs"; exit 1; }
+	dpkg -x "$deb" "$ffdir"
+done
+[ -x "$ffdir/usr/bin/ffmpeg" ] || { log "the ffmpeg package has no /usr/bin/ffmpeg"; exit 1; }
+ffpath=$(find "$ffdir" -name '*.so*' -printf '%h\n' | sort -u | tr '\n' ':')
+ffldd() { LD_LIBRARY_PATH=$ffpath ldd "$ffdir/usr/bin/ffmpeg"; }
+if ffldd | grep -q 'not found'; then
+	log "ffmpeg misses libraries: $(ffldd | grep 'not found' | tr -s ' \t\n' ' ')"
+	exit 1
+fi
+install -D -m 0755 "$ffdir/usr/bin/ffmpeg" "$fftree/usr/bin/ffmpeg"
+ffmpeg_libdir=/usr/lib/x86_64-linux-gnu # the lab is amd64 (qemu-system-x86_64, linux-image-amd64)
+ffldd | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}' | while read -r so lib; do
+	case $lib in
+	"$ffdir"/*) dest=$fftree$ffmpeg_libdir/$so ;;
+	*) dest=$fftree$lib ;;
+	esac
+	[ -e "$CACHE/userland${dest#"$fftree"}" ] || [ -e "$dest" ] || install -D -m 0755 "$(readlink -f "$lib")" "$dest"
+done
+# The tree must run on its own plus userland/: the host's loader stands in
+# for the guest's (same libc), pointed at the tree first.
+LD_LIBRARY_PATH=$fftree$ffmpeg_libdir "$fftree/usr/bin/ffmpeg" -hide_banner -version >/dev/null ||
+	{ log "the unpacked ffmpeg does not run: LD_LIBRARY_PATH=$fftree$ffmpeg_libdir $fftree/usr/bin/ffmpeg -version"; exit 1; }
+log "ffmpeg: $(du -sh "$fftree" | cut -f1) in $fftree ($(find "$fftree" -type f | wc -l) files)"
+
 echo "$kver" >"$CACHE/kernel.version"
 {
 	echo "kernel $kpkg $(candidate "$kpkg")"
@@ -186,6 +259,7 @@ echo "$kver" >"$CACHE/kernel.version"
 		echo "$p $(dpkg-query -W -f='${Version}' "$p")"
 	done
 	echo "keepalived $(candidate keepalived)"
+	echo "ffmpeg $(candidate ffmpeg)"
 } >"$CACHE/fetch.stamp.tmp"
 mv "$CACHE/fetch.stamp.tmp" "$CACHE/fetch.stamp"
 log "cache ready in $CACHE ($kver) in $(($(date +%s) - start))s"

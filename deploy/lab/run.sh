@@ -32,6 +32,11 @@
 #                      values without spaces
 #   LAB_BIN=DIR        where the Go binaries are built (default .build/bin)
 #   LAB_CACHE=DIR      fetch cache (default /var/cache/lvsctl-lab)
+#
+# A scenario's "# lab-memory: MB" line sets the guest's memory (default
+# 1024), and "# lab-needs: EXTRA" boots it with initrd-EXTRA.img (see
+# build-initramfs.sh: ffmpeg), which is built only when a scenario to run
+# needs it.
 set -euo pipefail
 
 LAB_DIR=$(cd "$(dirname "$0")" && pwd)
@@ -118,8 +123,13 @@ if [ -d "$REPO/agent/ipvs" ]; then
 fi
 t_go=$(since "$t1")
 
+# needs SCENARIO: its "# lab-needs:" extra, if any (one per scenario).
+needs() { sed -nE 's/^# lab-needs: ([a-z0-9-]+)$/\1/p' "$LAB_DIR/scenarios/$1.sh" | head -n 1; }
+extras=$(for s in "${scenarios[@]}"; do needs "$s"; done | sort -u | tr '\n' ' ')
+
 t2=$(now)
-"$LAB_DIR/build-initramfs.sh"
+# shellcheck disable=SC2086 # one word per extra
+"$LAB_DIR/build-initramfs.sh" $extras
 t_initrd=$(since "$t2")
 
 # Software emulation unless KVM is asked for (see LAB_ACCEL above: a
@@ -148,14 +158,18 @@ for s in "${scenarios[@]}"; do
 	# A scenario that needs longer (a large site, a benchmark) says so itself.
 	TIMEOUT=${LAB_TIMEOUT:-$(sed -nE 's/^# lab-timeout: ([0-9]+)$/\1/p' "$LAB_DIR/scenarios/$s.sh" | head -n 1)}
 	TIMEOUT=${TIMEOUT:-240}
+	MEMORY=$(sed -nE 's/^# lab-memory: ([0-9]+)$/\1/p' "$LAB_DIR/scenarios/$s.sh" | head -n 1)
+	initrd=$BUILD/initrd.img
+	extra=$(needs "$s")
+	[ -n "$extra" ] && initrd=$BUILD/initrd-$extra.img
 	# sercon-port=0: SeaBIOS keeps off the serial console, where it would
 	# reset the terminal and turn line wrapping off (ESC c, ESC [?7l).
 	# shellcheck disable=SC2054 # the commas belong to qemu's option syntax
-	cmd=(qemu-system-x86_64 -m 1024 -smp 2 -nographic -no-reboot -nic none "${accel[@]}"
+	cmd=(qemu-system-x86_64 -m "${MEMORY:-1024}" -smp 2 -nographic -no-reboot -nic none "${accel[@]}"
 		-fw_cfg name=etc/sercon-port,string=0
-		-kernel "$BUILD/vmlinuz" -initrd "$BUILD/initrd.img"
+		-kernel "$BUILD/vmlinuz" -initrd "$initrd"
 		-append "console=ttyS0 quiet panic=-1 lab.scenario=$s lab.timeout=$TIMEOUT lab.shell=$SHELL_MODE$envargs")
-	say "boot for scenario $s (log $log)"
+	say "boot for scenario $s${extra:+ with $extra}${MEMORY:+, ${MEMORY} MB} (log $log)"
 	tb=$(now)
 	set +e
 	if [ "$SHELL_MODE" = 1 ]; then

@@ -246,19 +246,21 @@ add_rs4() {
 	start_real rs4
 }
 
-# start_real NAME: lab-responder in namespace NAME, logging to /tmp/NAME.log;
-# returns once it has bound all its ports.
+# start_real NAME: lab-responder in namespace NAME, logging to /tmp/NAME.log,
+# its RTSP mode in /tmp/NAME.mode (rtsp_mode); returns once it has bound all
+# its ports.
 start_real() {
-	on "$1" lab-responder --name "$1" >"/tmp/$1.log" 2>&1 &
+	on "$1" lab-responder --name "$1" --mode-file "/tmp/$1.mode" >"/tmp/$1.log" 2>&1 &
 	wait_line "/tmp/$1.log" "ready" 20 || die "responder $1 did not start"
 }
 
-# start_reals: a responder in each of rs1..rs3 (and rs4 if it exists).
+# start_reals: a responder in each of rs1..rs3 (and rs4 if it exists), as
+# start_real starts one.
 start_reals() {
 	for _rs in $REALS; do
-		on "$_rs" lab-responder --name "$_rs" >"/tmp/$_rs.log" 2>&1 &
+		on "$_rs" lab-responder --name "$_rs" --mode-file "/tmp/$_rs.mode" >"/tmp/$_rs.log" 2>&1 &
 	done
-	[ -e /run/netns/rs4 ] && on rs4 lab-responder --name rs4 >/tmp/rs4.log 2>&1 &
+	[ -e /run/netns/rs4 ] && on rs4 lab-responder --name rs4 --mode-file /tmp/rs4.mode >/tmp/rs4.log 2>&1 &
 	for _rs in $REALS $([ -e /run/netns/rs4 ] && echo rs4); do
 		wait_line "/tmp/$_rs.log" "ready" 20 || die "responder $_rs did not start"
 	done
@@ -316,9 +318,13 @@ lv() {
 # metric NAME [SUBSTRING]: the value of the first sample of metric NAME on
 # the agent's /metrics whose labels contain SUBSTRING (e.g. 'real="198.51.100.1'),
 # empty if none.
-metric() {
-	wget -qO- "http://$AGENT_METRICS/metrics" 2>/dev/null |
-		awk -v n="$1" -v s="${2:-}" '
+metric() { metric_at "$AGENT_METRICS" "$@"; }
+
+# metric_at HOST:PORT NAME [SUBSTRING]: the same from the /metrics at HOST:PORT
+# (with two directors: "$(mgmt_ip dir-b):9444").
+metric_at() {
+	wget -qO- "http://$1/metrics" 2>/dev/null |
+		awk -v n="$2" -v s="${3:-}" '
 			/^#/ { next }
 			{ name = $1; sub(/\{.*/, "", name) }
 			name == n && (s == "" || index($1, s)) { print $NF; exit }'
@@ -641,7 +647,8 @@ ka_state() {
 # ha_manifest: the lab's WMS-like cluster on the failover group edge-1, as in
 # issue 7, with the default failover settings unless HA_FAILOVER holds the
 # group's failover block in YAML flow style (LAB_ENV=HA_FAILOVER=... has no
-# spaces: "{deadAfter:1s,fenceTime:1s}").
+# spaces: "{deadAfter:1s,fenceTime:1s}"). HA_CLUSTER_EXTRA: more lines of the
+# cluster (health, persistence, removeGrace), YAML, at the top level.
 ha_manifest() {
 	cat <<YAML
 kind: Cluster
@@ -656,6 +663,7 @@ ports:
   - {protocol: udp, ports: 1024-5000}
 scheduler: rr
 forwarding: masq
+${HA_CLUSTER_EXTRA:-}
 reals:
   - {address: 198.51.100.1, weight: 100}
   - {address: 198.51.100.2, weight: 100}
@@ -806,13 +814,13 @@ lv_healthy() {
 
 # ---- failover scenarios: sync, partitions, outages (ha-sync, ha-partition, ha-outage)
 
-# ha_up: site_ha with responders, the sampler (start_watch), the controller,
-# agents in dir-a and dir-b and ha_manifest applied; returns once the pair is
-# healthy (lv_healthy).
+# ha_up: site_ha with responders, the sampler (start_watch; not with
+# HA_WATCH=0), the controller, agents in dir-a and dir-b and ha_manifest
+# applied; returns once the pair is healthy (lv_healthy).
 ha_up() {
 	site_ha
 	start_reals
-	start_watch
+	[ "${HA_WATCH:-1}" = 1 ] && start_watch
 	start_controller
 	start_agent_in dir-a
 	start_agent_in dir-b
@@ -925,4 +933,75 @@ hold_recovered() {
 	awk '$1 == "conn" && $3 == "probe" { down[$2] = 1 }
 		$1 == "conn" && $3 == "answering" { down[$2] = 0 }
 		END { for (c in down) if (down[c]) exit 1 }' "/tmp/hold.$1.out"
+}
+
+# ---- health checks and drain (health.sh, drain.sh) -------------------------
+# The real servers' RTSP side misbehaves on demand (lab-responder's modes:
+# ok, off, hang, 404); what each director makes of it is read from its IPVS
+# table (ipvsadm, or lab-health for timings and counts) and from `lvsctl
+# status cluster NAME -o json` (lab-health reals: the guest has no jq).
+
+# real_ip NAME: the address of real server NAME (rs2 -> 198.51.100.2).
+real_ip() { echo "198.51.100.${1#rs}"; }
+
+# rtsp_mode NAME MODE: NAME's responder switches its RTSP side to MODE;
+# returns once its log says so (within 5 s, else a failed check).
+rtsp_mode() {
+	echo "$2" >"/tmp/$1.mode.tmp" && mv "/tmp/$1.mode.tmp" "/tmp/$1.mode"
+	wait_until 5 rtsp_mode_is "$1" "$2" || fail_check "responder $1 switched its RTSP side to $2 within 5 s"
+}
+rtsp_mode_is() { [ "$(sed -n 's/.* rtsp mode \([a-z0-9]*\)$/\1/p' "/tmp/$1.log" | tail -n 1)" = "$2" ]; }
+
+# ipvs_weight NS ADDR: ADDR's weight in NS's IPVS table (ipvsadm -Ln; the lab
+# has one service per real server here), "absent" if it is not there.
+ipvs_weight() {
+	on "$1" ipvsadm -Ln | awk -v a="$2:0" '$1 == "->" && $2 == a { w = $4 } END { print (w == "" ? "absent" : w) }'
+}
+
+# weights ADDR: "dir-a=W dir-b=W", ADDR's weight in each director's kernel.
+weights() { echo "dir-a=$(ipvs_weight dir-a "$1") dir-b=$(ipvs_weight dir-b "$1")"; }
+
+# wait_weight ADDR WEIGHT T0 LIMIT: lab-health wait: until ADDR has WEIGHT
+# (or is absent) in both directors' IPVS, sampled every 20 ms; prints its
+# WAIT line (ms counted from T0, an uptime_s taken before the change).
+# Status 1 after LIMIT seconds.
+wait_weight() {
+	lab-health wait --ns dir-a,dir-b --real "$1" --weight "$2" --since "$3" --limit "${4}s" 2>&1
+}
+
+# wait_ms "WAIT ok ms=N ...": N.
+wait_ms() { printf '%s\n' "$1" | sed -nE 's/^WAIT [a-z]+ ms=([0-9.]+).*/\1/p'; }
+
+# within MS LIMIT_S: status 0 if MS (a number, possibly with decimals) is at
+# most LIMIT_S seconds.
+within() { [ -n "$1" ] && awk -v m="$1" -v l="$2" 'BEGIN { exit !(m <= l * 1000) }'; }
+
+# The fields reals_snap keeps, in its columns 3.. (healthError last: it may
+# hold blanks).
+REALS_FIELDS=weight,health,drained,removing,activeConns,inactiveConns,persistentConns,healthSince,healthError
+
+# reals_snap CLUSTER: `lvsctl status cluster CLUSTER -o json` as lab-health
+# reals prints it, "DIRECTOR ADDRESS" then REALS_FIELDS, in /tmp/reals.txt.
+reals_snap() { lv status cluster "$1" -o json 2>/dev/null | lab-health reals --fields "$REALS_FIELDS" >/tmp/reals.txt; }
+
+# real_field DIRECTOR ADDRESS FIELD: FIELD of the last reals_snap ("" if the
+# director does not list ADDRESS).
+real_field() {
+	awk -v d="$1" -v a="$2" -v f="$3" -v fields="$REALS_FIELDS" '
+		BEGIN { n = split(fields, F, ","); for (i = 1; i <= n; i++) if (F[i] == f) col = i + 2 }
+		$1 == d && $2 == a {
+			v = $col
+			if (f == "healthError") { v = $0; for (i = 1; i < col; i++) sub(/^[^ ]+ /, "", v) }
+			print v
+		}' /tmp/reals.txt
+}
+
+# real_fields ADDRESS FIELD: "dir-a=V dir-b=V" from the last reals_snap.
+real_fields() { echo "dir-a=$(real_field dir-a "$1" "$2") dir-b=$(real_field dir-b "$1" "$2")"; }
+
+# health_all CLUSTER ADDRESS STATE: status 0 if both directors report
+# ADDRESS's health as STATE (up, down, unknown) now (takes a reals_snap).
+health_all() {
+	reals_snap "$1"
+	[ "$(real_fields "$2" health)" = "dir-a=$3 dir-b=$3" ]
 }

@@ -11,7 +11,7 @@
 //	lab-client tcp  HOST:PORT... [-n N] [--count-by-server]
 //	lab-client udp  HOST:PORT... [-n N] [--count-by-server] [--same-source]
 //	lab-client hold HOST:PORT [-n N] [--sport 40000] [--interval 200ms]
-//	                [--duration D] [--stop-file FILE]
+//	                [--duration D] [--stop-file FILE] [--reset]
 //	lab-client wait HOST:PORT [--timeout 10s]
 //
 // Port 554 speaks RTSP (OPTIONS with a CSeq); other TCP ports send a line.
@@ -33,7 +33,10 @@
 // whether it survived (its last probe was answered, by the server it is
 // pinned to) and how many probes another server answered (moved), and the
 // result line ends with "survived S/N" and "moved M" (connections answered
-// by another server at least once).
+// by another server at least once). With --reset the connections end with a
+// TCP reset instead of a FIN: IPVS then forgets them after its CLOSE timeout
+// (10 s) instead of TIME_WAIT's 2 minutes (the drain scenario waits for a
+// real server's connection counts to reach 0).
 package main
 
 import (
@@ -68,13 +71,14 @@ type options struct {
 	interval      time.Duration
 	duration      time.Duration
 	stopFile      string
+	reset         bool
 }
 
 func usage() {
 	fmt.Fprintln(os.Stderr, `usage:
   lab-client tcp  HOST:PORT... [-n N] [--count-by-server] [--timeout 2s]
   lab-client udp  HOST:PORT... [-n N] [--count-by-server] [--same-source] [--timeout 2s]
-  lab-client hold HOST:PORT [-n N] [--sport 40000] [--interval 200ms] [--duration D] [--stop-file FILE]
+  lab-client hold HOST:PORT [-n N] [--sport 40000] [--interval 200ms] [--duration D] [--stop-file FILE] [--reset]
   lab-client wait HOST:PORT [--timeout 10s]`)
 	os.Exit(2)
 }
@@ -94,6 +98,7 @@ func main() {
 	fs.DurationVar(&o.interval, "interval", 200*time.Millisecond, "hold: time between probes of a connection")
 	fs.DurationVar(&o.duration, "duration", 0, "hold: stop after this long (0: until told)")
 	fs.StringVar(&o.stopFile, "stop-file", "", "hold: stop when this file exists")
+	fs.BoolVar(&o.reset, "reset", false, "hold: end the connections with a TCP reset (SO_LINGER 0), not a FIN")
 	fs.Usage = usage
 	args, err := parseInterleaved(fs, os.Args[2:])
 	multi := mode == "tcp" || mode == "udp"
@@ -432,7 +437,16 @@ wait:
 	}
 	cancel()
 	wg.Wait()
-	return report(conns)
+	ok := report(conns)
+	if o.reset {
+		for _, h := range conns {
+			// The deferred Close then sends a reset.
+			if err := h.p.conn.(*net.TCPConn).SetLinger(0); err != nil {
+				stderr.Printf("conn %d: SO_LINGER 0: %v", h.id, err)
+			}
+		}
+	}
+	return ok
 }
 
 func (h *held) record(name string, err error) {

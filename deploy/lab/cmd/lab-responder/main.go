@@ -16,26 +16,52 @@
 // The UDP range is 3977 ports. Binding a socket to each is the only way
 // without TPROXY, so one goroutine waits on all of them with epoll rather
 // than keeping 3978 goroutines parked in ReadFrom.
+//
+// The health-check scenarios (issue 9) make the RTSP side misbehave, one
+// mode at a time (--rtsp-mode, or the first word of --mode-file, read every
+// 100 ms, so a scenario switches it by writing the file):
+//
+//   - ok: as above.
+//   - off: the listener is closed, so new connections are refused, as when
+//     the RTSP service is stopped; connections already accepted are served
+//     on (an established session is not the health check's business).
+//   - hang: new connections are accepted and read, and never answered.
+//   - 404: new connections get "RTSP/1.0 404 Not Found" to every request.
+//
+// A mode applies to the connections accepted after it; each change is
+// logged as "rtsp mode MODE", each connection as "tcp 554: connection from
+// CLIENT to LOCAL (MODE)" (LOCAL tells which of the namespace's addresses a
+// health check asked).
 package main
 
 import (
 	"bufio"
+	"bytes"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
 )
+
+// The RTSP modes (see the package documentation).
+var rtspModes = map[string]bool{"ok": true, "off": true, "hang": true, "404": true}
 
 func main() {
 	name := flag.String("name", "", "name this server answers with (required), e.g. rs1")
 	udpFirst := flag.Int("udp-first", 1024, "first port of the UDP range")
 	udpLast := flag.Int("udp-last", 5000, "last port of the UDP range")
+	mode := flag.String("rtsp-mode", "ok", "RTSP behaviour: ok, off (not listening), hang (never answers), 404")
+	modeFile := flag.String("mode-file", "", "file whose first word, when it exists, is the RTSP mode (read every 100 ms)")
 	flag.Parse()
-	if *name == "" || flag.NArg() != 0 {
-		fmt.Fprintln(os.Stderr, "usage: lab-responder --name NAME [--udp-first N --udp-last N]")
+	if *name == "" || flag.NArg() != 0 || !rtspModes[*mode] {
+		fmt.Fprintln(os.Stderr, "usage: lab-responder --name NAME [--udp-first N --udp-last N] [--rtsp-mode ok|off|hang|404] [--mode-file FILE]")
 		os.Exit(2)
 	}
 	log.SetFlags(log.Ltime | log.Lmicroseconds)
@@ -51,8 +77,8 @@ func main() {
 	// the default soft (1024) and, in the guest, hard (4096) limits.
 	raiseFileLimit(uint64(len(udpPorts) + 1024))
 
-	rtsp, err := net.Listen("tcp4", ":554")
-	if err != nil {
+	rtsp := &rtspServer{name: *name}
+	if err := rtsp.setMode(*mode); err != nil {
 		log.Fatal(err)
 	}
 	mms, err := net.Listen("tcp4", ":1755")
@@ -63,8 +89,10 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	go acceptLoop(rtsp, func(c net.Conn) { serveRTSP(c, *name) })
-	go acceptLoop(mms, func(c net.Conn) { serveLines(c, *name) })
+	go acceptLoop(mms, "tcp 1755", func(c net.Conn) { serveLines(c, *name) })
+	if *modeFile != "" {
+		go rtsp.follow(*modeFile, *mode)
+	}
 	// Scenarios wait for this line before sending traffic.
 	log.Printf("ready: tcp 554,1755 udp 554,%d-%d", *udpFirst, *udpLast)
 	log.Fatal(udp.serve([]byte(*name)))
@@ -87,22 +115,98 @@ func raiseFileLimit(want uint64) {
 	}
 }
 
-func acceptLoop(l net.Listener, serve func(net.Conn)) {
+// acceptLoop serves every connection of l until l is closed.
+func acceptLoop(l net.Listener, what string, serve func(net.Conn)) {
 	for {
 		c, err := l.Accept()
+		if errors.Is(err, net.ErrClosed) {
+			return
+		}
 		if err != nil {
 			log.Fatal(err)
 		}
-		log.Printf("%s: connection from %s", l.Addr(), c.RemoteAddr())
+		log.Printf("%s: connection from %s to %s", what, c.RemoteAddr(), c.LocalAddr())
 		go serve(c)
+	}
+}
+
+// rtspServer is TCP 554 in one of the RTSP modes.
+type rtspServer struct {
+	name string
+	mu   sync.Mutex
+	mode string
+	ln   net.Listener // nil while off
+}
+
+// setMode switches to mode: the listener is closed for off, opened again for
+// the others; connections already accepted keep the mode they began with.
+func (s *rtspServer) setMode(mode string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if mode == s.mode {
+		return nil
+	}
+	if mode == "off" && s.ln != nil {
+		s.ln.Close()
+		s.ln = nil
+	}
+	if mode != "off" && s.ln == nil {
+		ln, err := net.Listen("tcp4", ":554")
+		if err != nil {
+			return err
+		}
+		s.ln = ln
+		go s.accept(ln)
+	}
+	s.mode = mode
+	log.Printf("rtsp mode %s", mode)
+	return nil
+}
+
+func (s *rtspServer) accept(ln net.Listener) {
+	acceptLoop(ln, "tcp 554", func(c net.Conn) {
+		s.mu.Lock()
+		mode := s.mode
+		s.mu.Unlock()
+		serveRTSP(c, s.name, mode)
+	})
+}
+
+// follow sets the mode from file every 100 ms: its first word when it
+// exists and names a mode, else initial.
+func (s *rtspServer) follow(file, initial string) {
+	last := initial
+	for range time.Tick(100 * time.Millisecond) {
+		mode := initial
+		if b, err := os.ReadFile(file); err == nil {
+			if f := bytes.Fields(b); len(f) > 0 {
+				mode = string(f[0])
+			}
+		}
+		switch {
+		case mode == last:
+		case !rtspModes[mode]:
+			log.Printf("%s: %q is no RTSP mode (ok, off, hang, 404): ignored", file, mode)
+		default:
+			if err := s.setMode(mode); err != nil {
+				log.Printf("rtsp mode %s: %v", mode, err)
+				continue // tried again at the next tick
+			}
+		}
+		last = mode
 	}
 }
 
 // serveRTSP answers every request on the connection until the client closes
 // it. Only OPTIONS is understood; anything else gets 501, still naming the
-// server so the client can tell where it landed.
-func serveRTSP(c net.Conn, name string) {
+// server so the client can tell where it landed. In mode hang it reads and
+// never answers; in mode 404 every request gets 404.
+func serveRTSP(c net.Conn, name, mode string) {
 	defer c.Close()
+	if mode == "hang" {
+		_, _ = io.Copy(io.Discard, c)
+		return
+	}
 	r := bufio.NewReader(c)
 	for {
 		method, cseq, err := readRTSPRequest(r)
@@ -110,7 +214,10 @@ func serveRTSP(c net.Conn, name string) {
 			return
 		}
 		status := "200 OK"
-		if method != "OPTIONS" {
+		switch {
+		case mode == "404":
+			status = "404 Not Found"
+		case method != "OPTIONS":
 			status = "501 Not Implemented"
 		}
 		if _, err := fmt.Fprintf(c, "RTSP/1.0 %s\r\nCSeq: %s\r\nServer: %s\r\n\r\n", status, cseq, name); err != nil {
