@@ -61,6 +61,7 @@ ka_checks() {
 KA_MS=""
 KA_DEATH=""
 ka_dual=""
+ka_half() {
 if [ "${HA_ONLY:-keepalived}" = keepalived ]; then
 	step "keepalived $KA_ADVERT s VRRPv3 on both directors, the IPVS service by hand on both"
 	for d in $HA_DIRECTORS; do
@@ -111,6 +112,7 @@ if [ "${HA_ONLY:-keepalived}" = keepalived ]; then
 	done
 	expect_eq "no director holds $VIP after keepalived stopped" "" "$(holders "$VIP")"
 fi
+}
 
 # ---- lvsctl ----------------------------------------------------------------------
 lv_pids() { agent_pid "$1"; }
@@ -123,6 +125,7 @@ lv_checks() {
 LV_MS=""
 LV_DEATH=""
 lv_dual=""
+lv_half() {
 if [ "${HA_ONLY:-lvsctl}" = lvsctl ]; then
 	step "lvsctl: controller, agents in dir-a and dir-b, group edge-1 with default failover settings"
 	start_watch
@@ -159,6 +162,39 @@ expect_eq "lvsctl: no sample with two directors holding $VIP or $GATEWAY on an u
 	ha_digest
 }
 fi
+}
+
+# lv_teardown leaves the directors as keepalived's half expects them: no agent, no
+# controller, nothing of lvsctl's in the kernel.
+lv_teardown() {
+	step "lvsctl stopped; its IPVS service, nftables table, sync daemons and addresses removed"
+	kill "$CONTROLLER_PID" 2>/dev/null
+	for d in $HA_DIRECTORS; do
+		_pid=$(agent_pid "$d")
+		kill "$_pid" 2>/dev/null
+		wait_until 10 sh -c "! kill -0 $_pid 2>/dev/null" || kill -9 "$_pid" 2>/dev/null
+		on "$d" ipvsadm -C
+		on "$d" ipvsadm --stop-daemon master 2>/dev/null
+		on "$d" ipvsadm --stop-daemon backup 2>/dev/null
+		on "$d" nft delete table inet lvsctl 2>/dev/null
+		revive "$d"
+	done
+	expect_eq "no director holds $VIP after lvsctl stopped" "" "$(holders "$VIP")"
+}
+
+# The order of the halves (HA_ORDER=lvsctl-first swaps them): whichever runs second
+# finds the guest after the first; running both orders shows whether that matters.
+case ${HA_ORDER:-keepalived-first} in
+lvsctl-first)
+	lv_half
+	if [ -z "${HA_ONLY:-}" ]; then lv_teardown; fi
+	ka_half
+	;;
+*)
+	ka_half
+	lv_half
+	;;
+esac
 
 step "Results (ms from the death to the first new connection answered through $VIP)"
 # shellcheck disable=SC2086 # the lists are words
