@@ -27,6 +27,9 @@ var ErrNotReady = errors.New("the controller has not loaded the store yet")
 type Store interface {
 	Follow(ctx context.Context, log *slog.Logger, loaded func(*store.Snapshot), apply func(store.Batch) error)
 	Commit(ctx context.Context, w store.Write) (int64, error)
+	// Head reads the store's current revision (and the head key's): a request is answered
+	// on a view of the store at least that recent.
+	Head(ctx context.Context) (rev, head int64, err error)
 }
 
 // machine is one group's decision logic (*Machine); the driver's tests script it.
@@ -134,6 +137,9 @@ type request struct {
 	group string
 	ev    FailoverRequested
 	reply chan Reply
+	// atLeast is the store's head revision when the request was made: it is handled once
+	// the loop has followed the store that far, so a group just applied is known to it.
+	atLeast int64
 }
 
 type writeResult struct {
@@ -229,7 +235,16 @@ func (m *Manager) Failover(ctx context.Context, group, to string) (*lvsctlv1.Fai
 	case <-ctx.Done():
 		return nil, fmt.Errorf("%w: %w", ErrNotReady, ctx.Err())
 	}
-	r := &request{group: group, ev: FailoverRequested{ID: m.ids.Add(1), To: to}, reply: make(chan Reply, 1)}
+	// A group applied a moment ago may not have reached this manager's view of the store
+	// yet: the request waits until it has, rather than answer "no such group".
+	// The head key's revision is the last write of lvsctl's (every write rewrites it), which
+	// the store's watch brings this manager; etcd's own revision may be past it for writes
+	// outside lvsctl's keys, which no watch event would ever reach.
+	_, head, err := m.cfg.Store.Head(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("failover of group %s: %w", group, err)
+	}
+	r := &request{group: group, ev: FailoverRequested{ID: m.ids.Add(1), To: to}, reply: make(chan Reply, 1), atLeast: head}
 	select {
 	case m.requests <- r:
 	case <-ctx.Done():
@@ -349,6 +364,8 @@ type loop struct {
 	reports   map[string]*lvsctlv1.RoleStatus
 
 	pending map[uint64]*request
+	// parked are requests made at a store revision the loop has not followed to yet.
+	parked []*request
 	writes  map[string]*write // group -> its write in flight
 	timers  timerHeap
 	next    map[string]time.Time
@@ -399,6 +416,7 @@ func (l *loop) run(ctx context.Context) error {
 			l.m.decideMu.Lock()
 			l.drainAgents()
 			l.configure(ctx, u)
+			l.unpark()
 			l.m.decideMu.Unlock()
 		case r := <-l.m.requests:
 			l.m.decideMu.Lock()
@@ -630,6 +648,10 @@ func (l *loop) agent(a agentEvent) {
 }
 
 func (l *loop) request(r *request) {
+	if l.revision < r.atLeast {
+		l.parked = append(l.parked, r)
+		return
+	}
 	if _, ok := l.machines[r.group]; !ok {
 		r.reply <- Reply{ID: r.ev.ID, Err: fmt.Errorf("group: %w: %q", ErrUnknownGroup, r.group)}
 		return
@@ -756,4 +778,13 @@ func fenceLeft(r *lvsctlv1.GroupRoles) int64 {
 		return 0
 	}
 	return max(0, r.GetFenceUntilUnixMs()-time.Now().UnixMilli())
+}
+
+// unpark handles the parked requests the loop has now followed the store far enough for.
+func (l *loop) unpark() {
+	parked := l.parked
+	l.parked = nil
+	for _, r := range parked {
+		l.request(r)
+	}
 }

@@ -479,3 +479,34 @@ func TestManagerFeedsARemovedDirectorToItsFormerGroup(t *testing.T) {
 		t.Errorf("edge-1's machine got %d reports of dir-a after it joined edge-2, want still 1", len(got))
 	}
 }
+
+// TestFailoverWaitsForTheStoreItWasAskedAt: a failover asked at a store revision the
+// manager has not followed to yet (a group applied a moment before) waits for it, rather
+// than answer "no such group"; then it reaches the group's machine.
+func TestFailoverWaitsForTheStoreItWasAskedAt(t *testing.T) {
+	l, _ := newTestLoop(t) // followed to revision 1: edge-1 only
+	r := &request{group: "edge-2", ev: FailoverRequested{ID: 7, To: "dir-b"}, reply: make(chan Reply, 1), atLeast: 3}
+	l.request(r)
+	select {
+	case rep := <-r.reply:
+		t.Fatalf("answered before the store was followed to revision 3: %+v", rep)
+	default:
+	}
+	l.configure(context.Background(), configUpdate{revision: 3, groups: map[string]*groupConfig{
+		"edge-2": {group: twoDirectors("edge-2"), roles: &lvsctlv1.GroupRoles{Group: "edge-2", Active: "dir-a", Epoch: 2}}}})
+	l.unpark()
+	if _, ok := l.pending[7]; !ok {
+		t.Errorf("the request did not reach edge-2's machine once followed (pending %v)", l.pending)
+	}
+	select {
+	case rep := <-r.reply:
+		t.Errorf("answered %+v; the scripted machine answers nothing", rep)
+	default:
+	}
+	// A group that is still unknown once followed: ErrUnknownGroup, as before.
+	u := &request{group: "nope", ev: FailoverRequested{ID: 8}, reply: make(chan Reply, 1), atLeast: 3}
+	l.request(u)
+	if rep := <-u.reply; !errors.Is(rep.Err, ErrUnknownGroup) {
+		t.Errorf("unknown group: %v, want ErrUnknownGroup", rep.Err)
+	}
+}
