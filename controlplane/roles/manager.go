@@ -366,9 +366,9 @@ type loop struct {
 	pending map[uint64]*request
 	// parked are requests made at a store revision the loop has not followed to yet.
 	parked []*request
-	writes  map[string]*write // group -> its write in flight
-	timers  timerHeap
-	next    map[string]time.Time
+	writes map[string]*write // group -> its write in flight
+	timers timerHeap
+	next   map[string]time.Time
 	// blocked is each group's last logged Blocked().
 	blocked map[string]string
 	// armed is what the timer is set for (zero: nothing, an hour away); fired: it went off
