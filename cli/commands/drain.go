@@ -122,6 +122,10 @@ func (o *options) setDrained(ctx context.Context, cluster, real string, drained 
 	return resp.GetCluster(), nil
 }
 
+// drainSettle is how long drain --wait needs the counts at 0 before it believes them: two of
+// the agents' default stats periods.
+const drainSettle = 2 * time.Second
+
 // waitDrained polls the fleet's status of the cluster until no director counts a connection
 // to the real server, printing one line per poll.
 func (o *options) waitDrained(ctx context.Context, c *lvsctlv1.Cluster, real string, timeout, poll time.Duration) error {
@@ -136,6 +140,11 @@ func (o *options) waitDrained(ctx context.Context, c *lvsctlv1.Cluster, real str
 	defer ticker.Stop()
 	last := "no status received yet"
 	var pollErr error // the last poll's error, nil once one succeeds again
+	// The counts must stay 0 for settle: the status an agent reported before it applied the
+	// drain may still be the latest (agents report every stats period, 1 s by default), and
+	// a connection made just before the drain shows only in its next report.
+	settle := max(2*poll, drainSettle)
+	var zeroSince time.Time
 	for {
 		resp, err := o.fleetStatus(waitCtx, c.GetName(), false)
 		// A poll cut by the wait's own deadline is the timeout, not a status error: gRPC may
@@ -147,7 +156,12 @@ func (o *options) waitDrained(ctx context.Context, c *lvsctlv1.Cluster, real str
 			p := drainProgress(resp.GetDirectors(), c, addr)
 			last = p.String()
 			fmt.Fprintln(o.streams.Out, last)
-			if p.done() {
+			switch {
+			case !p.done():
+				zeroSince = time.Time{}
+			case zeroSince.IsZero():
+				zeroSince = time.Now()
+			case time.Since(zeroSince) >= settle:
 				fmt.Fprintf(o.streams.Out, "cluster/%s real %s has no connections left on %s\n", c.GetName(), real, strings.Join(p.counted, ", "))
 				return nil
 			}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
 )
@@ -182,5 +183,28 @@ func TestHealthRoundTrip(t *testing.T) {
 	}
 	if now := srv.revision(t); now != rev {
 		t.Errorf("re-applying get's output wrote: revision %d -> %d", rev, now)
+	}
+}
+
+// TestDrainWaitNeedsTheCountsToStayZero: zero counts right after the drain may be a report
+// from before a connection the next report shows (agents report every stats period): --wait
+// believes them only once they stayed 0 for two seconds.
+func TestDrainWaitNeedsTheCountsToStayZero(t *testing.T) {
+	srv, addr := start(t)
+	lvsctl(t, addr, "", "apply", "-f", wmsFile)
+	drainedAt := srv.revision(t) + 1
+	srv.setFleet(drainFleet(drainedAt, 0, 0, 0))
+	r := startLvsctl(t, addr, false, "drain", "cluster", "wms", "real", "198.51.100.3", "--wait", "--interval", "20ms")
+	r.out.waitFor(t, "a first poll at 0", func(s string) bool { return strings.Contains(s, "dir-a 0/0/0") })
+	srv.setFleet(drainFleet(drainedAt, 1, 0, 1)) // the next report: a connection after all
+	r.out.waitFor(t, "the connection", func(s string) bool { return strings.Contains(s, "dir-a 1/0/1") })
+	zero := time.Now()
+	srv.setFleet(drainFleet(drainedAt, 0, 0, 0))
+	got := r.wait(t)
+	if got.code != 0 || !strings.HasSuffix(got.out, "has no connections left on dir-a\n") {
+		t.Fatalf("exit %d, stderr %q, stdout:\n%s", got.code, got.err, got.out)
+	}
+	if waited := time.Since(zero); waited < 2*time.Second {
+		t.Errorf("returned %v after the counts went back to 0, want at least 2s", waited)
 	}
 }
