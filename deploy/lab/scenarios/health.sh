@@ -256,14 +256,21 @@ if wait_until 40 farm_settled; then
 else
 	fail_check "the 30 hanging reals at weight 0 and the 70 others at 100 on both directors within 40 s: saw (at 100, at 0) $(farm_weights)"
 fi
-ups=0
-downs=0
-for k in 0 1 2 3 4 5 6 7 8 9; do
-	reals_snap "h$k"
-	ups=$((ups + $(count_health up)))
-	downs=$((downs + $(count_health down)))
-done
-expect_eq "lvsctl status cluster h0..h9: (director, real) pairs up and down" "up 140 down 60" "up $ups down $downs"
+# farm_health: "up U down D" over the (director, real) pairs of h0..h9 in lvsctl status.
+farm_health() {
+	_ups=0
+	_downs=0
+	for k in 0 1 2 3 4 5 6 7 8 9; do
+		reals_snap "h$k"
+		_ups=$((_ups + $(count_health up)))
+		_downs=$((_downs + $(count_health down)))
+	done
+	echo "up $_ups down $_downs"
+}
+farm_health_settled() { [ "$(farm_health)" = "up 140 down 60" ]; }
+# Status follows the kernels by up to one stats report (1 s): wait for it.
+wait_until 5 farm_health_settled
+expect_eq "lvsctl status cluster h0..h9: (director, real) pairs up and down" "up 140 down 60" "$(farm_health)"
 
 step "Over 20 s: the healthy reals checked on time, the agents' goroutines and files flat"
 l0=$(wc -l </tmp/farm.log)
