@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/lvsctl/lvsctl/agent/role"
+	"github.com/lvsctl/lvsctl/failover"
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
 )
 
@@ -491,7 +492,8 @@ func TestStep(t *testing.T) {
 func TestTakeoverFence(t *testing.T) {
 	t0 := time.Date(2026, 11, 30, 6, 0, 0, 0, time.UTC)
 	ms := time.Millisecond
-	g := pairGroup("edge-1") // default failover: Fence 250ms
+	g := pairGroup("edge-1") // default failover timings
+	fence := failover.Of(g).Fence
 	sent := t0.Add(-40 * ms).UnixMilli()
 	for _, tc := range []struct {
 		name  string
@@ -500,10 +502,10 @@ func TestTakeoverFence(t *testing.T) {
 		want  time.Duration // NotBefore - arrival (0: none)
 	}{
 		{"no fence", 0, sent, 0},
-		{"the rest of the fence, from the arrival", sent + 180, sent, 180 * ms},
+		{"the rest of the fence, from the arrival", sent + 150, sent, 150 * ms},
 		{"a fence already over", sent - 5, sent, 0},
-		{"at most the group's Fence", sent + 5000, sent, 250 * ms},
-		{"a fence without a sent time: one Fence", sent + 100, 0, 250 * ms},
+		{"at most the group's Fence", sent + 5000, sent, fence},
+		{"a fence without a sent time: one Fence", sent + 100, 0, fence},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := &lvsctlv1.GroupRoles{Group: "edge-1", Active: "dir-a", Epoch: 7, Reason: "takeover", Previous: "dir-b", FenceUntilUnixMs: tc.until}

@@ -21,8 +21,16 @@ var t0 = time.Date(2026, 11, 30, 6, 0, 0, 0, time.UTC)
 
 var addrs = map[string]string{"dir-a": "10.0.0.1", "dir-b": "10.0.0.2", "dir-c": "10.0.0.3"}
 
+// tableTimings are the timings the tables' timelines are written for (heartbeats every
+// 100 ms, dead after 200 ms, fence 250 ms), pinned so that a change of the defaults does not
+// rewrite every table; a group given nil gets them.
+var tableTimings = &lvsctlv1.Failover{HeartbeatIntervalMs: 100, DeadAfterMs: 200, FenceMs: 250}
+
 // group is edge-1 with the named directors; dir-a is the machine under test.
 func group(f *lvsctlv1.Failover, names ...string) *lvsctlv1.DirectorGroup {
+	if f == nil {
+		f = tableTimings
+	}
 	g := &lvsctlv1.DirectorGroup{Name: "edge-1", Failover: f}
 	for i, n := range names {
 		g.Directors = append(g.Directors, &lvsctlv1.Director{Name: n, Priority: uint32(200 - i), Address: addrs[n]})
@@ -104,7 +112,7 @@ func next(want time.Duration) func(*testing.T, *Machine, Actions) {
 }
 
 func TestHold(t *testing.T) {
-	lease := failover.Of(nil).Lease() // 225ms: Fence less a quarter interval
+	lease := failover.Of(pair()).Lease() // 225ms: Fence less a quarter interval
 	for _, tc := range []struct {
 		name  string
 		steps []step
@@ -235,7 +243,7 @@ func TestHold(t *testing.T) {
 			{4 * ms, fromController(0, 3), true, edge(false, false)},
 		}},
 		{"group settings: Fence 1s, a lease of 975ms", []step{
-			{0, assign(group(&lvsctlv1.Failover{FenceMs: 1000}, "dir-a", "dir-b"), active, 1), false, nil},
+			{0, assign(group(&lvsctlv1.Failover{HeartbeatIntervalMs: 100, FenceMs: 1000}, "dir-a", "dir-b"), active, 1), false, nil},
 			{1 * ms, fromController(0, 1), true, nil},
 			{975*ms - 1, Tick{}, true, nil},
 			{975 * ms, Tick{}, false, fenced("no answer to heartbeats for 975ms")},
@@ -375,7 +383,7 @@ func TestRestartedAgentRefusesPreviousProcessValues(t *testing.T) {
 
 func TestHeartbeats(t *testing.T) {
 	m := New("dir-a")
-	g := group(&lvsctlv1.Failover{Port: 7999}, "dir-a", "dir-c", "dir-b")
+	g := group(&lvsctlv1.Failover{HeartbeatIntervalMs: 100, Port: 7999}, "dir-a", "dir-c", "dir-b")
 	a := m.Step(t0, assign(g, standby, 3))
 	if a.Controller == nil || !proto.Equal(a.Controller, &lvsctlv1.Heartbeat{Sent: sent(0), Epoch: 3}) {
 		t.Fatalf("controller heartbeat %v", a.Controller)
@@ -726,7 +734,7 @@ func TestSeenEpochReported(t *testing.T) {
 // the old ACTIVE holding; a later NotBefore for the same assignment extends the wait, an
 // earlier one does not shorten it, and a new assignment replaces it.
 func TestTakeoverWaitsForTheFence(t *testing.T) {
-	fence := failover.Of(nil).Fence // 250ms
+	fence := failover.Of(pair()).Fence // 250ms
 	oldHolding := func() PeerHeartbeat {
 		e := fromPeer("dir-b", -1, 1)
 		e.HB.Role, e.HB.Holding = active, true

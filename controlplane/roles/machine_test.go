@@ -27,6 +27,11 @@ const (
 var priorities = map[string]uint32{a: 200, b: 100, c: 50}
 
 func grp(f *lvsctlv1.Failover, names ...string) *lvsctlv1.DirectorGroup {
+	if f == nil {
+		// The tables' timelines are written for heartbeats every 100 ms, dead after 200 ms,
+		// fence 250 ms: pinned, so that a change of the defaults does not rewrite them.
+		f = &lvsctlv1.Failover{HeartbeatIntervalMs: 100, DeadAfterMs: 200, FenceMs: 250}
+	}
 	g := &lvsctlv1.DirectorGroup{Name: "edge-1", Failover: f}
 	for i, n := range names {
 		g.Directors = append(g.Directors, &lvsctlv1.Director{Name: n, Priority: priorities[n], Address: "192.0.2." + string(rune('1'+i))})

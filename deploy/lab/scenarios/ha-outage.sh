@@ -20,7 +20,7 @@
 # Failover timings of the group: the checks here are about what happens, not
 # how fast (ha-takeover and bench-ha time the defaults). An emulated guest on
 # a loaded host stalls processes for a second or more; at the defaults
-# (heartbeat 100 ms, fence 250 ms) the ACTIVE there releases and takes its
+# (heartbeat 50 ms, fence 200 ms) the ACTIVE there releases and takes its
 # addresses again and again, and at fence 1.5 s a partition of the ACTIVE
 # from the controller alone still ended in a takeover (the peers' heartbeats
 # stalled past deadAfter). LAB_ENV=HA_FAILOVER= runs these with the

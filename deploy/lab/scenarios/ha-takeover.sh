@@ -25,7 +25,7 @@ RUNS=${HA_RUNS:-5}
 # Failover timings of the group: this scenario checks what a takeover does
 # (addresses, GARP, epochs, no dual holder), not how fast; bench-ha times the
 # defaults against keepalived. The guest is emulated, 10-50 times slower than
-# a host, and on a busy CI host it stalls processes past the default 250 ms
+# a host, and on a busy CI host it stalls processes past the default 200 ms
 # fence, so the ACTIVE's lease would lapse with nothing killed. A fence of
 # 1 s keeps the check about takeovers. LAB_ENV=HA_FAILOVER= runs the defaults.
 HA_FAILOVER=${HA_FAILOVER-"{heartbeatInterval: 100ms, deadAfter: 1s, fenceTime: 1s}"}
