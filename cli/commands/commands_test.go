@@ -137,8 +137,8 @@ func TestDiff(t *testing.T) {
 			"group edge-1 (directors dir-a, dir-b) would:\n  add director dir-b (priority 100): applies the group's 1 clusters\n", "")
 
 	// Failover settings as written: a field left out is the default.
-	expect(t, lvsctl(t, addr, string(wms)+"failover: {heartbeatInterval: 100ms, preempt: true}\n", "diff", "-f", "-"), 1,
-		"group/edge-1 would be configured\n  failover.heartbeatInterval: default -> 100ms\n  failover.preempt: false -> true\n", "")
+	expect(t, lvsctl(t, addr, string(wms)+"failover: {heartbeatInterval: 60ms, preempt: true}\n", "diff", "-f", "-"), 1,
+		"group/edge-1 would be configured\n  failover.heartbeatInterval: default -> 60ms\n  failover.preempt: false -> true\n", "")
 
 	// Errors exit 2, so that scripts can tell them from differences.
 	expect(t, lvsctl(t, addr, "kind: Nope\n", "diff", "-f", "-"), 2, "",
@@ -322,7 +322,7 @@ Revision:       `+fmt.Sprint(groupRev)+`
 VIP interface:  eth0
 Gateway:        none
 Sync:           none
-Failover:       heartbeat every 100ms, lost after 200ms, fence 250ms, preempt no, port 7140
+Failover:       heartbeat every 50ms, lost after 150ms, fence 200ms, preempt no, port 7140
 Clusters:       wms
 Active:         dir-a, epoch 3: holds the VIPs and gateway
 Directors:
