@@ -11,6 +11,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -83,6 +84,11 @@ type Config struct {
 	// cluster no longer has is held at weight 0 for the grace again, as it may have been when
 	// the agent stopped.
 	Kernel stats.Sampler
+	// AcceptOlderRevision accepts the first snapshot of a group even if its revision is older
+	// than the one this agent applied (and obeys its roles whatever their epochs): the
+	// operator's word that the controller's store was restored from a backup or replaced.
+	// Once per Run: later snapshots are refused again below the revision accepted.
+	AcceptOlderRevision bool
 }
 
 // Watcher tells of changes to kernel state the agent keeps (*nft.Firewall, *vip.Manager).
@@ -265,17 +271,32 @@ func (a *Agent) Run(ctx context.Context) error {
 		})
 	}()
 
-	l := &loop{director: a.cfg.Director, log: a.log, hasDataPlane: a.hasDataPlane, repairDelay: a.cfg.RepairDelay, machine: a.cfg.Role}
+	l := &loop{director: a.cfg.Director, log: a.log, hasDataPlane: a.hasDataPlane, repairDelay: a.cfg.RepairDelay, machine: a.cfg.Role,
+		acceptOlder: a.cfg.AcceptOlderRevision, journal: a.cfg.State.JournalPath(), floor: a.cfg.State.AppliedRevision()}
 	if l.machine == nil {
 		l.machine = role.New(a.cfg.Director)
 	}
 	held := false
+	integrity := a.cfg.State.Integrity()
 	if saved, ok := a.cfg.State.Desired(); ok {
-		l.role, l.saved, l.savedRv = saved.Role, saved.State, saved.Revision
-		if l.saved == nil {
-			l.saved = &lvsctlv1.DesiredState{}
+		// An intact journal's role and revision still fence what the controller sends when
+		// state.json is the damaged one; its state is not applied offline all the same.
+		l.role, l.floor = saved.Role, max(l.floor, saved.Revision)
+		if integrity == nil {
+			l.saved, l.savedRv = saved.State, saved.Revision
+			if l.saved == nil {
+				l.saved = &lvsctlv1.DesiredState{}
+			}
 		}
 		held = saved.Role.GetRole() == lvsctlv1.Role_ROLE_ACTIVE && a.kernelHolds(a.cfg.State.OwnedAddresses())
+	}
+	if integrity != nil {
+		// Nothing saved is applied: the kernel stays as it is until the controller's state
+		// arrives, which is applied as after any start (what state.json listed is adopted).
+		a.log.Error("the saved state failed its integrity check: not applying it; waiting for the controller, the kernel kept as it is",
+			"state_file", a.cfg.State.Path(), "journal", a.cfg.State.JournalPath(), "error", integrity)
+		a.countRefusal(integrity)
+		l.integrity = fmt.Errorf("%w: the saved state is not applied; waiting for the controller's, the kernel kept as it is", integrity)
 	}
 
 	w := &worker{a: a, ctx: ctx, jobs: make(chan func(), 256), done: make(chan struct{}, 64), behind: make(chan struct{}, 1), preempted: make(chan struct{}, 1), releaseFailed: make(chan struct{}, 1), finished: make(chan struct{}),
@@ -468,6 +489,11 @@ func (r *runner) handle(ev event) {
 		ev, queue = queue[0], queue[1:]
 		acts := r.l.step(time.Now(), ev)
 		r.w.hold.Store(r.l.hold)
+		for _, err := range r.l.refusals {
+			r.a.log.Error("refused", "reason", refusalReason(err), "error", err)
+			r.a.countRefusal(err)
+		}
+		r.l.refusals = r.l.refusals[:0]
 		for _, act := range acts {
 			queue = append(queue, r.do(act)...)
 		}
@@ -854,12 +880,22 @@ func (a *Agent) hasDataPlane() bool {
 	if len(a.cfg.State.OwnedServices()) > 0 || len(a.cfg.State.OwnedAddresses()) > 0 {
 		return true
 	}
+	if a.cfg.State.Integrity() != nil {
+		return true // what it owns is not known: assume the worst
+	}
 	return a.cfg.State.DesiredClusters() > 0
 }
 
-// ackRefusal tells the controller its state was not applied: revision 0, and why.
+// countRefusal counts a refusal in the metrics.
+func (a *Agent) countRefusal(err error) {
+	if a.cfg.Metrics != nil {
+		a.cfg.Metrics.Refused(refusalReason(err))
+	}
+}
+
+// ackRefusal tells the controller its state was not applied: revision 0, and why. (The
+// refusal was logged and counted when it was decided.)
 func (a *Agent) ackRefusal(why error) {
-	a.log.Error("desired state not applied", "error", why)
 	ack := &lvsctlv1.Ack{DirectorErrors: []string{why.Error()}}
 	if err := a.cfg.Session.Send(&lvsctlv1.ConnectRequest{Msg: &lvsctlv1.ConnectRequest_Ack{Ack: ack}}); err != nil {
 		a.log.Debug("ack not sent", "error", err)
@@ -979,6 +1015,11 @@ func (a *Agent) reconcile(ctx context.Context, act actReconcile, w *worker) {
 	if hasGen {
 		rgen = gr.ReleaseGen() // before hold is read: a release after this one stales it
 	}
+	if act.save == saveSnapshot {
+		// Before the reconcile, so that what a damaged state.json listed and the controller
+		// wants is edited in place rather than refused as foreign.
+		a.adopt(act.desired)
+	}
 	gen := w.releases.Load()
 	role := heldRole(act.assigned, w.hold.Load())
 	var res reconcile.Result
@@ -1016,12 +1057,32 @@ func (a *Agent) reconcile(ctx context.Context, act actReconcile, w *worker) {
 		ack.Revision = 0
 		ack.DirectorErrors = append(ack.DirectorErrors, act.refused.Error())
 	}
+	if act.roleRefused != nil {
+		// The state is applied, the role is not: the revision stands, with why.
+		ack.DirectorErrors = append(ack.DirectorErrors, act.roleRefused.Error())
+	}
 	if err := a.cfg.Session.Send(&lvsctlv1.ConnectRequest{Msg: &lvsctlv1.ConnectRequest_Ack{Ack: ack}}); err != nil {
 		log.Debug("ack not sent", "error", err)
 	}
 	if a.cfg.Applied != nil {
 		a.cfg.Applied(rev, res)
 	}
+}
+
+// adopt settles what a damaged state.json listed against the controller's desired state
+// (state.State.Adopt), and says what it decided.
+func (a *Agent) adopt(desired *lvsctlv1.DesiredState) {
+	ad, err := a.cfg.State.Adopt(desired)
+	if err != nil {
+		a.log.Error("adopting what the damaged state file listed", "state_file", a.cfg.State.Path(), "error", err)
+		return
+	}
+	if ad.Empty() {
+		return
+	}
+	a.log.Warn("the damaged state file's objects settled against the controller's state: those of its clusters owned again, the rest left in the kernel untouched",
+		"state_file", a.cfg.State.Path(), "adopted_services", ad.Services, "adopted_addresses", ad.Addresses,
+		"left_services", ad.LeftServices, "left_addresses", ad.LeftAddresses)
 }
 
 // save records what the controller wants after a reconcile, whether it succeeded or not: it

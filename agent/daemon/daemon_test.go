@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -168,6 +169,8 @@ type agentEnv struct {
 type envOptions struct {
 	ipvs  *fake.IPVS
 	probe checker.ProbeFunc
+	// damaged: the state directory's files may fail their integrity check (state.ErrIntegrity).
+	damaged bool
 }
 
 // startAgent runs an agent on the state in dir until the test ends; edit may change its config.
@@ -178,7 +181,7 @@ func startAgent(t *testing.T, dir string, sess *fakeSession, edit func(*Config))
 func startAgentWith(t *testing.T, dir string, sess *fakeSession, o envOptions, edit func(*Config)) *agentEnv {
 	t.Helper()
 	st, err := state.Load(dir)
-	if err != nil {
+	if err != nil && (!o.damaged || !errors.Is(err, state.ErrIntegrity)) {
 		t.Fatal(err)
 	}
 	if o.ipvs == nil {

@@ -131,7 +131,9 @@ type (
 		role *lvsctlv1.RoleAssignment
 		// refused: the controller's latest state was not applied; the ack claims no revision.
 		refused error
-		save    saveKind
+		// roleRefused: the latest role assignment was not obeyed; the ack says so.
+		roleRefused error
+		save        saveKind
 		// savedDelta is the delta saved with saveDelta (also when the reconcile takes the full
 		// path).
 		savedDelta *lvsctlv1.Delta
@@ -225,8 +227,25 @@ type loop struct {
 	// refused is why the controller's latest state was not applied; every ack says so until
 	// it sends one that is.
 	refused error
-	saved   *lvsctlv1.DesiredState // the saved desired state, for an offline start
-	savedRv int64
+	// roleRefused is why the latest role assignment was not obeyed (ErrEpochBackwards); every
+	// ack says so until one is.
+	roleRefused error
+	// refusals are the refusals decided since the runner last took them: it logs and counts
+	// each once (step itself only decides).
+	refusals []error
+	// floor is the highest revision this agent applied (saved, or accepted since start): an
+	// older one is refused (ErrRevisionBackwards).
+	floor int64
+	// acceptOlder: the next snapshot is accepted even if older than floor, once
+	// (Config.AcceptOlderRevision).
+	acceptOlder bool
+	// journal is the saved desired state's path, named in the refusal of an older revision.
+	journal string
+	// integrity is why the saved state was not believed at start (state.ErrIntegrity): said
+	// at every Hello until the controller's state is applied.
+	integrity error
+	saved     *lvsctlv1.DesiredState // the saved desired state, for an offline start
+	savedRv   int64
 	// repairAt is when drift seen by a Watcher is repaired (zero: none pending).
 	repairAt time.Time
 	// hold is what the role machine said last: the group's addresses are to be held.
@@ -311,6 +330,9 @@ func (l *loop) step(now time.Time, ev event) []action {
 	case evHello:
 		// The controller on a new stream may know nothing of this director's role.
 		acts = append(acts, actRoleStatus{status: l.machine.Status(now)})
+		if l.integrity != nil && !l.fromCtl {
+			acts = append(acts, actAckRefusal{why: l.integrity})
+		}
 	case evSessionLost:
 		acts = l.roleStep(now, role.ControllerLost{}, acts, false)
 	case evCtlHeartbeat:
@@ -347,16 +369,38 @@ func (l *loop) message(now time.Time, m *lvsctlv1.ConnectResponse, acts []action
 		if next == nil {
 			next = &lvsctlv1.DesiredState{} // nil is "no desired state yet" here
 		}
-		if l.refused = l.refuseGroupless(next.GetGroup()); l.refused != nil {
-			return append(l.leave(now, acts), actAckRefusal{why: l.refused})
+		rev := msg.Snapshot.GetRevision()
+		if err := l.refuseNotListed(next.GetGroup(), "snapshot", rev); err != nil {
+			return l.refuse(acts, err)
 		}
-		l.role = l.obey(l.role, roleOf(msg.Snapshot.GetRoles(), next.GetGroup().GetName(), l.director))
+		if err := l.refuseGroupless(next.GetGroup()); err != nil {
+			l.refused = err
+			l.refusals = append(l.refusals, err)
+			return append(l.leave(now, acts), actAckRefusal{why: err})
+		}
+		// The empty state of no group comes at revision 0, which says nothing of the store.
+		if next.GetGroup().GetName() != "" {
+			if rev < l.floor && !l.acceptOlder {
+				return l.refuse(acts, l.olderRevision("snapshot", rev))
+			}
+			if rev < l.floor {
+				// The operator said the store was restored: its revisions, and the epochs of
+				// its roles, start over from this snapshot's.
+				l.log.Warn("accepting a snapshot older than the revision applied (--accept-older-revision)", "revision", rev,
+					"applied", l.floor, "group", next.GetGroup().GetName())
+				l.floor, l.role = rev, nil
+			}
+			l.acceptOlder = false // once: the first snapshot of a group
+			l.floor = max(l.floor, rev)
+		}
+		l.refused = nil
+		l.obey(roleOf(msg.Snapshot.GetRoles(), next.GetGroup().GetName(), l.director))
 		l.fenceEnd = fenceEnd(now, msg.Snapshot.GetRoles(), msg.Snapshot.GetSentUnixMs(), next.GetGroup())
 		var old map[string]*lvsctlv1.Cluster
 		if l.cur != nil {
 			old = l.cur.clusters.ByName
 		}
-		l.cur, l.rev, l.fromCtl = newDesiredSet(next), msg.Snapshot.GetRevision(), true
+		l.cur, l.rev, l.fromCtl = newDesiredSet(next), rev, true
 		l.track(now, old, nil)
 		acts = l.setTargets(acts)
 		// The machine hears of the new role first, so that the reconcile applies what it
@@ -365,6 +409,13 @@ func (l *loop) message(now time.Time, m *lvsctlv1.ConnectResponse, acts []action
 		return append(l.reconcile(acts, "snapshot", nil, saveSnapshot, nil), after...)
 	case *lvsctlv1.ConnectResponse_Delta:
 		d := msg.Delta
+		// A delta out of the group (to no group: revision 0, which says nothing of the store)
+		// is refuseGroupless's.
+		leaves := d.GetGroup() != nil && d.GetGroup().GetName() == ""
+		if !leaves && (d.GetRevision() < l.floor || d.GetRevision() < d.GetPrevRevision()) {
+			// Not a gap to fill with a snapshot: the controller's revisions went back.
+			return l.refuse(acts, l.olderRevision("delta", d.GetRevision()))
+		}
 		if l.cur == nil || !l.fromCtl || d.GetPrevRevision() != l.rev {
 			// A gap: deltas apply only on top of the revision they were computed from.
 			l.log.Warn("delta does not follow the applied revision; asking for a snapshot", "have", l.rev, "prev", d.GetPrevRevision())
@@ -374,11 +425,18 @@ func (l *loop) message(now time.Time, m *lvsctlv1.ConnectResponse, acts []action
 		if d.GetGroup() != nil {
 			g = d.GetGroup()
 		}
-		if l.refused = l.refuseGroupless(g); l.refused != nil {
-			return append(l.leave(now, acts), actAckRefusal{why: l.refused})
+		if err := l.refuseNotListed(g, "delta", d.GetRevision()); err != nil {
+			return l.refuse(acts, err)
 		}
+		if err := l.refuseGroupless(g); err != nil {
+			l.refused = err
+			l.refusals = append(l.refusals, err)
+			return append(l.leave(now, acts), actAckRefusal{why: err})
+		}
+		l.refused = nil
 		l.cur.apply(d)
 		l.rev = d.GetRevision()
+		l.floor = max(l.floor, l.rev)
 		// Never nil: nil would be every cluster, and a delta of roles alone (a takeover) must
 		// stay O(change).
 		names := append(make([]string, 0, len(d.GetDeleted())+len(d.GetUpserted())), d.GetDeleted()...)
@@ -388,7 +446,7 @@ func (l *loop) message(now time.Time, m *lvsctlv1.ConnectResponse, acts []action
 		l.track(now, nil, names)
 		acts = l.setTargets(acts)
 		if d.GetRoles() != nil {
-			l.role = l.obey(l.role, roleOf(d.GetRoles(), g.GetName(), l.director))
+			l.obey(roleOf(d.GetRoles(), g.GetName(), l.director))
 			l.fenceEnd = fenceEnd(now, d.GetRoles(), d.GetSentUnixMs(), g)
 		}
 		// A takeover or a release comes as a delta of roles: the addresses change first, on
@@ -412,9 +470,14 @@ func (l *loop) message(now time.Time, m *lvsctlv1.ConnectResponse, acts []action
 		}
 		next := roleOf(r, g.GetName(), l.director)
 		if l.role != nil && l.role.GetGroup() == next.GetGroup() && next.GetEpoch() <= l.role.GetEpoch() {
-			return acts // nothing new (the delta got here first), or stale
+			// Nothing new (the delta got here first), or older: not obeyed, and no refusal.
+			// The controller's sender may send a RolesStored it holds after the delta of a
+			// newer assignment stored since (the delta comes by the store's watch, which may
+			// beat the writer's notice): an older one here is a race, not a restored store.
+			// The delta and the snapshot are what refuse older epochs.
+			return acts
 		}
-		l.role = l.obey(l.role, next)
+		l.obey(next)
 		l.fenceEnd = fenceEnd(now, r, msg.RolesStored.GetSentUnixMs(), g)
 		return l.assign(now, g, acts, false)
 	}
@@ -425,8 +488,8 @@ func (l *loop) message(now time.Time, m *lvsctlv1.ConnectResponse, acts []action
 // with saveDelta. A full reconcile reads the kernel after every change seen so far: it repairs
 // them too.
 func (l *loop) reconcile(acts []action, trigger string, apply *lvsctlv1.Delta, save saveKind, saved *lvsctlv1.Delta) []action {
-	a := actReconcile{trigger: trigger, rev: l.rev, role: l.held(), refused: l.refused, save: save, assigned: l.role,
-		delta: apply, savedDelta: saved}
+	a := actReconcile{trigger: trigger, rev: l.rev, role: l.held(), refused: l.refused, roleRefused: l.roleRefused, save: save,
+		assigned: l.role, delta: apply, savedDelta: saved}
 	if apply == nil {
 		l.repairAt = time.Time{}
 		a.desired, a.effective = l.cur.state(), l.effState()
@@ -585,14 +648,20 @@ func (l *loop) holding() actHolding {
 	return h
 }
 
-// obey returns the role to follow after next arrives: a lower epoch of the same group is
-// never obeyed, whatever arrived in between (epochs count per group).
-func (l *loop) obey(cur, next *lvsctlv1.RoleAssignment) *lvsctlv1.RoleAssignment {
+// obey sets the role to follow after next arrives: a lower epoch of the same group is never
+// obeyed, whatever arrived in between (epochs count per group), and is refused
+// (ErrEpochBackwards) if it is an assignment; a state of the same group without one (epoch 0)
+// changes nothing.
+func (l *loop) obey(next *lvsctlv1.RoleAssignment) {
+	cur := l.role
 	if cur != nil && next.GetGroup() == cur.GetGroup() && next.GetEpoch() < cur.GetEpoch() {
-		l.log.Warn("ignoring a stale role assignment", "group", next.GetGroup(), "epoch", next.GetEpoch(), "have", cur.GetEpoch())
-		return cur
+		if next.GetEpoch() != 0 {
+			l.roleRefused = roleOlder(next, cur)
+			l.refusals = append(l.refusals, l.roleRefused)
+		}
+		return
 	}
-	return next
+	l.role, l.roleRefused = next, nil
 }
 
 // refuseGroupless returns why next is not applied: a director named in no group (a typo in
@@ -602,6 +671,6 @@ func (l *loop) refuseGroupless(group *lvsctlv1.DirectorGroup) error {
 	if group.GetName() != "" || !l.hasDataPlane() {
 		return nil
 	}
-	return fmt.Errorf("director %q is in no director group: keeping the data plane as it is "+
-		"(remove what it owns by deleting its clusters first, or fix --director)", l.director)
+	return fmt.Errorf("director %q %w: keeping the data plane as it is "+
+		"(remove what it owns by deleting its clusters first, or fix --director)", l.director, ErrNoGroup)
 }

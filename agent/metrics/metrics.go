@@ -1,6 +1,7 @@
 // Package metrics exposes the agent's Prometheus metrics: the connection counts and
 // counters of every cluster and real server it applies, as last sampled from the kernel, the
-// real servers' health as this director's checks see it, and how its reconciles go.
+// real servers' health as this director's checks see it, how its reconciles go, and what it
+// refused (lvsctl_agent_refused_total{reason}).
 //
 // Cardinality: every series of a real server is labelled (cluster, real), as the kernel has
 // one destination per cluster and real server: at 10,000 clusters x 10 real servers, 100,000
@@ -30,6 +31,7 @@ type Agent struct {
 	directorErrors   prometheus.Gauge
 	applied          prometheus.Gauge
 	transitions      *prometheus.CounterVec
+	refused          *prometheus.CounterVec
 
 	mu     sync.Mutex
 	stats  map[string]*dataplane.ServiceStats
@@ -57,6 +59,28 @@ var (
 	descRealHealth     = prometheus.NewDesc("lvsctl_real_health", "Health of a checked real server as this director's checks see it: 1 up or not yet known (it serves), 0 down.", realLabels, nil)
 )
 
+// Refusal reasons: the values of lvsctl_agent_refused_total's reason label, one per way the
+// agent refuses what it was told or what it saved (agent/daemon says which is which).
+const (
+	// RefusedNotInGroup: a snapshot or delta for a director group that does not list this
+	// director.
+	RefusedNotInGroup = "not_in_group"
+	// RefusedNoGroup: the empty state of a director in no group, while the kernel holds what
+	// the agent would lose to it.
+	RefusedNoGroup = "no_group"
+	// RefusedRevision: a snapshot or delta older than the revision the agent applied.
+	RefusedRevision = "revision_backwards"
+	// RefusedEpoch: a role assignment older than the epoch the agent obeys in its group.
+	RefusedEpoch = "epoch_backwards"
+	// RefusedStateIntegrity: the saved state failed its integrity check at start; it is not
+	// applied.
+	RefusedStateIntegrity = "state_integrity"
+)
+
+// RefusalReasons are the reason label's values, each exported from the start (at 0), so that
+// an alert on an increase sees the first refusal.
+var RefusalReasons = []string{RefusedNotInGroup, RefusedNoGroup, RefusedRevision, RefusedEpoch, RefusedStateIntegrity}
+
 // New registers the agent's metrics on reg.
 func New(reg prometheus.Registerer) *Agent {
 	m := &Agent{
@@ -70,9 +94,19 @@ func New(reg prometheus.Registerer) *Agent {
 		applied:        prometheus.NewGauge(prometheus.GaugeOpts{Name: "lvsctl_agent_applied_revision", Help: "Revision of the desired state last applied."}),
 		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lvsctl_real_health_transitions_total",
 			Help: "Changes of a real server's health (its first verdict included), per address: a server shared by clusters is checked once."}, []string{"real"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lvsctl_agent_refused_total",
+			Help: "Desired states, role assignments and saved states the agent refused to apply, by reason."}, []string{"reason"}),
 	}
-	reg.MustRegister(m.reconcileSeconds, m.operations, m.clusterErrors, m.directorErrors, m.applied, m.transitions, m)
+	for _, r := range RefusalReasons {
+		m.refused.WithLabelValues(r)
+	}
+	reg.MustRegister(m.reconcileSeconds, m.operations, m.clusterErrors, m.directorErrors, m.applied, m.transitions, m.refused, m)
 	return m
+}
+
+// Refused counts one refusal; reason is one of RefusalReasons.
+func (m *Agent) Refused(reason string) {
+	m.refused.WithLabelValues(reason).Inc()
 }
 
 // HealthTransition counts one change of a checked address's health.

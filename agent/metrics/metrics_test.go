@@ -69,3 +69,25 @@ func TestHealthMetrics(t *testing.T) {
 		t.Errorf("lvsctl_real_health_transitions_total: %v, want 2 for .2", got)
 	}
 }
+
+// TestRefused: every reason is exported at 0 from the start; each refusal counts under its own.
+func TestRefused(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := New(reg)
+	got := series(t, reg, "lvsctl_agent_refused_total")
+	if len(got) != len(RefusalReasons) {
+		t.Fatalf("lvsctl_agent_refused_total before any refusal: %v, want the %d reasons at 0", got, len(RefusalReasons))
+	}
+	for _, r := range RefusalReasons {
+		if v, ok := got["reason="+r+","]; !ok || v != 0 {
+			t.Errorf("reason %s: %v (present %v), want 0", r, v, ok)
+		}
+	}
+	m.Refused(RefusedRevision)
+	m.Refused(RefusedRevision)
+	m.Refused(RefusedEpoch)
+	got = series(t, reg, "lvsctl_agent_refused_total")
+	if got["reason=revision_backwards,"] != 2 || got["reason=epoch_backwards,"] != 1 || got["reason=not_in_group,"] != 0 {
+		t.Errorf("lvsctl_agent_refused_total: %v, want revision_backwards 2, epoch_backwards 1, the rest 0", got)
+	}
+}

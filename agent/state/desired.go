@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -198,9 +199,16 @@ func (s *State) SetRole(r *lvsctlv1.RoleAssignment) error {
 	return nil
 }
 
-// The journal is a sequence of records: a 4-byte length and a 4-byte CRC-32C of what follows
-// (both little-endian), then a type byte and its payload. It starts with a snapshot when there
-// is a desired state.
+// The journal (version 2) is a 12-byte file header, "LVSJ", the version byte, three zero
+// bytes and the CRC-32C of those 8, then a sequence of records. A record is a 12-byte header
+// (little-endian: the body's length, the body's CRC-32C chained from the record before it,
+// the CRC-32C of those 8 bytes), then the body: a type byte and its payload. The chain starts
+// from the file header's CRC, so a record removed, repeated or moved from another journal
+// breaks it; the header's own CRC tells a damaged length from a record cut short by a crash.
+// The journal starts with a snapshot when there is a desired state.
+//
+// Version 1 (written before the integrity checks) had no file header and 8-byte record
+// headers (length, CRC-32C of the body alone); Load reads it once and rewrites it.
 const (
 	recordSnapshot = 1 // a Snapshot message: revision and state (unset: no state)
 	recordDelta    = 2 // a Delta message
@@ -210,8 +218,13 @@ const (
 	// state, which encodes as a present, empty message.
 	recordNoState = 5
 
-	recordHeader = 8
+	journalVersion = 2
+	fileHeader     = 12
+	recordHeader   = 12
+	v1RecordHeader = 8
 )
+
+var journalMagic = []byte("LVSJ")
 
 // compactAt is the journal size below which it is never rewritten just for its length.
 const compactAt = 64 << 10
@@ -221,39 +234,56 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // journal is what State knows of desired.log.
 type journal struct {
 	size, baseSize int64
-	// rewrite: the file cannot be appended to as it is (it ends in a torn record, or the
-	// desired state came from a version 1 state.json and is not in the journal yet).
+	// chain is the CRC of the last record (of the file header in a journal without records):
+	// the next record's CRC continues it.
+	chain uint32
+	// rewrite: the file cannot be appended to as it is (it ends in a torn record, failed its
+	// check, is of version 1, is missing, or the desired state came from a version 1
+	// state.json and is not in the journal yet).
 	rewrite bool
+	// old: the file is of version 1, rewritten by Load.
+	old bool
 }
 
 func (s *State) journalPath() string { return filepath.Join(s.dir, JournalName) }
 
+// JournalPath is the desired-state journal's path: deleting it (with the agent stopped) makes
+// the agent forget its saved desired state and applied revision, and keep what it owns.
+func (s *State) JournalPath() string { return s.journalPath() }
+
 func appliedPayload(rev int64) []byte { return binary.LittleEndian.AppendUint64(nil, uint64(rev)) }
 
-func encodeRecord(buf []byte, typ byte, payload []byte) []byte {
-	body := append([]byte{typ}, payload...)
-	buf = binary.LittleEndian.AppendUint32(buf, uint32(len(body)))
-	buf = binary.LittleEndian.AppendUint32(buf, crc32.Checksum(body, castagnoli))
-	return append(buf, body...)
+// newJournal starts a journal: its file header, and the chain's start.
+func newJournal() ([]byte, uint32) {
+	buf := append(slices.Clone(journalMagic), journalVersion, 0, 0, 0)
+	sum := crc32.Checksum(buf, castagnoli)
+	return binary.LittleEndian.AppendUint32(buf, sum), sum
 }
 
-// appendLocked appends one record and fsyncs it; a journal that needs rewriting, or has
-// outgrown its snapshot, is rewritten instead (with the record's effect, which the caller then
-// applies to memory: so the rewrite is made of the state after the record).
+// encodeRecord appends the record typ/payload to buf, chained from chain; it returns the
+// record's CRC, the next record's chain.
+func encodeRecord(buf []byte, chain uint32, typ byte, payload []byte) ([]byte, uint32) {
+	sum := crc32.Update(crc32.Update(chain, castagnoli, []byte{typ}), castagnoli, payload)
+	start := len(buf)
+	buf = binary.LittleEndian.AppendUint32(buf, uint32(1+len(payload)))
+	buf = binary.LittleEndian.AppendUint32(buf, sum)
+	buf = binary.LittleEndian.AppendUint32(buf, crc32.Checksum(buf[start:], castagnoli))
+	buf = append(buf, typ)
+	return append(buf, payload...), sum
+}
+
+// appendLocked appends one record and fsyncs it; a journal that needs rewriting (or is not
+// there yet), or has outgrown its snapshot, is rewritten instead (with the record's effect,
+// which the caller then applies to memory: so the rewrite is made of the state after the
+// record).
 func (s *State) appendLocked(typ byte, payload []byte) error {
-	if s.journal.rewrite {
+	if s.journal.rewrite || s.journal.size == 0 {
 		return s.rewriteWithLocked(typ, payload)
 	}
-	rec := encodeRecord(nil, typ, payload)
-	if err := os.MkdirAll(s.dir, 0o700); err != nil {
-		return fmt.Errorf("state: create directory: %w", err)
-	}
-	created := false
-	if _, err := os.Stat(s.journalPath()); errors.Is(err, fs.ErrNotExist) {
-		created = true
-	}
-	f, err := os.OpenFile(s.journalPath(), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	rec, chain := encodeRecord(nil, s.journal.chain, typ, payload)
+	f, err := os.OpenFile(s.journalPath(), os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
+		s.journal.rewrite = true
 		return fmt.Errorf("state: open %s: %w", s.journalPath(), err)
 	}
 	_, werr := f.Write(rec)
@@ -265,13 +295,8 @@ func (s *State) appendLocked(typ byte, payload []byte) error {
 		s.journal.rewrite = true
 		return fmt.Errorf("state: append to %s: %w", s.journalPath(), err)
 	}
-	if created {
-		if err := syncDir(s.dir); err != nil {
-			s.journal.rewrite = true
-			return fmt.Errorf("state: sync directory %s: %w", s.dir, err)
-		}
-	}
 	s.journal.size += int64(len(rec))
+	s.journal.chain = chain
 	if grown := s.journal.size - s.journal.baseSize; grown > compactAt && grown > s.journal.baseSize {
 		s.journal.rewrite = true // at the next append: this one is saved already
 	}
@@ -316,9 +341,9 @@ func (s *State) rewriteJournalLocked(next *desiredState) error {
 }
 
 // writeJournalLocked writes a new journal atomically: a snapshot of d (if any), its role, the
-// applied revision.
+// applied revision. A damaged journal is replaced by it.
 func (s *State) writeJournalLocked(d *desiredState, applied int64) error {
-	var buf []byte
+	buf, chain := newJournal()
 	if d != nil {
 		if d.hasState {
 			snap := &lvsctlv1.Snapshot{Revision: d.revision, State: d.export().State}
@@ -326,29 +351,32 @@ func (s *State) writeJournalLocked(d *desiredState, applied int64) error {
 			if err != nil {
 				return fmt.Errorf("state: encode desired state: %w", err)
 			}
-			buf = encodeRecord(buf, recordSnapshot, b)
+			buf, chain = encodeRecord(buf, chain, recordSnapshot, b)
 		} else {
-			buf = encodeRecord(buf, recordNoState, appliedPayload(d.revision))
+			buf, chain = encodeRecord(buf, chain, recordNoState, appliedPayload(d.revision))
 		}
 		if d.role != nil {
 			b, err := proto.Marshal(d.role)
 			if err != nil {
 				return fmt.Errorf("state: encode role: %w", err)
 			}
-			buf = encodeRecord(buf, recordRole, b)
+			buf, chain = encodeRecord(buf, chain, recordRole, b)
 		}
 	}
 	base := int64(len(buf))
-	buf = encodeRecord(buf, recordApplied, appliedPayload(applied))
+	buf, chain = encodeRecord(buf, chain, recordApplied, appliedPayload(applied))
 	if err := writeAtomic(s.dir, JournalName, buf); err != nil {
 		return err
 	}
-	s.journal = journal{size: int64(len(buf)), baseSize: base}
+	s.journal = journal{size: int64(len(buf)), baseSize: base, chain: chain}
+	s.journalDamage = nil
 	return nil
 }
 
 // loadJournal replays desired.log. Without one, a desired state or applied revision from a
-// version 1 state.json is kept and written to a journal at the next save.
+// version 1 state.json is kept and written to a journal at the next save. A journal that
+// fails its check leaves no desired state and no applied revision (journalDamage); only a
+// failure to read it is an error.
 func (s *State) loadJournal() error {
 	data, err := os.ReadFile(s.journalPath())
 	if errors.Is(err, fs.ErrNotExist) {
@@ -358,33 +386,136 @@ func (s *State) loadJournal() error {
 	if err != nil {
 		return fmt.Errorf("state: read %s: %w", s.journalPath(), err)
 	}
-	s.desired = nil
-	off := 0
+	v1Desired, v1Applied := s.desired, s.applied
+	s.desired, s.applied = nil, 0
+	var end int
+	if bytes.HasPrefix(data, journalMagic) {
+		end, err = s.readJournal(data)
+	} else {
+		s.journal.old = true
+		end, err = s.readJournalV1(data)
+	}
+	if errors.Is(err, errVersion) {
+		return fmt.Errorf("state: %s: %w", s.journalPath(), err)
+	}
+	if err != nil {
+		// Nothing of a damaged journal is believed: a record further on may be what makes
+		// the state before it wrong (a deleted cluster, a later role).
+		s.desired, s.applied = nil, 0
+		s.journal = journal{rewrite: true}
+		s.journalDamage = damaged(s.journalPath(), data, err)
+		return nil
+	}
+	if len(data) == 0 {
+		// An empty file is no journal (none was ever written to it).
+		s.desired, s.applied = v1Desired, v1Applied
+		s.journal = journal{rewrite: s.desired != nil || s.applied != 0}
+		return nil
+	}
+	s.journal.size = int64(end)
+	// What follows the last whole record is a torn append: never append after it.
+	s.journal.rewrite = s.journal.rewrite || s.journal.old || end < len(data)
+	return nil
+}
+
+// readJournal replays a version 2 journal and returns where its whole records end. A tail
+// that is the beginning of a record (or zeros where the file system extended the file but
+// did not write it) is torn, and dropped; any other failure is damage.
+func (s *State) readJournal(data []byte) (int, error) {
+	if len(data) < fileHeader {
+		return 0, fmt.Errorf("file header: %d bytes, want %d", len(data), fileHeader)
+	}
+	if crc32.Checksum(data[:8], castagnoli) != binary.LittleEndian.Uint32(data[8:]) {
+		return 0, errors.New("file header: checksum does not match")
+	}
+	if v := data[len(journalMagic)]; v != journalVersion {
+		// A newer agent's journal (a downgrade): not damage, and not to be overwritten.
+		return 0, fmt.Errorf("file header: version %d is %w (%d)", v, errVersion, journalVersion)
+	}
+	chain := binary.LittleEndian.Uint32(data[8:])
+	s.journal.chain = chain
+	off := fileHeader
 	for off < len(data) {
 		rest := data[off:]
 		if len(rest) < recordHeader {
+			break // a header cut short
+		}
+		if crc32.Checksum(rest[:8], castagnoli) != binary.LittleEndian.Uint32(rest[8:]) {
+			if allZero(rest) {
+				break
+			}
+			return 0, fmt.Errorf("record at byte %d: header checksum does not match", off)
+		}
+		n := int(binary.LittleEndian.Uint32(rest))
+		if n < 1 {
+			return 0, fmt.Errorf("record at byte %d: empty", off)
+		}
+		if n > len(rest)-recordHeader {
+			break // a body cut short
+		}
+		body := rest[recordHeader : recordHeader+n]
+		sum := crc32.Update(chain, castagnoli, body)
+		if sum != binary.LittleEndian.Uint32(rest[4:]) {
+			if allZero(body) && recordHeader+n == len(rest) {
+				break
+			}
+			return 0, fmt.Errorf("record at byte %d: checksum does not match (changed, or not in its place)", off)
+		}
+		if err := s.replay(body[0], body[1:]); err != nil {
+			return 0, fmt.Errorf("record at byte %d: %w", off, err)
+		}
+		chain = sum
+		off += recordHeader + n
+		if body[0] == recordSnapshot || body[0] == recordNoState {
+			s.journal.baseSize = int64(off)
+		}
+		s.journal.chain = chain
+	}
+	return off, nil
+}
+
+// readJournalV1 replays a version 1 journal (no file header, no chain, no header check) and
+// returns where its whole records end. A record that does not fit in the file is torn only
+// after a whole one: at the start, it is a version 2 journal whose file header was damaged.
+func (s *State) readJournalV1(data []byte) (int, error) {
+	off := 0
+	for off < len(data) {
+		rest := data[off:]
+		if len(rest) < v1RecordHeader {
 			break
 		}
 		n := int(binary.LittleEndian.Uint32(rest))
-		if n < 1 || n > len(rest)-recordHeader {
-			break
+		if n < 1 || n > len(rest)-v1RecordHeader {
+			if off > 0 && (n > 0 || allZero(rest)) {
+				break
+			}
+			return 0, fmt.Errorf("record at byte %d: length %d does not fit in the file (or the file header is damaged)", off, n)
 		}
-		body := rest[recordHeader : recordHeader+n]
+		body := rest[v1RecordHeader : v1RecordHeader+n]
 		if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(rest[4:]) {
-			break
+			if allZero(body) && v1RecordHeader+n == len(rest) {
+				break
+			}
+			return 0, fmt.Errorf("record at byte %d: checksum does not match", off)
 		}
 		if err := s.replay(body[0], body[1:]); err != nil {
-			return fmt.Errorf("state: %s: record at byte %d: %w", s.journalPath(), off, err)
+			return 0, fmt.Errorf("record at byte %d: %w", off, err)
 		}
+		off += v1RecordHeader + n
 		if body[0] == recordSnapshot || body[0] == recordNoState {
-			s.journal.baseSize = int64(off + recordHeader + n)
+			s.journal.baseSize = int64(off)
 		}
-		off += recordHeader + n
 	}
-	s.journal.size = int64(off)
-	// What follows the last whole record is a torn append: never append after it.
-	s.journal.rewrite = off < len(data)
-	return nil
+	return off, nil
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *State) replay(typ byte, payload []byte) error {

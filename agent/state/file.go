@@ -2,13 +2,18 @@ package state
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
+	"strings"
 
 	"google.golang.org/protobuf/encoding/protojson"
 
@@ -19,13 +24,17 @@ import (
 // fileData is the JSON layout of the state file. The desired state is protojson inside it, so
 // the file stays readable with jq and the proto's own field names.
 // Version 1 also held the applied revision and the desired state, which now live in the
-// journal (desired.log); they are still read from a version 1 file.
+// journal (desired.log); they are still read from a version 1 file. Version 3 adds SHA256.
 type fileData struct {
 	Version         int           `json:"version"`
 	Services        []fileService `json:"services"`
 	Addresses       []fileAddress `json:"addresses"`
 	AppliedRevision int64         `json:"appliedRevision,omitempty"`
 	Desired         *fileDesired  `json:"desired,omitempty"`
+	// SHA256 is the hex SHA-256 of the file's bytes with this value written as 64 zeros: of
+	// the file exactly as written, so that any change to it is seen, even one that reads the
+	// same (a key's case, spaces).
+	SHA256 string `json:"sha256,omitempty"`
 }
 
 type fileService struct {
@@ -56,6 +65,36 @@ func parseFamily(s string) (dataplane.Family, error) {
 	return 0, fmt.Errorf("family %q is not ipv4 or ipv6", s)
 }
 
+// sumField is how the checksum appears in the file; sumPlaceholder stands for its value
+// while the file is summed.
+const sumField = `"sha256": "`
+
+var sumPlaceholder = strings.Repeat("0", sha256.Size*2)
+
+// fileSum is the checksum of data whose checksum value starts at at.
+func fileSum(data []byte, at int) string {
+	blank := slices.Clone(data)
+	copy(blank[at:], sumPlaceholder)
+	sum := sha256.Sum256(blank)
+	return hex.EncodeToString(sum[:])
+}
+
+// checkSum verifies a version 3 file's checksum, whose value the decoder read as value.
+func checkSum(data []byte, value string) error {
+	if value == "" {
+		return errors.New("sha256: missing")
+	}
+	field := []byte(sumField + value + `"`)
+	// Exactly one, where it is written: a key whose case changed still decodes.
+	if len(value) != len(sumPlaceholder) || bytes.Count(data, field) != 1 {
+		return errors.New("sha256: not as written")
+	}
+	if fileSum(data, bytes.Index(data, field)+len(sumField)) != value {
+		return errors.New("sha256: does not match the file (it was changed after it was written)")
+	}
+	return nil
+}
+
 func (s *State) encodeLocked() ([]byte, error) {
 	fd := fileData{
 		Version:   fileVersion,
@@ -78,67 +117,142 @@ func (s *State) encodeLocked() ([]byte, error) {
 	for _, a := range addrs {
 		fd.Addresses = append(fd.Addresses, fileAddress{Interface: a.Interface, Prefix: a.Prefix.String()})
 	}
-	return json.MarshalIndent(fd, "", "  ")
+	fd.SHA256 = sumPlaceholder
+	b, err := json.MarshalIndent(fd, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	at := bytes.Index(b, []byte(sumField+sumPlaceholder)) + len(sumField)
+	copy(b[at:], fileSum(b, at))
+	return b, nil
 }
 
-func (s *State) decode(data []byte) error {
+// errVersion is a state file of a version this agent does not know (a newer agent's): not
+// damage, so refused outright rather than read as far as it goes.
+var errVersion = errors.New("not a supported version")
+
+// decode reads a state file into s. old: the file is of a version without a checksum,
+// accepted once (Load rewrites it with one). An error wrapping errVersion refuses the file;
+// any other error is damage: the entries that decoded are then suspect, not owned (Adopt).
+func (s *State) decode(data []byte) (old bool, err error) {
 	var fd fileData
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&fd); err != nil {
-		return fmt.Errorf("parse: %w", err)
+		s.salvage(data)
+		return false, fmt.Errorf("parse: %w", err)
+	}
+	if dec.More() {
+		s.salvage(data)
+		return false, errors.New("parse: data after the object")
 	}
 	switch {
-	case fd.Version == 1:
+	case fd.Version == 1 || fd.Version == 2:
+		old = true
 	case fd.Version != fileVersion:
-		return fmt.Errorf("version: %d is not a supported version (1, %d)", fd.Version, fileVersion)
-	case fd.AppliedRevision != 0 || fd.Desired != nil:
-		return fmt.Errorf("version %d: the applied revision and desired state belong in %s", fd.Version, JournalName)
+		return false, fmt.Errorf("version: %d is %w (1, 2, %d)", fd.Version, errVersion, fileVersion)
+	}
+	services := map[dataplane.ServiceKey]struct{}{}
+	addresses := map[Address]struct{}{}
+	var errs []error
+	if fd.Version != 1 && (fd.AppliedRevision != 0 || fd.Desired != nil) {
+		errs = append(errs, fmt.Errorf("version %d: the applied revision and desired state belong in %s", fd.Version, JournalName))
+	}
+	if fd.Version != fileVersion && fd.SHA256 != "" {
+		// No file of those versions had one: this is a version 3 file with its version changed.
+		errs = append(errs, fmt.Errorf("sha256: version %d files have none", fd.Version))
+	}
+	if fd.Version == fileVersion {
+		if err := checkSum(data, fd.SHA256); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	for i, fs := range fd.Services {
 		fam, err := parseFamily(fs.Family)
-		if err != nil {
-			return fmt.Errorf("services[%d]: %w", i, err)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("services[%d]: %w", i, err))
+		case fs.FWMark == 0:
+			errs = append(errs, fmt.Errorf("services[%d]: fwmark 0 is not a firewall mark", i))
+		default:
+			services[dataplane.ServiceKey{Family: fam, FWMark: fs.FWMark}] = struct{}{}
 		}
-		if fs.FWMark == 0 {
-			return fmt.Errorf("services[%d]: fwmark 0 is not a firewall mark", i)
-		}
-		s.services[dataplane.ServiceKey{Family: fam, FWMark: fs.FWMark}] = struct{}{}
 	}
 	for i, fa := range fd.Addresses {
-		if fa.Interface == "" {
-			return fmt.Errorf("addresses[%d]: interface is empty", i)
-		}
 		p, err := netip.ParsePrefix(fa.Prefix)
-		if err != nil {
-			return fmt.Errorf("addresses[%d]: %w", i, err)
+		switch {
+		case fa.Interface == "":
+			errs = append(errs, fmt.Errorf("addresses[%d]: interface is empty", i))
+		case err != nil:
+			errs = append(errs, fmt.Errorf("addresses[%d]: %w", i, err))
+		default:
+			addresses[Address{Interface: fa.Interface, Prefix: p}] = struct{}{}
 		}
-		s.addresses[Address{Interface: fa.Interface, Prefix: p}] = struct{}{}
 	}
-	s.applied = fd.AppliedRevision
-	if fd.Desired != nil {
+	var desired *desiredState
+	if fd.Version == 1 && fd.Desired != nil {
 		d := Desired{Revision: fd.Desired.Revision}
 		if len(fd.Desired.State) > 0 {
 			d.State = &lvsctlv1.DesiredState{}
 			if err := protojson.Unmarshal(fd.Desired.State, d.State); err != nil {
-				return fmt.Errorf("desired.state: %w", err)
+				errs = append(errs, fmt.Errorf("desired.state: %w", err))
 			}
 		}
 		if len(fd.Desired.Role) > 0 {
 			d.Role = &lvsctlv1.RoleAssignment{}
 			if err := protojson.Unmarshal(fd.Desired.Role, d.Role); err != nil {
-				return fmt.Errorf("desired.role: %w", err)
+				errs = append(errs, fmt.Errorf("desired.role: %w", err))
 			}
 		}
-		s.desired = newDesiredState(d)
+		desired = newDesiredState(d)
 	}
-	return nil
+	if len(errs) > 0 {
+		// Nothing from a damaged file is believed: what it says the agent owns becomes
+		// suspect, and its desired state and revision are dropped.
+		s.suspectServices, s.suspectAddresses = services, addresses
+		return false, errors.Join(errs...)
+	}
+	s.services, s.addresses = services, addresses
+	if fd.Version == 1 {
+		s.applied, s.desired = fd.AppliedRevision, desired
+	}
+	return old, nil
+}
+
+// The entries of a state file as encodeLocked writes them, found by salvage in one that no
+// longer parses.
+var (
+	salvageService = regexp.MustCompile(`"family":\s*"(ipv[46])",\s*"fwmark":\s*([0-9]{1,10})\s*}`)
+	salvageAddress = regexp.MustCompile(`"interface":\s*"([^"\\]{1,64})",\s*"prefix":\s*"([^"\\]{1,64})"\s*}`)
+)
+
+// salvage makes suspect the entries still whole in a state file that does not parse (a
+// damaged brace or colon elsewhere): they are only adopted if the controller's state wants
+// them (Adopt), so an entry found here is no more trusted than one of a file that parses.
+func (s *State) salvage(data []byte) {
+	s.suspectServices, s.suspectAddresses = map[dataplane.ServiceKey]struct{}{}, map[Address]struct{}{}
+	for _, m := range salvageService.FindAllSubmatch(data, -1) {
+		fam, err := parseFamily(string(m[1]))
+		mark, merr := strconv.ParseUint(string(m[2]), 10, 32)
+		if err == nil && merr == nil && mark != 0 {
+			s.suspectServices[dataplane.ServiceKey{Family: fam, FWMark: uint32(mark)}] = struct{}{}
+		}
+	}
+	for _, m := range salvageAddress.FindAllSubmatch(data, -1) {
+		if p, err := netip.ParsePrefix(string(m[2])); err == nil {
+			s.suspectAddresses[Address{Interface: string(m[1]), Prefix: p}] = struct{}{}
+		}
+	}
 }
 
 // saveLocked writes state.json. A journal that must be rewritten (a version 1 file's desired
 // state, not yet in a journal) is written first, so rewriting state.json never loses it.
+// Written, a damaged state.json is replaced: what it listed that was not adopted is left to
+// its copy (NAME.damaged).
 func (s *State) saveLocked() error {
-	if s.journal.rewrite {
+	// A damaged journal is left for the controller's state to replace (and for Integrity to
+	// report until then).
+	if s.journal.rewrite && s.journalDamage == nil {
 		if err := s.rewriteJournalLocked(s.desired); err != nil {
 			return err
 		}
@@ -147,7 +261,11 @@ func (s *State) saveLocked() error {
 	if err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
-	return writeAtomic(s.dir, FileName, data)
+	if err := writeAtomic(s.dir, FileName, data); err != nil {
+		return err
+	}
+	s.fileDamage = nil
+	return nil
 }
 
 // writeAtomic replaces DIR/NAME: a temporary file in the same directory, fsync, rename over

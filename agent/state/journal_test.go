@@ -94,15 +94,18 @@ func TestJournalTornTail(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The next delta's record, cut in the middle, as a crash during its write leaves it.
-	delta, err := proto.Marshal(&lvsctlv1.Delta{PrevRevision: 2, Revision: 3, Deleted: []string{"a"}})
+	// The next delta's record, as the agent appends it; then cut in the middle, as a crash
+	// during its write leaves it.
+	mustDo(t, s.ApplyDelta(&lvsctlv1.Delta{PrevRevision: 2, Revision: 3, Deleted: []string{"a"}}))
+	after, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := encodeRecord(nil, recordDelta, delta)
-	for _, cut := range []int{3, recordHeader + 2, len(rec) - 1} {
-		t.Run(fmt.Sprintf("cut at %d of %d", cut, len(rec)), func(t *testing.T) {
-			if err := os.WriteFile(path, append(slices.Clone(whole), rec[:cut]...), 0o600); err != nil {
+	rec := after[len(whole):]
+	zeros := make([]byte, len(rec)) // a file system that extended the file but wrote nothing
+	for _, tail := range [][]byte{rec[:3], rec[:recordHeader], rec[:recordHeader+2], rec[:len(rec)-1], zeros} {
+		t.Run(fmt.Sprintf("%d bytes of %d", len(tail), len(rec)), func(t *testing.T) {
+			if err := os.WriteFile(path, append(slices.Clone(whole), tail...), 0o600); err != nil {
 				t.Fatal(err)
 			}
 			torn := mustLoad(t, dir)
@@ -113,14 +116,17 @@ func TestJournalTornTail(t *testing.T) {
 			wantDesired(t, mustLoad(t, dir), at3)
 		})
 	}
-	// A record whose checksum does not match is torn too.
+	// A whole last record whose checksum does not match is no torn append (those end short, or
+	// in zeros): it was changed after it was written, and is reported (TestIntegrity).
 	bad := slices.Clone(rec)
 	bad[len(bad)-1] ^= 0xff
 	if err := os.WriteFile(path, append(slices.Clone(whole), bad...), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if d, _ := mustLoad(t, dir).Desired(); d.Revision != 2 {
-		t.Errorf("a record with a bad checksum was replayed: revision %d", d.Revision)
+	if s, err := Load(dir); !errors.Is(err, ErrIntegrity) {
+		t.Errorf("a whole record with a bad checksum: Load = %v, want ErrIntegrity", err)
+	} else if _, ok := s.Desired(); ok {
+		t.Error("a journal with a bad record was replayed")
 	}
 }
 
@@ -149,7 +155,7 @@ func TestJournalCompacts(t *testing.T) {
 }
 
 // TestVersion1Migrates: a version 1 state.json, with the applied revision and the desired
-// state inside, loads; the first save writes them to the journal before state.json loses them.
+// state inside, loads; Load writes them to the journal before state.json loses them.
 func TestVersion1Migrates(t *testing.T) {
 	dir := t.TempDir()
 	v1 := `{"version": 1, "services": [{"family": "ipv4", "fwmark": 16}], "addresses": [], "appliedRevision": 9,
@@ -168,7 +174,7 @@ func TestVersion1Migrates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := `"version": 2`; !strings.Contains(string(data), want) {
+	if want := `"version": 3`; !strings.Contains(string(data), want) {
 		t.Errorf("state.json after a save:\n%s\nwant %s", data, want)
 	}
 	again := mustLoad(t, dir)
@@ -179,7 +185,7 @@ func TestVersion1Migrates(t *testing.T) {
 }
 
 // TestVersion1AppliedOnly: a version 1 state.json with an applied revision but no desired
-// state keeps the revision through the save that writes state.json as version 2.
+// state keeps the revision through the rewrite of state.json as version 3.
 func TestVersion1AppliedOnly(t *testing.T) {
 	dir := t.TempDir()
 	v1 := `{"version": 1, "services": [{"family": "ipv4", "fwmark": 16}], "addresses": [], "appliedRevision": 9}`

@@ -10,6 +10,17 @@
 // followed it, each appended and fsynced on its own, so saving one changed cluster costs
 // O(change), not O(clusters). When the appended records outgrow the snapshot the journal is
 // rewritten as one snapshot (amortized O(change) too).
+//
+// Both files carry an integrity check: state.json a SHA-256 of its bytes, each journal
+// record a CRC-32C chained through the records before it (and its header a CRC of its own, so
+// a damaged length is not mistaken for a record cut short by a crash). It protects against a
+// damaged disk, a torn or truncated copy, and careless edits by hand; it is no protection
+// against root, who can rewrite a file and its checksum alike. A file that fails its check is
+// ErrIntegrity: Load still returns a State, without the saved desired state, with what the
+// damaged state.json says the agent owns held as suspect (Adopt), and a copy of the damaged
+// file beside it (NAME.damaged) for the operator. The files of the previous version (no
+// checksum in state.json, journal records without a chain) are read once and rewritten with
+// the checks by Load.
 package state
 
 import (
@@ -30,8 +41,16 @@ const FileName = "state.json"
 
 // fileVersion is the format of the file; a file of another version is refused rather than
 // misread, since forgetting what the agent owns would make it leak or fight over kernel objects.
-// Version 1 files (which also held the desired state) are read, and written as version 2.
-const fileVersion = 2
+// Version 1 files (which also held the desired state) and version 2 files (no checksum) are
+// read, and written as version 3 by Load.
+const fileVersion = 3
+
+// ErrIntegrity is wrapped by Load's error (and Integrity's) when a state file fails its
+// integrity check: the saved desired state must not be applied, and what the agent owns is not
+// known for sure. The State Load returns with it is usable: it owns what an intact state.json
+// listed (nothing if state.json was the damaged one), and holds the desired state of an intact
+// journal only (the agent does not apply it offline either way).
+var ErrIntegrity = errors.New("state file failed its integrity check")
 
 // Address is one interface address the agent added.
 type Address struct {
@@ -53,12 +72,22 @@ type State struct {
 	applied   int64
 	desired   *desiredState
 	journal   journal
+	// suspectServices and suspectAddresses are what a damaged state.json said the agent owns:
+	// not owned (never changed or deleted) until Adopt finds them in the controller's state.
+	suspectServices  map[dataplane.ServiceKey]struct{}
+	suspectAddresses map[Address]struct{}
+	// fileDamage and journalDamage say why state.json and desired.log failed their checks at
+	// Load (nil: intact), until they are written again.
+	fileDamage, journalDamage error
 }
 
 // Load reads DIR/state.json and DIR/desired.log. Missing files (or directory) give an empty
-// state; a file that cannot be read or parsed is an error: starting empty would make the agent
-// forget what it owns. The journal's last record may be torn by a crash while it was
-// appended: it is dropped, and the journal rewritten at the next save.
+// state. A file that cannot be read, or is of an unknown version, is an error and no State:
+// starting empty would make the agent forget what it owns. A file that fails its integrity
+// check gives a State and an error wrapping ErrIntegrity (see the package comment). The
+// journal's last record may be torn by a crash while it was appended: it is dropped, and the
+// journal rewritten at the next save. Files of the previous versions are rewritten with
+// their checks before Load returns.
 func Load(dir string) (*State, error) {
 	if dir == "" {
 		return nil, errors.New("state: directory is empty")
@@ -70,19 +99,52 @@ func Load(dir string) (*State, error) {
 	}
 	path := s.Path()
 	data, err := os.ReadFile(path)
+	migrate := false
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
 		return nil, fmt.Errorf("state: read %s: %w", path, err)
 	default:
-		if err := s.decode(data); err != nil {
+		old, err := s.decode(data)
+		switch {
+		case errors.Is(err, errVersion):
 			return nil, fmt.Errorf("state: %s: %w", path, err)
+		case err != nil:
+			s.fileDamage = damaged(path, data, err)
+		default:
+			migrate = old
 		}
 	}
 	if err := s.loadJournal(); err != nil {
 		return nil, err
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case migrate && s.fileDamage == nil:
+		// Accepted once without a checksum: from now on it has one. The journal (with a
+		// version 1 file's desired state) is written first, as at every save.
+		if err := s.saveLocked(); err != nil {
+			return nil, fmt.Errorf("state: rewrite %s with a checksum: %w", path, err)
+		}
+	case s.journal.old && s.journalDamage == nil:
+		if err := s.rewriteJournalLocked(s.desired); err != nil {
+			return nil, fmt.Errorf("state: rewrite %s with checks: %w", s.journalPath(), err)
+		}
+	}
+	if err := errors.Join(s.fileDamage, s.journalDamage); err != nil {
+		return s, err
+	}
 	return s, nil
+}
+
+// Integrity is why a state file failed its integrity check at Load (wrapping ErrIntegrity),
+// until the file is written again (the controller's state saved, or Adopt); nil when both are
+// intact.
+func (s *State) Integrity() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return errors.Join(s.fileDamage, s.journalDamage)
 }
 
 // Path is the state file's path.
