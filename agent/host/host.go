@@ -5,6 +5,7 @@ package host
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,6 +32,7 @@ import (
 	"github.com/lvsctl/lvsctl/agent/state"
 	"github.com/lvsctl/lvsctl/agent/stats"
 	"github.com/lvsctl/lvsctl/agent/vip"
+	"github.com/lvsctl/lvsctl/pki"
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
 )
 
@@ -38,8 +41,17 @@ type Config struct {
 	Director, Controller, StateDir string
 	// MetricsListen serves Prometheus /metrics when set.
 	MetricsListen string
-	// Insecure allows plaintext gRPC (TLS arrives with the security issue).
-	Insecure                          bool
+	// Insecure speaks plaintext gRPC, to a controller on loopback only.
+	Insecure bool
+	// TLSCert and TLSKey are this director's certificate (CN = Director, OU = director) and
+	// key; TLSCA is the CA bundle that verifies the controller's certificate. They are
+	// re-read when they change and on SIGHUP.
+	TLSCert, TLSKey, TLSCA string
+	// TLSReloadInterval is how often those files are looked at (0: pki.DefaultPollInterval).
+	TLSReloadInterval time.Duration
+	// AcceptOlderRevision takes the controller's first snapshot even when it is older than
+	// what this agent applied (the store was restored from a backup): once, by hand.
+	AcceptOlderRevision               bool
 	Resync, OfflineAfter, StatsPeriod time.Duration
 	Version                           string
 	Logger                            *slog.Logger
@@ -55,15 +67,32 @@ func Run(ctx context.Context, o Config) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	o.Logger = log
 	director, controller, stateDir, insecure, resync := o.Director, o.Controller, o.StateDir, o.Insecure, o.Resync
 	if director == "" {
 		return fmt.Errorf("%w: --director is required", ErrConfig)
+	}
+	// Refused before anything else starts: a plaintext stream that leaves the machine lets
+	// anyone on the path rewrite this director's kernel tables.
+	if insecure && !loopback(controller) {
+		return fmt.Errorf("%w: --insecure with --controller %s: plaintext gRPC is allowed to a controller on loopback only; use TLS (--ca, --cert, --key)", ErrConfig, controller)
+	}
+	var certs *pki.Reloader
+	if !insecure {
+		// Before anything else too: a missing or wrong certificate stops the agent at start,
+		// with the files named, rather than from inside the reconnect loop.
+		var err error
+		if certs, err = loadTLS(o); err != nil {
+			return err
+		}
 	}
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return fmt.Errorf("--state-dir: %w", err)
 	}
 	st, err := state.Load(stateDir)
-	if err != nil {
+	// A state file that fails its integrity check still loads (nothing desired, nothing
+	// applied offline): the daemon logs, reports and counts it, and waits for the controller.
+	if err != nil && !errors.Is(err, state.ErrIntegrity) {
 		return err
 	}
 	kipvs := &daemon.LazyIPVS{RetryEvery: resync, Open: func() (daemon.KernelIPVS, error) {
@@ -83,10 +112,16 @@ func Run(ctx context.Context, o Config) error {
 		return fmt.Errorf("addresses: %w", err)
 	}
 	rec := reconcile.New(reconcile.Config{Logger: log, IPVS: kipvs, Firewall: fw, Addresses: addrs, State: st})
-	if insecure && !loopback(controller) {
-		log.Warn("INSECURE: plaintext gRPC to a controller that is not on loopback; anyone on the path can read and forge this director's desired state", "controller", controller)
+	sessCfg := session.Config{Target: controller, Insecure: insecure, Logger: log}
+	if certs != nil {
+		// The controller's certificate must hold the host part of --controller (a DNS or IP
+		// SAN: `pki init --san`).
+		host, _, _ := net.SplitHostPort(controller) // loadTLS checked it
+		sessCfg.Credentials = certs.ClientCredentials(host)
+		go func() { _ = certs.Run(ctx) }()
+		log.Info("TLS certificate loaded", "certificate", pki.Describe(certs.Certificate()))
 	}
-	sess := session.New(session.Config{Target: controller, Insecure: insecure, Logger: log})
+	sess := session.New(sessCfg)
 	caps := func() *lvsctlv1.Capabilities {
 		c := &lvsctlv1.Capabilities{Nftables: true}
 		ok, err := kipvs.Available()
@@ -117,7 +152,7 @@ func Run(ctx context.Context, o Config) error {
 	defer ann.Close()
 	cfg := daemon.Config{
 		Director: director, Version: o.Version, Logger: log, State: st, Reconciler: rec, Session: sess,
-		Capabilities: caps, Resync: resync, OfflineAfter: o.OfflineAfter,
+		Capabilities: caps, Resync: resync, OfflineAfter: o.OfflineAfter, AcceptOlderRevision: o.AcceptOlderRevision,
 		Stats: stats.NewReporter(kipvs), StatsPeriod: o.StatsPeriod, Metrics: m,
 		// Drift made by others (a reload of nftables, an interface reconfigured) is repaired
 		// at once rather than at the next resync.
@@ -153,6 +188,42 @@ func Run(ctx context.Context, o Config) error {
 	// The checker calls OnChange only once Run started it, after agent is set.
 	agent = daemon.New(cfg)
 	return agent.Run(ctx)
+}
+
+// ErrWrongCertificate is wrapped when the certificate is not this director's.
+var ErrWrongCertificate = errors.New("certificate is not this director's")
+
+// loadTLS reads the director's certificate, refusing one that names another director or is
+// not a director's at all: the controller would refuse it (or take it for someone else).
+func loadTLS(o Config) (*pki.Reloader, error) {
+	if _, _, err := net.SplitHostPort(o.Controller); err != nil {
+		return nil, fmt.Errorf("%w: --controller %q: %w", ErrConfig, o.Controller, err)
+	}
+	check := func(c *x509.Certificate) error { return CheckDirectorCertificate(c, o.Director) }
+	r, err := pki.NewReloader(pki.ReloaderConfig{
+		Files:  pki.Files{Cert: o.TLSCert, Key: o.TLSKey, CA: o.TLSCA, CertFlag: "--cert", KeyFlag: "--key", CAFlag: "--ca"},
+		Logger: o.Logger, Interval: o.TLSReloadInterval, Check: check,
+	})
+	if errors.Is(err, ErrWrongCertificate) {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	if err != nil {
+		// err wraps pki.ErrLoad and names the flag and the file.
+		return nil, fmt.Errorf("%w; make one on the controller with `lvs-controller pki issue DIR --director %s` and copy DIR/ca.crt, DIR/director-%s.crt and .key here, or pass --insecure for a controller on loopback", err, o.Director, o.Director)
+	}
+	return r, nil
+}
+
+// CheckDirectorCertificate refuses a certificate that is not director's.
+func CheckDirectorCertificate(c *x509.Certificate, director string) error {
+	ou := c.Subject.OrganizationalUnit
+	if len(ou) != 1 || ou[0] != pki.OUDirector {
+		return fmt.Errorf("%w: its OU is %q, want %q (a director's certificate: `lvs-controller pki issue DIR --director %s`)", ErrWrongCertificate, strings.Join(ou, ","), pki.OUDirector, director)
+	}
+	if c.Subject.CommonName != director {
+		return fmt.Errorf("%w: it is for director %q (its CN) but --director is %q", ErrWrongCertificate, c.Subject.CommonName, director)
+	}
+	return nil
 }
 
 // loopback reports whether HOST:PORT names this machine's loopback.

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
@@ -27,7 +28,12 @@ import (
 // Config of a session.
 type Config struct {
 	// Target is the controller's HOST:PORT.
-	Target   string
+	Target string
+	// Credentials are the stream's TLS: the director's certificate, and the CA that verifies
+	// the controller's (pki.Reloader.ClientCredentials). Required unless Insecure.
+	Credentials credentials.TransportCredentials
+	// Insecure speaks plaintext gRPC (a controller on loopback only; package host refuses
+	// any other).
 	Insecure bool
 	Logger   *slog.Logger
 	// MinBackoff and MaxBackoff bound the wait between reconnects; each wait is jittered so
@@ -53,8 +59,8 @@ var ErrQueueFull = errors.New("controller stream: send queue full")
 // heartbeat, for three of its heartbeat periods.
 var ErrControllerSilent = errors.New("controller sent nothing")
 
-// ErrTLSNotImplemented is returned when Insecure is false: TLS comes with the security issue.
-var ErrTLSNotImplemented = errors.New("TLS is not implemented yet: pass --insecure for plaintext gRPC")
+// ErrNoCredentials is returned by Run when neither Credentials nor Insecure is set.
+var ErrNoCredentials = errors.New("no TLS credentials for the controller stream (and not insecure)")
 
 // Session is one agent's connection to the controller.
 type Session struct {
@@ -118,11 +124,17 @@ func (s *Session) Send(m *lvsctlv1.ConnectRequest) error {
 // answers included: a handle that waits for slow work (a reconcile) costs the agent's
 // failover lease its controller's answers, so it should queue and return.
 func (s *Session) Run(ctx context.Context, hello func() *lvsctlv1.Hello, handle func(*lvsctlv1.ConnectResponse)) error {
-	if !s.cfg.Insecure {
-		return ErrTLSNotImplemented
+	creds := s.cfg.Credentials
+	if s.cfg.Insecure {
+		creds = insecure.NewCredentials()
+	}
+	if creds == nil {
+		return ErrNoCredentials
 	}
 	conn, err := grpc.NewClient(s.cfg.Target,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		// Each new connection does a new handshake with the certificate as last reloaded;
+		// a stream already up keeps the one it was opened with.
+		grpc.WithTransportCredentials(creds),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
 		// gRPC's own reconnect backoff grows to 120 s by default, which would leave an agent
 		// up to two minutes behind a controller back from a long outage: bound it as ours is.

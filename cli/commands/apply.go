@@ -10,31 +10,52 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/lvsctl/lvsctl/controlplane/limits"
 	"github.com/lvsctl/lvsctl/controlplane/manifest"
 	"github.com/lvsctl/lvsctl/controlplane/validate"
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
 )
 
 // readManifest reads, parses and checks a manifest; "-" is standard input. The check is the
-// controller's own per-object validation, so mistakes show before anything is sent.
+// controller's own per-object validation, so mistakes show before anything is sent. It reads
+// at most limits.MaxManifestBytes (and one byte more, to tell that the input is larger).
 func (o *options) readManifest(file string) ([]*lvsctlv1.Object, error) {
-	var data []byte
-	var err error
-	if file == "-" {
-		data, err = io.ReadAll(o.streams.In)
-	} else {
-		data, err = os.ReadFile(file)
+	in := o.streams.In
+	if file != "-" {
+		f, err := os.Open(file)
+		if err != nil {
+			return nil, fmt.Errorf("reading manifest: %w", err)
+		}
+		defer f.Close()
+		in = f
 	}
+	data, err := io.ReadAll(io.LimitReader(in, limits.MaxManifestBytes+1))
 	if err != nil {
 		return nil, fmt.Errorf("reading manifest: %w", err)
+	}
+	if len(data) > limits.MaxManifestBytes {
+		return nil, &manifest.InputError{Err: fmt.Errorf("%s: more than %d bytes, the limit of a manifest (apply it in parts): %w", file, limits.MaxManifestBytes, limits.ErrExceeded)}
 	}
 	objs, err := manifest.Parse(data)
 	if err != nil {
 		return nil, err
 	}
+	// The first limits.MaxErrors problems are listed, as the controller would.
 	var errs []error
+	more := 0
 	for _, obj := range objs {
-		errs = append(errs, validate.Object(obj))
+		err := validate.Object(obj)
+		if err == nil {
+			continue
+		}
+		if len(errs) >= limits.MaxErrors {
+			more++
+			continue
+		}
+		errs = append(errs, err)
+	}
+	if more > 0 {
+		errs = append(errs, fmt.Errorf("and %d more objects with problems", more))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err

@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/lvsctl/lvsctl/cli/printer"
@@ -88,10 +90,12 @@ func newGetCmd(o *options) *cobra.Command {
 						}
 						return p.Objects(o.streams.Out, []*lvsctlv1.Object{resp.GetObject()}, true)
 					}
-					resp, err := c.List(ctx, &lvsctlv1.ListRequest{Kind: kind})
+					var md metadata.MD
+					resp, err := c.List(ctx, &lvsctlv1.ListRequest{Kind: kind}, grpc.Header(&md))
 					if err != nil {
 						return o.fromRPC(err)
 					}
+					o.warnings(md)
 					objs := resp.GetObjects()
 					slices.SortFunc(objs, func(a, b *lvsctlv1.Object) int { return strings.Compare(keyOf(a).name, keyOf(b).name) })
 					return p.Objects(o.streams.Out, objs, false)
@@ -202,10 +206,12 @@ func newDescribeCmd(o *options) *cobra.Command {
 					return o.fromRPC(err)
 				}
 				group = resp.GetObject().GetGroup()
-				list, err := c.List(ctx, &lvsctlv1.ListRequest{Kind: lvsctlv1.Kind_KIND_CLUSTER})
+				var md metadata.MD
+				list, err := c.List(ctx, &lvsctlv1.ListRequest{Kind: lvsctlv1.Kind_KIND_CLUSTER}, grpc.Header(&md))
 				if err != nil {
 					return o.fromRPC(err)
 				}
+				o.warnings(md)
 				for _, obj := range list.GetObjects() {
 					if cl := obj.GetCluster(); cl.GetDirectorGroup() == group.GetName() {
 						clusters = append(clusters, cl.GetName())
@@ -462,4 +468,12 @@ func unknownSubcommand(cmd *cobra.Command, args []string) error {
 		return fmt.Errorf("%s: say what (one of: %s)", cmd.CommandPath(), strings.Join(kinds, ", "))
 	}
 	return fmt.Errorf("%s: unknown kind %q (one of: %s)", cmd.CommandPath(), args[0], strings.Join(kinds, ", "))
+}
+
+// warnings prints the controller's warnings about a listing (stored values it could not
+// decode and skipped, named by key) to standard error: the listing itself is still good.
+func (o *options) warnings(md metadata.MD) {
+	for _, w := range md.Get("lvsctl-warning") {
+		fmt.Fprintf(o.streams.Err, "warning: %s\n", w)
+	}
 }

@@ -10,17 +10,22 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/lvsctl/lvsctl/cli/printer"
+	"github.com/lvsctl/lvsctl/pki"
 )
 
 // Exit codes. diff follows diff(1) and kubectl diff: 1 means "differences", so its errors
@@ -83,14 +88,16 @@ func (s Streams) outIsTerminal() bool {
 // errDifferences is what diff returns when it found differences: exit 1, nothing more to say.
 var errDifferences = errors.New("differences found")
 
-// errNeedInsecure refuses to pretend TLS exists before it does (docs/design.md section 6).
-var errNeedInsecure = errors.New("TLS to the controller is not implemented yet: pass --insecure (plaintext gRPC) or set LVSCTL_INSECURE=1")
+// errInsecureRemote refuses plaintext to a controller that is not on loopback.
+var errInsecureRemote = errors.New("plaintext gRPC (--insecure) is allowed to a controller on loopback only")
 
 type options struct {
 	streams    Streams
 	controller string
 	insecure   bool
 	timeout    time.Duration
+	// cert, key and ca are the operator's TLS files (--cert, --key, --ca).
+	cert, key, ca string
 }
 
 // Run runs lvsctl with args (without the program name) and returns the exit code. getenv
@@ -134,6 +141,35 @@ func NewRoot(s Streams, getenv func(string) string) *cobra.Command {
 	root.PersistentFlags().StringVar(&o.controller, "controller", controller, "controller address HOST:PORT (env LVSCTL_CONTROLLER)")
 	root.PersistentFlags().BoolVar(&o.insecure, "insecure", insecureDefault, "plaintext gRPC, for a controller on loopback (env LVSCTL_INSECURE)")
 	root.PersistentFlags().DurationVar(&o.timeout, "timeout", 10*time.Second, "deadline of each request to the controller")
+	// --cert, --key, --ca and LVSCTL_CERT, LVSCTL_KEY, LVSCTL_CA are the issue's contract;
+	// --tls-cert, --tls-key, --tls-ca and LVSCTL_TLS_* are accepted as the same.
+	home := getenv("HOME")
+	for _, f := range []struct {
+		p          *string
+		name, file string
+		usage      string
+	}{
+		{&o.cert, "cert", "client.crt", "your client certificate ('lvs-controller pki issue DIR --user NAME --role ROLE' makes DIR/user-NAME.crt)"},
+		{&o.key, "key", "client.key", "the key of --cert"},
+		{&o.ca, "ca", "ca.crt", "the CA bundle that verifies the controller's certificate (DIR/ca.crt)"},
+	} {
+		env := "LVSCTL_" + strings.ToUpper(f.name)
+		def := getenv(env)
+		if def == "" {
+			def = getenv("LVSCTL_TLS_" + strings.ToUpper(f.name))
+		}
+		if def == "" && home != "" {
+			def = filepath.Join(home, ".config", "lvsctl", f.file)
+		}
+		root.PersistentFlags().StringVar(f.p, f.name, def, f.usage+" (env "+env+")")
+	}
+	root.SetGlobalNormalizationFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {
+		switch name {
+		case "tls-cert", "tls-key", "tls-ca":
+			name = strings.TrimPrefix(name, "tls-")
+		}
+		return pflag.NormalizedName(name)
+	})
 	root.AddCommand(
 		newApplyCmd(o),
 		newDiffCmd(o),
@@ -145,6 +181,8 @@ func NewRoot(s Streams, getenv func(string) string) *cobra.Command {
 		newFailoverCmd(o),
 		newDrainCmd(o),
 		newEnableCmd(o),
+		newHistoryCmd(o),
+		newRollbackCmd(o),
 	)
 	return root
 }
@@ -152,18 +190,39 @@ func NewRoot(s Streams, getenv func(string) string) *cobra.Command {
 // dial connects to the controller. grpc.NewClient connects lazily, so errors show on the
 // first call.
 func (o *options) dial() (*grpc.ClientConn, error) {
-	if !o.insecure {
-		return nil, errNeedInsecure
+	creds, err := o.credentials()
+	if err != nil {
+		return nil, err
 	}
-	if !isLoopback(o.controller) {
-		fmt.Fprintf(o.streams.Err, "WARNING: plaintext gRPC to %s, which is not a loopback address: anyone on the path can read and change the configuration\n", o.controller)
-	}
-	conn, err := grpc.NewClient(o.controller, grpc.WithTransportCredentials(insecure.NewCredentials()),
+	conn, err := grpc.NewClient(o.controller, grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes), grpc.MaxCallSendMsgSize(MaxMessageBytes)))
 	if err != nil {
 		return nil, fmt.Errorf("controller %s: %w", o.controller, err)
 	}
 	return conn, nil
+}
+
+// credentials are TLS with the operator's certificate, or plaintext on loopback.
+func (o *options) credentials() (credentials.TransportCredentials, error) {
+	if o.insecure {
+		if !isLoopback(o.controller) {
+			return nil, fmt.Errorf("%w: --controller %s: use TLS (--ca, --cert, --key)", errInsecureRemote, o.controller)
+		}
+		return insecure.NewCredentials(), nil
+	}
+	host, _, err := net.SplitHostPort(o.controller)
+	if err != nil {
+		return nil, fmt.Errorf("--controller %q: want HOST:PORT: %w", o.controller, err)
+	}
+	// lvsctl runs for one command: the files are read once (a long `top` keeps the
+	// certificate it started with).
+	r, err := pki.NewReloader(pki.ReloaderConfig{Files: pki.Files{Cert: o.cert, Key: o.key, CA: o.ca,
+		CertFlag: "--cert (env LVSCTL_CERT)", KeyFlag: "--key (env LVSCTL_KEY)", CAFlag: "--ca (env LVSCTL_CA)"}})
+	if err != nil {
+		return nil, fmt.Errorf("%w; make certificates with `lvs-controller pki init DIR --user NAME:ROLE` (or `pki issue DIR --user NAME --role ROLE`) and pass --ca DIR/ca.crt --cert DIR/user-NAME.crt --key DIR/user-NAME.key, or pass --insecure for a controller on loopback", err)
+	}
+	// The host part of --controller must be among the controller certificate's SANs.
+	return r.ClientCredentials(host), nil
 }
 
 func isLoopback(addr string) bool {
@@ -204,6 +263,8 @@ func (o *options) fromRPC(err error) error {
 	switch st.Code() {
 	case codes.Unavailable, codes.DeadlineExceeded:
 		prefix = "controller " + o.controller + ": "
+	case codes.Unauthenticated:
+		prefix = "controller " + o.controller + " did not accept the certificate " + o.cert + ": "
 	case codes.ResourceExhausted:
 		// Over MaxMessageBytes, here or at the controller: say which limit and what to do.
 		prefix = fmt.Sprintf("message over the %d MiB limit of lvsctl and the controller (ask for less: one cluster by name, or apply in several files): ", MaxMessageBytes>>20)

@@ -52,6 +52,8 @@ type Printer interface {
 	Top(w io.Writer, v TopView) error
 	// Failover prints the outcome of `failover`.
 	Failover(w io.Writer, v FailoverView) error
+	// History prints an object's recorded changes (`history`), in the order given.
+	History(w io.Writer, entries []*lvsctlv1.HistoryEntry) error
 }
 
 // New returns the printer of a format.

@@ -13,15 +13,18 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/lvsctl/lvsctl/controlplane/limits"
 	"github.com/lvsctl/lvsctl/controlplane/roles"
 	"github.com/lvsctl/lvsctl/controlplane/store"
 	"github.com/lvsctl/lvsctl/controlplane/validate"
@@ -57,12 +60,17 @@ type Server struct {
 	// committed is the newest revision this server wrote: a later write waits until the
 	// cache shows it, so one client's successive writes never race the watch.
 	committed atomic.Int64
+	// who names the caller of a request, for its history entries.
+	who func(context.Context) string
+	// retention is how many history entries each object keeps.
+	retention int
 }
 
 // NewServer returns a ConfigService over the store and its cache; the cache must be running
 // (Cache.Run), and writes wait until it has loaded.
 func NewServer(st *store.Store, cache *store.Cache, log *slog.Logger) *Server {
-	return &Server{store: st, cache: cache, log: log.With("service", "config")}
+	return &Server{store: st, cache: cache, log: log.With("service", "config"),
+		who: func(context.Context) string { return UnknownWho }, retention: DefaultHistoryRetention}
 }
 
 // Register adds the service to a gRPC server.
@@ -73,6 +81,10 @@ func (s *Server) Apply(ctx context.Context, req *lvsctlv1.ApplyRequest) (*lvsctl
 	objs := req.GetObjects()
 	if len(objs) == 0 {
 		return nil, toStatus(fmt.Errorf("%w: objects: at least one object is required", validate.ErrInvalid))
+	}
+	if len(objs) > limits.MaxObjectsPerApply {
+		return nil, toStatus(fmt.Errorf("%w: %w (apply them in parts)", validate.ErrInvalid,
+			&limits.Error{Where: "objects", What: "objects in one apply", Got: int64(len(objs)), Max: limits.MaxObjectsPerApply}))
 	}
 	// Refuse what etcd could not take before spending anything on it.
 	size := 0
@@ -91,7 +103,7 @@ func (s *Server) Apply(ctx context.Context, req *lvsctlv1.ApplyRequest) (*lvsctl
 			return nil, toStatus(err)
 		}
 	}
-	resp, err := retry(ctx, s, "apply", func() (*lvsctlv1.ApplyResponse, int64, error) { return s.apply(ctx, req) })
+	resp, err := retry(ctx, s, "apply", func() (*lvsctlv1.ApplyResponse, int64, error) { return s.apply(ctx, req, recordAs{}) })
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -129,6 +141,11 @@ type change struct {
 	// clusters and groups are the written objects (nil: deleted), keyed by name.
 	clusters map[string]*lvsctlv1.Cluster
 	groups   map[string]*lvsctlv1.DirectorGroup
+	// changes are the lines describing each updated object's change (by its store key),
+	// computed once for the results and kept for its history entry.
+	changes map[string][]string
+	// as is what the history records the write as (zero: created, updated or deleted).
+	as recordAs
 }
 
 func newChange(cache *store.Cache) *change {
@@ -136,7 +153,8 @@ func newChange(cache *store.Cache) *change {
 	return &change{
 		cache: cache, rev: rev, head: head, touched: map[string]bool{},
 		clusters: map[string]*lvsctlv1.Cluster{}, groups: map[string]*lvsctlv1.DirectorGroup{},
-		write: store.Write{Head: head, Expect: map[string]int64{}, Puts: map[string]proto.Message{}},
+		changes: map[string][]string{},
+		write:   store.Write{Head: head, Expect: map[string]int64{}, Puts: map[string]proto.Message{}},
 	}
 }
 
@@ -166,8 +184,9 @@ func (ch *change) stale() error {
 	return nil
 }
 
-func (s *Server) apply(ctx context.Context, req *lvsctlv1.ApplyRequest) (*lvsctlv1.ApplyResponse, int64, error) {
+func (s *Server) apply(ctx context.Context, req *lvsctlv1.ApplyRequest, as recordAs) (*lvsctlv1.ApplyResponse, int64, error) {
 	ch := newChange(s.cache)
+	ch.as = as
 	resp := &lvsctlv1.ApplyResponse{}
 	seen := map[string]bool{}
 	var allocate []*lvsctlv1.Cluster
@@ -286,6 +305,48 @@ func (ch *change) stored(o *lvsctlv1.Object) *lvsctlv1.Object {
 	return o
 }
 
+// deleteUndecodable deletes a key whose value does not decode (store.Cache.UndecodableAt),
+// conditional on that value and on the revision the request named, if any.
+func (ch *change) deleteUndecodable(kind, name, key string, asked int64) error {
+	u, _ := ch.cache.UndecodableAt(key)
+	if asked != 0 && asked != u.ModRevision {
+		return fmt.Errorf("%w: %s %q: revision: %d is stale, the stored (undecodable) value is at %d", ErrStale, kind, name, asked, u.ModRevision)
+	}
+	ch.write.Expect[key] = u.ModRevision
+	ch.write.Deletes = append(ch.write.Deletes, key)
+	return nil
+}
+
+// nameList quotes the first names of a list for a message, and counts the others.
+func nameList(names []string) string {
+	const shown = 10
+	var b strings.Builder
+	for i, n := range names[:min(len(names), shown)] {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(strconv.Quote(n))
+	}
+	if len(names) > shown {
+		fmt.Fprintf(&b, " and %d more", len(names)-shown)
+	}
+	return b.String()
+}
+
+// expectNew makes the write of a new object conditional on its key being absent, or, when
+// the key holds a value that does not decode (store.Cache.UndecodableAt), on that value: the
+// write replaces it, and says so.
+func (ch *change) expectNew(key string) []string {
+	u, bad := ch.cache.UndecodableAt(key)
+	if !bad {
+		ch.write.Expect[key] = 0
+		return nil
+	}
+	ch.write.Expect[key] = u.ModRevision
+	ch.changes[key] = []string{fmt.Sprintf("replaces the stored value of revision %d, which does not decode", u.ModRevision)}
+	return ch.changes[key]
+}
+
 func checkRevision(kind, name string, asked int64, cur interface{ GetRevision() int64 }, exists bool) error {
 	if asked == 0 {
 		return nil
@@ -321,7 +382,7 @@ func (ch *change) putCluster(in *lvsctlv1.Cluster) (*lvsctlv1.ObjectResult, *lvs
 	switch {
 	case !exists:
 		res.Action = lvsctlv1.Action_ACTION_CREATED
-		ch.write.Expect[key] = 0
+		res.Changes = ch.expectNew(key)
 	default:
 		c.Revision = cur.GetRevision()
 		res.Changes = clusterChanges(cur, c)
@@ -330,6 +391,7 @@ func (ch *change) putCluster(in *lvsctlv1.Cluster) (*lvsctlv1.ObjectResult, *lvs
 			return res, nil, nil
 		}
 		res.Action = lvsctlv1.Action_ACTION_UPDATED
+		ch.changes[key] = res.Changes
 		ch.write.Expect[key] = cur.GetRevision()
 		ch.touched[cur.GetDirectorGroup()] = true
 	}
@@ -357,10 +419,11 @@ func (ch *change) putGroup(in *lvsctlv1.DirectorGroup) (*lvsctlv1.ObjectResult, 
 		}
 		res.Action = lvsctlv1.Action_ACTION_UPDATED
 		res.Changes = groupChanges(cur, g)
+		ch.changes[key] = res.Changes
 		ch.write.Expect[key] = cur.GetRevision()
 	} else {
 		res.Action = lvsctlv1.Action_ACTION_CREATED
-		ch.write.Expect[key] = 0
+		res.Changes = ch.expectNew(key)
 	}
 	ch.touched[name] = true
 	ch.write.Puts[key] = g
@@ -433,6 +496,9 @@ func groupChanges(a, b *lvsctlv1.DirectorGroup) []string {
 // say) must still accept the changes that repair it. Written objects go in name order, groups
 // first, so a conflict between two of them is reported against the same one every time.
 func (ch *change) validate(ctx context.Context) error {
+	if err := ch.checkGroupSizes(); err != nil {
+		return err
+	}
 	var written []*lvsctlv1.Object
 	for _, n := range slices.Sorted(maps.Keys(ch.groups)) {
 		if g := ch.groups[n]; g != nil {
@@ -445,6 +511,31 @@ func (ch *change) validate(ctx context.Context) error {
 		}
 	}
 	return validate.Written(ctx, written, ch.cache)
+}
+
+// checkGroupSizes refuses a write that would leave a director group with more than
+// limits.MaxClustersPerGroup clusters, counting from the cache's index what the write adds to
+// each group and takes from it: its cost follows the written clusters.
+func (ch *change) checkGroupSizes() error {
+	delta := map[string]int{}
+	for n, c := range ch.clusters {
+		cur, existed := ch.cache.Cluster(n)
+		if c != nil && (!existed || cur.GetDirectorGroup() != c.GetDirectorGroup()) {
+			delta[c.GetDirectorGroup()]++
+			if existed {
+				delta[cur.GetDirectorGroup()]--
+			}
+		}
+		if c == nil && existed {
+			delta[cur.GetDirectorGroup()]--
+		}
+	}
+	for _, g := range slices.Sorted(maps.Keys(delta)) {
+		if n := ch.cache.GroupClusterCount(g) + delta[g]; delta[g] > 0 && n > limits.MaxClustersPerGroup {
+			return fmt.Errorf("group %q: %w", g, &limits.Error{What: "clusters per director group after this apply", Got: int64(n), Max: limits.MaxClustersPerGroup})
+		}
+	}
+	return nil
 }
 
 // plans lists, per group whose directors would change, what they would change, from the
@@ -472,6 +563,8 @@ func (ch *change) plans() []*lvsctlv1.GroupPlan {
 		c := ch.clusters[n]
 		cur, existed := ch.cache.Cluster(n)
 		switch {
+		case c == nil && !existed:
+			// The deletion of a value that does not decode: no director ever had it.
 		case c == nil:
 			get(cur.GetDirectorGroup()).removed = append(get(cur.GetDirectorGroup()).removed, "remove cluster "+n)
 			moved[cur.GetDirectorGroup()]--
@@ -490,7 +583,10 @@ func (ch *change) plans() []*lvsctlv1.GroupPlan {
 		}
 	}
 	for _, n := range slices.Sorted(maps.Keys(ch.groups)) {
-		cur, _ := ch.cache.Group(n)
+		cur, existed := ch.cache.Group(n)
+		if !existed && ch.groups[n] == nil {
+			continue // the deletion of a value that does not decode: no director had it
+		}
 		get(n).group = groupPlan(cur, ch.groups[n], ch.cache.GroupClusterCount(n)+moved[n])
 	}
 	var out []*lvsctlv1.GroupPlan
@@ -570,9 +666,11 @@ func (s *Server) current(ctx context.Context, head int64) (int64, error) {
 }
 
 // commit writes the change, rewriting the generation key of every group whose directors'
-// desired state changed and that still exists, and returns the new revision. On a conflict
-// the revision is etcd's current one, for the cache to reach before the next attempt.
+// desired state changed and that still exists, with a history entry for every object it
+// writes or deletes, and returns the new revision. On a conflict the revision is etcd's
+// current one, for the cache to reach before the next attempt.
 func (s *Server) commit(ctx context.Context, ch *change) (int64, error) {
+	s.record(ctx, ch)
 	for _, g := range slices.Sorted(maps.Keys(ch.touched)) {
 		if g == "" {
 			continue
@@ -618,22 +716,67 @@ func (s *Server) find(kind lvsctlv1.Kind, name string) (*lvsctlv1.Object, error)
 		if c, ok := s.cache.Cluster(name); ok {
 			return &lvsctlv1.Object{Kind: &lvsctlv1.Object_Cluster{Cluster: proto.CloneOf(c)}}, nil
 		}
-		return nil, fmt.Errorf("cluster %q: %w", name, ErrNotFound)
+		if u, bad := s.cache.UndecodableAt(store.ClusterKey(name)); bad {
+			return nil, undecodable("cluster", name, u)
+		}
+		return nil, fmt.Errorf("cluster %s: %w", limits.Quote(name), ErrNotFound)
 	case lvsctlv1.Kind_KIND_GROUP:
 		if g, ok := s.cache.Group(name); ok {
 			return &lvsctlv1.Object{Kind: &lvsctlv1.Object_Group{Group: proto.CloneOf(g)}}, nil
 		}
-		return nil, fmt.Errorf("group %q: %w", name, ErrNotFound)
+		if u, bad := s.cache.UndecodableAt(store.GroupKey(name)); bad {
+			return nil, undecodable("group", name, u)
+		}
+		return nil, fmt.Errorf("group %s: %w", limits.Quote(name), ErrNotFound)
 	}
 	return nil, fmt.Errorf("%w: kind: %v is not a kind of object", validate.ErrInvalid, kind)
 }
 
-// List returns every object of a kind, sorted by name.
+// undecodable is the error for an object whose stored value does not decode; it matches
+// store.ErrUndecodable (codes.DataLoss) and says how to repair it.
+func undecodable(kind, name string, u store.Undecodable) error {
+	return fmt.Errorf("%s %s: the stored value %w; lvsctl apply replaces it, lvsctl delete %s %s removes it", kind, limits.Quote(name), u, kind, name)
+}
+
+// WarningHeader is the gRPC response header that carries List's warnings: one value per key
+// whose value does not decode and was left out (kubectl's API warnings, over gRPC metadata,
+// so that the response message stays the objects).
+const WarningHeader = "lvsctl-warning"
+
+// maxWarnings bounds the warnings of one response; the controller's log and the
+// lvsctl_store_undecodable_values metric have them all.
+const maxWarnings = 10
+
+// warnUndecodable sends one warning per undecodable value (the first maxWarnings of them).
+func warnUndecodable(ctx context.Context, bad map[string]store.Undecodable) {
+	if len(bad) == 0 {
+		return
+	}
+	keys := slices.Sorted(maps.Keys(bad))
+	var vals []string
+	for _, k := range keys[:min(len(keys), maxWarnings)] {
+		u := bad[k]
+		// Header values are printable ASCII; a key is any bytes etcd took.
+		vals = append(vals, fmt.Sprintf("%s (revision %d) does not decode and is left out: %s",
+			strconv.QuoteToASCII(limits.Prefix(u.Key)), u.ModRevision, strconv.QuoteToASCII(limits.Prefix(u.Err.Error()))))
+	}
+	if len(keys) > maxWarnings {
+		vals = append(vals, fmt.Sprintf("and %d more values that do not decode", len(keys)-maxWarnings))
+	}
+	md := metadata.MD{}
+	md.Append(WarningHeader, vals...)
+	// Outside a gRPC call (a test calling the server directly) there is no header to set.
+	_ = grpc.SetHeader(ctx, md)
+}
+
+// List returns every object of a kind, sorted by name. Values that do not decode are left
+// out and reported in the WarningHeader.
 func (s *Server) List(ctx context.Context, req *lvsctlv1.ListRequest) (*lvsctlv1.ListResponse, error) {
 	snap, err := s.store.Load(ctx)
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	warnUndecodable(ctx, snap.Undecodable)
 	resp := &lvsctlv1.ListResponse{Revision: snap.Revision}
 	switch req.GetKind() {
 	case lvsctlv1.Kind_KIND_CLUSTER:
@@ -652,45 +795,59 @@ func (s *Server) List(ctx context.Context, req *lvsctlv1.ListRequest) (*lvsctlv1
 
 // Delete removes one object; deleting a group that clusters still use is refused.
 func (s *Server) Delete(ctx context.Context, req *lvsctlv1.DeleteRequest) (*lvsctlv1.DeleteResponse, error) {
-	resp, err := retry(ctx, s, "delete", func() (*lvsctlv1.DeleteResponse, int64, error) { return s.delete(ctx, req) })
+	resp, err := retry(ctx, s, "delete", func() (*lvsctlv1.DeleteResponse, int64, error) { return s.delete(ctx, req, recordAs{}) })
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	return resp, nil
 }
 
-func (s *Server) delete(ctx context.Context, req *lvsctlv1.DeleteRequest) (*lvsctlv1.DeleteResponse, int64, error) {
+func (s *Server) delete(ctx context.Context, req *lvsctlv1.DeleteRequest, as recordAs) (*lvsctlv1.DeleteResponse, int64, error) {
 	ch := newChange(s.cache)
+	ch.as = as
 	name := req.GetName()
 	switch req.GetKind() {
 	case lvsctlv1.Kind_KIND_CLUSTER:
+		key := store.ClusterKey(name)
 		cur, ok := ch.cache.Cluster(name)
+		if _, bad := ch.cache.UndecodableAt(key); !ok && bad {
+			if err := ch.deleteUndecodable("cluster", name, key, req.GetRevision()); err != nil {
+				return nil, 0, err
+			}
+			ch.clusters[name] = nil
+			break
+		}
 		if !ok {
-			return nil, 0, fmt.Errorf("cluster %q: %w", name, ErrNotFound)
+			return nil, 0, fmt.Errorf("cluster %s: %w", limits.Quote(name), ErrNotFound)
 		}
 		if err := checkRevision("cluster", name, req.GetRevision(), cur, true); err != nil {
 			return nil, 0, err
 		}
-		key := store.ClusterKey(name)
 		ch.write.Expect[key] = cur.GetRevision()
 		ch.write.Deletes = append(ch.write.Deletes, key)
 		ch.touched[cur.GetDirectorGroup()] = true
 		ch.clusters[name] = nil
 	case lvsctlv1.Kind_KIND_GROUP:
 		cur, ok := ch.cache.Group(name)
-		if !ok {
-			return nil, 0, fmt.Errorf("group %q: %w", name, ErrNotFound)
+		_, bad := ch.cache.UndecodableAt(store.GroupKey(name))
+		if !ok && !bad {
+			return nil, 0, fmt.Errorf("group %s: %w", limits.Quote(name), ErrNotFound)
 		}
-		if err := checkRevision("group", name, req.GetRevision(), cur, true); err != nil {
+		if err := checkRevision("group", name, req.GetRevision(), cur, ok); ok && err != nil {
 			return nil, 0, err
 		}
 		if users := ch.cache.GroupClusters(name); len(users) > 0 {
-			for i, u := range users {
-				users[i] = fmt.Sprintf("%q", u)
-			}
-			return nil, 0, fmt.Errorf("group %q: %w by cluster %s: delete or move them first", name, ErrInUse, strings.Join(users, ", "))
+			return nil, 0, fmt.Errorf("group %q: %w by cluster %s: delete or move them first", name, ErrInUse, nameList(users))
 		}
 		key := store.GroupKey(name)
+		if !ok {
+			if err := ch.deleteUndecodable("group", name, key, req.GetRevision()); err != nil {
+				return nil, 0, err
+			}
+			ch.write.Deletes = append(ch.write.Deletes, store.RolesKey(name), store.GenerationKey(name))
+			ch.groups[name] = nil
+			break
+		}
 		ch.write.Expect[key] = cur.GetRevision()
 		ch.write.Deletes = append(ch.write.Deletes, key, store.RolesKey(name), store.GenerationKey(name))
 		ch.groups[name] = nil
@@ -727,7 +884,7 @@ func toStatus(err error) error {
 		code = codes.InvalidArgument
 	case errors.Is(err, ErrStale):
 		code = codes.FailedPrecondition
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrNotInHistory):
 		code = codes.NotFound
 	case errors.Is(err, ErrInUse):
 		code = codes.FailedPrecondition
@@ -741,6 +898,10 @@ func toStatus(err error) error {
 		code = codes.DeadlineExceeded
 	case errors.Is(err, store.ErrUnavailable):
 		code = codes.Unavailable
+	case errors.Is(err, limits.ErrExceeded):
+		code = codes.ResourceExhausted
+	case errors.Is(err, store.ErrUndecodable):
+		code = codes.DataLoss
 	}
 	return status.Error(code, err.Error())
 }

@@ -76,6 +76,11 @@ func (s *Server) drain(ctx context.Context, req *lvsctlv1.DrainRequest, addr net
 	key := store.ClusterKey(name)
 	ch.write.Expect[key] = cur.GetRevision()
 	ch.write.Puts[key] = c
+	ch.changes[key] = clusterChanges(cur, c)
+	ch.as.action = lvsctlv1.HistoryAction_HISTORY_ACTION_ENABLED
+	if req.GetDrained() {
+		ch.as.action = lvsctlv1.HistoryAction_HISTORY_ACTION_DRAINED
+	}
 	ch.clusters[name] = c
 	ch.touched[c.GetDirectorGroup()] = true
 	if err := ch.stale(); err != nil {

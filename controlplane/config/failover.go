@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -49,7 +50,53 @@ func (s *FailoverServer) Failover(ctx context.Context, req *lvsctlv1.FailoverReq
 	}
 	s.log.Info("failover done", "group", req.GetGroup(), "active", resp.GetRoles().GetActive(), "epoch", resp.GetRoles().GetEpoch(),
 		"previous", resp.GetPrevious(), "released_after_ms", resp.GetReleasedAfterMs())
+	// The failover is done whether or not it is recorded: a caller that went away meanwhile
+	// still gets its record, and a failure to write one is logged, not returned.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	if err := s.recordFailover(rctx, req, resp); err != nil {
+		s.log.Error("failover done but not recorded in the group's history", "group", req.GetGroup(), "error", err)
+	}
 	return resp, nil
+}
+
+// recordTimeout bounds the write of a failover's history entry.
+const recordTimeout = 10 * time.Second
+
+// recordFailover writes the group's history entry of a planned failover: who asked, the
+// previous and new ACTIVE and the epoch, and the group as it is (a failover does not change
+// it). The assignment itself is the roles manager's write (package roles decides and writes
+// roles alone), so this is a transaction of its own, right after it, and its revision is the
+// next one: a controller that stops in between leaves the failover unrecorded.
+func (s *FailoverServer) recordFailover(ctx context.Context, req *lvsctlv1.FailoverRequest, resp *lvsctlv1.FailoverResponse) error {
+	_, err := retry(ctx, s.Server, "failover record", func() (struct{}, int64, error) {
+		ch := newChange(s.cache)
+		name := req.GetGroup()
+		cur, ok := ch.cache.Group(name)
+		if !ok {
+			return struct{}{}, 0, nil // deleted since: nothing left to record against
+		}
+		key := store.GroupKey(name)
+		ch.write.Expect[key] = cur.GetRevision()
+		ch.groups[name] = cur
+		ch.changes[key] = []string{fmt.Sprintf("active: %s -> %s (epoch %d, old ACTIVE released after %s)",
+			dashIfEmpty(resp.GetPrevious()), resp.GetRoles().GetActive(), resp.GetRoles().GetEpoch(),
+			time.Duration(resp.GetReleasedAfterMs())*time.Millisecond)}
+		ch.as.action = lvsctlv1.HistoryAction_HISTORY_ACTION_FAILOVER
+		if err := ch.stale(); err != nil {
+			return struct{}{}, 0, err
+		}
+		rev, err := s.commit(ctx, ch)
+		return struct{}{}, rev, err
+	})
+	return err
+}
+
+func dashIfEmpty(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 // failoverStatus maps the role logic's errors to gRPC codes in one place, with a message

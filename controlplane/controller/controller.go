@@ -4,11 +4,14 @@ package controller
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,11 +25,13 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/lvsctl/lvsctl/controlplane/auth"
 	"github.com/lvsctl/lvsctl/controlplane/config"
 	"github.com/lvsctl/lvsctl/controlplane/fanout"
 	"github.com/lvsctl/lvsctl/controlplane/fleet"
 	"github.com/lvsctl/lvsctl/controlplane/roles"
 	"github.com/lvsctl/lvsctl/controlplane/store"
+	"github.com/lvsctl/lvsctl/pki"
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
 )
 
@@ -45,9 +50,24 @@ type Config struct {
 	EtcdLogLevel string
 	// MetricsListen serves Prometheus /metrics when set.
 	MetricsListen string
-	// Insecure allows plaintext gRPC (TLS arrives with the security issue).
+	// MetricsTLS serves /metrics over HTTPS with the controller's certificate, and requires a
+	// client certificate from the CA (TLSClientCA).
+	MetricsTLS bool
+	// HistoryRetention is how many history entries each object keeps (0: the default).
+	HistoryRetention int
+	// Insecure serves plaintext gRPC, on a loopback Listen only, and makes every caller the
+	// admin "insecure-loopback".
 	Insecure bool
-	Logger   *slog.Logger
+	// TLSCert and TLSKey are the controller's certificate and key; TLSClientCA is the CA
+	// bundle clients' certificates must chain to. They are re-read when they change and on
+	// SIGHUP (package pki).
+	TLSCert, TLSKey, TLSClientCA string
+	// TLSReloadInterval is how often those files are looked at (0: pki.DefaultPollInterval).
+	TLSReloadInterval time.Duration
+	// EtcdTLS serves the embedded etcd over https with client certificates required, and is
+	// the controller's client certificate to it (or to an external https etcd).
+	EtcdTLS store.EmbeddedTLS
+	Logger  *slog.Logger
 }
 
 // Controller is a running controller.
@@ -63,6 +83,9 @@ type Controller struct {
 	cache    *store.Cache
 	metrics  *http.Server
 	registry *prometheus.Registry
+	// tls is the gRPC server's (and /metrics') certificate; etcdTLS the etcd client's. Nil
+	// when not used.
+	tls, etcdTLS *pki.Reloader
 }
 
 // ErrConfig is wrapped by configuration errors.
@@ -74,16 +97,26 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 	if cfg.Listen == "" {
 		return nil, fmt.Errorf("%w: --listen is required", ErrConfig)
 	}
-	if !cfg.Insecure {
-		return nil, fmt.Errorf("%w: TLS is not implemented yet: pass --insecure to serve plaintext gRPC", ErrConfig)
+	retention := cfg.HistoryRetention
+	switch {
+	case retention == 0:
+		retention = config.DefaultHistoryRetention
+	case retention < 0:
+		return nil, fmt.Errorf("%w: --history-retention %d: must be 1 or more (entries kept per object)", ErrConfig, retention)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	c := &Controller{cfg: cfg, log: cfg.Logger}
+	if err := c.loadTLS(); err != nil {
+		return nil, err
+	}
 	endpoints := cfg.EtcdEndpoints
 	if len(endpoints) == 0 {
 		if cfg.DataDir == "" {
 			return nil, fmt.Errorf("%w: --data-dir is required for the embedded etcd (or give --etcd-endpoints)", ErrConfig)
 		}
-		e, err := store.StartEmbedded(ctx, store.EmbeddedConfig{DataDir: cfg.DataDir, ClientURL: cfg.EtcdClientURL, PeerURL: cfg.EtcdPeerURL, LogLevel: cfg.EtcdLogLevel})
+		e, err := store.StartEmbedded(ctx, store.EmbeddedConfig{DataDir: cfg.DataDir, ClientURL: cfg.EtcdClientURL, PeerURL: cfg.EtcdPeerURL, LogLevel: cfg.EtcdLogLevel, TLS: cfg.EtcdTLS})
 		if err != nil {
 			return nil, err
 		}
@@ -94,6 +127,9 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 	// The etcd client's own zap logs repeat every retry; the controller logs what matters
 	// (a failed write, a lost watch) through slog.
 	ccfg := clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
+	if c.etcdTLS != nil {
+		ccfg.TLS = c.etcdTLS.ClientConfig(endpointHost(endpoints[0]))
+	}
 	if c.embedded != nil {
 		// One apply of 10,000 clusters is one request of a few MiB (store.EmbeddedLimits).
 		ccfg.MaxCallSendMsgSize = store.EmbeddedLimits().MaxRequestBytes
@@ -111,8 +147,10 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 		return nil, fmt.Errorf("listening on %s: %w", cfg.Listen, err)
 	}
 	c.lis = lis
-	if !isLoopback(lis.Addr()) {
-		c.log.Warn("INSECURE: serving plaintext gRPC on a non-loopback address; anyone who reaches it can change the data plane", "listen", lis.Addr().String())
+	if cfg.Insecure && !isLoopback(lis.Addr()) {
+		// "localhost" resolved elsewhere than loopback: the same refusal as loadTLS's.
+		c.Close()
+		return nil, fmt.Errorf("%w: --insecure with --listen %s (bound %s): plaintext gRPC is allowed on loopback only", ErrConfig, cfg.Listen, lis.Addr())
 	}
 
 	st := store.New(client)
@@ -125,15 +163,28 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 	// stored, one watch hop before the delta (c.hub is set before anything is stored).
 	c.roles = roles.NewManager(roles.ManagerConfig{Store: st, Logger: c.log, Stored: func(r *lvsctlv1.GroupRoles) { c.hub.RolesStored(r) }})
 	c.hub = fanout.New(fanout.Config{Store: st, Fleet: fl, Roles: c.roles, Logger: c.log})
-	c.grpc = grpc.NewServer(
+	opts := []grpc.ServerOption{
 		// gRPC's default 4 MiB refused an agent's full status report and lvsctl's applies at
 		// 10,000 clusters; fanout.MaxMessageBytes says why 64 MiB suffices.
 		grpc.MaxRecvMsgSize(fanout.MaxMessageBytes),
 		grpc.MaxSendMsgSize(fanout.MaxMessageBytes),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 10 * time.Second, Timeout: 5 * time.Second}),
-	)
-	config.NewServer(st, c.cache, c.log).WithFailover(c.roles).Register(c.grpc)
+	}
+	if c.tls != nil {
+		// TLS 1.3 with a client certificate; a caller without a verified one gets
+		// Unauthenticated on every RPC (pki.ServerCredentials says why not in the handshake).
+		// Authentication comes first in each chain, before authorization.
+		opts = append(opts, grpc.Creds(c.tls.ServerCredentials()),
+			grpc.ChainUnaryInterceptor(pki.UnaryAuthenticate), grpc.ChainStreamInterceptor(pki.StreamAuthenticate))
+	}
+	// Authorization, after authentication: the caller's identity (its certificate's, or on
+	// a plaintext loopback server the admin "insecure-loopback") against the one method
+	// table (controlplane/auth); the agent stream's Hello is checked by the hub.
+	authz := auth.New(auth.Config{Insecure: c.tls == nil, Logger: c.log})
+	opts = append(opts, grpc.ChainUnaryInterceptor(authz.Unary), grpc.ChainStreamInterceptor(authz.Stream))
+	c.grpc = grpc.NewServer(opts...)
+	config.NewServer(st, c.cache, c.log).WithWho(auth.Who).WithHistoryRetention(retention).WithFailover(c.roles).Register(c.grpc)
 	c.hub.Register(c.grpc)
 	fleet.NewServer(fl).Register(c.grpc)
 	hs := health.NewServer()
@@ -141,7 +192,7 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 	reflection.Register(c.grpc)
 
 	c.registry = prometheus.NewRegistry()
-	c.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), fleet.NewCollector(fl))
+	c.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), fleet.NewCollector(fl), store.NewCollector(c.cache))
 	if cfg.MetricsListen != "" {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(c.registry, promhttp.HandlerOpts{}))
@@ -150,10 +201,73 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 			c.Close()
 			return nil, fmt.Errorf("listening on --metrics-listen %s: %w", cfg.MetricsListen, err)
 		}
-		c.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		if cfg.MetricsTLS {
+			mlis = tls.NewListener(mlis, c.tls.HTTPServerConfig())
+		}
+		// Refused handshakes (a scraper without its certificate) are logged, not printed.
+		c.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(c.log.With("server", "metrics").Handler(), slog.LevelWarn)}
 		go func() { _ = c.metrics.Serve(mlis) }()
 	}
 	return c, nil
+}
+
+// loadTLS reads the certificates, or checks that plaintext is on loopback.
+func (c *Controller) loadTLS() error {
+	cfg := c.cfg
+	if cfg.Insecure {
+		host, _, err := net.SplitHostPort(cfg.Listen)
+		if err != nil {
+			return fmt.Errorf("%w: --listen %q: %w", ErrConfig, cfg.Listen, err)
+		}
+		if !loopbackHost(host) {
+			return fmt.Errorf("%w: --insecure with --listen %s: plaintext gRPC is allowed on loopback only (anyone who reaches %s could act as any director and any operator); serve TLS (drop --insecure; certificates from `lvs-controller pki init`) or listen on 127.0.0.1", ErrConfig, cfg.Listen, cfg.Listen)
+		}
+		if cfg.MetricsTLS {
+			return fmt.Errorf("%w: --metrics-tls needs the controller's certificate: it cannot go with --insecure", ErrConfig)
+		}
+		c.log.Warn("INSECURE: plaintext gRPC on loopback; every local process is admin", "listen", cfg.Listen)
+	} else {
+		r, err := pki.NewReloader(pki.ReloaderConfig{
+			Files:  pki.Files{Cert: cfg.TLSCert, Key: cfg.TLSKey, CA: cfg.TLSClientCA, CertFlag: "--tls-cert", KeyFlag: "--tls-key", CAFlag: "--tls-client-ca"},
+			Logger: c.log.With("tls", "grpc"), Interval: cfg.TLSReloadInterval,
+		})
+		if err != nil {
+			// err wraps pki.ErrLoad and names the flag and the file.
+			return fmt.Errorf("%w; make them with `lvs-controller pki init DIR` and pass --tls-dir DIR (or --tls-cert, --tls-key, --tls-client-ca), or pass --insecure to serve plaintext on loopback", err)
+		}
+		c.tls = r
+		c.log.Info("TLS certificate loaded", "certificate", pki.Describe(r.Certificate()))
+	}
+	if cfg.EtcdTLS != (store.EmbeddedTLS{}) {
+		r, err := pki.NewReloader(pki.ReloaderConfig{
+			Files:  pki.Files{Cert: cfg.EtcdTLS.CertFile, Key: cfg.EtcdTLS.KeyFile, CA: cfg.EtcdTLS.CAFile, CertFlag: "--etcd-client-cert", KeyFlag: "--etcd-client-key", CAFlag: "--etcd-client-ca"},
+			Logger: c.log.With("tls", "etcd"), Interval: cfg.TLSReloadInterval,
+		})
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+		c.etcdTLS = r
+	}
+	return nil
+}
+
+func loopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(h)
+	return err == nil && a.IsLoopback()
+}
+
+// endpointHost is the host an etcd endpoint URL names, which its certificate must hold.
+func endpointHost(endpoint string) string {
+	if u, err := url.Parse(endpoint); err == nil && u.Hostname() != "" {
+		return u.Hostname()
+	}
+	if h, _, err := net.SplitHostPort(endpoint); err == nil {
+		return h
+	}
+	return endpoint
 }
 
 func isLoopback(a net.Addr) bool {
@@ -172,7 +286,12 @@ func (c *Controller) Serve(ctx context.Context) error {
 	defer c.Close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 4)
+	errc := make(chan error, 6)
+	for _, r := range []*pki.Reloader{c.tls, c.etcdTLS} {
+		if r != nil {
+			go func() { errc <- r.Run(ctx) }()
+		}
+	}
 	go func() { errc <- c.hub.Run(ctx) }()
 	go func() { errc <- c.roles.Run(ctx) }()
 	go func() { errc <- c.cache.Run(ctx) }()

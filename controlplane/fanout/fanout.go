@@ -23,8 +23,10 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/lvsctl/lvsctl/controlplane/auth"
 	"github.com/lvsctl/lvsctl/controlplane/desired"
 	"github.com/lvsctl/lvsctl/controlplane/fleet"
+	"github.com/lvsctl/lvsctl/controlplane/limits"
 	"github.com/lvsctl/lvsctl/controlplane/store"
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
 )
@@ -80,6 +82,10 @@ type Hub struct {
 	state    *groups // nil until the first load
 	ready    chan struct{}
 	sessions map[string]*session
+	// gen grows with every change that may leave a connected director with status it may
+	// no longer hold (it left its group, or clusters left its group): a stats report merged
+	// outside the lock checks it afterwards, and prunes if it moved meanwhile.
+	gen uint64
 	// noGroup is the snapshot of a director in no group: empty, at revision 0.
 	noGroup *prepared
 }
@@ -125,12 +131,15 @@ func (h *Hub) load(snap *store.Snapshot) {
 	h.mu.Lock()
 	first := h.state == nil
 	h.state = newGroups(snap)
+	h.gen++
 	h.wakeLocked()
 	h.mu.Unlock()
 	if first {
 		close(h.ready)
 	}
 	h.setFleetConfig()
+	// A reload does not say what changed: every connected director is checked.
+	h.prune(nil)
 }
 
 // apply applies one watch batch to the hub's working copy in place: the cost of a batch is
@@ -138,7 +147,11 @@ func (h *Hub) load(snap *store.Snapshot) {
 func (h *Hub) apply(b store.Batch) error {
 	h.mu.Lock()
 	err := h.state.apply(b)
+	affected := h.state.affected
 	if err == nil {
+		if len(affected) > 0 {
+			h.gen++
+		}
 		h.wakeLocked()
 	}
 	h.mu.Unlock()
@@ -146,7 +159,56 @@ func (h *Hub) apply(b store.Batch) error {
 		return err
 	}
 	h.setFleetConfig()
+	if len(affected) > 0 {
+		h.prune(affected)
+	}
 	return nil
+}
+
+// prune makes the status of the named connected directors (all, when nil) hold only what
+// their group allows, after the configuration changed: a director in no group has no entry
+// (its agent's reports are not kept), one that joined a group gets its entry, and stats of
+// clusters no longer in a director's desired state are dropped. It runs after SetConfig,
+// which leaves a connected director that left every group listed without a group.
+func (h *Hub) prune(directors map[string]bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for name, s := range h.sessions {
+		if !s.ended.Load() && (directors == nil || directors[name]) {
+			h.pruneLocked(s)
+		}
+	}
+}
+
+func (h *Hub) pruneLocked(s *session) {
+	group := h.state.dirGroup[s.director]
+	if group == "" {
+		s.listed = false
+		h.cfg.Fleet.Forget(s.director)
+		return
+	}
+	if !s.listed {
+		// Joined a group while connected: what it said in its Hello, and nothing applied
+		// yet (it applied no revision of this group; its ack of the snapshot says).
+		s.listed = true
+		h.cfg.Fleet.Update(s.director, func(d *lvsctlv1.DirectorStatus) {
+			d.Connected = true
+			d.AgentVersion = s.hello.GetVersion()
+			d.Capabilities = s.hello.GetCapabilities()
+			d.AppliedRevision = 0
+			d.LastSeen = timestamppb.Now()
+		})
+	}
+	clusters := h.state.clusters[group]
+	var stale []string
+	for _, name := range h.cfg.Fleet.StatsClusters(s.director) {
+		if _, ok := clusters[name]; !ok {
+			stale = append(stale, name)
+		}
+	}
+	if len(stale) > 0 {
+		h.cfg.Fleet.DropStats(s.director, stale)
+	}
 }
 
 // wakeLocked tells every session to look at the state again. A session whose group did
@@ -206,8 +268,27 @@ type session struct {
 	// mu is held while a message of the stream is handled; over (under mu) is set once the
 	// session was replaced or ended: nothing its stream says reaches the role logic or
 	// status after that, so a replaced stream's report cannot outlive its replacement.
-	mu   sync.Mutex
-	over bool
+	// ended is over, readable without mu (a new session of the director waits for it).
+	// Lock order: mu, then the hub's, then the fleet's.
+	mu    sync.Mutex
+	over  bool
+	ended atomic.Bool
+	// replaced: ended by a newer session of the director, whose hello stands for its
+	// goodbye (it must not mark the director disconnected, even before that one registers).
+	replaced atomic.Bool
+	// hello is what the agent said of itself (bounded): its status entry when it joins a
+	// group while connected.
+	hello *lvsctlv1.Hello
+	// listed (under the hub's lock): the fleet has this director's entry, as the director
+	// is in a group. A director in no group has none, and nothing its stream reports is
+	// kept: forged names cannot fill the controller's memory or lvsctl status.
+	listed bool
+	// sentMax is the highest revision this stream was sent, or is about to be: its group's
+	// revision when it connected (what its first snapshot carries at least), then each one
+	// the sender picks. An ack above it acknowledges what the controller never sent.
+	sentMax atomic.Int64
+	// warnedStats (under mu): the log said once that this stream's stats were cut.
+	warnedStats bool
 	// grouped: the director is in a group as of the hub's state. A director in no group is
 	// never answered: epoch 0 would renew the lease of a removed ACTIVE that still holds.
 	grouped atomic.Bool
@@ -221,6 +302,7 @@ type session struct {
 func (s *session) end() {
 	s.mu.Lock()
 	s.over = true
+	s.ended.Store(true)
 	s.mu.Unlock()
 }
 
@@ -239,6 +321,14 @@ func (h *Hub) Connect(stream grpc.BidiStreamingServer[lvsctlv1.ConnectRequest, l
 	}
 	name := hello.GetDirector()
 	log := h.log.With("director", name)
+	// Only a director's own certificate speaks for it (an --insecure controller trusts
+	// the name, as before TLS): anyone else could take its group's state and kick the real
+	// agent off by reconnecting as it.
+	if err := auth.SpeakFor(stream.Context(), name); err != nil {
+		log.Warn("agent stream refused", "who", auth.Who(stream.Context()), "error", err)
+		return err
+	}
+	fleet.BoundHello(hello)
 	select {
 	case <-h.ready:
 	case <-stream.Context().Done():
@@ -248,28 +338,52 @@ func (h *Hub) Connect(stream grpc.BidiStreamingServer[lvsctlv1.ConnectRequest, l
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	s := &session{director: name, notify: make(chan struct{}, 1), full: make(chan struct{}, 1), beat: make(chan struct{}, 1),
-		storedCh: make(chan struct{}, 1), cancel: cancel}
+		storedCh: make(chan struct{}, 1), cancel: cancel, hello: hello}
 	// Registration and the fleet's connected flag change together under h.mu, so an old
-	// session's goodbye can never land after a new session's hello.
-	h.mu.Lock()
-	old := h.sessions[name]
-	if old != nil {
+	// session's goodbye can never land after a new session's hello. The old session is
+	// ended outside h.mu (its message being handled may be waiting for h.mu), and nothing
+	// it says counts after that; registration waits until the current session is one that
+	// has ended (another new stream may have registered meanwhile).
+	var old *session
+	for {
+		h.mu.Lock()
+		cur := h.sessions[name]
+		if cur == nil || cur.ended.Load() {
+			break
+		}
+		h.mu.Unlock()
 		// The newest stream wins: the old one is from an agent that restarted or reconnected.
-		old.cancel()
-		old.end()
+		cur.replaced.Store(true)
+		cur.cancel()
+		cur.end()
+		old = cur
 		log.Warn("replacing an existing session")
 	}
 	h.sessions[name] = s
-	s.grouped.Store(h.state.dirGroup[name] != "")
-	h.cfg.Fleet.Update(name, func(d *lvsctlv1.DirectorStatus) {
-		d.Connected = true
-		d.AgentVersion = hello.GetVersion()
-		d.Capabilities = hello.GetCapabilities()
-		d.AppliedRevision = hello.GetLastAppliedRevision()
-		d.LastSeen = timestamppb.Now()
-	})
-	// What an earlier stream reported is not what this one obeys.
-	h.cfg.Fleet.RoleStatus(name, nil)
+	group := h.state.dirGroup[name]
+	s.grouped.Store(group != "")
+	if f := h.state.feeds[group]; f != nil {
+		s.sentMax.Store(f.revision)
+	}
+	if group != "" {
+		s.listed = true
+		applied := hello.GetLastAppliedRevision()
+		if applied < 0 || applied > s.sentMax.Load() {
+			// Not a revision of this group's store: the agent's saved state is from
+			// elsewhere (a wiped store), or the claim is forged. Its ack will say.
+			log.Warn("agent claims a revision the group never had", "last_applied_revision", applied, "group_revision", s.sentMax.Load())
+			applied = 0
+		}
+		h.cfg.Fleet.Update(name, func(d *lvsctlv1.DirectorStatus) {
+			d.Connected = true
+			d.AgentVersion = hello.GetVersion()
+			d.Capabilities = hello.GetCapabilities()
+			d.AppliedRevision = applied
+			d.LastSeen = timestamppb.Now()
+		})
+		// What an earlier stream reported is not what this one obeys.
+		h.cfg.Fleet.RoleStatus(name, nil)
+	}
 	h.mu.Unlock()
 	if old != nil {
 		// What the old stream reported (its peers, its holding) is not what this one obeys:
@@ -280,7 +394,7 @@ func (h *Hub) Connect(stream grpc.BidiStreamingServer[lvsctlv1.ConnectRequest, l
 	defer func() {
 		s.end()
 		h.mu.Lock()
-		current := h.sessions[name] == s
+		current := h.sessions[name] == s && !s.replaced.Load()
 		if current {
 			delete(h.sessions, name)
 			h.cfg.Fleet.Disconnected(name)
@@ -293,7 +407,8 @@ func (h *Hub) Connect(stream grpc.BidiStreamingServer[lvsctlv1.ConnectRequest, l
 		}
 		log.Info("agent disconnected")
 	}()
-	log.Info("agent connected", "version", hello.GetVersion(), "last_applied_revision", hello.GetLastAppliedRevision())
+	log.Info("agent connected", "who", auth.Who(stream.Context()), "group", group, "version", hello.GetVersion(),
+		"last_applied_revision", hello.GetLastAppliedRevision())
 
 	errc := make(chan error, 2)
 	go func() { errc <- h.receive(ctx, stream, s) }()
@@ -331,6 +446,11 @@ func (h *Hub) recvHello(stream grpc.BidiStreamingServer[lvsctlv1.ConnectRequest,
 		if hello == nil || hello.GetDirector() == "" {
 			return nil, status.Error(codes.InvalidArgument, ErrNoHello.Error())
 		}
+		if n := len(hello.GetDirector()); n > limits.MaxNameLen {
+			// No group can name it; it would only fill logs and the session table.
+			err := &limits.Error{Where: "hello: director", What: "bytes in a director's name", Got: int64(n), Max: limits.MaxNameLen}
+			return nil, status.Error(codes.InvalidArgument, err.Error())
+		}
 		return hello, nil
 	case <-time.After(h.cfg.HelloTimeout):
 		return nil, status.Error(codes.DeadlineExceeded, fmt.Sprintf("no Hello within %s", h.cfg.HelloTimeout))
@@ -352,25 +472,94 @@ func (h *Hub) receive(ctx context.Context, stream grpc.BidiStreamingServer[lvsct
 			s.mu.Unlock()
 			return context.Canceled
 		}
-		h.handle(s, m, &lastSeen)
+		err = h.handle(s, m, &lastSeen)
 		s.mu.Unlock()
+		if err != nil {
+			return err
+		}
 	}
 }
 
-// handle acts on one message of a session's stream (under s.mu).
-func (h *Hub) handle(s *session, m *lvsctlv1.ConnectRequest, lastSeen *time.Time) {
+// ErrForged is wrapped by the refusal of a message that claims what the controller never
+// said: the stream is ended, and nothing of the message is kept.
+var ErrForged = errors.New("claims what the controller never sent")
+
+// withStatus changes the fleet's entry of the session's director under h.mu, when it has one
+// (it is in a group): a message of a director in no group is not kept. fn gets the
+// director's desired clusters.
+func (h *Hub) withStatus(s *session, fn func(clusters map[string]*lvsctlv1.Cluster)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !s.listed {
+		return
+	}
+	fn(h.state.clusters[h.state.dirGroup[s.director]])
+}
+
+// report merges a stats report bounded by the director's desired state. The merge runs
+// outside h.mu (it is the biggest message an agent sends, every period): if the
+// configuration changed meanwhile, what was merged is checked again against it.
+func (h *Hub) report(s *session, r *lvsctlv1.StatusReport) error {
+	// No agent has more clusters to report than a group may hold: a report of more is
+	// refused outright (and ends the stream), whatever the director's group.
+	for _, n := range []struct {
+		where string
+		got   int
+	}{{"status report: changed", len(r.GetChanged())}, {"status report: removed", len(r.GetRemoved())}} {
+		if n.got > limits.MaxClustersPerGroup {
+			err := &limits.Error{Where: n.where, What: "clusters (limits.MaxClustersPerGroup: no director applies more)", Got: int64(n.got), Max: limits.MaxClustersPerGroup}
+			h.log.Warn("agent stream ended: status report over the limit", "director", s.director, "error", err)
+			return status.Error(codes.ResourceExhausted, err.Error())
+		}
+	}
+	h.mu.Lock()
+	if !s.listed {
+		h.mu.Unlock()
+		return nil
+	}
+	dropped := fleet.BoundReport(r, h.state.clusters[h.state.dirGroup[s.director]])
+	gen := h.gen
+	h.mu.Unlock()
+	fleet.ClipReport(r)
+	if dropped > 0 && !s.warnedStats {
+		// Once per stream: a forger would fill the log otherwise, and an agent a change
+		// behind (a cluster just deleted) does it once.
+		s.warnedStats = true
+		h.log.Warn("stats not kept: clusters not in the director's desired state, or more real servers than a cluster may list (twice its own plus a few)",
+			"director", s.director, "dropped", dropped)
+	}
+	h.cfg.Fleet.Report(s.director, r)
+	h.mu.Lock()
+	if h.gen != gen {
+		h.pruneLocked(s)
+	}
+	h.mu.Unlock()
+	return nil
+}
+
+// handle acts on one message of a session's stream (under s.mu); an error ends the stream.
+func (h *Hub) handle(s *session, m *lvsctlv1.ConnectRequest, lastSeen *time.Time) error {
 	switch msg := m.GetMsg().(type) {
 	case *lvsctlv1.ConnectRequest_Ack:
 		a := msg.Ack
-		h.cfg.Fleet.Update(s.director, func(d *lvsctlv1.DirectorStatus) {
-			d.AppliedRevision = a.GetRevision()
-			d.Errors = a.GetErrors()
-			d.DirectorErrors = a.GetDirectorErrors()
-			d.LastSeen = timestamppb.Now()
+		if rev, sent := a.GetRevision(), s.sentMax.Load(); rev < 0 || rev > sent {
+			h.log.Warn("agent stream ended: ack for a revision never sent on it", "director", s.director, "revision", rev, "sent", sent)
+			return status.Errorf(codes.InvalidArgument, "ack for revision %d %v: this stream was sent revisions up to %d", rev, ErrForged, sent)
+		}
+		h.withStatus(s, func(clusters map[string]*lvsctlv1.Cluster) {
+			errs, dirErrs := fleet.BoundAck(a, clusters)
+			h.cfg.Fleet.Update(s.director, func(d *lvsctlv1.DirectorStatus) {
+				d.AppliedRevision = a.GetRevision()
+				d.Errors = errs
+				d.DirectorErrors = dirErrs
+				d.LastSeen = timestamppb.Now()
+			})
 		})
 		h.log.Debug("ack", "director", s.director, "revision", a.GetRevision(), "errors", len(a.GetErrors()), "operations", a.GetOperations())
 	case *lvsctlv1.ConnectRequest_Status:
-		h.cfg.Fleet.Report(s.director, msg.Status)
+		if err := h.report(s, msg.Status); err != nil {
+			return err
+		}
 	case *lvsctlv1.ConnectRequest_Heartbeat:
 		// The role logic hears of it before its answer is queued: a decision it takes
 		// after this either knows of this heartbeat or announced an epoch the answer
@@ -385,14 +574,22 @@ func (h *Hub) handle(s *session, m *lvsctlv1.ConnectRequest, lastSeen *time.Time
 		}
 		if now := time.Now(); now.Sub(*lastSeen) >= h.cfg.LastSeenEvery {
 			*lastSeen = now
-			h.cfg.Fleet.Update(s.director, func(d *lvsctlv1.DirectorStatus) { d.LastSeen = timestamppb.New(now) })
+			h.withStatus(s, func(map[string]*lvsctlv1.Cluster) {
+				h.cfg.Fleet.Update(s.director, func(d *lvsctlv1.DirectorStatus) { d.LastSeen = timestamppb.New(now) })
+			})
 		}
-		return
+		return nil
 	case *lvsctlv1.ConnectRequest_RoleStatus:
+		// Bounded by the director's group: only its members are peers.
+		h.mu.Lock()
+		st := fleet.BoundRoleStatus(msg.RoleStatus, h.state.snap.Groups[h.state.dirGroup[s.director]])
+		if s.listed {
+			h.cfg.Fleet.RoleStatus(s.director, st)
+		}
+		h.mu.Unlock()
 		// A report counts as hearing from the director.
-		h.cfg.Roles.Reported(s.director, msg.RoleStatus)
-		h.cfg.Fleet.RoleStatus(s.director, msg.RoleStatus)
-		return
+		h.cfg.Roles.Reported(s.director, st)
+		return nil
 	case *lvsctlv1.ConnectRequest_SnapshotRequest:
 		h.log.Info("agent asked for a snapshot", "director", s.director, "reason", msg.SnapshotRequest.GetReason())
 		select {
@@ -400,9 +597,17 @@ func (h *Hub) handle(s *session, m *lvsctlv1.ConnectRequest, lastSeen *time.Time
 		default:
 		}
 	case *lvsctlv1.ConnectRequest_Hello:
-		h.cfg.Fleet.Update(s.director, func(d *lvsctlv1.DirectorStatus) { d.Capabilities = msg.Hello.GetCapabilities() })
+		// Its capabilities again (a module was loaded); not another name.
+		fleet.BoundHello(msg.Hello)
+		h.mu.Lock()
+		s.hello = &lvsctlv1.Hello{Version: s.hello.GetVersion(), Capabilities: msg.Hello.GetCapabilities()}
+		if s.listed {
+			h.cfg.Fleet.Update(s.director, func(d *lvsctlv1.DirectorStatus) { d.Capabilities = msg.Hello.GetCapabilities() })
+		}
+		h.mu.Unlock()
 	}
 	h.cfg.Roles.Heard(s.director)
+	return nil
 }
 
 // sent is what a session last sent: the group (feed) and revision its agent has.
@@ -447,6 +652,10 @@ func (h *Hub) send(ctx context.Context, stream grpc.BidiStreamingServer[lvsctlv1
 	var last sent
 	sendState := func(full bool) error {
 		msgs, now := h.next(s.director, last, full)
+		// Before it is sent: an ack of it can only follow.
+		if now.revision > s.sentMax.Load() {
+			s.sentMax.Store(now.revision)
+		}
 		for _, m := range msgs {
 			enc, err := m.encoded(stream, h.cfg.MaxMessageBytes)
 			if err != nil {

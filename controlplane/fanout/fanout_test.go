@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/lvsctl/lvsctl/controlplane/auth"
 	"github.com/lvsctl/lvsctl/controlplane/config"
 	"github.com/lvsctl/lvsctl/controlplane/fleet"
 	"github.com/lvsctl/lvsctl/controlplane/store"
@@ -41,7 +42,10 @@ func startWith(t *testing.T, cfg Config) *harness {
 	go func() { _ = hub.Run(ctx) }()
 	cache := store.NewCache(st, log)
 	go func() { _ = cache.Run(ctx) }()
-	srv := grpc.NewServer()
+	// As the controller serves it: the auth interceptors of an --insecure controller, and a
+	// test one that gives a stream the certificate identity named in its metadata.
+	a := auth.New(auth.Config{Insecure: true, Logger: log})
+	srv := grpc.NewServer(grpc.MaxRecvMsgSize(MaxMessageBytes), grpc.ChainUnaryInterceptor(a.Unary), grpc.ChainStreamInterceptor(a.Stream, asCertificate))
 	hub.Register(srv)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

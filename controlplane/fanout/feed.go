@@ -93,6 +93,9 @@ type groups struct {
 	clusters map[string]map[string]*lvsctlv1.Cluster // group -> cluster name -> cluster
 	dirGroup map[string]string                       // director -> group
 	feeds    map[string]*feed
+	// affected are the directors the last apply took out of their group or moved, or whose
+	// group lost clusters: status they hold may no longer be theirs to hold (Hub.prune).
+	affected map[string]bool
 }
 
 // newGroups indexes a freshly loaded snapshot: every group gets a feed without deltas.
@@ -137,6 +140,13 @@ func (g *groups) indexDirectors() {
 			}
 		}
 	}
+}
+
+func (g *groups) affect(director string) {
+	if g.affected == nil {
+		g.affected = map[string]bool{}
+	}
+	g.affected[director] = true
 }
 
 func (g *groups) newFeed(group string, deltas []*prepared) *feed {
@@ -208,6 +218,7 @@ func (g *groups) apply(b store.Batch) error {
 	}
 	groupsBefore := map[string]*lvsctlv1.DirectorGroup{}
 	rolesBefore := map[string]*lvsctlv1.GroupRoles{}
+	g.affected = nil
 	for _, ev := range b.Events {
 		kind, name := kindOf(ev.Key)
 		switch kind {
@@ -262,7 +273,29 @@ func (g *groups) apply(b store.Batch) error {
 	}
 	g.snap.Revision = b.Revision
 	if len(groupsBefore) > 0 {
+		before := g.dirGroup
 		g.indexDirectors()
+		for d, group := range before {
+			if g.dirGroup[d] != group {
+				g.affect(d)
+			}
+		}
+		for d, group := range g.dirGroup {
+			if before[d] != group {
+				g.affect(d)
+			}
+		}
+	}
+	for group, c := range changes {
+		for name, cur := range c.clusters {
+			if cur == nil && c.before[name] != nil {
+				// Gone from this group: its directors' stats of it go.
+				for _, d := range g.snap.Groups[group].GetDirectors() {
+					g.affect(d.GetName())
+				}
+				break
+			}
+		}
 	}
 	for group, c := range changes {
 		g.publish(group, c, groupsBefore, rolesBefore)

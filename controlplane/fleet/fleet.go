@@ -165,7 +165,11 @@ func (f *Fleet) Disconnected(director string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if !f.inConfig[director] {
-		f.forgetLocked(director)
+		// A director in no group may have no entry at all (its stream reported nothing
+		// kept): watchers are told only of one they were shown.
+		if _, ok := f.dirs[director]; ok {
+			f.forgetLocked(director)
+		}
 		return
 	}
 	// Its counts are no longer known: keeping them would add a dead director's last

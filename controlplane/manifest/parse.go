@@ -5,12 +5,9 @@
 package manifest
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"regexp"
 	"sort"
@@ -18,8 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"sigs.k8s.io/yaml"
-
+	"github.com/lvsctl/lvsctl/controlplane/limits"
 	"github.com/lvsctl/lvsctl/controlplane/validate"
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
 )
@@ -74,8 +70,13 @@ func (e *DocumentError) Error() string {
 func (e *DocumentError) Is(target error) bool { return target == validate.ErrInvalid }
 
 // Parse reads every object of a manifest. Fields left out get the defaults above. The error
-// joins every problem found, each naming its document or object and the field path.
+// joins the problems found (the first limits.MaxErrors of them), each naming its document or
+// object and the field path. Input past the limits of package limits (size, objects, nesting,
+// alias expansion) is refused before it costs memory in proportion to what it expands to.
 func Parse(data []byte) ([]*lvsctlv1.Object, error) {
+	if err := checkText(data); err != nil {
+		return nil, err
+	}
 	docs, err := split(data)
 	if err != nil {
 		return nil, err
@@ -84,108 +85,38 @@ func Parse(data []byte) ([]*lvsctlv1.Object, error) {
 		return nil, ErrEmpty
 	}
 	var objs []*lvsctlv1.Object
-	var errs []error
+	errs := &problems{}
 	for i, d := range docs {
-		r := &docReader{doc: i + 1}
+		r := &docReader{doc: i + 1, errs: errs}
 		if o := r.object(d); o != nil {
 			objs = append(objs, o)
 		}
-		errs = append(errs, r.errs...)
 	}
-	if err := errors.Join(errs...); err != nil {
+	if err := errs.err(); err != nil {
 		return nil, err
 	}
 	return objs, nil
 }
 
-// split returns the documents of the input as generic JSON values (maps, lists, json.Number,
-// strings, booleans), dropping empty ones.
-func split(data []byte) ([]any, error) {
-	trimmed := bytes.TrimSpace(data)
-	if len(trimmed) > 0 && (trimmed[0] == '{' || trimmed[0] == '[') {
-		return splitJSON(trimmed)
-	}
-	var docs []any
-	for _, chunk := range yamlDocuments(data) {
-		// Strict conversion refuses duplicate keys, which a lenient one would silently merge.
-		j, err := yaml.YAMLToJSONStrict(chunk.text)
-		if err != nil {
-			return nil, fmt.Errorf("document %d (starting at line %d): %w", len(docs)+1, chunk.line, err)
-		}
-		v, err := decodeJSON(j)
-		if err != nil {
-			return nil, fmt.Errorf("document %d (starting at line %d): %w", len(docs)+1, chunk.line, err)
-		}
-		docs = appendDoc(docs, v)
-	}
-	return docs, nil
+// problems keeps the first limits.MaxErrors problems of a manifest and counts the rest.
+type problems struct {
+	errs    []error
+	dropped int
 }
 
-func splitJSON(data []byte) ([]any, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var docs []any
-	for {
-		var v any
-		err := dec.Decode(&v)
-		if errors.Is(err, io.EOF) {
-			return docs, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("document %d: %w", len(docs)+1, err)
-		}
-		docs = appendDoc(docs, v)
+func (p *problems) add(mk func() error) {
+	if len(p.errs) >= limits.MaxErrors {
+		p.dropped++
+		return
 	}
+	p.errs = append(p.errs, mk())
 }
 
-// appendDoc adds a document; a top-level list is a list of documents (as printed for several
-// objects in JSON).
-func appendDoc(docs []any, v any) []any {
-	switch v := v.(type) {
-	case nil:
-		return docs
-	case []any:
-		for _, e := range v {
-			docs = appendDoc(docs, e)
-		}
-		return docs
+func (p *problems) err() error {
+	if p.dropped > 0 {
+		return errors.Join(append(p.errs, validate.MoreErrors(p.dropped))...)
 	}
-	return append(docs, v)
-}
-
-func decodeJSON(j []byte) (any, error) {
-	dec := json.NewDecoder(bytes.NewReader(j))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, err
-	}
-	return v, nil
-}
-
-type yamlChunk struct {
-	text []byte
-	line int
-}
-
-// yamlDocuments splits a YAML stream at "---" lines, like kubectl's YAML reader.
-func yamlDocuments(data []byte) []yamlChunk {
-	var chunks []yamlChunk
-	cur := yamlChunk{line: 1}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 64*1024), len(data)+1)
-	for n := 1; sc.Scan(); n++ {
-		line := sc.Text()
-		if rest, ok := strings.CutPrefix(line, "---"); ok && (rest == "" || rest[0] == ' ' || rest[0] == '\t' || rest[0] == '\r') {
-			chunks = append(chunks, cur)
-			cur = yamlChunk{line: n + 1}
-			// Anything after "--- " on the same line (a comment, usually) starts the document.
-			line = rest
-		}
-		cur.text = append(cur.text, line...)
-		cur.text = append(cur.text, '\n')
-	}
-	return append(chunks, cur)
+	return errors.Join(p.errs...)
 }
 
 // docReader converts one document, collecting every problem with its path.
@@ -193,20 +124,21 @@ type docReader struct {
 	doc  int
 	kind string // manifest kind as written
 	name string
-	errs []error
+	errs *problems
 }
 
 func (r *docReader) fail(path, format string, args ...any) {
-	reason := fmt.Sprintf(format, args...)
-	if r.name == "" {
-		r.errs = append(r.errs, &DocumentError{Document: r.doc, Kind: r.kind, Path: path, Reason: reason})
-		return
-	}
-	k := validate.KindCluster
-	if r.kind == KindDirectorGroup {
-		k = validate.KindGroup
-	}
-	r.errs = append(r.errs, &validate.FieldError{Kind: k, Name: r.name, Path: path, Reason: reason})
+	r.errs.add(func() error {
+		reason := fmt.Sprintf(format, args...)
+		if r.name == "" {
+			return &DocumentError{Document: r.doc, Kind: r.kind, Path: path, Reason: reason}
+		}
+		k := validate.KindCluster
+		if r.kind == KindDirectorGroup {
+			k = validate.KindGroup
+		}
+		return &validate.FieldError{Kind: k, Name: r.name, Path: path, Reason: reason}
+	})
 }
 
 // fields is one mapping of the document; it remembers which keys were read so that the rest
@@ -250,16 +182,28 @@ func (r *docReader) done(f *fields) {
 	}
 	sort.Strings(unknown)
 	for _, k := range unknown {
-		r.fail(join(f.path, k), "unknown field")
+		r.fail(join(f.path, keyText(k)), "unknown field")
 	}
+}
+
+// keyText is a key as an error's path shows it: as written when it looks like a field name,
+// else quoted and cut to limits.MaxEcho bytes.
+func keyText(k string) string {
+	plain := k != "" && len(k) <= limits.MaxEcho && !strings.ContainsFunc(k, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-')
+	})
+	if plain {
+		return k
+	}
+	return limits.Quote(k)
 }
 
 func typeName(v any) string {
 	switch v := v.(type) {
 	case string:
-		return fmt.Sprintf("the string %q", v)
+		return "the string " + limits.Quote(v)
 	case json.Number:
-		return "the number " + v.String()
+		return "the number " + limits.Prefix(v.String())
 	case bool:
 		return "a boolean"
 	case []any:
@@ -297,10 +241,18 @@ func (r *docReader) toNumber(v any, path string, min, max int64) (int64, bool) {
 		r.fail(path, "must be a number, not %s", typeName(v))
 		return 0, false
 	}
-	i, err := strconv.ParseInt(n.String(), 10, 64)
+	s := n.String()
+	if !plainDecimal(s) {
+		r.fail(path, "%s is not a plain decimal integer%s", limits.Prefix(s), numberHint(s))
+		return 0, false
+	}
+	i, err := strconv.ParseInt(s, 10, 64)
 	switch {
+	case err != nil && s[0] == '-' && min == 0:
+		r.fail(path, "%s is negative", limits.Prefix(s))
+		return 0, false
 	case err != nil:
-		r.fail(path, "%s is not a whole number", n)
+		r.fail(path, "%s is out of range %d-%d", limits.Prefix(s), min, max)
 		return 0, false
 	case i < min && min == 0:
 		r.fail(path, "%d is negative", i)
@@ -310,6 +262,48 @@ func (r *docReader) toNumber(v any, path string, min, max int64) (int64, bool) {
 		return 0, false
 	}
 	return i, true
+}
+
+// plainDecimal reports whether s is an integer in plain decimal digits: 0, or digits not
+// starting with 0 after an optional '-'. Every reader of YAML or JSON reads such a number
+// alike, and it is the number's only spelling (strconv.FormatInt gives it back).
+func plainDecimal(s string) bool {
+	if s == "-0" {
+		return false // 0 has no sign
+	}
+	s = strings.TrimPrefix(s, "-")
+	if s == "" || (s[0] == '0' && len(s) > 1) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// numberHint says why a number that YAML or JSON took is not plain decimal, and what it would
+// have meant to another reader.
+func numberHint(s string) string {
+	u := strings.ToLower(strings.TrimLeft(s, "+-"))
+	switch {
+	case strings.Contains(u, "inf"), strings.Contains(u, "nan"):
+		return " (not a finite number)"
+	case strings.HasPrefix(s, "+"):
+		return " (write it without the +)"
+	case strings.HasPrefix(u, "0x"):
+		return " (hexadecimal: write it in decimal)"
+	case strings.HasPrefix(u, "0o"), strings.HasPrefix(u, "0b"):
+		return " (octal or binary: write it in decimal)"
+	case strings.Contains(u, "_"):
+		return " (write it without _)"
+	case strings.ContainsAny(u, ".e"):
+		return " (it has a fraction or an exponent)"
+	case len(u) > 1 && u[0] == '0':
+		return " (a leading 0 makes it octal in YAML 1.1: write it without the 0)"
+	}
+	return ""
 }
 
 func (r *docReader) list(f *fields, key string) []any {
@@ -359,7 +353,7 @@ func (r *docReader) object(v any) *lvsctlv1.Object {
 
 func quoteAny(v any) string {
 	if s, ok := v.(string); ok {
-		return strconv.Quote(s)
+		return limits.Quote(s)
 	}
 	return typeName(v)
 }
@@ -376,7 +370,8 @@ var forwardings = map[string]lvsctlv1.Forwarding{
 	"tunnel": lvsctlv1.Forwarding_FORWARDING_TUNNEL,
 }
 
-var portRange = regexp.MustCompile(`^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$`)
+// portRange is "1024-5000" or one port, in plain decimal (no leading 0, as numbers).
+var portRange = regexp.MustCompile(`^\s*(0|[1-9]\d*)\s*(?:-\s*(0|[1-9]\d*)\s*)?$`)
 
 func (r *docReader) cluster(f *fields, name string) *lvsctlv1.Cluster {
 	c := &lvsctlv1.Cluster{
@@ -405,7 +400,7 @@ func (r *docReader) cluster(f *fields, name string) *lvsctlv1.Cluster {
 	if fw := r.str(f, "forwarding"); fw != "" {
 		var known bool
 		if c.Forwarding, known = forwardings[fw]; !known {
-			r.fail("forwarding", "unknown forwarding %q (want masq, route or tunnel)", fw)
+			r.fail("forwarding", "unknown forwarding %s (want masq, route or tunnel)", limits.Quote(fw))
 		}
 	}
 	if v, ok := f.get("health"); ok {
@@ -448,7 +443,7 @@ func (r *docReader) ports(v any, path string) *lvsctlv1.PortRange {
 	if p := r.str(f, "protocol"); p != "" {
 		var known bool
 		if pr.Protocol, known = protocols[p]; !known {
-			r.fail(join(path, "protocol"), "unknown protocol %q (want tcp, udp or sctp)", p)
+			r.fail(join(path, "protocol"), "unknown protocol %s (want tcp, udp or sctp)", limits.Quote(p))
 		}
 	}
 	single, hasPort := f.get("port")
@@ -488,7 +483,7 @@ func (r *docReader) portRange(v any, path string) (first, last uint32) {
 		b, errB = strconv.ParseUint(m[2], 10, 32)
 	}
 	if errA != nil || errB != nil {
-		r.fail(path, "%q is out of range", s)
+		r.fail(path, "%s is out of range", limits.Quote(s))
 		return 0, 0
 	}
 	return uint32(a), uint32(b)
@@ -527,7 +522,7 @@ func (r *docReader) timeout(v any) uint32 {
 	case string:
 		var err error
 		if d, err = time.ParseDuration(v); err != nil {
-			r.fail(path, "%q is not a duration (e.g. 600s or 10m)", v)
+			r.fail(path, "%s is not a duration (e.g. 600s or 10m)", limits.Quote(v))
 			return 0
 		}
 	default:
@@ -626,7 +621,7 @@ func (r *docReader) millis(f *fields, key string) uint32 {
 	d, err := time.ParseDuration(s)
 	switch {
 	case err != nil:
-		r.fail(path, "%q is not a duration (e.g. 100ms or 0.3s)", s)
+		r.fail(path, "%s is not a duration (e.g. 100ms or 0.3s)", limits.Quote(s))
 	case d <= 0:
 		r.fail(path, "%s is not positive; leave %s out for the default", s, key)
 	case d%time.Millisecond != 0:
@@ -727,7 +722,7 @@ func (r *docReader) removeGrace(f *fields) (ms uint32, now bool) {
 	d, err := time.ParseDuration(s)
 	switch {
 	case err != nil:
-		r.fail(key, "%q is not a duration (e.g. 60s or 5m, or 0s to remove at once)", s)
+		r.fail(key, "%s is not a duration (e.g. 60s or 5m, or 0s to remove at once)", limits.Quote(s))
 	case d < 0:
 		r.fail(key, "%s is negative (0s removes at once)", s)
 	case d%time.Millisecond != 0:

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
@@ -40,6 +41,9 @@ type Cache struct {
 	roles       map[string]*lvsctlv1.GroupRoles
 	rolesRev    map[string]int64
 	generations map[string]int64
+	// undecodable: the keys whose values do not decode (absent from the maps above), each
+	// logged once when it appears and once when it is replaced or deleted.
+	undecodable map[string]Undecodable
 
 	// claims: VIP and protocol -> cluster -> its port entries on them.
 	claims map[claimKey]map[string][]portClaim
@@ -71,7 +75,8 @@ type portClaim struct {
 
 // NewCache returns a cache over the store; Run loads and follows it.
 func NewCache(st *Store, log *slog.Logger) *Cache {
-	c := &Cache{st: st, log: log.With("component", "store-cache"), changed: make(chan struct{})}
+	c := &Cache{st: st, log: log.With("component", "store-cache"), changed: make(chan struct{}),
+		undecodable: map[string]Undecodable{}}
 	c.reset(NewSnapshot())
 	c.loaded = false
 	return c
@@ -97,11 +102,7 @@ func (c *Cache) apply(b Batch) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, ev := range b.Events {
-		if err := c.setLocked(ev.Key, ev.Value, ev.ModRevision); err != nil {
-			// The cache no longer matches the store: the caller reloads it.
-			c.loaded = false
-			return err
-		}
+		c.setLocked(ev.Key, ev.Value, ev.ModRevision)
 	}
 	c.rev = max(c.rev, b.Revision)
 	c.notifyLocked()
@@ -122,6 +123,14 @@ func (c *Cache) reset(snap *Snapshot) {
 	c.roles = snap.Roles
 	c.rolesRev = snap.RolesRevision
 	c.generations = snap.Generations
+	for key, u := range c.undecodable {
+		if _, still := snap.Undecodable[key]; !still {
+			c.repaired(u)
+		}
+	}
+	for _, u := range snap.Undecodable {
+		c.markUndecodable(u)
+	}
 	c.claims = map[claimKey]map[string][]portClaim{}
 	c.vipUsers = map[netip.Addr]map[string]string{}
 	c.markUsers = map[uint32]map[string]struct{}{}
@@ -138,27 +147,40 @@ func (c *Cache) reset(snap *Snapshot) {
 	}
 }
 
-// setLocked applies one key's change.
-func (c *Cache) setLocked(key string, value []byte, modRevision int64) error {
+// setLocked applies one key's change, as Snapshot.Set does: a value that does not decode
+// leaves its object absent and is reported by key.
+func (c *Cache) setLocked(key string, value []byte, modRevision int64) {
 	if key == headKey {
 		c.head = modRevision
-		return nil
+		return
 	}
 	kind, name, ok := parseKey(key)
 	if !ok {
-		return nil
+		return
 	}
+	prev, wasBad := c.undecodable[key]
+	var badErr error
+	defer func() {
+		switch {
+		case badErr != nil:
+			c.markUndecodable(Undecodable{Key: key, ModRevision: modRevision, Err: badErr})
+		case wasBad:
+			c.repaired(prev)
+		}
+	}()
+	bad := func(err error) { badErr = err }
 	switch kind {
 	case kindClusters:
 		if old, ok := c.clusters[name]; ok {
 			c.dropCluster(old)
 		}
 		if value == nil {
-			return nil
+			return
 		}
 		cl, err := decodeCluster(key, value, modRevision)
 		if err != nil {
-			return err
+			bad(err)
+			return
 		}
 		c.putCluster(cl)
 	case kindGroups:
@@ -166,33 +188,50 @@ func (c *Cache) setLocked(key string, value []byte, modRevision int64) error {
 			c.dropGroup(old)
 		}
 		if value == nil {
-			return nil
+			return
 		}
 		g, err := decodeGroup(key, value, modRevision)
 		if err != nil {
-			return err
+			bad(err)
+			return
 		}
 		c.putGroup(g)
 	case kindRoles:
+		delete(c.roles, name)
 		if value == nil {
-			delete(c.roles, name)
 			delete(c.rolesRev, name)
-			return nil
+			return
 		}
+		c.rolesRev[name] = modRevision
 		r, err := decodeRoles(key, value)
 		if err != nil {
-			return err
+			bad(err)
+			return
 		}
 		c.roles[name] = r
-		c.rolesRev[name] = modRevision
 	case kindGenerations:
 		if value == nil {
 			delete(c.generations, name)
-			return nil
+			return
 		}
 		c.generations[name] = modRevision
 	}
-	return nil
+}
+
+// markUndecodable records a key whose value does not decode, and logs it the first time this
+// value (this key at this revision) is seen: a reload finds it again without a new log line.
+func (c *Cache) markUndecodable(u Undecodable) {
+	if old, seen := c.undecodable[u.Key]; !seen || old.ModRevision != u.ModRevision {
+		c.log.Error("stored value does not decode; skipped until it is replaced or deleted",
+			"key", u.Key, "mod_revision", u.ModRevision, "error", u.Err)
+	}
+	c.undecodable[u.Key] = u
+}
+
+// repaired forgets an undecodable key that was replaced or deleted.
+func (c *Cache) repaired(u Undecodable) {
+	delete(c.undecodable, u.Key)
+	c.log.Info("undecodable stored value replaced or deleted", "key", u.Key, "mod_revision", u.ModRevision)
 }
 
 func addTo[K comparable, V any](m map[K]map[string]V, k K, name string, v V) {
@@ -358,6 +397,27 @@ func (c *Cache) Roles(group string) (*lvsctlv1.GroupRoles, int64) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return c.roles[group], c.rolesRev[group]
+}
+
+// Undecodable lists, sorted by key, the stored values that do not decode.
+func (c *Cache) Undecodable() []Undecodable {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make([]Undecodable, 0, len(c.undecodable))
+	for _, u := range c.undecodable {
+		out = append(out, u)
+	}
+	slices.SortFunc(out, func(a, b Undecodable) int { return strings.Compare(a.Key, b.Key) })
+	return out
+}
+
+// UndecodableAt returns the key's undecodable value, if its value does not decode. A write
+// of the object the key names replaces (or deletes) it, conditional on its revision.
+func (c *Cache) UndecodableAt(key string) (Undecodable, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	u, ok := c.undecodable[key]
+	return u, ok
 }
 
 // GroupClusters lists, sorted, the clusters that name a group.

@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"net/url"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/tlsutil"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 )
 
@@ -22,6 +26,56 @@ type EmbeddedConfig struct {
 	Name string
 	// LogLevel of etcd's own logger (debug, info, warn, error, fatal); default error.
 	LogLevel string
+	// TLS, when set, serves https client and peer URLs with this certificate and requires
+	// client certificates signed by its CA. Without it both URLs must be loopback.
+	TLS EmbeddedTLS
+}
+
+// EmbeddedTLS are the embedded etcd's certificate, key and the CA of its clients (the
+// controller's --etcd-client-cert, --etcd-client-key, --etcd-client-ca). The certificate
+// serves and also authenticates the controller's own client, so it needs both ServerAuth and
+// ClientAuth usages (`lvs-controller pki init` makes controller.crt so).
+type EmbeddedTLS struct {
+	CertFile, KeyFile, CAFile string
+}
+
+func (t EmbeddedTLS) set() bool { return t.CertFile != "" || t.KeyFile != "" || t.CAFile != "" }
+
+// ErrEmbeddedExposed is wrapped when the embedded etcd would listen where anyone could reach
+// it without a certificate: the store is the whole desired state of every director.
+var ErrEmbeddedExposed = errors.New("the embedded etcd would accept anyone")
+
+// checkURLs refuses a non-loopback URL without TLS, an https URL without the files, and
+// half the files.
+func checkURLs(cfg EmbeddedConfig, urls map[string]*url.URL) error {
+	t := cfg.TLS
+	if t.set() && (t.CertFile == "" || t.KeyFile == "" || t.CAFile == "") {
+		return fmt.Errorf("%w: TLS for the embedded etcd needs all of --etcd-client-cert, --etcd-client-key and --etcd-client-ca", ErrEmbeddedStart)
+	}
+	for _, flag := range []string{"--etcd-client-url", "--etcd-peer-url"} {
+		u := urls[flag]
+		switch u.Scheme {
+		case "https":
+			if !t.set() {
+				return fmt.Errorf("%w: %s %s: https needs --etcd-client-cert, --etcd-client-key and --etcd-client-ca", ErrEmbeddedStart, flag, u)
+			}
+		case "http":
+			if !loopbackHost(u.Hostname()) {
+				return fmt.Errorf("%w: %w: %s %s is not a loopback address and plain http: anyone who reaches it could read and rewrite every director's desired state; keep it on 127.0.0.1, or serve https with --etcd-client-cert, --etcd-client-key and --etcd-client-ca (client certificates required)", ErrEmbeddedStart, ErrEmbeddedExposed, flag, u)
+			}
+		default:
+			return fmt.Errorf("%w: %s %s: the scheme must be http (loopback only) or https", ErrEmbeddedStart, flag, u)
+		}
+	}
+	return nil
+}
+
+func loopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(h)
+	return err == nil && a.IsLoopback()
 }
 
 // Embedded is a running embedded etcd.
@@ -48,6 +102,15 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: --etcd-peer-url %q: %w", ErrEmbeddedStart, cfg.PeerURL, err)
 	}
+	if err := checkURLs(cfg, map[string]*url.URL{"--etcd-client-url": curl, "--etcd-peer-url": purl}); err != nil {
+		return nil, err
+	}
+	if cfg.TLS.set() {
+		info := transport.TLSInfo{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile, TrustedCAFile: cfg.TLS.CAFile, ClientCertAuth: true}
+		ecfg.ClientTLSInfo = info
+		ecfg.PeerTLSInfo = info
+		ecfg.TlsMinVersion = string(tlsutil.TLSVersion13)
+	}
 	ecfg.ListenClientUrls = []url.URL{*curl}
 	ecfg.AdvertiseClientUrls = []url.URL{*curl}
 	ecfg.ListenPeerUrls = []url.URL{*purl}
@@ -59,6 +122,13 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 		ecfg.LogLevel = cfg.LogLevel
 	}
 	ecfg.LogOutputs = []string{"stderr"}
+	if ecfg.LogLevel != "debug" && ecfg.LogLevel != "info" && ecfg.LogLevel != "warn" {
+		// etcd formats the whole request of an apply slower than these into its "took too
+		// long" warning before its logger drops it: for one apply of 10,000 clusters that
+		// was 70 ms of CPU to print nothing. Logged at warn level only, it is shown at warn.
+		ecfg.WarningApplyDuration = time.Hour
+		ecfg.WarningUnaryRequestDuration = time.Hour
+	}
 	// The store holds a few objects per cluster; keep the embedded etcd's footprint small.
 	ecfg.AutoCompactionMode = "revision"
 	ecfg.AutoCompactionRetention = "10000"
@@ -83,10 +153,20 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 		e.Close()
 		return nil, fmt.Errorf("%w: %w", ErrEmbeddedStart, ctx.Err())
 	}
-	return &Embedded{etcd: e, clientURL: curl.String()}, nil
+	return &Embedded{etcd: e, clientURL: dialable(curl)}, nil
 }
 
-// Endpoint is the client URL to dial.
+// dialable is u with an unspecified host (0.0.0.0, ::) replaced by loopback, where the
+// controller's own client reaches it (and which its certificate names).
+func dialable(u *url.URL) string {
+	d := *u
+	if a, err := netip.ParseAddr(d.Hostname()); err == nil && a.IsUnspecified() {
+		d.Host = net.JoinHostPort("127.0.0.1", d.Port())
+	}
+	return d.String()
+}
+
+// Endpoint is the client URL to dial (loopback when etcd listens on every address).
 func (e *Embedded) Endpoint() string { return e.clientURL }
 
 // Err reports a fatal error of the running etcd.

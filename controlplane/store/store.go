@@ -60,11 +60,13 @@ type Limits struct {
 	MaxRequestBytes int
 }
 
-// EmbeddedLimits are the embedded etcd's limits: sized so that one apply of 10,000 clusters
-// of 10 real servers each (about 5 MiB, 10,000 puts and as many comparisons) fits with room
-// to spare. etcd's defaults (128 operations, 1.5 MiB) would refuse a manifest of a few dozen
-// clusters.
-func EmbeddedLimits() Limits { return Limits{MaxTxnOps: 32768, MaxRequestBytes: 64 << 20} }
+// EmbeddedLimits are the embedded etcd's limits: sized so that one apply of 20,000 clusters
+// (limits.MaxObjectsPerApply) of 10 real servers each fits with room to spare: about 20 MiB
+// with each cluster's history entry, which holds its value again, and up to 60,000
+// operations (per cluster a put, its history entry, and the deletion of its oldest entry
+// once the retention is reached) and 20,000 comparisons. etcd's defaults (128 operations,
+// 1.5 MiB) would refuse a manifest of a few dozen clusters.
+func EmbeddedLimits() Limits { return Limits{MaxTxnOps: 65536, MaxRequestBytes: 64 << 20} }
 
 // ClusterKey, GroupKey, RolesKey and GenerationKey name the etcd keys of objects.
 func ClusterKey(name string) string     { return Prefix + kindClusters + name }
@@ -81,8 +83,13 @@ type Snapshot struct {
 	Groups   map[string]*lvsctlv1.DirectorGroup
 	Roles    map[string]*lvsctlv1.GroupRoles
 	// RolesRevision and Generations hold mod_revisions of the roles and generation keys.
+	// A roles key whose value does not decode keeps its revision (and has no Roles entry),
+	// so that the write that replaces it is conditional on it like any other.
 	RolesRevision map[string]int64
 	Generations   map[string]int64
+	// Undecodable holds, by key, the values that do not decode: their objects are absent
+	// from the maps above (see Set).
+	Undecodable map[string]Undecodable
 }
 
 // NewSnapshot returns an empty snapshot.
@@ -93,6 +100,7 @@ func NewSnapshot() *Snapshot {
 		Roles:         map[string]*lvsctlv1.GroupRoles{},
 		RolesRevision: map[string]int64{},
 		Generations:   map[string]int64{},
+		Undecodable:   map[string]Undecodable{},
 	}
 }
 
@@ -101,7 +109,10 @@ func (s *Snapshot) GroupRevision(group string) int64 {
 	return max(s.Generations[group], s.RolesRevision[group])
 }
 
-// Set stores one key's value into the snapshot (deleted when value is nil).
+// Set stores one key's value into the snapshot (deleted when value is nil). A value that does
+// not decode is no error: it is recorded in Undecodable and its object is absent, so that one
+// bad value (written by hand, by a newer version, or damaged) never stops the readers of
+// everything else; the controller reports it by key (Cache).
 func (s *Snapshot) Set(key string, value []byte, modRevision int64) error {
 	if key == headKey {
 		s.Head = modRevision
@@ -112,39 +123,46 @@ func (s *Snapshot) Set(key string, value []byte, modRevision int64) error {
 		return nil
 	}
 	del := value == nil
+	delete(s.Undecodable, key)
+	bad := func(err error) {
+		s.Undecodable[key] = Undecodable{Key: key, ModRevision: modRevision, Err: err}
+	}
 	switch kind {
 	case kindClusters:
+		delete(s.Clusters, name)
 		if del {
-			delete(s.Clusters, name)
 			return nil
 		}
 		c, err := decodeCluster(key, value, modRevision)
 		if err != nil {
-			return err
+			bad(err)
+			return nil
 		}
 		s.Clusters[name] = c
 	case kindGroups:
+		delete(s.Groups, name)
 		if del {
-			delete(s.Groups, name)
 			return nil
 		}
 		g, err := decodeGroup(key, value, modRevision)
 		if err != nil {
-			return err
+			bad(err)
+			return nil
 		}
 		s.Groups[name] = g
 	case kindRoles:
+		delete(s.Roles, name)
 		if del {
-			delete(s.Roles, name)
 			delete(s.RolesRevision, name)
 			return nil
 		}
+		s.RolesRevision[name] = modRevision
 		r, err := decodeRoles(key, value)
 		if err != nil {
-			return err
+			bad(err)
+			return nil
 		}
 		s.Roles[name] = r
-		s.RolesRevision[name] = modRevision
 	case kindGenerations:
 		if del {
 			delete(s.Generations, name)
@@ -163,32 +181,6 @@ func parseKey(key string) (kind, name string, ok bool) {
 	}
 	kind, name, _ = strings.Cut(rest, "/")
 	return kind + "/", name, true
-}
-
-func decodeCluster(key string, value []byte, modRevision int64) (*lvsctlv1.Cluster, error) {
-	c := &lvsctlv1.Cluster{}
-	if err := proto.Unmarshal(value, c); err != nil {
-		return nil, fmt.Errorf("decoding %s: %w", key, err)
-	}
-	c.Revision = modRevision
-	return c, nil
-}
-
-func decodeGroup(key string, value []byte, modRevision int64) (*lvsctlv1.DirectorGroup, error) {
-	g := &lvsctlv1.DirectorGroup{}
-	if err := proto.Unmarshal(value, g); err != nil {
-		return nil, fmt.Errorf("decoding %s: %w", key, err)
-	}
-	g.Revision = modRevision
-	return g, nil
-}
-
-func decodeRoles(key string, value []byte) (*lvsctlv1.GroupRoles, error) {
-	r := &lvsctlv1.GroupRoles{}
-	if err := proto.Unmarshal(value, r); err != nil {
-		return nil, fmt.Errorf("decoding %s: %w", key, err)
-	}
-	return r, nil
 }
 
 // Store reads and writes the desired state in etcd.
@@ -214,11 +206,14 @@ const writeOverhead = 64
 
 // CheckSize refuses, before any work is spent on it, a write of `objects` objects whose keys
 // and values add up to about `bytes` bytes when it exceeds the known limits. Every object is
-// one put and one comparison, plus the head key; the error names the limit and the size asked.
+// one put and one comparison, and one put of its history entry (which holds the value again),
+// plus the head key; the error names the limit and the size asked. Once an object has
+// reached its history retention, its write also deletes its oldest entry: Commit counts
+// those.
 func (s *Store) CheckSize(objects, bytes int) error {
 	l := s.limits
-	ops := objects + 1
-	bytes += objects * writeOverhead
+	ops := 2*objects + 1
+	bytes = 2 * (bytes + objects*writeOverhead)
 	if l.MaxTxnOps > 0 && ops > l.MaxTxnOps {
 		return fmt.Errorf("%w: %d objects need at least %d etcd operations in one transaction; etcd takes at most %d (--max-txn-ops): apply fewer objects at once", ErrTooLarge, objects, ops, l.MaxTxnOps)
 	}
@@ -230,13 +225,13 @@ func (s *Store) CheckSize(objects, bytes int) error {
 
 // Load reads the whole desired state at the latest revision.
 func (s *Store) Load(ctx context.Context) (*Snapshot, error) {
-	resp, err := s.client.Get(ctx, Prefix, clientv3.WithPrefix())
+	rev, kvs, err := s.readState(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("%w: reading %s: %w", ErrUnavailable, Prefix, err)
 	}
 	snap := NewSnapshot()
-	snap.Revision = resp.Header.Revision
-	for _, kv := range resp.Kvs {
+	snap.Revision = rev
+	for _, kv := range kvs {
 		// An empty value (a generation marker) decodes as nil; nil means deleted to Set.
 		value := kv.Value
 		if value == nil {
@@ -274,6 +269,12 @@ type Write struct {
 	// Touch lists keys rewritten with an empty value (generation markers).
 	Touch   []string
 	Deletes []string
+	// History records the change: an entry per changed object, put in the same transaction
+	// (see HistoryKey).
+	History []HistoryRecord
+	// HistoryRetention is how many entries each recorded object keeps: the oldest beyond it
+	// are deleted in the same transaction. 0 keeps them all.
+	HistoryRetention int
 }
 
 // Commit applies w in one etcd transaction and returns the new revision. It returns
@@ -298,6 +299,11 @@ func (s *Store) Commit(ctx context.Context, w Write) (int64, error) {
 	for _, k := range w.Deletes {
 		ops = append(ops, clientv3.OpDelete(k))
 	}
+	hops, err := s.historyOps(ctx, w)
+	if err != nil {
+		return 0, err
+	}
+	ops = append(ops, hops...)
 	ops = append(ops, clientv3.OpPut(headKey, ""))
 	if n := max(len(ops), len(cmps)); s.limits.MaxTxnOps > 0 && n > s.limits.MaxTxnOps {
 		return 0, fmt.Errorf("%w: %d etcd operations, more than the %d one write may hold (--max-txn-ops): apply fewer objects at once", ErrTooLarge, n, s.limits.MaxTxnOps)
@@ -362,6 +368,11 @@ func (s *Store) Watch(ctx context.Context, after int64) (<-chan Batch, <-chan er
 			}
 			b := Batch{Revision: resp.Header.Revision}
 			for _, ev := range resp.Events {
+				if isHistoryKey(ev.Kv.Key) {
+					// Not desired state; every write that records history also moves the
+					// head, so the batch is never left empty.
+					continue
+				}
 				e := Event{Key: string(ev.Kv.Key), ModRevision: ev.Kv.ModRevision}
 				if ev.Type == clientv3.EventTypePut {
 					e.Value = ev.Kv.Value

@@ -6,6 +6,8 @@ package validate
 import (
 	"errors"
 	"fmt"
+
+	"github.com/lvsctl/lvsctl/controlplane/limits"
 )
 
 // ErrInvalid is matched (errors.Is) by every validation error, so callers map it to
@@ -37,22 +39,57 @@ func (e *FieldError) Error() string {
 		obj = e.Kind
 	}
 	if e.Path == "" {
-		return fmt.Sprintf("%s %q: %s", obj, e.Name, e.Reason)
+		return fmt.Sprintf("%s %s: %s", obj, limits.Quote(e.Name), e.Reason)
 	}
-	return fmt.Sprintf("%s %q: %s: %s", obj, e.Name, e.Path, e.Reason)
+	return fmt.Sprintf("%s %s: %s: %s", obj, limits.Quote(e.Name), e.Path, e.Reason)
 }
 
 // Is makes every FieldError match ErrInvalid.
 func (e *FieldError) Is(target error) bool { return target == ErrInvalid }
 
-// collector gathers the errors of one object so that one pass reports all of them.
+// collector gathers the errors of one object so that one pass reports all of them, up to
+// limits.MaxErrors (errList).
 type collector struct {
 	kind, name string
-	errs       []error
+	errList
 }
 
 func (c *collector) add(path, format string, args ...any) {
-	c.errs = append(c.errs, &FieldError{Kind: c.kind, Name: c.name, Path: path, Reason: fmt.Sprintf(format, args...)})
+	c.errList.add(func() error {
+		return &FieldError{Kind: c.kind, Name: c.name, Path: path, Reason: fmt.Sprintf(format, args...)}
+	})
 }
 
-func (c *collector) err() error { return errors.Join(c.errs...) }
+// errList keeps the first limits.MaxErrors errors and counts the rest: an operator fixes the
+// first ones and runs again, and a broken input cannot make an answer as large as itself.
+type errList struct {
+	errs    []error
+	dropped int
+}
+
+// add keeps the error mk returns, made only while there is room.
+func (l *errList) add(mk func() error) {
+	if len(l.errs) >= limits.MaxErrors {
+		l.dropped++
+		return
+	}
+	l.errs = append(l.errs, mk())
+}
+
+func (l *errList) err() error {
+	if l.dropped > 0 {
+		return errors.Join(append(l.errs, MoreErrors(l.dropped))...)
+	}
+	return errors.Join(l.errs...)
+}
+
+// MoreErrors closes a list of errors cut at limits.MaxErrors: "and 12 more problems".
+// It matches ErrInvalid, as the errors it stands for.
+type MoreErrors int
+
+func (n MoreErrors) Error() string {
+	return fmt.Sprintf("and %d more problems (the first %d are listed)", int(n), limits.MaxErrors)
+}
+
+// Is makes MoreErrors match ErrInvalid.
+func (n MoreErrors) Is(target error) bool { return target == ErrInvalid }

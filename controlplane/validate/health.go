@@ -4,9 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
+	"github.com/lvsctl/lvsctl/controlplane/limits"
 	"github.com/lvsctl/lvsctl/health"
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
 )
@@ -54,7 +57,20 @@ func checkHealth(c *collector, cl *lvsctlv1.Cluster) {
 // error says why (health's own "required for a tcp check" would leave an operator who wrote
 // the service's ports wondering).
 func healthErrors(h *lvsctlv1.HealthCheck) []health.FieldError {
+	texts := healthTexts(h)
 	var out []health.FieldError
+	for _, t := range texts {
+		if r := checkText(t.value, t.max); r != "" {
+			out = append(out, health.FieldError{Field: t.field, Reason: r})
+		}
+	}
+	if n := len(h.GetCommand()); n > limits.MaxCommandArgs {
+		out = append(out, health.FieldError{Field: "command", Reason: fmt.Sprintf("%d arguments, more than the limit of %d", n, limits.MaxCommandArgs)})
+	}
+	// Package health's own checks assume text of a sane size, and repeat values whole.
+	if len(out) > 0 {
+		return out
+	}
 	kind := health.Kind(h.GetCheck())
 	portRequired := h.GetPort() == 0 && slices.Contains(health.Kinds, kind) && kind != health.KindExec && kind != health.KindNone
 	if portRequired {
@@ -78,7 +94,57 @@ func healthErrors(h *lvsctlv1.HealthCheck) []health.FieldError {
 	if !utf8.Valid(h.GetPayload()) {
 		out = append(out, health.FieldError{Field: "payload", Reason: "is not UTF-8 text (a manifest writes the payload as text)"})
 	}
+	// Package health (shared with the agent, whose logs want the whole value) quotes a
+	// refused value whole; the controller's answers repeat at most limits.MaxEcho bytes of it.
+	for _, t := range texts {
+		if len(t.value) <= limits.MaxEcho {
+			continue
+		}
+		for i := range out {
+			out[i].Reason = strings.ReplaceAll(out[i].Reason, strconv.Quote(t.value), limits.Quote(t.value))
+		}
+	}
 	return out
+}
+
+// healthText is one text field of a check and its length limit.
+type healthText struct {
+	field, value string
+	max          int
+}
+
+func healthTexts(h *lvsctlv1.HealthCheck) []healthText {
+	out := []healthText{
+		{"check", h.GetCheck(), limits.MaxShortString},
+		{"onFailure", h.GetOnFailure(), limits.MaxShortString},
+		{"udpMode", h.GetUdpMode(), limits.MaxShortString},
+		{"expect", h.GetExpect(), limits.MaxShortString},
+		{"path", h.GetPath(), limits.MaxPathLen},
+		{"body", h.GetBody(), limits.MaxPathLen},
+		{"url", h.GetUrl(), limits.MaxPathLen},
+		{"serverName", h.GetServerName(), limits.MaxHostLen},
+	}
+	if len(h.GetCommand()) <= limits.MaxCommandArgs {
+		for i, a := range h.GetCommand() {
+			out = append(out, healthText{fmt.Sprintf("command[%d]", i), a, limits.MaxCommandArgLen})
+		}
+	}
+	return out
+}
+
+// checkText refuses a text field that is longer than max bytes, not UTF-8 (a proto string
+// must be: the store could not even encode it) or holds a NUL byte (no probe, header or
+// argument can carry one). It returns "" for a good one.
+func checkText(s string, max int) string {
+	switch {
+	case len(s) > max:
+		return fmt.Sprintf("%d bytes, more than the limit of %d", len(s), max)
+	case !utf8.ValidString(s):
+		return "is not UTF-8 text"
+	case strings.IndexByte(s, 0) >= 0:
+		return "holds a NUL byte"
+	}
+	return ""
 }
 
 // eachLeaf calls fn with each error that errors.Join joined into err, however nested.

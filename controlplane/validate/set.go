@@ -1,7 +1,6 @@
 package validate
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
 
@@ -15,9 +14,11 @@ import (
 // feedback, while the controller runs Written over the objects a write changes, against
 // indexes of the store, which reports the same errors for them.
 func Set(objs []*lvsctlv1.Object) error {
-	var errs []error
+	var errs errList
 	fail := func(kind, name, path, format string, args ...any) {
-		errs = append(errs, &FieldError{Kind: kind, Name: name, Path: path, Reason: fmt.Sprintf(format, args...)})
+		errs.add(func() error {
+			return &FieldError{Kind: kind, Name: name, Path: path, Reason: fmt.Sprintf(format, args...)}
+		})
 	}
 
 	type key struct{ kind, name string }
@@ -88,7 +89,7 @@ func Set(objs []*lvsctlv1.Object) error {
 		}
 		var mine []claim
 		for vi, s := range c.GetVips() {
-			vip, reason := parseAddr(s)
+			vip, reason := serviceAddr(s)
 			if reason != "" {
 				continue
 			}
@@ -135,7 +136,7 @@ func Set(objs []*lvsctlv1.Object) error {
 			}
 		})
 	}
-	return errors.Join(errs...)
+	return errs.err()
 }
 
 // directorAt is the director of a group at an address.

@@ -7,7 +7,9 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
+	"github.com/lvsctl/lvsctl/controlplane/limits"
 	"github.com/lvsctl/lvsctl/failover"
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
 )
@@ -32,9 +34,9 @@ const (
 	// MaxSyncID is the IPVS sync daemon's syncid, a u8 in the kernel.
 	MaxSyncID = 255
 	// maxNameLen is the RFC 1123 label limit.
-	maxNameLen = 63
+	maxNameLen = limits.MaxNameLen
 	// maxIfNameLen is IFNAMSIZ-1: the kernel refuses longer interface names.
-	maxIfNameLen = 15
+	maxIfNameLen = limits.MaxIfNameLen
 )
 
 // schedulers are the IPVS schedulers the kernel ships (ip_vs_*.ko), in ipvsadm's spelling.
@@ -70,13 +72,18 @@ func checkName(c *collector, path, name string) {
 	case name == "":
 		c.add(path, "required")
 	case len(name) > maxNameLen:
-		c.add(path, "%q is longer than %d characters", name, maxNameLen)
+		c.add(path, "%s is longer than %d characters", limits.Quote(name), maxNameLen)
 	case !dnsLabel.MatchString(name):
-		c.add(path, "%q is not a DNS label (lowercase letters, digits and '-', starting and ending with a letter or digit)", name)
+		c.add(path, "%s is not a DNS label (lowercase letters, digits and '-', starting and ending with a letter or digit)", limits.Quote(name))
 	}
 }
 
-// parseAddr parses an address of a VIP or real server; it refuses what IPVS cannot serve.
+// limitedBroadcast is 255.255.255.255, which no host owns. A subnet's directed broadcast
+// cannot be known from an address alone, so it is not refused.
+var limitedBroadcast = netip.AddrFrom4([4]byte{255, 255, 255, 255})
+
+// parseAddr parses an address (of a VIP, a real server, a director or a gateway); it refuses
+// what no host can be: the unspecified, multicast and limited broadcast addresses.
 func parseAddr(s string) (netip.Addr, string) {
 	if s == "" {
 		return netip.Addr{}, "required"
@@ -84,17 +91,32 @@ func parseAddr(s string) (netip.Addr, string) {
 	a, err := netip.ParseAddr(s)
 	switch {
 	case err != nil:
-		return netip.Addr{}, fmt.Sprintf("%q is not an IP address", s)
+		return netip.Addr{}, fmt.Sprintf("%s is not an IP address", limits.Quote(s))
 	case a.Zone() != "":
-		return netip.Addr{}, fmt.Sprintf("%q has a zone; IPVS addresses have none", s)
+		return netip.Addr{}, fmt.Sprintf("%s has a zone; IPVS addresses have none", limits.Quote(s))
 	case a.Is4In6():
 		return netip.Addr{}, fmt.Sprintf("%q is an IPv4-mapped IPv6 address; write %s", s, a.Unmap())
 	case a.IsUnspecified():
 		return netip.Addr{}, fmt.Sprintf("%s is the unspecified address", s)
 	case a.IsMulticast():
 		return netip.Addr{}, fmt.Sprintf("%s is a multicast address", s)
+	case a == limitedBroadcast:
+		return netip.Addr{}, fmt.Sprintf("%s is the broadcast address", s)
 	}
 	return a, ""
+}
+
+// serviceAddr parses the address of a VIP or a real server: parseAddr's, and not loopback.
+// A loopback VIP is reachable from the director alone, and a loopback real server is the
+// director itself, which IPVS cannot forward to (martian destinations are dropped unless
+// route_localnet is set). Directors' own addresses and the gateway may be loopback: directors
+// in network namespaces or on one test host heartbeat each other there.
+func serviceAddr(s string) (netip.Addr, string) {
+	a, reason := parseAddr(s)
+	if reason == "" && a.IsLoopback() {
+		return netip.Addr{}, fmt.Sprintf("%s is a loopback address", a)
+	}
+	return a, reason
 }
 
 func family(a netip.Addr) string {
@@ -152,6 +174,14 @@ func Cluster(cl *lvsctlv1.Cluster) error {
 	} else {
 		checkName(c, "directorGroup", cl.GetDirectorGroup())
 	}
+	// Counts first: a cluster past them is refused on them alone, before any work in
+	// proportion to its lists (the port entries are compared pairwise).
+	over := checkCount(c, "vips", len(cl.GetVips()), limits.MaxVIPsPerCluster, "VIPs per cluster")
+	over = checkCount(c, "ports", len(cl.GetPorts()), limits.MaxPortsPerCluster, "port entries per cluster") || over
+	over = checkCount(c, "reals", len(cl.GetReals()), limits.MaxRealsPerCluster, "real servers per cluster") || over
+	if over {
+		return c.err()
+	}
 
 	// One fwmark service has one address family: the first valid VIP sets it.
 	var fam string
@@ -161,7 +191,7 @@ func Cluster(cl *lvsctlv1.Cluster) error {
 	}
 	for i, s := range cl.GetVips() {
 		path := fmt.Sprintf("vips[%d]", i)
-		a, reason := parseAddr(s)
+		a, reason := serviceAddr(s)
 		if reason != "" {
 			c.add(path, "%s", reason)
 			continue
@@ -212,7 +242,7 @@ func Cluster(cl *lvsctlv1.Cluster) error {
 		if cl.GetScheduler() == "" {
 			c.add("scheduler", "required (one of %s)", strings.Join(schedulers, " "))
 		} else {
-			c.add("scheduler", "unknown scheduler %q (want one of %s)", cl.GetScheduler(), strings.Join(schedulers, " "))
+			c.add("scheduler", "unknown scheduler %s (want one of %s)", limits.Quote(cl.GetScheduler()), strings.Join(schedulers, " "))
 		}
 	}
 
@@ -243,7 +273,7 @@ func Cluster(cl *lvsctlv1.Cluster) error {
 	reals := map[netip.Addr]int{}
 	for i, r := range cl.GetReals() {
 		path := fmt.Sprintf("reals[%d].address", i)
-		a, reason := parseAddr(r.GetAddress())
+		a, reason := serviceAddr(r.GetAddress())
 		switch {
 		case reason != "":
 			c.add(path, "%s", reason)
@@ -280,17 +310,41 @@ func familyOr(fam string) string {
 	return fam
 }
 
-// validIfName mirrors the kernel's dev_valid_name.
+// checkCount reports a list longer than its limit; it returns whether it was.
+func checkCount(c *collector, path string, n, max int, what string) bool {
+	if n <= max {
+		return false
+	}
+	c.add(path, "%d %s, more than the limit of %d", n, what, max)
+	return true
+}
+
+// validIfName mirrors the kernel's dev_valid_name (net/core/dev.c): 1 to IFNAMSIZ-1 bytes,
+// not "." or "..", no '/', ':' or byte the kernel's isspace() takes, which includes 0xa0
+// (its ctype table is Latin-1: a UTF-8 "à" is refused). It also refuses what the kernel
+// would read differently from what was written: a NUL (the name ends there in C), '%' (a
+// template: "eth%d" is given the first free number, never that name), and other control
+// characters, which no tool can type.
 func validIfName(s string) string {
 	switch {
 	case s == "":
 		return "required"
 	case len(s) > maxIfNameLen:
-		return fmt.Sprintf("%q is longer than %d characters (IFNAMSIZ)", s, maxIfNameLen)
+		return fmt.Sprintf("%s is longer than %d characters (IFNAMSIZ)", limits.Quote(s), maxIfNameLen)
+	case !utf8.ValidString(s):
+		return fmt.Sprintf("%q is not UTF-8 text", s)
 	case s == "." || s == "..":
 		return fmt.Sprintf("%q is not an interface name", s)
 	case strings.ContainsAny(s, "/: \t\n\v\f\r"):
 		return fmt.Sprintf("%q contains '/', ':' or white space", s)
+	case strings.IndexByte(s, 0xa0) >= 0:
+		return fmt.Sprintf("%q contains the byte 0xa0, a space to the kernel (it is in the UTF-8 of à, Š, Ġ and more)", s)
+	case strings.IndexByte(s, 0) >= 0:
+		return fmt.Sprintf("%q contains a NUL byte", s)
+	case strings.IndexByte(s, '%') >= 0:
+		return fmt.Sprintf("%q contains '%%' (the kernel reads it as a template: eth%%d names the first free eth0, eth1, ...)", s)
+	case strings.ContainsFunc(s, func(r rune) bool { return r < ' ' || r == 0x7f }):
+		return fmt.Sprintf("%q contains a control character", s)
 	}
 	return ""
 }
@@ -299,6 +353,9 @@ func validIfName(s string) string {
 func Group(g *lvsctlv1.DirectorGroup) error {
 	c := &collector{kind: KindGroup, name: g.GetName()}
 	checkName(c, "name", g.GetName())
+	if checkCount(c, "directors", len(g.GetDirectors()), limits.MaxDirectorsPerGroup, "directors per group") {
+		return c.err()
+	}
 	if len(g.GetDirectors()) == 0 {
 		c.add("directors", "at least one director is required")
 	}
@@ -307,7 +364,7 @@ func Group(g *lvsctlv1.DirectorGroup) error {
 		path := fmt.Sprintf("directors[%d]", i)
 		checkName(c, path+".name", d.GetName())
 		if j, dup := names[d.GetName()]; dup && d.GetName() != "" {
-			c.add(path+".name", "%q is listed twice (directors[%d])", d.GetName(), j)
+			c.add(path+".name", "%s is listed twice (directors[%d])", limits.Quote(d.GetName()), j)
 		}
 		names[d.GetName()] = i
 		if d.GetPriority() < MinPriority || d.GetPriority() > MaxPriority {
@@ -324,7 +381,7 @@ func Group(g *lvsctlv1.DirectorGroup) error {
 		case gw.GetAddress() == "":
 			c.add("gateway.address", "required (an address with its prefix length, e.g. 198.51.100.254/24)")
 		case err != nil:
-			c.add("gateway.address", "%q is not an address with a prefix length (e.g. 198.51.100.254/24)", gw.GetAddress())
+			c.add("gateway.address", "%s is not an address with a prefix length (e.g. 198.51.100.254/24)", limits.Quote(gw.GetAddress()))
 		default:
 			if _, reason := parseAddr(p.Addr().String()); reason != "" || p.Addr().Zone() != "" {
 				c.add("gateway.address", "%s", firstNonEmpty(reason, "has a zone"))
@@ -393,7 +450,7 @@ func directorAddresses(c *collector, g *lvsctlv1.DirectorGroup) []directorAddres
 			continue
 		}
 		if _, err := netip.ParsePrefix(s); err == nil {
-			c.add(path, "%q has a prefix length; write the address alone", s)
+			c.add(path, "%s has a prefix length; write the address alone", limits.Quote(s))
 			continue
 		}
 		a, reason := parseAddr(s)

@@ -135,7 +135,7 @@ func TestBadManifests(t *testing.T) {
 		{"negative weight", func(t *testing.T) string { return edit(t, wmsReal0, "  - {address: 198.51.100.1, weight: -1}") },
 			`cluster "wms": reals[0].weight: -1 is negative`},
 		{"fractional weight", func(t *testing.T) string { return edit(t, wmsReal0, "  - {address: 198.51.100.1, weight: 1.5}") },
-			`cluster "wms": reals[0].weight: 1.5 is not a whole number`},
+			`cluster "wms": reals[0].weight: 1.5 is not a plain decimal integer (it has a fraction or an exponent)`},
 		{"unknown scheduler", func(t *testing.T) string { return edit(t, "scheduler: wlc", "scheduler: fastest") },
 			`cluster "wms": scheduler: unknown scheduler "fastest" (want one of rr wrr lc wlc lblc lblcr dh sh sed nq fo ovf mh twos)`},
 		{"unknown forwarding", func(t *testing.T) string { return edit(t, "forwarding: masq", "forwarding: nat") },

@@ -2,7 +2,6 @@ package validate
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 
@@ -33,9 +32,11 @@ const checkEvery = 64
 // violation must still take the writes that repair it). Its cost follows the written
 // objects, not the store. It stops with ctx's error when ctx ends.
 func Written(ctx context.Context, objs []*lvsctlv1.Object, stored Stored) error {
-	var errs []error
+	var errs errList
 	fail := func(kind, name, path, format string, args ...any) {
-		errs = append(errs, &FieldError{Kind: kind, Name: name, Path: path, Reason: fmt.Sprintf(format, args...)})
+		errs.add(func() error {
+			return &FieldError{Kind: kind, Name: name, Path: path, Reason: fmt.Sprintf(format, args...)}
+		})
 	}
 	writtenGroup := map[string]bool{}
 	writtenCluster := map[string]bool{}
@@ -153,7 +154,7 @@ func Written(ctx context.Context, objs []*lvsctlv1.Object, stored Stored) error 
 		}
 		var mine []claim
 		for vi, s := range c.GetVips() {
-			vip, reason := parseAddr(s)
+			vip, reason := serviceAddr(s)
 			if reason != "" {
 				continue
 			}
@@ -249,5 +250,5 @@ func Written(ctx context.Context, objs []*lvsctlv1.Object, stored Stored) error 
 			}
 		})
 	}
-	return errors.Join(errs...)
+	return errs.err()
 }

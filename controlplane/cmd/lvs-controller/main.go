@@ -9,15 +9,22 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
 	"github.com/lvsctl/lvsctl/controlplane/controller"
+	"github.com/lvsctl/lvsctl/pki"
+	"github.com/lvsctl/lvsctl/pki/pkicli"
 )
 
 func main() {
+	// `lvs-controller pki ...` makes and issues certificates (package pki/pkicli).
+	if len(os.Args) > 1 && os.Args[1] == "pki" {
+		os.Exit(pkicli.Main(os.Args[2:], os.Stdout, os.Stderr))
+	}
 	var cfg controller.Config
-	var endpoints string
+	var endpoints, tlsDir string
 	var debug bool
 	flag.StringVar(&cfg.DataDir, "data-dir", "/var/lib/lvsctl/controller", "directory of the embedded etcd's data")
 	flag.StringVar(&cfg.Listen, "listen", "127.0.0.1:7443", "gRPC listen address for agents and lvsctl")
@@ -26,9 +33,25 @@ func main() {
 	flag.StringVar(&cfg.EtcdPeerURL, "etcd-peer-url", "http://127.0.0.1:2380", "embedded etcd peer listen URL")
 	flag.StringVar(&cfg.EtcdLogLevel, "etcd-log-level", "error", "embedded etcd's log level (debug, info, warn, error, fatal)")
 	flag.StringVar(&cfg.MetricsListen, "metrics-listen", "", "address for Prometheus /metrics (empty: off)")
-	flag.BoolVar(&cfg.Insecure, "insecure", false, "serve plaintext gRPC (no TLS)")
+	flag.IntVar(&cfg.HistoryRetention, "history-retention", 100, "history entries kept per cluster and group (lvsctl history, rollback)")
+	flag.BoolVar(&cfg.Insecure, "insecure", false, "serve plaintext gRPC (no TLS, every caller is admin); only with a loopback --listen")
+	flag.StringVar(&tlsDir, "tls-dir", pki.DefaultDir, "directory made by `lvs-controller pki init`: ca.crt, controller.crt, controller.key")
+	flag.StringVar(&cfg.TLSCert, "tls-cert", "", "the controller's certificate (default: --tls-dir's controller.crt)")
+	flag.StringVar(&cfg.TLSKey, "tls-key", "", "the controller's key (default: --tls-dir's controller.key)")
+	flag.StringVar(&cfg.TLSClientCA, "tls-client-ca", "", "CA bundle that agents' and lvsctl's certificates must chain to (default: --tls-dir's ca.crt)")
+	flag.BoolVar(&cfg.MetricsTLS, "metrics-tls", false, "serve /metrics over HTTPS with the controller's certificate, requiring a client certificate from the CA")
+	flag.StringVar(&cfg.EtcdTLS.CertFile, "etcd-client-cert", "", "the embedded etcd's https certificate, also the controller's client certificate to etcd (needs ServerAuth and ClientAuth, as controller.crt has)")
+	flag.StringVar(&cfg.EtcdTLS.KeyFile, "etcd-client-key", "", "key of --etcd-client-cert")
+	flag.StringVar(&cfg.EtcdTLS.CAFile, "etcd-client-ca", "", "CA that etcd clients' certificates must chain to, and that verifies etcd's")
 	flag.BoolVar(&debug, "debug", false, "log at debug level")
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), "Usage: lvs-controller [flags]\n       lvs-controller pki init|issue ... (lvs-controller pki --help)\n\nFlags:\n")
+		flag.PrintDefaults()
+	}
 	flag.Parse()
+	cfg.TLSCert = orIn(cfg.TLSCert, tlsDir, pki.ControllerCertFile)
+	cfg.TLSKey = orIn(cfg.TLSKey, tlsDir, pki.ControllerKeyFile)
+	cfg.TLSClientCA = orIn(cfg.TLSClientCA, tlsDir, pki.CACertFile)
 	if endpoints != "" {
 		cfg.EtcdEndpoints = strings.Split(endpoints, ",")
 	}
@@ -49,4 +72,12 @@ func main() {
 		fmt.Fprintln(os.Stderr, "lvs-controller:", err)
 		os.Exit(1)
 	}
+}
+
+// orIn is path, or dir/name when path is not given.
+func orIn(path, dir, name string) string {
+	if path != "" {
+		return path
+	}
+	return filepath.Join(dir, name)
 }

@@ -38,6 +38,14 @@ func FreePorts(t testing.TB, n int) []string {
 // Start runs an embedded etcd for the test and returns a store over it.
 func Start(t testing.TB) *store.Store {
 	t.Helper()
+	st, _ := StartClient(t)
+	return st
+}
+
+// StartClient is Start that also returns the store's etcd client, for what a test does to
+// etcd behind the store's back (compaction, values written by hand).
+func StartClient(t testing.TB) (*store.Store, *clientv3.Client) {
+	t.Helper()
 	ports := FreePorts(t, 2)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -57,7 +65,7 @@ func Start(t testing.TB) *store.Store {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return store.NewLimited(c, store.EmbeddedLimits())
+	return store.NewLimited(c, store.EmbeddedLimits()), c
 }
 
 // Cache runs a store.Cache over st until the test ends.

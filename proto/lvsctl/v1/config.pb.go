@@ -129,6 +129,77 @@ func (Action) EnumDescriptor() ([]byte, []int) {
 	return file_lvsctl_v1_config_proto_rawDescGZIP(), []int{1}
 }
 
+// HistoryAction is what one recorded change did to its object.
+type HistoryAction int32
+
+const (
+	// HISTORY_ACTION_UNSPECIFIED is never recorded.
+	HistoryAction_HISTORY_ACTION_UNSPECIFIED HistoryAction = 0
+	HistoryAction_HISTORY_ACTION_CREATED     HistoryAction = 1
+	HistoryAction_HISTORY_ACTION_UPDATED     HistoryAction = 2
+	HistoryAction_HISTORY_ACTION_DELETED     HistoryAction = 3
+	// HISTORY_ACTION_DRAINED and HISTORY_ACTION_ENABLED: lvsctl drain / enable of a real server.
+	HistoryAction_HISTORY_ACTION_DRAINED HistoryAction = 4
+	HistoryAction_HISTORY_ACTION_ENABLED HistoryAction = 5
+	// HISTORY_ACTION_ROLLED_BACK: lvsctl rollback; rolled_back_to names the revision restored.
+	HistoryAction_HISTORY_ACTION_ROLLED_BACK HistoryAction = 6
+	// HISTORY_ACTION_FAILOVER: a planned failover of a group (lvsctl failover). The role
+	// assignment is the roles manager's write; this entry, written right after it, records who
+	// asked and the outcome, and holds the group as it was (a failover does not change it).
+	HistoryAction_HISTORY_ACTION_FAILOVER HistoryAction = 7
+)
+
+// Enum value maps for HistoryAction.
+var (
+	HistoryAction_name = map[int32]string{
+		0: "HISTORY_ACTION_UNSPECIFIED",
+		1: "HISTORY_ACTION_CREATED",
+		2: "HISTORY_ACTION_UPDATED",
+		3: "HISTORY_ACTION_DELETED",
+		4: "HISTORY_ACTION_DRAINED",
+		5: "HISTORY_ACTION_ENABLED",
+		6: "HISTORY_ACTION_ROLLED_BACK",
+		7: "HISTORY_ACTION_FAILOVER",
+	}
+	HistoryAction_value = map[string]int32{
+		"HISTORY_ACTION_UNSPECIFIED": 0,
+		"HISTORY_ACTION_CREATED":     1,
+		"HISTORY_ACTION_UPDATED":     2,
+		"HISTORY_ACTION_DELETED":     3,
+		"HISTORY_ACTION_DRAINED":     4,
+		"HISTORY_ACTION_ENABLED":     5,
+		"HISTORY_ACTION_ROLLED_BACK": 6,
+		"HISTORY_ACTION_FAILOVER":    7,
+	}
+)
+
+func (x HistoryAction) Enum() *HistoryAction {
+	p := new(HistoryAction)
+	*p = x
+	return p
+}
+
+func (x HistoryAction) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (HistoryAction) Descriptor() protoreflect.EnumDescriptor {
+	return file_lvsctl_v1_config_proto_enumTypes[2].Descriptor()
+}
+
+func (HistoryAction) Type() protoreflect.EnumType {
+	return &file_lvsctl_v1_config_proto_enumTypes[2]
+}
+
+func (x HistoryAction) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use HistoryAction.Descriptor instead.
+func (HistoryAction) EnumDescriptor() ([]byte, []int) {
+	return file_lvsctl_v1_config_proto_rawDescGZIP(), []int{2}
+}
+
 type ApplyRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Objects       []*Object              `protobuf:"bytes,1,rep,name=objects,proto3" json:"objects,omitempty"`
@@ -922,6 +993,346 @@ func (x *FailoverResponse) GetReleasedAfterMs() int64 {
 	return 0
 }
 
+type HistoryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Kind  Kind                   `protobuf:"varint,1,opt,name=kind,proto3,enum=lvsctl.v1.Kind" json:"kind,omitempty"`
+	Name  string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// limit, when positive, returns at most that many entries (the newest).
+	Limit         int32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HistoryRequest) Reset() {
+	*x = HistoryRequest{}
+	mi := &file_lvsctl_v1_config_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HistoryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HistoryRequest) ProtoMessage() {}
+
+func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lvsctl_v1_config_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
+func (*HistoryRequest) Descriptor() ([]byte, []int) {
+	return file_lvsctl_v1_config_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *HistoryRequest) GetKind() Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return Kind_KIND_UNSPECIFIED
+}
+
+func (x *HistoryRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *HistoryRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type HistoryResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// entries are newest first.
+	Entries       []*HistoryEntry `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HistoryResponse) Reset() {
+	*x = HistoryResponse{}
+	mi := &file_lvsctl_v1_config_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HistoryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HistoryResponse) ProtoMessage() {}
+
+func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_lvsctl_v1_config_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HistoryResponse.ProtoReflect.Descriptor instead.
+func (*HistoryResponse) Descriptor() ([]byte, []int) {
+	return file_lvsctl_v1_config_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *HistoryResponse) GetEntries() []*HistoryEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+// HistoryEntry is one recorded change of one object, stored under
+// /lvsctl/v1/history/<kind>/<name>/<seq> in the same etcd transaction as the change.
+type HistoryEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// revision is the store revision the change made (the entry key's mod_revision). Filled in
+	// when read, as are kind and name (the key holds them).
+	Revision int64  `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	Kind     Kind   `protobuf:"varint,2,opt,name=kind,proto3,enum=lvsctl.v1.Kind" json:"kind,omitempty"`
+	Name     string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	// who made the change: the caller's certificate identity ("unknown" without one).
+	Who string `protobuf:"bytes,4,opt,name=who,proto3" json:"who,omitempty"`
+	// time_unix_ms is when the controller committed it, in milliseconds since the Unix epoch.
+	TimeUnixMs int64         `protobuf:"varint,5,opt,name=time_unix_ms,json=timeUnixMs,proto3" json:"time_unix_ms,omitempty"`
+	Action     HistoryAction `protobuf:"varint,6,opt,name=action,proto3,enum=lvsctl.v1.HistoryAction" json:"action,omitempty"`
+	// rolled_back_to is the revision a HISTORY_ACTION_ROLLED_BACK restored.
+	RolledBackTo int64 `protobuf:"varint,7,opt,name=rolled_back_to,json=rolledBackTo,proto3" json:"rolled_back_to,omitempty"`
+	// changes describe the change as apply's results do ("path: old -> new"); a creation is
+	// summed up in one line.
+	Changes []string `protobuf:"bytes,8,rep,name=changes,proto3" json:"changes,omitempty"`
+	// object is the object as the change left it (its revision field is the entry's revision);
+	// absent when the change deleted the object.
+	Object        *Object `protobuf:"bytes,9,opt,name=object,proto3" json:"object,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HistoryEntry) Reset() {
+	*x = HistoryEntry{}
+	mi := &file_lvsctl_v1_config_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HistoryEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HistoryEntry) ProtoMessage() {}
+
+func (x *HistoryEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_lvsctl_v1_config_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HistoryEntry.ProtoReflect.Descriptor instead.
+func (*HistoryEntry) Descriptor() ([]byte, []int) {
+	return file_lvsctl_v1_config_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *HistoryEntry) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *HistoryEntry) GetKind() Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return Kind_KIND_UNSPECIFIED
+}
+
+func (x *HistoryEntry) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *HistoryEntry) GetWho() string {
+	if x != nil {
+		return x.Who
+	}
+	return ""
+}
+
+func (x *HistoryEntry) GetTimeUnixMs() int64 {
+	if x != nil {
+		return x.TimeUnixMs
+	}
+	return 0
+}
+
+func (x *HistoryEntry) GetAction() HistoryAction {
+	if x != nil {
+		return x.Action
+	}
+	return HistoryAction_HISTORY_ACTION_UNSPECIFIED
+}
+
+func (x *HistoryEntry) GetRolledBackTo() int64 {
+	if x != nil {
+		return x.RolledBackTo
+	}
+	return 0
+}
+
+func (x *HistoryEntry) GetChanges() []string {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
+func (x *HistoryEntry) GetObject() *Object {
+	if x != nil {
+		return x.Object
+	}
+	return nil
+}
+
+type RollbackRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Kind  Kind                   `protobuf:"varint,1,opt,name=kind,proto3,enum=lvsctl.v1.Kind" json:"kind,omitempty"`
+	Name  string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// to_revision must be a revision that History lists for the object.
+	ToRevision    int64 `protobuf:"varint,3,opt,name=to_revision,json=toRevision,proto3" json:"to_revision,omitempty"`
+	DryRun        bool  `protobuf:"varint,4,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RollbackRequest) Reset() {
+	*x = RollbackRequest{}
+	mi := &file_lvsctl_v1_config_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RollbackRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RollbackRequest) ProtoMessage() {}
+
+func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lvsctl_v1_config_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
+func (*RollbackRequest) Descriptor() ([]byte, []int) {
+	return file_lvsctl_v1_config_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *RollbackRequest) GetKind() Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return Kind_KIND_UNSPECIFIED
+}
+
+func (x *RollbackRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RollbackRequest) GetToRevision() int64 {
+	if x != nil {
+		return x.ToRevision
+	}
+	return 0
+}
+
+func (x *RollbackRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+// RollbackResponse is what Apply would answer for the restored object (a rollback to a
+// deletion answers with its plan, the result's action ACTION_DELETED and no objects).
+type RollbackResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Result        *ApplyResponse         `protobuf:"bytes,1,opt,name=result,proto3" json:"result,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RollbackResponse) Reset() {
+	*x = RollbackResponse{}
+	mi := &file_lvsctl_v1_config_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RollbackResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RollbackResponse) ProtoMessage() {}
+
+func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_lvsctl_v1_config_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RollbackResponse.ProtoReflect.Descriptor instead.
+func (*RollbackResponse) Descriptor() ([]byte, []int) {
+	return file_lvsctl_v1_config_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *RollbackResponse) GetResult() *ApplyResponse {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
 var File_lvsctl_v1_config_proto protoreflect.FileDescriptor
 
 const file_lvsctl_v1_config_proto_rawDesc = "" +
@@ -975,7 +1386,32 @@ const file_lvsctl_v1_config_proto_rawDesc = "" +
 	"\x10FailoverResponse\x12+\n" +
 	"\x05roles\x18\x01 \x01(\v2\x15.lvsctl.v1.GroupRolesR\x05roles\x12\x1a\n" +
 	"\bprevious\x18\x02 \x01(\tR\bprevious\x12*\n" +
-	"\x11released_after_ms\x18\x03 \x01(\x03R\x0freleasedAfterMs*>\n" +
+	"\x11released_after_ms\x18\x03 \x01(\x03R\x0freleasedAfterMs\"_\n" +
+	"\x0eHistoryRequest\x12#\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x0f.lvsctl.v1.KindR\x04kind\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\x05R\x05limit\"D\n" +
+	"\x0fHistoryResponse\x121\n" +
+	"\aentries\x18\x01 \x03(\v2\x17.lvsctl.v1.HistoryEntryR\aentries\"\xb4\x02\n" +
+	"\fHistoryEntry\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x03R\brevision\x12#\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x0f.lvsctl.v1.KindR\x04kind\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x10\n" +
+	"\x03who\x18\x04 \x01(\tR\x03who\x12 \n" +
+	"\ftime_unix_ms\x18\x05 \x01(\x03R\n" +
+	"timeUnixMs\x120\n" +
+	"\x06action\x18\x06 \x01(\x0e2\x18.lvsctl.v1.HistoryActionR\x06action\x12$\n" +
+	"\x0erolled_back_to\x18\a \x01(\x03R\frolledBackTo\x12\x18\n" +
+	"\achanges\x18\b \x03(\tR\achanges\x12)\n" +
+	"\x06object\x18\t \x01(\v2\x11.lvsctl.v1.ObjectR\x06object\"\x84\x01\n" +
+	"\x0fRollbackRequest\x12#\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x0f.lvsctl.v1.KindR\x04kind\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1f\n" +
+	"\vto_revision\x18\x03 \x01(\x03R\n" +
+	"toRevision\x12\x17\n" +
+	"\adry_run\x18\x04 \x01(\bR\x06dryRun\"D\n" +
+	"\x10RollbackResponse\x120\n" +
+	"\x06result\x18\x01 \x01(\v2\x18.lvsctl.v1.ApplyResponseR\x06result*>\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fKIND_CLUSTER\x10\x01\x12\x0e\n" +
@@ -986,14 +1422,25 @@ const file_lvsctl_v1_config_proto_rawDesc = "" +
 	"\x0eACTION_CREATED\x10\x01\x12\x12\n" +
 	"\x0eACTION_UPDATED\x10\x02\x12\x14\n" +
 	"\x10ACTION_UNCHANGED\x10\x03\x12\x12\n" +
-	"\x0eACTION_DELETED\x10\x042\xfa\x02\n" +
+	"\x0eACTION_DELETED\x10\x04*\xf8\x01\n" +
+	"\rHistoryAction\x12\x1e\n" +
+	"\x1aHISTORY_ACTION_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16HISTORY_ACTION_CREATED\x10\x01\x12\x1a\n" +
+	"\x16HISTORY_ACTION_UPDATED\x10\x02\x12\x1a\n" +
+	"\x16HISTORY_ACTION_DELETED\x10\x03\x12\x1a\n" +
+	"\x16HISTORY_ACTION_DRAINED\x10\x04\x12\x1a\n" +
+	"\x16HISTORY_ACTION_ENABLED\x10\x05\x12\x1e\n" +
+	"\x1aHISTORY_ACTION_ROLLED_BACK\x10\x06\x12\x1b\n" +
+	"\x17HISTORY_ACTION_FAILOVER\x10\a2\x81\x04\n" +
 	"\rConfigService\x12:\n" +
 	"\x05Apply\x12\x17.lvsctl.v1.ApplyRequest\x1a\x18.lvsctl.v1.ApplyResponse\x124\n" +
 	"\x03Get\x12\x15.lvsctl.v1.GetRequest\x1a\x16.lvsctl.v1.GetResponse\x127\n" +
 	"\x04List\x12\x16.lvsctl.v1.ListRequest\x1a\x17.lvsctl.v1.ListResponse\x12=\n" +
 	"\x06Delete\x12\x18.lvsctl.v1.DeleteRequest\x1a\x19.lvsctl.v1.DeleteResponse\x12C\n" +
 	"\bFailover\x12\x1a.lvsctl.v1.FailoverRequest\x1a\x1b.lvsctl.v1.FailoverResponse\x12:\n" +
-	"\x05Drain\x12\x17.lvsctl.v1.DrainRequest\x1a\x18.lvsctl.v1.DrainResponseB3Z1github.com/lvsctl/lvsctl/proto/lvsctl/v1;lvsctlv1b\x06proto3"
+	"\x05Drain\x12\x17.lvsctl.v1.DrainRequest\x1a\x18.lvsctl.v1.DrainResponse\x12@\n" +
+	"\aHistory\x12\x19.lvsctl.v1.HistoryRequest\x1a\x1a.lvsctl.v1.HistoryResponse\x12C\n" +
+	"\bRollback\x12\x1a.lvsctl.v1.RollbackRequest\x1a\x1b.lvsctl.v1.RollbackResponseB3Z1github.com/lvsctl/lvsctl/proto/lvsctl/v1;lvsctlv1b\x06proto3"
 
 var (
 	file_lvsctl_v1_config_proto_rawDescOnce sync.Once
@@ -1007,61 +1454,78 @@ func file_lvsctl_v1_config_proto_rawDescGZIP() []byte {
 	return file_lvsctl_v1_config_proto_rawDescData
 }
 
-var file_lvsctl_v1_config_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_lvsctl_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_lvsctl_v1_config_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_lvsctl_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_lvsctl_v1_config_proto_goTypes = []any{
 	(Kind)(0),                // 0: lvsctl.v1.Kind
 	(Action)(0),              // 1: lvsctl.v1.Action
-	(*ApplyRequest)(nil),     // 2: lvsctl.v1.ApplyRequest
-	(*ObjectResult)(nil),     // 3: lvsctl.v1.ObjectResult
-	(*GroupPlan)(nil),        // 4: lvsctl.v1.GroupPlan
-	(*ApplyResponse)(nil),    // 5: lvsctl.v1.ApplyResponse
-	(*GetRequest)(nil),       // 6: lvsctl.v1.GetRequest
-	(*GetResponse)(nil),      // 7: lvsctl.v1.GetResponse
-	(*ListRequest)(nil),      // 8: lvsctl.v1.ListRequest
-	(*ListResponse)(nil),     // 9: lvsctl.v1.ListResponse
-	(*DeleteRequest)(nil),    // 10: lvsctl.v1.DeleteRequest
-	(*DeleteResponse)(nil),   // 11: lvsctl.v1.DeleteResponse
-	(*DrainRequest)(nil),     // 12: lvsctl.v1.DrainRequest
-	(*DrainResponse)(nil),    // 13: lvsctl.v1.DrainResponse
-	(*FailoverRequest)(nil),  // 14: lvsctl.v1.FailoverRequest
-	(*FailoverResponse)(nil), // 15: lvsctl.v1.FailoverResponse
-	(*Object)(nil),           // 16: lvsctl.v1.Object
-	(*Cluster)(nil),          // 17: lvsctl.v1.Cluster
-	(*GroupRoles)(nil),       // 18: lvsctl.v1.GroupRoles
+	(HistoryAction)(0),       // 2: lvsctl.v1.HistoryAction
+	(*ApplyRequest)(nil),     // 3: lvsctl.v1.ApplyRequest
+	(*ObjectResult)(nil),     // 4: lvsctl.v1.ObjectResult
+	(*GroupPlan)(nil),        // 5: lvsctl.v1.GroupPlan
+	(*ApplyResponse)(nil),    // 6: lvsctl.v1.ApplyResponse
+	(*GetRequest)(nil),       // 7: lvsctl.v1.GetRequest
+	(*GetResponse)(nil),      // 8: lvsctl.v1.GetResponse
+	(*ListRequest)(nil),      // 9: lvsctl.v1.ListRequest
+	(*ListResponse)(nil),     // 10: lvsctl.v1.ListResponse
+	(*DeleteRequest)(nil),    // 11: lvsctl.v1.DeleteRequest
+	(*DeleteResponse)(nil),   // 12: lvsctl.v1.DeleteResponse
+	(*DrainRequest)(nil),     // 13: lvsctl.v1.DrainRequest
+	(*DrainResponse)(nil),    // 14: lvsctl.v1.DrainResponse
+	(*FailoverRequest)(nil),  // 15: lvsctl.v1.FailoverRequest
+	(*FailoverResponse)(nil), // 16: lvsctl.v1.FailoverResponse
+	(*HistoryRequest)(nil),   // 17: lvsctl.v1.HistoryRequest
+	(*HistoryResponse)(nil),  // 18: lvsctl.v1.HistoryResponse
+	(*HistoryEntry)(nil),     // 19: lvsctl.v1.HistoryEntry
+	(*RollbackRequest)(nil),  // 20: lvsctl.v1.RollbackRequest
+	(*RollbackResponse)(nil), // 21: lvsctl.v1.RollbackResponse
+	(*Object)(nil),           // 22: lvsctl.v1.Object
+	(*Cluster)(nil),          // 23: lvsctl.v1.Cluster
+	(*GroupRoles)(nil),       // 24: lvsctl.v1.GroupRoles
 }
 var file_lvsctl_v1_config_proto_depIdxs = []int32{
-	16, // 0: lvsctl.v1.ApplyRequest.objects:type_name -> lvsctl.v1.Object
+	22, // 0: lvsctl.v1.ApplyRequest.objects:type_name -> lvsctl.v1.Object
 	0,  // 1: lvsctl.v1.ObjectResult.kind:type_name -> lvsctl.v1.Kind
 	1,  // 2: lvsctl.v1.ObjectResult.action:type_name -> lvsctl.v1.Action
-	3,  // 3: lvsctl.v1.ApplyResponse.results:type_name -> lvsctl.v1.ObjectResult
-	4,  // 4: lvsctl.v1.ApplyResponse.plans:type_name -> lvsctl.v1.GroupPlan
-	16, // 5: lvsctl.v1.ApplyResponse.objects:type_name -> lvsctl.v1.Object
+	4,  // 3: lvsctl.v1.ApplyResponse.results:type_name -> lvsctl.v1.ObjectResult
+	5,  // 4: lvsctl.v1.ApplyResponse.plans:type_name -> lvsctl.v1.GroupPlan
+	22, // 5: lvsctl.v1.ApplyResponse.objects:type_name -> lvsctl.v1.Object
 	0,  // 6: lvsctl.v1.GetRequest.kind:type_name -> lvsctl.v1.Kind
-	16, // 7: lvsctl.v1.GetResponse.object:type_name -> lvsctl.v1.Object
+	22, // 7: lvsctl.v1.GetResponse.object:type_name -> lvsctl.v1.Object
 	0,  // 8: lvsctl.v1.ListRequest.kind:type_name -> lvsctl.v1.Kind
-	16, // 9: lvsctl.v1.ListResponse.objects:type_name -> lvsctl.v1.Object
+	22, // 9: lvsctl.v1.ListResponse.objects:type_name -> lvsctl.v1.Object
 	0,  // 10: lvsctl.v1.DeleteRequest.kind:type_name -> lvsctl.v1.Kind
-	4,  // 11: lvsctl.v1.DeleteResponse.plans:type_name -> lvsctl.v1.GroupPlan
-	17, // 12: lvsctl.v1.DrainResponse.cluster:type_name -> lvsctl.v1.Cluster
-	18, // 13: lvsctl.v1.FailoverResponse.roles:type_name -> lvsctl.v1.GroupRoles
-	2,  // 14: lvsctl.v1.ConfigService.Apply:input_type -> lvsctl.v1.ApplyRequest
-	6,  // 15: lvsctl.v1.ConfigService.Get:input_type -> lvsctl.v1.GetRequest
-	8,  // 16: lvsctl.v1.ConfigService.List:input_type -> lvsctl.v1.ListRequest
-	10, // 17: lvsctl.v1.ConfigService.Delete:input_type -> lvsctl.v1.DeleteRequest
-	14, // 18: lvsctl.v1.ConfigService.Failover:input_type -> lvsctl.v1.FailoverRequest
-	12, // 19: lvsctl.v1.ConfigService.Drain:input_type -> lvsctl.v1.DrainRequest
-	5,  // 20: lvsctl.v1.ConfigService.Apply:output_type -> lvsctl.v1.ApplyResponse
-	7,  // 21: lvsctl.v1.ConfigService.Get:output_type -> lvsctl.v1.GetResponse
-	9,  // 22: lvsctl.v1.ConfigService.List:output_type -> lvsctl.v1.ListResponse
-	11, // 23: lvsctl.v1.ConfigService.Delete:output_type -> lvsctl.v1.DeleteResponse
-	15, // 24: lvsctl.v1.ConfigService.Failover:output_type -> lvsctl.v1.FailoverResponse
-	13, // 25: lvsctl.v1.ConfigService.Drain:output_type -> lvsctl.v1.DrainResponse
-	20, // [20:26] is the sub-list for method output_type
-	14, // [14:20] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	5,  // 11: lvsctl.v1.DeleteResponse.plans:type_name -> lvsctl.v1.GroupPlan
+	23, // 12: lvsctl.v1.DrainResponse.cluster:type_name -> lvsctl.v1.Cluster
+	24, // 13: lvsctl.v1.FailoverResponse.roles:type_name -> lvsctl.v1.GroupRoles
+	0,  // 14: lvsctl.v1.HistoryRequest.kind:type_name -> lvsctl.v1.Kind
+	19, // 15: lvsctl.v1.HistoryResponse.entries:type_name -> lvsctl.v1.HistoryEntry
+	0,  // 16: lvsctl.v1.HistoryEntry.kind:type_name -> lvsctl.v1.Kind
+	2,  // 17: lvsctl.v1.HistoryEntry.action:type_name -> lvsctl.v1.HistoryAction
+	22, // 18: lvsctl.v1.HistoryEntry.object:type_name -> lvsctl.v1.Object
+	0,  // 19: lvsctl.v1.RollbackRequest.kind:type_name -> lvsctl.v1.Kind
+	6,  // 20: lvsctl.v1.RollbackResponse.result:type_name -> lvsctl.v1.ApplyResponse
+	3,  // 21: lvsctl.v1.ConfigService.Apply:input_type -> lvsctl.v1.ApplyRequest
+	7,  // 22: lvsctl.v1.ConfigService.Get:input_type -> lvsctl.v1.GetRequest
+	9,  // 23: lvsctl.v1.ConfigService.List:input_type -> lvsctl.v1.ListRequest
+	11, // 24: lvsctl.v1.ConfigService.Delete:input_type -> lvsctl.v1.DeleteRequest
+	15, // 25: lvsctl.v1.ConfigService.Failover:input_type -> lvsctl.v1.FailoverRequest
+	13, // 26: lvsctl.v1.ConfigService.Drain:input_type -> lvsctl.v1.DrainRequest
+	17, // 27: lvsctl.v1.ConfigService.History:input_type -> lvsctl.v1.HistoryRequest
+	20, // 28: lvsctl.v1.ConfigService.Rollback:input_type -> lvsctl.v1.RollbackRequest
+	6,  // 29: lvsctl.v1.ConfigService.Apply:output_type -> lvsctl.v1.ApplyResponse
+	8,  // 30: lvsctl.v1.ConfigService.Get:output_type -> lvsctl.v1.GetResponse
+	10, // 31: lvsctl.v1.ConfigService.List:output_type -> lvsctl.v1.ListResponse
+	12, // 32: lvsctl.v1.ConfigService.Delete:output_type -> lvsctl.v1.DeleteResponse
+	16, // 33: lvsctl.v1.ConfigService.Failover:output_type -> lvsctl.v1.FailoverResponse
+	14, // 34: lvsctl.v1.ConfigService.Drain:output_type -> lvsctl.v1.DrainResponse
+	18, // 35: lvsctl.v1.ConfigService.History:output_type -> lvsctl.v1.HistoryResponse
+	21, // 36: lvsctl.v1.ConfigService.Rollback:output_type -> lvsctl.v1.RollbackResponse
+	29, // [29:37] is the sub-list for method output_type
+	21, // [21:29] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_lvsctl_v1_config_proto_init() }
@@ -1075,8 +1539,8 @@ func file_lvsctl_v1_config_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lvsctl_v1_config_proto_rawDesc), len(file_lvsctl_v1_config_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   14,
+			NumEnums:      3,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

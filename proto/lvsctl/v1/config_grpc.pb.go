@@ -25,6 +25,8 @@ const (
 	ConfigService_Delete_FullMethodName   = "/lvsctl.v1.ConfigService/Delete"
 	ConfigService_Failover_FullMethodName = "/lvsctl.v1.ConfigService/Failover"
 	ConfigService_Drain_FullMethodName    = "/lvsctl.v1.ConfigService/Drain"
+	ConfigService_History_FullMethodName  = "/lvsctl.v1.ConfigService/History"
+	ConfigService_Rollback_FullMethodName = "/lvsctl.v1.ConfigService/Rollback"
 )
 
 // ConfigServiceClient is the client API for ConfigService service.
@@ -47,6 +49,14 @@ type ConfigServiceClient interface {
 	// Drain sets or clears a real server's drained flag (lvsctl drain / enable), stored with
 	// the cluster; it returns the cluster as stored.
 	Drain(ctx context.Context, in *DrainRequest, opts ...grpc.CallOption) (*DrainResponse, error)
+	// History lists the recorded changes of one object (who, when, what, the revision each
+	// made), newest first. Entries hold the object's whole value, so they outlive etcd
+	// compaction; the controller keeps the newest --history-retention of each object.
+	History(ctx context.Context, in *HistoryRequest, opts ...grpc.CallOption) (*HistoryResponse, error)
+	// Rollback writes an object back as it was at a revision that History lists for it, as a
+	// new revision, through Apply's validation and commit (dry_run: only the plan). Rolling
+	// back to a revision that deleted the object deletes it.
+	Rollback(ctx context.Context, in *RollbackRequest, opts ...grpc.CallOption) (*RollbackResponse, error)
 }
 
 type configServiceClient struct {
@@ -117,6 +127,26 @@ func (c *configServiceClient) Drain(ctx context.Context, in *DrainRequest, opts 
 	return out, nil
 }
 
+func (c *configServiceClient) History(ctx context.Context, in *HistoryRequest, opts ...grpc.CallOption) (*HistoryResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HistoryResponse)
+	err := c.cc.Invoke(ctx, ConfigService_History_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *configServiceClient) Rollback(ctx context.Context, in *RollbackRequest, opts ...grpc.CallOption) (*RollbackResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RollbackResponse)
+	err := c.cc.Invoke(ctx, ConfigService_Rollback_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ConfigServiceServer is the server API for ConfigService service.
 // All implementations must embed UnimplementedConfigServiceServer
 // for forward compatibility.
@@ -137,6 +167,14 @@ type ConfigServiceServer interface {
 	// Drain sets or clears a real server's drained flag (lvsctl drain / enable), stored with
 	// the cluster; it returns the cluster as stored.
 	Drain(context.Context, *DrainRequest) (*DrainResponse, error)
+	// History lists the recorded changes of one object (who, when, what, the revision each
+	// made), newest first. Entries hold the object's whole value, so they outlive etcd
+	// compaction; the controller keeps the newest --history-retention of each object.
+	History(context.Context, *HistoryRequest) (*HistoryResponse, error)
+	// Rollback writes an object back as it was at a revision that History lists for it, as a
+	// new revision, through Apply's validation and commit (dry_run: only the plan). Rolling
+	// back to a revision that deleted the object deletes it.
+	Rollback(context.Context, *RollbackRequest) (*RollbackResponse, error)
 	mustEmbedUnimplementedConfigServiceServer()
 }
 
@@ -164,6 +202,12 @@ func (UnimplementedConfigServiceServer) Failover(context.Context, *FailoverReque
 }
 func (UnimplementedConfigServiceServer) Drain(context.Context, *DrainRequest) (*DrainResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Drain not implemented")
+}
+func (UnimplementedConfigServiceServer) History(context.Context, *HistoryRequest) (*HistoryResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method History not implemented")
+}
+func (UnimplementedConfigServiceServer) Rollback(context.Context, *RollbackRequest) (*RollbackResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Rollback not implemented")
 }
 func (UnimplementedConfigServiceServer) mustEmbedUnimplementedConfigServiceServer() {}
 func (UnimplementedConfigServiceServer) testEmbeddedByValue()                       {}
@@ -294,6 +338,42 @@ func _ConfigService_Drain_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ConfigService_History_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HistoryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConfigServiceServer).History(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConfigService_History_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConfigServiceServer).History(ctx, req.(*HistoryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConfigService_Rollback_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RollbackRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConfigServiceServer).Rollback(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConfigService_Rollback_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConfigServiceServer).Rollback(ctx, req.(*RollbackRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ConfigService_ServiceDesc is the grpc.ServiceDesc for ConfigService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -324,6 +404,14 @@ var ConfigService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Drain",
 			Handler:    _ConfigService_Drain_Handler,
+		},
+		{
+			MethodName: "History",
+			Handler:    _ConfigService_History_Handler,
+		},
+		{
+			MethodName: "Rollback",
+			Handler:    _ConfigService_Rollback_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
