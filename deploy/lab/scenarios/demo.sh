@@ -30,11 +30,13 @@ add_client client3 192.0.2.102
 start_reals
 
 step "Start the controller (root namespace) and the agent (inside dir-a)"
-note "lvs-controller --listen $CONTROLLER --insecure ...   (keeps the desired state in embedded etcd)"
+note "lvs-controller pki init $PKI --san ${CONTROLLER%:*}   (the site's CA, the controller's certificate)"
+note "lvs-controller pki issue $PKI --director dir-a; ... --user lab --role admin   (one certificate per director and operator)"
+note "lvs-controller --listen $CONTROLLER --tls-dir $PKI ...   (TLS 1.3, client certificates required; desired state in embedded etcd)"
 start_controller
-note "lvs-agent --director dir-a --controller $CONTROLLER ...   (programs dir-a's kernel)"
+note "lvs-agent --director dir-a --controller $CONTROLLER --ca ... --cert director-dir-a.crt --key ...   (programs dir-a's kernel)"
 start_agent
-note "(the lab talks plaintext gRPC on documentation addresses; lvsctl warns about that, the lab hides the warning)"
+note "(lvsctl below presents user-lab.crt, role admin: LVSCTL_CA, LVSCTL_CERT, LVSCTL_KEY)"
 
 step "Apply the Windows Media cluster: lvsctl apply -f wms.yaml"
 show cat /lab/examples/wms.yaml

@@ -268,23 +268,49 @@ start_reals() {
 }
 
 # ---- lvsctl in the lab: controller, agent, CLI, metrics -------------------
-# The controller runs in the guest's root namespace on br-mgmt, the agent in
-# dir-a; both in plaintext (--insecure) on the documentation addresses.
+# The controller runs in the guest's root namespace on br-mgmt, the agents in
+# their director namespaces; all of them speak TLS 1.3 with certificates of the
+# lab's own CA (lvs-controller pki init), as an installation does by default.
 AGENT_METRICS=$DIR_A_MGMT_IP:9444
-export LVSCTL_CONTROLLER=$CONTROLLER LVSCTL_INSECURE=1
+PKI=/var/lib/lvsctl/pki
+export LVSCTL_CONTROLLER=$CONTROLLER LVSCTL_CA=$PKI/ca.crt LVSCTL_CERT=$PKI/user-lab.crt LVSCTL_KEY=$PKI/user-lab.key
+
+# lab_pki: the lab's CA, the controller's certificate (for its br-mgmt address)
+# and the operator "lab" (admin), made once per boot.
+lab_pki() {
+	[ -e "$PKI/ca.crt" ] && return 0
+	lvs-controller pki init "$PKI" --san "${CONTROLLER%:*}" >/tmp/pki.log 2>&1 &&
+		lvs-controller pki issue "$PKI" --user lab --role admin >>/tmp/pki.log 2>&1 || {
+		sed 's/^/    /' /tmp/pki.log
+		die "lvs-controller pki init $PKI"
+	}
+}
+
+# director_cert NAME: the certificate of director NAME, issued once.
+director_cert() {
+	lab_pki
+	[ -e "$PKI/director-$1.crt" ] && return 0
+	lvs-controller pki issue "$PKI" --director "$1" >>/tmp/pki.log 2>&1 || {
+		sed 's/^/    /' /tmp/pki.log
+		die "lvs-controller pki issue $PKI --director $1"
+	}
+}
+
+# agent_tls NAME: lvs-agent's TLS flags for director NAME.
+agent_tls() { echo "--ca $PKI/ca.crt --cert $PKI/director-$1.crt --key $PKI/director-$1.key"; }
 
 # start_controller: lvs-controller in the root namespace, logging to
-# /tmp/controller.log; returns once it listens on $CONTROLLER. (It warns
-# about plaintext on a non-loopback address: expected here.)
+# /tmp/controller.log; returns once it listens on $CONTROLLER.
 start_controller() {
-	lvs-controller --data-dir /var/lib/lvsctl/controller --listen "$CONTROLLER" --insecure \
+	lab_pki
+	lvs-controller --data-dir /var/lib/lvsctl/controller --listen "$CONTROLLER" --tls-dir "$PKI" \
 		--etcd-log-level fatal >/tmp/controller.log 2>&1 &
 	CONTROLLER_PID=$!
 	wait_tcp "$CONTROLLER" 30 || {
 		tail -n 20 /tmp/controller.log | sed 's/^/    /'
 		die "controller did not listen on $CONTROLLER"
 	}
-	note "controller listening on $CONTROLLER (pid $CONTROLLER_PID, log /tmp/controller.log)"
+	note "controller listening on $CONTROLLER (TLS, pid $CONTROLLER_PID, log /tmp/controller.log)"
 }
 
 # start_agent [EXTRA FLAGS...]: lvs-agent for director dir-a inside dir-a,
@@ -294,8 +320,10 @@ start_controller() {
 start_agent() {
 	# iproute2 called directly, not through on(): a backgrounded function runs in a
 	# subshell, and $! would be that shell's pid; ip netns exec execs the agent in place.
+	director_cert dir-a
+	# shellcheck disable=SC2046 # agent_tls is flags, split on purpose
 	/usr/sbin/ip netns exec dir-a lvs-agent --director dir-a --controller "$CONTROLLER" --state-dir /var/lib/lvsctl/agent \
-		--insecure --metrics-listen "$AGENT_METRICS" --stats-period 1s "$@" >/tmp/agent.log 2>&1 &
+		$(agent_tls dir-a) --metrics-listen "$AGENT_METRICS" --stats-period 1s "$@" >/tmp/agent.log 2>&1 &
 	AGENT_PID=$!
 	wait_tcp "$AGENT_METRICS" 30 || {
 		tail -n 20 /tmp/agent.log | sed 's/^/    /'
@@ -304,15 +332,10 @@ start_agent() {
 	note "agent for dir-a running (pid $AGENT_PID, log /tmp/agent.log, metrics http://$AGENT_METRICS/metrics)"
 }
 
-# lv ARGS...: lvsctl against the lab's controller, with its exit status. Its
-# warning that plaintext gRPC to a non-loopback address can be read on the
-# path is true and expected in the lab; lv leaves it out of stderr (the rest
-# of stderr is passed on, after stdout).
+# lv ARGS...: lvsctl against the lab's controller (TLS, as the operator "lab",
+# admin: LVSCTL_CA/CERT/KEY), with its exit status.
 lv() {
-	lvsctl --controller "$CONTROLLER" --insecure "$@" 2>/tmp/lv.stderr
-	_lv_rc=$?
-	grep -v '^WARNING: plaintext gRPC to ' /tmp/lv.stderr >&2
-	return $_lv_rc
+	lvsctl --controller "$CONTROLLER" "$@"
 }
 
 # metric NAME [SUBSTRING]: the value of the first sample of metric NAME on
@@ -688,8 +711,10 @@ YAML
 start_agent_in() {
 	_ns=$1
 	shift
+	director_cert "$_ns"
+	# shellcheck disable=SC2046 # agent_tls is flags, split on purpose
 	/usr/sbin/ip netns exec "$_ns" lvs-agent --director "$_ns" --controller "$CONTROLLER" \
-		--state-dir "/var/lib/lvsctl/$_ns" --insecure --metrics-listen "$(mgmt_ip "$_ns"):9444" \
+		--state-dir "/var/lib/lvsctl/$_ns" $(agent_tls "$_ns") --metrics-listen "$(mgmt_ip "$_ns"):9444" \
 		--stats-period 1s "$@" >>"/tmp/agent.$_ns.log" 2>&1 &
 	echo $! >"/run/agent.$_ns.pid"
 	wait_tcp "$(mgmt_ip "$_ns"):9444" 30 || {

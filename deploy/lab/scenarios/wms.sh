@@ -79,8 +79,21 @@ expect_match "dir-a desiredRevision is set" '^[1-9][0-9]*$' "$d"
 expect_eq "dir-a appliedRevision = desiredRevision" "$d" "$(status_field dir-a appliedRevision)"
 expect_eq "dir-a has no errors" '[]' "$(status_field dir-a errors)"
 expect_match "the VIP is on dir-a's eth0" " $VIP/32( |$)" "$(on dir-a ip -4 -br addr show dev eth0)"
-# The plaintext warning is true and expected here: the lab's controller is on the
-# management network, not on loopback.
-expect_eq "the agent logged no error" "" "$(grep -E 'level=(ERROR|WARN)|with errors' /tmp/agent.log | grep -v 'msg="INSECURE: plaintext gRPC')"
+expect_eq "the agent logged no error" "" "$(grep -E 'level=(ERROR|WARN)|with errors' /tmp/agent.log)"
+
+step "TLS and roles: a viewer reads but cannot change; plaintext and strangers are refused"
+lvs-controller pki issue "$PKI" --user eve --role viewer >>/tmp/pki.log 2>&1 || die "issuing a viewer certificate"
+viewer() { LVSCTL_CERT=$PKI/user-eve.crt LVSCTL_KEY=$PKI/user-eve.key lvsctl "$@"; }
+expect_match "a viewer lists the clusters" '^wms ' "$(viewer get clusters 2>&1 | sed 1d)"
+out=$(viewer delete cluster wms 2>&1)
+rc=$?
+note "viewer: lvsctl delete cluster wms -> exit $rc: $out"
+expect_match "a viewer's delete is refused, naming the role needed" 'admin' "$rc $out"
+expect_eq "the viewer's delete failed" 1 "$rc"
+expect_match "the cluster is still there" '^wms ' "$(lv get clusters 2>&1 | sed 1d)"
+out=$(lvsctl --insecure get clusters 2>&1)
+rc=$?
+note "lvsctl --insecure to $CONTROLLER -> exit $rc: $out"
+expect_eq "lvsctl refuses plaintext to a controller off loopback" 1 "$rc"
 
 finish
