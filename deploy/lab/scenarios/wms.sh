@@ -81,7 +81,7 @@ expect_eq "dir-a has no errors" '[]' "$(status_field dir-a errors)"
 expect_match "the VIP is on dir-a's eth0" " $VIP/32( |$)" "$(on dir-a ip -4 -br addr show dev eth0)"
 expect_eq "the agent logged no error" "" "$(grep -E 'level=(ERROR|WARN)|with errors' /tmp/agent.log)"
 
-step "TLS and roles: a viewer reads but cannot change; plaintext and strangers are refused"
+step "TLS and roles: a viewer reads but cannot change; lvsctl will not speak plaintext off loopback"
 lvs-controller pki issue "$PKI" --user eve --role viewer >>/tmp/pki.log 2>&1 || die "issuing a viewer certificate"
 viewer() { LVSCTL_CERT=$PKI/user-eve.crt LVSCTL_KEY=$PKI/user-eve.key lvsctl "$@"; }
 expect_match "a viewer lists the clusters" '^wms ' "$(viewer get clusters 2>&1 | sed 1d)"
