@@ -121,6 +121,12 @@ const (
 	DefaultExpect   = "200-399"
 )
 
+// DefaultRemoveGrace is how long a real server removed from its cluster stays at weight 0
+// on every director when the cluster does not say (remove_grace_ms 0): a minute lets short
+// sessions finish without keeping a server an operator wants gone for long. The agents
+// apply it and lvsctl describe shows it.
+const DefaultRemoveGrace = 60 * time.Second
+
 // maxPayload is the largest UDP payload over IPv4 (65,535 - 8 - 20).
 const maxPayload = 65507
 

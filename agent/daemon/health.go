@@ -44,17 +44,12 @@ type HealthChecker interface {
 
 var _ HealthChecker = (*checker.Checker)(nil)
 
-// DefaultRemoveGrace is how long a real server removed from its cluster stays at weight 0
-// when the cluster does not say (remove_grace_ms 0): a minute lets short sessions finish
-// without keeping a server an operator wants gone for long.
-const DefaultRemoveGrace = 60 * time.Second
-
 // removeGrace is c's grace for a removed real server.
 func removeGrace(c *lvsctlv1.Cluster) time.Duration {
 	if ms := c.GetRemoveGraceMs(); ms > 0 {
 		return time.Duration(ms) * time.Millisecond
 	}
-	return DefaultRemoveGrace
+	return health.DefaultRemoveGrace
 }
 
 // HealthChanged takes a transition from the checker (its Options.OnChange). It never blocks:

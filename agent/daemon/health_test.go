@@ -15,6 +15,7 @@ import (
 	"github.com/lvsctl/lvsctl/agent/dataplane"
 	"github.com/lvsctl/lvsctl/agent/role"
 	"github.com/lvsctl/lvsctl/agent/stats"
+	"github.com/lvsctl/lvsctl/health"
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
 )
 
@@ -395,7 +396,7 @@ func TestLoopHealth(t *testing.T) {
 		two := wms("")
 		two.Reals = two.Reals[:2]
 		l.step(t0, delta(1, 2, two))
-		if want := t0.Add(DefaultRemoveGrace); !l.hs.removalAt.Equal(want) {
+		if want := t0.Add(health.DefaultRemoveGrace); !l.hs.removalAt.Equal(want) {
 			t.Errorf("removal due %v, want the default grace (%v)", l.hs.removalAt, want)
 		}
 		ref := l.removingRefs()[0]
@@ -467,12 +468,12 @@ func TestLoopHealth(t *testing.T) {
 		if got := applied(r[0], "wms"); got != "198.51.100.1:100 198.51.100.2:100 198.51.100.3:100 198.51.100.8:0" {
 			t.Errorf("applied %s, want .8 held", got)
 		}
-		if want := t0.Add(time.Second + DefaultRemoveGrace); !l.hs.removalAt.Equal(want) {
+		if want := t0.Add(time.Second + health.DefaultRemoveGrace); !l.hs.removalAt.Equal(want) {
 			t.Errorf("removal due %v, want a whole grace from now (%v)", l.hs.removalAt, want)
 		}
 		// The controller's snapshot later keeps the removal and its deadline.
 		r = reconciles(l.step(t0.Add(2*time.Second), snap(5, wms(""))))
-		if got := applied(r[0], "wms"); !strings.HasSuffix(got, "198.51.100.8:0") || !l.hs.removalAt.Equal(t0.Add(time.Second+DefaultRemoveGrace)) {
+		if got := applied(r[0], "wms"); !strings.HasSuffix(got, "198.51.100.8:0") || !l.hs.removalAt.Equal(t0.Add(time.Second+health.DefaultRemoveGrace)) {
 			t.Errorf("after the snapshot: applied %s, due %v", got, l.hs.removalAt)
 		}
 	})

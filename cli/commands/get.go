@@ -402,10 +402,6 @@ func describeCluster(w io.Writer, cl *lvsctlv1.Cluster, g *lvsctlv1.DirectorGrou
 	return nil
 }
 
-// defaultRemoveGrace is what the agents hold a removed real server for when the cluster
-// names no removeGrace (Cluster.remove_grace_ms 0).
-const defaultRemoveGrace = 60 * time.Second
-
 // healthSummary is a cluster's check as every director runs it, defaults filled in.
 func healthSummary(h *lvsctlv1.HealthCheck) string {
 	if h == nil {
@@ -429,7 +425,7 @@ func removeGraceSummary(c *lvsctlv1.Cluster) string {
 	case c.GetRemoveNow():
 		return "none: a removed real server is deleted at once"
 	case c.GetRemoveGraceMs() == 0:
-		return fmt.Sprintf("%ds (the default)", defaultRemoveGrace/time.Second)
+		return fmt.Sprintf("%ds (the default)", health.DefaultRemoveGrace/time.Second)
 	}
 	return (time.Duration(c.GetRemoveGraceMs()) * time.Millisecond).String()
 }
