@@ -183,6 +183,7 @@ func NewRoot(s Streams, getenv func(string) string) *cobra.Command {
 		newEnableCmd(o),
 		newHistoryCmd(o),
 		newRollbackCmd(o),
+		newImportCmd(o),
 	)
 	return root
 }

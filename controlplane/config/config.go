@@ -258,23 +258,36 @@ func (s *Server) apply(ctx context.Context, req *lvsctlv1.ApplyRequest, as recor
 }
 
 // allocateMarks gives each new cluster without a mark the lowest mark that no stored cluster
-// and no other cluster of this write holds, in the order the request lists them.
+// of its group and no other cluster of its group in this write holds, in the order the
+// request lists them. Marks are unique per director group: a director programs only its
+// group's clusters, and two imported sites may keep the same marks.
 func (ch *change) allocateMarks(allocate []*lvsctlv1.Cluster) error {
 	if len(allocate) == 0 {
 		return nil
 	}
-	taken := map[uint32]bool{}
-	for _, c := range ch.clusters {
-		if c != nil && c.GetFwmark() != 0 {
-			taken[c.GetFwmark()] = true
+	byGroup := map[string][]*lvsctlv1.Cluster{}
+	var order []string
+	for _, c := range allocate {
+		g := c.GetDirectorGroup()
+		if _, ok := byGroup[g]; !ok {
+			order = append(order, g)
 		}
+		byGroup[g] = append(byGroup[g], c)
 	}
-	marks := ch.cache.FreeMarks(len(allocate), func(m uint32) bool { return taken[m] })
-	if len(marks) < len(allocate) {
-		return fmt.Errorf("%w: every fwmark up to %d is in use", ErrMarksExhausted, validate.MaxFWMark)
-	}
-	for i, c := range allocate {
-		c.Fwmark = marks[i]
+	for _, g := range order {
+		taken := map[uint32]bool{}
+		for _, c := range ch.clusters {
+			if c != nil && c.GetDirectorGroup() == g && c.GetFwmark() != 0 {
+				taken[c.GetFwmark()] = true
+			}
+		}
+		marks := ch.cache.FreeMarks(g, len(byGroup[g]), func(m uint32) bool { return taken[m] })
+		if len(marks) < len(byGroup[g]) {
+			return fmt.Errorf("%w: every fwmark up to %d is in use in group %q", ErrMarksExhausted, validate.MaxFWMark, g)
+		}
+		for i, c := range byGroup[g] {
+			c.Fwmark = marks[i]
+		}
 	}
 	return nil
 }

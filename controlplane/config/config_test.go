@@ -323,3 +323,26 @@ func TestWriteBehindTheCacheIsSeen(t *testing.T) {
 		}
 	}
 }
+
+// TestMarksPerGroup: marks are unique per director group, not per store: a new cluster in a
+// second group is allocated mark 1 although the first group uses it, a pinned mark 1 there is
+// accepted, and within a group a pinned mark already used is refused naming its cluster.
+func TestMarksPerGroup(t *testing.T) {
+	s, _ := newServer(t)
+	apply(t, s, group("edge-1", "dir-a"), group("edge-2", "dir-b"), cluster("a", "edge-1", "192.0.2.10", 80), cluster("b", "edge-1", "192.0.2.10", 81))
+	resp := apply(t, s, cluster("c", "edge-2", "192.0.2.20", 80), cluster("d", "edge-1", "192.0.2.10", 82))
+	if got := []uint32{resp.GetObjects()[0].GetCluster().GetFwmark(), resp.GetObjects()[1].GetCluster().GetFwmark()}; got[0] != 1 || got[1] != 3 {
+		t.Errorf("marks of c (edge-2) and d (edge-1): %v, want [1 3]", got)
+	}
+	pinned := cluster("e", "edge-2", "192.0.2.20", 81)
+	pinned.GetCluster().Fwmark = 2
+	if got := apply(t, s, pinned).GetObjects()[0].GetCluster().GetFwmark(); got != 2 {
+		t.Errorf("pinned mark 2 in edge-2 (edge-1's b has 2) stored as %d", got)
+	}
+	clash := cluster("f", "edge-1", "192.0.2.10", 83)
+	clash.GetCluster().Fwmark = 2
+	_, err := s.Apply(context.Background(), &lvsctlv1.ApplyRequest{Objects: []*lvsctlv1.Object{clash}})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), `fwmark: 2 is already used by cluster "b" of group "edge-1"`) {
+		t.Errorf("mark 2 twice in edge-1: %v, want InvalidArgument naming cluster b", err)
+	}
+}

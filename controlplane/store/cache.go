@@ -49,16 +49,24 @@ type Cache struct {
 	claims map[claimKey]map[string][]portClaim
 	// vipUsers: VIP -> cluster -> the cluster's group.
 	vipUsers map[netip.Addr]map[string]string
-	// markUsers: mark -> clusters (more than one only in a store with an old violation).
-	markUsers map[uint32]map[string]struct{}
+	// marks: group -> its clusters' marks. A mark is unique within a director group, not
+	// across the store: a director serves one group and programs only its clusters, so two
+	// groups (two imported sites) may both keep fwmark 1.
+	marks map[string]*groupMarks
 	// groupClusters: group -> clusters naming it.
 	groupClusters map[string]map[string]struct{}
 	// directorGroups: director -> groups listing it.
 	directorGroups map[string]map[string]struct{}
 	// directorAddrs: director address -> group -> the director of the group at it.
 	directorAddrs map[netip.Addr]map[string]string
-	// Free marks: every unused mark below scan is in holes (sorted); scan itself is unused.
-	// The lowest free mark is holes[0] or scan, found without looking at every cluster.
+}
+
+// groupMarks are the marks of one group's clusters and its free marks: every unused mark below
+// scan is in holes (sorted); scan itself is unused. The lowest free mark is holes[0] or scan,
+// found without looking at every cluster.
+type groupMarks struct {
+	// users: mark -> clusters (more than one only in a store with an old violation).
+	users map[uint32]map[string]struct{}
 	holes []uint32
 	scan  uint32
 }
@@ -133,12 +141,10 @@ func (c *Cache) reset(snap *Snapshot) {
 	}
 	c.claims = map[claimKey]map[string][]portClaim{}
 	c.vipUsers = map[netip.Addr]map[string]string{}
-	c.markUsers = map[uint32]map[string]struct{}{}
+	c.marks = map[string]*groupMarks{}
 	c.groupClusters = map[string]map[string]struct{}{}
 	c.directorGroups = map[string]map[string]struct{}{}
 	c.directorAddrs = map[netip.Addr]map[string]string{}
-	c.holes = nil
-	c.scan = 1
 	for _, g := range snap.Groups {
 		c.putGroup(g)
 	}
@@ -283,10 +289,15 @@ func (c *Cache) putCluster(cl *lvsctlv1.Cluster) {
 		}
 	}
 	if m := cl.GetFwmark(); m != 0 {
-		first := len(c.markUsers[m]) == 0
-		addTo(c.markUsers, m, name, struct{}{})
+		gm := c.marks[cl.GetDirectorGroup()]
+		if gm == nil {
+			gm = &groupMarks{users: map[uint32]map[string]struct{}{}, scan: 1}
+			c.marks[cl.GetDirectorGroup()] = gm
+		}
+		first := len(gm.users[m]) == 0
+		addTo(gm.users, m, name, struct{}{})
 		if first {
-			c.markTaken(m)
+			gm.taken(m)
 		}
 	}
 }
@@ -302,9 +313,15 @@ func (c *Cache) dropCluster(cl *lvsctlv1.Cluster) {
 		}
 	}
 	if m := cl.GetFwmark(); m != 0 {
-		removeFrom(c.markUsers, m, name)
-		if len(c.markUsers[m]) == 0 {
-			c.markFreed(m)
+		if gm := c.marks[cl.GetDirectorGroup()]; gm != nil {
+			removeFrom(gm.users, m, name)
+			if len(gm.users) == 0 {
+				// The group's last mark: forget it, so that a store of many short-lived
+				// groups keeps no state for the gone ones.
+				delete(c.marks, cl.GetDirectorGroup())
+			} else if len(gm.users[m]) == 0 {
+				gm.freed(m)
+			}
 		}
 	}
 }
@@ -331,19 +348,19 @@ func (c *Cache) dropGroup(g *lvsctlv1.DirectorGroup) {
 
 // markTaken and markFreed keep holes and scan: scan only moves forward, past marks in use,
 // so allocation costs in proportion to the marks freed below it, not to the clusters stored.
-func (c *Cache) markTaken(m uint32) {
+func (c *groupMarks) taken(m uint32) {
 	if m < c.scan {
 		if i, ok := slices.BinarySearch(c.holes, m); ok {
 			c.holes = slices.Delete(c.holes, i, i+1)
 		}
 		return
 	}
-	for c.scan <= MaxFWMark && len(c.markUsers[c.scan]) > 0 {
+	for c.scan <= MaxFWMark && len(c.users[c.scan]) > 0 {
 		c.scan++
 	}
 }
 
-func (c *Cache) markFreed(m uint32) {
+func (c *groupMarks) freed(m uint32) {
 	if m < c.scan {
 		if i, ok := slices.BinarySearch(c.holes, m); !ok {
 			c.holes = slices.Insert(c.holes, i, m)
@@ -439,13 +456,17 @@ func (c *Cache) GroupClusterCount(group string) int {
 	return len(c.groupClusters[group])
 }
 
-// FreeMarks returns the n lowest marks that no stored cluster uses and taken refuses (marks
-// this write already gives out); fewer when the marks run out.
-func (c *Cache) FreeMarks(n int, taken func(uint32) bool) []uint32 {
+// FreeMarks returns the n lowest marks that no stored cluster of the group uses and taken
+// refuses (marks this write already gives out); fewer when the marks run out.
+func (c *Cache) FreeMarks(group string, n int, taken func(uint32) bool) []uint32 {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
+	gm := c.marks[group]
+	if gm == nil {
+		gm = &groupMarks{scan: 1}
+	}
 	var out []uint32
-	for _, m := range c.holes {
+	for _, m := range gm.holes {
 		if len(out) == n {
 			return out
 		}
@@ -453,8 +474,8 @@ func (c *Cache) FreeMarks(n int, taken func(uint32) bool) []uint32 {
 			out = append(out, m)
 		}
 	}
-	for m := c.scan; len(out) < n && m <= MaxFWMark && m >= c.scan; m++ {
-		if len(c.markUsers[m]) == 0 && !taken(m) {
+	for m := gm.scan; len(out) < n && m <= MaxFWMark && m >= gm.scan; m++ {
+		if len(gm.users[m]) == 0 && !taken(m) {
 			out = append(out, m)
 		}
 	}
@@ -491,12 +512,14 @@ func (c *Cache) EachDirectorAddress(addr netip.Addr, fn func(group, director str
 	}
 }
 
-// EachMarkUser calls fn with every stored cluster that has the mark.
-func (c *Cache) EachMarkUser(mark uint32, fn func(cluster string)) {
+// EachMarkUser calls fn with every stored cluster of the group that has the mark.
+func (c *Cache) EachMarkUser(group string, mark uint32, fn func(cluster string)) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	for n := range c.markUsers[mark] {
-		fn(n)
+	if gm := c.marks[group]; gm != nil {
+		for n := range gm.users[mark] {
+			fn(n)
+		}
 	}
 }
 

@@ -52,10 +52,12 @@ func answers(c *store.Cache, clusters, groups, directors []string, vipList []net
 			})))
 		}
 	}
-	for m := uint32(1); m <= maxMark; m++ {
-		out = append(out, fmt.Sprintf("mark %d %v", m, sorted(func(fn func(string)) { c.EachMarkUser(m, fn) })))
+	for _, g := range groups {
+		for m := uint32(1); m <= maxMark; m++ {
+			out = append(out, fmt.Sprintf("mark %s %d %v", g, m, sorted(func(fn func(string)) { c.EachMarkUser(g, m, fn) })))
+		}
+		out = append(out, fmt.Sprintf("free %s %v", g, c.FreeMarks(g, 5, func(m uint32) bool { return m == 2 })))
 	}
-	out = append(out, fmt.Sprintf("free %v", c.FreeMarks(5, func(m uint32) bool { return m == 2 })))
 	return out
 }
 

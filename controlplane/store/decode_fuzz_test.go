@@ -73,11 +73,11 @@ func FuzzStoredValue(f *testing.F) {
 		if len(c.Undecodable()) != 0 || len(c.clusters) != 0 || len(c.groups) != 0 || len(c.roles) != 0 || len(c.rolesRev) != 0 {
 			t.Fatalf("left after the deletion: %v, %d clusters, %d groups, %d roles", c.Undecodable(), len(c.clusters), len(c.groups), len(c.roles))
 		}
-		if len(c.claims) != 0 || len(c.vipUsers) != 0 || len(c.markUsers) != 0 || len(c.groupClusters) != 0 || len(c.directorGroups) != 0 || len(c.directorAddrs) != 0 {
+		if len(c.claims) != 0 || len(c.vipUsers) != 0 || len(c.marks) != 0 || len(c.groupClusters) != 0 || len(c.directorGroups) != 0 || len(c.directorAddrs) != 0 {
 			t.Fatalf("indexes left after the deletion: claims %v vips %v marks %v groups %v directors %v addresses %v",
-				c.claims, c.vipUsers, c.markUsers, c.groupClusters, c.directorGroups, c.directorAddrs)
+				c.claims, c.vipUsers, c.marks, c.groupClusters, c.directorGroups, c.directorAddrs)
 		}
-		if m := c.FreeMarks(1, func(uint32) bool { return false }); len(m) != 1 || m[0] != 1 {
+		if m := c.FreeMarks("g", 1, func(uint32) bool { return false }); len(m) != 1 || m[0] != 1 {
 			t.Fatalf("after the deletion the lowest free mark is %v, want 1", m)
 		}
 	})

@@ -73,7 +73,13 @@ func Set(objs []*lvsctlv1.Object) error {
 		index   int
 		cluster string
 	}
-	marks := map[uint32]string{}
+	// Marks are unique within a group: a director programs only its group's clusters, so
+	// two groups (two sites imported with their marks kept) may use the same mark.
+	type markKey struct {
+		group string
+		mark  uint32
+	}
+	marks := map[markKey]string{}
 	vipOwners := map[netip.Addr]vipOwner{}
 	var claims []claim
 	for _, c := range clusters {
@@ -81,10 +87,11 @@ func Set(objs []*lvsctlv1.Object) error {
 			fail(KindCluster, c.GetName(), "directorGroup", "group %q does not exist", g)
 		}
 		if m := c.GetFwmark(); m != 0 {
-			if other, ok := marks[m]; ok {
-				fail(KindCluster, c.GetName(), "fwmark", "%d is already used by cluster %q", m, other)
+			k := markKey{c.GetDirectorGroup(), m}
+			if other, ok := marks[k]; ok {
+				fail(KindCluster, c.GetName(), "fwmark", markTaken, m, other, c.GetDirectorGroup())
 			} else {
-				marks[m] = c.GetName()
+				marks[k] = c.GetName()
 			}
 		}
 		var mine []claim
@@ -142,13 +149,16 @@ func Set(objs []*lvsctlv1.Object) error {
 // directorAt is the director of a group at an address.
 type directorAt struct{ group, director string }
 
+const markTaken = "%d is already used by cluster %q of group %q (a mark is unique within a director group)"
+
 const addressTaken = "%s is already the address of director %q of group %q"
 
 const directorAddressIsVIP = "%s is the address of director %q of group %q; a VIP moves with the ACTIVE role, a director's address does not"
 
 const vipIsDirectorAddress = "%s is a VIP of cluster %q (group %q); a director's own address must not move with the ACTIVE role"
 
-// AllocateFWMark returns the lowest mark >= 1 that no cluster uses, or 0 when every mark up to
+// AllocateFWMark returns the lowest mark >= 1 that no cluster of existing uses (give it the
+// clusters of one group: marks are unique per group), or 0 when every mark up to
 // MaxFWMark is taken. The controller calls it on create when the cluster's fwmark is 0.
 func AllocateFWMark(existing []*lvsctlv1.Cluster) uint32 {
 	used := make(map[uint32]bool, len(existing))

@@ -218,7 +218,7 @@ func TestBadManifests(t *testing.T) {
 		}, `cluster "rtsp": ports[0]: udp 4000-6000 on 192.0.2.10 is already used by cluster "wms" (ports[4] udp 1024-5000)`},
 		{"fwmark clash", func(t *testing.T) string {
 			return edit(t, "scheduler: wlc", "scheduler: wlc\nfwmark: 7") + strings.Replace(rtsp, "reals:", "fwmark: 7\nreals:", 1)
-		}, `cluster "rtsp": fwmark: 7 is already used by cluster "wms"`},
+		}, `cluster "rtsp": fwmark: 7 is already used by cluster "wms" of group "edge-1" (a mark is unique within a director group)`},
 		{"director in two groups", func(t *testing.T) string { return wmsYAML(t) + strings.Replace(group2, "dir-c", "dir-a", 1) },
 			`group "edge-2": directors[0].name: director "dir-a" is already in group "edge-1" (a director serves one group)`},
 		{"vip in two groups", func(t *testing.T) string {
@@ -238,6 +238,22 @@ func TestBadManifests(t *testing.T) {
 				t.Errorf("error:\n%v\nwant a line:\n%s", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestFWMarkPerGroup: two director groups (two imported sites) may both keep fwmark 1, since
+// a director programs only its own group's clusters; within one group the mark stays unique.
+func TestFWMarkPerGroup(t *testing.T) {
+	other := strings.NewReplacer("directorGroup: edge-1", "directorGroup: edge-2", "192.0.2.10", "192.0.2.11", "reals:", "fwmark: 1\nreals:").Replace(rtsp)
+	text := edit(t, "scheduler: wlc", "scheduler: wlc\nfwmark: 1") + group2 + other
+	if err := check(t, text); err != nil {
+		t.Fatalf("fwmark 1 in two groups refused: %v", err)
+	}
+	same := strings.NewReplacer("192.0.2.10", "192.0.2.11", "reals:", "fwmark: 1\nreals:").Replace(rtsp)
+	err := check(t, edit(t, "scheduler: wlc", "scheduler: wlc\nfwmark: 1")+same)
+	want := `cluster "rtsp": fwmark: 1 is already used by cluster "wms" of group "edge-1" (a mark is unique within a director group)`
+	if err == nil || !contains(strings.Split(err.Error(), "\n"), want) {
+		t.Fatalf("fwmark 1 twice in one group: %v, want a line %s", err, want)
 	}
 }
 

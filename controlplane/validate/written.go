@@ -14,7 +14,8 @@ import (
 type Stored interface {
 	GroupExists(name string) bool
 	EachDirectorGroup(director string, fn func(group string))
-	EachMarkUser(mark uint32, fn func(cluster string))
+	// EachMarkUser: the clusters of the group with the mark (marks are unique per group).
+	EachMarkUser(group string, mark uint32, fn func(cluster string))
 	EachVIPUser(vip netip.Addr, fn func(cluster, group string))
 	EachPortClaim(vip netip.Addr, proto lvsctlv1.Protocol, fn func(cluster string, index int, ports *lvsctlv1.PortRange))
 	EachDirectorAddress(addr netip.Addr, fn func(group, director string))
@@ -125,7 +126,11 @@ func Written(ctx context.Context, objs []*lvsctlv1.Object, stored Stored) error 
 		vip   netip.Addr
 		proto lvsctlv1.Protocol
 	}
-	marks := map[uint32]string{}
+	type markKey struct {
+		group string
+		mark  uint32
+	}
+	marks := map[markKey]string{}
 	vipOwners := map[netip.Addr]vipOwner{}
 	claims := map[claimKey][]claim{}
 	for _, c := range clusters {
@@ -138,18 +143,19 @@ func Written(ctx context.Context, objs []*lvsctlv1.Object, stored Stored) error 
 		}
 		if m := c.GetFwmark(); m != 0 {
 			other := ""
-			stored.EachMarkUser(m, func(sc string) {
+			stored.EachMarkUser(c.GetDirectorGroup(), m, func(sc string) {
 				if !writtenCluster[sc] {
 					lowest(&other, sc)
 				}
 			})
+			k := markKey{c.GetDirectorGroup(), m}
 			if other == "" {
-				other = marks[m]
+				other = marks[k]
 			}
 			if other != "" {
-				fail(KindCluster, name, "fwmark", "%d is already used by cluster %q", m, other)
+				fail(KindCluster, name, "fwmark", markTaken, m, other, c.GetDirectorGroup())
 			} else {
-				marks[m] = name
+				marks[k] = name
 			}
 		}
 		var mine []claim

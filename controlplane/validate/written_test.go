@@ -41,9 +41,9 @@ func (s storedObjects) EachDirectorAddress(addr netip.Addr, fn func(group, direc
 	}
 }
 
-func (s storedObjects) EachMarkUser(mark uint32, fn func(string)) {
+func (s storedObjects) EachMarkUser(group string, mark uint32, fn func(string)) {
 	for _, o := range s {
-		if c := o.GetCluster(); c != nil && c.GetFwmark() == mark {
+		if c := o.GetCluster(); c != nil && c.GetDirectorGroup() == group && c.GetFwmark() == mark {
 			fn(c.GetName())
 		}
 	}
