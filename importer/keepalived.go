@@ -1,6 +1,7 @@
 package importer
 
 import (
+	"encoding/hex"
 	"fmt"
 	"math"
 	"net/netip"
@@ -184,7 +185,7 @@ func Keepalived(files []string, opt KeepalivedOptions) (*Result, error) {
 		opt.Files = OSFiles{}
 	}
 	res := &Result{}
-	k := &kaImport{res: res, opt: opt, clusters: map[string]*Imported{}}
+	k := &kaImport{res: res, opt: opt, clusters: map[string]*Imported{}, beforeRetry: map[*lvsctlv1.HealthCheck]retryAt{}}
 	for _, f := range files {
 		p := &confParser{files: opt.Files, res: res, seen: map[string]bool{f: true}}
 		nodes, err := p.parseFile(f, 0)
@@ -201,6 +202,11 @@ func Keepalived(files []string, opt KeepalivedOptions) (*Result, error) {
 	return res, nil
 }
 
+type retryAt struct {
+	n     *node
+	where string
+}
+
 type kaImport struct {
 	res      *Result
 	opt      KeepalivedOptions
@@ -209,7 +215,11 @@ type kaImport struct {
 	clusters map[string]*Imported
 	order    []string
 	vsgs     map[string]*node
-	gwLines  []*node
+	// globalSync is the file's global_defs lvs_sync_daemon.
+	globalSync *node
+	// beforeRetry holds each check's delay_before_retry.
+	beforeRetry map[*lvsctlv1.HealthCheck]retryAt
+	gwLines     []*node
 }
 
 func (k *kaImport) warnUnknown(n *node, where string) {
@@ -218,6 +228,7 @@ func (k *kaImport) warnUnknown(n *node, where string) {
 
 func (k *kaImport) file(name string, nodes []*node) {
 	k.vsgs = map[string]*node{}
+	k.globalSync = nil
 	routerID := ""
 	for _, n := range nodes {
 		switch n.key {
@@ -229,6 +240,11 @@ func (k *kaImport) file(name string, nodes []*node) {
 			for _, c := range n.children {
 				if c.key == "router_id" && len(c.args) > 0 {
 					routerID = c.args[0]
+					continue
+				}
+				if c.key == "lvs_sync_daemon" && len(c.args) > 0 {
+					// keepalived 2.x reads it here (in a vrrp_instance it is 1.x's).
+					k.globalSync = c
 					continue
 				}
 				k.warnUnknown(c, "global_defs: ")
@@ -299,7 +315,7 @@ func (k *kaImport) virtualServer(n *node) {
 }
 
 // checkerKinds maps keepalived's checkers to lvsctl's health check kinds.
-var checkerKinds = map[string]string{"TCP_CHECK": "tcp", "HTTP_GET": "http", "SSL_GET": "https", "MISC_CHECK": "exec"}
+var checkerKinds = map[string]string{"TCP_CHECK": "tcp", "HTTP_GET": "http", "SSL_GET": "https", "MISC_CHECK": "exec", "UDP_CHECK": "udp"}
 
 func seconds(s string) (uint32, bool) {
 	f, err := strconv.ParseFloat(s, 64)
@@ -385,6 +401,13 @@ func (k *kaImport) fwmarkCluster(n *node, mark uint32, what string) {
 		if h.IntervalMs == 0 && delayLoop != 0 {
 			h.IntervalMs = delayLoop
 		}
+		// keepalived re-checks a failed server delay_before_retry apart, lvsctl at the
+		// interval: equal, they take it out at the same time.
+		if br, ok := k.beforeRetry[h]; ok {
+			if ms, ok := seconds(firstArg(br.n)); !ok || ms != h.IntervalMs {
+				k.res.warn(br.n.file, br.n.line, "%sdelay_before_retry %s: lvsctl re-checks a failed server at the check interval: not carried over", br.where, firstArg(br.n))
+			}
+		}
 		if h.Port == 0 && h.Check != "exec" {
 			if ra.port == 0 {
 				k.res.warn(ra.n.file, ra.n.line, "%s: real_server %s: its %s check names no port (connect_port) and the real server has none: check not carried over", what, ra.r.Address, h.Check)
@@ -438,6 +461,13 @@ func (k *kaImport) fwmarkCluster(n *node, mark uint32, what string) {
 	k.order = append(k.order, name)
 }
 
+func firstArg(n *node) string {
+	if len(n.args) == 0 {
+		return ""
+	}
+	return n.args[0]
+}
+
 func msText(ms uint32) string {
 	return strconv.FormatFloat(float64(ms)/1000, 'f', -1, 64) + "s"
 }
@@ -482,8 +512,12 @@ func (k *kaImport) real(n *node, what string) (*lvsctlv1.RealServer, uint32) {
 	}
 	r := &lvsctlv1.RealServer{Address: a.String(), Weight: 1}
 	where := fmt.Sprintf("%s: real_server %s: ", what, a)
+	var inhibit *node
 	for _, s := range n.children {
 		switch {
+		case s.key == "inhibit_on_failure" && (len(s.args) == 0 || isTrue(s.args[0])):
+			inhibit = s
+		case s.key == "inhibit_on_failure" && isFalse(s.args[0]):
 		case s.key == "weight" && len(s.args) > 0:
 			w, err := strconv.ParseUint(s.args[0], 10, 32)
 			if err != nil {
@@ -503,13 +537,31 @@ func (k *kaImport) real(n *node, what string) (*lvsctlv1.RealServer, uint32) {
 			k.warnUnknown(s, where)
 		}
 	}
+	// A failing checker takes the real server out of the service (remove), or sets its
+	// weight 0 with inhibit_on_failure (quiesce).
+	switch {
+	case r.Health != nil && inhibit != nil:
+		r.Health.OnFailure = "quiesce"
+	case r.Health != nil:
+		r.Health.OnFailure = "remove"
+	case inhibit != nil:
+		k.res.warn(inhibit.file, inhibit.line, "%sinhibit_on_failure without a checker: nothing to carry over", where)
+	}
 	return r, port
 }
+
+func isTrue(s string) bool  { return s == "on" || s == "true" || s == "yes" }
+func isFalse(s string) bool { return s == "off" || s == "false" || s == "no" }
 
 func (k *kaImport) checker(n *node, where string) *lvsctlv1.HealthCheck {
 	h := &lvsctlv1.HealthCheck{Check: checkerKinds[n.key]}
 	where += n.key + ": "
 	urls := 0
+	var beforeRetry *node
+	if h.Check == "udp" {
+		// Without require_reply, UDP_CHECK is up unless an ICMP port unreachable comes back.
+		h.UdpMode = "noUnreachable"
+	}
 	for _, s := range n.children {
 		arg := ""
 		if len(s.args) > 0 {
@@ -573,6 +625,29 @@ func (k *kaImport) checker(n *node, where string) *lvsctlv1.HealthCheck {
 				continue
 			}
 			k.warnUnknown(s, where)
+		case "enable_sni":
+			// lvsctl's https check sends its serverName as SNI.
+			if h.Check != "https" {
+				k.warnUnknown(s, where)
+			}
+		case "delay_before_retry":
+			beforeRetry = s
+		case "payload":
+			p, err := hex.DecodeString(arg)
+			if h.Check != "udp" || err != nil {
+				k.res.warn(s.file, s.line, "%spayload %q: not hex bytes of a UDP_CHECK: not carried over", where, arg)
+				continue
+			}
+			h.Payload = p
+		case "require_reply":
+			if h.Check != "udp" {
+				k.warnUnknown(s, where)
+				continue
+			}
+			h.UdpMode = "reply"
+			if arg != "" {
+				k.res.warn(s.file, s.line, "%srequire_reply %s: lvsctl checks that a reply comes, not its bytes: not carried over", where, arg)
+			}
 		default:
 			k.warnUnknown(s, where)
 		}
@@ -580,6 +655,10 @@ func (k *kaImport) checker(n *node, where string) *lvsctlv1.HealthCheck {
 	if (h.Check == "http" || h.Check == "https") && h.Expect == "" {
 		// keepalived's HTTP_GET without status_code wants 200 exactly (lvsctl: 200-399).
 		h.Expect = "200"
+	}
+	if beforeRetry != nil {
+		// Compared with the interval once the service's delay_loop is known.
+		k.beforeRetry[h] = retryAt{n: beforeRetry, where: where}
 	}
 	if h.Check == "exec" && len(h.Command) == 0 {
 		k.res.warn(n.file, n.line, "%sno misc_path: check not carried over", where)
@@ -602,6 +681,13 @@ func (k *kaImport) vrrp(file, routerID string, n *node) {
 	iface := ""
 	var vrid uint32
 	var sync *lvsctlv1.Sync
+	syncID := false
+	if k.globalSync != nil {
+		sync, syncID = syncDaemon(k.globalSync)
+		if len(k.globalSync.args) > 1 && k.globalSync.args[1] != inst && !(k.globalSync.args[1] == "inst" && len(k.globalSync.args) > 2 && k.globalSync.args[2] == inst) {
+			k.res.warn(k.globalSync.file, k.globalSync.line, "lvs_sync_daemon follows instance %s, not %s: taken for the group anyway", k.globalSync.args[1], inst)
+		}
+	}
 
 	preempt := true
 	var vipNodes []*node
@@ -626,14 +712,7 @@ func (k *kaImport) vrrp(file, routerID string, n *node) {
 		case "nopreempt":
 			preempt = false
 		case "lvs_sync_daemon":
-			sync = &lvsctlv1.Sync{Interface: arg}
-			for i := 1; i+1 < len(s.args); i++ {
-				if s.args[i] == "id" {
-					if v, err := strconv.ParseUint(s.args[i+1], 10, 8); err == nil {
-						sync.SyncId = uint32(v)
-					}
-				}
-			}
+			sync, syncID = syncDaemon(s)
 		case "lvs_sync_daemon_interface":
 			sync = &lvsctlv1.Sync{Interface: arg}
 		case "virtual_ipaddress", "virtual_ipaddress_excluded":
@@ -646,7 +725,7 @@ func (k *kaImport) vrrp(file, routerID string, n *node) {
 			k.warnUnknown(s, what+": ")
 		}
 	}
-	if sync != nil && sync.SyncId == 0 {
+	if sync != nil && !syncID {
 		// keepalived's sync id defaults to the instance's virtual_router_id.
 		sync.SyncId = vrid
 	}
@@ -675,6 +754,21 @@ func (k *kaImport) vrrp(file, routerID string, n *node) {
 	}
 	k.group.Directors = append(k.group.Directors, d)
 	k.gwLines = append(k.gwLines, vipNodes...)
+}
+
+// syncDaemon reads lvs_sync_daemon IFACE [[inst] INSTANCE] [id N] ...; the bool says whether
+// it names its id.
+func syncDaemon(n *node) (*lvsctlv1.Sync, bool) {
+	s := &lvsctlv1.Sync{Interface: n.args[0]}
+	for i := 1; i+1 < len(n.args); i++ {
+		if n.args[i] == "id" {
+			if v, err := strconv.ParseUint(n.args[i+1], 10, 8); err == nil {
+				s.SyncId = uint32(v)
+				return s, true
+			}
+		}
+	}
+	return s, false
 }
 
 // finish places the virtual_ipaddress entries (now that every cluster's VIPs are known) and

@@ -184,6 +184,7 @@ func NewRoot(s Streams, getenv func(string) string) *cobra.Command {
 		newHistoryCmd(o),
 		newRollbackCmd(o),
 		newImportCmd(o),
+		newExportCmd(o),
 	)
 	return root
 }
