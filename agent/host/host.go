@@ -32,6 +32,7 @@ import (
 	"github.com/lvsctl/lvsctl/agent/state"
 	"github.com/lvsctl/lvsctl/agent/stats"
 	"github.com/lvsctl/lvsctl/agent/vip"
+	"github.com/lvsctl/lvsctl/endpoints"
 	"github.com/lvsctl/lvsctl/pki"
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
 )
@@ -116,8 +117,9 @@ func Run(ctx context.Context, o Config) error {
 	if certs != nil {
 		// The controller's certificate must hold the host part of --controller (a DNS or IP
 		// SAN: `pki init --san`).
-		host, _, _ := net.SplitHostPort(controller) // loadTLS checked it
-		sessCfg.Credentials = certs.ClientCredentials(host)
+		// With several controllers, any listed host will do (each is a controller of the CA).
+		addrs, _ := endpoints.Parse(controller) // loadTLS checked it
+		sessCfg.Credentials = certs.ClientCredentialsAny(endpoints.Hosts(addrs))
 		go func() { _ = certs.Run(ctx) }()
 		log.Info("TLS certificate loaded", "certificate", pki.Describe(certs.Certificate()))
 	}
@@ -196,8 +198,8 @@ var ErrWrongCertificate = errors.New("certificate is not this director's")
 // loadTLS reads the director's certificate, refusing one that names another director or is
 // not a director's at all: the controller would refuse it (or take it for someone else).
 func loadTLS(o Config) (*pki.Reloader, error) {
-	if _, _, err := net.SplitHostPort(o.Controller); err != nil {
-		return nil, fmt.Errorf("%w: --controller %q: %w", ErrConfig, o.Controller, err)
+	if _, err := endpoints.Parse(o.Controller); err != nil {
+		return nil, fmt.Errorf("%w: --controller: %w", ErrConfig, err)
 	}
 	check := func(c *x509.Certificate) error { return CheckDirectorCertificate(c, o.Director) }
 	r, err := pki.NewReloader(pki.ReloaderConfig{
@@ -227,7 +229,21 @@ func CheckDirectorCertificate(c *x509.Certificate, director string) error {
 }
 
 // loopback reports whether HOST:PORT names this machine's loopback.
-func loopback(target string) bool {
+// loopback: every address of the comma-separated list is on loopback.
+func loopback(targets string) bool {
+	addrs, err := endpoints.Parse(targets)
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		if !loopbackOne(a) {
+			return false
+		}
+	}
+	return true
+}
+
+func loopbackOne(target string) bool {
 	host, _, err := net.SplitHostPort(target)
 	if err != nil {
 		return false

@@ -22,12 +22,14 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
+	"github.com/lvsctl/lvsctl/endpoints"
+
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
 )
 
 // Config of a session.
 type Config struct {
-	// Target is the controller's HOST:PORT.
+	// Target is the controller's HOST:PORT, or several comma-separated.
 	Target string
 	// Credentials are the stream's TLS: the director's certificate, and the CA that verifies
 	// the controller's (pki.Reloader.ClientCredentials). Required unless Insecure.
@@ -131,7 +133,15 @@ func (s *Session) Run(ctx context.Context, hello func() *lvsctlv1.Hello, handle 
 	if creds == nil {
 		return ErrNoCredentials
 	}
-	conn, err := grpc.NewClient(s.cfg.Target,
+	addrs, err := endpoints.Parse(s.cfg.Target)
+	if err != nil {
+		return err
+	}
+	// Several controllers: gRPC's pick_first over all of them (package endpoints); a stream
+	// that breaks reconnects to whichever answers, resuming from the applied revision its
+	// Hello carries.
+	target, opts := endpoints.Target(addrs)
+	conn, err := grpc.NewClient(target, append(opts,
 		// Each new connection does a new handshake with the certificate as last reloaded;
 		// a stream already up keeps the one it was opened with.
 		grpc.WithTransportCredentials(creds),
@@ -147,7 +157,7 @@ func (s *Session) Run(ctx context.Context, hello func() *lvsctlv1.Hello, handle 
 			Backoff:           backoff.Config{BaseDelay: s.cfg.MinBackoff, Multiplier: 1.6, Jitter: 0.2, MaxDelay: s.cfg.MaxBackoff},
 			MinConnectTimeout: 5 * time.Second,
 		}),
-	)
+	)...)
 	if err != nil {
 		return fmt.Errorf("controller address %q: %w", s.cfg.Target, err)
 	}

@@ -373,9 +373,9 @@ func TestUnknownKindFails(t *testing.T) {
 		err  string
 	}{
 		{[]string{"delete", "clustr", "wms"}, "error: lvsctl delete: unknown kind \"clustr\" (one of: cluster, group)\n"},
-		{[]string{"get", "clustrs"}, "error: lvsctl get: unknown kind \"clustrs\" (one of: cluster, directors, group)\n"},
+		{[]string{"get", "clustrs"}, "error: lvsctl get: unknown kind \"clustrs\" (one of: cluster, controllers, directors, group)\n"},
 		{[]string{"describe", "grp", "x"}, "error: lvsctl describe: unknown kind \"grp\" (one of: cluster, group)\n"},
-		{[]string{"get"}, "error: lvsctl get: say what (one of: cluster, directors, group)\n"},
+		{[]string{"get"}, "error: lvsctl get: say what (one of: cluster, controllers, directors, group)\n"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			expect(t, lvsctl(t, addr, "", tc.args...), 1, "", tc.err)

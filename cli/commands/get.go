@@ -123,6 +123,7 @@ func newGetCmd(o *options) *cobra.Command {
 				return p.Directors(o.streams.Out, ds)
 			},
 		},
+		newGetControllersCmd(o),
 	)
 	return get
 }

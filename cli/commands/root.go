@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/lvsctl/lvsctl/cli/printer"
+	"github.com/lvsctl/lvsctl/endpoints"
 	"github.com/lvsctl/lvsctl/pki"
 )
 
@@ -138,7 +139,7 @@ func NewRoot(s Streams, getenv func(string) string) *cobra.Command {
 		controller = DefaultController
 	}
 	insecureDefault, _ := strconv.ParseBool(getenv("LVSCTL_INSECURE"))
-	root.PersistentFlags().StringVar(&o.controller, "controller", controller, "controller address HOST:PORT (env LVSCTL_CONTROLLER)")
+	root.PersistentFlags().StringVar(&o.controller, "controller", controller, "controller address HOST:PORT, or several comma-separated: any that answers (env LVSCTL_CONTROLLER)")
 	root.PersistentFlags().BoolVar(&o.insecure, "insecure", insecureDefault, "plaintext gRPC, for a controller on loopback (env LVSCTL_INSECURE)")
 	root.PersistentFlags().DurationVar(&o.timeout, "timeout", 10*time.Second, "deadline of each request to the controller")
 	// --cert, --key, --ca and LVSCTL_CERT, LVSCTL_KEY, LVSCTL_CA are the issue's contract;
@@ -196,8 +197,15 @@ func (o *options) dial() (*grpc.ClientConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	conn, err := grpc.NewClient(o.controller, grpc.WithTransportCredentials(creds),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes), grpc.MaxCallSendMsgSize(MaxMessageBytes)))
+	addrs, err := endpoints.Parse(o.controller)
+	if err != nil {
+		return nil, fmt.Errorf("--controller: %w", err)
+	}
+	// Several controllers: pick_first over them (package endpoints); a command goes to one
+	// that answers.
+	target, opts := endpoints.Target(addrs)
+	conn, err := grpc.NewClient(target, append(opts, grpc.WithTransportCredentials(creds),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes), grpc.MaxCallSendMsgSize(MaxMessageBytes)))...)
 	if err != nil {
 		return nil, fmt.Errorf("controller %s: %w", o.controller, err)
 	}
@@ -212,9 +220,9 @@ func (o *options) credentials() (credentials.TransportCredentials, error) {
 		}
 		return insecure.NewCredentials(), nil
 	}
-	host, _, err := net.SplitHostPort(o.controller)
+	addrs, err := endpoints.Parse(o.controller)
 	if err != nil {
-		return nil, fmt.Errorf("--controller %q: want HOST:PORT: %w", o.controller, err)
+		return nil, fmt.Errorf("--controller: %w", err)
 	}
 	// lvsctl runs for one command: the files are read once (a long `top` keeps the
 	// certificate it started with).
@@ -223,11 +231,22 @@ func (o *options) credentials() (credentials.TransportCredentials, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w; make certificates with `lvs-controller pki init DIR --user NAME:ROLE` (or `pki issue DIR --user NAME --role ROLE`) and pass --ca DIR/ca.crt --cert DIR/user-NAME.crt --key DIR/user-NAME.key, or pass --insecure for a controller on loopback", err)
 	}
-	// The host part of --controller must be among the controller certificate's SANs.
-	return r.ClientCredentials(host), nil
+	// The host part of --controller (of one of them, if several) must be among the
+	// controller certificate's SANs.
+	return r.ClientCredentialsAny(endpoints.Hosts(addrs)), nil
 }
 
-func isLoopback(addr string) bool {
+// isLoopback: every address of the comma-separated list is on loopback.
+func isLoopback(list string) bool {
+	for a := range strings.SplitSeq(list, ",") {
+		if !isLoopbackOne(strings.TrimSpace(a)) {
+			return false
+		}
+	}
+	return true
+}
+
+func isLoopbackOne(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		host = addr

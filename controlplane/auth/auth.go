@@ -348,6 +348,17 @@ func (a *Authenticator) identify(ctx context.Context) (caller, error) {
 	if err != nil {
 		return caller{}, refuse(ErrUnauthenticated, err, "%s", status.Convert(err).Message())
 	}
+	if isController(leaf) {
+		// Another controller relaying a caller to this one, the leader (forward.go).
+		id, ok, err := forwarded(ctx, leaf)
+		switch {
+		case err != nil:
+			return caller{}, err
+		case !ok:
+			return caller{}, refuse(ErrUnauthenticated, nil, "a controller's certificate (%s) calls only on behalf of a caller it relays", clip(leaf.Subject.CommonName))
+		}
+		return caller{id: id}, nil
+	}
 	id, err := FromCertificate(leaf)
 	if err != nil {
 		return caller{}, refuse(ErrUnauthenticated, err, "%v", err)

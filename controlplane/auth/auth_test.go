@@ -73,6 +73,7 @@ func TestTable(t *testing.T) {
 		"/lvsctl.v1.ConfigService/History":                               auth.Viewer,
 		"/lvsctl.v1.StatusService/List":                                  auth.Viewer,
 		"/lvsctl.v1.StatusService/Watch":                                 auth.Viewer,
+		"/lvsctl.v1.StatusService/ListControllers":                       auth.Viewer,
 		"/lvsctl.v1.ConfigService/Drain":                                 auth.Operator,
 		"/lvsctl.v1.ConfigService/Failover":                              auth.Operator,
 		"/lvsctl.v1.ConfigService/Apply":                                 auth.Admin,
@@ -310,8 +311,9 @@ func TestRolesOverTLS(t *testing.T) {
 	check(t, "dir-b Get", dirB.call(t, "Get"), want{codes.PermissionDenied, "role director may not call ConfigService/Get (needs viewer)"})
 	check(t, "dir-b health", dirB.call(t, "Health"), want{codes.OK, ""})
 
+	// A controller's certificate only relays callers to the leader (forward.go), naming them.
 	check(t, "the controller's own certificate", as("controller", "controller").call(t, "Health"),
-		want{codes.Unauthenticated, `OrganizationalUnit: unknown role "controller"`})
+		want{codes.Unauthenticated, "a controller's certificate (controller) calls only on behalf of a caller it relays"})
 	noRole := ca.issue(t, "dave", nil, false)
 	check(t, "a certificate without a role", dial(t, addr, tlsCreds(ca, &noRole)).call(t, "Health"),
 		want{codes.Unauthenticated, "has 0 Subject OrganizationalUnits"})

@@ -15,11 +15,12 @@ import (
 // renamed RPC fails to compile here rather than being silently closed.
 var methods = map[string]Role{
 	// Reading the configuration, its history and the fleet's status.
-	lvsctlv1.ConfigService_Get_FullMethodName:     Viewer,
-	lvsctlv1.ConfigService_List_FullMethodName:    Viewer,
-	lvsctlv1.ConfigService_History_FullMethodName: Viewer,
-	lvsctlv1.StatusService_List_FullMethodName:    Viewer,
-	lvsctlv1.StatusService_Watch_FullMethodName:   Viewer,
+	lvsctlv1.ConfigService_Get_FullMethodName:             Viewer,
+	lvsctlv1.ConfigService_List_FullMethodName:            Viewer,
+	lvsctlv1.ConfigService_History_FullMethodName:         Viewer,
+	lvsctlv1.StatusService_List_FullMethodName:            Viewer,
+	lvsctlv1.StatusService_Watch_FullMethodName:           Viewer,
+	lvsctlv1.StatusService_ListControllers_FullMethodName: Viewer,
 	// Operating what is configured: drain/enable a real server, move the ACTIVE role.
 	lvsctlv1.ConfigService_Drain_FullMethodName:    Operator,
 	lvsctlv1.ConfigService_Failover_FullMethodName: Operator,

@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,7 +31,7 @@ import (
 	"github.com/lvsctl/lvsctl/controlplane/config"
 	"github.com/lvsctl/lvsctl/controlplane/fanout"
 	"github.com/lvsctl/lvsctl/controlplane/fleet"
-	"github.com/lvsctl/lvsctl/controlplane/roles"
+	"github.com/lvsctl/lvsctl/controlplane/ha"
 	"github.com/lvsctl/lvsctl/controlplane/store"
 	"github.com/lvsctl/lvsctl/pki"
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
@@ -67,7 +69,13 @@ type Config struct {
 	// EtcdTLS serves the embedded etcd over https with client certificates required, and is
 	// the controller's client certificate to it (or to an external https etcd).
 	EtcdTLS store.EmbeddedTLS
-	Logger  *slog.Logger
+	// Advertise is the address other controllers reach this one at (relays to the leader)
+	// and the name it registers under; default the bound Listen address.
+	Advertise string
+	// ElectionTTL is the election session's lease (0: ha.DefaultTTL): a leader that stops
+	// is replaced this long after its last keep-alive.
+	ElectionTTL time.Duration
+	Logger      *slog.Logger
 }
 
 // Controller is a running controller.
@@ -78,14 +86,26 @@ type Controller struct {
 	client   *clientv3.Client
 	grpc     *grpc.Server
 	lis      net.Listener
-	hub      *fanout.Hub
-	roles    *roles.Manager
+	st       *store.Store
+	fleet    *fleet.Fleet
+	elector  *ha.Elector
 	cache    *store.Cache
 	metrics  *http.Server
 	registry *prometheus.Registry
 	// tls is the gRPC server's (and /metrics') certificate; etcdTLS the etcd client's. Nil
 	// when not used.
 	tls, etcdTLS *pki.Reloader
+
+	// advertise is Config.Advertise or the bound address.
+	advertise string
+	// term is set while this controller leads (lead); leading mirrors it for readers.
+	term    atomic.Pointer[term]
+	leading atomic.Bool
+	// conns are client connections to leaders, by address, for relays.
+	connsMu sync.Mutex
+	conns   map[string]*grpc.ClientConn
+	// crash: Close leaves the election key to expire, as a killed process would (tests).
+	crash bool
 }
 
 // ErrConfig is wrapped by configuration errors.
@@ -107,7 +127,7 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	c := &Controller{cfg: cfg, log: cfg.Logger}
+	c := &Controller{cfg: cfg, log: cfg.Logger, conns: map[string]*grpc.ClientConn{}}
 	if err := c.loadTLS(); err != nil {
 		return nil, err
 	}
@@ -128,7 +148,12 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 	// (a failed write, a lost watch) through slog.
 	ccfg := clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
 	if c.etcdTLS != nil {
-		ccfg.TLS = c.etcdTLS.ClientConfig(endpointHost(endpoints[0]))
+		// Each member of an external cluster has its own certificate: any endpoint's host.
+		var hosts []string
+		for _, e := range endpoints {
+			hosts = append(hosts, endpointHost(e))
+		}
+		ccfg.TLS = c.etcdTLS.ClientConfigAny(hosts)
 	}
 	if c.embedded != nil {
 		// One apply of 10,000 clusters is one request of a few MiB (store.EmbeddedLimits).
@@ -158,11 +183,22 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 		st = store.NewLimited(client, store.EmbeddedLimits())
 	}
 	c.cache = store.NewCache(st, c.log)
+	c.st = st
 	fl := fleet.New()
-	// Stored: a takeover's new ACTIVE hears its assignment from the hub the moment it is
-	// stored, one watch hop before the delta (c.hub is set before anything is stored).
-	c.roles = roles.NewManager(roles.ManagerConfig{Store: st, Logger: c.log, Stored: func(r *lvsctlv1.GroupRoles) { c.hub.RolesStored(r) }})
-	c.hub = fanout.New(fanout.Config{Store: st, Fleet: fl, Roles: c.roles, Logger: c.log})
+	c.fleet = fl
+	c.advertise = cfg.Advertise
+	if c.advertise == "" {
+		c.advertise = lis.Addr().String()
+	}
+	// Even a lone controller on its embedded etcd is elected (at once): one code path, and
+	// its role writes are fenced like any leader's.
+	c.elector = ha.New(ha.Config{Client: client, Address: c.advertise, TTL: cfg.ElectionTTL, Logger: c.log})
+	// The session lives as long as the client (Close ends it); Serve's context ends the
+	// campaign.
+	if err := c.elector.Prepare(ctx, context.Background()); err != nil {
+		c.Close()
+		return nil, err
+	}
 	opts := []grpc.ServerOption{
 		// gRPC's default 4 MiB refused an agent's full status report and lvsctl's applies at
 		// 10,000 clusters; fanout.MaxMessageBytes says why 64 MiB suffices.
@@ -184,9 +220,12 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 	authz := auth.New(auth.Config{Insecure: c.tls == nil, Logger: c.log})
 	opts = append(opts, grpc.ChainUnaryInterceptor(authz.Unary), grpc.ChainStreamInterceptor(authz.Stream))
 	c.grpc = grpc.NewServer(opts...)
-	config.NewServer(st, c.cache, c.log).WithWho(auth.Who).WithHistoryRetention(retention).WithFailover(c.roles).Register(c.grpc)
-	c.hub.Register(c.grpc)
-	fleet.NewServer(fl).Register(c.grpc)
+	// The leader's services (the agent stream, status, failover) are routed: served here
+	// while this controller leads, relayed to the leader otherwise (ha.go).
+	lvsctlv1.RegisterConfigServiceServer(c.grpc, &configRouter{c: c,
+		FailoverServer: config.NewServer(st, c.cache, c.log).WithWho(auth.Who).WithHistoryRetention(retention).WithFailover(termFailover{c})})
+	lvsctlv1.RegisterAgentServiceServer(c.grpc, &agentRouter{c: c})
+	lvsctlv1.RegisterStatusServiceServer(c.grpc, &statusRouter{c: c, local: fleet.NewServer(fl)})
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(c.grpc, hs)
 	reflection.Register(c.grpc)
@@ -292,15 +331,14 @@ func (c *Controller) Serve(ctx context.Context) error {
 			go func() { errc <- r.Run(ctx) }()
 		}
 	}
-	go func() { errc <- c.hub.Run(ctx) }()
-	go func() { errc <- c.roles.Run(ctx) }()
+	go func() { errc <- c.elector.Run(ctx, c.lead) }()
 	go func() { errc <- c.cache.Run(ctx) }()
 	go func() { errc <- c.grpc.Serve(c.lis) }()
 	var etcdErr <-chan error
 	if c.embedded != nil {
 		etcdErr = c.embedded.Err()
 	}
-	c.log.Info("controller serving", "listen", c.Addr())
+	c.log.Info("controller serving", "listen", c.Addr(), "advertise", c.advertise)
 	select {
 	case <-ctx.Done():
 		return nil
@@ -309,6 +347,22 @@ func (c *Controller) Serve(ctx context.Context) error {
 	case err := <-etcdErr:
 		return fmt.Errorf("embedded etcd failed: %w", err)
 	}
+}
+
+// Crash stops the controller as a killed process would stop: its election key and its
+// registration stay until their lease expires (ha.DefaultTTL). For tests of a leader's
+// loss; Serve must have returned or ctx be cancelled right after.
+func (c *Controller) Crash() {
+	c.crash = true
+	// First the etcd client: the session's keep-alives stop now, not after the grace
+	// Close gives agent streams.
+	if c.client != nil {
+		_ = c.client.Close()
+	}
+	if c.grpc != nil {
+		c.grpc.Stop()
+	}
+	c.Close()
 }
 
 // Close stops the services and etcd. Agents keep their data planes as they are.
@@ -327,6 +381,12 @@ func (c *Controller) Close() {
 	if c.metrics != nil {
 		_ = c.metrics.Close()
 	}
+	c.connsMu.Lock()
+	for a, conn := range c.conns {
+		_ = conn.Close()
+		delete(c.conns, a)
+	}
+	c.connsMu.Unlock()
 	if c.client != nil {
 		_ = c.client.Close()
 		c.client = nil

@@ -46,6 +46,10 @@ type ManagerConfig struct {
 	// Stored is told every assignment the moment it is stored (nil: nobody), so that the
 	// directors hear it before the store's watch brings it: fanout.Hub.RolesStored.
 	Stored func(*lvsctlv1.GroupRoles)
+	// Fence, when set, is the leading controller's election key: every assignment written
+	// is conditional on it, so a manager whose controller was deposed (its session expired
+	// while it kept running) writes nothing (store.ErrNotLeader).
+	Fence *store.LeaderFence
 	// newMachine makes a group's machine: New unless a test scripts one.
 	newMachine func(group string) machine
 }
@@ -568,7 +572,8 @@ func (l *loop) commit(ctx context.Context, group string, w *write) {
 	w.attempts++
 	wr := store.Write{Head: l.head,
 		Expect: map[string]int64{store.RolesKey(group): w.expect},
-		Puts:   map[string]proto.Message{store.RolesKey(group): w.roles}}
+		Puts:   map[string]proto.Message{store.RolesKey(group): w.roles},
+		Fence:  l.m.cfg.Fence}
 	go func() {
 		// A write that etcd does not answer must not hold the group's decisions forever.
 		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)

@@ -275,7 +275,22 @@ type Write struct {
 	// HistoryRetention is how many entries each recorded object keeps: the oldest beyond it
 	// are deleted in the same transaction. 0 keeps them all.
 	HistoryRetention int
+	// Fence, when set, makes the write conditional on the writer still leading: a deposed
+	// leader's role writes fail with ErrNotLeader (see LeaderFence).
+	Fence *LeaderFence
 }
+
+// LeaderFence is a leading controller's election key: the key etcd's election created for
+// it and that key's create revision. The key lives on the leader's session lease, so it is
+// gone (or recreated with another revision) once the leader's lease expired or it resigned;
+// a write that compares it cannot land after that, whatever the deposed process believes.
+type LeaderFence struct {
+	Key string
+	Rev int64
+}
+
+// ErrNotLeader is returned for a fenced write whose writer no longer leads.
+var ErrNotLeader = errors.New("this controller no longer leads")
 
 // Commit applies w in one etcd transaction and returns the new revision. It returns
 // ErrConflict when a condition failed: someone else wrote in between; the revision returned
@@ -284,6 +299,9 @@ func (s *Store) Commit(ctx context.Context, w Write) (int64, error) {
 	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(headKey), "=", w.Head)}
 	for k, rev := range w.Expect {
 		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", rev))
+	}
+	if w.Fence != nil {
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(w.Fence.Key), "=", w.Fence.Rev))
 	}
 	var ops []clientv3.Op
 	for k, m := range w.Puts {
@@ -308,7 +326,12 @@ func (s *Store) Commit(ctx context.Context, w Write) (int64, error) {
 	if n := max(len(ops), len(cmps)); s.limits.MaxTxnOps > 0 && n > s.limits.MaxTxnOps {
 		return 0, fmt.Errorf("%w: %d etcd operations, more than the %d one write may hold (--max-txn-ops): apply fewer objects at once", ErrTooLarge, n, s.limits.MaxTxnOps)
 	}
-	resp, err := s.client.Txn(ctx).If(cmps...).Then(ops...).Commit()
+	txn := s.client.Txn(ctx).If(cmps...).Then(ops...)
+	if w.Fence != nil {
+		// Read in the same transaction, so a refusal says whether the fence failed.
+		txn = txn.Else(clientv3.OpGet(w.Fence.Key))
+	}
+	resp, err := txn.Commit()
 	switch {
 	case errors.Is(err, rpctypes.ErrTooManyOps):
 		return 0, fmt.Errorf("%w: etcd refused %d operations in one transaction (its --max-txn-ops, 128 by default): apply fewer objects at once", ErrTooLarge, max(len(ops), len(cmps)))
@@ -323,9 +346,23 @@ func (s *Store) Commit(ctx context.Context, w Write) (int64, error) {
 		return 0, fmt.Errorf("%w: writing: %w", ErrUnavailable, err)
 	}
 	if !resp.Succeeded {
+		if w.Fence != nil && !fenceHeld(resp, *w.Fence) {
+			return resp.Header.Revision, fmt.Errorf("%w: its election key %s (revision %d) is gone: another controller may lead", ErrNotLeader, w.Fence.Key, w.Fence.Rev)
+		}
 		return resp.Header.Revision, ErrConflict
 	}
 	return resp.Header.Revision, nil
+}
+
+// fenceHeld reads the Else branch's get of the fence key: whether it still exists with the
+// fence's create revision.
+func fenceHeld(resp *clientv3.TxnResponse, f LeaderFence) bool {
+	for _, r := range resp.Responses {
+		if g := r.GetResponseRange(); g != nil {
+			return len(g.Kvs) == 1 && g.Kvs[0].CreateRevision == f.Rev
+		}
+	}
+	return false
 }
 
 // Event is one key's change in a watched revision.

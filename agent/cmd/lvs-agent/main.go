@@ -24,7 +24,7 @@ func main() {
 	cfg := host.Config{Version: version}
 	var debug bool
 	flag.StringVar(&cfg.Director, "director", "", "this director's name, as in its director group (required)")
-	flag.StringVar(&cfg.Controller, "controller", "127.0.0.1:7443", "controller HOST:PORT")
+	flag.StringVar(&cfg.Controller, "controller", "127.0.0.1:7443", "controller HOST:PORT, or several comma-separated (HOST:PORT,HOST:PORT,...): the agent moves to another when its controller fails")
 	flag.StringVar(&cfg.StateDir, "state-dir", "/var/lib/lvsctl/agent", "directory of the agent's state file")
 	flag.BoolVar(&cfg.Insecure, "insecure", false, "plaintext gRPC to the controller (no TLS); only to a controller on loopback")
 	// --ca, --cert, --key are the contract; --tls-ca, --tls-cert, --tls-key the same

@@ -43,6 +43,11 @@ func main() {
 	flag.StringVar(&cfg.EtcdTLS.CertFile, "etcd-client-cert", "", "the embedded etcd's https certificate, also the controller's client certificate to etcd (needs ServerAuth and ClientAuth, as controller.crt has)")
 	flag.StringVar(&cfg.EtcdTLS.KeyFile, "etcd-client-key", "", "key of --etcd-client-cert")
 	flag.StringVar(&cfg.EtcdTLS.CAFile, "etcd-client-ca", "", "CA that etcd clients' certificates must chain to, and that verifies etcd's")
+	// The same files under the names an external cluster's client options usually have.
+	flag.StringVar(&cfg.EtcdTLS.CertFile, "etcd-cert", "", "same as --etcd-client-cert: the controller's client certificate to an https etcd cluster")
+	flag.StringVar(&cfg.EtcdTLS.KeyFile, "etcd-key", "", "same as --etcd-client-key")
+	flag.StringVar(&cfg.EtcdTLS.CAFile, "etcd-ca", "", "same as --etcd-client-ca: the CA that verifies the etcd members' certificates")
+	flag.StringVar(&cfg.Advertise, "advertise", "", "HOST:PORT other controllers reach this one at (relays to the leader; the name in `lvsctl get controllers`); default --listen")
 	flag.BoolVar(&debug, "debug", false, "log at debug level")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "Usage: lvs-controller [flags]\n       lvs-controller pki init|issue ... (lvs-controller pki --help)\n\nFlags:\n")

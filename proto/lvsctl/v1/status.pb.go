@@ -22,6 +22,148 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type ListControllersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListControllersRequest) Reset() {
+	*x = ListControllersRequest{}
+	mi := &file_lvsctl_v1_status_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListControllersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListControllersRequest) ProtoMessage() {}
+
+func (x *ListControllersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_lvsctl_v1_status_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListControllersRequest.ProtoReflect.Descriptor instead.
+func (*ListControllersRequest) Descriptor() ([]byte, []int) {
+	return file_lvsctl_v1_status_proto_rawDescGZIP(), []int{0}
+}
+
+type ControllerInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// address is the controller's --advertise address (default its --listen).
+	Address string `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	// leader: this controller holds the election and alone assigns roles.
+	Leader        bool                   `protobuf:"varint,2,opt,name=leader,proto3" json:"leader,omitempty"`
+	Started       *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=started,proto3" json:"started,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ControllerInfo) Reset() {
+	*x = ControllerInfo{}
+	mi := &file_lvsctl_v1_status_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ControllerInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ControllerInfo) ProtoMessage() {}
+
+func (x *ControllerInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_lvsctl_v1_status_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ControllerInfo.ProtoReflect.Descriptor instead.
+func (*ControllerInfo) Descriptor() ([]byte, []int) {
+	return file_lvsctl_v1_status_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ControllerInfo) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *ControllerInfo) GetLeader() bool {
+	if x != nil {
+		return x.Leader
+	}
+	return false
+}
+
+func (x *ControllerInfo) GetStarted() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Started
+	}
+	return nil
+}
+
+type ListControllersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Controllers   []*ControllerInfo      `protobuf:"bytes,1,rep,name=controllers,proto3" json:"controllers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListControllersResponse) Reset() {
+	*x = ListControllersResponse{}
+	mi := &file_lvsctl_v1_status_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListControllersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListControllersResponse) ProtoMessage() {}
+
+func (x *ListControllersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_lvsctl_v1_status_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListControllersResponse.ProtoReflect.Descriptor instead.
+func (*ListControllersResponse) Descriptor() ([]byte, []int) {
+	return file_lvsctl_v1_status_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ListControllersResponse) GetControllers() []*ControllerInfo {
+	if x != nil {
+		return x.Controllers
+	}
+	return nil
+}
+
 type DirectorStatus struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Director        string                 `protobuf:"bytes,1,opt,name=director,proto3" json:"director,omitempty"`
@@ -58,7 +200,7 @@ type DirectorStatus struct {
 
 func (x *DirectorStatus) Reset() {
 	*x = DirectorStatus{}
-	mi := &file_lvsctl_v1_status_proto_msgTypes[0]
+	mi := &file_lvsctl_v1_status_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -70,7 +212,7 @@ func (x *DirectorStatus) String() string {
 func (*DirectorStatus) ProtoMessage() {}
 
 func (x *DirectorStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_status_proto_msgTypes[0]
+	mi := &file_lvsctl_v1_status_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -83,7 +225,7 @@ func (x *DirectorStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirectorStatus.ProtoReflect.Descriptor instead.
 func (*DirectorStatus) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_status_proto_rawDescGZIP(), []int{0}
+	return file_lvsctl_v1_status_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *DirectorStatus) GetDirector() string {
@@ -235,7 +377,7 @@ type DirectorTotals struct {
 
 func (x *DirectorTotals) Reset() {
 	*x = DirectorTotals{}
-	mi := &file_lvsctl_v1_status_proto_msgTypes[1]
+	mi := &file_lvsctl_v1_status_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -247,7 +389,7 @@ func (x *DirectorTotals) String() string {
 func (*DirectorTotals) ProtoMessage() {}
 
 func (x *DirectorTotals) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_status_proto_msgTypes[1]
+	mi := &file_lvsctl_v1_status_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -260,7 +402,7 @@ func (x *DirectorTotals) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirectorTotals.ProtoReflect.Descriptor instead.
 func (*DirectorTotals) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_status_proto_rawDescGZIP(), []int{1}
+	return file_lvsctl_v1_status_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *DirectorTotals) GetClusters() uint32 {
@@ -318,7 +460,7 @@ type StatusServiceListRequest struct {
 
 func (x *StatusServiceListRequest) Reset() {
 	*x = StatusServiceListRequest{}
-	mi := &file_lvsctl_v1_status_proto_msgTypes[2]
+	mi := &file_lvsctl_v1_status_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -330,7 +472,7 @@ func (x *StatusServiceListRequest) String() string {
 func (*StatusServiceListRequest) ProtoMessage() {}
 
 func (x *StatusServiceListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_status_proto_msgTypes[2]
+	mi := &file_lvsctl_v1_status_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -343,7 +485,7 @@ func (x *StatusServiceListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusServiceListRequest.ProtoReflect.Descriptor instead.
 func (*StatusServiceListRequest) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_status_proto_rawDescGZIP(), []int{2}
+	return file_lvsctl_v1_status_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *StatusServiceListRequest) GetCluster() string {
@@ -379,7 +521,7 @@ type StatusServiceListResponse struct {
 
 func (x *StatusServiceListResponse) Reset() {
 	*x = StatusServiceListResponse{}
-	mi := &file_lvsctl_v1_status_proto_msgTypes[3]
+	mi := &file_lvsctl_v1_status_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -391,7 +533,7 @@ func (x *StatusServiceListResponse) String() string {
 func (*StatusServiceListResponse) ProtoMessage() {}
 
 func (x *StatusServiceListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_status_proto_msgTypes[3]
+	mi := &file_lvsctl_v1_status_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -404,7 +546,7 @@ func (x *StatusServiceListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusServiceListResponse.ProtoReflect.Descriptor instead.
 func (*StatusServiceListResponse) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_status_proto_rawDescGZIP(), []int{3}
+	return file_lvsctl_v1_status_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *StatusServiceListResponse) GetDirectors() []*DirectorStatus {
@@ -434,7 +576,7 @@ type StatusServiceWatchRequest struct {
 
 func (x *StatusServiceWatchRequest) Reset() {
 	*x = StatusServiceWatchRequest{}
-	mi := &file_lvsctl_v1_status_proto_msgTypes[4]
+	mi := &file_lvsctl_v1_status_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -446,7 +588,7 @@ func (x *StatusServiceWatchRequest) String() string {
 func (*StatusServiceWatchRequest) ProtoMessage() {}
 
 func (x *StatusServiceWatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_status_proto_msgTypes[4]
+	mi := &file_lvsctl_v1_status_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -459,7 +601,7 @@ func (x *StatusServiceWatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusServiceWatchRequest.ProtoReflect.Descriptor instead.
 func (*StatusServiceWatchRequest) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_status_proto_rawDescGZIP(), []int{4}
+	return file_lvsctl_v1_status_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *StatusServiceWatchRequest) GetCluster() string {
@@ -496,7 +638,7 @@ type StatusServiceWatchResponse struct {
 
 func (x *StatusServiceWatchResponse) Reset() {
 	*x = StatusServiceWatchResponse{}
-	mi := &file_lvsctl_v1_status_proto_msgTypes[5]
+	mi := &file_lvsctl_v1_status_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -508,7 +650,7 @@ func (x *StatusServiceWatchResponse) String() string {
 func (*StatusServiceWatchResponse) ProtoMessage() {}
 
 func (x *StatusServiceWatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_status_proto_msgTypes[5]
+	mi := &file_lvsctl_v1_status_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -521,7 +663,7 @@ func (x *StatusServiceWatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusServiceWatchResponse.ProtoReflect.Descriptor instead.
 func (*StatusServiceWatchResponse) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_status_proto_rawDescGZIP(), []int{5}
+	return file_lvsctl_v1_status_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *StatusServiceWatchResponse) GetDirector() *DirectorStatus {
@@ -542,7 +684,14 @@ var File_lvsctl_v1_status_proto protoreflect.FileDescriptor
 
 const file_lvsctl_v1_status_proto_rawDesc = "" +
 	"\n" +
-	"\x16lvsctl/v1/status.proto\x12\tlvsctl.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15lvsctl/v1/agent.proto\x1a\x15lvsctl/v1/stats.proto\x1a\x15lvsctl/v1/types.proto\"\xfe\x05\n" +
+	"\x16lvsctl/v1/status.proto\x12\tlvsctl.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15lvsctl/v1/agent.proto\x1a\x15lvsctl/v1/stats.proto\x1a\x15lvsctl/v1/types.proto\"\x18\n" +
+	"\x16ListControllersRequest\"x\n" +
+	"\x0eControllerInfo\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x16\n" +
+	"\x06leader\x18\x02 \x01(\bR\x06leader\x124\n" +
+	"\astarted\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\astarted\"V\n" +
+	"\x17ListControllersResponse\x12;\n" +
+	"\vcontrollers\x18\x01 \x03(\v2\x19.lvsctl.v1.ControllerInfoR\vcontrollers\"\xfe\x05\n" +
 	"\x0eDirectorStatus\x12\x1a\n" +
 	"\bdirector\x18\x01 \x01(\tR\bdirector\x12\x14\n" +
 	"\x05group\x18\x02 \x01(\tR\x05group\x12\x1c\n" +
@@ -585,10 +734,11 @@ const file_lvsctl_v1_status_proto_rawDesc = "" +
 	"\ttop_reals\x18\x03 \x01(\rR\btopReals\"\x93\x01\n" +
 	"\x1aStatusServiceWatchResponse\x125\n" +
 	"\bdirector\x18\x01 \x01(\v2\x19.lvsctl.v1.DirectorStatusR\bdirector\x12>\n" +
-	"\ainitial\x18\x02 \x01(\v2$.lvsctl.v1.StatusServiceListResponseR\ainitial2\xba\x01\n" +
+	"\ainitial\x18\x02 \x01(\v2$.lvsctl.v1.StatusServiceListResponseR\ainitial2\x94\x02\n" +
 	"\rStatusService\x12Q\n" +
 	"\x04List\x12#.lvsctl.v1.StatusServiceListRequest\x1a$.lvsctl.v1.StatusServiceListResponse\x12V\n" +
-	"\x05Watch\x12$.lvsctl.v1.StatusServiceWatchRequest\x1a%.lvsctl.v1.StatusServiceWatchResponse0\x01B3Z1github.com/lvsctl/lvsctl/proto/lvsctl/v1;lvsctlv1b\x06proto3"
+	"\x05Watch\x12$.lvsctl.v1.StatusServiceWatchRequest\x1a%.lvsctl.v1.StatusServiceWatchResponse0\x01\x12X\n" +
+	"\x0fListControllers\x12!.lvsctl.v1.ListControllersRequest\x1a\".lvsctl.v1.ListControllersResponseB3Z1github.com/lvsctl/lvsctl/proto/lvsctl/v1;lvsctlv1b\x06proto3"
 
 var (
 	file_lvsctl_v1_status_proto_rawDescOnce sync.Once
@@ -602,44 +752,51 @@ func file_lvsctl_v1_status_proto_rawDescGZIP() []byte {
 	return file_lvsctl_v1_status_proto_rawDescData
 }
 
-var file_lvsctl_v1_status_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_lvsctl_v1_status_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_lvsctl_v1_status_proto_goTypes = []any{
-	(*DirectorStatus)(nil),             // 0: lvsctl.v1.DirectorStatus
-	(*DirectorTotals)(nil),             // 1: lvsctl.v1.DirectorTotals
-	(*StatusServiceListRequest)(nil),   // 2: lvsctl.v1.StatusServiceListRequest
-	(*StatusServiceListResponse)(nil),  // 3: lvsctl.v1.StatusServiceListResponse
-	(*StatusServiceWatchRequest)(nil),  // 4: lvsctl.v1.StatusServiceWatchRequest
-	(*StatusServiceWatchResponse)(nil), // 5: lvsctl.v1.StatusServiceWatchResponse
-	(Role)(0),                          // 6: lvsctl.v1.Role
-	(*ClusterError)(nil),               // 7: lvsctl.v1.ClusterError
-	(*Capabilities)(nil),               // 8: lvsctl.v1.Capabilities
+	(*ListControllersRequest)(nil),     // 0: lvsctl.v1.ListControllersRequest
+	(*ControllerInfo)(nil),             // 1: lvsctl.v1.ControllerInfo
+	(*ListControllersResponse)(nil),    // 2: lvsctl.v1.ListControllersResponse
+	(*DirectorStatus)(nil),             // 3: lvsctl.v1.DirectorStatus
+	(*DirectorTotals)(nil),             // 4: lvsctl.v1.DirectorTotals
+	(*StatusServiceListRequest)(nil),   // 5: lvsctl.v1.StatusServiceListRequest
+	(*StatusServiceListResponse)(nil),  // 6: lvsctl.v1.StatusServiceListResponse
+	(*StatusServiceWatchRequest)(nil),  // 7: lvsctl.v1.StatusServiceWatchRequest
+	(*StatusServiceWatchResponse)(nil), // 8: lvsctl.v1.StatusServiceWatchResponse
 	(*timestamppb.Timestamp)(nil),      // 9: google.protobuf.Timestamp
-	(*ClusterStats)(nil),               // 10: lvsctl.v1.ClusterStats
-	(*PeerStatus)(nil),                 // 11: lvsctl.v1.PeerStatus
-	(*SyncStatus)(nil),                 // 12: lvsctl.v1.SyncStatus
+	(Role)(0),                          // 10: lvsctl.v1.Role
+	(*ClusterError)(nil),               // 11: lvsctl.v1.ClusterError
+	(*Capabilities)(nil),               // 12: lvsctl.v1.Capabilities
+	(*ClusterStats)(nil),               // 13: lvsctl.v1.ClusterStats
+	(*PeerStatus)(nil),                 // 14: lvsctl.v1.PeerStatus
+	(*SyncStatus)(nil),                 // 15: lvsctl.v1.SyncStatus
 }
 var file_lvsctl_v1_status_proto_depIdxs = []int32{
-	6,  // 0: lvsctl.v1.DirectorStatus.role:type_name -> lvsctl.v1.Role
-	7,  // 1: lvsctl.v1.DirectorStatus.errors:type_name -> lvsctl.v1.ClusterError
-	8,  // 2: lvsctl.v1.DirectorStatus.capabilities:type_name -> lvsctl.v1.Capabilities
-	9,  // 3: lvsctl.v1.DirectorStatus.last_seen:type_name -> google.protobuf.Timestamp
-	10, // 4: lvsctl.v1.DirectorStatus.clusters:type_name -> lvsctl.v1.ClusterStats
-	1,  // 5: lvsctl.v1.DirectorStatus.totals:type_name -> lvsctl.v1.DirectorTotals
-	11, // 6: lvsctl.v1.DirectorStatus.peers:type_name -> lvsctl.v1.PeerStatus
-	12, // 7: lvsctl.v1.DirectorStatus.sync:type_name -> lvsctl.v1.SyncStatus
-	0,  // 8: lvsctl.v1.StatusServiceListResponse.directors:type_name -> lvsctl.v1.DirectorStatus
-	10, // 9: lvsctl.v1.StatusServiceListResponse.clusters:type_name -> lvsctl.v1.ClusterStats
-	0,  // 10: lvsctl.v1.StatusServiceWatchResponse.director:type_name -> lvsctl.v1.DirectorStatus
-	3,  // 11: lvsctl.v1.StatusServiceWatchResponse.initial:type_name -> lvsctl.v1.StatusServiceListResponse
-	2,  // 12: lvsctl.v1.StatusService.List:input_type -> lvsctl.v1.StatusServiceListRequest
-	4,  // 13: lvsctl.v1.StatusService.Watch:input_type -> lvsctl.v1.StatusServiceWatchRequest
-	3,  // 14: lvsctl.v1.StatusService.List:output_type -> lvsctl.v1.StatusServiceListResponse
-	5,  // 15: lvsctl.v1.StatusService.Watch:output_type -> lvsctl.v1.StatusServiceWatchResponse
-	14, // [14:16] is the sub-list for method output_type
-	12, // [12:14] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	9,  // 0: lvsctl.v1.ControllerInfo.started:type_name -> google.protobuf.Timestamp
+	1,  // 1: lvsctl.v1.ListControllersResponse.controllers:type_name -> lvsctl.v1.ControllerInfo
+	10, // 2: lvsctl.v1.DirectorStatus.role:type_name -> lvsctl.v1.Role
+	11, // 3: lvsctl.v1.DirectorStatus.errors:type_name -> lvsctl.v1.ClusterError
+	12, // 4: lvsctl.v1.DirectorStatus.capabilities:type_name -> lvsctl.v1.Capabilities
+	9,  // 5: lvsctl.v1.DirectorStatus.last_seen:type_name -> google.protobuf.Timestamp
+	13, // 6: lvsctl.v1.DirectorStatus.clusters:type_name -> lvsctl.v1.ClusterStats
+	4,  // 7: lvsctl.v1.DirectorStatus.totals:type_name -> lvsctl.v1.DirectorTotals
+	14, // 8: lvsctl.v1.DirectorStatus.peers:type_name -> lvsctl.v1.PeerStatus
+	15, // 9: lvsctl.v1.DirectorStatus.sync:type_name -> lvsctl.v1.SyncStatus
+	3,  // 10: lvsctl.v1.StatusServiceListResponse.directors:type_name -> lvsctl.v1.DirectorStatus
+	13, // 11: lvsctl.v1.StatusServiceListResponse.clusters:type_name -> lvsctl.v1.ClusterStats
+	3,  // 12: lvsctl.v1.StatusServiceWatchResponse.director:type_name -> lvsctl.v1.DirectorStatus
+	6,  // 13: lvsctl.v1.StatusServiceWatchResponse.initial:type_name -> lvsctl.v1.StatusServiceListResponse
+	5,  // 14: lvsctl.v1.StatusService.List:input_type -> lvsctl.v1.StatusServiceListRequest
+	7,  // 15: lvsctl.v1.StatusService.Watch:input_type -> lvsctl.v1.StatusServiceWatchRequest
+	0,  // 16: lvsctl.v1.StatusService.ListControllers:input_type -> lvsctl.v1.ListControllersRequest
+	6,  // 17: lvsctl.v1.StatusService.List:output_type -> lvsctl.v1.StatusServiceListResponse
+	8,  // 18: lvsctl.v1.StatusService.Watch:output_type -> lvsctl.v1.StatusServiceWatchResponse
+	2,  // 19: lvsctl.v1.StatusService.ListControllers:output_type -> lvsctl.v1.ListControllersResponse
+	17, // [17:20] is the sub-list for method output_type
+	14, // [14:17] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_lvsctl_v1_status_proto_init() }
@@ -656,7 +813,7 @@ func file_lvsctl_v1_status_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lvsctl_v1_status_proto_rawDesc), len(file_lvsctl_v1_status_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,8 +19,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	StatusService_List_FullMethodName  = "/lvsctl.v1.StatusService/List"
-	StatusService_Watch_FullMethodName = "/lvsctl.v1.StatusService/Watch"
+	StatusService_List_FullMethodName            = "/lvsctl.v1.StatusService/List"
+	StatusService_Watch_FullMethodName           = "/lvsctl.v1.StatusService/Watch"
+	StatusService_ListControllers_FullMethodName = "/lvsctl.v1.StatusService/ListControllers"
 )
 
 // StatusServiceClient is the client API for StatusService service.
@@ -32,6 +33,9 @@ type StatusServiceClient interface {
 	List(ctx context.Context, in *StatusServiceListRequest, opts ...grpc.CallOption) (*StatusServiceListResponse, error)
 	// Watch sends every director's status, then each change. A slow watcher skips to the latest.
 	Watch(ctx context.Context, in *StatusServiceWatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StatusServiceWatchResponse], error)
+	// ListControllers lists every live controller (registered in etcd on its session lease)
+	// and which one leads; any controller answers the same.
+	ListControllers(ctx context.Context, in *ListControllersRequest, opts ...grpc.CallOption) (*ListControllersResponse, error)
 }
 
 type statusServiceClient struct {
@@ -71,6 +75,16 @@ func (c *statusServiceClient) Watch(ctx context.Context, in *StatusServiceWatchR
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type StatusService_WatchClient = grpc.ServerStreamingClient[StatusServiceWatchResponse]
 
+func (c *statusServiceClient) ListControllers(ctx context.Context, in *ListControllersRequest, opts ...grpc.CallOption) (*ListControllersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListControllersResponse)
+	err := c.cc.Invoke(ctx, StatusService_ListControllers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // StatusServiceServer is the server API for StatusService service.
 // All implementations must embed UnimplementedStatusServiceServer
 // for forward compatibility.
@@ -80,6 +94,9 @@ type StatusServiceServer interface {
 	List(context.Context, *StatusServiceListRequest) (*StatusServiceListResponse, error)
 	// Watch sends every director's status, then each change. A slow watcher skips to the latest.
 	Watch(*StatusServiceWatchRequest, grpc.ServerStreamingServer[StatusServiceWatchResponse]) error
+	// ListControllers lists every live controller (registered in etcd on its session lease)
+	// and which one leads; any controller answers the same.
+	ListControllers(context.Context, *ListControllersRequest) (*ListControllersResponse, error)
 	mustEmbedUnimplementedStatusServiceServer()
 }
 
@@ -95,6 +112,9 @@ func (UnimplementedStatusServiceServer) List(context.Context, *StatusServiceList
 }
 func (UnimplementedStatusServiceServer) Watch(*StatusServiceWatchRequest, grpc.ServerStreamingServer[StatusServiceWatchResponse]) error {
 	return status.Error(codes.Unimplemented, "method Watch not implemented")
+}
+func (UnimplementedStatusServiceServer) ListControllers(context.Context, *ListControllersRequest) (*ListControllersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListControllers not implemented")
 }
 func (UnimplementedStatusServiceServer) mustEmbedUnimplementedStatusServiceServer() {}
 func (UnimplementedStatusServiceServer) testEmbeddedByValue()                       {}
@@ -146,6 +166,24 @@ func _StatusService_Watch_Handler(srv interface{}, stream grpc.ServerStream) err
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type StatusService_WatchServer = grpc.ServerStreamingServer[StatusServiceWatchResponse]
 
+func _StatusService_ListControllers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListControllersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StatusServiceServer).ListControllers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: StatusService_ListControllers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StatusServiceServer).ListControllers(ctx, req.(*ListControllersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // StatusService_ServiceDesc is the grpc.ServiceDesc for StatusService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -156,6 +194,10 @@ var StatusService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "List",
 			Handler:    _StatusService_List_Handler,
+		},
+		{
+			MethodName: "ListControllers",
+			Handler:    _StatusService_ListControllers_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
