@@ -371,6 +371,11 @@ type loop struct {
 	// parked are requests made at a store revision the loop has not followed to yet.
 	parked []*request
 	writes map[string]*write // group -> its write in flight
+	// queued is a group's next assignment, decided while its write was in flight: the
+	// machine saw that write in the store (the watch can beat Commit's return) and decided
+	// the next step, e.g. a handover's new ACTIVE once the old one released. It is written
+	// as soon as the one in flight returns, never alongside it.
+	queued map[string]*lvsctlv1.GroupRoles
 	timers timerHeap
 	next   map[string]time.Time
 	// blocked is each group's last logged Blocked().
@@ -395,7 +400,7 @@ type write struct {
 func newLoop(m *Manager) *loop {
 	return &loop{m: m, machines: map[string]machine{}, conf: map[string]*groupConfig{}, dirGroup: map[string]string{}, former: map[string]string{},
 		connected: map[string]bool{}, reports: map[string]*lvsctlv1.RoleStatus{},
-		pending: map[uint64]*request{}, writes: map[string]*write{}, next: map[string]time.Time{}, blocked: map[string]string{}}
+		pending: map[uint64]*request{}, writes: map[string]*write{}, queued: map[string]*lvsctlv1.GroupRoles{}, next: map[string]time.Time{}, blocked: map[string]string{}}
 }
 
 func (l *loop) run(ctx context.Context) error {
@@ -550,10 +555,12 @@ func (l *loop) step(group string, ev Event) {
 
 func (l *loop) startWrite(ctx context.Context, group string, r *lvsctlv1.GroupRoles) {
 	if _, busy := l.writes[group]; busy {
-		// The machine answers one write with Written before deciding another; a second one
-		// here is a bug in it, and writing both could store the older one last.
-		l.m.log.Error("a second assignment decided before the first was stored; dropping it", "group", group,
+		// The machine decides again once it sees its write in the store, which may be before
+		// Commit returns here. Writing both at once could store the older one last: the new
+		// one waits for the one in flight (a later decision replaces it; its epoch is higher).
+		l.m.log.Debug("role decision queued behind the write in flight", "group", group,
 			"active", r.GetActive(), "epoch", r.GetEpoch())
+		l.queued[group] = r
 		return
 	}
 	c := l.conf[group]
@@ -610,6 +617,22 @@ func (l *loop) writtenResult(ctx context.Context, res writeResult) {
 		}
 	}
 	l.step(res.group, Written{Roles: res.roles, Err: res.err})
+	l.startQueued(ctx, res.group)
+}
+
+// startQueued writes the assignment decided while the last one was in flight, if any and if
+// nothing else is in flight now (the step above may have started a write of its own, which
+// then supersedes the queued one: the machine decided it later).
+func (l *loop) startQueued(ctx context.Context, group string) {
+	q := l.queued[group]
+	if q == nil {
+		return
+	}
+	delete(l.queued, group)
+	if _, busy := l.writes[group]; busy {
+		return
+	}
+	l.startWrite(ctx, group, q)
 }
 
 // retryWrite sends a write refused on a conflict again once the follower is at the revision
@@ -626,6 +649,7 @@ func (l *loop) retryWrite(ctx context.Context, group string) {
 		err := fmt.Errorf("group %s: %w: its roles changed while the assignment was written", group, store.ErrConflict)
 		l.m.log.Warn("storing the role assignment failed", "group", group, "epoch", w.roles.GetEpoch(), "error", err)
 		l.step(group, Written{Roles: w.roles, Err: err})
+		l.startQueued(ctx, group)
 		return
 	}
 	l.commit(ctx, group, w)
@@ -721,6 +745,7 @@ func (l *loop) removeGroup(name string) {
 	delete(l.machines, name)
 	delete(l.next, name)
 	delete(l.writes, name)
+	delete(l.queued, name)
 	delete(l.blocked, name)
 	l.m.epochs.Delete(name)
 	for id, r := range l.pending {

@@ -510,3 +510,66 @@ func TestFailoverWaitsForTheStoreItWasAskedAt(t *testing.T) {
 		t.Errorf("unknown group: %v, want ErrUnknownGroup", rep.Err)
 	}
 }
+
+// gatedStore is a Store whose Commits wait to be let through one by one; it records what
+// each one wrote.
+type gatedStore struct {
+	Store
+	mu    sync.Mutex
+	wrote []*lvsctlv1.GroupRoles
+	gate  chan struct{}
+}
+
+func (s *gatedStore) Commit(ctx context.Context, w store.Write) (int64, error) {
+	s.mu.Lock()
+	s.wrote = append(s.wrote, w.Puts[store.RolesKey("edge-1")].(*lvsctlv1.GroupRoles))
+	s.mu.Unlock()
+	select {
+	case <-s.gate:
+		return 10, nil
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+func (s *gatedStore) commits() []*lvsctlv1.GroupRoles {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*lvsctlv1.GroupRoles(nil), s.wrote...)
+}
+
+// TestManagerQueuesADecisionBehindTheWriteInFlight: the machine sees its write in the store
+// before Commit returns (the watch won the race) and decides the next assignment, as a
+// handover's new ACTIVE once the old one released. That decision is written once the first
+// Commit returns, never dropped (the lab's planned failover hung on it for 60 s, both
+// directors STANDBY) and never written alongside it.
+func TestManagerQueuesADecisionBehindTheWriteInFlight(t *testing.T) {
+	l, _ := newTestLoop(t)
+	st := &gatedStore{gate: make(chan struct{})}
+	l.m.cfg.Store = st
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	release := &lvsctlv1.GroupRoles{Group: "edge-1", Epoch: 6, Reason: ReasonFailover, Previous: "dir-a", HandoverTo: "dir-b"}
+	promote := &lvsctlv1.GroupRoles{Group: "edge-1", Active: "dir-b", Epoch: 8, Reason: ReasonFailover, Previous: "dir-a"}
+	l.startWrite(ctx, "edge-1", release)
+	waitFor(t, "the first commit", func() bool { return len(st.commits()) == 1 })
+	l.startWrite(ctx, "edge-1", promote) // decided while the release is in flight
+	time.Sleep(50 * time.Millisecond)
+	if got := st.commits(); len(got) != 1 {
+		t.Fatalf("%d commits while the first is in flight, want 1 (the second waits)", len(got))
+	}
+	st.gate <- struct{}{}
+	l.writtenResult(ctx, <-l.m.written)
+	waitFor(t, "the queued commit", func() bool { return len(st.commits()) == 2 })
+	if got := st.commits()[1]; !proto.Equal(got, promote) {
+		t.Fatalf("second commit %v, want the queued %v", got, promote)
+	}
+	if w := l.writes["edge-1"]; w == nil || !proto.Equal(w.roles, promote) {
+		t.Fatalf("write in flight %v, want the promotion", w)
+	}
+	st.gate <- struct{}{}
+	l.writtenResult(ctx, <-l.m.written)
+	if len(l.writes) != 0 || len(l.queued) != 0 {
+		t.Errorf("after both: %d writes in flight, %d queued; want none", len(l.writes), len(l.queued))
+	}
+}
