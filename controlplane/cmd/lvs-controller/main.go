@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/lvsctl/lvsctl/controlplane/controller"
 	"github.com/lvsctl/lvsctl/pki"
@@ -47,6 +48,7 @@ func main() {
 	flag.StringVar(&cfg.EtcdTLS.CertFile, "etcd-cert", "", "same as --etcd-client-cert: the controller's client certificate to an https etcd cluster")
 	flag.StringVar(&cfg.EtcdTLS.KeyFile, "etcd-key", "", "same as --etcd-client-key")
 	flag.StringVar(&cfg.EtcdTLS.CAFile, "etcd-ca", "", "same as --etcd-client-ca: the CA that verifies the etcd members' certificates")
+	flag.DurationVar(&cfg.ElectionTTL, "election-ttl", 2*time.Second, "lease of this controller's leadership and registration: a leader that dies is replaced about this long after (etcd raises it to 1.5 of its election timeout: 2 s with etcd's default 1 s, 1 s with --election-timeout 500)")
 	flag.StringVar(&cfg.Advertise, "advertise", "", "HOST:PORT other controllers reach this one at (relays to the leader; the name in `lvsctl get controllers`); default --listen")
 	flag.BoolVar(&debug, "debug", false, "log at debug level")
 	flag.Usage = func() {
