@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -74,4 +75,30 @@ func Target(addrs []string) (string, []grpc.DialOption) {
 	// address's; the callers' TLS verifies each controller against every listed host
 	// (pki.Reloader.ClientCredentialsAny).
 	return scheme + ":///" + addrs[0], []grpc.DialOption{grpc.WithResolvers(r)}
+}
+
+// LoopbackHost reports whether host (no port) is this machine's loopback: "localhost" or a
+// loopback address. Plaintext is allowed only there.
+func LoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
+}
+
+// AllLoopback reports whether every address of a comma-separated HOST:PORT list is on
+// loopback (false for a list Parse refuses).
+func AllLoopback(list string) bool {
+	addrs, err := Parse(list)
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		host, _, err := net.SplitHostPort(a)
+		if err != nil || !LoopbackHost(host) {
+			return false
+		}
+	}
+	return true
 }

@@ -75,7 +75,7 @@ func Run(ctx context.Context, o Config) error {
 	}
 	// Refused before anything else starts: a plaintext stream that leaves the machine lets
 	// anyone on the path rewrite this director's kernel tables.
-	if insecure && !loopback(controller) {
+	if insecure && !endpoints.AllLoopback(controller) {
 		return fmt.Errorf("%w: --insecure with --controller %s: plaintext gRPC is allowed to a controller on loopback only; use TLS (--ca, --cert, --key)", ErrConfig, controller)
 	}
 	var certs *pki.Reloader
@@ -226,31 +226,4 @@ func CheckDirectorCertificate(c *x509.Certificate, director string) error {
 		return fmt.Errorf("%w: it is for director %q (its CN) but --director is %q", ErrWrongCertificate, c.Subject.CommonName, director)
 	}
 	return nil
-}
-
-// loopback reports whether HOST:PORT names this machine's loopback.
-// loopback: every address of the comma-separated list is on loopback.
-func loopback(targets string) bool {
-	addrs, err := endpoints.Parse(targets)
-	if err != nil {
-		return false
-	}
-	for _, a := range addrs {
-		if !loopbackOne(a) {
-			return false
-		}
-	}
-	return true
-}
-
-func loopbackOne(target string) bool {
-	host, _, err := net.SplitHostPort(target)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -215,7 +213,7 @@ func (o *options) dial() (*grpc.ClientConn, error) {
 // credentials are TLS with the operator's certificate, or plaintext on loopback.
 func (o *options) credentials() (credentials.TransportCredentials, error) {
 	if o.insecure {
-		if !isLoopback(o.controller) {
+		if !endpoints.AllLoopback(o.controller) {
 			return nil, fmt.Errorf("%w: --controller %s: use TLS (--ca, --cert, --key)", errInsecureRemote, o.controller)
 		}
 		return insecure.NewCredentials(), nil
@@ -234,28 +232,6 @@ func (o *options) credentials() (credentials.TransportCredentials, error) {
 	// The host part of --controller (of one of them, if several) must be among the
 	// controller certificate's SANs.
 	return r.ClientCredentialsAny(endpoints.Hosts(addrs)), nil
-}
-
-// isLoopback: every address of the comma-separated list is on loopback.
-func isLoopback(list string) bool {
-	for a := range strings.SplitSeq(list, ",") {
-		if !isLoopbackOne(strings.TrimSpace(a)) {
-			return false
-		}
-	}
-	return true
-}
-
-func isLoopbackOne(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		host = addr
-	}
-	if host == "localhost" {
-		return true
-	}
-	a, err := netip.ParseAddr(host)
-	return err == nil && a.IsLoopback()
 }
 
 func (o *options) context(ctx context.Context) (context.Context, context.CancelFunc) {

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -33,6 +32,7 @@ import (
 	"github.com/lvsctl/lvsctl/controlplane/fleet"
 	"github.com/lvsctl/lvsctl/controlplane/ha"
 	"github.com/lvsctl/lvsctl/controlplane/store"
+	"github.com/lvsctl/lvsctl/endpoints"
 	"github.com/lvsctl/lvsctl/pki"
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
 )
@@ -258,7 +258,7 @@ func (c *Controller) loadTLS() error {
 		if err != nil {
 			return fmt.Errorf("%w: --listen %q: %w", ErrConfig, cfg.Listen, err)
 		}
-		if !loopbackHost(host) {
+		if !endpoints.LoopbackHost(host) {
 			return fmt.Errorf("%w: --insecure with --listen %s: plaintext gRPC is allowed on loopback only (anyone who reaches %s could act as any director and any operator); serve TLS (drop --insecure; certificates from `lvs-controller pki init`) or listen on 127.0.0.1", ErrConfig, cfg.Listen, cfg.Listen)
 		}
 		if cfg.MetricsTLS {
@@ -288,14 +288,6 @@ func (c *Controller) loadTLS() error {
 		c.etcdTLS = r
 	}
 	return nil
-}
-
-func loopbackHost(h string) bool {
-	if h == "localhost" {
-		return true
-	}
-	a, err := netip.ParseAddr(h)
-	return err == nil && a.IsLoopback()
 }
 
 // endpointHost is the host an etcd endpoint URL names, which its certificate must hold.

@@ -12,6 +12,8 @@ import (
 	"go.etcd.io/etcd/client/pkg/v3/tlsutil"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
+
+	"github.com/lvsctl/lvsctl/endpoints"
 )
 
 // EmbeddedConfig is the single-node etcd a controller runs when no external cluster is given.
@@ -60,7 +62,7 @@ func checkURLs(cfg EmbeddedConfig, urls map[string]*url.URL) error {
 				return fmt.Errorf("%w: %s %s: https needs --etcd-client-cert, --etcd-client-key and --etcd-client-ca", ErrEmbeddedStart, flag, u)
 			}
 		case "http":
-			if !loopbackHost(u.Hostname()) {
+			if !endpoints.LoopbackHost(u.Hostname()) {
 				return fmt.Errorf("%w: %w: %s %s is not a loopback address and plain http: anyone who reaches it could read and rewrite every director's desired state; keep it on 127.0.0.1, or serve https with --etcd-client-cert, --etcd-client-key and --etcd-client-ca (client certificates required)", ErrEmbeddedStart, ErrEmbeddedExposed, flag, u)
 			}
 		default:
@@ -68,14 +70,6 @@ func checkURLs(cfg EmbeddedConfig, urls map[string]*url.URL) error {
 		}
 	}
 	return nil
-}
-
-func loopbackHost(h string) bool {
-	if h == "localhost" {
-		return true
-	}
-	a, err := netip.ParseAddr(h)
-	return err == nil && a.IsLoopback()
 }
 
 // Embedded is a running embedded etcd.
