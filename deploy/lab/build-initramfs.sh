@@ -1,6 +1,7 @@
 #!/bin/bash
 # build-initramfs.sh [EXTRA...]: make the lab guest's initramfs,
-# deploy/lab/.build/initrd.img, and for each EXTRA (ffmpeg) initrd-EXTRA.img.
+# deploy/lab/.build/initrd.img, and for each EXTRA (ffmpeg, etcd)
+# initrd-EXTRA.img.
 #
 # Two cpio archives, concatenated (the kernel unpacks each in turn):
 #   base.cpio     busybox, ipvsadm, nft, ip and their libraries, and the
@@ -13,9 +14,12 @@
 #                 what changes while someone works on lvsctl.
 # An EXTRA is a tree fetch.sh made in the cache ($LAB_CACHE/EXTRA) that
 # only some scenarios need and that would weigh on every boot: ffmpeg and
-# its libraries are 217 MB, more than base and lab together. EXTRA.cpio is
-# kept like base.cpio; initrd-EXTRA.img is base + EXTRA + lab, booted by
-# the scenarios that say "# lab-needs: EXTRA" (run.sh).
+# its libraries are 217 MB, more than base and lab together; Debian's etcd
+# (etcd-server 3.4, 21 MB, the external cluster of ha-controllers) is one
+# binary only that scenario runs. EXTRA.cpio is kept like base.cpio (and
+# rebuilt when $LAB_CACHE/EXTRA.stamp, if fetch.sh wrote one, changes);
+# initrd-EXTRA.img is base + EXTRA + lab, booted by the scenarios that say
+# "# lab-needs: EXTRA" (run.sh).
 # None is compressed: the guest unpacks a compressed archive in emulated
 # code, and gzip made each boot 2 s slower (7.5 s against 5.3 s wall for the
 # same 64 MB); memory is plenty. Needs fetch.sh to have filled the cache. The
@@ -132,12 +136,14 @@ for extra in "$@"; do
 	case $extra in
 	*/* | .* | '') log "no such extra: '$extra'"; exit 1 ;;
 	esac
-	[ -d "$CACHE/$extra" ] || { log "no $CACHE/$extra (fetch.sh makes the extras: ffmpeg)"; exit 1; }
-	# Rebuilt with the base's key: the cache or this script changed.
-	if [ ! -e "$BUILD/$extra.cpio" ] || [ "$key" != "$(cat "$BUILD/$extra.key" 2>/dev/null)" ]; then
+	[ -d "$CACHE/$extra" ] || { log "no $CACHE/$extra (fetch.sh makes the extras: ffmpeg, etcd)"; exit 1; }
+	# Rebuilt with the base's key (the cache or this script changed) or the
+	# extra's own stamp (etcd, fetched on its own into an older cache).
+	xkey="$key $(cat "$CACHE/$extra.stamp" 2>/dev/null)"
+	if [ ! -e "$BUILD/$extra.cpio" ] || [ "$xkey" != "$(cat "$BUILD/$extra.key" 2>/dev/null)" ]; then
 		log "building $extra.cpio"
 		pack "$CACHE/$extra" "$BUILD/$extra.cpio"
-		echo "$key" >"$BUILD/$extra.key"
+		echo "$xkey" >"$BUILD/$extra.key"
 	fi
 	cat "$BUILD/base.cpio" "$BUILD/$extra.cpio" "$BUILD/lab.cpio" >"$BUILD/initrd-$extra.img.tmp"
 	mv "$BUILD/initrd-$extra.img.tmp" "$BUILD/initrd-$extra.img"

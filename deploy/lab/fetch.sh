@@ -15,6 +15,9 @@
 #                  with the libraries it needs that userland/ lacks: an
 #                  initramfs of its own (build-initramfs.sh), booted only by
 #                  the scenarios that say "# lab-needs: ffmpeg"
+#   etcd/          Debian's etcd-server 3.4 (etcd only: the external etcd
+#                  cluster of ha-controllers, issue 11), the same way:
+#                  "# lab-needs: etcd" (fetched alone into a cache made before it)
 #   kernel.version the kernel release (the /lib/modules folder name)
 #   fetch.stamp    written last: its presence means the cache is complete
 # and installs qemu-system-x86 on the host if it is missing.
@@ -122,10 +125,41 @@ copy_with_libs() {
 	done
 }
 
-# A cache made before keepalived or ffmpeg joined the lab is refetched.
+# etcd: Debian's etcd-server (3.4), the external cluster of the several-controller
+# scenario (ha-controllers, issue 11), unpacked, never installed (its package would
+# start a service on the host). Its one binary is a Go program linked against libc
+# only, which userland/ has; any library ldd lists that userland/ lacks is copied
+# too. An extra of its own ("# lab-needs: etcd"), fetched on its own: a cache that
+# is complete but older than it gets etcd/ added, nothing else redone (a re-fetch
+# of the kernel would pull the files from under a lab booting from this cache).
+# $CACHE/etcd.stamp records the version; build-initramfs.sh keys etcd.cpio on it.
+fetch_etcd() {
+	[ -x "$CACHE/etcd/usr/bin/etcd" ] && [ -e "$CACHE/etcd.stamp" ] && [ "${LAB_REFETCH:-0}" != 1 ] && return 0
+	[ "$(id -u)" = 0 ] || { log "must run as root (apt-get)"; exit 1; }
+	local deb ver tmp=$CACHE/etcd.unpack new=$CACHE/etcd.new lib
+	mkdir -p "$CACHE/debs"
+	ver=$(candidate etcd-server)
+	deb=$(download etcd-server)
+	rm -rf "$tmp" "$new"
+	dpkg -x "$deb" "$tmp"
+	[ -x "$tmp/usr/bin/etcd" ] || { log "the etcd-server package has no /usr/bin/etcd"; exit 1; }
+	install -D -m 0755 "$tmp/usr/bin/etcd" "$new/usr/bin/etcd"
+	for lib in $(ldd "$tmp/usr/bin/etcd" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}'); do
+		[ -e "$CACHE/userland$lib" ] || install -D -m 0755 "$(readlink -f "$lib")" "$new$lib"
+	done
+	"$new/usr/bin/etcd" --version >/dev/null || { log "the unpacked etcd does not run: $new/usr/bin/etcd --version"; exit 1; }
+	rm -rf "$tmp" "$CACHE/etcd"
+	mv "$new" "$CACHE/etcd"
+	echo "etcd-server $ver" >"$CACHE/etcd.stamp"
+	log "etcd: $("$CACHE/etcd/usr/bin/etcd" --version | head -n 1) in $CACHE/etcd ($(du -sh "$CACHE/etcd" | cut -f1))"
+}
+
+# A cache made before keepalived or ffmpeg joined the lab is refetched; one made
+# before etcd did gets etcd only.
 if [ -e "$CACHE/fetch.stamp" ] && grep -q '^keepalived ' "$CACHE/fetch.stamp" &&
 	grep -q '^ffmpeg ' "$CACHE/fetch.stamp" &&
 	[ "${LAB_REFETCH:-0}" != 1 ] && command -v qemu-system-x86_64 >/dev/null; then
+	fetch_etcd
 	log "cache complete in $CACHE ($(cat "$CACHE/kernel.version"))"
 	exit 0
 fi
@@ -250,6 +284,8 @@ done
 LD_LIBRARY_PATH=$fftree$ffmpeg_libdir "$fftree/usr/bin/ffmpeg" -hide_banner -version >/dev/null ||
 	{ log "the unpacked ffmpeg does not run: LD_LIBRARY_PATH=$fftree$ffmpeg_libdir $fftree/usr/bin/ffmpeg -version"; exit 1; }
 log "ffmpeg: $(du -sh "$fftree" | cut -f1) in $fftree ($(find "$fftree" -type f | wc -l) files)"
+
+fetch_etcd
 
 echo "$kver" >"$CACHE/kernel.version"
 {

@@ -22,6 +22,9 @@ CLIENT_IP=192.0.2.100
 GATEWAY=198.51.100.254
 MGMT_ROOT_IP=203.0.113.1
 CONTROLLER=203.0.113.1:7443
+# A second controller's address on br-mgmt (ha-controllers: several controllers
+# on an etcd cluster); the lab's controller certificate names both.
+CONTROLLER_B=203.0.113.2:7443
 DIR_A_CLIENT_IP=192.0.2.2
 DIR_A_MGMT_IP=203.0.113.11
 REALS="rs1 rs2 rs3"
@@ -275,11 +278,12 @@ AGENT_METRICS=$DIR_A_MGMT_IP:9444
 PKI=/var/lib/lvsctl/pki
 export LVSCTL_CONTROLLER=$CONTROLLER LVSCTL_CA=$PKI/ca.crt LVSCTL_CERT=$PKI/user-lab.crt LVSCTL_KEY=$PKI/user-lab.key
 
-# lab_pki: the lab's CA, the controller's certificate (for its br-mgmt address)
-# and the operator "lab" (admin), made once per boot.
+# lab_pki: the lab's CA, the controller's certificate (for both controller
+# addresses on br-mgmt: one certificate for all controllers, as the README's
+# production layout allows) and the operator "lab" (admin), made once per boot.
 lab_pki() {
 	[ -e "$PKI/ca.crt" ] && return 0
-	lvs-controller pki init "$PKI" --san "${CONTROLLER%:*}" >/tmp/pki.log 2>&1 &&
+	lvs-controller pki init "$PKI" --san "${CONTROLLER%:*}" --san "${CONTROLLER_B%:*}" >/tmp/pki.log 2>&1 &&
 		lvs-controller pki issue "$PKI" --user lab --role admin >>/tmp/pki.log 2>&1 || {
 		sed 's/^/    /' /tmp/pki.log
 		die "lvs-controller pki init $PKI"
@@ -707,13 +711,14 @@ YAML
 # start_agent_in NS [FLAGS...]: lvs-agent for director NS inside NS, state in
 # /var/lib/lvsctl/NS, log /tmp/agent.NS.log (appended: restarts add to it),
 # metrics on its br-mgmt address :9444; its pid in /run/agent.NS.pid.
+# Its --controller is $CONTROLLERS if set (several: "A,B"), else $CONTROLLER.
 # Returns once the metrics endpoint answers.
 start_agent_in() {
 	_ns=$1
 	shift
 	director_cert "$_ns"
 	# shellcheck disable=SC2046 # agent_tls is flags, split on purpose
-	/usr/sbin/ip netns exec "$_ns" lvs-agent --director "$_ns" --controller "$CONTROLLER" \
+	/usr/sbin/ip netns exec "$_ns" lvs-agent --director "$_ns" --controller "${CONTROLLERS:-$CONTROLLER}" \
 		--state-dir "/var/lib/lvsctl/$_ns" $(agent_tls "$_ns") --metrics-listen "$(mgmt_ip "$_ns"):9444" \
 		--stats-period 1s "$@" >>"/tmp/agent.$_ns.log" 2>&1 &
 	echo $! >"/run/agent.$_ns.pid"
@@ -729,7 +734,8 @@ ka_logs() { tail -n 40 /tmp/keepalived.syslog | cut -c1-300 | sed 's/^/    /'; }
 # ha_logs: the last lines of the controller's and both agents' logs, for a
 # failed check to show what the role machines did.
 ha_logs() {
-	for _f in /tmp/controller.log /tmp/agent.dir-a.log /tmp/agent.dir-b.log; do
+	for _f in /tmp/controller*.log /tmp/agent.dir-a.log /tmp/agent.dir-b.log; do
+		[ -e "$_f" ] || continue
 		echo "  --- last 30 lines of $_f"
 		tail -n 30 "$_f" 2>/dev/null | cut -c1-400 | sed 's/^/    /'
 	done
@@ -944,8 +950,12 @@ test_holders() { [ "$(holders "$VIP") $(holders "$GATEWAY")" = "$1 $1" ]; }
 # controller's role decisions and each agent's hold changes, warnings and
 # errors (the last 25 lines of each).
 ha_digest() {
-	echo "  controller: role decisions"
-	grep -E 'role decision|role assignment|level=(WARN|ERROR)' /tmp/controller.log 2>/dev/null | tail -n 25 | sed 's/^/    /'
+	# Every controller's log (several with ha-controllers: /tmp/controller.N.log).
+	for _f in /tmp/controller*.log; do
+		[ -e "$_f" ] || continue
+		echo "  controller ($_f): role decisions, leadership"
+		grep -E 'role decision|role assignment|msg=leading|no longer leading|level=(WARN|ERROR)' "$_f" | tail -n 25 | sed 's/^/    /'
+	done
 	for _d in $HA_DIRECTORS; do
 		echo "  agent $_d: hold changes, warnings, errors"
 		grep -E 'role assigned|group addresses changed|announced addresses|level=(WARN|ERROR)' "/tmp/agent.$_d.log" 2>/dev/null | tail -n 25 | sed 's/^/    /'
@@ -1029,4 +1039,91 @@ real_fields() { echo "dir-a=$(real_field dir-a "$1" "$2") dir-b=$(real_field dir
 health_all() {
 	reals_snap "$1"
 	[ "$(real_fields "$2" health)" = "dir-a=$3 dir-b=$3" ]
+}
+
+# ---- several controllers on an etcd cluster (ha-controllers.sh, issue 11) ----
+# Debian's etcd (etcd-server 3.4, the "etcd" extra: "# lab-needs: etcd") as a
+# cluster of three members e1-e3 in the root namespace on loopback, and
+# lvs-controllers on it, each on an address of its own on br-mgmt
+# ($CONTROLLER, $CONTROLLER_B).
+ETCD_MEMBERS="e1 e2 e3"
+ETCD_ENDPOINTS=http://127.0.0.1:2379,http://127.0.0.1:2479,http://127.0.0.1:2579
+# Timings: etcd's heartbeat and election timeout (ms) and the controllers'
+# --election-ttl (s), read when a member or controller starts: ETCD_HEARTBEAT,
+# ETCD_ELECTION, ELECTION_TTL; unset, the README's LAN layout (100 ms, 500 ms, 1 s;
+# ha-controllers scales them for the guest); LAB_ENV may set others.
+
+# etcd_port MEMBER KIND: e1..e3's client (2379, 2479, 2579) or peer (2380,
+# 2480, 2580) port.
+etcd_port() {
+	_n=${1#e}
+	if [ "$2" = client ]; then echo $((2279 + 100 * _n)); else echo $((2280 + 100 * _n)); fi
+}
+
+# start_etcd_member MEMBER [STATE]: one member, heartbeat ETCD_HEARTBEAT ms and
+# election timeout ETCD_ELECTION ms (etcd allows a lease of 1.5 election
+# timeouts at least), data in /var/lib/etcd/MEMBER, log /tmp/etcd.MEMBER.log
+# (appended), pid /run/etcd.MEMBER.pid. STATE: new (default) or existing (a
+# member restarted on its data).
+start_etcd_member() {
+	_ic=""
+	for _m in $ETCD_MEMBERS; do _ic="$_ic,$_m=http://127.0.0.1:$(etcd_port "$_m" peer)"; done
+	_c=http://127.0.0.1:$(etcd_port "$1" client)
+	_p=http://127.0.0.1:$(etcd_port "$1" peer)
+	etcd --name "$1" --data-dir "/var/lib/etcd/$1" \
+		--listen-client-urls "$_c" --advertise-client-urls "$_c" \
+		--listen-peer-urls "$_p" --initial-advertise-peer-urls "$_p" \
+		--initial-cluster "${_ic#,}" --initial-cluster-token lvsctl-lab --initial-cluster-state "${2:-new}" \
+		--heartbeat-interval "${ETCD_HEARTBEAT:-100}" --election-timeout "${ETCD_ELECTION:-500}" --logger zap --log-level warn \
+		>>"/tmp/etcd.$1.log" 2>&1 &
+	echo $! >"/run/etcd.$1.pid"
+}
+
+# etcd_health MEMBER: status 0 if MEMBER's /health says true (it has a
+# leader and answers reads).
+etcd_health() { wget -qO- "http://127.0.0.1:$(etcd_port "$1" client)/health" 2>/dev/null | grep -q '"health": *"true"'; }
+
+# start_etcd_cluster: the three members; returns once each says it is healthy.
+start_etcd_cluster() {
+	command -v etcd >/dev/null || die "no etcd in the guest (the scenario needs '# lab-needs: etcd')"
+	for _m in $ETCD_MEMBERS; do start_etcd_member "$_m"; done
+	for _m in $ETCD_MEMBERS; do
+		wait_until 60 etcd_health "$_m" || {
+			tail -n 20 "/tmp/etcd.$_m.log" | cut -c1-300 | sed 's/^/    /'
+			die "etcd member $_m not healthy within 60 s"
+		}
+	done
+	note "etcd $(etcd --version | sed -n 's/^etcd Version: //p'): members $ETCD_MEMBERS on $ETCD_ENDPOINTS (heartbeat ${ETCD_HEARTBEAT:-100} ms, election ${ETCD_ELECTION:-500} ms)"
+}
+
+# start_controller_at N HOST:PORT: lvs-controller number N on the etcd cluster,
+# listening on and advertising HOST:PORT (an address of the root namespace on
+# br-mgmt), TLS from the lab's PKI, --election-ttl ELECTION_TTL s (default 1); log
+# /tmp/controller-N.log (appended), pid /run/controller-N.pid. Returns once it
+# listens.
+start_controller_at() {
+	lab_pki
+	lvs-controller --etcd-endpoints "$ETCD_ENDPOINTS" --listen "$2" --advertise "$2" --tls-dir "$PKI" \
+		--election-ttl "${ELECTION_TTL:-1}s" >>"/tmp/controller-$1.log" 2>&1 &
+	echo $! >"/run/controller-$1.pid"
+	wait_tcp "$2" 30 || {
+		tail -n 20 "/tmp/controller-$1.log" | sed 's/^/    /'
+		die "controller $1 did not listen on $2"
+	}
+	note "controller $1 listening on $2 (TLS, pid $(cat "/run/controller-$1.pid"), log /tmp/controller-$1.log)"
+}
+
+# controllers_via HOST:PORT: `lvsctl get controllers -o json` asked of the
+# controller at HOST:PORT alone, as "ADDRESS=leader|follower ..." sorted by
+# address (empty if it did not answer).
+controllers_via() {
+	lvsctl --controller "$1" get controllers -o json 2>/dev/null | awk -F'"' '
+		$2 == "address" { a = $4 }
+		$2 == "leader" { print a "=" ($0 ~ /true/ ? "leader" : "follower") }' | sort | tr '\n' ' ' | sed 's/ $//'
+}
+
+# controller_conn NS: the controller address(es) NS's agent holds an
+# established TCP connection to (port 7443), space-separated.
+controller_conn() {
+	on "$1" netstat -tn 2>/dev/null | awk '$6 == "ESTABLISHED" && $5 ~ /:7443$/ { print $5 }' | sort | tr '\n' ' ' | sed 's/ $//'
 }

@@ -1,5 +1,6 @@
 // Command lab-ha measures director failover in the VM lab
-// (deploy/lab/scenarios/ha-*.sh and bench-ha.sh).
+// (deploy/lab/scenarios/ha-*.sh and bench-ha.sh), and a leading controller's
+// replacement (ha-controllers.sh).
 //
 //	lab-ha watch    --ns dir-a,dir-b --addr 192.0.2.10,198.51.100.254
 //	                [--interval 10ms] [--stop-file FILE] [--duration D]
@@ -7,6 +8,11 @@
 //	                [--limit 30s] [-- CMD [ARG...]]
 //	lab-ha field    NAME FIELD [NAME FIELD...] < JSON
 //	lab-ha holders  --ns NS,NS... ADDR...
+//	lab-ha leader   --kill PID --old ADDR --log FILE[,FILE...] [--interval 50ms] [--limit 15s] -- CMD [ARG...]
+//
+// leader (leader.go) times a leading controller's death: SIGKILL, then until
+// CMD (lvsctl get controllers -o json) shows another leader and its log says
+// when it began to lead.
 //
 // watch runs in the guest's root namespace and samples, every interval, which
 // of the named network namespaces holds each address on a link that is up
@@ -95,7 +101,8 @@ func usage() {
   lab-ha watch    --ns NS,NS... --addr IP,IP... [--interval 10ms] [--stop-file FILE] [--duration D]
   lab-ha takeover HOST:PORT [--kill PID,...] [--down NS] [--interval 10ms] [--timeout 200ms] [--limit 30s] [-- CMD [ARG...]]
   lab-ha field    NAME FIELD [NAME FIELD...] < JSON
-  lab-ha holders  --ns NS,NS... ADDR...`)
+  lab-ha holders  --ns NS,NS... ADDR...
+  lab-ha leader   --kill PID --old ADDR --log FILE[,FILE...] [--interval 50ms] [--limit 15s] -- CMD [ARG...]`)
 	os.Exit(2)
 }
 
@@ -113,6 +120,8 @@ func main() {
 		err = runField(os.Args[2:])
 	case "holders":
 		err = runHolders(os.Args[2:])
+	case "leader":
+		err = runLeader(os.Args[2:])
 	default:
 		usage()
 	}
