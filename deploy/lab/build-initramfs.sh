@@ -139,7 +139,7 @@ for extra in "$@"; do
 	[ -d "$CACHE/$extra" ] || { log "no $CACHE/$extra (fetch.sh makes the extras: ffmpeg, etcd)"; exit 1; }
 	# Rebuilt with the base's key (the cache or this script changed) or the
 	# extra's own stamp (etcd, fetched on its own into an older cache).
-	xkey="$key $(cat "$CACHE/$extra.stamp" 2>/dev/null)"
+	xkey="$key $(cat "$CACHE/$extra.stamp" 2>/dev/null || true)"
 	if [ ! -e "$BUILD/$extra.cpio" ] || [ "$xkey" != "$(cat "$BUILD/$extra.key" 2>/dev/null)" ]; then
 		log "building $extra.cpio"
 		pack "$CACHE/$extra" "$BUILD/$extra.cpio"
