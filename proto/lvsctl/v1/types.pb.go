@@ -132,6 +132,68 @@ func (Forwarding) EnumDescriptor() ([]byte, []int) {
 	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{1}
 }
 
+// SchedulerFlag is one of IPVS's scheduler flags (IP_VS_SVC_F_SCHED1..3), named as ipvsadm
+// names them for the scheduler that reads it.
+type SchedulerFlag int32
+
+const (
+	SchedulerFlag_SCHEDULER_FLAG_UNSPECIFIED SchedulerFlag = 0
+	// sh-fallback (sh): a real server that is unavailable (weight 0, over its threshold) is
+	// skipped for the next one rather than the connection refused.
+	SchedulerFlag_SCHEDULER_FLAG_SH_FALLBACK SchedulerFlag = 1
+	// sh-port (sh): the source port is hashed with the source address.
+	SchedulerFlag_SCHEDULER_FLAG_SH_PORT SchedulerFlag = 2
+	// mh-fallback (mh): as sh-fallback, for the Maglev scheduler.
+	SchedulerFlag_SCHEDULER_FLAG_MH_FALLBACK SchedulerFlag = 3
+	// mh-port (mh): as sh-port, for the Maglev scheduler.
+	SchedulerFlag_SCHEDULER_FLAG_MH_PORT SchedulerFlag = 4
+)
+
+// Enum value maps for SchedulerFlag.
+var (
+	SchedulerFlag_name = map[int32]string{
+		0: "SCHEDULER_FLAG_UNSPECIFIED",
+		1: "SCHEDULER_FLAG_SH_FALLBACK",
+		2: "SCHEDULER_FLAG_SH_PORT",
+		3: "SCHEDULER_FLAG_MH_FALLBACK",
+		4: "SCHEDULER_FLAG_MH_PORT",
+	}
+	SchedulerFlag_value = map[string]int32{
+		"SCHEDULER_FLAG_UNSPECIFIED": 0,
+		"SCHEDULER_FLAG_SH_FALLBACK": 1,
+		"SCHEDULER_FLAG_SH_PORT":     2,
+		"SCHEDULER_FLAG_MH_FALLBACK": 3,
+		"SCHEDULER_FLAG_MH_PORT":     4,
+	}
+)
+
+func (x SchedulerFlag) Enum() *SchedulerFlag {
+	p := new(SchedulerFlag)
+	*p = x
+	return p
+}
+
+func (x SchedulerFlag) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SchedulerFlag) Descriptor() protoreflect.EnumDescriptor {
+	return file_lvsctl_v1_types_proto_enumTypes[2].Descriptor()
+}
+
+func (SchedulerFlag) Type() protoreflect.EnumType {
+	return &file_lvsctl_v1_types_proto_enumTypes[2]
+}
+
+func (x SchedulerFlag) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SchedulerFlag.Descriptor instead.
+func (SchedulerFlag) EnumDescriptor() ([]byte, []int) {
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{2}
+}
+
 // Role is a director's role in its group.
 type Role int32
 
@@ -169,11 +231,11 @@ func (x Role) String() string {
 }
 
 func (Role) Descriptor() protoreflect.EnumDescriptor {
-	return file_lvsctl_v1_types_proto_enumTypes[2].Descriptor()
+	return file_lvsctl_v1_types_proto_enumTypes[3].Descriptor()
 }
 
 func (Role) Type() protoreflect.EnumType {
-	return &file_lvsctl_v1_types_proto_enumTypes[2]
+	return &file_lvsctl_v1_types_proto_enumTypes[3]
 }
 
 func (x Role) Number() protoreflect.EnumNumber {
@@ -182,7 +244,7 @@ func (x Role) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Role.Descriptor instead.
 func (Role) EnumDescriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{2}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{3}
 }
 
 // PortRange is one protocol and an inclusive port range; a single port has first == last.
@@ -301,8 +363,7 @@ func (x *Persistence) GetNetmaskBits() uint32 {
 	return 0
 }
 
-// RealServer is one backend of a cluster. Its port is always 0: a firewall-mark service keeps
-// the port the client asked for.
+// RealServer is one backend of a cluster.
 type RealServer struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Address string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
@@ -313,9 +374,19 @@ type RealServer struct {
 	Health *HealthCheck `protobuf:"bytes,3,opt,name=health,proto3" json:"health,omitempty"`
 	// drained: an operator drained it (lvsctl drain): weight 0 on every director, persistence
 	// templates expire, established connections stay; lvsctl enable clears it.
-	Drained       bool `protobuf:"varint,4,opt,name=drained,proto3" json:"drained,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Drained bool `protobuf:"varint,4,opt,name=drained,proto3" json:"drained,omitempty"`
+	// port is where a plain service sends its clients on this server (NAT port mapping under
+	// masq; 0: the service's port). A firewall-mark service keeps the port the client asked
+	// for: 0 there.
+	Port uint32 `protobuf:"varint,5,opt,name=port,proto3" json:"port,omitempty"`
+	// upper_threshold: no new connections while the server has this many (ipvsadm -x; 0: no
+	// limit).
+	UpperThreshold uint32 `protobuf:"varint,6,opt,name=upper_threshold,json=upperThreshold,proto3" json:"upper_threshold,omitempty"`
+	// lower_threshold: a server over its upper threshold takes new connections again once
+	// below this (ipvsadm -y; 0: once below the upper threshold).
+	LowerThreshold uint32 `protobuf:"varint,7,opt,name=lower_threshold,json=lowerThreshold,proto3" json:"lower_threshold,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *RealServer) Reset() {
@@ -374,6 +445,27 @@ func (x *RealServer) GetDrained() bool {
 		return x.Drained
 	}
 	return false
+}
+
+func (x *RealServer) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *RealServer) GetUpperThreshold() uint32 {
+	if x != nil {
+		return x.UpperThreshold
+	}
+	return 0
+}
+
+func (x *RealServer) GetLowerThreshold() uint32 {
+	if x != nil {
+		return x.LowerThreshold
+	}
+	return 0
 }
 
 // HealthCheck is how every director checks a real server (package health: kinds, defaults,
@@ -584,6 +676,16 @@ type Cluster struct {
 	// docs. Set remove_now to cut at once instead.
 	RemoveGraceMs uint32 `protobuf:"varint,12,opt,name=remove_grace_ms,json=removeGraceMs,proto3" json:"remove_grace_ms,omitempty"`
 	RemoveNow     bool   `protobuf:"varint,13,opt,name=remove_now,json=removeNow,proto3" json:"remove_now,omitempty"`
+	// service makes the cluster a plain IPVS service, matched by address, protocol and port
+	// (ipvsadm -t/-u/--sctp-service ADDRESS:PORT; keepalived's virtual_server IP PORT), instead
+	// of a firewall-mark one: no nftables rule and no fwmark. vips, ports and fwmark are then
+	// unset; its address is the cluster's VIP, held by the ACTIVE like any other.
+	Service *VirtualService `protobuf:"bytes,14,opt,name=service,proto3" json:"service,omitempty"`
+	// scheduler_flags tune the sh and mh schedulers (ipvsadm -b).
+	SchedulerFlags []SchedulerFlag `protobuf:"varint,15,rep,packed,name=scheduler_flags,json=schedulerFlags,proto3,enum=lvsctl.v1.SchedulerFlag" json:"scheduler_flags,omitempty"`
+	// ops is one-packet scheduling (ipvsadm -o): each UDP datagram is scheduled on its own
+	// (DNS, RTP), no connection entry kept.
+	Ops           bool `protobuf:"varint,16,opt,name=ops,proto3" json:"ops,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -709,6 +811,89 @@ func (x *Cluster) GetRemoveNow() bool {
 	return false
 }
 
+func (x *Cluster) GetService() *VirtualService {
+	if x != nil {
+		return x.Service
+	}
+	return nil
+}
+
+func (x *Cluster) GetSchedulerFlags() []SchedulerFlag {
+	if x != nil {
+		return x.SchedulerFlags
+	}
+	return nil
+}
+
+func (x *Cluster) GetOps() bool {
+	if x != nil {
+		return x.Ops
+	}
+	return false
+}
+
+// VirtualService is a plain IPVS service's address, protocol and port.
+type VirtualService struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Address  string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	Protocol Protocol               `protobuf:"varint,2,opt,name=protocol,proto3,enum=lvsctl.v1.Protocol" json:"protocol,omitempty"`
+	// port 0 is every port, which the kernel allows for a persistent service only.
+	Port          uint32 `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VirtualService) Reset() {
+	*x = VirtualService{}
+	mi := &file_lvsctl_v1_types_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VirtualService) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VirtualService) ProtoMessage() {}
+
+func (x *VirtualService) ProtoReflect() protoreflect.Message {
+	mi := &file_lvsctl_v1_types_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VirtualService.ProtoReflect.Descriptor instead.
+func (*VirtualService) Descriptor() ([]byte, []int) {
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *VirtualService) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *VirtualService) GetProtocol() Protocol {
+	if x != nil {
+		return x.Protocol
+	}
+	return Protocol_PROTOCOL_UNSPECIFIED
+}
+
+func (x *VirtualService) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
 // Director is one member of a director group.
 type Director struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -724,7 +909,7 @@ type Director struct {
 
 func (x *Director) Reset() {
 	*x = Director{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[5]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -736,7 +921,7 @@ func (x *Director) String() string {
 func (*Director) ProtoMessage() {}
 
 func (x *Director) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[5]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -749,7 +934,7 @@ func (x *Director) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Director.ProtoReflect.Descriptor instead.
 func (*Director) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{5}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Director) GetName() string {
@@ -778,14 +963,14 @@ func (x *Director) GetAddress() string {
 type Failover struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// heartbeat_interval_ms is how often directors heartbeat each other and the controller
-	// (default 100).
+	// (default 50).
 	HeartbeatIntervalMs uint32 `protobuf:"varint,1,opt,name=heartbeat_interval_ms,json=heartbeatIntervalMs,proto3" json:"heartbeat_interval_ms,omitempty"`
 	// dead_after_ms is how long without a heartbeat (or a probe answer) before a peer is
-	// reported lost (default 300).
+	// reported lost (default 150).
 	DeadAfterMs uint32 `protobuf:"varint,2,opt,name=dead_after_ms,json=deadAfterMs,proto3" json:"dead_after_ms,omitempty"`
 	// fence_ms: an ACTIVE that has had no answer to its heartbeats from the controller or any
 	// peer for this long releases its addresses; the controller promotes a STANDBY only once
-	// the lost ACTIVE's fence time has surely passed (default 300).
+	// the lost ACTIVE's fence time has surely passed (default 200).
 	FenceMs uint32 `protobuf:"varint,3,opt,name=fence_ms,json=fenceMs,proto3" json:"fence_ms,omitempty"`
 	// preempt: a director of higher priority than the ACTIVE takes the role back as soon as it
 	// is healthy again (default false: the role stays where it is, as after an incident).
@@ -798,7 +983,7 @@ type Failover struct {
 
 func (x *Failover) Reset() {
 	*x = Failover{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[6]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -810,7 +995,7 @@ func (x *Failover) String() string {
 func (*Failover) ProtoMessage() {}
 
 func (x *Failover) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[6]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -823,7 +1008,7 @@ func (x *Failover) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Failover.ProtoReflect.Descriptor instead.
 func (*Failover) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{6}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Failover) GetHeartbeatIntervalMs() uint32 {
@@ -872,7 +1057,7 @@ type Gateway struct {
 
 func (x *Gateway) Reset() {
 	*x = Gateway{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[7]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -884,7 +1069,7 @@ func (x *Gateway) String() string {
 func (*Gateway) ProtoMessage() {}
 
 func (x *Gateway) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[7]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -897,7 +1082,7 @@ func (x *Gateway) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Gateway.ProtoReflect.Descriptor instead.
 func (*Gateway) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{7}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Gateway) GetAddress() string {
@@ -925,7 +1110,7 @@ type Sync struct {
 
 func (x *Sync) Reset() {
 	*x = Sync{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[8]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -937,7 +1122,7 @@ func (x *Sync) String() string {
 func (*Sync) ProtoMessage() {}
 
 func (x *Sync) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[8]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -950,7 +1135,7 @@ func (x *Sync) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sync.ProtoReflect.Descriptor instead.
 func (*Sync) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{8}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Sync) GetInterface() string {
@@ -984,7 +1169,7 @@ type DirectorGroup struct {
 
 func (x *DirectorGroup) Reset() {
 	*x = DirectorGroup{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[9]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -996,7 +1181,7 @@ func (x *DirectorGroup) String() string {
 func (*DirectorGroup) ProtoMessage() {}
 
 func (x *DirectorGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[9]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1009,7 +1194,7 @@ func (x *DirectorGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirectorGroup.ProtoReflect.Descriptor instead.
 func (*DirectorGroup) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{9}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DirectorGroup) GetName() string {
@@ -1075,7 +1260,7 @@ type Object struct {
 
 func (x *Object) Reset() {
 	*x = Object{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[10]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1087,7 +1272,7 @@ func (x *Object) String() string {
 func (*Object) ProtoMessage() {}
 
 func (x *Object) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[10]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1100,7 +1285,7 @@ func (x *Object) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Object.ProtoReflect.Descriptor instead.
 func (*Object) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{10}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Object) GetKind() isObject_Kind {
@@ -1156,7 +1341,7 @@ type RoleAssignment struct {
 
 func (x *RoleAssignment) Reset() {
 	*x = RoleAssignment{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[11]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1168,7 +1353,7 @@ func (x *RoleAssignment) String() string {
 func (*RoleAssignment) ProtoMessage() {}
 
 func (x *RoleAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[11]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1181,7 +1366,7 @@ func (x *RoleAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoleAssignment.ProtoReflect.Descriptor instead.
 func (*RoleAssignment) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{11}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RoleAssignment) GetGroup() string {
@@ -1216,7 +1401,7 @@ type ClusterError struct {
 
 func (x *ClusterError) Reset() {
 	*x = ClusterError{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[12]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1228,7 +1413,7 @@ func (x *ClusterError) String() string {
 func (*ClusterError) ProtoMessage() {}
 
 func (x *ClusterError) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[12]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1241,7 +1426,7 @@ func (x *ClusterError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterError.ProtoReflect.Descriptor instead.
 func (*ClusterError) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{12}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ClusterError) GetCluster() string {
@@ -1288,7 +1473,7 @@ type GroupRoles struct {
 
 func (x *GroupRoles) Reset() {
 	*x = GroupRoles{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[13]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1300,7 +1485,7 @@ func (x *GroupRoles) String() string {
 func (*GroupRoles) ProtoMessage() {}
 
 func (x *GroupRoles) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[13]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1313,7 +1498,7 @@ func (x *GroupRoles) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupRoles.ProtoReflect.Descriptor instead.
 func (*GroupRoles) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{13}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GroupRoles) GetGroup() string {
@@ -1390,7 +1575,7 @@ type PeerHeartbeat struct {
 
 func (x *PeerHeartbeat) Reset() {
 	*x = PeerHeartbeat{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[14]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1402,7 +1587,7 @@ func (x *PeerHeartbeat) String() string {
 func (*PeerHeartbeat) ProtoMessage() {}
 
 func (x *PeerHeartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[14]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1415,7 +1600,7 @@ func (x *PeerHeartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerHeartbeat.ProtoReflect.Descriptor instead.
 func (*PeerHeartbeat) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{14}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PeerHeartbeat) GetGroup() string {
@@ -1500,7 +1685,7 @@ type PeerStatus struct {
 
 func (x *PeerStatus) Reset() {
 	*x = PeerStatus{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[15]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1512,7 +1697,7 @@ func (x *PeerStatus) String() string {
 func (*PeerStatus) ProtoMessage() {}
 
 func (x *PeerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[15]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1525,7 +1710,7 @@ func (x *PeerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerStatus.ProtoReflect.Descriptor instead.
 func (*PeerStatus) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{15}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PeerStatus) GetDirector() string {
@@ -1599,7 +1784,7 @@ type SyncStatus struct {
 
 func (x *SyncStatus) Reset() {
 	*x = SyncStatus{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[16]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1611,7 +1796,7 @@ func (x *SyncStatus) String() string {
 func (*SyncStatus) ProtoMessage() {}
 
 func (x *SyncStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[16]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1624,7 +1809,7 @@ func (x *SyncStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncStatus.ProtoReflect.Descriptor instead.
 func (*SyncStatus) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{16}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SyncStatus) GetMaster() bool {
@@ -1673,13 +1858,16 @@ const file_lvsctl_v1_types_proto_rawDesc = "" +
 	"\x04last\x18\x03 \x01(\rR\x04last\"Y\n" +
 	"\vPersistence\x12'\n" +
 	"\x0ftimeout_seconds\x18\x01 \x01(\rR\x0etimeoutSeconds\x12!\n" +
-	"\fnetmask_bits\x18\x02 \x01(\rR\vnetmaskBits\"\x88\x01\n" +
+	"\fnetmask_bits\x18\x02 \x01(\rR\vnetmaskBits\"\xee\x01\n" +
 	"\n" +
 	"RealServer\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x16\n" +
 	"\x06weight\x18\x02 \x01(\rR\x06weight\x12.\n" +
 	"\x06health\x18\x03 \x01(\v2\x16.lvsctl.v1.HealthCheckR\x06health\x12\x18\n" +
-	"\adrained\x18\x04 \x01(\bR\adrained\"\xb4\x03\n" +
+	"\adrained\x18\x04 \x01(\bR\adrained\x12\x12\n" +
+	"\x04port\x18\x05 \x01(\rR\x04port\x12'\n" +
+	"\x0fupper_threshold\x18\x06 \x01(\rR\x0eupperThreshold\x12'\n" +
+	"\x0flower_threshold\x18\a \x01(\rR\x0elowerThreshold\"\xb4\x03\n" +
 	"\vHealthCheck\x12\x14\n" +
 	"\x05check\x18\x01 \x01(\tR\x05check\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\rR\x04port\x12\x1f\n" +
@@ -1702,7 +1890,7 @@ const file_lvsctl_v1_types_proto_rawDesc = "" +
 	"\bdescribe\x18\x0e \x01(\bR\bdescribe\x12\x18\n" +
 	"\apayload\x18\x0f \x01(\fR\apayload\x12\x19\n" +
 	"\budp_mode\x18\x10 \x01(\tR\audpMode\x12\x18\n" +
-	"\acommand\x18\x11 \x03(\tR\acommand\"\xeb\x03\n" +
+	"\acommand\x18\x11 \x03(\tR\acommand\"\xf5\x04\n" +
 	"\aCluster\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12%\n" +
 	"\x0edirector_group\x18\x02 \x01(\tR\rdirectorGroup\x12\x12\n" +
@@ -1720,7 +1908,14 @@ const file_lvsctl_v1_types_proto_rawDesc = "" +
 	"\x06health\x18\v \x01(\v2\x16.lvsctl.v1.HealthCheckR\x06health\x12&\n" +
 	"\x0fremove_grace_ms\x18\f \x01(\rR\rremoveGraceMs\x12\x1d\n" +
 	"\n" +
-	"remove_now\x18\r \x01(\bR\tremoveNow\"T\n" +
+	"remove_now\x18\r \x01(\bR\tremoveNow\x123\n" +
+	"\aservice\x18\x0e \x01(\v2\x19.lvsctl.v1.VirtualServiceR\aservice\x12A\n" +
+	"\x0fscheduler_flags\x18\x0f \x03(\x0e2\x18.lvsctl.v1.SchedulerFlagR\x0eschedulerFlags\x12\x10\n" +
+	"\x03ops\x18\x10 \x01(\bR\x03ops\"o\n" +
+	"\x0eVirtualService\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x12/\n" +
+	"\bprotocol\x18\x02 \x01(\x0e2\x13.lvsctl.v1.ProtocolR\bprotocol\x12\x12\n" +
+	"\x04port\x18\x03 \x01(\rR\x04port\"T\n" +
 	"\bDirector\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bpriority\x18\x02 \x01(\rR\bpriority\x12\x18\n" +
@@ -1803,7 +1998,13 @@ const file_lvsctl_v1_types_proto_rawDesc = "" +
 	"\x16FORWARDING_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fFORWARDING_MASQ\x10\x01\x12\x14\n" +
 	"\x10FORWARDING_ROUTE\x10\x02\x12\x15\n" +
-	"\x11FORWARDING_TUNNEL\x10\x03*?\n" +
+	"\x11FORWARDING_TUNNEL\x10\x03*\xa7\x01\n" +
+	"\rSchedulerFlag\x12\x1e\n" +
+	"\x1aSCHEDULER_FLAG_UNSPECIFIED\x10\x00\x12\x1e\n" +
+	"\x1aSCHEDULER_FLAG_SH_FALLBACK\x10\x01\x12\x1a\n" +
+	"\x16SCHEDULER_FLAG_SH_PORT\x10\x02\x12\x1e\n" +
+	"\x1aSCHEDULER_FLAG_MH_FALLBACK\x10\x03\x12\x1a\n" +
+	"\x16SCHEDULER_FLAG_MH_PORT\x10\x04*?\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vROLE_ACTIVE\x10\x01\x12\x10\n" +
@@ -1821,52 +2022,57 @@ func file_lvsctl_v1_types_proto_rawDescGZIP() []byte {
 	return file_lvsctl_v1_types_proto_rawDescData
 }
 
-var file_lvsctl_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_lvsctl_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_lvsctl_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_lvsctl_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_lvsctl_v1_types_proto_goTypes = []any{
 	(Protocol)(0),          // 0: lvsctl.v1.Protocol
 	(Forwarding)(0),        // 1: lvsctl.v1.Forwarding
-	(Role)(0),              // 2: lvsctl.v1.Role
-	(*PortRange)(nil),      // 3: lvsctl.v1.PortRange
-	(*Persistence)(nil),    // 4: lvsctl.v1.Persistence
-	(*RealServer)(nil),     // 5: lvsctl.v1.RealServer
-	(*HealthCheck)(nil),    // 6: lvsctl.v1.HealthCheck
-	(*Cluster)(nil),        // 7: lvsctl.v1.Cluster
-	(*Director)(nil),       // 8: lvsctl.v1.Director
-	(*Failover)(nil),       // 9: lvsctl.v1.Failover
-	(*Gateway)(nil),        // 10: lvsctl.v1.Gateway
-	(*Sync)(nil),           // 11: lvsctl.v1.Sync
-	(*DirectorGroup)(nil),  // 12: lvsctl.v1.DirectorGroup
-	(*Object)(nil),         // 13: lvsctl.v1.Object
-	(*RoleAssignment)(nil), // 14: lvsctl.v1.RoleAssignment
-	(*ClusterError)(nil),   // 15: lvsctl.v1.ClusterError
-	(*GroupRoles)(nil),     // 16: lvsctl.v1.GroupRoles
-	(*PeerHeartbeat)(nil),  // 17: lvsctl.v1.PeerHeartbeat
-	(*PeerStatus)(nil),     // 18: lvsctl.v1.PeerStatus
-	(*SyncStatus)(nil),     // 19: lvsctl.v1.SyncStatus
+	(SchedulerFlag)(0),     // 2: lvsctl.v1.SchedulerFlag
+	(Role)(0),              // 3: lvsctl.v1.Role
+	(*PortRange)(nil),      // 4: lvsctl.v1.PortRange
+	(*Persistence)(nil),    // 5: lvsctl.v1.Persistence
+	(*RealServer)(nil),     // 6: lvsctl.v1.RealServer
+	(*HealthCheck)(nil),    // 7: lvsctl.v1.HealthCheck
+	(*Cluster)(nil),        // 8: lvsctl.v1.Cluster
+	(*VirtualService)(nil), // 9: lvsctl.v1.VirtualService
+	(*Director)(nil),       // 10: lvsctl.v1.Director
+	(*Failover)(nil),       // 11: lvsctl.v1.Failover
+	(*Gateway)(nil),        // 12: lvsctl.v1.Gateway
+	(*Sync)(nil),           // 13: lvsctl.v1.Sync
+	(*DirectorGroup)(nil),  // 14: lvsctl.v1.DirectorGroup
+	(*Object)(nil),         // 15: lvsctl.v1.Object
+	(*RoleAssignment)(nil), // 16: lvsctl.v1.RoleAssignment
+	(*ClusterError)(nil),   // 17: lvsctl.v1.ClusterError
+	(*GroupRoles)(nil),     // 18: lvsctl.v1.GroupRoles
+	(*PeerHeartbeat)(nil),  // 19: lvsctl.v1.PeerHeartbeat
+	(*PeerStatus)(nil),     // 20: lvsctl.v1.PeerStatus
+	(*SyncStatus)(nil),     // 21: lvsctl.v1.SyncStatus
 }
 var file_lvsctl_v1_types_proto_depIdxs = []int32{
 	0,  // 0: lvsctl.v1.PortRange.protocol:type_name -> lvsctl.v1.Protocol
-	6,  // 1: lvsctl.v1.RealServer.health:type_name -> lvsctl.v1.HealthCheck
-	3,  // 2: lvsctl.v1.Cluster.ports:type_name -> lvsctl.v1.PortRange
-	4,  // 3: lvsctl.v1.Cluster.persistence:type_name -> lvsctl.v1.Persistence
+	7,  // 1: lvsctl.v1.RealServer.health:type_name -> lvsctl.v1.HealthCheck
+	4,  // 2: lvsctl.v1.Cluster.ports:type_name -> lvsctl.v1.PortRange
+	5,  // 3: lvsctl.v1.Cluster.persistence:type_name -> lvsctl.v1.Persistence
 	1,  // 4: lvsctl.v1.Cluster.forwarding:type_name -> lvsctl.v1.Forwarding
-	5,  // 5: lvsctl.v1.Cluster.reals:type_name -> lvsctl.v1.RealServer
-	6,  // 6: lvsctl.v1.Cluster.health:type_name -> lvsctl.v1.HealthCheck
-	8,  // 7: lvsctl.v1.DirectorGroup.directors:type_name -> lvsctl.v1.Director
-	10, // 8: lvsctl.v1.DirectorGroup.gateway:type_name -> lvsctl.v1.Gateway
-	11, // 9: lvsctl.v1.DirectorGroup.sync:type_name -> lvsctl.v1.Sync
-	9,  // 10: lvsctl.v1.DirectorGroup.failover:type_name -> lvsctl.v1.Failover
-	7,  // 11: lvsctl.v1.Object.cluster:type_name -> lvsctl.v1.Cluster
-	12, // 12: lvsctl.v1.Object.group:type_name -> lvsctl.v1.DirectorGroup
-	2,  // 13: lvsctl.v1.RoleAssignment.role:type_name -> lvsctl.v1.Role
-	2,  // 14: lvsctl.v1.PeerHeartbeat.role:type_name -> lvsctl.v1.Role
-	2,  // 15: lvsctl.v1.PeerStatus.role:type_name -> lvsctl.v1.Role
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	6,  // 5: lvsctl.v1.Cluster.reals:type_name -> lvsctl.v1.RealServer
+	7,  // 6: lvsctl.v1.Cluster.health:type_name -> lvsctl.v1.HealthCheck
+	9,  // 7: lvsctl.v1.Cluster.service:type_name -> lvsctl.v1.VirtualService
+	2,  // 8: lvsctl.v1.Cluster.scheduler_flags:type_name -> lvsctl.v1.SchedulerFlag
+	0,  // 9: lvsctl.v1.VirtualService.protocol:type_name -> lvsctl.v1.Protocol
+	10, // 10: lvsctl.v1.DirectorGroup.directors:type_name -> lvsctl.v1.Director
+	12, // 11: lvsctl.v1.DirectorGroup.gateway:type_name -> lvsctl.v1.Gateway
+	13, // 12: lvsctl.v1.DirectorGroup.sync:type_name -> lvsctl.v1.Sync
+	11, // 13: lvsctl.v1.DirectorGroup.failover:type_name -> lvsctl.v1.Failover
+	8,  // 14: lvsctl.v1.Object.cluster:type_name -> lvsctl.v1.Cluster
+	14, // 15: lvsctl.v1.Object.group:type_name -> lvsctl.v1.DirectorGroup
+	3,  // 16: lvsctl.v1.RoleAssignment.role:type_name -> lvsctl.v1.Role
+	3,  // 17: lvsctl.v1.PeerHeartbeat.role:type_name -> lvsctl.v1.Role
+	3,  // 18: lvsctl.v1.PeerStatus.role:type_name -> lvsctl.v1.Role
+	19, // [19:19] is the sub-list for method output_type
+	19, // [19:19] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_lvsctl_v1_types_proto_init() }
@@ -1874,7 +2080,7 @@ func file_lvsctl_v1_types_proto_init() {
 	if File_lvsctl_v1_types_proto != nil {
 		return
 	}
-	file_lvsctl_v1_types_proto_msgTypes[10].OneofWrappers = []any{
+	file_lvsctl_v1_types_proto_msgTypes[11].OneofWrappers = []any{
 		(*Object_Cluster)(nil),
 		(*Object_Group)(nil),
 	}
@@ -1883,8 +2089,8 @@ func file_lvsctl_v1_types_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lvsctl_v1_types_proto_rawDesc), len(file_lvsctl_v1_types_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   17,
+			NumEnums:      4,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
