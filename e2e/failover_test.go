@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -365,8 +366,15 @@ func directorStatus(t *testing.T, c clients, name string) *lvsctlv1.DirectorStat
 // share answered, over windows of LVSCTL_BENCH_WINDOW seconds (default 5).
 // LVSCTL_BENCH_AGENTS changes the number of directors.
 func BenchmarkHeartbeats(b *testing.B) {
-	agents, window := envInt("LVSCTL_BENCH_AGENTS", 1000), time.Duration(envInt("LVSCTL_BENCH_WINDOW", 5))*time.Second
 	target, pid := startControllerProcess(b)
+	heartbeatBench(b, target, map[string]int{"controller": pid})
+}
+
+// heartbeatBench connects the directors to target, applies their groups and measures, as
+// BenchmarkHeartbeats says, the CPU of each process of pids ("%cpu-NAME", and per heartbeat
+// "cpu-us/heartbeat-NAME" above its silent share).
+func heartbeatBench(b *testing.B, target string, pids map[string]int) {
+	agents, window := envInt("LVSCTL_BENCH_AGENTS", 1000), time.Duration(envInt("LVSCTL_BENCH_WINDOW", 5))*time.Second
 	c := dialTB(b, target)
 	waitFor := func(what string, cond func() bool) {
 		deadline := time.Now().Add(2 * time.Minute)
@@ -412,33 +420,45 @@ func BenchmarkHeartbeats(b *testing.B) {
 	}
 	waitFor("every agent connected", func() bool { return connected.Load() == int64(agents) })
 	time.Sleep(2 * time.Second) // snapshots sent, reports in
+	names := slices.Sorted(maps.Keys(pids))
+	cpuOf := func() map[string]time.Duration {
+		out := make(map[string]time.Duration, len(pids))
+		for n, pid := range pids {
+			out[n] = procCPU(b, pid)
+		}
+		return out
+	}
 	b.ResetTimer()
 	for range b.N {
-		// The controller's CPU with every stream open and silent (its etcd, its timers) is
-		// taken away: what is left is the heartbeats' cost.
+		// The controllers' CPU with every stream open and silent (etcd, timers) is taken
+		// away: what is left is the heartbeats' cost.
 		beating.Store(false)
 		time.Sleep(time.Second)
-		cpu0, t0 := procCPU(b, pid), time.Now()
+		cpu0, t0 := cpuOf(), time.Now()
 		time.Sleep(window)
-		idle, idleEl := procCPU(b, pid)-cpu0, time.Since(t0)
+		idle, idleEl := cpuOf(), time.Since(t0)
 		beating.Store(true)
 		time.Sleep(time.Second)
 		rtt.reset()
-		cpu0, s0, a0, t0, self0 := procCPU(b, pid), sent.Load(), answered.Load(), time.Now(), procCPU(b, os.Getpid())
+		busy0, s0, a0, t1, self0 := cpuOf(), sent.Load(), answered.Load(), time.Now(), procCPU(b, os.Getpid())
 		time.Sleep(window)
-		cpu, s, a, el := procCPU(b, pid)-cpu0, sent.Load()-s0, answered.Load()-a0, time.Since(t0)
+		busy, s, a, el := cpuOf(), sent.Load()-s0, answered.Load()-a0, time.Since(t1)
 		// The agents' side: when it has no CPU to spare, round trips say more about it than
-		// about the controller.
+		// about the controllers.
 		b.ReportMetric(100*(procCPU(b, os.Getpid())-self0).Seconds()/el.Seconds(), "%cpu-agents")
 		rtts := rtt.sorted()
 		b.ReportMetric(percentile(rtts, 0.5), "ms-rtt-p50")
 		b.ReportMetric(percentile(rtts, 0.99), "ms-rtt-p99")
-		marginal := cpu.Seconds() - idle.Seconds()*el.Seconds()/idleEl.Seconds()
-		b.ReportMetric(marginal*1e6/float64(s), "cpu-us/heartbeat")
 		b.ReportMetric(float64(s)/el.Seconds(), "heartbeats/s")
 		b.ReportMetric(100*float64(a)/float64(s), "%answered")
-		b.ReportMetric(100*cpu.Seconds()/el.Seconds(), "%cpu-controller")
-		b.ReportMetric(100*idle.Seconds()/idleEl.Seconds(), "%cpu-controller-silent")
+		for _, n := range names {
+			silent := (idle[n] - cpu0[n]).Seconds()
+			cpu := (busy[n] - busy0[n]).Seconds()
+			marginal := cpu - silent*el.Seconds()/idleEl.Seconds()
+			b.ReportMetric(marginal*1e6/float64(s), "cpu-us/heartbeat-"+n)
+			b.ReportMetric(100*cpu/el.Seconds(), "%cpu-"+n)
+			b.ReportMetric(100*silent/idleEl.Seconds(), "%cpu-"+n+"-silent")
+		}
 	}
 	b.StopTimer()
 	cancel()

@@ -291,14 +291,26 @@ func procMemory(tb testing.TB, pid int) (rss, peak float64) {
 // startControllerProcess runs the lvs-controller binary, so that its memory is its own.
 func startControllerProcess(tb testing.TB) (target string, pid int) {
 	dir := tb.TempDir()
+	ports := storetest.FreePorts(tb, 3)
+	pid = startControllerBinary(tb, buildController(tb), "--insecure", "--listen", ports[0], "--data-dir", filepath.Join(dir, "etcd"),
+		"--etcd-client-url", "http://"+ports[1], "--etcd-peer-url", "http://"+ports[2], "--etcd-log-level", "fatal")
+	return ports[0], pid
+}
+
+// buildController builds the lvs-controller binary into a temporary folder and returns its path.
+func buildController(tb testing.TB) string {
+	dir := tb.TempDir()
 	build := exec.Command("go", "build", "-o", dir+"/", "../controlplane/cmd/lvs-controller")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		tb.Fatalf("go build: %v\n%s", err, out)
 	}
-	ports := storetest.FreePorts(tb, 3)
-	cmd := exec.Command(filepath.Join(dir, "lvs-controller"), "--insecure", "--listen", ports[0], "--data-dir", filepath.Join(dir, "etcd"),
-		"--etcd-client-url", "http://"+ports[1], "--etcd-peer-url", "http://"+ports[2], "--etcd-log-level", "fatal")
+	return filepath.Join(dir, "lvs-controller")
+}
+
+// startControllerBinary runs bin with args until the test ends and returns its pid.
+func startControllerBinary(tb testing.TB, bin string, args ...string) int {
+	cmd := exec.Command(bin, args...)
 	if os.Getenv("LVSCTL_TEST_LOG") != "" {
 		cmd.Stderr = os.Stderr
 	}
@@ -306,7 +318,7 @@ func startControllerProcess(tb testing.TB) (target string, pid int) {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	return ports[0], cmd.Process.Pid
+	return cmd.Process.Pid
 }
 
 // startLightAgents connects agents light agents, dir-00 onwards, each on its own connection,

@@ -21,14 +21,14 @@ import (
 // etcdMember is one member of a test's etcd cluster: the etcd server module embedded
 // (go.etcd.io/etcd/server/v3/embed), on loopback ports of its own.
 type etcdMember struct {
-	t    *testing.T
+	t    testing.TB
 	cfg  *embed.Config
 	etcd *embed.Etcd
 }
 
 // startEtcdCluster starts an n-member etcd cluster on loopback and returns its members and
 // client URLs.
-func startEtcdCluster(t *testing.T, n int) ([]*etcdMember, []string) {
+func startEtcdCluster(t testing.TB, n int) ([]*etcdMember, []string) {
 	t.Helper()
 	ports := storetest.FreePorts(t, 2*n)
 	var initial []string
@@ -53,6 +53,9 @@ func startEtcdCluster(t *testing.T, n int) ([]*etcdMember, []string) {
 		// minimum is 1.5 election timeouts): a killed leading controller is replaced within
 		// 2 s. With etcd's default 1 s election timeout the minimum lease is 2 s.
 		cfg.TickMs, cfg.ElectionMs = 100, 500
+		// As the README's production layout runs etcd (and the embedded one is): one apply
+		// of thousands of objects is one transaction.
+		cfg.MaxTxnOps, cfg.MaxRequestBytes = 65536, 64<<20
 		members = append(members, &etcdMember{t: t, cfg: cfg})
 		endpoints = append(endpoints, curl.String())
 	}
