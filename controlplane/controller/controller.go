@@ -155,10 +155,11 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 		}
 		ccfg.TLS = c.etcdTLS.ClientConfigAny(hosts)
 	}
-	if c.embedded != nil {
-		// One apply of 10,000 clusters is one request of a few MiB (store.EmbeddedLimits).
-		ccfg.MaxCallSendMsgSize = store.EmbeddedLimits().MaxRequestBytes
-	}
+	// One apply of 10,000 clusters is one request of a few MiB (store.EmbeddedLimits), more
+	// than the etcd client sends by default (2 MiB). An external etcd decides by its own
+	// --max-request-bytes (the README's production layout raises it to the embedded one's);
+	// its refusal is store.ErrTooLarge, with what to do.
+	ccfg.MaxCallSendMsgSize = store.EmbeddedLimits().MaxRequestBytes
 	client, err := clientv3.New(ccfg)
 	if err != nil {
 		c.Close()

@@ -1,0 +1,109 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
+)
+
+// TestHAControllersAtScale is TestHAControllers at the size: 10,000 WMS clusters
+// (LVSCTL_HA_CLUSTERS) in one group of two directors (real agent daemons, fake kernels), two
+// controllers on a three-member etcd cluster. The apply goes through the follower (which
+// writes to etcd itself); the leader is killed: the other leads, both agents' streams move to
+// it and resume from their applied revision with no kernel operation (no snapshot of 10,000
+// clusters reconciled again), a change after that reaches both as a delta, and a failover
+// decided by the new leader moves every address.
+func TestHAControllersAtScale(t *testing.T) {
+	n := envInt("LVSCTL_HA_CLUSTERS", 10000)
+	_, endpoints := startEtcdCluster(t, 3)
+	ctls := []*haController{startHAController(t, endpoints), startHAController(t, endpoints)}
+	waitUntil(t, 10*time.Second, "one controller leading", func() bool { return leaderOf(ctls) != nil })
+	leader := leaderOf(ctls)
+	follower := ctls[0]
+	if follower == leader {
+		follower = ctls[1]
+	}
+	ctx := context.Background()
+	viaFollower := dial(t, follower.c.Addr())
+	objs := takeoverObjects(n)
+	start := time.Now()
+	ap, err := viaFollower.config.Apply(ctx, &lvsctlv1.ApplyRequest{Objects: objs})
+	if err != nil {
+		t.Fatalf("apply of %d clusters through the follower: %v", n, err)
+	}
+	t.Logf("apply of %d clusters through the follower: %v", n, time.Since(start).Round(time.Millisecond))
+	start = time.Now()
+	both := leader.c.Addr() + "," + follower.c.Addr()
+	dirA := runAgent(t, "dir-a", both, discardLogger(), time.Second, nil)
+	dirB := runAgent(t, "dir-b", follower.c.Addr()+","+leader.c.Addr(), discardLogger(), time.Second, nil)
+	firstVIP, lastVIP := scaleCluster(0, 1, 1).GetVips()[0], scaleCluster(n-1, 1, 1).GetVips()[0]
+	waitUntil(t, 2*time.Minute, "dir-a holding every VIP", func() bool {
+		return holds(dirA, firstVIP) && holds(dirA, lastVIP) && !holds(dirB, firstVIP)
+	})
+	waitAppliedAtScale(t, viaFollower, ap.GetRevision(), 2*time.Minute, "dir-a", "dir-b")
+	t.Logf("both agents applied %d clusters (one through the follower's relay): %v", n, time.Since(start).Round(time.Millisecond))
+
+	// Kill the leader: the follower leads, the agents resume with it, nothing is done again.
+	beforeA, beforeB := dirA.kernel(), dirB.kernel()
+	dirA.ipvs.ResetOps()
+	dirB.ipvs.ResetOps()
+	killed := time.Now()
+	leader.crash()
+	waitUntil(t, 5*time.Second, "the follower leading", func() bool { return leaderOf(ctls) == follower })
+	t.Logf("a new leader %v after the leader was killed", time.Since(killed).Round(time.Millisecond))
+	waitAppliedAtScale(t, viaFollower, ap.GetRevision(), time.Minute, "dir-a", "dir-b")
+	t.Logf("both agents connected and applied under the new leader %v after the kill", time.Since(killed).Round(time.Millisecond))
+	if ops := len(dirA.ipvs.Ops()) + len(dirB.ipvs.Ops()); ops != 0 || dirA.kernel() != beforeA || dirB.kernel() != beforeB {
+		t.Errorf("the agents' kernels changed when they moved controllers (%d IPVS operations)", ops)
+	}
+
+	// A change after that: one cluster's weight, a delta to both.
+	objs[1].GetCluster().Reals[0].Weight = 50
+	start = time.Now()
+	ap2, err := viaFollower.config.Apply(ctx, &lvsctlv1.ApplyRequest{Objects: objs})
+	if err != nil {
+		t.Fatalf("apply under the new leader: %v", err)
+	}
+	t.Logf("the apply call (10,000 objects sent, one changed): %v", time.Since(start).Round(time.Millisecond))
+	waitAppliedAtScale(t, viaFollower, ap2.GetRevision(), time.Minute, "dir-a", "dir-b")
+	t.Logf("one weight changed among %d clusters, applied by both: %v", n, time.Since(start).Round(time.Millisecond))
+	if ops := len(dirA.ipvs.Ops()); ops != 1 {
+		t.Errorf("dir-a did %d IPVS operations for one weight change, want 1: %v", ops, dirA.ipvs.Ops())
+	}
+
+	// A failover decided by the new leader moves every address.
+	start = time.Now()
+	if _, err := viaFollower.config.Failover(ctx, &lvsctlv1.FailoverRequest{Group: "edge-1", To: "dir-b"}); err != nil {
+		t.Fatalf("failover under the new leader: %v", err)
+	}
+	waitUntil(t, time.Minute, "dir-b alone holding every VIP", func() bool {
+		return holds(dirB, firstVIP) && holds(dirB, lastVIP) && !holds(dirA, firstVIP) && !holds(dirA, lastVIP)
+	})
+	t.Logf("planned failover of %d VIPs under the new leader: %v", n, time.Since(start).Round(time.Millisecond))
+}
+
+// waitAppliedAtScale waits until every director is connected, applied at rev at least, with
+// no error, as the controller at c reports it.
+func waitAppliedAtScale(t *testing.T, c clients, rev int64, limit time.Duration, directors ...string) {
+	t.Helper()
+	waitUntil(t, limit, fmt.Sprintf("%v connected and applied at revision %d", directors, rev), func() bool {
+		resp, err := c.status.List(context.Background(), &lvsctlv1.StatusServiceListRequest{TotalsOnly: true})
+		if err != nil {
+			return false
+		}
+		byName := map[string]*lvsctlv1.DirectorStatus{}
+		for _, d := range resp.GetDirectors() {
+			byName[d.GetDirector()] = d
+		}
+		for _, name := range directors {
+			d := byName[name]
+			if d == nil || !d.GetConnected() || d.GetAppliedRevision() < rev || len(d.GetErrors())+len(d.GetDirectorErrors()) != 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
