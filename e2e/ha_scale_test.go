@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,6 +47,23 @@ func TestHAControllersAtScale(t *testing.T) {
 	waitAppliedAtScale(t, viaFollower, ap.GetRevision(), 2*time.Minute, "dir-a", "dir-b")
 	t.Logf("both agents applied %d clusters (one through the follower's relay): %v", n, time.Since(start).Round(time.Millisecond))
 
+	// Who leads now: a loaded host may have let the 1 s session lapse during the apply.
+	waitUntil(t, 10*time.Second, "one controller leading", func() bool { return leaderOf(ctls) != nil })
+	if l := leaderOf(ctls); l != leader {
+		t.Logf("the leadership moved during the apply (a session lapsed)")
+		leader, follower = l, leader
+	}
+	// /metrics: the fleet is the leader's; a follower says it does not lead and reports no
+	// director (its agent streams are relayed).
+	for _, c := range ctls {
+		m := scrape(t, c.metrics)
+		want := map[bool]string{true: "lvsctl_controller_leader 1\n", false: "lvsctl_controller_leader 0\n"}[c == leader]
+		hasFleet := strings.Contains(m, `lvsctl_director_connected{director="dir-a",group="edge-1"} 1`)
+		if !strings.Contains(m, want) || hasFleet != (c == leader) {
+			t.Errorf("/metrics of the %s: want %q and the fleet's directors %v", map[bool]string{true: "leader", false: "follower"}[c == leader], want, c == leader)
+		}
+	}
+
 	// Kill the leader: the follower leads, the agents resume with it, nothing is done again.
 	beforeA, beforeB := dirA.kernel(), dirB.kernel()
 	dirA.ipvs.ResetOps()
@@ -56,6 +74,10 @@ func TestHAControllersAtScale(t *testing.T) {
 	t.Logf("a new leader %v after the leader was killed", time.Since(killed).Round(time.Millisecond))
 	waitAppliedAtScale(t, viaFollower, ap.GetRevision(), time.Minute, "dir-a", "dir-b")
 	t.Logf("both agents connected and applied under the new leader %v after the kill", time.Since(killed).Round(time.Millisecond))
+	if m := scrape(t, follower.metrics); !strings.Contains(m, "lvsctl_controller_leader 1\n") ||
+		!strings.Contains(m, `lvsctl_director_connected{director="dir-b",group="edge-1"} 1`) {
+		t.Error("/metrics of the new leader: not leading, or without the fleet's directors")
+	}
 	if ops := len(dirA.ipvs.Ops()) + len(dirB.ipvs.Ops()); ops != 0 || dirA.kernel() != beforeA || dirB.kernel() != beforeB {
 		t.Errorf("the agents' kernels changed when they moved controllers (%d IPVS operations)", ops)
 	}

@@ -101,23 +101,24 @@ func (m *etcdMember) stop() {
 
 // haController is one of several controllers on the shared etcd cluster.
 type haController struct {
-	t      *testing.T
-	c      *controller.Controller
-	cancel context.CancelFunc
-	done   chan error
+	t       *testing.T
+	c       *controller.Controller
+	metrics string // its /metrics address
+	cancel  context.CancelFunc
+	done    chan error
 }
 
 func startHAController(t *testing.T, endpoints []string) *haController {
 	t.Helper()
 	cfg := controller.Config{Listen: freePort(t), EtcdEndpoints: endpoints, Insecure: true, ElectionTTL: time.Second,
-		Logger: testLogger(t).With("component", "controller")}
+		MetricsListen: freePort(t), Logger: testLogger(t).With("component", "controller")}
 	ctx, cancel := context.WithCancel(context.Background())
 	c, err := controller.Start(ctx, cfg)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
 	}
-	h := &haController{t: t, c: c, cancel: cancel, done: make(chan error, 1)}
+	h := &haController{t: t, c: c, metrics: cfg.MetricsListen, cancel: cancel, done: make(chan error, 1)}
 	go func() { h.done <- c.Serve(ctx) }()
 	t.Cleanup(h.stop)
 	return h

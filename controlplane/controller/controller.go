@@ -232,7 +232,15 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 	reflection.Register(c.grpc)
 
 	c.registry = prometheus.NewRegistry()
-	c.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), fleet.NewCollector(fl), store.NewCollector(c.cache))
+	c.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), fleet.NewCollector(fl), store.NewCollector(c.cache),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "lvsctl_controller_leader",
+			Help: "1 while this controller leads. The fleet's metrics (lvsctl_director_*, lvsctl_fleet_*) are the leader's: a follower relays its agents' streams to the leader and reports no director."},
+			func() float64 {
+				if c.Leading() {
+					return 1
+				}
+				return 0
+			}))
 	if cfg.MetricsListen != "" {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(c.registry, promhttp.HandlerOpts{}))
