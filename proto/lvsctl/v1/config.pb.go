@@ -201,9 +201,12 @@ func (HistoryAction) EnumDescriptor() ([]byte, []int) {
 }
 
 type ApplyRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Objects       []*Object              `protobuf:"bytes,1,rep,name=objects,proto3" json:"objects,omitempty"`
-	DryRun        bool                   `protobuf:"varint,2,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Objects []*Object              `protobuf:"bytes,1,rep,name=objects,proto3" json:"objects,omitempty"`
+	DryRun  bool                   `protobuf:"varint,2,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// adopt (lvsctl apply --adopt) sets Cluster.adopt on every cluster applied: a migration
+	// from a hand-made or keepalived site takes its kernel services over in place.
+	Adopt         bool `protobuf:"varint,3,opt,name=adopt,proto3" json:"adopt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -248,6 +251,13 @@ func (x *ApplyRequest) GetObjects() []*Object {
 func (x *ApplyRequest) GetDryRun() bool {
 	if x != nil {
 		return x.DryRun
+	}
+	return false
+}
+
+func (x *ApplyRequest) GetAdopt() bool {
+	if x != nil {
+		return x.Adopt
 	}
 	return false
 }
@@ -1337,10 +1347,11 @@ var File_lvsctl_v1_config_proto protoreflect.FileDescriptor
 
 const file_lvsctl_v1_config_proto_rawDesc = "" +
 	"\n" +
-	"\x16lvsctl/v1/config.proto\x12\tlvsctl.v1\x1a\x15lvsctl/v1/types.proto\"T\n" +
+	"\x16lvsctl/v1/config.proto\x12\tlvsctl.v1\x1a\x15lvsctl/v1/types.proto\"j\n" +
 	"\fApplyRequest\x12+\n" +
 	"\aobjects\x18\x01 \x03(\v2\x11.lvsctl.v1.ObjectR\aobjects\x12\x17\n" +
-	"\adry_run\x18\x02 \x01(\bR\x06dryRun\"\x8c\x01\n" +
+	"\adry_run\x18\x02 \x01(\bR\x06dryRun\x12\x14\n" +
+	"\x05adopt\x18\x03 \x01(\bR\x05adopt\"\x8c\x01\n" +
 	"\fObjectResult\x12#\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x0f.lvsctl.v1.KindR\x04kind\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12)\n" +

@@ -685,7 +685,14 @@ type Cluster struct {
 	SchedulerFlags []SchedulerFlag `protobuf:"varint,15,rep,packed,name=scheduler_flags,json=schedulerFlags,proto3,enum=lvsctl.v1.SchedulerFlag" json:"scheduler_flags,omitempty"`
 	// ops is one-packet scheduling (ipvsadm -o): each UDP datagram is scheduled on its own
 	// (DNS, RTP), no connection entry kept.
-	Ops           bool `protobuf:"varint,16,opt,name=ops,proto3" json:"ops,omitempty"`
+	Ops bool `protobuf:"varint,16,opt,name=ops,proto3" json:"ops,omitempty"`
+	// adopt: a director whose kernel already has this cluster's IPVS service exactly as
+	// described (scheduler, flags, persistence, real servers and their weights and forwarding),
+	// not owned by lvsctl, takes it as owned, with no kernel operation, instead of refusing it
+	// as foreign; its VIPs already on the interface likewise. A service that differs is refused,
+	// naming the difference, and left alone. Set by `lvsctl apply --adopt` (ApplyRequest.adopt),
+	// cleared by the next apply without it (what was adopted stays owned).
+	Adopt         bool `protobuf:"varint,17,opt,name=adopt,proto3" json:"adopt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -828,6 +835,13 @@ func (x *Cluster) GetSchedulerFlags() []SchedulerFlag {
 func (x *Cluster) GetOps() bool {
 	if x != nil {
 		return x.Ops
+	}
+	return false
+}
+
+func (x *Cluster) GetAdopt() bool {
+	if x != nil {
+		return x.Adopt
 	}
 	return false
 }
@@ -1890,7 +1904,7 @@ const file_lvsctl_v1_types_proto_rawDesc = "" +
 	"\bdescribe\x18\x0e \x01(\bR\bdescribe\x12\x18\n" +
 	"\apayload\x18\x0f \x01(\fR\apayload\x12\x19\n" +
 	"\budp_mode\x18\x10 \x01(\tR\audpMode\x12\x18\n" +
-	"\acommand\x18\x11 \x03(\tR\acommand\"\xf5\x04\n" +
+	"\acommand\x18\x11 \x03(\tR\acommand\"\x8b\x05\n" +
 	"\aCluster\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12%\n" +
 	"\x0edirector_group\x18\x02 \x01(\tR\rdirectorGroup\x12\x12\n" +
@@ -1911,7 +1925,8 @@ const file_lvsctl_v1_types_proto_rawDesc = "" +
 	"remove_now\x18\r \x01(\bR\tremoveNow\x123\n" +
 	"\aservice\x18\x0e \x01(\v2\x19.lvsctl.v1.VirtualServiceR\aservice\x12A\n" +
 	"\x0fscheduler_flags\x18\x0f \x03(\x0e2\x18.lvsctl.v1.SchedulerFlagR\x0eschedulerFlags\x12\x10\n" +
-	"\x03ops\x18\x10 \x01(\bR\x03ops\"o\n" +
+	"\x03ops\x18\x10 \x01(\bR\x03ops\x12\x14\n" +
+	"\x05adopt\x18\x11 \x01(\bR\x05adopt\"o\n" +
 	"\x0eVirtualService\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12/\n" +
 	"\bprotocol\x18\x02 \x01(\x0e2\x13.lvsctl.v1.ProtocolR\bprotocol\x12\x12\n" +
