@@ -116,7 +116,7 @@ func actionWord(a lvsctlv1.Action) string {
 }
 
 // applyFile sends a manifest file as one Apply (a dry run for diff), after checking it locally.
-func (o *options) applyFile(ctx context.Context, file string, dryRun bool) (*lvsctlv1.ApplyResponse, error) {
+func (o *options) applyFile(ctx context.Context, file string, dryRun, adopt bool) (*lvsctlv1.ApplyResponse, error) {
 	objs, err := o.readManifest(file)
 	if err != nil {
 		return nil, err
@@ -128,7 +128,7 @@ func (o *options) applyFile(ctx context.Context, file string, dryRun bool) (*lvs
 	defer conn.Close()
 	ctx, cancel := o.context(ctx)
 	defer cancel()
-	resp, err := lvsctlv1.NewConfigServiceClient(conn).Apply(ctx, &lvsctlv1.ApplyRequest{Objects: objs, DryRun: dryRun})
+	resp, err := lvsctlv1.NewConfigServiceClient(conn).Apply(ctx, &lvsctlv1.ApplyRequest{Objects: objs, DryRun: dryRun, Adopt: adopt})
 	if err != nil {
 		return nil, o.fromRPC(err)
 	}
@@ -137,12 +137,19 @@ func (o *options) applyFile(ctx context.Context, file string, dryRun bool) (*lvs
 
 func newApplyCmd(o *options) *cobra.Command {
 	var file string
+	var adopt bool
 	cmd := &cobra.Command{
-		Use:   "apply -f FILE",
+		Use:   "apply -f FILE [--adopt]",
 		Short: "Create or update clusters and director groups from a manifest, in one atomic write",
-		Args:  cobra.NoArgs,
+		Long: "apply writes the manifest's objects in one atomic write; every director of their groups\n" +
+			"then makes its kernel match.\n\n" +
+			"--adopt moves a site in without a dropped connection: a director whose kernel already has a\n" +
+			"cluster's IPVS service exactly as the manifest describes it (from lvsctl import, with its\n" +
+			"fwmark pinned) takes that service and its VIPs over as they are, with no kernel operation;\n" +
+			"a service that differs is refused, naming the difference, and left alone.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			resp, err := o.applyFile(cmd.Context(), file, false)
+			resp, err := o.applyFile(cmd.Context(), file, false, adopt)
 			if err != nil {
 				return err
 			}
@@ -161,6 +168,7 @@ func newApplyCmd(o *options) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&file, "filename", "f", "", "manifest to apply (YAML or JSON; - for standard input)")
+	cmd.Flags().BoolVar(&adopt, "adopt", false, "take over kernel services that match the manifest exactly, in place (a migration)")
 	_ = cmd.MarkFlagRequired("filename") // fails only for a flag that does not exist
 	return cmd
 }
@@ -175,7 +183,7 @@ func newDiffCmd(o *options) *cobra.Command {
 			"Exit status: 0 no differences, 1 differences, 2 error.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			resp, err := o.applyFile(cmd.Context(), file, true)
+			resp, err := o.applyFile(cmd.Context(), file, true, false)
 			if err != nil {
 				return err
 			}

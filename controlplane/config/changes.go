@@ -22,6 +22,9 @@ func clusterChanges(a, b *lvsctlv1.Cluster) []string {
 	if ga, gb := graceText(a), graceText(b); ga != gb {
 		out = append(out, fmt.Sprintf("removeGrace: %s -> %s", ga, gb))
 	}
+	if a.GetAdopt() != b.GetAdopt() {
+		out = append(out, fmt.Sprintf("adopt: %v -> %v", a.GetAdopt(), b.GetAdopt()))
+	}
 	old := map[string]*lvsctlv1.RealServer{}
 	for _, r := range a.GetReals() {
 		old[r.GetAddress()] = r

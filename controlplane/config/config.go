@@ -102,12 +102,30 @@ func (s *Server) Apply(ctx context.Context, req *lvsctlv1.ApplyRequest) (*lvsctl
 		if err := validate.Object(o); err != nil {
 			return nil, toStatus(err)
 		}
+		if err := adopting(o, req.GetAdopt()); err != nil {
+			return nil, toStatus(err)
+		}
 	}
 	resp, err := retry(ctx, s, "apply", func() (*lvsctlv1.ApplyResponse, int64, error) { return s.apply(ctx, req, recordAs{}) })
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	return resp, nil
+}
+
+// adopting sets a cluster's adopt to the request's (an apply without --adopt clears it: what
+// was adopted stays owned by the agents). An fwmark cluster to adopt must name its mark: the
+// kernel's service is found by it, and one the controller allocated would be a guess.
+func adopting(o *lvsctlv1.Object, adopt bool) error {
+	c := o.GetCluster()
+	if c == nil {
+		return nil
+	}
+	c.Adopt = adopt
+	if adopt && c.GetService() == nil && c.GetFwmark() == 0 {
+		return fmt.Errorf("%w: cluster %s: fwmark: --adopt needs the mark of the kernel's service (fwmark: N, as lvsctl import pins it)", validate.ErrInvalid, c.GetName())
+	}
+	return nil
 }
 
 // retry runs one attempt of a write after the cache shows this server's last write, and
