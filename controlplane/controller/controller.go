@@ -144,26 +144,34 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 		endpoints = []string{e.Endpoint()}
 		c.log.Info("embedded etcd ready", "data_dir", cfg.DataDir, "client_url", cfg.EtcdClientURL, "peer_url", cfg.EtcdPeerURL)
 	}
-	// The etcd client's own zap logs repeat every retry; the controller logs what matters
-	// (a failed write, a lost watch) through slog.
-	ccfg := clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
-	if c.etcdTLS != nil {
-		// Each member of an external cluster has its own certificate: any endpoint's host.
-		var hosts []string
-		for _, e := range endpoints {
-			hosts = append(hosts, endpointHost(e))
+	var client *clientv3.Client
+	if c.embedded != nil {
+		// In the process (etcd's v3client): no socket, TLS or gRPC encoding on a write, and a
+		// role assignment's write is on a takeover's path. The embedded etcd's client URL
+		// stays for etcdctl and backups.
+		client = c.embedded.Client()
+	} else {
+		// The etcd client's own zap logs repeat every retry; the controller logs what matters
+		// (a failed write, a lost watch) through slog.
+		ccfg := clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
+		if c.etcdTLS != nil {
+			// Each member of an external cluster has its own certificate: any endpoint's host.
+			var hosts []string
+			for _, e := range endpoints {
+				hosts = append(hosts, endpointHost(e))
+			}
+			ccfg.TLS = c.etcdTLS.ClientConfigAny(hosts)
 		}
-		ccfg.TLS = c.etcdTLS.ClientConfigAny(hosts)
-	}
-	// One apply of 10,000 clusters is one request of a few MiB (store.EmbeddedLimits), more
-	// than the etcd client sends by default (2 MiB). An external etcd decides by its own
-	// --max-request-bytes (the README's production layout raises it to the embedded one's);
-	// its refusal is store.ErrTooLarge, with what to do.
-	ccfg.MaxCallSendMsgSize = store.EmbeddedLimits().MaxRequestBytes
-	client, err := clientv3.New(ccfg)
-	if err != nil {
-		c.Close()
-		return nil, fmt.Errorf("connecting to etcd %v: %w", endpoints, err)
+		// One apply of 10,000 clusters is one request of a few MiB (store.EmbeddedLimits),
+		// more than the etcd client sends by default (2 MiB). An external etcd decides by its
+		// own --max-request-bytes (the README's production layout raises it to the embedded
+		// one's); its refusal is store.ErrTooLarge, with what to do.
+		ccfg.MaxCallSendMsgSize = store.EmbeddedLimits().MaxRequestBytes
+		var err error
+		if client, err = clientv3.New(ccfg); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("connecting to etcd %v: %w", endpoints, err)
+		}
 	}
 	c.client = client
 
