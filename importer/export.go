@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lvsctl/lvsctl/controlplane/manifest"
+	"github.com/lvsctl/lvsctl/controlplane/validate"
 	"github.com/lvsctl/lvsctl/health"
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
 )
@@ -38,7 +40,8 @@ func (e *Exported) note(kind, name, format string, args ...any) {
 // ErrExport is matched by the errors of the exports: objects they cannot write at all.
 var ErrExport = errors.New("cannot export")
 
-// exportSet splits objs into at most one group and its clusters, ordered by mark.
+// exportSet splits objs into at most one group and its clusters: fwmark clusters by mark,
+// then plain services by name.
 func exportSet(objs []*lvsctlv1.Object) (*lvsctlv1.DirectorGroup, []*lvsctlv1.Cluster, error) {
 	var g *lvsctlv1.DirectorGroup
 	var cs []*lvsctlv1.Cluster
@@ -51,17 +54,29 @@ func exportSet(objs []*lvsctlv1.Object) (*lvsctlv1.DirectorGroup, []*lvsctlv1.Cl
 			g = o.GetGroup()
 		case o.GetCluster() != nil:
 			c := o.GetCluster()
-			if c.GetFwmark() == 0 {
+			if c.GetFwmark() == 0 && c.GetService() == nil {
 				// The controller allocates a mark on create: an object from it always has one.
 				return nil, nil, fmt.Errorf("%w: cluster %s has no fwmark yet (export what the controller stored)", ErrExport, c.GetName())
 			}
 			cs = append(cs, c)
 		}
 	}
-	slices.SortStableFunc(cs, func(a, b *lvsctlv1.Cluster) int { return int(a.GetFwmark()) - int(b.GetFwmark()) })
+	slices.SortStableFunc(cs, func(a, b *lvsctlv1.Cluster) int {
+		switch {
+		case clusterLess(a, b):
+			return -1
+		case clusterLess(b, a):
+			return 1
+		}
+		return strings.Compare(a.GetName(), b.GetName())
+	})
 	for i := 1; i < len(cs); i++ {
-		if cs[i].GetFwmark() == cs[i-1].GetFwmark() {
-			return nil, nil, fmt.Errorf("%w: clusters %s and %s share fwmark %d (clusters of different groups?)", ErrExport, cs[i-1].GetName(), cs[i].GetName(), cs[i].GetFwmark())
+		a, b := cs[i-1], cs[i]
+		switch {
+		case a.GetService() == nil && b.GetService() == nil && a.GetFwmark() == b.GetFwmark():
+			return nil, nil, fmt.Errorf("%w: clusters %s and %s share fwmark %d (clusters of different groups?)", ErrExport, a.GetName(), b.GetName(), b.GetFwmark())
+		case a.GetService() != nil && b.GetService() != nil && ipvsadmService(a.GetService()) == ipvsadmService(b.GetService()):
+			return nil, nil, fmt.Errorf("%w: clusters %s and %s are both %s (clusters of different groups?)", ErrExport, a.GetName(), b.GetName(), validate.FormatService(b.GetService()))
 		}
 	}
 	return g, cs, nil
@@ -81,7 +96,11 @@ func netmask(bits uint32, v6 bool) string {
 }
 
 func isV6(c *lvsctlv1.Cluster) bool {
-	for _, a := range append(slices.Clone(c.GetVips()), realAddrs(c)...) {
+	addrs := append(slices.Clone(c.GetVips()), realAddrs(c)...)
+	if s := c.GetService(); s != nil {
+		addrs = append(addrs, s.GetAddress())
+	}
+	for _, a := range addrs {
 		if ip, err := netip.ParseAddr(a); err == nil && ip.Is6() && !ip.Is4In6() {
 			return true
 		}
@@ -117,7 +136,8 @@ func commonNotes(e *Exported, c *lvsctlv1.Cluster) {
 }
 
 // ExportIpvsadm writes the clusters as an ipvsadm-restore file (the format of ipvsadm-save -n):
-// one -A -f MARK line per cluster and one -a line per real server. The file has no comments
+// one -A line per cluster (-f MARK, or -t/-u/--sctp-service ADDRESS:PORT for a plain
+// service) and one -a line per real server. The file has no comments
 // (ipvsadm -R reads every line as a command); the marks are ExportMarks'. The group itself
 // (directors, VIPs, gateway, sync, failover) is not in it: a note says so.
 func ExportIpvsadm(objs []*lvsctlv1.Object) (*Exported, error) {
@@ -133,16 +153,30 @@ func ExportIpvsadm(objs []*lvsctlv1.Object) (*Exported, error) {
 	for _, c := range cs {
 		commonNotes(e, c)
 		v6 := isV6(c)
-		fmt.Fprintf(&b, "-A -f %d", c.GetFwmark())
-		if v6 {
+		svc := fmt.Sprintf("-f %d", c.GetFwmark())
+		if s := c.GetService(); s != nil {
+			svc = ipvsadmService(s)
+		}
+		fmt.Fprintf(&b, "-A %s", svc)
+		if v6 && c.GetService() == nil {
 			b.WriteString(" -6")
 		}
 		fmt.Fprintf(&b, " -s %s", c.GetScheduler())
+		if fs := c.GetSchedulerFlags(); len(fs) > 0 {
+			names := make([]string, len(fs))
+			for i, f := range fs {
+				names[i] = manifest.SchedulerFlagName(f)
+			}
+			fmt.Fprintf(&b, " -b %s", strings.Join(names, ","))
+		}
 		if p := c.GetPersistence(); p.GetTimeoutSeconds() != 0 {
 			fmt.Fprintf(&b, " -p %d", p.GetTimeoutSeconds())
 			if p.GetNetmaskBits() != 0 {
 				fmt.Fprintf(&b, " -M %s", netmask(p.GetNetmaskBits(), v6))
 			}
+		}
+		if c.GetOps() {
+			b.WriteString(" -o")
 		}
 		b.WriteString("\n")
 		fwd := map[lvsctlv1.Forwarding]string{lvsctlv1.Forwarding_FORWARDING_MASQ: "-m", lvsctlv1.Forwarding_FORWARDING_ROUTE: "-g", lvsctlv1.Forwarding_FORWARDING_TUNNEL: "-i"}[c.GetForwarding()]
@@ -154,7 +188,7 @@ func ExportIpvsadm(objs []*lvsctlv1.Object) (*Exported, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%w: cluster %s: real server %q is not an address", ErrExport, c.GetName(), r.GetAddress())
 			}
-			fmt.Fprintf(&b, "-a -f %d -r %s %s -w %d\n", c.GetFwmark(), netip.AddrPortFrom(a, 0), fwd, kernelWeight(e, c, r))
+			fmt.Fprintf(&b, "-a %s -r %s %s -w %d%s\n", svc, netip.AddrPortFrom(a, uint16(realPort(c, r))), fwd, kernelWeight(e, c, r), ipvsadmThresholds(r))
 		}
 		if c.GetHealth() != nil || slices.ContainsFunc(c.GetReals(), func(r *lvsctlv1.RealServer) bool { return r.GetHealth() != nil }) {
 			e.note("cluster", c.GetName(), "health checks are not expressible in an ipvsadm-restore file (export keepalived says them): the weights are written as configured")
@@ -162,6 +196,26 @@ func ExportIpvsadm(objs []*lvsctlv1.Object) (*Exported, error) {
 	}
 	e.Text = []byte(b.String())
 	return e, nil
+}
+
+// realPort is the port a real server has in the kernel: its own, else a plain service's
+// (ipvsadm-save writes it so), 0 on a fwmark service.
+func realPort(c *lvsctlv1.Cluster, r *lvsctlv1.RealServer) uint32 {
+	if r.GetPort() != 0 {
+		return r.GetPort()
+	}
+	return c.GetService().GetPort()
+}
+
+func ipvsadmThresholds(r *lvsctlv1.RealServer) string {
+	var s string
+	if r.GetUpperThreshold() != 0 {
+		s += fmt.Sprintf(" -x %d", r.GetUpperThreshold())
+	}
+	if r.GetLowerThreshold() != 0 {
+		s += fmt.Sprintf(" -y %d", r.GetLowerThreshold())
+	}
+	return s
 }
 
 var protoNames = map[lvsctlv1.Protocol]string{lvsctlv1.Protocol_PROTOCOL_TCP: "tcp", lvsctlv1.Protocol_PROTOCOL_UDP: "udp", lvsctlv1.Protocol_PROTOCOL_SCTP: "sctp"}
@@ -185,6 +239,9 @@ func ExportMarks(objs []*lvsctlv1.Object) (*Exported, error) {
 	}
 	b.WriteString(" (lvsctl export --marks): lvsctl marks in nftables\n# (prerouting, priority mangle); these iptables rules mark the same traffic.\nset -e\n")
 	for _, c := range cs {
+		if c.GetService() != nil {
+			continue // a plain service is matched by address, protocol and port: no mark
+		}
 		fmt.Fprintf(&b, "# cluster %s (fwmark %d)\n", c.GetName(), c.GetFwmark())
 		for _, v := range c.GetVips() {
 			a, err := netip.ParseAddr(v)
@@ -226,9 +283,10 @@ type KeepalivedExportOptions struct {
 
 // ExportKeepalived writes a keepalived.conf: with a group among objs, a global_defs (router_id,
 // lvs_sync_daemon) and a vrrp_instance for one of its directors (opt.Director), then one
-// virtual_server fwmark block per cluster with its real servers and their checkers. The VIPs
-// are in the vrrp_instance's virtual_ipaddress; the ports are in the firewall marks only
-// (ExportMarks), as keepalived.conf has no place for them.
+// virtual_server block per cluster (fwmark MARK, or ADDRESS PORT for a plain service) with
+// its real servers and their checkers. The VIPs are in the vrrp_instance's
+// virtual_ipaddress; a fwmark cluster's ports are in the firewall marks only (ExportMarks),
+// as keepalived.conf has no place for them.
 func ExportKeepalived(objs []*lvsctlv1.Object, opt KeepalivedExportOptions) (*Exported, error) {
 	g, cs, err := exportSet(objs)
 	if err != nil {
@@ -304,7 +362,7 @@ func keepalivedGroup(e *Exported, b *strings.Builder, g *lvsctlv1.DirectorGroup,
 		}
 	}
 	fmt.Fprintf(b, "# keepalived.conf of director %s of group %s (lvsctl export keepalived --director %s).\n", me.GetName(), name, me.GetName())
-	b.WriteString("# Each director runs its own file; the VIPs are below, their ports are in the firewall\n# marks (lvsctl export --marks).\n")
+	b.WriteString("# Each director runs its own file; the VIPs are below, the ports of fwmark services are\n# in the firewall marks (lvsctl export --marks).\n")
 	fmt.Fprintf(b, "global_defs {\n    router_id %s\n", me.GetName())
 	if s := g.GetSync(); s != nil {
 		// keepalived 2.x reads lvs_sync_daemon in global_defs only, naming the instance
@@ -338,7 +396,11 @@ func keepalivedGroup(e *Exported, b *strings.Builder, g *lvsctlv1.DirectorGroup,
 	var v4, v6 []string
 	seen := map[string]bool{}
 	for _, c := range cs {
-		for _, v := range c.GetVips() {
+		vips := c.GetVips()
+		if s := c.GetService(); s != nil {
+			vips = []string{s.GetAddress()}
+		}
+		for _, v := range vips {
 			if seen[v] {
 				continue
 			}
@@ -383,7 +445,11 @@ func keepalivedCluster(e *Exported, b *strings.Builder, c *lvsctlv1.Cluster) err
 	if kind == "" {
 		return fmt.Errorf("%w: cluster %s: forwarding %v", ErrExport, name, c.GetForwarding())
 	}
-	fmt.Fprintf(b, "\n# cluster %s\nvirtual_server fwmark %d {\n", name, c.GetFwmark())
+	if s := c.GetService(); s != nil {
+		fmt.Fprintf(b, "\n# cluster %s\nvirtual_server %s %d {\n", name, s.GetAddress(), s.GetPort())
+	} else {
+		fmt.Fprintf(b, "\n# cluster %s\nvirtual_server fwmark %d {\n", name, c.GetFwmark())
+	}
 	// delay_loop is the cluster's check interval; a real server whose check differs says its own.
 	var vsDelay time.Duration
 	if h := c.GetHealth(); h != nil && h.GetCheck() != string(health.KindNone) {
@@ -391,6 +457,16 @@ func keepalivedCluster(e *Exported, b *strings.Builder, c *lvsctlv1.Cluster) err
 		fmt.Fprintf(b, "    delay_loop %s\n", seconds3(vsDelay))
 	}
 	fmt.Fprintf(b, "    lb_algo %s\n    lb_kind %s\n", c.GetScheduler(), kind)
+	if s := c.GetService(); s != nil {
+		fmt.Fprintf(b, "    protocol %s\n", strings.ToUpper(protoNames[s.GetProtocol()]))
+	}
+	// keepalived reads a flag keyword after lvs_sched, for the scheduler set then.
+	for _, f := range c.GetSchedulerFlags() {
+		fmt.Fprintf(b, "    %s\n", manifest.SchedulerFlagName(f))
+	}
+	if c.GetOps() {
+		b.WriteString("    ops\n")
+	}
 	if p := c.GetPersistence(); p.GetTimeoutSeconds() != 0 {
 		fmt.Fprintf(b, "    persistence_timeout %d\n", p.GetTimeoutSeconds())
 		if p.GetNetmaskBits() != 0 {
@@ -398,7 +474,17 @@ func keepalivedCluster(e *Exported, b *strings.Builder, c *lvsctlv1.Cluster) err
 		}
 	}
 	for _, r := range c.GetReals() {
-		fmt.Fprintf(b, "\n    real_server %s {\n        weight %d\n", r.GetAddress(), kernelWeight(e, c, r))
+		if p := realPort(c, r); p != 0 {
+			fmt.Fprintf(b, "\n    real_server %s %d {\n        weight %d\n", r.GetAddress(), p, kernelWeight(e, c, r))
+		} else {
+			fmt.Fprintf(b, "\n    real_server %s {\n        weight %d\n", r.GetAddress(), kernelWeight(e, c, r))
+		}
+		if r.GetUpperThreshold() != 0 {
+			fmt.Fprintf(b, "        uthreshold %d\n", r.GetUpperThreshold())
+		}
+		if r.GetLowerThreshold() != 0 {
+			fmt.Fprintf(b, "        lthreshold %d\n", r.GetLowerThreshold())
+		}
 		eff := health.Effective(c.GetHealth(), r.GetHealth())
 		if eff != nil && eff.GetCheck() != string(health.KindNone) {
 			if health.OnFailure(eff) == health.OnFailureQuiesce {

@@ -87,7 +87,7 @@ func exportAll(t *testing.T, objs []*lvsctlv1.Object) (marks, ipvs *Exported, ka
 // (every kind of check, drained, overrides, failover timings) are the expected files, and
 // what they cannot say is listed.
 func TestExportGolden(t *testing.T) {
-	for _, name := range []string{"wms", "wms-ipvsadm", "sample-fwmark", "sample-virtual_server_group", "sample-vrrp-lvs_syncd", "export-all"} {
+	for _, name := range []string{"wms", "wms-ipvsadm", "sample-fwmark", "sample-virtual_server_group", "sample-vrrp-lvs_syncd", "services", "export-all"} {
 		t.Run(name, func(t *testing.T) {
 			marks, ipvs, ka := exportAll(t, readManifest(t, name+".yaml"))
 			golden(t, "export-"+strings.TrimPrefix(name, "export-")+".marks.sh", marks.Text)
@@ -147,7 +147,7 @@ func sameObjects(t *testing.T, what string, got []Imported, want []*lvsctlv1.Obj
 		if o.GetGroup() != nil {
 			return "0 " + o.GetGroup().GetName()
 		}
-		return fmt.Sprintf("1 %010d", o.GetCluster().GetFwmark())
+		return fmt.Sprintf("1 %010d %s", o.GetCluster().GetFwmark(), o.GetCluster().GetName())
 	}
 	var g, w []*lvsctlv1.Object
 	for _, im := range got {
@@ -173,7 +173,7 @@ func sameObjects(t *testing.T, what string, got []Imported, want []*lvsctlv1.Obj
 // with the exported marks. Exactly, but for what behaviour() says: defaults come back written
 // out and a cluster's check on each real server. ipvsadm carries no health checks and no group.
 func TestExportRoundTrip(t *testing.T) {
-	for _, name := range []string{"wms", "wms-ipvsadm", "sample-fwmark", "sample-virtual_server_group", "sample-vrrp-lvs_syncd"} {
+	for _, name := range []string{"wms", "wms-ipvsadm", "sample-fwmark", "sample-virtual_server_group", "sample-vrrp-lvs_syncd", "sample-IPv6", "services"} {
 		t.Run(name, func(t *testing.T) {
 			objs := readManifest(t, name+".yaml")
 			marksOut, ipvsOut, ka := exportAll(t, objs)

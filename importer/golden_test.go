@@ -70,16 +70,17 @@ func TestImportKeepalivedGolden(t *testing.T) {
 		files []string
 		marks string
 		group string
-		// empty: nothing can be imported (every service plain, or no marks)
+		// empty: nothing can be imported (fwmark services without their marks)
 		empty bool
 	}{
 		{name: "sample-fwmark", files: []string{"sample-fwmark.conf"}, marks: "sample-fwmark.marks", group: "site-1"},
 		{name: "sample-fwmark-nomarks", files: []string{"sample-fwmark.conf"}, empty: true},
 		{name: "sample-virtual_server_group", files: []string{"sample-virtual_server_group.conf"}, marks: "sample-virtual_server_group.marks", group: "site-1"},
 		{name: "sample-vrrp-lvs_syncd", files: []string{"sample-vrrp-lvs_syncd.conf"}},
-		{name: "sample-misc_check", files: []string{"sample-misc_check.conf"}, empty: true},
-		{name: "sample-IPv6", files: []string{"sample-IPv6.conf"}, empty: true},
+		{name: "sample-misc_check", files: []string{"sample-misc_check.conf"}},
+		{name: "sample-IPv6", files: []string{"sample-IPv6.conf"}},
 		{name: "wms", files: []string{"wms-lb1.conf", "wms-lb2.conf"}, marks: "wms.marks"},
+		{name: "services", files: []string{"services.conf"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -133,5 +134,26 @@ func TestImportIpvsadmGolden(t *testing.T) {
 	}
 	golden(t, "wms-ipvsadm.yaml", out)
 	golden(t, "wms-ipvsadm.stderr", stderrText(append(warns, res.Warnings...)))
+	applyable(t, out)
+}
+
+// TestImportIpvsadmServices: plain services of every protocol and family, with their
+// scheduler flags, one-packet scheduling, port mapping and thresholds, as ipvsadm-save -n
+// writes them; what is not carried over is listed.
+func TestImportIpvsadmServices(t *testing.T) {
+	data, err := os.ReadFile("testdata/services.ipvsadm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Ipvsadm("services.ipvsadm", data, IpvsadmOptions{Group: "edge-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := res.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "services-ipvsadm.yaml", out)
+	golden(t, "services-ipvsadm.stderr", stderrText(res.Warnings))
 	applyable(t, out)
 }

@@ -4,10 +4,11 @@
 // Every function is pure: bytes in, objects and warnings out; nothing talks to a controller.
 //
 // It never guesses silently: whatever it does not carry over is a Warning naming the file and
-// line of the setting and why. Today's model says firewall-mark clusters and director groups
-// only, so plain VIP:port services, IPv6-only details, sorry servers and the like are
-// warnings; when the model grows they become new cases of the mapping functions here
-// (keepalivedCluster, ipvsadm's service), not a rewrite.
+// line of the setting and why. The model says firewall-mark clusters, plain services
+// (VIP:port), scheduler flags, one-packet scheduling, real server ports (NAT) and thresholds,
+// and director groups; sorry servers, tunnel types and the like are warnings; when the model
+// grows they become new cases of the mapping functions here (kaImport.cluster, ipvsadm's
+// service), not a rewrite.
 package importer
 
 import (
@@ -84,15 +85,24 @@ func (r *Result) Manifest() ([]byte, error) {
 }
 
 // sortObjects puts groups first (apply needs them before their clusters in a new store),
-// then clusters by mark.
+// then fwmark clusters by mark, then plain services in the order read.
 func (r *Result) sortObjects() {
 	sort.SliceStable(r.Objects, func(i, j int) bool {
 		a, b := r.Objects[i].Object, r.Objects[j].Object
 		if (a.GetGroup() != nil) != (b.GetGroup() != nil) {
 			return a.GetGroup() != nil
 		}
-		return a.GetCluster().GetFwmark() < b.GetCluster().GetFwmark()
+		return clusterLess(a.GetCluster(), b.GetCluster())
 	})
+}
+
+// clusterLess orders fwmark clusters by mark, then plain services (among themselves, they
+// keep their order: the file's).
+func clusterLess(a, b *lvsctlv1.Cluster) bool {
+	if (a.GetService() != nil) != (b.GetService() != nil) {
+		return a.GetService() == nil
+	}
+	return a.GetService() == nil && a.GetFwmark() < b.GetFwmark()
 }
 
 var notLabel = regexp.MustCompile(`[^a-z0-9-]+`)

@@ -7,9 +7,13 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/lvsctl/lvsctl/controlplane/manifest"
+	"github.com/lvsctl/lvsctl/controlplane/validate"
+	"github.com/lvsctl/lvsctl/failover"
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
 )
 
@@ -291,27 +295,97 @@ func (k *kaImport) virtualServer(n *node) {
 			k.res.warn(n.file, n.line, "%s: %q is not a firewall mark: not imported", what, n.args[1])
 			return
 		}
-		k.fwmarkCluster(n, uint32(mark), what)
+		k.cluster(n, vsTarget{mark: uint32(mark)}, what, what)
 	case len(n.args) == 2 && n.args[0] == "group":
 		g := k.vsgs[n.args[1]]
 		if g == nil {
 			k.res.warn(n.file, n.line, "%s: no virtual_server_group %s: not imported", what, n.args[1])
 			return
 		}
-		// A group's fwmark entries are one IPVS service each with the same real servers:
-		// one cluster each, faithfully. Its VIP:port entries are plain services.
+		// A group's entries are one IPVS service each with the same real servers (keepalived
+		// programs them so): one cluster each, faithfully.
 		for _, e := range g.children {
 			if e.key == "fwmark" && len(e.args) == 1 {
 				if mark, err := strconv.ParseUint(e.args[0], 10, 32); err == nil && mark != 0 {
-					k.fwmarkCluster(n, uint32(mark), what+" (fwmark "+e.args[0]+")")
+					k.cluster(n, vsTarget{mark: uint32(mark)}, what, what+" (fwmark "+e.args[0]+")")
 					continue
 				}
 			}
-			k.res.warn(e.file, e.line, "virtual_server_group %s: %s: plain (VIP:port) services are not modelled yet (fwmark only); not imported", n.args[1], strings.Join(append([]string{e.key}, e.args...), " "))
+			// addrs is empty when the entry is not imported (groupEntry said why).
+			addrs, port := k.groupEntry(e, n.args[1])
+			for _, a := range addrs {
+				k.cluster(n, vsTarget{addr: a, port: port}, what, fmt.Sprintf("%s (%s %d)", what, a, port))
+			}
 		}
+	case len(n.args) == 2:
+		a, err := netip.ParseAddr(n.args[0])
+		port, err2 := strconv.ParseUint(n.args[1], 10, 16)
+		if err != nil || err2 != nil || a.Zone() != "" {
+			k.res.warn(n.file, n.line, "%s: not an address and a port: not imported", what)
+			return
+		}
+		k.cluster(n, vsTarget{addr: a.Unmap(), port: uint32(port)}, what, what)
 	default:
-		k.res.warn(n.file, n.line, "%s: plain (VIP:port) services are not modelled yet (fwmark only); not imported", what)
+		k.res.warn(n.file, n.line, "%s: not fwmark MARK, group NAME or ADDRESS PORT: not imported", what)
 	}
+}
+
+// maxRangeExpand is the most addresses a virtual_server_group range (192.0.2.1-10 80) is
+// expanded to: each is a cluster of its own, and a range of hundreds is better written by
+// hand (or as a fwmark cluster, one IPVS service for all of them) than imported blindly.
+const maxRangeExpand = 16
+
+// groupEntry reads a virtual_server_group entry "ADDRESS PORT" or "ADDRESS-LAST PORT", where
+// LAST replaces the address's last byte (IPv4, decimal) or last 16-bit group (IPv6, hex), as
+// keepalived reads it. No address (and a warning saying why) when it is not imported.
+func (k *kaImport) groupEntry(e *node, group string) (addrs []netip.Addr, port uint32) {
+	where := "virtual_server_group " + group + ": " + strings.Join(append([]string{e.key}, e.args...), " ")
+	if len(e.args) != 1 {
+		k.res.warn(e.file, e.line, "%s: not ADDRESS PORT, ADDRESS-LAST PORT or fwmark MARK: not imported", where)
+		return nil, 0
+	}
+	p, err := strconv.ParseUint(e.args[0], 10, 16)
+	if err != nil {
+		k.res.warn(e.file, e.line, "%s: %q is not a port: not imported", where, e.args[0])
+		return nil, 0
+	}
+	first, last, isRange := strings.Cut(e.key, "-")
+	a, err := netip.ParseAddr(first)
+	if err != nil || a.Zone() != "" {
+		k.res.warn(e.file, e.line, "%s: %q is not an address: not imported", where, first)
+		return nil, 0
+	}
+	a = a.Unmap()
+	if !isRange {
+		return []netip.Addr{a}, uint32(p)
+	}
+	b := a.AsSlice()
+	var from, to uint64
+	if a.Is4() {
+		from = uint64(b[3])
+		to, err = strconv.ParseUint(last, 10, 8)
+	} else {
+		from = uint64(b[14])<<8 | uint64(b[15])
+		to, err = strconv.ParseUint(last, 16, 16)
+	}
+	switch {
+	case err != nil || to < from:
+		k.res.warn(e.file, e.line, "%s: %q is not a range of the address's last part: not imported", where, e.key)
+		return nil, 0
+	case to-from+1 > maxRangeExpand:
+		k.res.warn(e.file, e.line, "%s: %d addresses, more than the %d an import expands (each is a cluster): not imported; write them as clusters, or mark them into one fwmark cluster", where, to-from+1, maxRangeExpand)
+		return nil, 0
+	}
+	for v := from; v <= to; v++ {
+		if a.Is4() {
+			b[3] = byte(v)
+		} else {
+			b[14], b[15] = byte(v>>8), byte(v)
+		}
+		n, _ := netip.AddrFromSlice(b)
+		addrs = append(addrs, n)
+	}
+	return addrs, uint32(p)
 }
 
 // checkerKinds maps keepalived's checkers to lvsctl's health check kinds.
@@ -325,9 +399,45 @@ func seconds(s string) (uint32, bool) {
 	return uint32(math.Round(f * 1000)), true
 }
 
-func (k *kaImport) fwmarkCluster(n *node, mark uint32, what string) {
-	name := fmt.Sprintf("fwmark-%d", mark)
-	c := &lvsctlv1.Cluster{Name: name, Fwmark: mark, Scheduler: "wlc", Forwarding: lvsctlv1.Forwarding_FORWARDING_ROUTE, Reals: []*lvsctlv1.RealServer{}}
+// vsTarget is what a virtual_server matches: a firewall mark, or an address and a port (a
+// plain service, whose protocol the block says).
+type vsTarget struct {
+	mark uint32
+	addr netip.Addr
+	port uint32
+}
+
+// kaPersistenceTimeout is keepalived's IPVS_SVC_PERSISTENT_TIMEOUT (6 minutes): the timeout of
+// persistence_timeout without a value, or of persistence_granularity without a timeout.
+const kaPersistenceTimeout = 6 * 60
+
+// kaProtocols are keepalived's protocol names (it reads them in any case).
+var kaProtocols = map[string]lvsctlv1.Protocol{"TCP": lvsctlv1.Protocol_PROTOCOL_TCP, "UDP": lvsctlv1.Protocol_PROTOCOL_UDP, "SCTP": lvsctlv1.Protocol_PROTOCOL_SCTP}
+
+// kaFlag maps keepalived's scheduler flag keywords, for the scheduler set when they are
+// read (keepalived takes sh-port and the like only after lvs_sched sh), to lvsctl's flags.
+// flag-1 and flag-2 are IP_VS_SVC_F_SCHED1 and 2, which sh and mh read as fallback and port.
+func kaFlag(key, scheduler string) (lvsctlv1.SchedulerFlag, bool) {
+	switch {
+	case scheduler == "sh" && (key == "sh-fallback" || key == "flag-1"):
+		return lvsctlv1.SchedulerFlag_SCHEDULER_FLAG_SH_FALLBACK, true
+	case scheduler == "sh" && (key == "sh-port" || key == "flag-2"):
+		return lvsctlv1.SchedulerFlag_SCHEDULER_FLAG_SH_PORT, true
+	case scheduler == "mh" && (key == "mh-fallback" || key == "flag-1"):
+		return lvsctlv1.SchedulerFlag_SCHEDULER_FLAG_MH_FALLBACK, true
+	case scheduler == "mh" && (key == "mh-port" || key == "flag-2"):
+		return lvsctlv1.SchedulerFlag_SCHEDULER_FLAG_MH_PORT, true
+	}
+	return 0, false
+}
+
+// cluster imports one virtual_server block (or one entry of its group) as a cluster: a
+// fwmark cluster with its mark pinned, or a plain service. what names the block (in the
+// warnings about its settings, said once for all the entries of a group), from the entry.
+func (k *kaImport) cluster(n *node, t vsTarget, what, from string) {
+	plain := t.mark == 0
+	c := &lvsctlv1.Cluster{Fwmark: t.mark, Scheduler: "wlc", Forwarding: lvsctlv1.Forwarding_FORWARDING_ROUTE, Reals: []*lvsctlv1.RealServer{}}
+	var protoAt *node
 	var delayLoop uint32
 	type realAt struct {
 		r    *lvsctlv1.RealServer
@@ -361,6 +471,9 @@ func (k *kaImport) fwmarkCluster(n *node, mark uint32, what string) {
 				k.res.warn(s.file, s.line, "%s: lb_kind %s: unknown (want NAT, DR or TUN); direct routing (ipvsadm's default) kept", what, arg)
 			}
 		case "persistence_timeout":
+			if arg == "" {
+				arg = strconv.Itoa(kaPersistenceTimeout)
+			}
 			t, err := strconv.ParseUint(arg, 10, 32)
 			if err != nil {
 				k.res.warn(s.file, s.line, "%s: persistence_timeout %q is not a number of seconds: not carried over", what, arg)
@@ -382,7 +495,25 @@ func (k *kaImport) fwmarkCluster(n *node, mark uint32, what string) {
 			c.Persistence.NetmaskBits = bits
 		case "protocol":
 			// A fwmark service matches whatever the mark matches: the protocols are the
-			// marks' (--marks).
+			// marks' (--marks). A plain service's is this one.
+			if plain {
+				if _, known := kaProtocols[strings.ToUpper(arg)]; !known {
+					k.res.warn(s.file, s.line, "%s: protocol %s: unknown (TCP, UDP or SCTP): not carried over", what, arg)
+					continue
+				}
+				protoAt = s
+			}
+		case "ops":
+			c.Ops = true
+		case "sh-fallback", "sh-port", "mh-fallback", "mh-port", "flag-1", "flag-2", "flag-3":
+			f, ok := kaFlag(s.key, c.Scheduler)
+			if !ok {
+				k.res.warn(s.file, s.line, "%s: %s: no flag of scheduler %s (keepalived takes sh-* after lvs_sched sh, mh-* after lvs_sched mh; flag-3 is read by none): not carried over", what, s.key, c.Scheduler)
+				continue
+			}
+			if !slices.Contains(c.SchedulerFlags, f) {
+				c.SchedulerFlags = append(c.SchedulerFlags, f)
+			}
 		case "real_server":
 			r, port := k.real(s, what)
 			if r != nil {
@@ -390,6 +521,39 @@ func (k *kaImport) fwmarkCluster(n *node, mark uint32, what string) {
 			}
 		default:
 			k.warnUnknown(s, what+": ")
+		}
+	}
+	// keepalived makes a service with persistence_granularity alone persistent for its
+	// default timeout (pgr_handler).
+	if p := c.Persistence; p != nil && p.TimeoutSeconds == 0 {
+		p.TimeoutSeconds = kaPersistenceTimeout
+	}
+	// A scheduler changed after its flags leaves them to a scheduler that ignores them.
+	kept := c.SchedulerFlags[:0]
+	for _, f := range c.SchedulerFlags {
+		if want := flagScheduler(f); want != c.Scheduler {
+			k.res.warn(n.file, n.line, "%s: flag %s was set for scheduler %s, but lvs_sched %s came after it: not carried over", what, manifest.SchedulerFlagName(f), want, c.Scheduler)
+			continue
+		}
+		kept = append(kept, f)
+	}
+	c.SchedulerFlags = kept
+	if len(c.SchedulerFlags) == 0 {
+		c.SchedulerFlags = nil
+	}
+	if plain {
+		c.Service = &lvsctlv1.VirtualService{Address: t.addr.String(), Port: t.port}
+		if protoAt != nil {
+			c.Service.Protocol = kaProtocols[strings.ToUpper(protoAt.args[0])]
+		} else {
+			// keepalived sets UDP itself ("no protocol set - defaulting to UDP"): the
+			// kernel would take protocol 0 as UDP anyway.
+			c.Service.Protocol = lvsctlv1.Protocol_PROTOCOL_UDP
+			k.res.warn(n.file, n.line, "%s: no protocol: UDP, as keepalived defaults it", what)
+		}
+		if c.Ops && c.Service.Protocol != lvsctlv1.Protocol_PROTOCOL_UDP {
+			k.res.warn(n.file, n.line, "%s: ops on a %s service: keepalived resets it (one-packet scheduling is for UDP): not carried over", what, protoNames[c.Service.Protocol])
+			c.Ops = false
 		}
 	}
 	// Checkers: keepalived's delay_loop is the service's, a checker may override it.
@@ -409,12 +573,17 @@ func (k *kaImport) fwmarkCluster(n *node, mark uint32, what string) {
 			}
 		}
 		if h.Port == 0 && h.Check != "exec" {
-			if ra.port == 0 {
+			// keepalived checks the real server's port: its own, else (plain) the service's.
+			port := ra.port
+			if port == 0 && plain {
+				port = t.port
+			}
+			if port == 0 {
 				k.res.warn(ra.n.file, ra.n.line, "%s: real_server %s: its %s check names no port (connect_port) and the real server has none: check not carried over", what, ra.r.Address, h.Check)
 				ra.r.Health = nil
 				continue
 			}
-			h.Port = ra.port
+			h.Port = port
 		}
 		if h.TimeoutMs > h.IntervalMs && h.IntervalMs != 0 {
 			k.res.warn(ra.n.file, ra.n.line, "%s: real_server %s: connect_timeout %s is longer than the check interval %s; lvsctl caps it at the interval", what, ra.r.Address, msText(h.TimeoutMs), msText(h.IntervalMs))
@@ -422,9 +591,25 @@ func (k *kaImport) fwmarkCluster(n *node, mark uint32, what string) {
 		}
 	}
 	for _, ra := range reals {
+		if plain && ra.r.Address == t.addr.String() {
+			// keepalived's own sample lists one: IPVS cannot forward to the director's own
+			// VIP (lvsctl refuses a real server at the cluster's VIP).
+			k.res.warn(ra.n.file, ra.n.line, "%s: real_server %s is the service's own address: not imported", from, ra.r.Address)
+			continue
+		}
 		c.Reals = append(c.Reals, ra.r)
-		if ra.port != 0 && c.Forwarding == lvsctlv1.Forwarding_FORWARDING_MASQ {
-			k.res.warn(ra.n.file, ra.n.line, "%s: real_server %s %d: a real server port under NAT maps the port; not modelled yet (lvsctl forwards to the port the client asked for)", what, ra.r.Address, ra.port)
+		switch {
+		case ra.port == 0:
+		case !plain && c.Forwarding == lvsctlv1.Forwarding_FORWARDING_MASQ:
+			k.res.warn(ra.n.file, ra.n.line, "%s: real_server %s %d: a port on a fwmark service's real server sends every marked port to that one; lvsctl's fwmark clusters keep the port the client asked for: not carried over", what, ra.r.Address, ra.port)
+		case !plain, ra.port == t.port:
+			// The port the packet has anyway.
+		case c.Forwarding == lvsctlv1.Forwarding_FORWARDING_MASQ:
+			ra.r.Port = ra.port
+		case t.port == 0:
+			k.res.warn(ra.n.file, ra.n.line, "%s: real_server %s %d: a service of every port keeps the port the client asked for: the port is not carried over", what, ra.r.Address, ra.port)
+		default:
+			k.res.warn(ra.n.file, ra.n.line, "%s: real_server %s %d: under %s the packet keeps the service's port %d (only NAT maps ports): the port is not carried over", what, ra.r.Address, ra.port, lbKinds[c.Forwarding], t.port)
 		}
 	}
 	// One check for every real server is the cluster's.
@@ -442,23 +627,38 @@ func (k *kaImport) fwmarkCluster(n *node, mark uint32, what string) {
 			}
 		}
 	}
-	if old, dup := k.clusters[name]; dup {
-		c.Vips, c.Ports, c.DirectorGroup = old.Object.GetCluster().GetVips(), old.Object.GetCluster().GetPorts(), old.Object.GetCluster().GetDirectorGroup()
+	c.Name = fmt.Sprintf("fwmark-%d", t.mark)
+	if plain {
+		c.Name = Label(validate.FormatService(c.Service))
+	}
+	if old, dup := k.clusters[c.Name]; dup {
+		oc := old.Object.GetCluster()
+		c.Vips, c.Ports, c.DirectorGroup = oc.GetVips(), oc.GetPorts(), oc.GetDirectorGroup()
 		// The same service in each director's file: keep the first, say when they differ.
-		if !protoEqual(old.Object.GetCluster(), c) {
-			k.res.warn(n.file, n.line, "%s differs from the one in %s:%d; that one is kept", what, old.File, old.Line)
+		if !protoEqual(oc, c) {
+			k.res.warn(n.file, n.line, "%s differs from the one in %s:%d; that one is kept", from, old.File, old.Line)
 		}
 		return
 	}
-	if k.opt.Marks == nil || len(k.opt.Marks[mark]) == 0 {
-		k.res.warn(n.file, n.line, "%s: its VIPs and ports are in the firewall rules, not in keepalived.conf; give them with --marks FILE (iptables-save -t mangle, nft list ruleset or an iptables script): not imported", what)
-		return
+	if !plain {
+		if k.opt.Marks == nil || len(k.opt.Marks[t.mark]) == 0 {
+			k.res.warn(n.file, n.line, "%s: its VIPs and ports are in the firewall rules, not in keepalived.conf; give them with --marks FILE (iptables-save -t mangle, nft list ruleset or an iptables script): not imported", from)
+			return
+		}
+		vips, ports, warns := k.opt.Marks.clusterTraffic(t.mark)
+		k.res.Warnings = append(k.res.Warnings, warns...)
+		c.Vips, c.Ports = vips, ports
 	}
-	vips, ports, warns := k.opt.Marks.clusterTraffic(mark)
-	k.res.Warnings = append(k.res.Warnings, warns...)
-	c.Vips, c.Ports = vips, ports
-	k.clusters[name] = &Imported{Object: &lvsctlv1.Object{Kind: &lvsctlv1.Object_Cluster{Cluster: c}}, File: n.file, Line: n.line, From: what}
-	k.order = append(k.order, name)
+	k.clusters[c.Name] = &Imported{Object: &lvsctlv1.Object{Kind: &lvsctlv1.Object_Cluster{Cluster: c}}, File: n.file, Line: n.line, From: from}
+	k.order = append(k.order, c.Name)
+}
+
+// flagScheduler is the scheduler that reads a flag.
+func flagScheduler(f lvsctlv1.SchedulerFlag) string {
+	if f == lvsctlv1.SchedulerFlag_SCHEDULER_FLAG_SH_FALLBACK || f == lvsctlv1.SchedulerFlag_SCHEDULER_FLAG_SH_PORT {
+		return "sh"
+	}
+	return "mh"
 }
 
 func firstArg(n *node) string {
@@ -518,6 +718,17 @@ func (k *kaImport) real(n *node, what string) (*lvsctlv1.RealServer, uint32) {
 		case s.key == "inhibit_on_failure" && (len(s.args) == 0 || isTrue(s.args[0])):
 			inhibit = s
 		case s.key == "inhibit_on_failure" && isFalse(s.args[0]):
+		case (s.key == "uthreshold" || s.key == "lthreshold") && len(s.args) > 0:
+			v, err := strconv.ParseUint(s.args[0], 10, 32)
+			if err != nil {
+				k.res.warn(s.file, s.line, "%s%s %q is not a number: not carried over", where, s.key, s.args[0])
+				continue
+			}
+			if s.key == "uthreshold" {
+				r.UpperThreshold = uint32(v)
+			} else {
+				r.LowerThreshold = uint32(v)
+			}
 		case s.key == "weight" && len(s.args) > 0:
 			w, err := strconv.ParseUint(s.args[0], 10, 32)
 			if err != nil {
@@ -718,7 +929,7 @@ func (k *kaImport) vrrp(file, routerID string, n *node) {
 		case "virtual_ipaddress", "virtual_ipaddress_excluded":
 			vipNodes = append(vipNodes, s.children...)
 		case "advert_int":
-			k.res.warn(s.file, s.line, "%s: advert_int %s: not carried over: lvsctl's failover.heartbeatInterval is not VRRP's advertisement (directors heartbeat each other and the controller; defaults 100ms, dead after 200ms)", what, arg)
+			k.res.warn(s.file, s.line, "%s: advert_int %s: not carried over: lvsctl's failover.heartbeatInterval is not VRRP's advertisement (directors heartbeat each other and the controller; defaults %s, dead after %s)", what, arg, failover.DefaultInterval, failover.DefaultDeadAfter)
 		case "state":
 			k.res.warn(s.file, s.line, "%s: state %s: not carried over: lvsctl makes the director of highest priority ACTIVE", what, arg)
 		default:
@@ -776,8 +987,12 @@ func syncDaemon(n *node) (*lvsctlv1.Sync, bool) {
 func (k *kaImport) finish() {
 	vips := map[string]bool{}
 	for _, name := range k.order {
-		for _, v := range k.clusters[name].Object.GetCluster().GetVips() {
+		c := k.clusters[name].Object.GetCluster()
+		for _, v := range c.GetVips() {
 			vips[v] = true
+		}
+		if s := c.GetService(); s != nil {
+			vips[s.GetAddress()] = true
 		}
 	}
 	if k.group != nil {

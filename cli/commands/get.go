@@ -17,6 +17,7 @@ import (
 
 	"github.com/lvsctl/lvsctl/cli/printer"
 	"github.com/lvsctl/lvsctl/controlplane/manifest"
+	"github.com/lvsctl/lvsctl/controlplane/validate"
 	"github.com/lvsctl/lvsctl/failover"
 	"github.com/lvsctl/lvsctl/health"
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
@@ -313,6 +314,18 @@ func describeGroup(w io.Writer, g *lvsctlv1.DirectorGroup, clusters []string, ds
 	return nil
 }
 
+// thresholdText is a real server's connection thresholds as describe shows them: "-" for
+// none, "upper 1000, lower 800" (lower 0: below the upper one).
+func thresholdText(r *lvsctlv1.RealServer) string {
+	switch {
+	case r.GetUpperThreshold() == 0:
+		return "-"
+	case r.GetLowerThreshold() == 0:
+		return fmt.Sprintf("upper %d", r.GetUpperThreshold())
+	}
+	return fmt.Sprintf("upper %d, lower %d", r.GetUpperThreshold(), r.GetLowerThreshold())
+}
+
 func describeCluster(w io.Writer, cl *lvsctlv1.Cluster, g *lvsctlv1.DirectorGroup, ds []*lvsctlv1.DirectorStatus) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	persistence := "none"
@@ -325,10 +338,25 @@ func describeCluster(w io.Writer, cl *lvsctlv1.Cluster, g *lvsctlv1.DirectorGrou
 	fmt.Fprintf(tw, "Cluster:\t%s\n", cl.GetName())
 	fmt.Fprintf(tw, "Revision:\t%d\n", cl.GetRevision())
 	fmt.Fprintf(tw, "Group:\t%s\n", cl.GetDirectorGroup())
-	fmt.Fprintf(tw, "VIPs:\t%s\n", strings.Join(cl.GetVips(), ", "))
-	fmt.Fprintf(tw, "Ports:\t%s\n", strings.ReplaceAll(printer.PortsText(cl.GetPorts()), ",", ", "))
-	fmt.Fprintf(tw, "FWMark:\t%d\n", cl.GetFwmark())
+	svc := cl.GetService()
+	if svc != nil {
+		fmt.Fprintf(tw, "Service:\t%s (plain: no fwmark)\n", validate.FormatService(svc))
+	} else {
+		fmt.Fprintf(tw, "VIPs:\t%s\n", strings.Join(cl.GetVips(), ", "))
+		fmt.Fprintf(tw, "Ports:\t%s\n", strings.ReplaceAll(printer.PortsText(cl.GetPorts()), ",", ", "))
+		fmt.Fprintf(tw, "FWMark:\t%d\n", cl.GetFwmark())
+	}
 	fmt.Fprintf(tw, "Scheduler:\t%s\n", cl.GetScheduler())
+	if len(cl.GetSchedulerFlags()) > 0 {
+		flags := make([]string, len(cl.GetSchedulerFlags()))
+		for i, f := range cl.GetSchedulerFlags() {
+			flags[i] = manifest.SchedulerFlagName(f)
+		}
+		fmt.Fprintf(tw, "Scheduler flags:\t%s\n", strings.Join(flags, ", "))
+	}
+	if cl.GetOps() {
+		fmt.Fprintf(tw, "One-packet:\tyes (each UDP datagram scheduled on its own)\n")
+	}
 	fmt.Fprintf(tw, "Persistence:\t%s\n", persistence)
 	fmt.Fprintf(tw, "Forwarding:\t%s\n", printer.ForwardingName(cl.GetForwarding()))
 	fmt.Fprintf(tw, "Health:\t%s\n", healthSummary(cl.GetHealth()))
@@ -339,7 +367,20 @@ func describeCluster(w io.Writer, cl *lvsctlv1.Cluster, g *lvsctlv1.DirectorGrou
 
 	fmt.Fprintln(w, "Reals:")
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "  ADDRESS\tWEIGHT\tDRAINED\tCHECK")
+	// A plain service's reals have a port (theirs, or the service's); thresholds are shown
+	// when any real has one. A fwmark cluster's table stays as it was.
+	withThresholds := slices.ContainsFunc(cl.GetReals(), func(r *lvsctlv1.RealServer) bool {
+		return r.GetUpperThreshold() != 0 || r.GetLowerThreshold() != 0
+	})
+	head := "  ADDRESS"
+	if svc != nil {
+		head += "\tPORT"
+	}
+	head += "\tWEIGHT"
+	if withThresholds {
+		head += "\tTHRESHOLDS"
+	}
+	fmt.Fprintln(tw, head+"\tDRAINED\tCHECK")
 	for _, r := range cl.GetReals() {
 		check := "-"
 		switch {
@@ -348,7 +389,19 @@ func describeCluster(w io.Writer, cl *lvsctlv1.Cluster, g *lvsctlv1.DirectorGrou
 		case cl.GetHealth() != nil:
 			check = "the cluster's"
 		}
-		fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\n", r.GetAddress(), r.GetWeight(), yesNo(r.GetDrained()), check)
+		line := "  " + r.GetAddress()
+		if svc != nil {
+			port := r.GetPort()
+			if port == 0 {
+				port = svc.GetPort()
+			}
+			line += fmt.Sprintf("\t%d", port)
+		}
+		line += fmt.Sprintf("\t%d", r.GetWeight())
+		if withThresholds {
+			line += "\t" + thresholdText(r)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", line, yesNo(r.GetDrained()), check)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

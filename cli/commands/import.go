@@ -47,10 +47,10 @@ func newImportCmd(o *options) *cobra.Command {
 	ka := &cobra.Command{
 		Use:   "keepalived FILE...",
 		Short: "Import keepalived.conf files (one per director of one group)",
-		Long: `import keepalived prints the fwmark virtual_servers (with --marks for their VIPs and
-ports) and one DirectorGroup built from the vrrp_instance of each FILE (one file per director,
-named by its router_id). Plain VIP:port services are listed on stderr: the model says fwmark
-clusters only for now.`,
+		Long: `import keepalived prints a cluster per virtual_server (fwmark ones with --marks for their
+VIPs and ports; plain VIP PORT ones, and each entry of a virtual_server_group, as plain
+services) and one DirectorGroup built from the vrrp_instance of each FILE (one file per
+director, named by its router_id). What it cannot carry over is listed on stderr.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cmd.SilenceUsage = true
@@ -67,7 +67,7 @@ clusters only for now.`,
 	}
 	ipvs := &cobra.Command{
 		Use:   "ipvsadm FILE",
-		Short: "Import ipvsadm-save -n output (fwmark services, marks kept)",
+		Short: "Import ipvsadm-save -n output (plain services; fwmark services with their marks kept)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cmd.SilenceUsage = true

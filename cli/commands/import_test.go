@@ -21,11 +21,13 @@ func TestImportKeepalived(t *testing.T) {
 		t.Fatalf("exit %d, stderr:\n%s", code, errOut.String())
 	}
 	objs, err := manifest.Parse(out.Bytes())
-	if err != nil || len(objs) != 2 || objs[0].GetGroup().GetName() != "vi-wms" || objs[1].GetCluster().GetFwmark() != 1 {
-		t.Fatalf("stdout is not the group and cluster fwmark-1 (%v):\n%s", err, out.String())
+	if err != nil || len(objs) != 3 || objs[0].GetGroup().GetName() != "vi-wms" || objs[1].GetCluster().GetFwmark() != 1 ||
+		objs[2].GetCluster().GetService().GetAddress() != "192.0.2.20" {
+		t.Fatalf("stdout is not the group, cluster fwmark-1 and the plain service (%v):\n%s", err, out.String())
 	}
-	if !strings.Contains(errOut.String(), "wms-services.conf:41: virtual_server 192.0.2.20 80: plain (VIP:port) services are not modelled yet") {
-		t.Errorf("stderr does not list the plain service with its line:\n%s", errOut.String())
+	// keepalived takes a virtual_server without protocol as UDP; the import says so, with the line.
+	if !strings.Contains(errOut.String(), "wms-services.conf:41: virtual_server 192.0.2.20 80: no protocol: UDP, as keepalived defaults it") {
+		t.Errorf("stderr does not note the plain service's protocol with its line:\n%s", errOut.String())
 	}
 
 	out.Reset()

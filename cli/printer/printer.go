@@ -381,6 +381,13 @@ func (tablePrinter) Objects(w io.Writer, objs []*lvsctlv1.Object, _ bool) error 
 	if len(clusters) > 0 || len(groups) == 0 {
 		tw := newTable(w, "NAME", "GROUP", "VIPS", "PORTS", "FWMARK", "SCHEDULER", "FORWARDING", "REALS", "REVISION")
 		for _, c := range clusters {
+			if svc := c.GetService(); svc != nil {
+				// A plain service has no mark and no port list: its one address, protocol
+				// and port are written as ipvsadm -Ln writes a service.
+				row(tw, c.GetName(), c.GetDirectorGroup(), validate.FormatService(svc), "-",
+					"-", c.GetScheduler(), ForwardingName(c.GetForwarding()), len(c.GetReals()), c.GetRevision())
+				continue
+			}
 			row(tw, c.GetName(), c.GetDirectorGroup(), strings.Join(c.GetVips(), ","), PortsText(c.GetPorts()),
 				c.GetFwmark(), c.GetScheduler(), ForwardingName(c.GetForwarding()), len(c.GetReals()), c.GetRevision())
 		}

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/lvsctl/lvsctl/controlplane/desired"
 	"github.com/lvsctl/lvsctl/controlplane/limits"
 	"github.com/lvsctl/lvsctl/controlplane/roles"
 	"github.com/lvsctl/lvsctl/controlplane/store"
@@ -223,7 +224,9 @@ func (s *Server) apply(ctx context.Context, req *lvsctlv1.ApplyRequest, as recor
 			seen[id] = true
 			var c *lvsctlv1.Cluster
 			res, c, err = ch.putCluster(k.Cluster)
-			if c != nil && c.GetFwmark() == 0 {
+			// A plain service (cluster.service) is matched by address, protocol and port:
+			// it has no mark to allocate.
+			if c != nil && c.GetFwmark() == 0 && c.GetService() == nil {
 				allocate = append(allocate, c)
 			}
 		case *lvsctlv1.Object_Group:
@@ -399,9 +402,11 @@ func (ch *change) putCluster(in *lvsctlv1.Cluster) (*lvsctlv1.ObjectResult, *lvs
 	}
 	c := proto.CloneOf(in)
 	c.Revision = 0
-	if exists {
-		// A mark, once allocated, stays: changing it would move live traffic to a new IPVS
-		// service and drop its connections and persistence.
+	// A mark, once allocated, stays: changing it would move live traffic to a new IPVS
+	// service and drop its connections and persistence. A cluster that becomes a plain
+	// service is a new IPVS service anyway, and one with no mark (validate refused a mark
+	// written beside service); one that becomes a fwmark cluster again is allocated a mark.
+	if exists && c.GetService() == nil && cur.GetService() == nil {
 		if c.GetFwmark() != 0 && c.GetFwmark() != cur.GetFwmark() {
 			return nil, nil, &validate.FieldError{Kind: validate.KindCluster, Name: name, Path: "fwmark",
 				Reason: fmt.Sprintf("%d differs from the allocated %d: a cluster's fwmark never changes (delete and re-create the cluster to move it)", c.GetFwmark(), cur.GetFwmark())}
@@ -604,8 +609,7 @@ func (ch *change) plans() []*lvsctlv1.GroupPlan {
 				get(cur.GetDirectorGroup()).removed = append(get(cur.GetDirectorGroup()).removed, "remove cluster "+n)
 				moved[cur.GetDirectorGroup()]--
 			}
-			get(c.GetDirectorGroup()).clusters = append(get(c.GetDirectorGroup()).clusters, fmt.Sprintf("add cluster %s: fwmark %d, %s, %d real servers, %d VIPs x %d port ranges",
-				n, c.GetFwmark(), c.GetScheduler(), len(c.GetReals()), len(c.GetVips()), len(c.GetPorts())))
+			get(c.GetDirectorGroup()).clusters = append(get(c.GetDirectorGroup()).clusters, "add cluster "+n+": "+desired.ClusterSummary(c))
 			moved[c.GetDirectorGroup()]++
 		default:
 			for _, line := range clusterChanges(cur, c) {

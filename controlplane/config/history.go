@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/lvsctl/lvsctl/controlplane/desired"
 	"github.com/lvsctl/lvsctl/controlplane/limits"
 	"github.com/lvsctl/lvsctl/controlplane/store"
 	"github.com/lvsctl/lvsctl/controlplane/validate"
@@ -104,8 +105,7 @@ func (s *Server) record(ctx context.Context, ch *change) {
 
 // clusterSummary is a created cluster in one line, as plans word it.
 func clusterSummary(c *lvsctlv1.Cluster) string {
-	return fmt.Sprintf("group %s, fwmark %d, %s, %d real servers, %d VIPs x %d port ranges",
-		c.GetDirectorGroup(), c.GetFwmark(), c.GetScheduler(), len(c.GetReals()), len(c.GetVips()), len(c.GetPorts()))
+	return "group " + c.GetDirectorGroup() + ", " + desired.ClusterSummary(c)
 }
 
 // groupSummary is a created group in one line.

@@ -232,6 +232,32 @@ func TestHostileInputs(t *testing.T) {
 		{name: "too many exec arguments", manifest: hostileEdit(t, "{check: http, port: 80, path: /}", "{check: exec, command: ["+strings.TrimSuffix(strings.Repeat("a, ", 65), ", ")+"]}"),
 			code: inv, want: "health.command: 65 arguments, more than the limit of 64"},
 		{name: "scheduler of 100,000 bytes", manifest: hostileEdit(t, "directorGroup: edge-1", "directorGroup: edge-1\nscheduler: "+long), code: inv, want: "scheduler: unknown scheduler \"xxxx"},
+		// Plain services (issue 12): what a VIP refuses, their address refuses; a service
+		// does not take a fwmark cluster's fields.
+		{name: "service beside vips", manifest: hostileEdit(t, "ports: [{protocol: tcp, port: 80}]", "ports: [{protocol: tcp, port: 80}]\nservice: {address: 192.0.2.20, protocol: tcp, port: 80}"),
+			code: inv, want: "vips: set together with service"},
+		{name: "loopback service", manifest: hostileEdit(t, "vips: [192.0.2.10]\nports: [{protocol: tcp, port: 80}]", "service: {address: 127.0.0.1, protocol: tcp, port: 80}"),
+			code: inv, want: "service.address: 127.0.0.1 is a loopback address"},
+		{name: "IPv6 multicast service", manifest: hostileEdit(t, "vips: [192.0.2.10]\nports: [{protocol: tcp, port: 80}]", `service: {address: "ff05::2", protocol: tcp, port: 80}`),
+			code: inv, want: "service.address: ff05::2 is a multicast address"},
+		{name: "octal service port", manifest: hostileEdit(t, "vips: [192.0.2.10]\nports: [{protocol: tcp, port: 80}]", "service: {address: 192.0.2.10, protocol: tcp, port: 080}"),
+			want: "service.port: 080 is not a plain decimal integer"},
+		{name: "service port 0 without persistence", manifest: hostileEdit(t, "vips: [192.0.2.10]\nports: [{protocol: tcp, port: 80}]", "service: {address: 192.0.2.10, protocol: tcp, port: 0}"),
+			code: inv, want: "service.port: 0 (every port) needs persistence"},
+		{name: "real port on a fwmark cluster", manifest: hostileEdit(t, "weight: 1}", "weight: 1, port: 8080}"),
+			code: inv, want: "reals[0].port: 8080 is set on a fwmark cluster"},
+		{name: "service port 70000", request: withCluster(func(c *lvsctlv1.Cluster) {
+			c.Vips, c.Ports = nil, nil
+			c.Service = &lvsctlv1.VirtualService{Address: "192.0.2.10", Protocol: lvsctlv1.Protocol_PROTOCOL_TCP, Port: 70000}
+		}), code: inv, want: "service.port: 70000 is out of range 0-65535"},
+		{name: "service of unknown protocol", request: withCluster(func(c *lvsctlv1.Cluster) {
+			c.Vips, c.Ports = nil, nil
+			c.Service = &lvsctlv1.VirtualService{Address: "192.0.2.10", Protocol: 99, Port: 80}
+		}), code: inv, want: "service.protocol: unknown protocol 99"},
+		{name: "unknown scheduler flag", request: withCluster(func(c *lvsctlv1.Cluster) { c.SchedulerFlags = []lvsctlv1.SchedulerFlag{99} }),
+			code: inv, want: "schedulerFlags[0]: unknown scheduler flag 99"},
+		{name: "threshold 2^32-1", request: withCluster(func(c *lvsctlv1.Cluster) { c.Reals[0].UpperThreshold = 1<<32 - 1 }),
+			code: inv, want: "reals[0].upperThreshold: 4294967295 is more than 2147483647"},
 		// RPC requests no manifest could produce.
 		{name: "1,001 real servers", request: withCluster(func(c *lvsctlv1.Cluster) {
 			for i := range 1000 {

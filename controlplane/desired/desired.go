@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/lvsctl/lvsctl/controlplane/manifest"
 	"github.com/lvsctl/lvsctl/controlplane/store"
+	"github.com/lvsctl/lvsctl/controlplane/validate"
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
 )
 
@@ -150,8 +153,7 @@ func Plan(from, to *lvsctlv1.DesiredState) []string {
 	for _, c := range to.GetClusters() {
 		o, ok := old[c.GetName()]
 		if !ok {
-			out = append(out, fmt.Sprintf("add cluster %s: fwmark %d, %s, %d real servers, %d VIPs x %d port ranges",
-				c.GetName(), c.GetFwmark(), c.GetScheduler(), len(c.GetReals()), len(c.GetVips()), len(c.GetPorts())))
+			out = append(out, "add cluster "+c.GetName()+": "+ClusterSummary(c))
 			continue
 		}
 		delete(old, c.GetName())
@@ -184,6 +186,31 @@ func gatewayString(g *lvsctlv1.Gateway) string {
 	return g.GetAddress() + " on " + g.GetInterface()
 }
 
+// ClusterSummary is a cluster in a few words, as plans word an added one: "fwmark 7, wlc, 3
+// real servers, 1 VIPs x 5 port ranges" or "service tcp 192.0.2.20:80, sh, 2 real servers".
+func ClusterSummary(c *lvsctlv1.Cluster) string {
+	if s := c.GetService(); s != nil {
+		return fmt.Sprintf("service %s, %s, %d real servers", validate.FormatService(s), c.GetScheduler(), len(c.GetReals()))
+	}
+	return fmt.Sprintf("fwmark %d, %s, %d real servers, %d VIPs x %d port ranges",
+		c.GetFwmark(), c.GetScheduler(), len(c.GetReals()), len(c.GetVips()), len(c.GetPorts()))
+}
+
+func serviceString(s *lvsctlv1.VirtualService) string {
+	if s == nil {
+		return "none"
+	}
+	return validate.FormatService(s)
+}
+
+func flagsString(fs []lvsctlv1.SchedulerFlag) string {
+	var out []string
+	for _, f := range fs {
+		out = append(out, manifest.SchedulerFlagName(f))
+	}
+	return "[" + strings.Join(out, " ") + "]"
+}
+
 // ClusterChanges lists the field changes between two versions of a cluster.
 func ClusterChanges(a, b *lvsctlv1.Cluster) []string {
 	var out []string
@@ -193,24 +220,41 @@ func ClusterChanges(a, b *lvsctlv1.Cluster) []string {
 		}
 	}
 	add("directorGroup", a.GetDirectorGroup(), b.GetDirectorGroup())
+	add("service", serviceString(a.GetService()), serviceString(b.GetService()))
 	add("vips", a.GetVips(), b.GetVips())
 	add("ports", portsString(a.GetPorts()), portsString(b.GetPorts()))
 	add("scheduler", a.GetScheduler(), b.GetScheduler())
+	add("schedulerFlags", flagsString(a.GetSchedulerFlags()), flagsString(b.GetSchedulerFlags()))
+	add("ops", a.GetOps(), b.GetOps())
 	add("persistence.timeout", fmt.Sprintf("%ds", a.GetPersistence().GetTimeoutSeconds()), fmt.Sprintf("%ds", b.GetPersistence().GetTimeoutSeconds()))
 	add("persistence.netmask", a.GetPersistence().GetNetmaskBits(), b.GetPersistence().GetNetmaskBits())
 	add("forwarding", a.GetForwarding(), b.GetForwarding())
 	add("fwmark", a.GetFwmark(), b.GetFwmark())
-	oldReals := map[string]uint32{}
+	oldReals := map[string]*lvsctlv1.RealServer{}
 	for _, r := range a.GetReals() {
-		oldReals[r.GetAddress()] = r.GetWeight()
+		oldReals[r.GetAddress()] = r
 	}
 	for _, r := range b.GetReals() {
-		w, ok := oldReals[r.GetAddress()]
-		switch {
-		case !ok:
-			out = append(out, fmt.Sprintf("add real %s weight %d", r.GetAddress(), r.GetWeight()))
-		case w != r.GetWeight():
-			out = append(out, fmt.Sprintf("real %s weight: %d -> %d", r.GetAddress(), w, r.GetWeight()))
+		o, ok := oldReals[r.GetAddress()]
+		if !ok {
+			line := fmt.Sprintf("add real %s weight %d", r.GetAddress(), r.GetWeight())
+			if r.GetPort() != 0 {
+				line = fmt.Sprintf("add real %s port %d weight %d", r.GetAddress(), r.GetPort(), r.GetWeight())
+			}
+			out = append(out, line)
+			if r.GetUpperThreshold() != 0 || r.GetLowerThreshold() != 0 {
+				out = append(out, fmt.Sprintf("real %s thresholds: %s", r.GetAddress(), thresholds(r)))
+			}
+		} else {
+			if o.GetWeight() != r.GetWeight() {
+				out = append(out, fmt.Sprintf("real %s weight: %d -> %d", r.GetAddress(), o.GetWeight(), r.GetWeight()))
+			}
+			if o.GetPort() != r.GetPort() {
+				out = append(out, fmt.Sprintf("real %s port: %d -> %d", r.GetAddress(), o.GetPort(), r.GetPort()))
+			}
+			if x, y := thresholds(o), thresholds(r); x != y {
+				out = append(out, fmt.Sprintf("real %s thresholds: %s -> %s", r.GetAddress(), x, y))
+			}
 		}
 		delete(oldReals, r.GetAddress())
 	}
@@ -223,6 +267,15 @@ func ClusterChanges(a, b *lvsctlv1.Cluster) []string {
 		out = append(out, fmt.Sprintf("remove real %s", addr))
 	}
 	return out
+}
+
+// thresholds is a real server's connection thresholds in words: "upper 1000 lower 800",
+// "none".
+func thresholds(r *lvsctlv1.RealServer) string {
+	if r.GetUpperThreshold() == 0 && r.GetLowerThreshold() == 0 {
+		return "none"
+	}
+	return fmt.Sprintf("upper %d lower %d", r.GetUpperThreshold(), r.GetLowerThreshold())
 }
 
 func portsString(ps []*lvsctlv1.PortRange) string {

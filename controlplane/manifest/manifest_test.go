@@ -247,8 +247,8 @@ func TestParseErrors(t *testing.T) {
 			"document 1 (Cluster): name: must be a string, not a list\ndocument 1 (Cluster): name: required"},
 		{"errors of several documents", "kind: DirectorGroup\nname: a\nvipInterface: eth0\nextra: 1\n---\nkind: Cluster\n", validate.ErrInvalid,
 			"group \"a\": extra: unknown field\ndocument 2 (Cluster): name: required"},
-		{"json unknown field", `{"kind": "Cluster", "name": "x", "reals": [{"address": "198.51.100.1", "port": 80}]}`, validate.ErrInvalid,
-			`cluster "x": reals[0].port: unknown field`},
+		{"json unknown field", `{"kind": "Cluster", "name": "x", "reals": [{"address": "198.51.100.1", "prot": 80}]}`, validate.ErrInvalid,
+			`cluster "x": reals[0].prot: unknown field`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

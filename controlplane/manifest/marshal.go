@@ -25,19 +25,30 @@ const (
 // The views below are the manifest schema as Go values: field order is output order.
 
 type clusterView struct {
-	Kind          string           `json:"kind"`
-	Name          string           `json:"name"`
-	DirectorGroup string           `json:"directorGroup"`
-	VIPs          []string         `json:"vips"`
-	Ports         []portView       `json:"ports"`
-	Scheduler     string           `json:"scheduler"`
-	Persistence   *persistenceView `json:"persistence,omitempty"`
-	Forwarding    string           `json:"forwarding,omitempty"`
-	Health        *healthView      `json:"health,omitempty"`
-	RemoveGrace   string           `json:"removeGrace,omitempty"`
-	Reals         []realView       `json:"reals"`
-	FWMark        uint32           `json:"fwmark,omitempty"`
-	Revision      int64            `json:"revision,omitempty"`
+	Kind          string       `json:"kind"`
+	Name          string       `json:"name"`
+	DirectorGroup string       `json:"directorGroup"`
+	Service       *serviceView `json:"service,omitempty"`
+	// VIPs and Ports are nil for a plain service (left out), never nil for a fwmark cluster
+	// (written, even empty, as before).
+	VIPs           []string         `json:"vips,omitzero"`
+	Ports          []portView       `json:"ports,omitzero"`
+	Scheduler      string           `json:"scheduler"`
+	SchedulerFlags []string         `json:"schedulerFlags,omitempty"`
+	Ops            bool             `json:"ops,omitempty"`
+	Persistence    *persistenceView `json:"persistence,omitempty"`
+	Forwarding     string           `json:"forwarding,omitempty"`
+	Health         *healthView      `json:"health,omitempty"`
+	RemoveGrace    string           `json:"removeGrace,omitempty"`
+	Reals          []realView       `json:"reals"`
+	FWMark         uint32           `json:"fwmark,omitempty"`
+	Revision       int64            `json:"revision,omitempty"`
+}
+
+type serviceView struct {
+	Address  string `json:"address"`
+	Protocol string `json:"protocol,omitempty"`
+	Port     uint32 `json:"port"`
 }
 
 type portView struct {
@@ -52,10 +63,13 @@ type persistenceView struct {
 }
 
 type realView struct {
-	Address string      `json:"address"`
-	Weight  uint32      `json:"weight"`
-	Drained bool        `json:"drained,omitempty"`
-	Health  *healthView `json:"health,omitempty"`
+	Address        string      `json:"address"`
+	Port           uint32      `json:"port,omitempty"`
+	Weight         uint32      `json:"weight"`
+	UpperThreshold uint32      `json:"upperThreshold,omitempty"`
+	LowerThreshold uint32      `json:"lowerThreshold,omitempty"`
+	Drained        bool        `json:"drained,omitempty"`
+	Health         *healthView `json:"health,omitempty"`
 }
 
 // healthView is a health check as written: fields at zero (their default, or in a real
@@ -215,15 +229,26 @@ func viewCluster(c *lvsctlv1.Cluster) clusterView {
 		Kind:          KindCluster,
 		Name:          c.GetName(),
 		DirectorGroup: c.GetDirectorGroup(),
-		VIPs:          append([]string{}, c.GetVips()...),
-		Ports:         []portView{},
 		Scheduler:     c.GetScheduler(),
+		Ops:           c.GetOps(),
 		Forwarding:    enumName(forwardings, c.GetForwarding()),
 		Health:        viewHealth(c.GetHealth()),
 		RemoveGrace:   removeGraceText(c),
 		Reals:         []realView{},
 		FWMark:        c.GetFwmark(),
 		Revision:      c.GetRevision(),
+	}
+	if s := c.GetService(); s != nil {
+		v.Service = &serviceView{Address: s.GetAddress(), Protocol: enumName(protocols, s.GetProtocol()), Port: s.GetPort()}
+	}
+	// A plain service's manifest leaves vips and ports out unless they were set (which
+	// validate refuses, but get must show what is there).
+	if c.GetService() == nil || len(c.GetVips()) > 0 || len(c.GetPorts()) > 0 {
+		v.VIPs = append([]string{}, c.GetVips()...)
+		v.Ports = []portView{}
+	}
+	for _, f := range c.GetSchedulerFlags() {
+		v.SchedulerFlags = append(v.SchedulerFlags, SchedulerFlagName(f))
 	}
 	for _, p := range c.GetPorts() {
 		pv := portView{Protocol: enumName(protocols, p.GetProtocol())}
@@ -240,10 +265,24 @@ func viewCluster(c *lvsctlv1.Cluster) clusterView {
 		v.Persistence = &persistenceView{Timeout: fmt.Sprintf("%ds", p.GetTimeoutSeconds()), Netmask: p.GetNetmaskBits()}
 	}
 	for _, r := range c.GetReals() {
-		v.Reals = append(v.Reals, realView{Address: r.GetAddress(), Weight: r.GetWeight(), Drained: r.GetDrained(), Health: viewHealth(r.GetHealth())})
+		v.Reals = append(v.Reals, realView{Address: r.GetAddress(), Port: r.GetPort(), Weight: r.GetWeight(),
+			UpperThreshold: r.GetUpperThreshold(), LowerThreshold: r.GetLowerThreshold(),
+			Drained: r.GetDrained(), Health: viewHealth(r.GetHealth())})
 	}
 	return v
 }
+
+// SchedulerFlagName is a flag as ipvsadm and manifests write it (sh-port); an unknown value
+// is written as its number, which Parse refuses.
+func SchedulerFlagName(f lvsctlv1.SchedulerFlag) string {
+	if n := enumName(schedulerFlags, f); n != "" {
+		return n
+	}
+	return fmt.Sprintf("flag(%d)", int32(f))
+}
+
+// ProtocolName is a protocol as manifests write it (tcp, udp, sctp), "" when unset.
+func ProtocolName(p lvsctlv1.Protocol) string { return enumName(protocols, p) }
 
 func viewGroup(g *lvsctlv1.DirectorGroup) groupView {
 	v := groupView{
@@ -341,13 +380,37 @@ func marshalJSON(v any) ([]byte, error) {
 
 func writeCluster(b *bytes.Buffer, v clusterView) {
 	fmt.Fprintf(b, "kind: %s\nname: %s\ndirectorGroup: %s\n", v.Kind, scalar(v.Name), scalar(v.DirectorGroup))
-	vips := make([]string, len(v.VIPs))
-	for i, s := range v.VIPs {
-		vips[i] = scalar(s)
+	if s := v.Service; s != nil {
+		kv := []string{"address: " + scalar(s.Address)}
+		if s.Protocol != "" {
+			kv = append(kv, "protocol: "+s.Protocol)
+		}
+		kv = append(kv, fmt.Sprintf("port: %d", s.Port))
+		fmt.Fprintf(b, "service: {%s}\n", strings.Join(kv, ", "))
 	}
-	fmt.Fprintf(b, "vips: [%s]\n", strings.Join(vips, ", "))
-	writeList(b, "ports", len(v.Ports), func(i int) string {
-		p := v.Ports[i]
+	if v.VIPs != nil {
+		vips := make([]string, len(v.VIPs))
+		for i, s := range v.VIPs {
+			vips[i] = scalar(s)
+		}
+		fmt.Fprintf(b, "vips: [%s]\n", strings.Join(vips, ", "))
+	}
+	if v.Ports != nil {
+		writePorts(b, v.Ports)
+	}
+	fmt.Fprintf(b, "scheduler: %s\n", scalar(v.Scheduler))
+	if len(v.SchedulerFlags) > 0 {
+		fmt.Fprintf(b, "schedulerFlags: [%s]\n", strings.Join(v.SchedulerFlags, ", "))
+	}
+	if v.Ops {
+		b.WriteString("ops: true\n")
+	}
+	writeClusterRest(b, v)
+}
+
+func writePorts(b *bytes.Buffer, ports []portView) {
+	writeList(b, "ports", len(ports), func(i int) string {
+		p := ports[i]
 		var kv []string
 		if p.Protocol != "" {
 			kv = append(kv, "protocol: "+p.Protocol)
@@ -359,7 +422,10 @@ func writeCluster(b *bytes.Buffer, v clusterView) {
 		}
 		return "{" + strings.Join(kv, ", ") + "}"
 	})
-	fmt.Fprintf(b, "scheduler: %s\n", scalar(v.Scheduler))
+}
+
+// writeClusterRest writes the fields after the scheduler's.
+func writeClusterRest(b *bytes.Buffer, v clusterView) {
 	if p := v.Persistence; p != nil {
 		if p.Netmask != 0 {
 			fmt.Fprintf(b, "persistence: {timeout: %s, netmask: %d}\n", p.Timeout, p.Netmask)
@@ -378,7 +444,17 @@ func writeCluster(b *bytes.Buffer, v clusterView) {
 	}
 	writeList(b, "reals", len(v.Reals), func(i int) string {
 		r := v.Reals[i]
-		s := fmt.Sprintf("{address: %s, weight: %d", scalar(r.Address), r.Weight)
+		s := "{address: " + scalar(r.Address)
+		if r.Port != 0 {
+			s += fmt.Sprintf(", port: %d", r.Port)
+		}
+		s += fmt.Sprintf(", weight: %d", r.Weight)
+		if r.UpperThreshold != 0 {
+			s += fmt.Sprintf(", upperThreshold: %d", r.UpperThreshold)
+		}
+		if r.LowerThreshold != 0 {
+			s += fmt.Sprintf(", lowerThreshold: %d", r.LowerThreshold)
+		}
 		if r.Drained {
 			s += ", drained: true"
 		}

@@ -383,6 +383,9 @@ func (r *docReader) cluster(f *fields, name string) *lvsctlv1.Cluster {
 	if c.Scheduler == "" {
 		c.Scheduler = DefaultScheduler
 	}
+	if v, ok := f.get("service"); ok {
+		c.Service = r.service(v)
+	}
 	for i, v := range r.list(f, "vips") {
 		s, ok := v.(string)
 		if !ok {
@@ -397,6 +400,19 @@ func (r *docReader) cluster(f *fields, name string) *lvsctlv1.Cluster {
 	if v, ok := f.get("persistence"); ok {
 		c.Persistence = r.persistence(v)
 	}
+	for i, v := range r.list(f, "schedulerFlags") {
+		path := fmt.Sprintf("schedulerFlags[%d]", i)
+		s, isStr := v.(string)
+		flag, known := schedulerFlags[s]
+		switch {
+		case !isStr:
+			r.fail(path, "must be a string, not %s", typeName(v))
+		case !known:
+			r.fail(path, "unknown scheduler flag %s (want sh-fallback, sh-port, mh-fallback or mh-port)", limits.Quote(s))
+		}
+		c.SchedulerFlags = append(c.SchedulerFlags, flag)
+	}
+	c.Ops = r.boolean(f, "ops")
 	if fw := r.str(f, "forwarding"); fw != "" {
 		var known bool
 		if c.Forwarding, known = forwardings[fw]; !known {
@@ -418,6 +434,15 @@ func (r *docReader) cluster(f *fields, name string) *lvsctlv1.Cluster {
 		if w, ok := r.number(rf, "weight", 0, math.MaxUint32); ok {
 			rs.Weight = uint32(w)
 		}
+		if p, ok := r.number(rf, "port", 0, math.MaxUint32); ok {
+			rs.Port = uint32(p)
+		}
+		if n, ok := r.number(rf, "upperThreshold", 0, math.MaxUint32); ok {
+			rs.UpperThreshold = uint32(n)
+		}
+		if n, ok := r.number(rf, "lowerThreshold", 0, math.MaxUint32); ok {
+			rs.LowerThreshold = uint32(n)
+		}
 		rs.Drained = r.boolean(rf, "drained")
 		if v, ok := rf.get("health"); ok {
 			rs.Health = r.health(v, join(path, "health"))
@@ -432,6 +457,37 @@ func (r *docReader) cluster(f *fields, name string) *lvsctlv1.Cluster {
 		c.Revision = rev
 	}
 	return c
+}
+
+// schedulerFlags are ipvsadm's names of the scheduler flags (-b).
+var schedulerFlags = map[string]lvsctlv1.SchedulerFlag{
+	"sh-fallback": lvsctlv1.SchedulerFlag_SCHEDULER_FLAG_SH_FALLBACK,
+	"sh-port":     lvsctlv1.SchedulerFlag_SCHEDULER_FLAG_SH_PORT,
+	"mh-fallback": lvsctlv1.SchedulerFlag_SCHEDULER_FLAG_MH_FALLBACK,
+	"mh-port":     lvsctlv1.SchedulerFlag_SCHEDULER_FLAG_MH_PORT,
+}
+
+// service reads a plain service: {address, protocol, port}. What the values mean (address
+// kinds, port range, the port 0 rule) is validate's business.
+func (r *docReader) service(v any) *lvsctlv1.VirtualService {
+	f, ok := r.mapping(v, "service")
+	if !ok {
+		return nil
+	}
+	s := &lvsctlv1.VirtualService{Address: r.str(f, "address")}
+	if p := r.str(f, "protocol"); p != "" {
+		var known bool
+		if s.Protocol, known = protocols[p]; !known {
+			r.fail("service.protocol", "unknown protocol %s (want tcp, udp or sctp)", limits.Quote(p))
+		}
+	}
+	if n, ok := r.number(f, "port", 0, math.MaxUint32); ok {
+		s.Port = uint32(n)
+	} else if _, present := f.get("port"); !present {
+		r.fail("service.port", "required (0 is every port, for a persistent service only)")
+	}
+	r.done(f)
+	return s
 }
 
 func (r *docReader) ports(v any, path string) *lvsctlv1.PortRange {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/lvsctl/lvsctl/controlplane/validate"
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
 )
 
@@ -258,8 +259,15 @@ func removeFrom[K comparable, V any](m map[K]map[string]V, k K, name string) {
 	}
 }
 
-// vips lists the cluster's parseable VIPs (the validated store has no others).
+// vips lists the cluster's parseable VIPs (the validated store has no others): a plain
+// service's address, or its vips.
 func vips(cl *lvsctlv1.Cluster) []netip.Addr {
+	if s := cl.GetService(); s != nil {
+		if a, err := netip.ParseAddr(s.GetAddress()); err == nil {
+			return []netip.Addr{a}
+		}
+		return nil
+	}
 	var out []netip.Addr
 	for _, s := range cl.GetVips() {
 		if a, err := netip.ParseAddr(s); err == nil {
@@ -275,6 +283,15 @@ func (c *Cache) putCluster(cl *lvsctlv1.Cluster) {
 	addTo(c.groupClusters, cl.GetDirectorGroup(), name, struct{}{})
 	for _, vip := range vips(cl) {
 		addTo(c.vipUsers, vip, name, cl.GetDirectorGroup())
+		if s := cl.GetService(); s != nil {
+			// A plain service claims its one protocol and port (validate.ServiceClaim).
+			k := claimKey{vip, s.GetProtocol()}
+			if c.claims[k] == nil {
+				c.claims[k] = map[string][]portClaim{}
+			}
+			c.claims[k][name] = []portClaim{{index: validate.ServiceClaim, ports: validate.ServiceRange(s)}}
+			continue
+		}
 		for i, p := range cl.GetPorts() {
 			if p.GetFirst() > p.GetLast() {
 				continue
@@ -308,6 +325,9 @@ func (c *Cache) dropCluster(cl *lvsctlv1.Cluster) {
 	removeFrom(c.groupClusters, cl.GetDirectorGroup(), name)
 	for _, vip := range vips(cl) {
 		removeFrom(c.vipUsers, vip, name)
+		if s := cl.GetService(); s != nil {
+			removeFrom(c.claims, claimKey{vip, s.GetProtocol()}, name)
+		}
 		for _, p := range cl.GetPorts() {
 			removeFrom(c.claims, claimKey{vip, p.GetProtocol()}, name)
 		}
@@ -532,7 +552,8 @@ func (c *Cache) EachVIPUser(vip netip.Addr, fn func(cluster, group string)) {
 	}
 }
 
-// EachPortClaim calls fn with every port entry of a stored cluster on the VIP and protocol.
+// EachPortClaim calls fn with every port entry of a stored cluster on the VIP and protocol,
+// and every plain service there (index validate.ServiceClaim).
 func (c *Cache) EachPortClaim(vip netip.Addr, proto lvsctlv1.Protocol, fn func(cluster string, index int, ports *lvsctlv1.PortRange)) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()

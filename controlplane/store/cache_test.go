@@ -102,6 +102,12 @@ func TestCacheFollowsWrites(t *testing.T) {
 				first := uint32(rng.IntN(10))
 				c.Ports = append(c.Ports, &lvsctlv1.PortRange{Protocol: lvsctlv1.Protocol(1 + rng.IntN(2)), First: first, Last: first + uint32(rng.IntN(3))})
 			}
+			if rng.IntN(3) == 0 {
+				// A plain service (issue 12): its address is a VIP, its protocol and port
+				// one claim; a cluster turns plain and back across the steps.
+				c.Service = &lvsctlv1.VirtualService{Address: c.Vips[0], Protocol: lvsctlv1.Protocol(1 + rng.IntN(2)), Port: uint32(rng.IntN(3))}
+				c.Vips, c.Ports, c.Fwmark = nil, nil, 0
+			}
 			w.Puts[store.ClusterKey(name)] = c
 		}
 		rev, err := st.Commit(ctx, w)
@@ -132,5 +138,51 @@ func TestCacheFollowsWrites(t *testing.T) {
 			}
 			t.FailNow()
 		}
+	}
+}
+
+// TestCacheIndexesPlainServices: a plain service's address is a VIP user and its protocol
+// and port one claim (validate.ServiceClaim), gone once it turns into a fwmark cluster.
+func TestCacheIndexesPlainServices(t *testing.T) {
+	st := storetest.Start(t)
+	c := storetest.Cache(t, st)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	web := &lvsctlv1.Cluster{Name: "web", DirectorGroup: "g",
+		Service: &lvsctlv1.VirtualService{Address: "192.0.2.20", Protocol: lvsctlv1.Protocol_PROTOCOL_TCP, Port: 80}}
+	rev, err := st.Commit(ctx, store.Write{Puts: map[string]proto.Message{store.ClusterKey("web"): web}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Wait(ctx, rev); err != nil {
+		t.Fatal(err)
+	}
+	vip := netip.MustParseAddr("192.0.2.20")
+	claims := func(p lvsctlv1.Protocol) []string {
+		var out []string
+		c.EachPortClaim(vip, p, func(cl string, i int, r *lvsctlv1.PortRange) {
+			out = append(out, fmt.Sprintf("%s[%d]%d-%d", cl, i, r.GetFirst(), r.GetLast()))
+		})
+		return out
+	}
+	var users []string
+	c.EachVIPUser(vip, func(cl, g string) { users = append(users, cl+"@"+g) })
+	if got := claims(lvsctlv1.Protocol_PROTOCOL_TCP); !slices.Equal(got, []string{"web[-1]80-80"}) || !slices.Equal(users, []string{"web@g"}) {
+		t.Errorf("plain service indexed as claims %v, VIP users %v", got, users)
+	}
+	if got := claims(lvsctlv1.Protocol_PROTOCOL_UDP); got != nil {
+		t.Errorf("udp claims %v, want none", got)
+	}
+	web = &lvsctlv1.Cluster{Name: "web", DirectorGroup: "g", Fwmark: 3, Vips: []string{"192.0.2.20"},
+		Ports: []*lvsctlv1.PortRange{{Protocol: lvsctlv1.Protocol_PROTOCOL_TCP, First: 81, Last: 81}}}
+	rev, err = st.Commit(ctx, store.Write{Head: rev, Puts: map[string]proto.Message{store.ClusterKey("web"): web}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Wait(ctx, rev); err != nil {
+		t.Fatal(err)
+	}
+	if got := claims(lvsctlv1.Protocol_PROTOCOL_TCP); !slices.Equal(got, []string{"web[0]81-81"}) {
+		t.Errorf("after turning fwmark: claims %v", got)
 	}
 }

@@ -27,7 +27,7 @@ const MaxRemoveGrace = 24 * time.Hour
 func checkHealth(c *collector, cl *lvsctlv1.Cluster) {
 	var inherited []health.FieldError
 	if h := cl.GetHealth(); h != nil {
-		inherited = healthErrors(h)
+		inherited = healthErrors(h, cl.GetService() != nil)
 		for _, e := range inherited {
 			c.add("health."+e.Field, "%s", e.Reason)
 		}
@@ -36,7 +36,7 @@ func checkHealth(c *collector, cl *lvsctlv1.Cluster) {
 		if r.GetHealth() == nil {
 			continue
 		}
-		for _, e := range healthErrors(health.Effective(cl.GetHealth(), r.GetHealth())) {
+		for _, e := range healthErrors(health.Effective(cl.GetHealth(), r.GetHealth()), cl.GetService() != nil) {
 			if !slices.Contains(inherited, e) {
 				c.add(fmt.Sprintf("reals[%d].health.%s", i, e.Field), "%s", e.Reason)
 			}
@@ -52,11 +52,13 @@ func checkHealth(c *collector, cl *lvsctlv1.Cluster) {
 	}
 }
 
-// healthErrors is every refused field of one check. Every cluster is an IPVS firewall-mark
-// service, whose real servers have port 0: a check that probes a port must name it, and the
-// error says why (health's own "required for a tcp check" would leave an operator who wrote
-// the service's ports wondering).
-func healthErrors(h *lvsctlv1.HealthCheck) []health.FieldError {
+// healthErrors is every refused field of one check. A firewall-mark service's real servers
+// have port 0: a check that probes a port must name it, and the error says why (health's own
+// "required for a tcp check" would leave an operator who wrote the service's ports
+// wondering). A plain service's check names its port too (plain says which): the directors
+// probe the port the check names, never one guessed from the service, so that a check reads
+// the same on either kind of cluster (lvsctl import fills it in from the real server).
+func healthErrors(h *lvsctlv1.HealthCheck, plain bool) []health.FieldError {
 	texts := healthTexts(h)
 	var out []health.FieldError
 	for _, t := range texts {
@@ -74,8 +76,11 @@ func healthErrors(h *lvsctlv1.HealthCheck) []health.FieldError {
 	kind := health.Kind(h.GetCheck())
 	portRequired := h.GetPort() == 0 && slices.Contains(health.Kinds, kind) && kind != health.KindExec && kind != health.KindNone
 	if portRequired {
-		out = append(out, health.FieldError{Field: "port",
-			Reason: fmt.Sprintf("required for a fwmark service: its real servers have port 0, so a %s check names the port it probes (e.g. port: 554)", kind)})
+		reason := fmt.Sprintf("required for a fwmark service: its real servers have port 0, so a %s check names the port it probes (e.g. port: 554)", kind)
+		if plain {
+			reason = fmt.Sprintf("required: a %s check names the port it probes (e.g. the real server's port)", kind)
+		}
+		out = append(out, health.FieldError{Field: "port", Reason: reason})
 	}
 	eachLeaf(health.ValidateProto(h), func(err error) {
 		var fe *health.FieldError

@@ -67,12 +67,6 @@ func Set(objs []*lvsctlv1.Object) error {
 	}
 
 	type vipOwner struct{ cluster, group string }
-	type claim struct {
-		vip     netip.Addr
-		ports   *lvsctlv1.PortRange
-		index   int
-		cluster string
-	}
 	// Marks are unique within a group: a director programs only its group's clusters, so
 	// two groups (two sites imported with their marks kept) may use the same mark.
 	type markKey struct {
@@ -95,27 +89,19 @@ func Set(objs []*lvsctlv1.Object) error {
 			}
 		}
 		var mine []claim
-		for vi, s := range c.GetVips() {
-			vip, reason := serviceAddr(s)
-			if reason != "" {
-				continue
-			}
+		for _, v := range clusterVIPs(c) {
+			vip := v.addr
 			// Only the ACTIVE director of one group may hold a VIP; two groups would mean two
 			// ACTIVE directors answering ARP for it.
 			if o, ok := vipOwners[vip]; ok && o.group != c.GetDirectorGroup() {
-				fail(KindCluster, c.GetName(), fmt.Sprintf("vips[%d]", vi), "%s is already served by group %q (cluster %q); a VIP belongs to one director group", vip, o.group, o.cluster)
+				fail(KindCluster, c.GetName(), v.path, "%s is already served by group %q (cluster %q); a VIP belongs to one director group", vip, o.group, o.cluster)
 			} else if !ok {
 				vipOwners[vip] = vipOwner{cluster: c.GetName(), group: c.GetDirectorGroup()}
 			}
 			if at, ok := addrs[vip]; ok {
-				fail(KindCluster, c.GetName(), fmt.Sprintf("vips[%d]", vi), directorAddressIsVIP, vip, at.director, at.group)
+				fail(KindCluster, c.GetName(), v.path, directorAddressIsVIP, vip, at.director, at.group)
 			}
-			for pi, p := range c.GetPorts() {
-				if p.GetFirst() > p.GetLast() {
-					continue
-				}
-				mine = append(mine, claim{vip: vip, ports: p, index: pi, cluster: c.GetName()})
-			}
+			mine = append(mine, claimsOf(c, vip)...)
 		}
 		reported := map[int]bool{}
 		for _, m := range mine {
@@ -123,9 +109,8 @@ func Set(objs []*lvsctlv1.Object) error {
 				continue
 			}
 			for _, o := range claims {
-				if o.vip == m.vip && overlaps(m.ports, o.ports) {
-					fail(KindCluster, c.GetName(), fmt.Sprintf("ports[%d]", m.index), "%s on %s is already used by cluster %q (ports[%d] %s)",
-						FormatPorts(m.ports), m.vip, o.cluster, o.index, FormatPorts(o.ports))
+				if o.vip == m.vip && m.clashes(o) {
+					fail(KindCluster, c.GetName(), m.path(), "%s", m.conflict(o))
 					reported[m.index] = true
 					break
 				}
@@ -144,6 +129,129 @@ func Set(objs []*lvsctlv1.Object) error {
 		})
 	}
 	return errs.err()
+}
+
+// ServiceClaim is the index that Stored.EachPortClaim gives a plain service's claim (its one
+// address, protocol and port), where a fwmark cluster's claims give their port entry's.
+const ServiceClaim = -1
+
+// claim is what one cluster takes of the traffic to one VIP: a port entry of a fwmark
+// cluster (index is the entry's), or a plain service's protocol and port (index
+// ServiceClaim, ports first == last == the service's port).
+type claim struct {
+	vip     netip.Addr
+	ports   *lvsctlv1.PortRange
+	index   int
+	cluster string
+}
+
+// ServiceRange is the claim of a plain service as Stored.EachPortClaim gives it.
+func ServiceRange(s *lvsctlv1.VirtualService) *lvsctlv1.PortRange {
+	return &lvsctlv1.PortRange{Protocol: s.GetProtocol(), First: s.GetPort(), Last: s.GetPort()}
+}
+
+func (m claim) plain() bool { return m.index == ServiceClaim }
+
+// span is the ports a claim matches: a plain service of port 0 matches every port.
+func (m claim) span() *lvsctlv1.PortRange {
+	if m.plain() && m.ports.GetFirst() == 0 {
+		return &lvsctlv1.PortRange{Protocol: m.ports.GetProtocol(), First: 0, Last: MaxPort}
+	}
+	return m.ports
+}
+
+// clashes reports whether two claims on one VIP take the same packets. Two plain services
+// clash on the same protocol and port only: the kernel keeps a port-0 (every port) service
+// beside one of a port, and looks the exact port up first. A fwmark cluster clashes with
+// another claim whose ports overlap its own: IPVS looks firewall-mark services up before
+// plain ones (ip_vs_service_find), so the mark would take a plain service's packets.
+func (m claim) clashes(o claim) bool {
+	if m.ports.GetProtocol() != o.ports.GetProtocol() {
+		return false
+	}
+	if m.plain() && o.plain() {
+		return m.ports.GetFirst() == o.ports.GetFirst()
+	}
+	return overlaps(m.span(), o.span())
+}
+
+// path is the manifest path a claim's error is reported on.
+func (m claim) path() string {
+	if m.plain() {
+		return "service"
+	}
+	return fmt.Sprintf("ports[%d]", m.index)
+}
+
+// conflict says why claim m is refused next to o (of another cluster), naming both.
+func (m claim) conflict(o claim) string {
+	switch {
+	case m.plain() && o.plain():
+		return fmt.Sprintf("%s is already the service of cluster %q", serviceText(m), o.cluster)
+	case m.plain():
+		return fmt.Sprintf("%s is also marked by cluster %q (ports[%d] %s on %s); IPVS looks firewall-mark services up first, so that cluster would take its packets",
+			serviceText(m), o.cluster, o.index, FormatPorts(o.ports), o.vip)
+	case o.plain():
+		return fmt.Sprintf("%s on %s would take the packets of cluster %q's plain service %s (IPVS looks firewall-mark services up first)",
+			FormatPorts(m.ports), m.vip, o.cluster, serviceText(o))
+	}
+	return fmt.Sprintf("%s on %s is already used by cluster %q (ports[%d] %s)", FormatPorts(m.ports), m.vip, o.cluster, o.index, FormatPorts(o.ports))
+}
+
+func serviceText(m claim) string {
+	return FormatService(&lvsctlv1.VirtualService{Address: m.vip.String(), Protocol: m.ports.GetProtocol(), Port: m.ports.GetFirst()})
+}
+
+// FormatService prints a plain service as ipvsadm -Ln does, in lowercase: "tcp
+// 192.0.2.20:80", "udp [2001:db8::53]:53".
+func FormatService(s *lvsctlv1.VirtualService) string {
+	addr := s.GetAddress()
+	if a, err := netip.ParseAddr(addr); err == nil {
+		addr = netip.AddrPortFrom(a, 0).String()
+		addr = addr[:len(addr)-2] // the ":0" AddrPort adds
+	}
+	return fmt.Sprintf("%s %s:%d", protoName(s.GetProtocol()), addr, s.GetPort())
+}
+
+// vipAt is a valid VIP of a cluster and its manifest path.
+type vipAt struct {
+	addr netip.Addr
+	path string
+}
+
+// clusterVIPs lists the cluster's valid VIPs: a plain service's address, or its vips.
+func clusterVIPs(c *lvsctlv1.Cluster) []vipAt {
+	if s := c.GetService(); s != nil {
+		if a, reason := serviceAddr(s.GetAddress()); reason == "" {
+			return []vipAt{{addr: a, path: "service.address"}}
+		}
+		return nil
+	}
+	var out []vipAt
+	for i, s := range c.GetVips() {
+		if a, reason := serviceAddr(s); reason == "" {
+			out = append(out, vipAt{addr: a, path: fmt.Sprintf("vips[%d]", i)})
+		}
+	}
+	return out
+}
+
+// claimsOf lists what the cluster claims on one of its VIPs, skipping what Cluster refuses.
+func claimsOf(c *lvsctlv1.Cluster, vip netip.Addr) []claim {
+	if s := c.GetService(); s != nil {
+		if s.GetProtocol() == lvsctlv1.Protocol_PROTOCOL_UNSPECIFIED || s.GetPort() > MaxPort {
+			return nil
+		}
+		return []claim{{vip: vip, ports: ServiceRange(s), index: ServiceClaim, cluster: c.GetName()}}
+	}
+	var out []claim
+	for pi, p := range c.GetPorts() {
+		if p.GetFirst() > p.GetLast() {
+			continue
+		}
+		out = append(out, claim{vip: vip, ports: p, index: pi, cluster: c.GetName()})
+	}
+	return out
 }
 
 // directorAt is the director of a group at an address.

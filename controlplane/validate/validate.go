@@ -183,13 +183,24 @@ func Cluster(cl *lvsctlv1.Cluster) error {
 		return c.err()
 	}
 
-	// One fwmark service has one address family: the first valid VIP sets it.
+	// One IPVS service has one address family: the service's address, or the first valid
+	// VIP, sets it.
 	var fam string
 	vips := map[netip.Addr]int{}
-	if len(cl.GetVips()) == 0 {
+	// A plain service's vips and ports, if any, are refused whole by checkService.
+	svc := cl.GetService()
+	fwVIPs, fwPorts := cl.GetVips(), cl.GetPorts()
+	var svcAddr netip.Addr
+	if svc != nil {
+		fwVIPs, fwPorts = nil, nil
+		svcAddr = checkService(c, cl)
+		if svcAddr.IsValid() {
+			fam = family(svcAddr)
+		}
+	} else if len(cl.GetVips()) == 0 {
 		c.add("vips", "at least one VIP is required")
 	}
-	for i, s := range cl.GetVips() {
+	for i, s := range fwVIPs {
 		path := fmt.Sprintf("vips[%d]", i)
 		a, reason := serviceAddr(s)
 		if reason != "" {
@@ -208,10 +219,10 @@ func Cluster(cl *lvsctlv1.Cluster) error {
 		}
 	}
 
-	if len(cl.GetPorts()) == 0 {
+	if len(cl.GetPorts()) == 0 && svc == nil {
 		c.add("ports", "at least one port is required")
 	}
-	for i, p := range cl.GetPorts() {
+	for i, p := range fwPorts {
 		switch p.GetProtocol() {
 		case lvsctlv1.Protocol_PROTOCOL_TCP, lvsctlv1.Protocol_PROTOCOL_UDP, lvsctlv1.Protocol_PROTOCOL_SCTP:
 		case lvsctlv1.Protocol_PROTOCOL_UNSPECIFIED:
@@ -270,6 +281,18 @@ func Cluster(cl *lvsctlv1.Cluster) error {
 		c.add("forwarding", "unknown forwarding %d (want masq, route or tunnel)", int32(cl.GetForwarding()))
 	}
 
+	checkSchedulerFlags(c, cl)
+	checkOps(c, cl)
+
+	// The family of the reals follows the service's. The kernel takes a real of the other
+	// family under tunnel forwarding alone (IPv4 in IPv6 and back, since Linux 3.18), and
+	// refuses even that while a sync daemon runs (ip_vs_genl_set_cmd: the sync protocol
+	// cannot carry mixed families); lvsctl keeps one family per service, as issue 12 says,
+	// so that adding sync to a group never breaks its clusters.
+	vipsAre := "the VIPs are"
+	if svc != nil {
+		vipsAre = "the service's address is"
+	}
 	reals := map[netip.Addr]int{}
 	for i, r := range cl.GetReals() {
 		path := fmt.Sprintf("reals[%d].address", i)
@@ -278,23 +301,29 @@ func Cluster(cl *lvsctlv1.Cluster) error {
 		case reason != "":
 			c.add(path, "%s", reason)
 		case fam != "" && family(a) != fam:
-			c.add(path, "%s is %s but the VIPs are %s (one IPVS service has one address family)", a, family(a), fam)
+			c.add(path, "%s is %s but %s %s (one IPVS service has one address family)", a, family(a), vipsAre, fam)
 		default:
 			if j, dup := reals[a]; dup {
 				c.add(path, "%s is listed twice (reals[%d])", a, j)
 			} else if j, isVIP := vips[a]; isVIP {
 				c.add(path, "%s is the cluster's VIP (vips[%d])", a, j)
+			} else if a == svcAddr {
+				c.add(path, "%s is the cluster's VIP (service.address)", a)
 			}
 			reals[a] = i
 		}
 		if r.GetWeight() > MaxWeight {
 			c.add(fmt.Sprintf("reals[%d].weight", i), "%d is more than %d", r.GetWeight(), MaxWeight)
 		}
+		checkRealPort(c, cl, i, r)
+		checkThresholds(c, i, r)
 	}
 
 	checkHealth(c, cl)
 
-	if cl.GetFwmark() > MaxFWMark {
+	if svc != nil && cl.GetFwmark() != 0 {
+		c.add("fwmark", "%d is set on a plain service (service): it has no mark; leave fwmark out", cl.GetFwmark())
+	} else if cl.GetFwmark() > MaxFWMark {
 		c.add("fwmark", "%d is more than %d (0 lets the controller allocate one)", cl.GetFwmark(), MaxFWMark)
 	}
 	if cl.GetRevision() < 0 {

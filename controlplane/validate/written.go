@@ -17,6 +17,8 @@ type Stored interface {
 	// EachMarkUser: the clusters of the group with the mark (marks are unique per group).
 	EachMarkUser(group string, mark uint32, fn func(cluster string))
 	EachVIPUser(vip netip.Addr, fn func(cluster, group string))
+	// EachPortClaim: the port entries of fwmark clusters on the VIP and protocol, and the plain
+	// services there (index ServiceClaim, ports ServiceRange of the service).
 	EachPortClaim(vip netip.Addr, proto lvsctlv1.Protocol, fn func(cluster string, index int, ports *lvsctlv1.PortRange))
 	EachDirectorAddress(addr netip.Addr, fn func(group, director string))
 }
@@ -116,12 +118,6 @@ func Written(ctx context.Context, objs []*lvsctlv1.Object, stored Stored) error 
 	}
 
 	type vipOwner struct{ cluster, group string }
-	type claim struct {
-		vip     netip.Addr
-		ports   *lvsctlv1.PortRange
-		index   int
-		cluster string
-	}
 	type claimKey struct {
 		vip   netip.Addr
 		proto lvsctlv1.Protocol
@@ -159,11 +155,8 @@ func Written(ctx context.Context, objs []*lvsctlv1.Object, stored Stored) error 
 			}
 		}
 		var mine []claim
-		for vi, s := range c.GetVips() {
-			vip, reason := serviceAddr(s)
-			if reason != "" {
-				continue
-			}
+		for _, v := range clusterVIPs(c) {
+			vip := v.addr
 			var owner vipOwner
 			stored.EachVIPUser(vip, func(sc, sg string) {
 				if !writtenCluster[sc] && (owner.cluster == "" || sc < owner.cluster) {
@@ -177,7 +170,7 @@ func Written(ctx context.Context, objs []*lvsctlv1.Object, stored Stored) error 
 			// Only the ACTIVE director of one group may hold a VIP; two groups would mean two
 			// ACTIVE directors answering ARP for it.
 			if ok && owner.group != c.GetDirectorGroup() {
-				fail(KindCluster, name, fmt.Sprintf("vips[%d]", vi), "%s is already served by group %q (cluster %q); a VIP belongs to one director group", vip, owner.group, owner.cluster)
+				fail(KindCluster, name, v.path, "%s is already served by group %q (cluster %q); a VIP belongs to one director group", vip, owner.group, owner.cluster)
 			} else if !ok {
 				vipOwners[vip] = vipOwner{cluster: name, group: c.GetDirectorGroup()}
 			}
@@ -192,14 +185,9 @@ func Written(ctx context.Context, objs []*lvsctlv1.Object, stored Stored) error 
 				at = writtenAddrs[vip]
 			}
 			if at.group != "" {
-				fail(KindCluster, name, fmt.Sprintf("vips[%d]", vi), directorAddressIsVIP, vip, at.director, at.group)
+				fail(KindCluster, name, v.path, directorAddressIsVIP, vip, at.director, at.group)
 			}
-			for pi, p := range c.GetPorts() {
-				if p.GetFirst() > p.GetLast() {
-					continue
-				}
-				mine = append(mine, claim{vip: vip, ports: p, index: pi, cluster: name})
-			}
+			mine = append(mine, claimsOf(c, vip)...)
 		}
 		reported := map[int]bool{}
 		for _, m := range mine {
@@ -210,7 +198,7 @@ func Written(ctx context.Context, objs []*lvsctlv1.Object, stored Stored) error 
 			// port entry), then the written ones before this one.
 			var found *claim
 			stored.EachPortClaim(m.vip, m.ports.GetProtocol(), func(sc string, index int, ports *lvsctlv1.PortRange) {
-				if writtenCluster[sc] || !overlaps(m.ports, ports) {
+				if writtenCluster[sc] || !m.clashes(claim{vip: m.vip, ports: ports, index: index}) {
 					return
 				}
 				if found == nil || sc < found.cluster || (sc == found.cluster && index < found.index) {
@@ -219,15 +207,14 @@ func Written(ctx context.Context, objs []*lvsctlv1.Object, stored Stored) error 
 			})
 			if found == nil {
 				for _, o := range claims[claimKey{m.vip, m.ports.GetProtocol()}] {
-					if overlaps(m.ports, o.ports) {
+					if m.clashes(o) {
 						found = &o
 						break
 					}
 				}
 			}
 			if found != nil {
-				fail(KindCluster, name, fmt.Sprintf("ports[%d]", m.index), "%s on %s is already used by cluster %q (ports[%d] %s)",
-					FormatPorts(m.ports), m.vip, found.cluster, found.index, FormatPorts(found.ports))
+				fail(KindCluster, name, m.path(), "%s", m.conflict(*found))
 				reported[m.index] = true
 			}
 		}

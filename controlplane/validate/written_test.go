@@ -52,7 +52,11 @@ func (s storedObjects) EachMarkUser(group string, mark uint32, fn func(string)) 
 func (s storedObjects) EachVIPUser(vip netip.Addr, fn func(cluster, group string)) {
 	for _, o := range s {
 		c := o.GetCluster()
-		for _, v := range c.GetVips() {
+		vips := c.GetVips()
+		if svc := c.GetService(); svc != nil {
+			vips = []string{svc.GetAddress()}
+		}
+		for _, v := range vips {
 			if a, err := netip.ParseAddr(v); err == nil && a == vip {
 				fn(c.GetName(), c.GetDirectorGroup())
 			}
@@ -65,6 +69,12 @@ func (s storedObjects) EachPortClaim(vip netip.Addr, proto lvsctlv1.Protocol, fn
 		for _, o := range s {
 			c := o.GetCluster()
 			if c.GetName() != cluster {
+				continue
+			}
+			if svc := c.GetService(); svc != nil {
+				if svc.GetProtocol() == proto {
+					fn(cluster, validate.ServiceClaim, validate.ServiceRange(svc))
+				}
 				continue
 			}
 			for i, p := range c.GetPorts() {
