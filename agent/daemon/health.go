@@ -364,17 +364,8 @@ func sameList(a, b []stats.Real) bool {
 	})
 }
 
-// serviceKey is the IPVS service cluster c becomes: its VIPs' family and its mark.
-func serviceKey(c *lvsctlv1.Cluster) (dataplane.ServiceKey, bool) {
-	if len(c.GetVips()) == 0 || c.GetFwmark() == 0 {
-		return dataplane.ServiceKey{}, false
-	}
-	a, err := netip.ParseAddr(c.GetVips()[0])
-	if err != nil {
-		return dataplane.ServiceKey{}, false
-	}
-	return dataplane.ServiceKey{Family: dataplane.FamilyOf(a.Unmap()), FWMark: c.GetFwmark()}, true
-}
+// serviceKey is the IPVS service cluster c becomes: a firewall-mark or a plain one.
+func serviceKey(c *lvsctlv1.Cluster) (dataplane.ServiceKey, bool) { return dataplane.KeyOf(c) }
 
 // kernelReals reads the real servers of the services the agent owns, at start: one that its
 // cluster no longer has is held for the grace again (the agent may have stopped during one),

@@ -1,10 +1,11 @@
-// Package dataplane holds the values the agent exchanges with the kernel: IPVS firewall-mark
-// services and their destinations, nftables mark rules, and the stats IPVS keeps. The
+// Package dataplane holds the values the agent exchanges with the kernel: IPVS services
+// (firewall-mark and plain) and their destinations, nftables mark rules, and the stats IPVS keeps. The
 // interfaces over the kernel live where they are used (package reconcile, package stats); the
 // real backends (packages ipvs, nft, vip) and the fakes (package fake) speak these types.
 package dataplane
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -50,15 +51,74 @@ func (f Family) String() string {
 	return "ipv4"
 }
 
-// ServiceKey identifies a firewall-mark virtual service in the kernel.
+// ServiceKey identifies a virtual service in the kernel: a firewall-mark one by (Family,
+// FWMark), a plain one by (Family, Protocol, Address, Port), as IPVS keys them. A plain key has
+// FWMark 0 and a valid Address; a firewall-mark key has neither Protocol, Address nor Port.
+// It stays comparable, so it keys maps.
 type ServiceKey struct {
-	Family Family
-	FWMark uint32
+	Family   Family
+	Protocol Protocol
+	Port     uint16
+	FWMark   uint32
+	Address  netip.Addr
 }
 
-func (k ServiceKey) String() string { return fmt.Sprintf("fwm %d %s", k.FWMark, k.Family) }
+// IsFWMark tells a firewall-mark service's key from a plain one's.
+func (k ServiceKey) IsFWMark() bool { return !k.Address.IsValid() }
 
-// Service is one IPVS firewall-mark virtual service (ipvsadm -A -f MARK).
+// String names the service as ipvsadm -L prints it: "fwm 7 ipv4", "tcp 192.0.2.20:80",
+// "udp [2001:db8::1]:53".
+func (k ServiceKey) String() string {
+	if k.IsFWMark() {
+		return fmt.Sprintf("fwm %d %s", k.FWMark, k.Family)
+	}
+	return k.Protocol.String() + " " + netip.AddrPortFrom(k.Address, k.Port).String()
+}
+
+// Compare orders keys: by family, firewall-mark services first (by mark), then plain ones by
+// address, protocol and port.
+func (k ServiceKey) Compare(o ServiceKey) int {
+	switch {
+	case k.Family != o.Family:
+		return cmp.Compare(k.Family, o.Family)
+	case k.IsFWMark() != o.IsFWMark():
+		if k.IsFWMark() {
+			return -1
+		}
+		return 1
+	case k.IsFWMark():
+		return cmp.Compare(k.FWMark, o.FWMark)
+	}
+	if c := k.Address.Compare(o.Address); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(k.Protocol, o.Protocol); c != 0 {
+		return c
+	}
+	return cmp.Compare(k.Port, o.Port)
+}
+
+// ServiceFlags are the IPVS service flags lvsctl sets (IP_VS_SVC_F_*, the kernel's bit
+// values): persistence is not among them, it follows from Service.Timeout.
+type ServiceFlags uint32
+
+const (
+	// FlagOnePacket is one-packet scheduling (ipvsadm -o): each UDP datagram is scheduled
+	// on its own.
+	FlagOnePacket ServiceFlags = 0x0004
+	// FlagSched1..3 are the scheduler's own flags: sh-fallback/mh-fallback is FlagSched1,
+	// sh-port/mh-port FlagSched2 (ipvsadm -b).
+	FlagSched1 ServiceFlags = 0x0008
+	FlagSched2 ServiceFlags = 0x0010
+	FlagSched3 ServiceFlags = 0x0020
+
+	// KnownFlags are the flags lvsctl reads back from the kernel and compares; the kernel's
+	// others (persistent, hashed) are its own bookkeeping or Timeout's.
+	KnownFlags = FlagOnePacket | FlagSched1 | FlagSched2 | FlagSched3
+)
+
+// Service is one IPVS virtual service (ipvsadm -A -f MARK, or -t/-u/--sctp-service
+// ADDRESS:PORT).
 type Service struct {
 	ServiceKey
 	Scheduler string
@@ -66,6 +126,8 @@ type Service struct {
 	Timeout uint32
 	// NetmaskBits is the persistence granularity as a prefix length (32 or 128 for one client).
 	NetmaskBits uint8
+	// Flags are the scheduler flags and one-packet scheduling.
+	Flags ServiceFlags
 }
 
 // Forward is the packet-forwarding method of a destination.
@@ -90,12 +152,17 @@ func (f Forward) String() string {
 }
 
 // Destination is one real server of a service. Port is 0 for firewall-mark services: the
-// packet keeps the port the client asked for.
+// packet keeps the port the client asked for; a plain service's destination has the port its
+// clients are sent to (the service's, or another under masq: port mapping).
 type Destination struct {
 	Address netip.Addr
 	Port    uint16
 	Weight  uint32
 	Forward Forward
+	// UpperThreshold: no new connections while the destination has this many (0: no limit);
+	// LowerThreshold: it takes new ones again below this (0: below the upper one).
+	UpperThreshold uint32
+	LowerThreshold uint32
 }
 
 // Protocol is an IP protocol number that a mark rule matches.

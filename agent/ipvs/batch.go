@@ -175,7 +175,13 @@ func (k *Kernel) encode(op dataplane.Op) ([]byte, error) {
 	m := toMobyService(s)
 	svc := nl.NewRtAttr(cmdAttrService, nil)
 	svc.AddRtAttr(svcAttrAF, nl.Uint16Attr(m.AddressFamily))
-	svc.AddRtAttr(svcAttrFWMark, nl.Uint32Attr(m.FWMark))
+	if s.IsFWMark() {
+		svc.AddRtAttr(svcAttrFWMark, nl.Uint32Attr(m.FWMark))
+	} else {
+		svc.AddRtAttr(svcAttrProtocol, nl.Uint16Attr(m.Protocol))
+		svc.AddRtAttr(svcAttrAddr, s.Address.Unmap().AsSlice())
+		svc.AddRtAttr(svcAttrPort, binary.BigEndian.AppendUint16(nil, m.Port)) // network order
+	}
 	svc.AddRtAttr(svcAttrSchedName, nl.ZeroTerminated(m.SchedName))
 	flags := binary.NativeEndian.AppendUint32(nil, m.Flags)
 	flags = binary.NativeEndian.AppendUint32(flags, 0xFFFFFFFF) // struct ip_vs_flags: flags, mask
@@ -194,8 +200,8 @@ func (k *Kernel) encode(op dataplane.Op) ([]byte, error) {
 		dest.AddRtAttr(destAttrPort, binary.BigEndian.AppendUint16(nil, md.Port))
 		dest.AddRtAttr(destAttrFwdMethod, nl.Uint32Attr(md.ConnectionFlags&connFwdMask))
 		dest.AddRtAttr(destAttrWeight, nl.Uint32Attr(uint32(md.Weight)))
-		dest.AddRtAttr(destAttrUThresh, nl.Uint32Attr(0))
-		dest.AddRtAttr(destAttrLThresh, nl.Uint32Attr(0))
+		dest.AddRtAttr(destAttrUThresh, nl.Uint32Attr(md.UpperThreshold))
+		dest.AddRtAttr(destAttrLThresh, nl.Uint32Attr(md.LowerThreshold))
 		body = append(body, dest.Serialize()...)
 	}
 	msg := make([]byte, nlmsgHeaderLen, nlmsgHeaderLen+len(body))

@@ -245,3 +245,108 @@ func TestBatchOutcomeUnknown(t *testing.T) {
 		t.Errorf("sent, answer not received: %v; want ErrOutcomeUnknown wrapping EAGAIN", err)
 	}
 }
+
+// TestBatchRequestsPlain checks a plain service's request bytes: the key is the protocol (u16),
+// the address (4 bytes for IPv4, 16 for IPv6) and the port (network order) instead of a
+// fwmark; the flags go with a full mask, so an edit clears a flag the cluster dropped; the
+// destination carries its own port and thresholds.
+func TestBatchRequestsPlain(t *testing.T) {
+	tests := []struct {
+		name string
+		svc  dataplane.Service
+		dest dataplane.Destination
+		key  []nla
+		rest []nla // scheduler, flags, timeout, netmask
+		dst  []nla
+	}{{
+		name: "tcp 192.0.2.20:80, sh with sh-fallback and sh-port, masq to :8080 with thresholds",
+		svc: dataplane.Service{
+			ServiceKey: dataplane.ServiceKey{Family: dataplane.IPv4, Protocol: dataplane.TCP, Address: netip.MustParseAddr("192.0.2.20"), Port: 80},
+			Scheduler:  "sh", NetmaskBits: 32, Flags: dataplane.FlagSched1 | dataplane.FlagSched2,
+		},
+		dest: dataplane.Destination{Address: netip.MustParseAddr("198.51.100.5"), Port: 8080, Weight: 3, Forward: dataplane.ForwardMasq, UpperThreshold: 500, LowerThreshold: 400},
+		key: []nla{
+			{typ: svcAttrAF, value: n16(syscall.AF_INET)},
+			{typ: svcAttrProtocol, value: n16(syscall.IPPROTO_TCP)},
+			{typ: svcAttrAddr, value: []byte{192, 0, 2, 20}},
+			{typ: svcAttrPort, value: b16(80)},
+		},
+		rest: []nla{
+			{typ: svcAttrSchedName, value: []byte("sh\x00")},
+			{typ: svcAttrFlags, value: append(n32(0x8|0x10), n32(^uint32(0))...)}, // IP_VS_SVC_F_SCHED1|SCHED2, mask
+			{typ: svcAttrTimeout, value: n32(0)},
+			{typ: svcAttrNetmask, value: b32(0xffffffff)},
+		},
+		dst: []nla{
+			{typ: destAttrAddr, value: []byte{198, 51, 100, 5}},
+			{typ: destAttrPort, value: b16(8080)},
+			{typ: destAttrFwdMethod, value: n32(connFwdMasq)},
+			{typ: destAttrWeight, value: n32(3)},
+			{typ: destAttrUThresh, value: n32(500)},
+			{typ: destAttrLThresh, value: n32(400)},
+		},
+	}, {
+		name: "udp [2001:db8::1]:53 with one-packet scheduling, persistent",
+		svc: dataplane.Service{
+			ServiceKey: dataplane.ServiceKey{Family: dataplane.IPv6, Protocol: dataplane.UDP, Address: netip.MustParseAddr("2001:db8::1"), Port: 53},
+			Scheduler:  "rr", Timeout: 30, NetmaskBits: 64, Flags: dataplane.FlagOnePacket,
+		},
+		dest: dataplane.Destination{Address: netip.MustParseAddr("2001:db8:1::5"), Port: 53, Weight: 1, Forward: dataplane.ForwardRoute},
+		key: []nla{
+			{typ: svcAttrAF, value: n16(syscall.AF_INET6)},
+			{typ: svcAttrProtocol, value: n16(syscall.IPPROTO_UDP)},
+			{typ: svcAttrAddr, value: netip.MustParseAddr("2001:db8::1").AsSlice()},
+			{typ: svcAttrPort, value: b16(53)},
+		},
+		rest: []nla{
+			{typ: svcAttrSchedName, value: []byte("rr\x00")},
+			{typ: svcAttrFlags, value: append(n32(svcFlagPersistent|0x4), n32(^uint32(0))...)}, // PERSISTENT|ONEPACKET
+			{typ: svcAttrTimeout, value: n32(30)},
+			{typ: svcAttrNetmask, value: n32(64)},
+		},
+		dst: []nla{
+			{typ: destAttrAddr, value: netip.MustParseAddr("2001:db8:1::5").AsSlice()},
+			{typ: destAttrPort, value: b16(53)},
+			{typ: destAttrFwdMethod, value: n32(connFwdRoute)},
+			{typ: destAttrWeight, value: n32(1)},
+			{typ: destAttrUThresh, value: n32(0)},
+			{typ: destAttrLThresh, value: n32(0)},
+		},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			svcAttr := nla{typ: cmdAttrService, kids: append(append([]nla{}, tt.key...), tt.rest...)}
+			destAttr := nla{typ: cmdAttrDest, kids: tt.dst}
+			ops := []dataplane.Op{
+				{Kind: dataplane.AddService, Service: tt.svc},
+				{Kind: dataplane.UpdateService, Service: tt.svc},
+				{Kind: dataplane.AddDestination, Service: tt.svc, Dest: tt.dest},
+				{Kind: dataplane.UpdateDestination, Service: tt.svc, Dest: tt.dest},
+			}
+			want := [][]byte{
+				message(cmdNewService, svcAttr),
+				message(cmdSetService, svcAttr),
+				append(message(cmdNewDest, svcAttr), destAttr.bytes()...),
+				append(message(cmdSetDest, svcAttr), destAttr.bytes()...),
+			}
+			k, sends := batchKernel(t, func(syscall.NetlinkMessage) syscall.Errno { return 0 })
+			for i, err := range k.Batch(ops) {
+				if err != nil {
+					t.Errorf("op %d (%s): %v", i, ops[i].Kind, err)
+				}
+			}
+			if len(*sends) != 1 || len((*sends)[0]) != len(want) {
+				t.Fatalf("sends %v, want one of %d messages", *sends, len(want))
+			}
+			for i, m := range (*sends)[0] {
+				if !bytes.Equal(m.Data, want[i]) {
+					t.Errorf("message %d (%s):\n got %x\nwant %x", i, ops[i].Kind, m.Data, want[i])
+				}
+			}
+			// A read of the same service by key (GET_SERVICE, GET_DEST) names it the same way.
+			if got, want := appendServiceKey(nil, tt.svc.ServiceKey), (nla{typ: cmdAttrService, kids: tt.key}).bytes(); !bytes.Equal(got, want) {
+				t.Errorf("appendServiceKey:\n got %x\nwant %x", got, want)
+			}
+		})
+	}
+}

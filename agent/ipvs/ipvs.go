@@ -1,5 +1,5 @@
-// Package ipvs programs the kernel's IP Virtual Server: the agent's firewall-mark services and
-// their real servers, and the connection counts and counters IPVS keeps for them. Single
+// Package ipvs programs the kernel's IP Virtual Server: the agent's services (firewall-mark
+// and plain) and their real servers, and the connection counts and counters IPVS keeps for them. Single
 // changes go through github.com/moby/ipvs; batches (Batch: many requests a send, the replies
 // matched by sequence number) and reads use this package's own generic-netlink messages, since
 // moby/ipvs sends one request at a time and decodes neither persistent-connection counts nor
@@ -138,9 +138,7 @@ func (k *Kernel) dumpServices() ([]svcRecord, error) {
 		if err != nil {
 			return err
 		}
-		if r.fwmark {
-			out = append(out, r)
-		}
+		out = append(out, r)
 		return nil
 	})
 	if err != nil {
@@ -178,7 +176,8 @@ func (k *Kernel) appendDestinations(out []dataplane.DestinationStats, key datapl
 	return out, nil
 }
 
-// Services lists the kernel's firewall-mark services; other services are not the agent's.
+// Services lists the kernel's services, firewall-mark and plain; which are the agent's is
+// the caller's to know (its ownership records).
 func (k *Kernel) Services() ([]dataplane.Service, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -211,7 +210,7 @@ func (k *Kernel) Destinations(s dataplane.Service) ([]dataplane.Destination, err
 	return out, nil
 }
 
-// Stats returns every firewall-mark service with its counters and its destinations'
+// Stats returns every service with its counters and its destinations'
 // connection counts and counters. It asks for no service one by one: one deleted between the
 // two dumps is reported once more, without destinations, which the next sample corrects.
 func (k *Kernel) Stats() ([]dataplane.ServiceStats, error) {
@@ -244,8 +243,21 @@ func validateService(s dataplane.Service) error {
 	switch {
 	case s.Family != dataplane.IPv4 && s.Family != dataplane.IPv6:
 		return fmt.Errorf("family: %d is neither 4 nor 6", s.Family)
-	case s.FWMark == 0:
+	case s.IsFWMark() && s.FWMark == 0:
 		return errors.New("fwmark: 0 means no mark")
+	case !s.IsFWMark() && s.FWMark != 0:
+		return fmt.Errorf("fwmark: %d with an address: a service is one or the other", s.FWMark)
+	case !s.IsFWMark() && dataplane.FamilyOf(s.Address) != s.Family:
+		return fmt.Errorf("address: %s is not %s", s.Address, s.Family)
+	case !s.IsFWMark() && s.Protocol != dataplane.TCP && s.Protocol != dataplane.UDP && s.Protocol != dataplane.SCTP:
+		return fmt.Errorf("protocol: %s is not tcp, udp or sctp", s.Protocol)
+	case !s.IsFWMark() && s.Port == 0 && s.Timeout == 0:
+		// The kernel would take it; ipvsadm refuses it ("Zero port specified for
+		// non-persistent service"), and what lvsctl programs must stay what ipvsadm can
+		// save and restore.
+		return errors.New("port: 0 (every port) needs persistence")
+	case s.Flags&^dataplane.KnownFlags != 0:
+		return fmt.Errorf("flags: %#x has bits lvsctl does not set", uint32(s.Flags&^dataplane.KnownFlags))
 	case s.Scheduler == "":
 		return errors.New("scheduler: empty")
 	case len(s.Scheduler) >= 16: // IP_VS_SCHEDNAME_MAXLEN, with its NUL
@@ -265,9 +277,17 @@ func toMobyService(s dataplane.Service) *mobyipvs.Service {
 		AddressFamily: afOf(s.Family),
 		SchedName:     s.Scheduler,
 		Netmask:       netmaskValue(s.Family, s.NetmaskBits),
+		// Sent with the mask 0xFFFFFFFF: every flag is set or cleared, so an edit clears a
+		// flag the cluster dropped.
+		Flags: uint32(s.Flags),
+	}
+	if !s.IsFWMark() {
+		m.Protocol = uint16(s.Protocol)
+		m.Address = net.IP(s.Address.Unmap().AsSlice())
+		m.Port = s.Port
 	}
 	if s.Timeout > 0 {
-		m.Flags = svcFlagPersistent
+		m.Flags |= svcFlagPersistent
 		m.Timeout = s.Timeout
 	}
 	return m
@@ -288,7 +308,7 @@ func serviceError(op string, key dataplane.ServiceKey, err error) error {
 	return fmt.Errorf("ipvs: %s service %s: %w", op, key, err)
 }
 
-// AddService creates a firewall-mark service; an existing one is ErrExist.
+// AddService creates a service; an existing one is ErrExist.
 func (k *Kernel) AddService(s dataplane.Service) error {
 	if err := validateService(s); err != nil {
 		return fmt.Errorf("ipvs: add service %s: %w", s.ServiceKey, err)
@@ -301,7 +321,7 @@ func (k *Kernel) AddService(s dataplane.Service) error {
 	return nil
 }
 
-// UpdateService edits a service in place: scheduler, persistence and netmask. Its
+// UpdateService edits a service in place: scheduler, persistence, netmask and flags. Its
 // destinations and connections stay.
 func (k *Kernel) UpdateService(s dataplane.Service) error {
 	if err := validateService(s); err != nil {
@@ -333,6 +353,10 @@ func toMobyDestination(d dataplane.Destination) (*mobyipvs.Destination, error) {
 		// The kernel's weight is a signed int.
 		return nil, fmt.Errorf("weight: %d is above %d", d.Weight, 1<<31-1)
 	}
+	if d.LowerThreshold > d.UpperThreshold {
+		// The kernel refuses it (ERANGE), even with no upper threshold (0).
+		return nil, fmt.Errorf("lower threshold: %d is above the upper threshold %d", d.LowerThreshold, d.UpperThreshold)
+	}
 	flags, err := connFlags(d.Forward)
 	if err != nil {
 		return nil, err
@@ -344,6 +368,8 @@ func toMobyDestination(d dataplane.Destination) (*mobyipvs.Destination, error) {
 		Weight:          int(d.Weight),
 		ConnectionFlags: flags,
 		AddressFamily:   afOf(dataplane.FamilyOf(addr)),
+		UpperThreshold:  d.UpperThreshold,
+		LowerThreshold:  d.LowerThreshold,
 	}, nil
 }
 
@@ -380,7 +406,7 @@ func (k *Kernel) AddDestination(s dataplane.Service, d dataplane.Destination) er
 	return k.destination("add", s, d, k.handle.NewDestination)
 }
 
-// UpdateDestination edits a real server's weight and forwarding method in place.
+// UpdateDestination edits a real server's weight, forwarding method and thresholds in place.
 func (k *Kernel) UpdateDestination(s dataplane.Service, d dataplane.Destination) error {
 	return k.destination("update", s, d, k.handle.UpdateDestination)
 }

@@ -287,3 +287,94 @@ func TestKernelBatch(t *testing.T) {
 		t.Errorf("Services() after deleting all = %v, %v; want none", got, err)
 	}
 }
+
+// TestKernelPlainServices: plain services (protocol, address, port), IPv4 and IPv6, with
+// scheduler flags, one-packet scheduling, destination ports and thresholds, made by the single
+// calls and by Batch, read back as made; flags and thresholds edited in place.
+func TestKernelPlainServices(t *testing.T) {
+	privileged(t)
+	if !kernelHasIPVS() {
+		if os.Getenv("LVSCTL_REQUIRE_IPVS") == "1" {
+			t.Fatal("IPVS is not loaded (LVSCTL_REQUIRE_IPVS=1): modprobe ip_vs ip_vs_wlc ip_vs_rr")
+		}
+		t.Skip("this kernel has no IPVS loaded; the VM lab runs this test")
+	}
+	ns := netnsPath(t)
+	k, err := New(WithNetNSPath(ns))
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	defer k.Close()
+
+	http := dataplane.Service{
+		ServiceKey: dataplane.ServiceKey{Family: dataplane.IPv4, Protocol: dataplane.TCP, Address: netip.MustParseAddr("192.0.2.20"), Port: 80},
+		Scheduler:  "rr", NetmaskBits: 32,
+	}
+	dns := dataplane.Service{
+		ServiceKey: dataplane.ServiceKey{Family: dataplane.IPv6, Protocol: dataplane.UDP, Address: netip.MustParseAddr("2001:db8::53"), Port: 53},
+		Scheduler:  "rr", NetmaskBits: 128, Flags: dataplane.FlagOnePacket,
+	}
+	fwm := dataplane.Service{ServiceKey: dataplane.ServiceKey{Family: dataplane.IPv4, FWMark: 80}, Scheduler: "rr", NetmaskBits: 32}
+	if err := k.AddService(http); err != nil {
+		t.Fatalf("AddService(%s): %v", http.ServiceKey, err)
+	}
+	mapped := dataplane.Destination{Address: netip.MustParseAddr("198.51.100.5"), Port: 8080, Weight: 1, Forward: dataplane.ForwardMasq, UpperThreshold: 500, LowerThreshold: 400}
+	if err := k.AddDestination(http, mapped); err != nil {
+		t.Fatalf("AddDestination(%v): %v", mapped, err)
+	}
+	v6real := dataplane.Destination{Address: netip.MustParseAddr("2001:db8:1::5"), Port: 53, Weight: 1, Forward: dataplane.ForwardMasq}
+	for i, err := range k.Batch([]dataplane.Op{
+		{Kind: dataplane.AddService, Service: dns},
+		{Kind: dataplane.AddDestination, Service: dns, Dest: v6real},
+		{Kind: dataplane.AddService, Service: fwm}, // a mark beside plain services on the same numbers
+	}) {
+		if err != nil {
+			t.Fatalf("Batch op %d: %v", i, err)
+		}
+	}
+	got, err := k.Services()
+	slices.SortFunc(got, func(a, b dataplane.Service) int { return a.ServiceKey.Compare(b.ServiceKey) })
+	if want := []dataplane.Service{fwm, http, dns}; err != nil || !slices.Equal(got, want) {
+		t.Errorf("Services() = %v, %v; want %v", got, err, want)
+	}
+	if ds, err := k.Destinations(http); err != nil || !slices.Equal(ds, []dataplane.Destination{mapped}) {
+		t.Errorf("Destinations(%s) = %v, %v; want [%v]", http.ServiceKey, ds, err, mapped)
+	}
+	if ds, err := k.Destinations(dns); err != nil || !slices.Equal(ds, []dataplane.Destination{v6real}) {
+		t.Errorf("Destinations(%s) = %v, %v; want [%v]", dns.ServiceKey, ds, err, v6real)
+	}
+
+	// Edited in place: sh with both flags, one threshold cleared; then ops dropped by a batch.
+	edited := http
+	edited.Scheduler, edited.Flags = "sh", dataplane.FlagSched1|dataplane.FlagSched2
+	if err := k.UpdateService(edited); err != nil {
+		t.Fatalf("UpdateService: %v", err)
+	}
+	mapped.LowerThreshold = 0
+	if err := k.UpdateDestination(edited, mapped); err != nil {
+		t.Fatalf("UpdateDestination: %v", err)
+	}
+	noOps := dns
+	noOps.Flags = 0
+	if errs := k.Batch([]dataplane.Op{{Kind: dataplane.UpdateService, Service: noOps}}); errs[0] != nil {
+		t.Fatalf("Batch update: %v", errs[0])
+	}
+	stats, err := k.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.SortFunc(stats, func(a, b dataplane.ServiceStats) int { return a.ServiceKey.Compare(b.ServiceKey) })
+	if len(stats) != 3 || stats[1].Service != edited || stats[2].Service != noOps ||
+		len(stats[1].Destinations) != 1 || stats[1].Destinations[0].Destination != mapped {
+		t.Errorf("Stats() after the edits = %+v; want %v with %v, and %v", stats, edited, mapped, noOps)
+	}
+	// What ipvsadm, the operator's tool, reads back from the same kernel.
+	if out, err := exec.Command("ip", "netns", "exec", strings.TrimPrefix(ns, "/run/netns/"), "ipvsadm", "-Sn").CombinedOutput(); err == nil {
+		t.Logf("ipvsadm -Sn:\n%s", out)
+	}
+	for _, s := range []dataplane.Service{edited, noOps, fwm} {
+		if err := k.DelService(s); err != nil {
+			t.Errorf("DelService(%s): %v", s.ServiceKey, err)
+		}
+	}
+}

@@ -60,7 +60,7 @@ const (
 	statsInBPS    = 9
 	statsOutBPS   = 10
 
-	svcFlagPersistent = 0x0001 // IP_VS_SVC_F_PERSISTENT
+	svcFlagPersistent = 0x0001 // IP_VS_SVC_F_PERSISTENT; the others lvsctl sets are dataplane.ServiceFlags
 
 	connFwdMask   = 0x0007 // IP_VS_CONN_F_FWD_MASK
 	connFwdMasq   = 0x0000
@@ -74,7 +74,6 @@ const nlaTypeMask = ^uint16(unix.NLA_F_NESTED | unix.NLA_F_NET_BYTEORDER)
 // svcRecord is one service as IPVS reports it.
 type svcRecord struct {
 	svc      dataplane.Service
-	fwmark   bool // a firewall-mark service, not an address/protocol/port one
 	counters dataplane.Counters
 }
 
@@ -175,19 +174,33 @@ func appendAttr(b []byte, t uint16, v []byte) []byte {
 	return b
 }
 
-// appendServiceKey appends the nested IPVS_CMD_ATTR_SERVICE that names a firewall-mark
-// service.
+// appendServiceKey appends the nested IPVS_CMD_ATTR_SERVICE that names a service: its family
+// and either its firewall mark or its protocol, address and port.
 func appendServiceKey(b []byte, key dataplane.ServiceKey) []byte {
-	var af [2]byte
-	var mark [4]byte
-	binary.NativeEndian.PutUint16(af[:], afOf(key.Family))
-	binary.NativeEndian.PutUint32(mark[:], key.FWMark)
 	start := len(b)
 	b = appendAttr(b, cmdAttrService, nil)
-	b = appendAttr(b, svcAttrAF, af[:])
-	b = appendAttr(b, svcAttrFWMark, mark[:])
+	b = appendKeyAttrs(b, key)
 	binary.NativeEndian.PutUint16(b[start:], uint16(len(b)-start))
 	return b
+}
+
+// appendKeyAttrs appends the attributes that identify a service, as the kernel's
+// ip_vs_genl_parse_service reads them: IPVS_SVC_ATTR_AF (u16), then IPVS_SVC_ATTR_FWMARK
+// (u32), or IPVS_SVC_ATTR_PROTOCOL (u16), IPVS_SVC_ATTR_ADDR (union nf_inet_addr: 4 or 16
+// bytes) and IPVS_SVC_ATTR_PORT (be16).
+func appendKeyAttrs(b []byte, key dataplane.ServiceKey) []byte {
+	var v [4]byte
+	binary.NativeEndian.PutUint16(v[:], afOf(key.Family))
+	b = appendAttr(b, svcAttrAF, v[:2])
+	if key.IsFWMark() {
+		binary.NativeEndian.PutUint32(v[:], key.FWMark)
+		return appendAttr(b, svcAttrFWMark, v[:])
+	}
+	binary.NativeEndian.PutUint16(v[:], uint16(key.Protocol))
+	b = appendAttr(b, svcAttrProtocol, v[:2])
+	b = appendAttr(b, svcAttrAddr, key.Address.Unmap().AsSlice())
+	binary.BigEndian.PutUint16(v[:], key.Port)
+	return appendAttr(b, svcAttrPort, v[:2])
 }
 
 // finishRequest sets the request's length.
@@ -229,8 +242,11 @@ func decodeService(msg []byte) (svcRecord, error) {
 	if r.svc.Family, err = family(af); err != nil {
 		return r, fmt.Errorf("ipvs service: %w", err)
 	}
-	_, r.fwmark = m.get(svcAttrFWMark)
-	if r.svc.FWMark, err = u32(m, svcAttrFWMark, "fwmark"); err != nil {
+	if _, ok := m.get(svcAttrFWMark); ok {
+		if r.svc.FWMark, err = u32(m, svcAttrFWMark, "fwmark"); err != nil {
+			return r, fmt.Errorf("ipvs service: %w", err)
+		}
+	} else if err := decodePlainKey(m, &r.svc.ServiceKey); err != nil {
 		return r, fmt.Errorf("ipvs service: %w", err)
 	}
 	sched, _ := m.get(svcAttrSchedName)
@@ -247,6 +263,8 @@ func decodeService(msg []byte) (svcRecord, error) {
 	if flags&svcFlagPersistent != 0 {
 		r.svc.Timeout = timeout
 	}
+	// Only the flags lvsctl sets: the kernel adds IP_VS_SVC_F_HASHED to every service.
+	r.svc.Flags = dataplane.ServiceFlags(flags) & dataplane.KnownFlags
 	if v, ok := m.get(svcAttrNetmask); ok {
 		if len(v) < 4 {
 			return r, fmt.Errorf("ipvs service %s: attribute netmask: %d bytes, want 4", r.svc.ServiceKey, len(v))
@@ -257,6 +275,37 @@ func decodeService(msg []byte) (svcRecord, error) {
 		return r, fmt.Errorf("ipvs service %s: %w", r.svc.ServiceKey, err)
 	}
 	return r, nil
+}
+
+// decodePlainKey reads a plain service's protocol, address and port into key (whose family
+// is set). The kernel sends the address as a whole union nf_inet_addr (16 bytes), an IPv4
+// address in its first 4.
+func decodePlainKey(m *attrSet, key *dataplane.ServiceKey) error {
+	proto, err := u16(m, svcAttrProtocol, "protocol")
+	if err != nil {
+		return err
+	}
+	if proto == 0 || proto > 255 {
+		return fmt.Errorf("attribute protocol: %d is no IP protocol", proto)
+	}
+	key.Protocol = dataplane.Protocol(proto)
+	a, _ := m.get(svcAttrAddr)
+	switch {
+	case key.Family == dataplane.IPv4 && len(a) >= 4:
+		key.Address = netip.AddrFrom4([4]byte(a[:4]))
+	case key.Family == dataplane.IPv6 && len(a) >= 16:
+		key.Address = netip.AddrFrom16([16]byte(a[:16]))
+	default:
+		return fmt.Errorf("attribute addr: %d bytes for family %s, and no fwmark", len(a), key.Family)
+	}
+	p, ok := m.get(svcAttrPort)
+	if ok && len(p) < 2 {
+		return fmt.Errorf("service %s: attribute port: %d bytes, want 2", key.Address, len(p))
+	}
+	if ok {
+		key.Port = binary.BigEndian.Uint16(p) // network order, as a destination's
+	}
+	return nil
 }
 
 // netmaskBits reads IPVS_SVC_ATTR_NETMASK. For IPv4 it is a network-order mask (ipvsadm
@@ -389,6 +438,12 @@ func decodeDestination(msg []byte, svcFamily dataplane.Family) (dataplane.Destin
 		return d, fmt.Errorf("ipvs destination %s: %w", d.Address, err)
 	}
 	if d.PersistentConns, err = u32(m, destAttrPersistConns, "persistconns"); err != nil {
+		return d, fmt.Errorf("ipvs destination %s: %w", d.Address, err)
+	}
+	if d.UpperThreshold, err = u32(m, destAttrUThresh, "u_threshold"); err != nil {
+		return d, fmt.Errorf("ipvs destination %s: %w", d.Address, err)
+	}
+	if d.LowerThreshold, err = u32(m, destAttrLThresh, "l_threshold"); err != nil {
 		return d, fmt.Errorf("ipvs destination %s: %w", d.Address, err)
 	}
 	fwd, err := u32(m, destAttrFwdMethod, "fwd_method")

@@ -114,7 +114,6 @@ func TestDecodeService(t *testing.T) {
 		}}),
 		want: svcRecord{
 			svc:      dataplane.Service{ServiceKey: dataplane.ServiceKey{Family: dataplane.IPv4, FWMark: 16}, Scheduler: "wlc", Timeout: 600, NetmaskBits: 24},
-			fwmark:   true,
 			counters: big,
 		},
 	}, {
@@ -130,7 +129,6 @@ func TestDecodeService(t *testing.T) {
 		}}),
 		want: svcRecord{
 			svc:      dataplane.Service{ServiceKey: dataplane.ServiceKey{Family: dataplane.IPv4, FWMark: 7}, Scheduler: "rr", NetmaskBits: 32},
-			fwmark:   true,
 			counters: small,
 		},
 	}, {
@@ -144,11 +142,10 @@ func TestDecodeService(t *testing.T) {
 			{typ: svcAttrNetmask, value: n32(64)},
 		}}),
 		want: svcRecord{
-			svc:    dataplane.Service{ServiceKey: dataplane.ServiceKey{Family: dataplane.IPv6, FWMark: 17}, Scheduler: "sh", Timeout: 30, NetmaskBits: 64},
-			fwmark: true,
+			svc: dataplane.Service{ServiceKey: dataplane.ServiceKey{Family: dataplane.IPv6, FWMark: 17}, Scheduler: "sh", Timeout: 30, NetmaskBits: 64},
 		},
 	}, {
-		name: "an address/port service is not a fwmark one",
+		name: "a plain tcp service: protocol, address and port; flags read back, hashed dropped",
 		msg: message(cmdGetService, nla{typ: cmdAttrService, kids: []nla{
 			{typ: svcAttrAF, value: n16(syscall.AF_INET)},
 			{typ: svcAttrProtocol, value: n16(syscall.IPPROTO_TCP)},
@@ -156,11 +153,30 @@ func TestDecodeService(t *testing.T) {
 			{typ: svcAttrPort, value: b16(80)},
 			{typ: svcAttrSchedName, value: []byte("rr\x00")},
 			{typ: svcAttrPEName, value: []byte("sip\x00")},
-			{typ: svcAttrFlags, value: append(n32(0), n32(^uint32(0))...)},
+			{typ: svcAttrFlags, value: append(n32(0x2|0x8|0x10), n32(^uint32(0))...)}, // hashed, sched1, sched2
 			{typ: svcAttrTimeout, value: n32(0)},
 			{typ: svcAttrNetmask, value: b32(0xffffffff)},
 		}}),
-		want: svcRecord{svc: dataplane.Service{ServiceKey: dataplane.ServiceKey{Family: dataplane.IPv4}, Scheduler: "rr", NetmaskBits: 32}},
+		want: svcRecord{svc: dataplane.Service{
+			ServiceKey: dataplane.ServiceKey{Family: dataplane.IPv4, Protocol: dataplane.TCP, Address: netip.MustParseAddr("192.0.2.20"), Port: 80},
+			Scheduler:  "rr", NetmaskBits: 32, Flags: dataplane.FlagSched1 | dataplane.FlagSched2,
+		}},
+	}, {
+		name: "a plain ipv6 udp service with one-packet scheduling",
+		msg: message(cmdGetService, nla{typ: cmdAttrService, kids: []nla{
+			{typ: svcAttrAF, value: n16(syscall.AF_INET6)},
+			{typ: svcAttrProtocol, value: n16(syscall.IPPROTO_UDP)},
+			{typ: svcAttrAddr, value: inetAddr("2001:db8::1")},
+			{typ: svcAttrPort, value: b16(53)},
+			{typ: svcAttrSchedName, value: []byte("rr\x00")},
+			{typ: svcAttrFlags, value: append(n32(0x2|0x4), n32(^uint32(0))...)}, // hashed, one-packet
+			{typ: svcAttrTimeout, value: n32(0)},
+			{typ: svcAttrNetmask, value: n32(128)},
+		}}),
+		want: svcRecord{svc: dataplane.Service{
+			ServiceKey: dataplane.ServiceKey{Family: dataplane.IPv6, Protocol: dataplane.UDP, Address: netip.MustParseAddr("2001:db8::1"), Port: 53},
+			Scheduler:  "rr", NetmaskBits: 128, Flags: dataplane.FlagOnePacket,
+		}},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -189,8 +205,8 @@ func TestDecodeDestination(t *testing.T) {
 			{typ: destAttrPort, value: b16(0)},
 			{typ: destAttrFwdMethod, value: n32(connFwdRoute)},
 			{typ: destAttrWeight, value: n32(100)},
-			{typ: destAttrUThresh, value: n32(0)},
-			{typ: destAttrLThresh, value: n32(0)},
+			{typ: destAttrUThresh, value: n32(500)},
+			{typ: destAttrLThresh, value: n32(400)},
 			{typ: destAttrActiveConns, value: n32(5)},
 			{typ: destAttrInactConns, value: n32(7)},
 			{typ: destAttrPersistConns, value: n32(9)},
@@ -199,7 +215,8 @@ func TestDecodeDestination(t *testing.T) {
 			stats64(destAttrStats64, big),
 		}}),
 		want: dataplane.DestinationStats{
-			Destination: dataplane.Destination{Address: netip.MustParseAddr("198.51.100.1"), Weight: 100, Forward: dataplane.ForwardRoute},
+			Destination: dataplane.Destination{Address: netip.MustParseAddr("198.51.100.1"), Weight: 100, Forward: dataplane.ForwardRoute,
+				UpperThreshold: 500, LowerThreshold: 400},
 			ActiveConns: 5, InactiveConns: 7, PersistentConns: 9, Counters: big,
 		},
 	}, {
@@ -266,6 +283,11 @@ func TestDecodeRefusesMalformed(t *testing.T) {
 		{"short fwmark", svc(af4, nla{typ: svcAttrFWMark, value: []byte{1}}), false},
 		{"short netmask", svc(af4, nla{typ: svcAttrNetmask, value: []byte{1, 2}}), false},
 		{"short stats64 counter", svc(af4, nla{typ: svcAttrStats64, kids: []nla{{typ: statsConns, value: n32(1)}}}), false},
+		{"plain service without an address", svc(af4, nla{typ: svcAttrProtocol, value: n16(6)}, nla{typ: svcAttrPort, value: b16(80)}), false},
+		{"plain service with protocol 0", svc(af4, nla{typ: svcAttrProtocol, value: n16(0)}, nla{typ: svcAttrAddr, value: inetAddr("192.0.2.1")}), false},
+		{"plain service with a short port", svc(af4, nla{typ: svcAttrProtocol, value: n16(6)}, nla{typ: svcAttrAddr, value: inetAddr("192.0.2.1")}, nla{typ: svcAttrPort, value: []byte{1}}), false},
+		{"plain ipv6 service, address in 4 bytes", svc(nla{typ: svcAttrAF, value: n16(syscall.AF_INET6)}, nla{typ: svcAttrProtocol, value: n16(6)}, nla{typ: svcAttrAddr, value: []byte{192, 0, 2, 1}}), false},
+		{"short upper threshold", dst(nla{typ: destAttrAddr, value: inetAddr("198.51.100.1")}, nla{typ: destAttrUThresh, value: []byte{1}}), true},
 		{"short address", dst(nla{typ: destAttrAddr, value: []byte{198, 51}}), true},
 		{"ipv6 address in 4 bytes", dst(nla{typ: destAttrAddr, value: []byte{198, 51, 100, 1}}, nla{typ: destAttrAddrFamily, value: n16(syscall.AF_INET6)}), true},
 		{"short weight", dst(nla{typ: destAttrAddr, value: inetAddr("198.51.100.1")}, nla{typ: destAttrWeight, value: []byte{1}}), true},
@@ -322,9 +344,21 @@ func TestServiceMapping(t *testing.T) {
 	if persistent.Flags&svcFlagPersistent == 0 || persistent.Timeout != 600 || persistent.FWMark != 16 || persistent.AddressFamily != syscall.AF_INET {
 		t.Errorf("persistent service maps to %+v", *persistent)
 	}
-	plain := toMobyService(dataplane.Service{ServiceKey: dataplane.ServiceKey{Family: dataplane.IPv6, FWMark: 16}, Scheduler: "rr", NetmaskBits: 128})
-	if plain.Flags&svcFlagPersistent != 0 || plain.Timeout != 0 || plain.Netmask != 128 || plain.AddressFamily != syscall.AF_INET6 {
-		t.Errorf("plain service maps to %+v", *plain)
+	notPersistent := toMobyService(dataplane.Service{ServiceKey: dataplane.ServiceKey{Family: dataplane.IPv6, FWMark: 16}, Scheduler: "rr", NetmaskBits: 128})
+	if notPersistent.Flags&svcFlagPersistent != 0 || notPersistent.Timeout != 0 || notPersistent.Netmask != 128 || notPersistent.AddressFamily != syscall.AF_INET6 {
+		t.Errorf("service without persistence maps to %+v", *notPersistent)
+	}
+	// moby/ipvs sends the protocol, address and port of a service whose FWMark is 0.
+	plain := toMobyService(dataplane.Service{
+		ServiceKey: dataplane.ServiceKey{Family: dataplane.IPv4, Protocol: dataplane.UDP, Address: netip.MustParseAddr("192.0.2.20"), Port: 53},
+		Scheduler:  "rr", NetmaskBits: 32, Flags: dataplane.FlagOnePacket,
+	})
+	if plain.FWMark != 0 || plain.Protocol != syscall.IPPROTO_UDP || plain.Port != 53 || plain.Address.String() != "192.0.2.20" || plain.Flags != 0x4 {
+		t.Errorf("plain udp service with ops maps to %+v", *plain)
+	}
+	d, err := toMobyDestination(dataplane.Destination{Address: netip.MustParseAddr("198.51.100.5"), Port: 8080, Forward: dataplane.ForwardMasq, UpperThreshold: 9, LowerThreshold: 7})
+	if err != nil || d.Port != 8080 || d.UpperThreshold != 9 || d.LowerThreshold != 7 {
+		t.Errorf("destination with port and thresholds maps to %+v, %v", d, err)
 	}
 }
 
@@ -344,6 +378,17 @@ func TestRefusesBadInput(t *testing.T) {
 		{"long scheduler", func(s *dataplane.Service) { s.Scheduler = strings.Repeat("x", 16) }, "scheduler"},
 		{"ipv4 /33", func(s *dataplane.Service) { s.NetmaskBits = 33 }, "netmask bits"},
 		{"ipv6 /0", func(s *dataplane.Service) { s.Family, s.NetmaskBits = dataplane.IPv6, 0 }, "netmask bits"},
+		{"unknown flag", func(s *dataplane.Service) { s.Flags = 0x1 }, "flags"},
+		{"plain and a mark", func(s *dataplane.Service) {
+			s.Protocol, s.Address, s.Port = dataplane.TCP, netip.MustParseAddr("192.0.2.20"), 80
+		}, "fwmark"},
+		{"plain, no protocol", func(s *dataplane.Service) { s.FWMark, s.Address, s.Port = 0, netip.MustParseAddr("192.0.2.20"), 80 }, "protocol"},
+		{"plain, address of the other family", func(s *dataplane.Service) {
+			s.FWMark, s.Protocol, s.Address, s.Port = 0, dataplane.TCP, netip.MustParseAddr("2001:db8::1"), 80
+		}, "address"},
+		{"plain, port 0 without persistence", func(s *dataplane.Service) {
+			s.FWMark, s.Protocol, s.Address = 0, dataplane.TCP, netip.MustParseAddr("192.0.2.20")
+		}, "port"},
 	}
 	for _, tt := range svcTests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -364,6 +409,8 @@ func TestRefusesBadInput(t *testing.T) {
 		{"no address", func(d *dataplane.Destination) { d.Address = netip.Addr{} }, "address"},
 		{"weight", func(d *dataplane.Destination) { d.Weight = 1 << 31 }, "weight"},
 		{"forward", func(d *dataplane.Destination) { d.Forward = 9 }, "forward"},
+		{"lower threshold above upper", func(d *dataplane.Destination) { d.UpperThreshold, d.LowerThreshold = 10, 11 }, "lower threshold"},
+		{"lower threshold without upper", func(d *dataplane.Destination) { d.LowerThreshold = 1 }, "lower threshold"},
 	}
 	for _, tt := range destTests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -17,6 +17,9 @@ type wantedAddress struct {
 	addr    state.Address
 	cluster string
 	refs    int // how many clusters (or the gateway) want it
+	// adopt: a cluster marked for adoption (lvsctl apply --adopt) wants it: found on its
+	// interface, not added by the agent, it is taken over as owned rather than left alone.
+	adopt bool
 }
 
 // wantedAddresses lists the VIPs of the clusters whose service is in the kernel (a VIP without
@@ -42,6 +45,7 @@ func (a *apply) groupAddresses(group *lvsctlv1.DirectorGroup, specs []*clusterSp
 	add := func(w wantedAddress) {
 		if i, ok := seen[w.addr]; ok {
 			want[i].refs++
+			want[i].adopt = want[i].adopt || w.adopt
 			return
 		}
 		seen[w.addr] = len(want)
@@ -58,7 +62,8 @@ func (a *apply) groupAddresses(group *lvsctlv1.DirectorGroup, specs []*clusterSp
 			break
 		}
 		for _, vip := range s.vips {
-			add(wantedAddress{addr: state.Address{Interface: iface, Prefix: netip.PrefixFrom(vip, vip.BitLen())}, cluster: s.name})
+			add(wantedAddress{addr: state.Address{Interface: iface, Prefix: netip.PrefixFrom(vip, vip.BitLen())}, cluster: s.name,
+				adopt: s.cluster.GetAdopt()})
 		}
 	}
 	if gw := group.GetGateway(); gw.GetAddress() != "" || gw.GetInterface() != "" {
@@ -196,18 +201,30 @@ func (a *apply) release(addrs []state.Address, present map[string]*linkAddresses
 
 // claimAddresses adds the wanted addresses that are missing. An address already on the
 // interface that the agent did not add is left alone and not claimed: removing it later would
-// break whoever put it there.
+// break whoever put it there; unless a cluster being adopted wants it (lvsctl apply --adopt:
+// the site moves in with its VIPs), which takes it over as owned, with no kernel operation.
 func (a *apply) claimAddresses(want []wantedAddress, present map[string]*linkAddresses) {
 	var claim []wantedAddress
+	var adopted []state.Address
 	for _, w := range want {
 		link, ok := present[w.addr.Interface]
 		if !ok || link.gone {
 			continue
 		}
 		if link.hasAddr(w.addr.Prefix.Addr()) {
+			if w.adopt && link.has(w.addr.Prefix) && !a.r.owned.OwnsAddress(w.addr) {
+				adopted = append(adopted, w.addr)
+			}
 			continue
 		}
 		claim = append(claim, w)
+	}
+	if len(adopted) > 0 {
+		if err := a.r.owned.Commit(state.Changes{RecordAddresses: adopted}); err != nil {
+			a.directorErr(fmt.Errorf("record ownership of %d adopted addresses: %w", len(adopted), err))
+		} else {
+			a.r.log.Info("addresses adopted", "addresses", len(adopted))
+		}
 	}
 	if len(claim) == 0 || a.interrupted() {
 		return

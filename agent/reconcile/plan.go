@@ -52,7 +52,7 @@ func (a *apply) plan(desired *lvsctlv1.DesiredState) []*clusterSpec {
 		}
 		if other, ok := byKey[s.svc.ServiceKey]; ok {
 			a.needFull = true // which cluster wins depends on every cluster's name
-			a.clusterErr(c.GetName(), fmt.Errorf("invalid cluster: fwmark %d %s is also used by cluster %q", s.svc.FWMark, s.svc.Family, other))
+			a.clusterErr(c.GetName(), fmt.Errorf("invalid cluster: %s is also used by cluster %q", describeKey(s.svc.ServiceKey), other))
 			continue
 		}
 		byKey[s.svc.ServiceKey] = c.GetName()
@@ -85,6 +85,11 @@ func (a *apply) keep(c *lvsctlv1.Cluster) *clusterSpec {
 		return nil
 	}
 	s := &clusterSpec{name: c.GetName(), svc: dataplane.Service{ServiceKey: key}, kept: true, cluster: c}
+	if !key.IsFWMark() {
+		// A plain service has no mark rules: its address is its one VIP.
+		s.vips = []netip.Addr{key.Address}
+		return s
+	}
 	if !a.rulesRead {
 		a.rulesRead = true
 		var err error
@@ -104,12 +109,17 @@ func (a *apply) keep(c *lvsctlv1.Cluster) *clusterSpec {
 	return s
 }
 
-// ownedKeyOf finds the owned service an untranslatable cluster stands for: its fwmark, in the
-// family of its first VIP that parses or, with none, the one family the agent owns it in.
+// ownedKeyOf finds the owned service an untranslatable cluster stands for: a plain service's
+// key if its service names one; else its fwmark, in the family of its first VIP that parses
+// or, with none, the one family the agent owns it in.
 func (a *apply) ownedKeyOf(c *lvsctlv1.Cluster) (dataplane.ServiceKey, bool) {
+	if c.GetService() != nil {
+		k, ok := dataplane.KeyOf(c)
+		return k, ok && a.r.owned.OwnsService(k)
+	}
 	var keys []dataplane.ServiceKey
 	for _, k := range a.r.owned.OwnedServices() {
-		if k.FWMark == c.GetFwmark() {
+		if k.IsFWMark() && k.FWMark == c.GetFwmark() {
 			keys = append(keys, k)
 		}
 	}
@@ -125,40 +135,80 @@ func (a *apply) ownedKeyOf(c *lvsctlv1.Cluster) (dataplane.ServiceKey, bool) {
 	return keys[0], true
 }
 
+// describeKey names a service in a cluster's error: "fwmark 16 ipv4", "service tcp
+// 192.0.2.20:80".
+func describeKey(k dataplane.ServiceKey) string {
+	if k.IsFWMark() {
+		return fmt.Sprintf("fwmark %d %s", k.FWMark, k.Family)
+	}
+	return "service " + k.String()
+}
+
 // translate turns a cluster into its IPVS service, destinations, mark rules and VIPs. The
-// controller validates clusters; this only refuses what cannot be expressed in the kernel, with
+// controller validates clusters; this only refuses what cannot be expressed in the kernel (or
+// what ipvsadm would refuse, so that what lvsctl programs ipvsadm can save and restore), with
 // the field at fault.
 func translate(c *lvsctlv1.Cluster) (*clusterSpec, error) {
 	if c.GetName() == "" {
 		return nil, errors.New("name: empty")
 	}
-	if c.GetFwmark() == 0 {
-		return nil, errors.New("fwmark: 0, not allocated by the controller")
-	}
-	if len(c.GetVips()) == 0 {
-		return nil, errors.New("vips: none; a cluster needs at least one VIP")
-	}
 	s := &clusterSpec{name: c.GetName()}
 	var family dataplane.Family
-	for i, v := range c.GetVips() {
-		addr, err := netip.ParseAddr(v)
+	if vs := c.GetService(); vs != nil {
+		// A plain service: matched by the kernel on address, protocol and port, so no mark
+		// rule; its address is the cluster's one VIP, held like any other.
+		switch {
+		case c.GetFwmark() != 0:
+			return nil, fmt.Errorf("fwmark: %d with service set: a cluster is a plain or a firewall-mark service", c.GetFwmark())
+		case len(c.GetVips()) != 0:
+			return nil, errors.New("vips: set with service: a plain service's VIP is its address")
+		case len(c.GetPorts()) != 0:
+			return nil, errors.New("ports: set with service: a plain service has one port, service.port")
+		}
+		addr, err := vipOf(vs.GetAddress())
 		if err != nil {
-			return nil, fmt.Errorf("vips[%d]: %w", i, err)
+			return nil, fmt.Errorf("service.address: %w", err)
 		}
-		addr = addr.Unmap()
-		if addr.Zone() != "" || !addr.IsGlobalUnicast() {
-			return nil, fmt.Errorf("vips[%d]: %s is not a unicast address without a zone", i, addr)
+		proto, ok := dataplane.ProtocolOf(vs.GetProtocol())
+		if !ok {
+			return nil, fmt.Errorf("service.protocol: %v is not tcp, udp or sctp", vs.GetProtocol())
 		}
-		if i == 0 {
-			family = dataplane.FamilyOf(addr)
-		} else if f := dataplane.FamilyOf(addr); f != family {
-			// One firewall-mark service has one family; mixing would need a second service.
-			return nil, fmt.Errorf("vips[%d]: %s is %s but vips[0] is %s", i, addr, f, family)
+		if vs.GetPort() > 65535 {
+			return nil, fmt.Errorf("service.port: %d is not a port (0-65535)", vs.GetPort())
 		}
-		if slices.Contains(s.vips, addr) {
-			return nil, fmt.Errorf("vips[%d]: %s is listed twice", i, addr)
+		if vs.GetPort() == 0 && c.GetPersistence().GetTimeoutSeconds() == 0 {
+			return nil, errors.New("service.port: 0 (every port) needs persistence (ipvsadm refuses it without)")
 		}
-		s.vips = append(s.vips, addr)
+		if c.GetOps() && proto != dataplane.UDP {
+			return nil, fmt.Errorf("ops: one-packet scheduling is for udp services, not %s (ipvsadm refuses it)", proto)
+		}
+		family = dataplane.FamilyOf(addr)
+		s.svc.ServiceKey = dataplane.ServiceKey{Family: family, Protocol: proto, Address: addr, Port: uint16(vs.GetPort())}
+		s.vips = []netip.Addr{addr}
+	} else {
+		if c.GetFwmark() == 0 {
+			return nil, errors.New("fwmark: 0, not allocated by the controller")
+		}
+		if len(c.GetVips()) == 0 {
+			return nil, errors.New("vips: none; a cluster needs at least one VIP")
+		}
+		for i, v := range c.GetVips() {
+			addr, err := vipOf(v)
+			if err != nil {
+				return nil, fmt.Errorf("vips[%d]: %w", i, err)
+			}
+			if i == 0 {
+				family = dataplane.FamilyOf(addr)
+			} else if f := dataplane.FamilyOf(addr); f != family {
+				// One firewall-mark service has one family; mixing would need a second service.
+				return nil, fmt.Errorf("vips[%d]: %s is %s but vips[0] is %s", i, addr, f, family)
+			}
+			if slices.Contains(s.vips, addr) {
+				return nil, fmt.Errorf("vips[%d]: %s is listed twice", i, addr)
+			}
+			s.vips = append(s.vips, addr)
+		}
+		s.svc.ServiceKey = dataplane.ServiceKey{Family: family, FWMark: c.GetFwmark()}
 	}
 
 	hostBits := uint32(32)
@@ -172,12 +222,14 @@ func translate(c *lvsctlv1.Cluster) (*clusterSpec, error) {
 	if netmask > hostBits {
 		return nil, fmt.Errorf("persistence.netmask_bits: %d is longer than an %s address", netmask, family)
 	}
-	s.svc = dataplane.Service{
-		ServiceKey:  dataplane.ServiceKey{Family: family, FWMark: c.GetFwmark()},
-		Scheduler:   c.GetScheduler(),
-		Timeout:     c.GetPersistence().GetTimeoutSeconds(),
-		NetmaskBits: uint8(netmask),
+	s.svc.Scheduler = c.GetScheduler()
+	s.svc.Timeout = c.GetPersistence().GetTimeoutSeconds()
+	s.svc.NetmaskBits = uint8(netmask)
+	flags, err := serviceFlags(c)
+	if err != nil {
+		return nil, err
 	}
+	s.svc.Flags = flags
 
 	var fwd dataplane.Forward
 	switch c.GetForwarding() {
@@ -201,23 +253,39 @@ func translate(c *lvsctlv1.Cluster) (*clusterSpec, error) {
 			// would read the address as one of the service's family.
 			return nil, fmt.Errorf("reals[%d].address: %s is %s but the vips are %s", i, addr, f, family)
 		}
+		// One entry per address, even for a plain service where the kernel would take one
+		// address on two ports: health checks and drains name a real server by its address.
 		if slices.ContainsFunc(s.dests, func(d dataplane.Destination) bool { return d.Address == addr }) {
 			return nil, fmt.Errorf("reals[%d].address: %s is listed twice", i, addr)
 		}
-		// Port 0: a firewall-mark service keeps the port the client asked for.
-		s.dests = append(s.dests, dataplane.Destination{Address: addr, Weight: rs.GetWeight(), Forward: fwd})
+		d := dataplane.Destination{Address: addr, Weight: rs.GetWeight(), Forward: fwd,
+			UpperThreshold: rs.GetUpperThreshold(), LowerThreshold: rs.GetLowerThreshold()}
+		switch port := rs.GetPort(); {
+		case port > 65535:
+			return nil, fmt.Errorf("reals[%d].port: %d is not a port", i, port)
+		case s.svc.IsFWMark() && port != 0:
+			// Port 0: a firewall-mark service keeps the port the client asked for.
+			return nil, fmt.Errorf("reals[%d].port: %d on a firewall-mark service, which keeps the client's port", i, port)
+		case s.svc.IsFWMark():
+		case port == 0:
+			d.Port = s.svc.Port // as ipvsadm -r ADDRESS without a port
+		case fwd != dataplane.ForwardMasq && uint16(port) != s.svc.Port:
+			// Direct routing and tunnels cannot change the port: ipvsadm sets it to the
+			// service's. Only masq maps ports.
+			return nil, fmt.Errorf("reals[%d].port: %d differs from service.port %d, which only masq can map", i, port, s.svc.Port)
+		default:
+			d.Port = uint16(port)
+		}
+		if d.LowerThreshold > d.UpperThreshold {
+			// The kernel refuses it (ERANGE), even with no upper threshold.
+			return nil, fmt.Errorf("reals[%d].lower_threshold: %d is above upper_threshold %d", i, d.LowerThreshold, d.UpperThreshold)
+		}
+		s.dests = append(s.dests, d)
 	}
 
 	for i, pr := range c.GetPorts() {
-		var proto dataplane.Protocol
-		switch pr.GetProtocol() {
-		case lvsctlv1.Protocol_PROTOCOL_TCP:
-			proto = dataplane.TCP
-		case lvsctlv1.Protocol_PROTOCOL_UDP:
-			proto = dataplane.UDP
-		case lvsctlv1.Protocol_PROTOCOL_SCTP:
-			proto = dataplane.SCTP
-		default:
+		proto, ok := dataplane.ProtocolOf(pr.GetProtocol())
+		if !ok {
 			return nil, fmt.Errorf("ports[%d].protocol: %v is not tcp, udp or sctp", i, pr.GetProtocol())
 		}
 		first, last := pr.GetFirst(), pr.GetLast()
@@ -235,4 +303,53 @@ func translate(c *lvsctlv1.Cluster) (*clusterSpec, error) {
 		}
 	}
 	return s, nil
+}
+
+// vipOf parses a VIP: a unicast address without a zone.
+func vipOf(v string) (netip.Addr, error) {
+	addr, err := netip.ParseAddr(v)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	addr = addr.Unmap()
+	if addr.Zone() != "" || !addr.IsGlobalUnicast() {
+		return netip.Addr{}, fmt.Errorf("%s is not a unicast address without a zone", addr)
+	}
+	return addr, nil
+}
+
+// serviceFlags are a cluster's scheduler flags and one-packet scheduling. A flag is for its
+// scheduler only, as ipvsadm has it: sh-port on a wlc service would be flag-2 to the kernel,
+// which ipvsadm -S would not print as the user wrote it.
+func serviceFlags(c *lvsctlv1.Cluster) (dataplane.ServiceFlags, error) {
+	var f dataplane.ServiceFlags
+	if c.GetOps() {
+		f |= dataplane.FlagOnePacket
+	}
+	for i, fl := range c.GetSchedulerFlags() {
+		var sched string
+		var bit dataplane.ServiceFlags
+		switch fl {
+		case lvsctlv1.SchedulerFlag_SCHEDULER_FLAG_SH_FALLBACK:
+			sched, bit = "sh", dataplane.FlagSched1
+		case lvsctlv1.SchedulerFlag_SCHEDULER_FLAG_SH_PORT:
+			sched, bit = "sh", dataplane.FlagSched2
+		case lvsctlv1.SchedulerFlag_SCHEDULER_FLAG_MH_FALLBACK:
+			sched, bit = "mh", dataplane.FlagSched1
+		case lvsctlv1.SchedulerFlag_SCHEDULER_FLAG_MH_PORT:
+			sched, bit = "mh", dataplane.FlagSched2
+		default:
+			return 0, fmt.Errorf("scheduler_flags[%d]: %v is not sh-fallback, sh-port, mh-fallback or mh-port", i, fl)
+		}
+		if c.GetScheduler() != sched {
+			return 0, fmt.Errorf("scheduler_flags[%d]: %s is for the %s scheduler, not %q", i, flagName(fl), sched, c.GetScheduler())
+		}
+		f |= bit
+	}
+	return f, nil
+}
+
+// flagName is a scheduler flag as ipvsadm -b names it.
+func flagName(f lvsctlv1.SchedulerFlag) string {
+	return strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(f.String(), "SCHEDULER_FLAG_")), "_", "-")
 }

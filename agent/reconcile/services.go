@@ -36,9 +36,24 @@ func (a *apply) syncServices(specs []*clusterSpec, kernel kernelOf) {
 		key := s.svc.ServiceKey
 		cur, curDests, exists := kernel(s)
 		owned := a.r.owned.OwnsService(key)
+		if exists && !owned && s.cluster.GetAdopt() {
+			// lvsctl apply --adopt: a migration takes the service over as it is, recorded
+			// as owned with no kernel operation (its connections and persistence stay), or
+			// leaves it alone when it differs: adopting must never edit it.
+			if diff := adoptDiff(cur, curDests, s); diff != "" {
+				s.foreign, s.serving = true, false
+				a.clusterErr(s.name, fmt.Errorf("%s: %w: %s", describeKey(key), ErrAdoptDiffers, diff))
+				continue
+			}
+			s.foreign, s.serving = false, true
+			record = append(record, key)
+			plans = append(plans, servicePlan{s: s, record: true})
+			a.r.log.Info("kernel service adopted", "cluster", s.name, "service", describeKey(key))
+			continue
+		}
 		if exists && !owned {
 			s.foreign, s.serving = true, false
-			a.clusterErr(s.name, fmt.Errorf("fwmark %d %s is used by an IPVS service lvsctl does not own", key.FWMark, key.Family))
+			a.clusterErr(s.name, fmt.Errorf("%s is used by an IPVS service lvsctl does not own", describeKey(key)))
 			continue
 		}
 		s.foreign, s.serving = false, true
@@ -147,7 +162,8 @@ func destinationOps(ops []dataplane.Op, s *clusterSpec, cur []dataplane.Destinat
 		switch {
 		case !ok:
 			ops = append(ops, dataplane.Op{Kind: dataplane.AddDestination, Service: s.svc, Dest: d})
-		case have.Weight != d.Weight || have.Forward != d.Forward:
+		case have != d:
+			// Weight, forwarding or thresholds: edited in place, the connections stay.
 			ops = append(ops, dataplane.Op{Kind: dataplane.UpdateDestination, Service: s.svc, Dest: d})
 		}
 	}

@@ -37,9 +37,65 @@ type fileData struct {
 	SHA256 string `json:"sha256,omitempty"`
 }
 
+// fileService is one owned service: a firewall-mark one by family and mark, a plain one by
+// family, protocol, address and port. The plain fields are left out of a firewall-mark entry,
+// so a file of firewall-mark services only is written as before plain services existed (and an
+// older agent reads it).
 type fileService struct {
-	Family string `json:"family"`
-	FWMark uint32 `json:"fwmark"`
+	Family   string  `json:"family"`
+	FWMark   uint32  `json:"fwmark,omitempty"`
+	Protocol string  `json:"protocol,omitempty"`
+	Address  string  `json:"address,omitempty"`
+	Port     *uint16 `json:"port,omitempty"`
+}
+
+func fileServiceOf(k dataplane.ServiceKey) fileService {
+	if k.IsFWMark() {
+		return fileService{Family: familyName(k.Family), FWMark: k.FWMark}
+	}
+	port := k.Port
+	return fileService{Family: familyName(k.Family), Protocol: k.Protocol.String(), Address: k.Address.String(), Port: &port}
+}
+
+// key is the service a file entry names, or why it names none.
+func (fs fileService) key() (dataplane.ServiceKey, error) {
+	fam, err := parseFamily(fs.Family)
+	if err != nil {
+		return dataplane.ServiceKey{}, err
+	}
+	if fs.Protocol == "" && fs.Address == "" && fs.Port == nil {
+		if fs.FWMark == 0 {
+			return dataplane.ServiceKey{}, errors.New("fwmark 0 is not a firewall mark")
+		}
+		return dataplane.ServiceKey{Family: fam, FWMark: fs.FWMark}, nil
+	}
+	switch {
+	case fs.FWMark != 0:
+		return dataplane.ServiceKey{}, errors.New("fwmark with protocol, address or port: a service is one or the other")
+	case fs.Port == nil:
+		return dataplane.ServiceKey{}, errors.New("port: missing")
+	}
+	proto, err := parseProtocol(fs.Protocol)
+	if err != nil {
+		return dataplane.ServiceKey{}, err
+	}
+	addr, err := netip.ParseAddr(fs.Address)
+	if err != nil {
+		return dataplane.ServiceKey{}, fmt.Errorf("address: %w", err)
+	}
+	if dataplane.FamilyOf(addr) != fam || addr.Is4In6() || addr.Zone() != "" {
+		return dataplane.ServiceKey{}, fmt.Errorf("address: %s is not a plain %s address", addr, fam)
+	}
+	return dataplane.ServiceKey{Family: fam, Protocol: proto, Address: addr, Port: *fs.Port}, nil
+}
+
+func parseProtocol(s string) (dataplane.Protocol, error) {
+	for _, p := range []dataplane.Protocol{dataplane.TCP, dataplane.UDP, dataplane.SCTP} {
+		if s == p.String() {
+			return p, nil
+		}
+	}
+	return 0, fmt.Errorf("protocol %q is not tcp, udp or sctp", s)
 }
 
 type fileAddress struct {
@@ -107,7 +163,7 @@ func (s *State) encodeLocked() ([]byte, error) {
 	}
 	slices.SortFunc(keys, compareKeys)
 	for _, k := range keys {
-		fd.Services = append(fd.Services, fileService{Family: familyName(k.Family), FWMark: k.FWMark})
+		fd.Services = append(fd.Services, fileServiceOf(k))
 	}
 	addrs := make([]Address, 0, len(s.addresses))
 	for a := range s.addresses {
@@ -168,15 +224,12 @@ func (s *State) decode(data []byte) (old bool, err error) {
 		}
 	}
 	for i, fs := range fd.Services {
-		fam, err := parseFamily(fs.Family)
-		switch {
-		case err != nil:
+		k, err := fs.key()
+		if err != nil {
 			errs = append(errs, fmt.Errorf("services[%d]: %w", i, err))
-		case fs.FWMark == 0:
-			errs = append(errs, fmt.Errorf("services[%d]: fwmark 0 is not a firewall mark", i))
-		default:
-			services[dataplane.ServiceKey{Family: fam, FWMark: fs.FWMark}] = struct{}{}
+			continue
 		}
+		services[k] = struct{}{}
 	}
 	for i, fa := range fd.Addresses {
 		p, err := netip.ParsePrefix(fa.Prefix)
@@ -223,6 +276,7 @@ func (s *State) decode(data []byte) (old bool, err error) {
 // longer parses.
 var (
 	salvageService = regexp.MustCompile(`"family":\s*"(ipv[46])",\s*"fwmark":\s*([0-9]{1,10})\s*}`)
+	salvagePlain   = regexp.MustCompile(`"family":\s*"(ipv[46])",\s*"protocol":\s*"([a-z]{3,4})",\s*"address":\s*"([^"\\]{1,64})",\s*"port":\s*([0-9]{1,5})\s*}`)
 	salvageAddress = regexp.MustCompile(`"interface":\s*"([^"\\]{1,64})",\s*"prefix":\s*"([^"\\]{1,64})"\s*}`)
 )
 
@@ -236,6 +290,16 @@ func (s *State) salvage(data []byte) {
 		mark, merr := strconv.ParseUint(string(m[2]), 10, 32)
 		if err == nil && merr == nil && mark != 0 {
 			s.suspectServices[dataplane.ServiceKey{Family: fam, FWMark: uint32(mark)}] = struct{}{}
+		}
+	}
+	for _, m := range salvagePlain.FindAllSubmatch(data, -1) {
+		port, err := strconv.ParseUint(string(m[4]), 10, 16)
+		if err != nil {
+			continue
+		}
+		p := uint16(port)
+		if k, err := (fileService{Family: string(m[1]), Protocol: string(m[2]), Address: string(m[3]), Port: &p}).key(); err == nil {
+			s.suspectServices[k] = struct{}{}
 		}
 	}
 	for _, m := range salvageAddress.FindAllSubmatch(data, -1) {

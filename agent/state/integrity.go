@@ -43,8 +43,9 @@ func (a Adoption) Empty() bool {
 }
 
 // Adopt settles what a damaged state.json said the agent owns, against st, the controller's
-// desired state just received: a listed service whose firewall mark is a cluster's in st, and
-// a listed address that is a VIP of a cluster in st or its group's gateway, were made by this
+// desired state just received: a listed service whose firewall mark is a cluster's in st (or,
+// plain, whose protocol, address and port are a cluster's service), and a listed address that
+// is a VIP of a cluster in st or its group's gateway, were made by this
 // agent for those clusters (the controller allocates the marks; the addresses are theirs), so
 // they are owned again and edited in place rather than reported as foreign. The rest is not
 // owned: never changed or deleted. Believing the damaged list as it is could make the agent
@@ -58,8 +59,16 @@ func (s *State) Adopt(st *lvsctlv1.DesiredState) (Adoption, error) {
 		return Adoption{}, nil
 	}
 	marks := map[uint32]bool{}
+	plain := map[dataplane.ServiceKey]bool{}
 	addrs := map[netip.Addr]bool{}
 	for _, c := range st.GetClusters() {
+		if c.GetService() != nil {
+			// A plain service is wanted by its whole key, and its address is a VIP.
+			if k, ok := dataplane.KeyOf(c); ok {
+				plain[k], addrs[k.Address] = true, true
+			}
+			continue
+		}
 		marks[c.GetFwmark()] = true
 		for _, v := range c.GetVips() {
 			if a, err := netip.ParseAddr(v); err == nil {
@@ -72,7 +81,7 @@ func (s *State) Adopt(st *lvsctlv1.DesiredState) (Adoption, error) {
 	}
 	var ad Adoption
 	for k := range s.suspectServices {
-		if marks[k.FWMark] {
+		if (k.IsFWMark() && marks[k.FWMark]) || plain[k] {
 			ad.Services = append(ad.Services, k)
 		} else {
 			ad.LeftServices = append(ad.LeftServices, k)

@@ -376,3 +376,43 @@ func TestAdoptWhatStillReads(t *testing.T) {
 		t.Errorf("owned after Adopt: %v %v", s.OwnedServices(), s.OwnedAddresses())
 	}
 }
+
+// TestAdoptPlain: a damaged state.json's plain service is owned again only if a cluster of
+// the controller's state has that whole service (protocol, address and port), and its address
+// counts as that cluster's VIP; entries salvaged from a file that no longer parses are judged
+// the same way.
+func TestAdoptPlain(t *testing.T) {
+	http := dataplane.ServiceKey{Family: dataplane.IPv4, Protocol: dataplane.TCP, Address: netip.MustParseAddr("192.0.2.20"), Port: 80}
+	https := http
+	https.Port = 443
+	ctl := &lvsctlv1.DesiredState{Clusters: []*lvsctlv1.Cluster{{
+		Name: "web", Scheduler: "rr",
+		Service: &lvsctlv1.VirtualService{Address: "192.0.2.20", Protocol: lvsctlv1.Protocol_PROTOCOL_TCP, Port: 80},
+	}}}
+	vip := Address{Interface: "eth0", Prefix: netip.MustParsePrefix("192.0.2.20/32")}
+	for name, damage := range map[string]func(string) string{
+		"checksum": func(s string) string { return strings.Replace(s, `"version": 3`, `"version":  3`, 1) },
+		"unparsable": func(s string) string {
+			return strings.Replace(s, `"addresses": [`, `"addresses": [[`, 1)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			s, err := Load(dir)
+			mustDo(t, err)
+			mustDo(t, s.Commit(Changes{RecordServices: []dataplane.ServiceKey{http, https}, RecordAddresses: []Address{vip}}))
+			path := filepath.Join(dir, FileName)
+			writeFile(t, path, []byte(damage(string(readFile(t, path)))))
+			s, err = Load(dir)
+			if !errors.Is(err, ErrIntegrity) {
+				t.Fatalf("Load of a damaged state.json = %v, want ErrIntegrity", err)
+			}
+			ad, err := s.Adopt(ctl)
+			mustDo(t, err)
+			if !slices.Equal(ad.Services, []dataplane.ServiceKey{http}) || !slices.Equal(ad.LeftServices, []dataplane.ServiceKey{https}) ||
+				!slices.Equal(ad.Addresses, []Address{vip}) {
+				t.Errorf("Adopt = %+v; want %s owned, %s left, %s owned", ad, http, https, vip)
+			}
+		})
+	}
+}

@@ -282,18 +282,7 @@ func (s *State) SetAppliedRevision(rev int64) error {
 	return nil
 }
 
-func compareKeys(a, b dataplane.ServiceKey) int {
-	if a.Family != b.Family {
-		return int(a.Family) - int(b.Family)
-	}
-	switch {
-	case a.FWMark < b.FWMark:
-		return -1
-	case a.FWMark > b.FWMark:
-		return 1
-	}
-	return 0
-}
+func compareKeys(a, b dataplane.ServiceKey) int { return a.Compare(b) }
 
 func compareAddresses(a, b Address) int {
 	if a.Interface != b.Interface {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -244,6 +245,98 @@ func TestSetDesiredUnchangedWritesNothing(t *testing.T) {
 			err = s.SetDesired(d)
 			if wrote := err != nil; wrote != tt.wantWrite {
 				t.Errorf("SetDesired: %v; want a write: %v", err, tt.wantWrite)
+			}
+		})
+	}
+}
+
+// TestLoadsFileOfFWMarkServicesOnly: a state.json written by the agent before plain services
+// existed (testdata, as that agent wrote it) loads with its services owned and nothing
+// damaged, and is written back byte for byte as it was, so an older agent still reads it.
+func TestLoadsFileOfFWMarkServicesOnly(t *testing.T) {
+	old, err := os.ReadFile(filepath.Join("testdata", "state-v3-fwmark.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, FileName), old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Load(dir)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if err := s.Integrity(); err != nil {
+		t.Errorf("Integrity: %v", err)
+	}
+	want := []dataplane.ServiceKey{{Family: dataplane.IPv4, FWMark: 16}, {Family: dataplane.IPv6, FWMark: 17}}
+	if got := s.OwnedServices(); !slices.Equal(got, want) {
+		t.Errorf("OwnedServices = %v, want %v", got, want)
+	}
+	s.mu.Lock()
+	again, err := s.encodeLocked()
+	s.mu.Unlock()
+	if err != nil || string(again) != string(old) {
+		t.Errorf("written back as\n%s\n(%v), want it as it was\n%s", again, err, old)
+	}
+}
+
+// TestPlainServicesRoundTrip: plain services are owned by their whole key (two ports of one
+// address are two services), saved, and loaded back beside firewall-mark ones.
+func TestPlainServicesRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	http := dataplane.ServiceKey{Family: dataplane.IPv4, Protocol: dataplane.TCP, Address: netip.MustParseAddr("192.0.2.20"), Port: 80}
+	https := http
+	https.Port = 443
+	dns := dataplane.ServiceKey{Family: dataplane.IPv6, Protocol: dataplane.UDP, Address: netip.MustParseAddr("2001:db8::53"), Port: 53}
+	every := dataplane.ServiceKey{Family: dataplane.IPv4, Protocol: dataplane.SCTP, Address: netip.MustParseAddr("192.0.2.21")} // port 0
+	k16 := dataplane.ServiceKey{Family: dataplane.IPv4, FWMark: 16}
+	mustDo(t, s.Commit(Changes{RecordServices: []dataplane.ServiceKey{dns, https, http, k16, every}}))
+	if s.OwnsService(dataplane.ServiceKey{Family: dataplane.IPv4, Protocol: dataplane.TCP, Address: http.Address, Port: 8080}) {
+		t.Error("owns tcp 192.0.2.20:8080, which was never recorded")
+	}
+	got, err := Load(dir)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if err := got.Integrity(); err != nil {
+		t.Errorf("Integrity: %v", err)
+	}
+	want := []dataplane.ServiceKey{k16, http, https, every, dns}
+	if !slices.Equal(got.OwnedServices(), want) {
+		t.Errorf("OwnedServices = %v, want %v", got.OwnedServices(), want)
+	}
+	mustDo(t, got.Commit(Changes{ForgetServices: []dataplane.ServiceKey{https}}))
+	if got.OwnsService(https) || !got.OwnsService(http) {
+		t.Errorf("after forgetting %s: owns it %v, owns %s %v", https, got.OwnsService(https), http, got.OwnsService(http))
+	}
+}
+
+// TestRefusesBadPlainEntries: an entry that is neither a firewall-mark service nor a whole
+// plain one is damage, named by its index.
+func TestRefusesBadPlainEntries(t *testing.T) {
+	for name, entry := range map[string]string{
+		"mark and address":            `{"family": "ipv4", "fwmark": 3, "protocol": "tcp", "address": "192.0.2.1", "port": 80}`,
+		"no port":                     `{"family": "ipv4", "protocol": "tcp", "address": "192.0.2.1"}`,
+		"unknown protocol":            `{"family": "ipv4", "protocol": "icmp", "address": "192.0.2.1", "port": 80}`,
+		"address of the other family": `{"family": "ipv6", "protocol": "tcp", "address": "192.0.2.1", "port": 80}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			data := `{"version": 2, "services": [` + entry + `], "addresses": []}`
+			if err := os.WriteFile(filepath.Join(dir, FileName), []byte(data), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			s, err := Load(dir)
+			if !errors.Is(err, ErrIntegrity) || s == nil || !strings.Contains(err.Error(), "services[0]") {
+				t.Fatalf("Load = %v, %v; want a State and ErrIntegrity naming services[0]", s, err)
+			}
+			if len(s.OwnedServices()) != 0 {
+				t.Errorf("owns %v from a damaged entry", s.OwnedServices())
 			}
 		})
 	}

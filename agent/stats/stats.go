@@ -82,17 +82,8 @@ func NewReporter(s Sampler) *Reporter {
 // stream, a restarted controller).
 func (r *Reporter) Reset() { r.full = true }
 
-// keyOf is the IPVS service a cluster becomes: its VIPs' family and its mark.
-func keyOf(c *lvsctlv1.Cluster) (dataplane.ServiceKey, bool) {
-	if len(c.GetVips()) == 0 {
-		return dataplane.ServiceKey{}, false
-	}
-	a, err := netip.ParseAddr(c.GetVips()[0])
-	if err != nil {
-		return dataplane.ServiceKey{}, false
-	}
-	return dataplane.ServiceKey{Family: dataplane.FamilyOf(a), FWMark: c.GetFwmark()}, true
-}
+// keyOf is the IPVS service a cluster becomes: a firewall-mark or a plain one.
+func keyOf(c *lvsctlv1.Cluster) (dataplane.ServiceKey, bool) { return dataplane.KeyOf(c) }
 
 // Sample reads the kernel once and returns the report to send, or nil when nothing changed.
 // Only services of the desired clusters that owns says the agent owns are reported: the agent

@@ -296,3 +296,35 @@ func TestReporterReals(t *testing.T) {
 		t.Errorf("reported %v, want c1, and c0 too: its Reals are gone", names(rep))
 	}
 }
+
+// TestReporterPlainService: a plain service's cluster is reported by its key (protocol,
+// address, port), with its destinations' ports; a plain service of the same address on another
+// port is not it.
+func TestReporterPlainService(t *testing.T) {
+	k := fake.NewIPVS()
+	key := dataplane.ServiceKey{Family: dataplane.IPv4, Protocol: dataplane.TCP, Address: netip.MustParseAddr("192.0.2.20"), Port: 80}
+	other := key
+	other.Port = 443
+	for _, kk := range []dataplane.ServiceKey{key, other} {
+		if err := k.AddService(dataplane.Service{ServiceKey: kk, Scheduler: "rr", NetmaskBits: 32}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := dataplane.Destination{Address: netip.MustParseAddr("198.51.100.5"), Port: 8080, Weight: 1, Forward: dataplane.ForwardMasq}
+	if err := k.AddDestination(dataplane.Service{ServiceKey: key}, d); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.SetDestinationStats(key, dataplane.DestinationStats{Destination: d, ActiveConns: 4}); err != nil {
+		t.Fatal(err)
+	}
+	c := &lvsctlv1.Cluster{Name: "http", Service: &lvsctlv1.VirtualService{Address: "192.0.2.20", Protocol: lvsctlv1.Protocol_PROTOCOL_TCP, Port: 80},
+		Reals: []*lvsctlv1.RealServer{{Address: "198.51.100.5", Port: 8080, Weight: 1}}}
+	rep, err := NewReporter(k).Sample([]*lvsctlv1.Cluster{c}, func(k dataplane.ServiceKey) bool { return k == key }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.GetChanged()) != 1 || rep.GetChanged()[0].GetCluster() != "http" || len(rep.GetChanged()[0].GetReals()) != 1 ||
+		rep.GetChanged()[0].GetReals()[0].GetActiveConns() != 4 {
+		t.Errorf("report = %v; want cluster http with its one real's 4 active connections", rep)
+	}
+}

@@ -20,6 +20,10 @@ var (
 )
 
 var (
+	plain80 = dataplane.Service{
+		ServiceKey: dataplane.ServiceKey{Family: dataplane.IPv4, Protocol: dataplane.TCP, Address: netip.MustParseAddr("192.0.2.20"), Port: 80},
+		Scheduler:  "sh", NetmaskBits: 32, Flags: dataplane.FlagSched1 | dataplane.FlagSched2,
+	}
 	svc16 = dataplane.Service{ServiceKey: dataplane.ServiceKey{Family: dataplane.IPv4, FWMark: 16}, Scheduler: "wlc", Timeout: 600, NetmaskBits: 32}
 	real1 = dataplane.Destination{Address: netip.MustParseAddr("198.51.100.1"), Weight: 100, Forward: dataplane.ForwardMasq}
 )
@@ -62,6 +66,24 @@ func TestIPVSRefuses(t *testing.T) {
 		{"IPv6 real by tunnel", func(f *fake.IPVS) error {
 			return f.AddDestination(svc16, dataplane.Destination{Address: netip.MustParseAddr("2001:db8::1"), Weight: 1, Forward: dataplane.ForwardTunnel})
 		}, syscall.EINVAL},
+		{"lower threshold above upper", func(f *fake.IPVS) error {
+			d := real1
+			d.UpperThreshold, d.LowerThreshold = 10, 11
+			return f.UpdateDestination(svc16, d)
+		}, syscall.ERANGE},
+		{"lower threshold without an upper one", func(f *fake.IPVS) error {
+			d := real1
+			d.Address, d.LowerThreshold = netip.MustParseAddr("198.51.100.9"), 1
+			return f.AddDestination(svc16, d)
+		}, syscall.ERANGE},
+		{"unknown service flag", func(f *fake.IPVS) error { s := svc16; s.Flags = 0x1; return f.UpdateService(s) }, syscall.EINVAL},
+		{"plain service on the mark's family and number is another service", func(f *fake.IPVS) error { return f.AddService(plain80) }, nil},
+		{"plain service with port 0, not persistent", func(f *fake.IPVS) error { s := plain80; s.Port = 0; return f.AddService(s) }, syscall.EINVAL},
+		{"plain service with port 0, persistent", func(f *fake.IPVS) error { s := plain80; s.Port, s.Timeout = 0, 300; return f.AddService(s) }, nil},
+		{"plain service without protocol", func(f *fake.IPVS) error { s := plain80; s.Protocol = 0; return f.AddService(s) }, syscall.EPROTONOSUPPORT},
+		{"plain service of the other family", func(f *fake.IPVS) error { s := plain80; s.Family = dataplane.IPv6; return f.AddService(s) }, syscall.EINVAL},
+		{"plain service with a mark too", func(f *fake.IPVS) error { s := plain80; s.FWMark = 16; return f.AddService(s) }, syscall.EINVAL},
+		{"update a plain service that is not there", func(f *fake.IPVS) error { return f.UpdateService(plain80) }, dataplane.ErrNotExist},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -374,5 +396,47 @@ func mustDo(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestIPVSPlainServices: a plain service is keyed by protocol, address and port (two ports of
+// one VIP are two services), its destinations by address and port (one real on two ports is
+// two destinations: port mapping), and edits keep it and its counters.
+func TestIPVSPlainServices(t *testing.T) {
+	f := fake.NewIPVS()
+	udp53 := dataplane.Service{
+		ServiceKey: dataplane.ServiceKey{Family: dataplane.IPv6, Protocol: dataplane.UDP, Address: netip.MustParseAddr("2001:db8::53"), Port: 53},
+		Scheduler:  "rr", NetmaskBits: 128, Flags: dataplane.FlagOnePacket,
+	}
+	tcp443 := plain80
+	tcp443.Port = 443
+	for _, s := range []dataplane.Service{udp53, plain80, tcp443, svc16} {
+		mustDo(t, f.AddService(s))
+	}
+	a := dataplane.Destination{Address: netip.MustParseAddr("198.51.100.5"), Port: 8080, Weight: 1, Forward: dataplane.ForwardMasq}
+	b := a
+	b.Port = 8081
+	mustDo(t, f.AddDestination(plain80, a))
+	mustDo(t, f.AddDestination(plain80, b))
+	mustDo(t, f.SetDestinationStats(plain80.ServiceKey, dataplane.DestinationStats{Destination: a, ActiveConns: 3}))
+	edited := plain80
+	edited.Flags = dataplane.FlagSched1
+	mustDo(t, f.UpdateService(edited))
+	a.UpperThreshold, a.LowerThreshold = 500, 400
+	mustDo(t, f.UpdateDestination(edited, a))
+
+	want := "fwm 16 ipv4 wlc timeout 600 netmask /32\n" +
+		"tcp 192.0.2.20:80 sh timeout 0 netmask /32 flags 0x8\n" +
+		"tcp 192.0.2.20:80 -> 198.51.100.5:8080 masq weight 1 thresholds 400-500\n" +
+		"tcp 192.0.2.20:80 -> 198.51.100.5:8081 masq weight 1\n" +
+		"tcp 192.0.2.20:443 sh timeout 0 netmask /32 flags 0x18\n" +
+		"udp [2001:db8::53]:53 rr timeout 0 netmask /128 flags 0x4\n"
+	if got := f.Dump(); got != want {
+		t.Errorf("Dump() =\n%s\nwant\n%s", got, want)
+	}
+	st, err := f.Stats()
+	mustDo(t, err)
+	if len(st) != 4 || st[1].ServiceKey != plain80.ServiceKey || len(st[1].Destinations) != 2 || st[1].Destinations[0].ActiveConns != 3 {
+		t.Errorf("Stats() = %+v; want the edited destination to keep its 3 active connections", st)
 	}
 }

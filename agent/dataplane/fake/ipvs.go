@@ -19,7 +19,7 @@ func stockSchedulers() []string {
 // uint32 above this bound would become on the wire.
 const maxWeight = 65535
 
-// IPVS is a fake of the kernel's IPVS firewall-mark services.
+// IPVS is a fake of the kernel's IPVS services, firewall-mark and plain.
 type IPVS struct {
 	recorder
 	schedulers map[string]bool
@@ -60,7 +60,7 @@ func (f *IPVS) SetSchedulers(names ...string) {
 	}
 }
 
-// Services lists the services, sorted by family then mark.
+// Services lists the services, sorted as dataplane.ServiceKey.Compare orders them.
 func (f *IPVS) Services() ([]dataplane.Service, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -158,7 +158,8 @@ func (f *IPVS) AddDestination(s dataplane.Service, d dataplane.Destination) erro
 	})
 }
 
-// UpdateDestination edits a destination's weight and forwarding method, keeping its counters.
+// UpdateDestination edits a destination's weight, forwarding method and thresholds, keeping
+// its counters.
 func (f *IPVS) UpdateDestination(s dataplane.Service, d dataplane.Destination) error {
 	return f.changeDestination("UpdateDestination", s, d, func(cur *fakeService, ap netip.AddrPort) error {
 		st, ok := cur.dests[ap]
@@ -206,7 +207,8 @@ func (f *IPVS) changeDestination(name string, s dataplane.Service, d dataplane.D
 	return nil
 }
 
-// validServiceLocked refuses what the kernel refuses in a firewall-mark service.
+// validServiceLocked refuses what the kernel (or, where said, the real backend) refuses in a
+// service.
 func (f *IPVS) validServiceLocked(s dataplane.Service) error {
 	var hostBits uint8
 	switch s.Family {
@@ -217,8 +219,26 @@ func (f *IPVS) validServiceLocked(s dataplane.Service) error {
 	default:
 		return fmt.Errorf("family %d: %w", s.Family, syscall.EAFNOSUPPORT)
 	}
-	if s.FWMark == 0 {
+	if s.IsFWMark() && s.FWMark == 0 {
 		return fmt.Errorf("fwmark 0 is no firewall mark: %w", syscall.EINVAL)
+	}
+	if !s.IsFWMark() {
+		// The kernel needs the protocol, address and port of a service without a mark, and
+		// looks up the protocol's handler. A port of 0 without persistence it would take, but
+		// the real backend refuses it as ipvsadm does.
+		switch {
+		case s.FWMark != 0:
+			return fmt.Errorf("fwmark %d and address %s: %w", s.FWMark, s.Address, syscall.EINVAL)
+		case dataplane.FamilyOf(s.Address) != s.Family:
+			return fmt.Errorf("%s address for an %s service: %w", dataplane.FamilyOf(s.Address), s.Family, syscall.EINVAL)
+		case s.Protocol != dataplane.TCP && s.Protocol != dataplane.UDP && s.Protocol != dataplane.SCTP:
+			return fmt.Errorf("protocol %s: %w", s.Protocol, syscall.EPROTONOSUPPORT)
+		case s.Port == 0 && s.Timeout == 0:
+			return fmt.Errorf("port 0 without persistence: %w", syscall.EINVAL)
+		}
+	}
+	if s.Flags&^dataplane.KnownFlags != 0 {
+		return fmt.Errorf("flags %#x: %w", uint32(s.Flags), syscall.EINVAL)
 	}
 	if !f.schedulers[s.Scheduler] {
 		// The kernel answers ENOENT when no ip_vs_<name> module can be loaded.
@@ -248,6 +268,10 @@ func validDestination(k dataplane.ServiceKey, d dataplane.Destination) error {
 	}
 	if d.Weight > maxWeight {
 		return fmt.Errorf("weight %d is above %d: %w", d.Weight, maxWeight, syscall.ERANGE)
+	}
+	// ip_vs_add_dest and ip_vs_edit_dest refuse it, even with no upper threshold (0).
+	if d.LowerThreshold > d.UpperThreshold {
+		return fmt.Errorf("lower threshold %d above upper threshold %d: %w", d.LowerThreshold, d.UpperThreshold, syscall.ERANGE)
 	}
 	return nil
 }
@@ -306,15 +330,25 @@ func (f *IPVS) SetDestinationStats(k dataplane.ServiceKey, st dataplane.Destinat
 //
 //	fwm 16 ipv4 wlc timeout 600 netmask /32
 //	fwm 16 ipv4 -> 198.51.100.1:0 masq weight 100
+//	tcp 192.0.2.20:80 sh timeout 0 netmask /32 flags 0x18
+//	tcp 192.0.2.20:80 -> 198.51.100.5:8080 masq weight 1 thresholds 400-500
 //	sync master eth1 syncid 7
 func (f *IPVS) Dump() string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var b strings.Builder
 	for _, s := range f.sortedLocked() {
-		fmt.Fprintf(&b, "%s %s timeout %d netmask /%d\n", s.svc.ServiceKey, s.svc.Scheduler, s.svc.Timeout, s.svc.NetmaskBits)
+		fmt.Fprintf(&b, "%s %s timeout %d netmask /%d", s.svc.ServiceKey, s.svc.Scheduler, s.svc.Timeout, s.svc.NetmaskBits)
+		if s.svc.Flags != 0 {
+			fmt.Fprintf(&b, " flags %#x", uint32(s.svc.Flags))
+		}
+		b.WriteByte('\n')
 		for _, d := range sortedDests(s) {
-			fmt.Fprintf(&b, "%s -> %s %s weight %d\n", s.svc.ServiceKey, netip.AddrPortFrom(d.Address, d.Port), d.Forward, d.Weight)
+			fmt.Fprintf(&b, "%s -> %s %s weight %d", s.svc.ServiceKey, netip.AddrPortFrom(d.Address, d.Port), d.Forward, d.Weight)
+			if d.UpperThreshold != 0 || d.LowerThreshold != 0 {
+				fmt.Fprintf(&b, " thresholds %d-%d", d.LowerThreshold, d.UpperThreshold)
+			}
+			b.WriteByte('\n')
 		}
 	}
 	for _, s := range []dataplane.SyncState{dataplane.SyncMaster, dataplane.SyncBackup} {
@@ -330,12 +364,7 @@ func (f *IPVS) sortedLocked() []*fakeService {
 	for _, s := range f.services {
 		out = append(out, s)
 	}
-	slices.SortFunc(out, func(a, b *fakeService) int {
-		if a.svc.Family != b.svc.Family {
-			return int(a.svc.Family) - int(b.svc.Family)
-		}
-		return cmpUint32(a.svc.FWMark, b.svc.FWMark)
-	})
+	slices.SortFunc(out, func(a, b *fakeService) int { return a.svc.ServiceKey.Compare(b.svc.ServiceKey) })
 	return out
 }
 
