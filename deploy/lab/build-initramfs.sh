@@ -4,7 +4,7 @@
 # initrd-EXTRA.img.
 #
 # Two cpio archives, concatenated (the kernel unpacks each in turn):
-#   base.cpio     busybox, ipvsadm, nft, ip and their libraries, and the
+#   base.cpio     busybox, ipvsadm, nft, ip, iptables and their libraries, and the
 #                 kernel modules the lab may need. It changes only when the
 #                 fetch cache or this script changes, so it is kept between
 #                 runs and rebuilt only then (base.key records what made it).
@@ -65,6 +65,8 @@ build_base() {
 	rm -rf "$root"
 	mkdir -p "$root"
 	cp -a "$CACHE/userland/." "$root/"
+	# iptables (nft backend, the import scenario), fetched on its own by fetch.sh.
+	if [ -d "$CACHE/iptables" ]; then cp -a "$CACHE/iptables/." "$root/"; fi
 	mkdir -p "$root"/{proc,sys,dev,tmp,run,etc,root,mnt,usr/bin,usr/local/bin,sbin,var/lib}
 	ln -s ../run "$root/var/run"
 	ln -s /proc/mounts "$root/etc/mtab"
@@ -106,7 +108,7 @@ build_base() {
 
 # The base is what the cache and this script make it: rebuild it when either
 # changed (another LAB_CACHE, a re-fetch, an edit here).
-key="$CACHE $(cat "$CACHE/fetch.stamp") $(cksum <"$0")"
+key="$CACHE $(cat "$CACHE/fetch.stamp") $(cat "$CACHE/iptables.stamp" 2>/dev/null || true) $(cksum <"$0")"
 if [ ! -e "$BUILD/base.cpio" ] || [ "$key" != "$(cat "$BUILD/base.key" 2>/dev/null)" ]; then
 	build_base
 	echo "$key" >"$BUILD/base.key"
@@ -117,6 +119,10 @@ rm -rf "$root"
 mkdir -p "$root/lab/scenarios" "$root/usr/local/bin"
 install -m 0755 "$LAB_DIR/init" "$root/init"
 cp "$LAB_DIR"/scenarios/*.sh "$root/lab/scenarios/"
+# A scenario's data files live in a folder of its own (scenarios/import/).
+for d in "$LAB_DIR"/scenarios/*/; do
+	if [ -d "$d" ]; then cp -a "$d" "$root/lab/scenarios/"; fi
+done
 if [ -d "$REPO/deploy/examples" ]; then
 	cp -a "$REPO/deploy/examples" "$root/lab/examples"
 fi

@@ -15,6 +15,9 @@
 #                  with the libraries it needs that userland/ lacks: an
 #                  initramfs of its own (build-initramfs.sh), booted only by
 #                  the scenarios that say "# lab-needs: ffmpeg"
+#   iptables/      Debian's iptables 1.8 (nft backend) with the libraries and
+#                  extensions userland/ lacks: part of the base (import scenario),
+#                  fetched on its own like etcd (iptables.stamp)
 #   etcd/          Debian's etcd-server 3.4 (etcd only: the external etcd
 #                  cluster of ha-controllers, issue 11), the same way:
 #                  "# lab-needs: etcd" (fetched alone into a cache made before it)
@@ -154,12 +157,79 @@ fetch_etcd() {
 	log "etcd: $("$CACHE/etcd/usr/bin/etcd" --version | head -n 1) in $CACHE/etcd ($(du -sh "$CACHE/etcd" | cut -f1))"
 }
 
+# iptables: Debian's iptables (1.8, the nft backend: xtables-nft-multi as
+# iptables, iptables-save, iptables-restore) for the import scenario, which runs
+# the Windows Media guide's own "iptables -t mangle ... -j MARK" lines and reads
+# them back with iptables-save (issue 12). Unpacked, never installed (that would
+# register alternatives on the host), with the packages apt would install for it
+# here (apt-get install -s: libip6tc2, libnfnetlink0, libnetfilter-conntrack3 on
+# these machines); ldd resolves against them, then the host, as for keepalived.
+# The match and target extensions (xtables/libxt_*.so) are loaded with dlopen,
+# which ldd does not see: the folder is copied whole. Into a tree of its own,
+# $CACHE/iptables, that build-initramfs.sh adds to the base; fetched on its own
+# like etcd (a complete cache made before it gets iptables/ added, nothing else
+# redone), stamped in iptables.stamp, which the base's key includes.
+fetch_iptables() {
+	[ -x "$CACHE/iptables/usr/sbin/xtables-nft-multi" ] && [ -e "$CACHE/iptables.stamp" ] && [ "${LAB_REFETCH:-0}" != 1 ] && return 0
+	[ "$(id -u)" = 0 ] || { log "must run as root (apt-get)"; exit 1; }
+	local ver tmp=$CACHE/iptables.unpack new=$CACHE/iptables.new pv deb lib so xt=/usr/lib/x86_64-linux-gnu/xtables
+	local want
+	mkdir -p "$CACHE/debs"
+	ver=$(candidate iptables)
+	want=$( (
+		echo "iptables=$ver"
+		apt-get install -s -qq --no-install-recommends iptables </dev/null |
+			sed -nE 's/^Inst ([^ ]+) (\[[^]]*\] )?\(([^ ]+) .*/\1=\3/p'
+	) | sort -u)
+	rm -rf "$tmp" "$new"
+	for pv in $want; do
+		deb=$(cached_deb "${pv%%=*}" "${pv#*=}") || {
+			log "apt-get download $pv"
+			(cd "$CACHE/debs" && apt-get download -qq -o APT::Sandbox::User=root "$pv" </dev/null >&2)
+			deb=$(cached_deb "${pv%%=*}" "${pv#*=}") || { log "apt-get download $pv left no .deb in $CACHE/debs"; exit 1; }
+		}
+		dpkg -x "$deb" "$tmp"
+	done
+	[ -x "$tmp/usr/sbin/xtables-nft-multi" ] || { log "the iptables package has no /usr/sbin/xtables-nft-multi"; exit 1; }
+	[ -d "$tmp$xt" ] || { log "the iptables package has no $xt"; exit 1; }
+	install -D -m 0755 "$tmp/usr/sbin/xtables-nft-multi" "$new/usr/sbin/xtables-nft-multi"
+	# The names Debian's alternatives would point at it (the nft backend).
+	for so in iptables iptables-nft iptables-save iptables-nft-save iptables-restore iptables-nft-restore; do
+		ln -s xtables-nft-multi "$new/usr/sbin/$so"
+	done
+	mkdir -p "$new$xt"
+	cp -a "$tmp$xt/." "$new$xt/"
+	# Libraries of the binary and of every extension: from the unpacked packages
+	# (under the names ldd asked for, in a folder the guest's loader searches),
+	# else the host's at their paths; the ones userland/ has are left out.
+	for f in "$tmp/usr/sbin/xtables-nft-multi" "$tmp$xt"/*.so; do
+		LD_LIBRARY_PATH=$tmp/usr/lib/x86_64-linux-gnu ldd "$f" | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}'
+	done | sort -u | while read -r so lib; do
+		case $lib in
+		"$tmp"/*) dest=/usr/lib/x86_64-linux-gnu/$so ;;
+		*) dest=$lib ;;
+		esac
+		[ -e "$CACHE/userland$dest" ] || [ -e "$new$dest" ] || install -D -m 0755 "$(readlink -f "$lib")" "$new$dest"
+	done
+	if LD_LIBRARY_PATH=$tmp/usr/lib/x86_64-linux-gnu ldd "$tmp/usr/sbin/xtables-nft-multi" | grep -q 'not found'; then
+		log "iptables misses libraries: $(LD_LIBRARY_PATH=$tmp/usr/lib/x86_64-linux-gnu ldd "$tmp/usr/sbin/xtables-nft-multi" | grep 'not found' | tr -s ' \t\n' ' ')"
+		exit 1
+	fi
+	LD_LIBRARY_PATH=$new/usr/lib/x86_64-linux-gnu "$new/usr/sbin/iptables-nft" --version >/dev/null ||
+		{ log "the unpacked iptables does not run: $new/usr/sbin/iptables-nft --version"; exit 1; }
+	rm -rf "$tmp" "$CACHE/iptables"
+	mv "$new" "$CACHE/iptables"
+	echo "iptables $ver" >"$CACHE/iptables.stamp"
+	log "iptables: $(LD_LIBRARY_PATH=$CACHE/iptables/usr/lib/x86_64-linux-gnu "$CACHE/iptables/usr/sbin/iptables-nft" --version) in $CACHE/iptables ($(du -sh "$CACHE/iptables" | cut -f1))"
+}
+
 # A cache made before keepalived or ffmpeg joined the lab is refetched; one made
-# before etcd did gets etcd only.
+# before etcd or iptables did gets those only.
 if [ -e "$CACHE/fetch.stamp" ] && grep -q '^keepalived ' "$CACHE/fetch.stamp" &&
 	grep -q '^ffmpeg ' "$CACHE/fetch.stamp" &&
 	[ "${LAB_REFETCH:-0}" != 1 ] && command -v qemu-system-x86_64 >/dev/null; then
 	fetch_etcd
+	fetch_iptables
 	log "cache complete in $CACHE ($(cat "$CACHE/kernel.version"))"
 	exit 0
 fi
@@ -286,6 +356,7 @@ LD_LIBRARY_PATH=$fftree$ffmpeg_libdir "$fftree/usr/bin/ffmpeg" -hide_banner -ver
 log "ffmpeg: $(du -sh "$fftree" | cut -f1) in $fftree ($(find "$fftree" -type f | wc -l) files)"
 
 fetch_etcd
+fetch_iptables
 
 echo "$kver" >"$CACHE/kernel.version"
 {
