@@ -609,6 +609,17 @@ func (l *loop) roleStep(now time.Time, ev role.Event, acts []action, reconciling
 	if ra.HoldChanged {
 		l.hold = ra.Hold
 		l.releaseFailed = false // a new take or release supersedes the retry
+		if !ra.Hold && l.role.GetRole() == lvsctlv1.Role_ROLE_ACTIVE {
+			// An ACTIVE letting its addresses go is an outage for its clients: say why, with
+			// what it heard of its peers (a lease lapsed while peers are heard points at the
+			// echoes, not at the network).
+			st := l.machine.Status(now)
+			attrs := []any{"group", l.role.GetGroup(), "epoch", l.role.GetEpoch(), "why", st.GetFenced()}
+			for _, p := range st.GetPeers() {
+				attrs = append(attrs, "peer", p.GetDirector(), "heard_ago_ms", p.GetHeardAgoMs())
+			}
+			l.log.Warn("an ACTIVE releases the group's addresses", attrs...)
+		}
 		// Before any desired state there is nothing to take: the kernel still holds what it
 		// held before a restart, and the first reconcile adds the rest. Releasing needs no
 		// desired state: what the agent owns is known.

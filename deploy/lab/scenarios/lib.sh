@@ -1062,7 +1062,8 @@ etcd_port() {
 
 # start_etcd_member MEMBER [STATE]: one member, heartbeat ETCD_HEARTBEAT ms and
 # election timeout ETCD_ELECTION ms (etcd allows a lease of 1.5 election
-# timeouts at least), data in /var/lib/etcd/MEMBER, log /tmp/etcd.MEMBER.log
+# timeouts at least), the README's transaction limits (an apply of thousands of
+# objects is one transaction), data in /var/lib/etcd/MEMBER, log /tmp/etcd.MEMBER.log
 # (appended), pid /run/etcd.MEMBER.pid. STATE: new (default) or existing (a
 # member restarted on its data).
 start_etcd_member() {
@@ -1075,6 +1076,7 @@ start_etcd_member() {
 		--listen-peer-urls "$_p" --initial-advertise-peer-urls "$_p" \
 		--initial-cluster "${_ic#,}" --initial-cluster-token lvsctl-lab --initial-cluster-state "${2:-new}" \
 		--heartbeat-interval "${ETCD_HEARTBEAT:-100}" --election-timeout "${ETCD_ELECTION:-500}" --logger zap --log-level warn \
+		--max-txn-ops 65536 --max-request-bytes 67108864 \
 		>>"/tmp/etcd.$1.log" 2>&1 &
 	echo $! >"/run/etcd.$1.pid"
 }
@@ -1126,4 +1128,59 @@ controllers_via() {
 # established TCP connection to (port 7443), space-separated.
 controller_conn() {
 	on "$1" netstat -tn 2>/dev/null | awk '$6 == "ESTABLISHED" && $5 ~ /:7443$/ { print $5 }' | sort | tr '\n' ' ' | sed 's/ $//'
+}
+
+# ---- several controllers under faults (ha-controllers-faults.sh, issue 11) ----
+
+# controller_addr N: controller N's address (1: $CONTROLLER, 2: $CONTROLLER_B);
+# controller_num ADDR: the other way round.
+controller_addr() { if [ "$1" = 1 ]; then echo "$CONTROLLER"; else echo "$CONTROLLER_B"; fi; }
+controller_num() { if [ "$1" = "$CONTROLLER" ]; then echo 1; else echo 2; fi; }
+
+# leader_via HOST:PORT: the leader's address as `lvsctl get controllers -o json`
+# asked of the controller at HOST:PORT lists it (empty if none or no answer).
+leader_via() { controllers_via "$1" | tr ' ' '\n' | sed -n 's/=leader$//p'; }
+
+# controllers_are LEADER FOLLOWER: status 0 if, asked of either controller,
+# `get controllers` lists exactly these two, LEADER leading.
+controllers_are() {
+	_want=$(printf '%s\n' "$1=leader" "$2=follower" | sort | tr '\n' ' ' | sed 's/ $//')
+	[ "$(controllers_via "$CONTROLLER")" = "$_want" ] && [ "$(controllers_via "$CONTROLLER_B")" = "$_want" ]
+}
+
+# decisions_since FILE N: the controller log FILE's "role decision" lines after
+# its first N (N from `grep -c 'role decision' FILE` taken before).
+decisions_since() { grep 'role decision' "$1" 2>/dev/null | tail -n +"$(($2 + 1))"; }
+decisions_count() { grep -c 'role decision' "$1" 2>/dev/null; }
+
+# release_timeline N FROM TO: from the sampler's holder changes after its
+# first N (watch_since), the partition of director FROM cut from everything but
+# its clients (its eth1 down: the gateway held by nobody), in the sampler's
+# ms: "PART REL TAKE DUAL": PART when the gateway was first held by nobody,
+# REL when the VIP was (FROM released it, its eth0 still up), TAKE when TO
+# held the VIP, DUAL the times of samples with two holders ("none"); "-" for
+# a time not seen. ha-partition's check, for one director pair.
+release_timeline() {
+	watch_since "$1" | awk -v vip="$VIP" -v gw="$GATEWAY" -v to="$3" '
+		{ t = substr($2, 2); sub(/ms$/, "", t) }
+		$4 == gw && $5 == "-" && part == "" { part = t }
+		$4 == vip && $5 == "-" && rel == "" { rel = t }
+		$4 == vip && $5 == to && take == "" { take = t }
+		$4 == vip && index($5, ",") { dual = dual "," t }
+		END { printf "%s %s %s %s\n", part == "" ? "-" : part, rel == "" ? "-" : rel, take == "" ? "-" : take, dual == "" ? "none" : substr(dual, 2) }'
+}
+
+# loop_start_every NAME SECS: loop_start's new connections (five at a time),
+# SECS apart instead of 0.2 s: the same check at a fraction of the execs, for
+# scenarios whose guest runs an etcd cluster and several controllers besides.
+# Stopped by loop_stop NAME.
+loop_start_every() {
+	rm -f "/tmp/loop.$1.stop" "/tmp/loop.$1.ok" "/tmp/loop.$1.err"
+	(
+		while [ ! -e "/tmp/loop.$1.stop" ]; do
+			/usr/sbin/ip netns exec client lab-client tcp "$VIP:554" -n 5 >>"/tmp/loop.$1.ok" 2>>"/tmp/loop.$1.err"
+			sleep "$2"
+		done
+	) &
+	eval "LOOP_PID_$1=\$!"
 }
