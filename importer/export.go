@@ -16,7 +16,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/lvsctl/lvsctl/controlplane/manifest"
 	"github.com/lvsctl/lvsctl/controlplane/validate"
 	"github.com/lvsctl/lvsctl/health"
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
@@ -70,13 +69,20 @@ func exportSet(objs []*lvsctlv1.Object) (*lvsctlv1.DirectorGroup, []*lvsctlv1.Cl
 		}
 		return strings.Compare(a.GetName(), b.GetName())
 	})
-	for i := 1; i < len(cs); i++ {
-		a, b := cs[i-1], cs[i]
-		switch {
-		case a.GetService() == nil && b.GetService() == nil && a.GetFwmark() == b.GetFwmark():
+	// fwmark clusters are sorted by mark, so a shared one is a neighbour; plain services are
+	// sorted by name, so theirs are looked up.
+	services := map[string]string{}
+	for i, b := range cs {
+		if s := b.GetService(); s != nil {
+			k := ipvsadmService(s)
+			if a, dup := services[k]; dup {
+				return nil, nil, fmt.Errorf("%w: clusters %s and %s are both %s (clusters of different groups?)", ErrExport, a, b.GetName(), validate.FormatService(s))
+			}
+			services[k] = b.GetName()
+			continue
+		}
+		if a := cs[max(i-1, 0)]; i > 0 && a.GetService() == nil && a.GetFwmark() == b.GetFwmark() {
 			return nil, nil, fmt.Errorf("%w: clusters %s and %s share fwmark %d (clusters of different groups?)", ErrExport, a.GetName(), b.GetName(), b.GetFwmark())
-		case a.GetService() != nil && b.GetService() != nil && ipvsadmService(a.GetService()) == ipvsadmService(b.GetService()):
-			return nil, nil, fmt.Errorf("%w: clusters %s and %s are both %s (clusters of different groups?)", ErrExport, a.GetName(), b.GetName(), validate.FormatService(b.GetService()))
 		}
 	}
 	return g, cs, nil
@@ -163,11 +169,7 @@ func ExportIpvsadm(objs []*lvsctlv1.Object) (*Exported, error) {
 		}
 		fmt.Fprintf(&b, " -s %s", c.GetScheduler())
 		if fs := c.GetSchedulerFlags(); len(fs) > 0 {
-			names := make([]string, len(fs))
-			for i, f := range fs {
-				names[i] = manifest.SchedulerFlagName(f)
-			}
-			fmt.Fprintf(&b, " -b %s", strings.Join(names, ","))
+			fmt.Fprintf(&b, " -b %s", strings.Join(validate.SchedulerFlagNames(fs), ","))
 		}
 		if p := c.GetPersistence(); p.GetTimeoutSeconds() != 0 {
 			fmt.Fprintf(&b, " -p %d", p.GetTimeoutSeconds())
@@ -462,7 +464,7 @@ func keepalivedCluster(e *Exported, b *strings.Builder, c *lvsctlv1.Cluster) err
 	}
 	// keepalived reads a flag keyword after lvs_sched, for the scheduler set then.
 	for _, f := range c.GetSchedulerFlags() {
-		fmt.Fprintf(b, "    %s\n", manifest.SchedulerFlagName(f))
+		fmt.Fprintf(b, "    %s\n", validate.SchedulerFlagName(f))
 	}
 	if c.GetOps() {
 		b.WriteString("    ops\n")

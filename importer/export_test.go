@@ -1,6 +1,7 @@
 package importer
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"maps"
@@ -257,5 +258,18 @@ func TestExportKeepalivedDirector(t *testing.T) {
 	_, err = ExportKeepalived(objs, KeepalivedExportOptions{Director: "dir-c"})
 	if err == nil || err.Error() != `cannot export: group edge-2 has no director "dir-c" (it has dir-a, dir-b)` {
 		t.Errorf("unknown director: %v", err)
+	}
+}
+
+// TestExportRefusesADuplicatePlainService: two clusters of the same plain service (of two
+// groups, exported together) are refused, however the names sort between them.
+func TestExportRefusesADuplicatePlainService(t *testing.T) {
+	plain := func(name string, port uint32) *lvsctlv1.Object {
+		return &lvsctlv1.Object{Kind: &lvsctlv1.Object_Cluster{Cluster: &lvsctlv1.Cluster{Name: name, Scheduler: "rr",
+			Service: &lvsctlv1.VirtualService{Address: "192.0.2.1", Protocol: lvsctlv1.Protocol_PROTOCOL_TCP, Port: port}}}}
+	}
+	_, err := ExportIpvsadm([]*lvsctlv1.Object{plain("a", 80), plain("b", 443), plain("c", 80)})
+	if !errors.Is(err, ErrExport) {
+		t.Fatalf("export of a and c, both tcp 192.0.2.1:80, with b between them: %v; want ErrExport", err)
 	}
 }
