@@ -87,6 +87,18 @@ func LoopbackHost(host string) bool {
 	return err == nil && a.IsLoopback()
 }
 
+// LoopbackAddr reports whether a bound or peer address is on this machine: a TCP address on
+// loopback, or a Unix socket.
+func LoopbackAddr(a net.Addr) bool {
+	switch t := a.(type) {
+	case *net.TCPAddr:
+		return t.IP.IsLoopback()
+	case *net.UnixAddr:
+		return true
+	}
+	return false
+}
+
 // AllLoopback reports whether every address of a comma-separated HOST:PORT list is on
 // loopback (false for a list Parse refuses).
 func AllLoopback(list string) bool {

@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/lvsctl/lvsctl/controlplane/manifest"
 	"github.com/lvsctl/lvsctl/controlplane/validate"
 	"github.com/lvsctl/lvsctl/failover"
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
@@ -531,8 +530,8 @@ func (k *kaImport) cluster(n *node, t vsTarget, what, from string) {
 	// A scheduler changed after its flags leaves them to a scheduler that ignores them.
 	kept := c.SchedulerFlags[:0]
 	for _, f := range c.SchedulerFlags {
-		if want := flagScheduler(f); want != c.Scheduler {
-			k.res.warn(n.file, n.line, "%s: flag %s was set for scheduler %s, but lvs_sched %s came after it: not carried over", what, manifest.SchedulerFlagName(f), want, c.Scheduler)
+		if want := validate.FlagScheduler(f); want != c.Scheduler {
+			k.res.warn(n.file, n.line, "%s: flag %s was set for scheduler %s, but lvs_sched %s came after it: not carried over", what, validate.SchedulerFlagName(f), want, c.Scheduler)
 			continue
 		}
 		kept = append(kept, f)
@@ -654,13 +653,6 @@ func (k *kaImport) cluster(n *node, t vsTarget, what, from string) {
 }
 
 // flagScheduler is the scheduler that reads a flag.
-func flagScheduler(f lvsctlv1.SchedulerFlag) string {
-	if f == lvsctlv1.SchedulerFlag_SCHEDULER_FLAG_SH_FALLBACK || f == lvsctlv1.SchedulerFlag_SCHEDULER_FLAG_SH_PORT {
-		return "sh"
-	}
-	return "mh"
-}
-
 func firstArg(n *node) string {
 	if len(n.args) == 0 {
 		return ""

@@ -348,11 +348,7 @@ func describeCluster(w io.Writer, cl *lvsctlv1.Cluster, g *lvsctlv1.DirectorGrou
 	}
 	fmt.Fprintf(tw, "Scheduler:\t%s\n", cl.GetScheduler())
 	if len(cl.GetSchedulerFlags()) > 0 {
-		flags := make([]string, len(cl.GetSchedulerFlags()))
-		for i, f := range cl.GetSchedulerFlags() {
-			flags[i] = manifest.SchedulerFlagName(f)
-		}
-		fmt.Fprintf(tw, "Scheduler flags:\t%s\n", strings.Join(flags, ", "))
+		fmt.Fprintf(tw, "Scheduler flags:\t%s\n", strings.Join(validate.SchedulerFlagNames(cl.GetSchedulerFlags()), ", "))
 	}
 	if cl.GetOps() {
 		fmt.Fprintf(tw, "One-packet:\tyes (each UDP datagram scheduled on its own)\n")

@@ -20,7 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -31,6 +30,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/lvsctl/lvsctl/controlplane/limits"
+	"github.com/lvsctl/lvsctl/endpoints"
 	"github.com/lvsctl/lvsctl/pki"
 )
 
@@ -335,7 +335,7 @@ func (a *Authenticator) identify(ctx context.Context) (caller, error) {
 	if a.cfg.Insecure {
 		// The controller refuses --insecure on a listener that is not loopback; this is a
 		// second lock, should a caller from elsewhere ever reach it.
-		if !loopback(p.Addr) {
+		if !endpoints.LoopbackAddr(p.Addr) {
 			return caller{}, refuse(ErrUnauthenticated, nil, "the controller is --insecure and %s is not a loopback address", p.Addr)
 		}
 		return caller{id: Identity{Name: InsecureName, Role: Admin}, insecure: true}, nil
@@ -364,16 +364,6 @@ func (a *Authenticator) identify(ctx context.Context) (caller, error) {
 		return caller{}, refuse(ErrUnauthenticated, err, "%v", err)
 	}
 	return caller{id: id}, nil
-}
-
-func loopback(a net.Addr) bool {
-	switch t := a.(type) {
-	case *net.TCPAddr:
-		return t.IP.IsLoopback()
-	case *net.UnixAddr:
-		return true
-	}
-	return false
 }
 
 func peerAddr(ctx context.Context) string {

@@ -124,7 +124,8 @@ func adopting(o *lvsctlv1.Object, adopt bool) error {
 	}
 	c.Adopt = adopt
 	if adopt && c.GetService() == nil && c.GetFwmark() == 0 {
-		return fmt.Errorf("%w: cluster %s: fwmark: --adopt needs the mark of the kernel's service (fwmark: N, as lvsctl import pins it)", validate.ErrInvalid, c.GetName())
+		return &validate.FieldError{Kind: validate.KindCluster, Name: c.GetName(), Path: "fwmark",
+			Reason: "--adopt needs the mark of the kernel's service (fwmark: N, as lvsctl import pins it)"}
 	}
 	return nil
 }

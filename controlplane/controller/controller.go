@@ -131,8 +131,7 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 	if err := c.loadTLS(); err != nil {
 		return nil, err
 	}
-	endpoints := cfg.EtcdEndpoints
-	if len(endpoints) == 0 {
+	if len(cfg.EtcdEndpoints) == 0 {
 		if cfg.DataDir == "" {
 			return nil, fmt.Errorf("%w: --data-dir is required for the embedded etcd (or give --etcd-endpoints)", ErrConfig)
 		}
@@ -141,7 +140,6 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 			return nil, err
 		}
 		c.embedded = e
-		endpoints = []string{e.Endpoint()}
 		c.log.Info("embedded etcd ready", "data_dir", cfg.DataDir, "client_url", cfg.EtcdClientURL, "peer_url", cfg.EtcdPeerURL)
 	}
 	var client *clientv3.Client
@@ -153,11 +151,11 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 	} else {
 		// The etcd client's own zap logs repeat every retry; the controller logs what matters
 		// (a failed write, a lost watch) through slog.
-		ccfg := clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
+		ccfg := clientv3.Config{Endpoints: cfg.EtcdEndpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
 		if c.etcdTLS != nil {
 			// Each member of an external cluster has its own certificate: any endpoint's host.
 			var hosts []string
-			for _, e := range endpoints {
+			for _, e := range cfg.EtcdEndpoints {
 				hosts = append(hosts, endpointHost(e))
 			}
 			ccfg.TLS = c.etcdTLS.ClientConfigAny(hosts)
@@ -170,7 +168,7 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 		var err error
 		if client, err = clientv3.New(ccfg); err != nil {
 			c.Close()
-			return nil, fmt.Errorf("connecting to etcd %v: %w", endpoints, err)
+			return nil, fmt.Errorf("connecting to etcd %v: %w", cfg.EtcdEndpoints, err)
 		}
 	}
 	c.client = client
@@ -181,7 +179,7 @@ func Start(ctx context.Context, cfg Config) (*Controller, error) {
 		return nil, fmt.Errorf("listening on %s: %w", cfg.Listen, err)
 	}
 	c.lis = lis
-	if cfg.Insecure && !isLoopback(lis.Addr()) {
+	if cfg.Insecure && !endpoints.LoopbackAddr(lis.Addr()) {
 		// "localhost" resolved elsewhere than loopback: the same refusal as loadTLS's.
 		c.Close()
 		return nil, fmt.Errorf("%w: --insecure with --listen %s (bound %s): plaintext gRPC is allowed on loopback only", ErrConfig, cfg.Listen, lis.Addr())
@@ -316,11 +314,6 @@ func endpointHost(endpoint string) string {
 		return h
 	}
 	return endpoint
-}
-
-func isLoopback(a net.Addr) bool {
-	t, ok := a.(*net.TCPAddr)
-	return ok && t.IP.IsLoopback()
 }
 
 // Addr is the bound gRPC address.

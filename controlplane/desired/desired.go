@@ -10,7 +10,6 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/lvsctl/lvsctl/controlplane/manifest"
 	"github.com/lvsctl/lvsctl/controlplane/store"
 	"github.com/lvsctl/lvsctl/controlplane/validate"
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
@@ -204,11 +203,7 @@ func serviceString(s *lvsctlv1.VirtualService) string {
 }
 
 func flagsString(fs []lvsctlv1.SchedulerFlag) string {
-	var out []string
-	for _, f := range fs {
-		out = append(out, manifest.SchedulerFlagName(f))
-	}
-	return "[" + strings.Join(out, " ") + "]"
+	return "[" + strings.Join(validate.SchedulerFlagNames(fs), " ") + "]"
 }
 
 // ClusterChanges lists the field changes between two versions of a cluster.

@@ -11,6 +11,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/lvsctl/lvsctl/controlplane/validate"
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
 )
 
@@ -247,8 +248,8 @@ func viewCluster(c *lvsctlv1.Cluster) clusterView {
 		v.VIPs = append([]string{}, c.GetVips()...)
 		v.Ports = []portView{}
 	}
-	for _, f := range c.GetSchedulerFlags() {
-		v.SchedulerFlags = append(v.SchedulerFlags, SchedulerFlagName(f))
+	if fs := c.GetSchedulerFlags(); len(fs) > 0 {
+		v.SchedulerFlags = validate.SchedulerFlagNames(fs)
 	}
 	for _, p := range c.GetPorts() {
 		pv := portView{Protocol: enumName(protocols, p.GetProtocol())}
@@ -271,18 +272,6 @@ func viewCluster(c *lvsctlv1.Cluster) clusterView {
 	}
 	return v
 }
-
-// SchedulerFlagName is a flag as ipvsadm and manifests write it (sh-port); an unknown value
-// is written as its number, which Parse refuses.
-func SchedulerFlagName(f lvsctlv1.SchedulerFlag) string {
-	if n := enumName(schedulerFlags, f); n != "" {
-		return n
-	}
-	return fmt.Sprintf("flag(%d)", int32(f))
-}
-
-// ProtocolName is a protocol as manifests write it (tcp, udp, sctp), "" when unset.
-func ProtocolName(p lvsctlv1.Protocol) string { return enumName(protocols, p) }
 
 func viewGroup(g *lvsctlv1.DirectorGroup) groupView {
 	v := groupView{

@@ -459,13 +459,16 @@ func (r *docReader) cluster(f *fields, name string) *lvsctlv1.Cluster {
 	return c
 }
 
-// schedulerFlags are ipvsadm's names of the scheduler flags (-b).
-var schedulerFlags = map[string]lvsctlv1.SchedulerFlag{
-	"sh-fallback": lvsctlv1.SchedulerFlag_SCHEDULER_FLAG_SH_FALLBACK,
-	"sh-port":     lvsctlv1.SchedulerFlag_SCHEDULER_FLAG_SH_PORT,
-	"mh-fallback": lvsctlv1.SchedulerFlag_SCHEDULER_FLAG_MH_FALLBACK,
-	"mh-port":     lvsctlv1.SchedulerFlag_SCHEDULER_FLAG_MH_PORT,
-}
+// schedulerFlags are ipvsadm's names of the scheduler flags (-b), as validate names them.
+var schedulerFlags = func() map[string]lvsctlv1.SchedulerFlag {
+	m := map[string]lvsctlv1.SchedulerFlag{}
+	for v := range lvsctlv1.SchedulerFlag_name {
+		if f := lvsctlv1.SchedulerFlag(v); f != lvsctlv1.SchedulerFlag_SCHEDULER_FLAG_UNSPECIFIED {
+			m[validate.SchedulerFlagName(f)] = f
+		}
+	}
+	return m
+}()
 
 // service reads a plain service: {address, protocol, port}. What the values mean (address
 // kinds, port range, the port 0 rule) is validate's business.

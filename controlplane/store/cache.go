@@ -285,11 +285,7 @@ func (c *Cache) putCluster(cl *lvsctlv1.Cluster) {
 		addTo(c.vipUsers, vip, name, cl.GetDirectorGroup())
 		if s := cl.GetService(); s != nil {
 			// A plain service claims its one protocol and port (validate.ServiceClaim).
-			k := claimKey{vip, s.GetProtocol()}
-			if c.claims[k] == nil {
-				c.claims[k] = map[string][]portClaim{}
-			}
-			c.claims[k][name] = []portClaim{{index: validate.ServiceClaim, ports: validate.ServiceRange(s)}}
+			addTo(c.claims, claimKey{vip, s.GetProtocol()}, name, []portClaim{{index: validate.ServiceClaim, ports: validate.ServiceRange(s)}})
 			continue
 		}
 		for i, p := range cl.GetPorts() {

@@ -51,23 +51,18 @@ func checkSchedulerFlags(c *collector, cl *lvsctlv1.Cluster) {
 	seen := map[lvsctlv1.SchedulerFlag]int{}
 	for i, f := range cl.GetSchedulerFlags() {
 		path := fmt.Sprintf("schedulerFlags[%d]", i)
-		var want string
-		switch f {
-		case lvsctlv1.SchedulerFlag_SCHEDULER_FLAG_SH_FALLBACK, lvsctlv1.SchedulerFlag_SCHEDULER_FLAG_SH_PORT:
-			want = "sh"
-		case lvsctlv1.SchedulerFlag_SCHEDULER_FLAG_MH_FALLBACK, lvsctlv1.SchedulerFlag_SCHEDULER_FLAG_MH_PORT:
-			want = "mh"
-		default:
+		want := FlagScheduler(f)
+		if want == "" {
 			c.add(path, "unknown scheduler flag %d (want sh-fallback, sh-port, mh-fallback or mh-port)", int32(f))
 			continue
 		}
 		if j, dup := seen[f]; dup {
-			c.add(path, "%s is listed twice (schedulerFlags[%d])", flagName(f), j)
+			c.add(path, "%s is listed twice (schedulerFlags[%d])", SchedulerFlagName(f), j)
 			continue
 		}
 		seen[f] = i
 		if cl.GetScheduler() != want {
-			c.add(path, "%s is a flag of the %s scheduler, not of %s (other schedulers ignore it)", flagName(f), want, schedulerText(cl.GetScheduler()))
+			c.add(path, "%s is a flag of the %s scheduler, not of %s (other schedulers ignore it)", SchedulerFlagName(f), want, schedulerText(cl.GetScheduler()))
 		}
 	}
 }
@@ -79,8 +74,29 @@ func schedulerText(s string) string {
 	return s
 }
 
-// flagName is ipvsadm's name of a known flag.
-func flagName(f lvsctlv1.SchedulerFlag) string {
+// FlagScheduler is the scheduler that reads a flag: sh or mh ("" for an unknown flag).
+func FlagScheduler(f lvsctlv1.SchedulerFlag) string {
+	switch f {
+	case lvsctlv1.SchedulerFlag_SCHEDULER_FLAG_SH_FALLBACK, lvsctlv1.SchedulerFlag_SCHEDULER_FLAG_SH_PORT:
+		return "sh"
+	case lvsctlv1.SchedulerFlag_SCHEDULER_FLAG_MH_FALLBACK, lvsctlv1.SchedulerFlag_SCHEDULER_FLAG_MH_PORT:
+		return "mh"
+	}
+	return ""
+}
+
+// SchedulerFlagNames are flags as SchedulerFlagName writes them, in order.
+func SchedulerFlagNames(fs []lvsctlv1.SchedulerFlag) []string {
+	out := make([]string, len(fs))
+	for i, f := range fs {
+		out[i] = SchedulerFlagName(f)
+	}
+	return out
+}
+
+// SchedulerFlagName is a flag as ipvsadm and manifests write it (sh-port); an unknown value
+// is written as its number, which a manifest's parser refuses.
+func SchedulerFlagName(f lvsctlv1.SchedulerFlag) string {
 	switch f {
 	case lvsctlv1.SchedulerFlag_SCHEDULER_FLAG_SH_FALLBACK:
 		return "sh-fallback"

@@ -94,12 +94,12 @@ func Set(objs []*lvsctlv1.Object) error {
 			// Only the ACTIVE director of one group may hold a VIP; two groups would mean two
 			// ACTIVE directors answering ARP for it.
 			if o, ok := vipOwners[vip]; ok && o.group != c.GetDirectorGroup() {
-				fail(KindCluster, c.GetName(), v.path, "%s is already served by group %q (cluster %q); a VIP belongs to one director group", vip, o.group, o.cluster)
+				fail(KindCluster, c.GetName(), v.path(), "%s is already served by group %q (cluster %q); a VIP belongs to one director group", vip, o.group, o.cluster)
 			} else if !ok {
 				vipOwners[vip] = vipOwner{cluster: c.GetName(), group: c.GetDirectorGroup()}
 			}
 			if at, ok := addrs[vip]; ok {
-				fail(KindCluster, c.GetName(), v.path, directorAddressIsVIP, vip, at.director, at.group)
+				fail(KindCluster, c.GetName(), v.path(), directorAddressIsVIP, vip, at.director, at.group)
 			}
 			mine = append(mine, claimsOf(c, vip)...)
 		}
@@ -213,24 +213,33 @@ func FormatService(s *lvsctlv1.VirtualService) string {
 	return fmt.Sprintf("%s %s:%d", protoName(s.GetProtocol()), addr, s.GetPort())
 }
 
-// vipAt is a valid VIP of a cluster and its manifest path.
+// vipAt is a valid VIP of a cluster and where the manifest says it: vips[index], or the
+// service's address (index -1). The path is written only for an error: 10,000 clusters'
+// VIPs are checked on every apply.
 type vipAt struct {
-	addr netip.Addr
-	path string
+	addr  netip.Addr
+	index int
+}
+
+func (v vipAt) path() string {
+	if v.index < 0 {
+		return "service.address"
+	}
+	return fmt.Sprintf("vips[%d]", v.index)
 }
 
 // clusterVIPs lists the cluster's valid VIPs: a plain service's address, or its vips.
 func clusterVIPs(c *lvsctlv1.Cluster) []vipAt {
 	if s := c.GetService(); s != nil {
 		if a, reason := serviceAddr(s.GetAddress()); reason == "" {
-			return []vipAt{{addr: a, path: "service.address"}}
+			return []vipAt{{addr: a, index: -1}}
 		}
 		return nil
 	}
 	var out []vipAt
 	for i, s := range c.GetVips() {
 		if a, reason := serviceAddr(s); reason == "" {
-			out = append(out, vipAt{addr: a, path: fmt.Sprintf("vips[%d]", i)})
+			out = append(out, vipAt{addr: a, index: i})
 		}
 	}
 	return out

@@ -170,7 +170,7 @@ func Written(ctx context.Context, objs []*lvsctlv1.Object, stored Stored) error 
 			// Only the ACTIVE director of one group may hold a VIP; two groups would mean two
 			// ACTIVE directors answering ARP for it.
 			if ok && owner.group != c.GetDirectorGroup() {
-				fail(KindCluster, name, v.path, "%s is already served by group %q (cluster %q); a VIP belongs to one director group", vip, owner.group, owner.cluster)
+				fail(KindCluster, name, v.path(), "%s is already served by group %q (cluster %q); a VIP belongs to one director group", vip, owner.group, owner.cluster)
 			} else if !ok {
 				vipOwners[vip] = vipOwner{cluster: name, group: c.GetDirectorGroup()}
 			}
@@ -185,7 +185,7 @@ func Written(ctx context.Context, objs []*lvsctlv1.Object, stored Stored) error 
 				at = writtenAddrs[vip]
 			}
 			if at.group != "" {
-				fail(KindCluster, name, v.path, directorAddressIsVIP, vip, at.director, at.group)
+				fail(KindCluster, name, v.path(), directorAddressIsVIP, vip, at.director, at.group)
 			}
 			mine = append(mine, claimsOf(c, vip)...)
 		}
