@@ -364,9 +364,6 @@ func sameList(a, b []stats.Real) bool {
 	})
 }
 
-// serviceKey is the IPVS service cluster c becomes: a firewall-mark or a plain one.
-func serviceKey(c *lvsctlv1.Cluster) (dataplane.ServiceKey, bool) { return dataplane.KeyOf(c) }
-
 // kernelReals reads the real servers of the services the agent owns, at start: one that its
 // cluster no longer has is held for the grace again (the agent may have stopped during one),
 // rather than cut. Nil when IPVS cannot be read (it then has nothing to hold either).

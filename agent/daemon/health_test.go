@@ -462,7 +462,7 @@ func TestLoopHealth(t *testing.T) {
 	t.Run("restart: an owned real server the desired state lacks is held again", func(t *testing.T) {
 		l := healthLoop()
 		l.saved, l.savedRv = &lvsctlv1.DesiredState{Group: g, Clusters: []*lvsctlv1.Cluster{wms("")}}, 4
-		k, _ := serviceKey(wms(""))
+		k, _ := dataplane.KeyOf(wms(""))
 		l.step(t0, evStart{kernel: map[dataplane.ServiceKey][]netip.Addr{k: {addr("198.51.100.1"), addr("198.51.100.8")}}})
 		r := reconciles(l.step(t0.Add(time.Second), evOffline{}))
 		if got := applied(r[0], "wms"); got != "198.51.100.1:100 198.51.100.2:100 198.51.100.3:100 198.51.100.8:0" {

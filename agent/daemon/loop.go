@@ -616,7 +616,7 @@ func (l *loop) roleStep(now time.Time, ev role.Event, acts []action, reconciling
 			st := l.machine.Status(now)
 			attrs := []any{"group", l.role.GetGroup(), "epoch", l.role.GetEpoch(), "why", st.GetFenced()}
 			for _, p := range st.GetPeers() {
-				attrs = append(attrs, "peer", p.GetDirector(), "heard_ago_ms", p.GetHeardAgoMs())
+				attrs = append(attrs, slog.Group("peer_"+p.GetDirector(), "heard_ago_ms", p.GetHeardAgoMs()))
 			}
 			l.log.Warn("an ACTIVE releases the group's addresses", attrs...)
 		}

@@ -88,7 +88,7 @@ func (l *loop) track(now time.Time, old map[string]*lvsctlv1.Cluster, names []st
 		case e != nil:
 			prior = e.GetReals()
 		case first && c != nil:
-			if k, ok := serviceKey(c); ok {
+			if k, ok := dataplane.KeyOf(c); ok {
 				for _, a := range hs.kernelAtStart[k] {
 					prior = append(prior, &lvsctlv1.RealServer{Address: a.String()})
 				}

@@ -2,12 +2,14 @@ package reconcile_test
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/lvsctl/lvsctl/agent/dataplane"
 	"github.com/lvsctl/lvsctl/agent/reconcile"
 	"github.com/lvsctl/lvsctl/agent/state"
+	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
 )
 
 // TestAdopt: a site moved in with lvsctl apply --adopt. The WMS service made by hand exactly
@@ -77,4 +79,71 @@ func TestAdopt(t *testing.T) {
 	if got, _ := e.addrs.Addresses("eth0"); len(got) != 0 {
 		t.Errorf("a STANDBY still holds the adopted VIP: %v", got)
 	}
+}
+
+// TestAdoptByDelta: an --adopt cluster arriving by ApplyDelta is adopted exactly as by Apply
+// (the delta path knows only what it applied, not the kernel's service, so it leaves adopting
+// to the full path): no IPVS operation, owned afterwards; one that differs is refused and left
+// as it is.
+func TestAdoptByDelta(t *testing.T) {
+	handMade := func(t *testing.T) *env {
+		e := newEnv(t)
+		svc := wmsKey()
+		mustDo(t, e.ipvs.AddService(svc))
+		for _, a := range []string{"198.51.100.3", "198.51.100.1", "198.51.100.2"} {
+			mustDo(t, e.ipvs.AddDestination(svc, dataplane.Destination{Address: netip.MustParseAddr(a), Weight: 100, Forward: dataplane.ForwardMasq}))
+		}
+		mustDo(t, e.addrs.AddAddress("eth0", netip.MustParsePrefix("192.0.2.10/32")))
+		e.mustClean(t, desired(web()), active)
+		return e
+	}
+	key := wmsKey().ServiceKey
+
+	t.Run("as described", func(t *testing.T) {
+		c := wms()
+		c.Adopt = true
+		full := handMade(t)
+		fullRes, fullOps := full.apply(t, desired(web(), c), active)
+		e := handMade(t)
+		before := e.ipvs.Dump()
+		res, ops := e.applyDelta(t, &lvsctlv1.Delta{Upserted: []*lvsctlv1.Cluster{c}}, active)
+		if len(res.clusters)+len(res.director)+len(fullRes.ClusterErrors)+len(fullRes.DirectorErrors) != 0 {
+			t.Fatalf("adopting: delta errors %v %v, Apply errors %v %v", res.clusters, res.director, fullRes.ClusterErrors, fullRes.DirectorErrors)
+		}
+		for _, op := range ops {
+			if !strings.HasPrefix(op, "SetMarkRules") && !strings.HasPrefix(op, "ChangeMarkRules") {
+				t.Errorf("adopting by delta did a kernel operation other than lvsctl's own mark rules: %s", op)
+			}
+		}
+		if !slices.Equal(ops, fullOps) {
+			t.Errorf("delta ops %q, Apply ops %q", ops, fullOps)
+		}
+		if e.ipvs.Dump() != before || e.dump() != full.dump() {
+			t.Errorf("kernel after the delta:\n%s\nafter Apply:\n%s", e.dump(), full.dump())
+		}
+		if !e.st.OwnsService(key) || !full.st.OwnsService(key) {
+			t.Errorf("owned after the delta %v, after Apply %v; want the WMS service in both", e.st.OwnedServices(), full.st.OwnedServices())
+		}
+	})
+
+	t.Run("differing", func(t *testing.T) {
+		c := wms()
+		c.Adopt = true
+		c.Reals[1].Weight = 50
+		e := handMade(t)
+		before := e.ipvs.Dump()
+		res, ops := e.applyDelta(t, &lvsctlv1.Delta{Upserted: []*lvsctlv1.Cluster{c}}, active)
+		if len(res.clusters) != 1 || !strings.Contains(res.clusters[0].GetMessage(), reconcile.ErrAdoptDiffers.Error()) ||
+			!strings.Contains(res.clusters[0].GetMessage(), "Weight:50") {
+			t.Errorf("adopting a differing service by delta: cluster errors %v, want one naming the weight", res.clusters)
+		}
+		for _, op := range ops {
+			if !strings.HasPrefix(op, "SetMarkRules") && !strings.HasPrefix(op, "ChangeMarkRules") {
+				t.Errorf("a refused adoption did a kernel operation: %s", op)
+			}
+		}
+		if e.ipvs.Dump() != before || e.st.OwnsService(key) {
+			t.Errorf("a refused adoption changed something: owned %v", e.st.OwnedServices())
+		}
+	})
 }

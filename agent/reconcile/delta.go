@@ -129,6 +129,11 @@ func (a *apply) runDelta(d *lvsctlv1.Delta) bool {
 			s = nil
 		} else {
 			s.cluster = c
+			if c.GetAdopt() && !a.r.owned.OwnsService(s.svc.ServiceKey) {
+				// Adopting compares the kernel's service and reals with the cluster, and
+				// only the full path reads them: the delta path knows only what it applied.
+				return false
+			}
 		}
 		now[c.GetName()] = s
 	}

@@ -21,7 +21,7 @@ type kernelOf func(*clusterSpec) (svc *dataplane.Service, dests []dataplane.Dest
 type servicePlan struct {
 	s   *clusterSpec
 	ops []dataplane.Op
-	// record: the service is to be created and is not owned yet.
+	// record: the service is not owned yet: to be created, or adopted.
 	record bool
 }
 
@@ -38,31 +38,26 @@ func (a *apply) syncServices(specs []*clusterSpec, kernel kernelOf) {
 		owned := a.r.owned.OwnsService(key)
 		if exists && !owned && s.cluster.GetAdopt() {
 			// lvsctl apply --adopt: a migration takes the service over as it is, recorded
-			// as owned with no kernel operation (its connections and persistence stay), or
-			// leaves it alone when it differs: adopting must never edit it.
+			// as owned with no kernel operation (its connections and persistence stay, and
+			// being as described, the owned path below plans none), or leaves it alone when
+			// it differs: adopting must never edit it.
 			if diff := adoptDiff(cur, curDests, s); diff != "" {
 				s.foreign, s.serving = true, false
 				a.clusterErr(s.name, fmt.Errorf("%s: %w: %s", describeKey(key), ErrAdoptDiffers, diff))
 				continue
 			}
-			s.foreign, s.serving = false, true
-			record = append(record, key)
-			plans = append(plans, servicePlan{s: s, record: true})
 			a.r.log.Info("kernel service adopted", "cluster", s.name, "service", describeKey(key))
-			continue
-		}
-		if exists && !owned {
+		} else if exists && !owned {
 			s.foreign, s.serving = true, false
 			a.clusterErr(s.name, fmt.Errorf("%s is used by an IPVS service lvsctl does not own", describeKey(key)))
 			continue
 		}
 		s.foreign, s.serving = false, true
-		p := servicePlan{s: s}
+		p := servicePlan{s: s, record: !owned}
+		if p.record {
+			record = append(record, key)
+		}
 		if !exists {
-			p.record = !owned
-			if p.record {
-				record = append(record, key)
-			}
 			p.ops = append(p.ops, dataplane.Op{Kind: dataplane.AddService, Service: s.svc})
 			for _, d := range s.dests {
 				p.ops = append(p.ops, dataplane.Op{Kind: dataplane.AddDestination, Service: s.svc, Dest: d})

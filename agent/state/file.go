@@ -161,7 +161,7 @@ func (s *State) encodeLocked() ([]byte, error) {
 	for k := range s.services {
 		keys = append(keys, k)
 	}
-	slices.SortFunc(keys, compareKeys)
+	slices.SortFunc(keys, dataplane.ServiceKey.Compare)
 	for _, k := range keys {
 		fd.Services = append(fd.Services, fileServiceOf(k))
 	}

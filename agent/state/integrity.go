@@ -72,7 +72,7 @@ func (s *State) Adopt(st *lvsctlv1.DesiredState) (Adoption, error) {
 		marks[c.GetFwmark()] = true
 		for _, v := range c.GetVips() {
 			if a, err := netip.ParseAddr(v); err == nil {
-				addrs[a] = true
+				addrs[a.Unmap()] = true // unmapped, as translate and KeyOf do
 			}
 		}
 	}
@@ -94,8 +94,8 @@ func (s *State) Adopt(st *lvsctlv1.DesiredState) (Adoption, error) {
 			ad.LeftAddresses = append(ad.LeftAddresses, a)
 		}
 	}
-	slices.SortFunc(ad.Services, compareKeys)
-	slices.SortFunc(ad.LeftServices, compareKeys)
+	slices.SortFunc(ad.Services, dataplane.ServiceKey.Compare)
+	slices.SortFunc(ad.LeftServices, dataplane.ServiceKey.Compare)
 	slices.SortFunc(ad.Addresses, compareAddresses)
 	slices.SortFunc(ad.LeftAddresses, compareAddresses)
 

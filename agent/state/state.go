@@ -166,7 +166,7 @@ func (s *State) OwnedServices() []dataplane.ServiceKey {
 	for k := range s.services {
 		keys = append(keys, k)
 	}
-	slices.SortFunc(keys, compareKeys)
+	slices.SortFunc(keys, dataplane.ServiceKey.Compare)
 	return keys
 }
 
@@ -281,8 +281,6 @@ func (s *State) SetAppliedRevision(rev int64) error {
 	s.applied = rev
 	return nil
 }
-
-func compareKeys(a, b dataplane.ServiceKey) int { return a.Compare(b) }
 
 func compareAddresses(a, b Address) int {
 	if a.Interface != b.Interface {

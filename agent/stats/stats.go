@@ -82,9 +82,6 @@ func NewReporter(s Sampler) *Reporter {
 // stream, a restarted controller).
 func (r *Reporter) Reset() { r.full = true }
 
-// keyOf is the IPVS service a cluster becomes: a firewall-mark or a plain one.
-func keyOf(c *lvsctlv1.Cluster) (dataplane.ServiceKey, bool) { return dataplane.KeyOf(c) }
-
 // Sample reads the kernel once and returns the report to send, or nil when nothing changed.
 // Only services of the desired clusters that owns says the agent owns are reported: the agent
 // speaks for what it made, not for a foreign service that holds a desired cluster's mark.
@@ -139,7 +136,7 @@ func (r *Reporter) sample(clusters []*lvsctlv1.Cluster, owns func(dataplane.Serv
 	}
 	now := make(map[string]*dataplane.ServiceStats, len(clusters))
 	for _, c := range clusters {
-		k, ok := keyOf(c)
+		k, ok := dataplane.KeyOf(c)
 		if !ok || !owns(k) {
 			continue
 		}
