@@ -539,6 +539,7 @@ func (r *runner) do(act action) []event {
 	case actHolding:
 		h, ok := a.cfg.Reconciler.(HoldingReconciler)
 		if act.hold || !ok {
+			act.queued = time.Now()
 			r.w.jobs <- func() { r.w.do(act) }
 			return nil
 		}
@@ -550,7 +551,7 @@ func (r *runner) do(act action) []event {
 		done := make(chan reconcile.Result, 1)
 		r.releasing.Go(func() { done <- h.ApplyHolding(r.ctx, false) })
 		r.w.jobs <- func() {
-			r.w.held(false, <-done, start)
+			r.w.held(false, <-done, start, 0)
 			if preempts {
 				select {
 				case r.w.preempted <- struct{}{}:
@@ -677,7 +678,7 @@ func (w *worker) do(act action) {
 		} else if act.desired != nil {
 			res = a.cfg.Reconciler.Apply(w.ctx, act.desired, act.role)
 		}
-		w.held(act.hold && !w.releasedSince(gen), res, start)
+		w.held(act.hold && !w.releasedSince(gen), res, start, start.Sub(act.queued))
 	case actPrepareAnnounce:
 		if a.cfg.Announcer != nil {
 			a.cfg.Announcer.Prepare(act.ifaces)
@@ -786,15 +787,18 @@ func (w *worker) releasedSince(gen uint64) bool {
 		return false
 	}
 	if h, ok := w.a.cfg.Reconciler.(HoldingReconciler); ok && !w.hold.Load() {
-		w.held(false, h.ApplyHolding(w.ctx, false), time.Now())
+		w.held(false, h.ApplyHolding(w.ctx, false), time.Now(), 0)
 	}
 	return true
 }
 
-// held records and logs a holding job.
-func (w *worker) held(hold bool, res reconcile.Result, start time.Time) {
+// held records and logs a holding job; waited is how long it was queued (0: not).
+func (w *worker) held(hold bool, res reconcile.Result, start time.Time, waited time.Duration) {
 	w.applied(hold, res)
 	log := w.a.log.With("hold", hold, "operations", res.Operations, "duration", time.Since(start).Round(time.Microsecond))
+	if waited > 0 {
+		log = log.With("waited", waited.Round(time.Microsecond))
+	}
 	if len(res.DirectorErrors) > 0 {
 		log.Warn("group addresses changed with errors", "director_errors", res.DirectorErrors)
 	} else {

@@ -146,6 +146,9 @@ type (
 		hold    bool
 		desired *lvsctlv1.DesiredState // nil: no desired state is held yet
 		role    *lvsctlv1.RoleAssignment
+		// queued is when Run's goroutine queued it (set there): the log says how long a
+		// take waited behind other kernel work.
+		queued time.Time
 	}
 	// actSave saves the whole desired state, its revision and the assignment.
 	actSave struct {
@@ -374,9 +377,7 @@ func (l *loop) message(now time.Time, m *lvsctlv1.ConnectResponse, acts []action
 			return l.refuse(acts, err)
 		}
 		if err := l.refuseGroupless(next.GetGroup()); err != nil {
-			l.refused = err
-			l.refusals = append(l.refusals, err)
-			return append(l.leave(now, acts), actAckRefusal{why: err})
+			return l.refuse(l.leave(now, acts), err)
 		}
 		// The empty state of no group comes at revision 0, which says nothing of the store.
 		if next.GetGroup().GetName() != "" {
@@ -429,9 +430,7 @@ func (l *loop) message(now time.Time, m *lvsctlv1.ConnectResponse, acts []action
 			return l.refuse(acts, err)
 		}
 		if err := l.refuseGroupless(g); err != nil {
-			l.refused = err
-			l.refusals = append(l.refusals, err)
-			return append(l.leave(now, acts), actAckRefusal{why: err})
+			return l.refuse(l.leave(now, acts), err)
 		}
 		l.refused = nil
 		l.cur.apply(d)

@@ -102,8 +102,24 @@ func (r *Reconciler) ApplyDeltaAt(ctx context.Context, gen uint64, d *lvsctlv1.D
 		group = d.GetGroup()
 	}
 	active := role.GetRole() == lvsctlv1.Role_ROLE_ACTIVE && role.GetGroup() == group.GetName() && !r.releasedSince(gen)
+	if active && !m.active && !m.full && d.GetGroup() == nil && m.addrs != nil && m.desired.Group.GetVipInterface() != "" {
+		// A takeover: the role machine said hold while this delta waited its turn (the fence
+		// ended meanwhile). The addresses go on the holding fast path, as ApplyHolding adds
+		// them, and the delta stays a delta: a full reconcile would read the whole kernel back
+		// on the takeover's path (in the lab, 240 ms before the VIP was added).
+		a.hold(true)
+		a.commitForgets()
+		if a.stopped || len(a.res.DirectorErrors) > 0 {
+			m.full = true // the full path below retries what failed
+		} else {
+			m.active = true
+		}
+	}
 	if m.full || d.GetGroup() != nil || active != m.active || (active && m.desired.Group.GetVipInterface() == "") || !a.runDelta(d) {
+		// What the fast path added is the caller's to announce, whatever the full path finds.
+		took := a.res
 		a = r.newApply(ctx)
+		a.res.Added, a.res.Operations = took.Added, took.Operations
 		a.run(m.desiredAfter(d), active)
 		return a.res
 	}

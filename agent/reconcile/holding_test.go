@@ -439,3 +439,64 @@ func TestApplyAtAfterRelease(t *testing.T) {
 		t.Errorf("a hold decided after the release: added %v, addresses:\n%s", addrStrings(res.Added), got)
 	}
 }
+
+// TestDeltaTakesOver: a delta that reaches the reconciler after the role machine said hold (the
+// fence ended while it was queued) takes the addresses on the holding fast path and stays a
+// delta: no IPVS dump or rule read on a takeover's path, the addresses listed for the announce,
+// the delta's own change applied. One whose holding fails takes the full path, which still
+// lists what the fast path added.
+func TestDeltaTakesOver(t *testing.T) {
+	wantAdded := []string{"192.0.2.10/32 dev eth0", "192.0.2.20/32 dev eth0", "198.51.100.254/24 dev eth1"}
+	t.Run("delta", func(t *testing.T) {
+		e := newEnv(t)
+		e.mustClean(t, withGateway(wms(), web()), standby)
+		edited := web()
+		edited.Reals[0].Weight = 7
+		reads := e.countReads()
+		res := e.r.ApplyDelta(context.Background(), &lvsctlv1.Delta{Upserted: []*lvsctlv1.Cluster{edited}}, active)
+		if len(res.DirectorErrors)+len(res.ClusterErrors) > 0 {
+			t.Fatalf("errors: director %v, clusters %v", res.DirectorErrors, res.ClusterErrors)
+		}
+		if reads["Stats"] != 0 || reads["MarkRules"] != 0 {
+			t.Errorf("the takeover's delta read %v: it took the full path", reads)
+		}
+		if got := addrStrings(res.Added); !slices.Equal(got, wantAdded) {
+			t.Errorf("Result.Added = %q, want %q", got, wantAdded)
+		}
+		if got := e.addrs.Dump(); !strings.Contains(got, "192.0.2.10/32") || !strings.Contains(got, "198.51.100.254/24") {
+			t.Errorf("the addresses after the takeover's delta:\n%s", got)
+		}
+		if !strings.Contains(e.ipvs.Dump(), "198.51.100.11:0 route weight 7") {
+			t.Errorf("the delta's weight was not applied:\n%s", e.ipvs.Dump())
+		}
+		// The reconciler is ACTIVE now: the next delta stays a delta and changes no address.
+		e.ipvs.FailWhen(nil)
+		e.fw.FailWhen(nil)
+		e.addrs.FailWhen(nil)
+		if _, ops := e.applyDelta(t, &lvsctlv1.Delta{}, active); len(ops) != 0 {
+			t.Errorf("an empty delta after the takeover: ops %q", ops)
+		}
+	})
+	t.Run("holding fails", func(t *testing.T) {
+		e := newEnv(t)
+		e.mustClean(t, withGateway(wms(), web()), standby)
+		e.addrs.FailWhen(func(o fake.Op) error {
+			if o.Name == "AddAddress" && strings.Contains(o.String(), "198.51.100.254") {
+				return syscall.EBUSY
+			}
+			return nil
+		})
+		res := e.r.ApplyDelta(context.Background(), &lvsctlv1.Delta{}, active)
+		if len(res.DirectorErrors) == 0 {
+			t.Errorf("a gateway that could not be added is no error")
+		}
+		if got := addrStrings(res.Added); !slices.Equal(got, wantAdded[:2]) {
+			t.Errorf("Result.Added = %q, want the VIPs the fast path added, %q", got, wantAdded[:2])
+		}
+		e.addrs.FailWhen(nil)
+		res = e.r.ApplyDelta(context.Background(), &lvsctlv1.Delta{}, active)
+		if len(res.DirectorErrors) > 0 || !slices.Equal(addrStrings(res.Added), wantAdded[2:]) {
+			t.Errorf("the next delta: errors %v, added %q; want the gateway retried", res.DirectorErrors, addrStrings(res.Added))
+		}
+	})
+}

@@ -164,11 +164,14 @@ func (r *Reconciler) begin(ctx context.Context) (context.Context, func()) {
 // starts before the release has run.
 func (r *Reconciler) preempt() (done func()) {
 	r.released.Add(1)
-	r.releasing.Add(1)
 	r.runMu.Lock()
 	if r.cancelRun != nil {
 		r.cancelRun(ErrPreempted)
 	}
+	// Counted under runMu, after the running one was stopped: one that begins later sees the
+	// count (begin reads it after taking runMu), and whoever sees it knows the running one
+	// was told to stop.
+	r.releasing.Add(1)
 	r.runMu.Unlock()
 	return func() { r.releasing.Add(-1) }
 }
