@@ -371,16 +371,13 @@ func (a *Agent) kernelReals() map[dataplane.ServiceKey][]netip.Addr {
 	if a.cfg.Kernel == nil {
 		return nil
 	}
-	svcs, err := a.cfg.Kernel.Stats()
+	svcs, err := a.cfg.Kernel.StatsOf(a.cfg.State.OwnsService)
 	if err != nil {
 		a.log.Debug("cannot read IPVS at start: no removal grace resumed", "error", err)
 		return nil
 	}
 	out := map[dataplane.ServiceKey][]netip.Addr{}
 	for _, s := range svcs {
-		if !a.cfg.State.OwnsService(s.ServiceKey) {
-			continue
-		}
 		for _, d := range s.Destinations {
 			out[s.ServiceKey] = append(out[s.ServiceKey], d.Address)
 		}

@@ -14,6 +14,7 @@ import (
 type KernelIPVS interface {
 	reconcile.IPVS
 	Stats() ([]dataplane.ServiceStats, error)
+	StatsOf(keep func(dataplane.ServiceKey) bool) ([]dataplane.ServiceStats, error)
 }
 
 // Batch makes the changes; without IPVS, each fails with why.
@@ -81,6 +82,15 @@ func (l *LazyIPVS) Stats() ([]dataplane.ServiceStats, error) {
 		return nil, err
 	}
 	return k.Stats()
+}
+
+// StatsOf dumps the stats of the services keep keeps.
+func (l *LazyIPVS) StatsOf(keep func(dataplane.ServiceKey) bool) ([]dataplane.ServiceStats, error) {
+	k, err := l.get()
+	if err != nil {
+		return nil, err
+	}
+	return k.StatsOf(keep)
 }
 
 // SyncDaemons lists the kernel's IPVS sync daemons.

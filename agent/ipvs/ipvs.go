@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -213,12 +214,21 @@ func (k *Kernel) Destinations(s dataplane.Service) ([]dataplane.Destination, err
 // Stats returns every service with its counters and its destinations'
 // connection counts and counters. It asks for no service one by one: one deleted between the
 // two dumps is reported once more, without destinations, which the next sample corrects.
-func (k *Kernel) Stats() ([]dataplane.ServiceStats, error) {
+func (k *Kernel) Stats() ([]dataplane.ServiceStats, error) { return k.StatsOf(nil) }
+
+// StatsOf is Stats of the services keep keeps (nil: every one): the others are left out, and
+// their destinations are not read. The agent's sampler keeps the services it owns, so a host
+// whose kernel also holds another tool's thousands (kube-proxy's) does not read their real
+// servers every sample.
+func (k *Kernel) StatsOf(keep func(dataplane.ServiceKey) bool) ([]dataplane.ServiceStats, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	recs, err := k.dumpServices()
 	if err != nil {
 		return nil, err
+	}
+	if keep != nil {
+		recs = slices.DeleteFunc(recs, func(r svcRecord) bool { return !keep(r.svc.ServiceKey) })
 	}
 	out := make([]dataplane.ServiceStats, 0, len(recs))
 	// All the destinations in one array, each service's a capped piece of it: a few big

@@ -30,6 +30,7 @@ var (
 	} = (*Kernel)(nil)
 	_ interface {
 		Stats() ([]dataplane.ServiceStats, error)
+		StatsOf(func(dataplane.ServiceKey) bool) ([]dataplane.ServiceStats, error)
 	} = (*Kernel)(nil)
 )
 

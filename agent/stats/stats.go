@@ -14,9 +14,10 @@ import (
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
 )
 
-// Sampler dumps the kernel's IPVS services with their counters.
+// Sampler dumps the kernel's IPVS services with their counters: those keep keeps (the
+// agent's own; another tool's are not read).
 type Sampler interface {
-	Stats() ([]dataplane.ServiceStats, error)
+	StatsOf(keep func(dataplane.ServiceKey) bool) ([]dataplane.ServiceStats, error)
 }
 
 // Real is what the agent knows of one real server beyond IPVS's counters: its health as this
@@ -126,7 +127,7 @@ func (r *Reporter) Refresh(clusters []*lvsctlv1.Cluster, owns func(dataplane.Ser
 }
 
 func (r *Reporter) sample(clusters []*lvsctlv1.Cluster, owns func(dataplane.ServiceKey) bool) (map[string]*dataplane.ServiceStats, error) {
-	raw, err := r.sampler.Stats()
+	raw, err := r.sampler.StatsOf(owns)
 	if err != nil {
 		return nil, fmt.Errorf("sampling IPVS stats: %w", err)
 	}

@@ -277,7 +277,10 @@ func validDestination(k dataplane.ServiceKey, d dataplane.Destination) error {
 }
 
 // Stats returns every service's counters and its destinations' counts, as the kernel reports.
-func (f *IPVS) Stats() ([]dataplane.ServiceStats, error) {
+func (f *IPVS) Stats() ([]dataplane.ServiceStats, error) { return f.StatsOf(nil) }
+
+// StatsOf is Stats of the services keep keeps (nil: every one).
+func (f *IPVS) StatsOf(keep func(dataplane.ServiceKey) bool) ([]dataplane.ServiceStats, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.faults.check(Op{Name: "Stats"}); err != nil {
@@ -285,6 +288,9 @@ func (f *IPVS) Stats() ([]dataplane.ServiceStats, error) {
 	}
 	var out []dataplane.ServiceStats
 	for _, s := range f.sortedLocked() {
+		if keep != nil && !keep(s.svc.ServiceKey) {
+			continue
+		}
 		ss := dataplane.ServiceStats{Service: s.svc, Counters: s.counters}
 		for _, d := range sortedDests(s) {
 			ss.Destinations = append(ss.Destinations, *d)
