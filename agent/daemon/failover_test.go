@@ -564,3 +564,59 @@ func TestFailoverPeerBindRetried(t *testing.T) {
 		t.Errorf("the transport was opened %d times, want 3 (two refused, then open)", calls)
 	}
 }
+
+// TestFailoverTakeNotBehindWorker: a STANDBY made ACTIVE takes the VIP and announces it while
+// its worker is stuck in a stats sample (at 10,000 clusters one takes hundreds of ms): the take
+// does not queue behind the worker's jobs. The delta that brought the role is reconciled once
+// the sample ends, and the VIP stays.
+func TestFailoverTakeNotBehindWorker(t *testing.T) {
+	port := freePort(t)
+	g := failoverGroup(port)
+	a, _ := startDirector(t, "dir-a")
+	b, annB := startDirector(t, "dir-b", func(c *Config) { c.StatsPeriod = 20 * time.Millisecond })
+	a.deliver(t, haSnapshot(1, g, "dir-a", 5))
+	b.deliver(t, haSnapshot(1, g, "dir-a", 5))
+	a.waitApplied(t, 1)
+	b.waitApplied(t, 1)
+	waitFor(t, "dir-a holds the VIP", func() bool { return a.addrs.Dump() == vipLine })
+
+	inSample, endSample := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	b.ipvs.FailWhen(func(o fake.Op) error {
+		if o.Name == "Stats" {
+			once.Do(func() {
+				close(inSample)
+				<-endSample
+			})
+		}
+		return nil
+	})
+	unblock := sync.OnceFunc(func() { close(endSample) })
+	defer unblock() // a failure below must not leave the worker stuck
+	select {
+	case <-inSample:
+	case <-time.After(wait):
+		t.Fatal("dir-b took no stats sample")
+	}
+	a.stop() // dir-a dies; the controller moves the role, and answers dir-b's heartbeats
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() { defer close(done); echoController(b, 6, stop) }()
+	defer func() { close(stop); <-done }()
+	b.deliver(t, &lvsctlv1.ConnectResponse{Msg: &lvsctlv1.ConnectResponse_Delta{Delta: &lvsctlv1.Delta{
+		PrevRevision: 1, Revision: 2, Roles: &lvsctlv1.GroupRoles{Group: "edge-1", Active: "dir-b", Epoch: 6}}}})
+	waitFor(t, "dir-b takes the VIP with its worker in a stats sample", func() bool { return b.addrs.Dump() == vipLine })
+	waitFor(t, "dir-b announces the VIP with its worker in a stats sample", func() bool { return strings.Join(annB.log(), "; ") == "eth0 192.0.2.20" })
+	select {
+	case rev := <-b.applied:
+		t.Fatalf("revision %d applied while the worker was in the sample", rev)
+	default:
+	}
+	unblock()
+	b.waitApplied(t, 2)
+	if d := b.addrs.Dump(); d != vipLine {
+		t.Errorf("dir-b's addresses after the delta: %q, want the VIP", d)
+	}
+	if got := strings.Join(annB.log(), "; "); got != "eth0 192.0.2.20" {
+		t.Errorf("dir-b announced %q, want the VIP once", got)
+	}
+}
