@@ -176,8 +176,8 @@ func ipvsadmTunnel(opts map[string]string) (t *lvsctlv1.Tunnel, problem string) 
 }
 
 // ipvsadmTunnelOptions writes a tunnel as ipvsadm-save 1.31 does after -i: "--tun-type gue
-// --tun-port 6080 --tun-nocsum". Nothing without a tunnel block: plain -i is what every
-// ipvsadm restores, older ones too.
+// --tun-port 6080 --tun-nocsum", "--tun-type gre --tun-nocsum" (the lab's ipvsadm -Sn).
+// Nothing without a tunnel block: plain -i is what every ipvsadm restores, older ones too.
 func ipvsadmTunnelOptions(t *lvsctlv1.Tunnel) string {
 	if t == nil {
 		return ""
@@ -189,8 +189,8 @@ func ipvsadmTunnelOptions(t *lvsctlv1.Tunnel) string {
 	switch c := t.GetChecksum(); {
 	case c != lvsctlv1.TunnelChecksum_TUNNEL_CHECKSUM_UNSPECIFIED:
 		s += " --tun-" + validate.TunnelChecksumName(c)
-	case t.GetType() == lvsctlv1.TunnelType_TUNNEL_TYPE_GUE:
-		s += " --tun-nocsum" // ipvsadm-save writes gue's checksum option always
+	case t.GetType() != lvsctlv1.TunnelType_TUNNEL_TYPE_IPIP:
+		s += " --tun-nocsum" // ipvsadm-save writes gue's and gre's checksum option always
 	}
 	return s
 }

@@ -360,7 +360,9 @@ expect_eq "tun-ipip: -i, and ipvsadm 1.31 names the type" "-a -t $TUN_IPIP:8080 
 expect_eq "tun-gue: --tun-type gue --tun-port 6080 --tun-csum" "-a -t $TUN_GUE:8080 -r 198.51.100.1:8080 -i -w 1 --tun-type gue --tun-port 6080 --tun-csum
 -a -t $TUN_GUE:8080 -r 198.51.100.2:8080 -i -w 1 --tun-type gue --tun-port 6080 --tun-csum
 -a -t $TUN_GUE:8080 -r 198.51.100.3:8080 -i -w 1 --tun-type gue --tun-port 6080 --tun-csum" "$(printf '%s\n' "$save" | grep -- "-a -t $TUN_GUE:8080 " | sort)"
-expect_match "tun-gre: --tun-type gre" "^-a -t $TUN_GRE:8080 -r 198.51.100.1:8080 -i -w 1 --tun-type gre( |$)" "$(printf '%s\n' "$save" | grep -- "-a -t $TUN_GRE:8080 -r 198.51.100.1:")"
+expect_eq "tun-gre: --tun-type gre (and no checksum, --tun-nocsum)" "-a -t $TUN_GRE:8080 -r 198.51.100.1:8080 -i -w 1 --tun-type gre --tun-nocsum
+-a -t $TUN_GRE:8080 -r 198.51.100.2:8080 -i -w 1 --tun-type gre --tun-nocsum
+-a -t $TUN_GRE:8080 -r 198.51.100.3:8080 -i -w 1 --tun-type gre --tun-nocsum" "$(printf '%s\n' "$save" | grep -- "-a -t $TUN_GRE:8080 " | sort)"
 show on dir-a ipvsadm -Ln --tun-info
 for v in "$TUN_IPIP ipip" "$TUN_GUE gue" "$TUN_GRE gre"; do
 	# shellcheck disable=SC2086 # "VIP NAME"
