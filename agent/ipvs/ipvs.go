@@ -1,9 +1,9 @@
 // Package ipvs programs the kernel's IP Virtual Server: the agent's services (firewall-mark
 // and plain) and their real servers, and the connection counts and counters IPVS keeps for them. Single
-// changes go through github.com/moby/ipvs; batches (Batch: many requests a send, the replies
-// matched by sequence number) and reads use this package's own generic-netlink messages, since
-// moby/ipvs sends one request at a time and decodes neither persistent-connection counts nor
-// the 64-bit counters.
+// service changes go through github.com/moby/ipvs; batches (Batch: many requests a send, the
+// replies matched by sequence number), single destination changes and reads use this package's
+// own generic-netlink messages, since moby/ipvs sends one request at a time, sends no tunnel
+// attributes, and decodes neither persistent-connection counts nor the 64-bit counters.
 package ipvs
 
 import (
