@@ -186,7 +186,9 @@ func (k *Kernel) encode(op dataplane.Op) ([]byte, error) {
 	binary.NativeEndian.PutUint16(msg[start:], uint16(len(msg)-start))
 	if cmd >= cmdNewDest {
 		md, err := toMobyDestination(op.Dest)
-		if err == nil {
+		if err == nil && cmd != cmdDelDest {
+			// Not on delete: a destination made by hand with a tunnel lvsctl would not
+			// make (flags on ipip, a newer type) must still be removable.
 			err = k.checkTunnel(op.Dest)
 		}
 		if err != nil {

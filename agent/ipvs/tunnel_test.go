@@ -104,3 +104,16 @@ func TestSingleDestinationErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestDeleteOddTunnel: a destination with a tunnel lvsctl refuses to make (flags on ipip, as
+// netlink allows; a type newer than gre) is still deleted.
+func TestDeleteOddTunnel(t *testing.T) {
+	svc := dataplane.Service{ServiceKey: dataplane.ServiceKey{Family: dataplane.IPv4, FWMark: 3}, Scheduler: "wlc"}
+	for _, tn := range []dataplane.Tunnel{{Flags: dataplane.TunnelCsum}, {Type: 3}} {
+		k, sends := batchKernel(t, func(syscall.NetlinkMessage) syscall.Errno { return 0 })
+		d := dataplane.Destination{Address: netip.MustParseAddr("198.51.100.1"), Weight: 1, Forward: dataplane.ForwardTunnel, Tunnel: tn}
+		if err := k.DelDestination(svc, d); err != nil || len(*sends) != 1 {
+			t.Errorf("delete of %+v: %v, %d sends; want it sent", tn, err, len(*sends))
+		}
+	}
+}
