@@ -190,7 +190,7 @@ func ExportIpvsadm(objs []*lvsctlv1.Object) (*Exported, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%w: cluster %s: real server %q is not an address", ErrExport, c.GetName(), r.GetAddress())
 			}
-			fmt.Fprintf(&b, "-a %s -r %s %s -w %d%s\n", svc, netip.AddrPortFrom(a, uint16(realPort(c, r))), fwd, kernelWeight(e, c, r), ipvsadmThresholds(r))
+			fmt.Fprintf(&b, "-a %s -r %s %s -w %d%s%s\n", svc, netip.AddrPortFrom(a, uint16(realPort(c, r))), fwd, kernelWeight(e, c, r), ipvsadmThresholds(r), ipvsadmTunnelOptions(c.GetTunnel()))
 		}
 		if c.GetHealth() != nil || slices.ContainsFunc(c.GetReals(), func(r *lvsctlv1.RealServer) bool { return r.GetHealth() != nil }) {
 			e.note("cluster", c.GetName(), "health checks are not expressible in an ipvsadm-restore file (export keepalived says them): the weights are written as configured")
@@ -458,7 +458,7 @@ func keepalivedCluster(e *Exported, b *strings.Builder, c *lvsctlv1.Cluster) err
 		vsDelay = health.FromProto(h).Defaults().Interval
 		fmt.Fprintf(b, "    delay_loop %s\n", seconds3(vsDelay))
 	}
-	fmt.Fprintf(b, "    lb_algo %s\n    lb_kind %s\n", c.GetScheduler(), kind)
+	fmt.Fprintf(b, "    lb_algo %s\n    lb_kind %s\n", c.GetScheduler(), methodText(c.GetForwarding(), c.GetTunnel()))
 	if s := c.GetService(); s != nil {
 		fmt.Fprintf(b, "    protocol %s\n", strings.ToUpper(protoNames[s.GetProtocol()]))
 	}

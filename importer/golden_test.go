@@ -81,6 +81,7 @@ func TestImportKeepalivedGolden(t *testing.T) {
 		{name: "sample-IPv6", files: []string{"sample-IPv6.conf"}},
 		{name: "wms", files: []string{"wms-lb1.conf", "wms-lb2.conf"}, marks: "wms.marks"},
 		{name: "services", files: []string{"services.conf"}},
+		{name: "tunnel", files: []string{"tunnel.conf"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -155,5 +156,25 @@ func TestImportIpvsadmServices(t *testing.T) {
 	}
 	golden(t, "services-ipvsadm.yaml", out)
 	golden(t, "services-ipvsadm.stderr", stderrText(res.Warnings))
+	applyable(t, out)
+}
+
+// TestImportIpvsadmTunnel: ipvsadm-save 1.31's --tun-type/--tun-port/--tun-*csum become the
+// cluster's tunnel; reals of one service that differ, and what ipvsadm refuses, are listed.
+func TestImportIpvsadmTunnel(t *testing.T) {
+	data, err := os.ReadFile("testdata/tunnel.ipvsadm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Ipvsadm("tunnel.ipvsadm", data, IpvsadmOptions{Group: "edge-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := res.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "tunnel-ipvsadm.yaml", out)
+	golden(t, "tunnel-ipvsadm.stderr", stderrText(res.Warnings))
 	applyable(t, out)
 }

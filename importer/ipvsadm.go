@@ -223,6 +223,7 @@ func Ipvsadm(file string, data []byte, opt IpvsadmOptions) (*Result, error) {
 			v := opts[k]
 			switch k {
 			case "-r", "--real-server", "-w", "--weight", "-x", "--u-threshold", "-y", "--l-threshold":
+			case "--tun-type", "--tun-port", "--tun-nocsum", "--tun-csum", "--tun-remcsum":
 			default:
 				res.warn(file, line, "%s: %s %s: not modelled yet: not carried over", what, k, v)
 			}
@@ -238,13 +239,24 @@ func Ipvsadm(file string, data []byte, opt IpvsadmOptions) (*Result, error) {
 		default:
 			res.warn(file, line, "%s: port %d differs from the service's %d, which only masquerading maps: not carried over", what, ap.Port(), svc.GetPort())
 		}
-		// Forwarding is per real server in IPVS and per cluster in lvsctl: the first real
-		// server's sets it.
+		tunnel, problem := ipvsadmTunnel(opts)
+		switch {
+		case problem != "":
+			res.warn(file, line, "%s: %s: the tunnel options are not carried over (ipip)", what, problem)
+		case tunnel != nil && fwd != lvsctlv1.Forwarding_FORWARDING_TUNNEL:
+			res.warn(file, line, "%s: tunnel options without -i: not carried over", what)
+			tunnel = nil
+		}
+		// Forwarding and the tunnel are per real server in IPVS and per cluster in lvsctl:
+		// the first real server's set them.
 		if len(c.Reals) == 0 {
-			c.Forwarding = fwd
+			c.Forwarding, c.Tunnel = fwd, tunnel
 			s.fwdLine = line
 		} else if fwd != c.Forwarding {
 			res.warn(file, line, "%s: forwarding differs from the first real server's (line %d); lvsctl forwards one way per cluster: that one is kept", what, s.fwdLine)
+		} else if !protoEqual(tunnel, c.Tunnel) {
+			res.warn(file, line, "%s: tunnel %s differs from the first real server's %s (line %d); lvsctl tunnels one way per cluster: that one is kept",
+				what, validate.FormatTunnel(tunnelOr(tunnel)), validate.FormatTunnel(tunnelOr(c.Tunnel)), s.fwdLine)
 		}
 		c.Reals = append(c.Reals, r)
 	}

@@ -442,8 +442,13 @@ func (k *kaImport) cluster(n *node, t vsTarget, what, from string) {
 		r    *lvsctlv1.RealServer
 		n    *node
 		port uint32
+		// method is the real_server's own lvs_method, if it says one.
+		method *kaMethod
 	}
 	var reals []realAt
+	// vsMethod is the virtual_server's lvs_method, which its real servers take unless they
+	// say their own (keepalived copies it into each).
+	var vsMethod *kaMethod
 	for _, s := range n.children {
 		arg := ""
 		if len(s.args) > 0 {
@@ -459,16 +464,16 @@ func (k *kaImport) cluster(n *node, t vsTarget, what, from string) {
 		case "lb_algo", "lvs_sched":
 			c.Scheduler = arg
 		case "lb_kind", "lvs_method":
-			switch strings.ToUpper(arg) {
-			case "NAT":
-				c.Forwarding = lvsctlv1.Forwarding_FORWARDING_MASQ
-			case "DR":
-				c.Forwarding = lvsctlv1.Forwarding_FORWARDING_ROUTE
-			case "TUN":
-				c.Forwarding = lvsctlv1.Forwarding_FORWARDING_TUNNEL
-			default:
+			m, problem, ok := parseKaMethod(s.args)
+			if !ok {
 				k.res.warn(s.file, s.line, "%s: lb_kind %s: unknown (want NAT, DR or TUN); direct routing (ipvsadm's default) kept", what, arg)
+				continue
 			}
+			if problem != "" {
+				k.res.warn(s.file, s.line, "%s: %s %s: %s: the tunnel options are not carried over", what, s.key, strings.Join(s.args, " "), problem)
+			}
+			c.Forwarding, c.Tunnel = m.fwd, m.tunnel
+			vsMethod = &kaMethod{fwd: m.fwd, tunnel: m.tunnel, line: s.line}
 		case "persistence_timeout":
 			if arg == "" {
 				arg = strconv.Itoa(kaPersistenceTimeout)
@@ -514,12 +519,32 @@ func (k *kaImport) cluster(n *node, t vsTarget, what, from string) {
 				c.SchedulerFlags = append(c.SchedulerFlags, f)
 			}
 		case "real_server":
-			r, port := k.real(s, what)
+			r, port, method := k.real(s, what)
 			if r != nil {
-				reals = append(reals, realAt{r: r, n: s, port: port})
+				reals = append(reals, realAt{r: r, n: s, port: port, method: method})
 			}
 		default:
 			k.warnUnknown(s, what+": ")
+		}
+	}
+	// Forwarding and tunnel are per real server in keepalived (each takes the
+	// virtual_server's lvs_method unless it says its own) and per cluster in lvsctl: the
+	// virtual_server's is the cluster's, else the first real server's own.
+	method := vsMethod
+	for _, ra := range reals {
+		m := ra.method
+		switch {
+		case m == nil:
+		case method == nil:
+			method = m
+			c.Forwarding, c.Tunnel = m.fwd, m.tunnel
+		case m.fwd != method.fwd || !protoEqual(m.tunnel, method.tunnel):
+			whose := "the virtual_server's"
+			if method != vsMethod {
+				whose = "the first real server's"
+			}
+			k.res.warn(ra.n.file, m.line, "%s: real_server %s: lvs_method %s differs from %s %s (line %d); lvsctl forwards one way per cluster: that one is kept",
+				what, ra.r.Address, methodText(m.fwd, m.tunnel), whose, methodText(method.fwd, method.tunnel), method.line)
 		}
 	}
 	// keepalived makes a service with persistence_granularity alone persistent for its
@@ -683,30 +708,42 @@ func maskBits(s string) (uint32, bool) {
 }
 
 // real reads a real_server block; the port is the one written (0 when none).
-func (k *kaImport) real(n *node, what string) (*lvsctlv1.RealServer, uint32) {
+func (k *kaImport) real(n *node, what string) (*lvsctlv1.RealServer, uint32, *kaMethod) {
 	if len(n.args) == 0 {
 		k.res.warn(n.file, n.line, "%s: real_server without an address: not imported", what)
-		return nil, 0
+		return nil, 0, nil
 	}
 	a, err := netip.ParseAddr(n.args[0])
 	if err != nil {
 		k.res.warn(n.file, n.line, "%s: real_server %q is not an address: not imported", what, n.args[0])
-		return nil, 0
+		return nil, 0, nil
 	}
 	var port uint32
 	if len(n.args) > 1 {
 		p, err := strconv.ParseUint(n.args[1], 10, 16)
 		if err != nil {
 			k.res.warn(n.file, n.line, "%s: real_server %s: port %q is not a port: not imported", what, a, n.args[1])
-			return nil, 0
+			return nil, 0, nil
 		}
 		port = uint32(p)
 	}
 	r := &lvsctlv1.RealServer{Address: a.String(), Weight: 1}
 	where := fmt.Sprintf("%s: real_server %s: ", what, a)
 	var inhibit *node
+	var method *kaMethod
 	for _, s := range n.children {
 		switch {
+		case s.key == "lvs_method" || s.key == "lb_kind":
+			m, problem, ok := parseKaMethod(s.args)
+			if !ok {
+				k.res.warn(s.file, s.line, "%s%s %s: unknown (want NAT, DR or TUN): not carried over", where, s.key, strings.Join(s.args, " "))
+				continue
+			}
+			if problem != "" {
+				k.res.warn(s.file, s.line, "%s%s %s: %s: the tunnel options are not carried over", where, s.key, strings.Join(s.args, " "), problem)
+			}
+			m.line = s.line
+			method = &m
 		case s.key == "inhibit_on_failure" && (len(s.args) == 0 || isTrue(s.args[0])):
 			inhibit = s
 		case s.key == "inhibit_on_failure" && isFalse(s.args[0]):
@@ -750,7 +787,7 @@ func (k *kaImport) real(n *node, what string) (*lvsctlv1.RealServer, uint32) {
 	case inhibit != nil:
 		k.res.warn(inhibit.file, inhibit.line, "%sinhibit_on_failure without a checker: nothing to carry over", where)
 	}
-	return r, port
+	return r, port, method
 }
 
 func isTrue(s string) bool  { return s == "on" || s == "true" || s == "yes" }

@@ -163,6 +163,69 @@ type Destination struct {
 	// LowerThreshold: it takes new ones again below this (0: below the upper one).
 	UpperThreshold uint32
 	LowerThreshold uint32
+	// Tunnel is a tunnelled destination's encapsulation; the zero value is ipip without
+	// checksum, the kernel's default and what it reports for masq and route destinations.
+	Tunnel Tunnel
+}
+
+// TunnelType is the kernel's IP_VS_CONN_F_TUNNEL_TYPE_* (IPVS_DEST_ATTR_TUN_TYPE, u8).
+type TunnelType uint8
+
+const (
+	TunnelIPIP TunnelType = 0
+	TunnelGUE  TunnelType = 1 // Linux 5.3
+	TunnelGRE  TunnelType = 2 // Linux 5.8
+)
+
+func (t TunnelType) String() string {
+	switch t {
+	case TunnelIPIP:
+		return "ipip"
+	case TunnelGUE:
+		return "gue"
+	case TunnelGRE:
+		return "gre"
+	}
+	return fmt.Sprintf("tunnel-type(%d)", uint8(t))
+}
+
+// TunnelFlags are the kernel's IP_VS_TUNNEL_ENCAP_FLAG_* (IPVS_DEST_ATTR_TUN_FLAGS, u16);
+// none is no checksum.
+type TunnelFlags uint16
+
+const (
+	TunnelCsum    TunnelFlags = 1 << 0 // the outer header carries a checksum (gue, gre)
+	TunnelRemCsum TunnelFlags = 1 << 1 // remote checksum offload (gue)
+)
+
+// Tunnel is how IPVS encapsulates packets to a tunnelled destination.
+type Tunnel struct {
+	Type TunnelType
+	// Port is gue's UDP destination port (IPVS_DEST_ATTR_TUN_PORT, sent in network order).
+	Port  uint16
+	Flags TunnelFlags
+}
+
+// String is the tunnel as ipvsadm's --tun-info column shows it: "ipip", "gue:6080:r+c".
+func (t Tunnel) String() string {
+	s := t.Type.String()
+	if t.Type == TunnelIPIP && t.Port == 0 && t.Flags == 0 {
+		return s
+	}
+	sum := "-c"
+	switch t.Flags {
+	case 0:
+	case TunnelCsum:
+		sum = "+c"
+	case TunnelRemCsum:
+		sum = "r+c"
+	default:
+		sum = fmt.Sprintf("flags(%#x)", uint16(t.Flags))
+	}
+	if t.Type == TunnelGUE || t.Port != 0 {
+		return fmt.Sprintf("%s:%d:%s", s, t.Port, sum)
+	}
+	return s + ":" + sum
 }
 
 // Protocol is an IP protocol number that a mark rule matches.

@@ -173,39 +173,69 @@ func (k *Kernel) encode(op dataplane.Op) ([]byte, error) {
 		return nil, fmt.Errorf("ipvs: %s: not an IPVS change: %w", op.Kind, syscall.EINVAL)
 	}
 	m := toMobyService(s)
-	svc := nl.NewRtAttr(cmdAttrService, nil)
-	svc.AddRtAttr(svcAttrAF, nl.Uint16Attr(m.AddressFamily))
-	if s.IsFWMark() {
-		svc.AddRtAttr(svcAttrFWMark, nl.Uint32Attr(m.FWMark))
-	} else {
-		svc.AddRtAttr(svcAttrProtocol, nl.Uint16Attr(m.Protocol))
-		svc.AddRtAttr(svcAttrAddr, s.Address.Unmap().AsSlice())
-		svc.AddRtAttr(svcAttrPort, binary.BigEndian.AppendUint16(nil, m.Port)) // network order
-	}
-	svc.AddRtAttr(svcAttrSchedName, nl.ZeroTerminated(m.SchedName))
+	msg := appendRequest(nil, k.family, 0, cmd, genlVersion)
+	start := len(msg)
+	msg = appendAttr(msg, cmdAttrService, nil)
+	msg = appendKeyAttrs(msg, s.ServiceKey)
+	msg = appendAttr(msg, svcAttrSchedName, nl.ZeroTerminated(m.SchedName))
 	flags := binary.NativeEndian.AppendUint32(nil, m.Flags)
 	flags = binary.NativeEndian.AppendUint32(flags, 0xFFFFFFFF) // struct ip_vs_flags: flags, mask
-	svc.AddRtAttr(svcAttrFlags, flags)
-	svc.AddRtAttr(svcAttrTimeout, nl.Uint32Attr(m.Timeout))
-	svc.AddRtAttr(svcAttrNetmask, nl.Uint32Attr(m.Netmask))
-	body := append([]byte{cmd, genlVersion, 0, 0}, svc.Serialize()...)
+	msg = appendAttr(msg, svcAttrFlags, flags)
+	msg = appendAttr(msg, svcAttrTimeout, binary.NativeEndian.AppendUint32(nil, m.Timeout))
+	msg = appendAttr(msg, svcAttrNetmask, binary.NativeEndian.AppendUint32(nil, m.Netmask))
+	binary.NativeEndian.PutUint16(msg[start:], uint16(len(msg)-start))
 	if cmd >= cmdNewDest {
 		md, err := toMobyDestination(op.Dest)
+		if err == nil && cmd != cmdDelDest {
+			// Not on delete: a destination made by hand with a tunnel lvsctl would not
+			// make (flags on ipip, a newer type) must still be removable.
+			err = k.checkTunnel(op.Dest)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("ipvs: %s destination %s of %s: %w", verb, op.Dest.Address, s.ServiceKey, err)
 		}
-		dest := nl.NewRtAttr(cmdAttrDest, nil)
-		addr := op.Dest.Address.Unmap().AsSlice()
-		dest.AddRtAttr(destAttrAddr, addr)
-		dest.AddRtAttr(destAttrPort, binary.BigEndian.AppendUint16(nil, md.Port))
-		dest.AddRtAttr(destAttrFwdMethod, nl.Uint32Attr(md.ConnectionFlags&connFwdMask))
-		dest.AddRtAttr(destAttrWeight, nl.Uint32Attr(uint32(md.Weight)))
-		dest.AddRtAttr(destAttrUThresh, nl.Uint32Attr(md.UpperThreshold))
-		dest.AddRtAttr(destAttrLThresh, nl.Uint32Attr(md.LowerThreshold))
-		body = append(body, dest.Serialize()...)
+		start := len(msg)
+		msg = appendAttr(msg, cmdAttrDest, nil)
+		msg = appendAttr(msg, destAttrAddr, op.Dest.Address.Unmap().AsSlice())
+		msg = appendAttr(msg, destAttrPort, binary.BigEndian.AppendUint16(nil, md.Port)) // network order
+		msg = appendAttr(msg, destAttrFwdMethod, binary.NativeEndian.AppendUint32(nil, md.ConnectionFlags&connFwdMask))
+		msg = appendAttr(msg, destAttrWeight, binary.NativeEndian.AppendUint32(nil, uint32(md.Weight)))
+		msg = appendAttr(msg, destAttrUThresh, binary.NativeEndian.AppendUint32(nil, md.UpperThreshold))
+		msg = appendAttr(msg, destAttrLThresh, binary.NativeEndian.AppendUint32(nil, md.LowerThreshold))
+		msg = appendTunnelAttrs(msg, op.Dest.Tunnel)
+		binary.NativeEndian.PutUint16(msg[start:], uint16(len(msg)-start))
 	}
-	msg := make([]byte, nlmsgHeaderLen, nlmsgHeaderLen+len(body))
-	binary.NativeEndian.PutUint32(msg[0:], uint32(nlmsgHeaderLen+len(body)))
-	binary.NativeEndian.PutUint16(msg[4:], k.family)
-	return append(msg, body...), nil
+	return finishRequest(msg), nil
+}
+
+// checkTunnel refuses, before sending, a tunnel the kernel would refuse (gue without a port:
+// EINVAL) or would take and not use: tunnel settings on a masq or route destination, a
+// type it does not know, a port on ipip or gre, flags that are not one checksum option. A
+// kernel older than the type (gue 5.3, gre 5.8) would take it silently and send ipip (5.3
+// to 5.7 store gre as a number they do not use, older ones ignore the attributes): such a
+// tunnel is refused as dataplane.ErrUnavailable, naming the version it needs.
+func (k *Kernel) checkTunnel(d dataplane.Destination) error {
+	t := d.Tunnel
+	switch {
+	case t == dataplane.Tunnel{}:
+		return nil
+	case d.Forward != dataplane.ForwardTunnel:
+		return fmt.Errorf("tunnel: %s on a %s destination (tunnel forwarding only)", t, d.Forward)
+	case t.Type > dataplane.TunnelGRE:
+		return fmt.Errorf("tunnel: type %d is not ipip, gue or gre", uint8(t.Type))
+	case t.Type == dataplane.TunnelGUE && t.Port == 0:
+		return fmt.Errorf("tunnel: gue needs a port: %w", syscall.EINVAL)
+	case t.Type != dataplane.TunnelGUE && t.Port != 0:
+		return fmt.Errorf("tunnel: port %d on %s (gue only)", t.Port, t.Type)
+	case t.Flags != 0 && t.Flags != dataplane.TunnelCsum && t.Flags != dataplane.TunnelRemCsum:
+		return fmt.Errorf("tunnel: flags %#x are not one of csum, remcsum", uint16(t.Flags))
+	case t.Flags != 0 && t.Type == dataplane.TunnelIPIP, t.Flags == dataplane.TunnelRemCsum && t.Type == dataplane.TunnelGRE:
+		return fmt.Errorf("tunnel: %s: %s has no such checksum option", t, t.Type)
+	}
+	need := map[dataplane.TunnelType]release{dataplane.TunnelGUE: {5, 3}, dataplane.TunnelGRE: {5, 8}}[t.Type]
+	if k.release.known() && k.release.before(need) {
+		return fmt.Errorf("tunnel: %s needs Linux %d.%d or later, this kernel is %d.%d: %w",
+			t.Type, need.major, need.minor, k.release.major, k.release.minor, dataplane.ErrUnavailable)
+	}
+	return nil
 }

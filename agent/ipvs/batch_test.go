@@ -69,6 +69,9 @@ func TestBatchRequests(t *testing.T) {
 		{typ: destAttrWeight, value: n32(100)},
 		{typ: destAttrUThresh, value: n32(0)},
 		{typ: destAttrLThresh, value: n32(0)},
+		{typ: destAttrTunType, value: []byte{0}},
+		{typ: destAttrTunPort, value: b16(0)},
+		{typ: destAttrTunFlags, value: n16(0)},
 	}}
 	ops := []dataplane.Op{
 		{Kind: dataplane.AddService, Service: batchSvc},
@@ -284,6 +287,9 @@ func TestBatchRequestsPlain(t *testing.T) {
 			{typ: destAttrWeight, value: n32(3)},
 			{typ: destAttrUThresh, value: n32(500)},
 			{typ: destAttrLThresh, value: n32(400)},
+			{typ: destAttrTunType, value: []byte{0}},
+			{typ: destAttrTunPort, value: b16(0)},
+			{typ: destAttrTunFlags, value: n16(0)},
 		},
 	}, {
 		name: "udp [2001:db8::1]:53 with one-packet scheduling, persistent",
@@ -311,6 +317,41 @@ func TestBatchRequestsPlain(t *testing.T) {
 			{typ: destAttrWeight, value: n32(1)},
 			{typ: destAttrUThresh, value: n32(0)},
 			{typ: destAttrLThresh, value: n32(0)},
+			{typ: destAttrTunType, value: []byte{0}},
+			{typ: destAttrTunPort, value: b16(0)},
+			{typ: destAttrTunFlags, value: n16(0)},
+		},
+	}, {
+		// ipvsadm -a -t 192.0.2.40:80 -r 198.51.100.7 -i --tun-type gue --tun-port 6080 --tun-remcsum
+		name: "tcp 192.0.2.40:80, tunnel gue to port 6080 with remcsum",
+		svc: dataplane.Service{
+			ServiceKey: dataplane.ServiceKey{Family: dataplane.IPv4, Protocol: dataplane.TCP, Address: netip.MustParseAddr("192.0.2.40"), Port: 80},
+			Scheduler:  "wlc", NetmaskBits: 32,
+		},
+		dest: dataplane.Destination{Address: netip.MustParseAddr("198.51.100.7"), Port: 80, Weight: 1, Forward: dataplane.ForwardTunnel,
+			Tunnel: dataplane.Tunnel{Type: dataplane.TunnelGUE, Port: 6080, Flags: dataplane.TunnelRemCsum}},
+		key: []nla{
+			{typ: svcAttrAF, value: n16(syscall.AF_INET)},
+			{typ: svcAttrProtocol, value: n16(syscall.IPPROTO_TCP)},
+			{typ: svcAttrAddr, value: []byte{192, 0, 2, 40}},
+			{typ: svcAttrPort, value: b16(80)},
+		},
+		rest: []nla{
+			{typ: svcAttrSchedName, value: []byte("wlc\x00")},
+			{typ: svcAttrFlags, value: append(n32(0), n32(^uint32(0))...)},
+			{typ: svcAttrTimeout, value: n32(0)},
+			{typ: svcAttrNetmask, value: b32(0xffffffff)},
+		},
+		dst: []nla{
+			{typ: destAttrAddr, value: []byte{198, 51, 100, 7}},
+			{typ: destAttrPort, value: b16(80)},
+			{typ: destAttrFwdMethod, value: n32(connFwdTunnel)},
+			{typ: destAttrWeight, value: n32(1)},
+			{typ: destAttrUThresh, value: n32(0)},
+			{typ: destAttrLThresh, value: n32(0)},
+			{typ: destAttrTunType, value: []byte{1}},    // IP_VS_CONN_F_TUNNEL_TYPE_GUE
+			{typ: destAttrTunPort, value: b16(6080)},    // network order
+			{typ: destAttrTunFlags, value: n16(1 << 1)}, // IP_VS_TUNNEL_ENCAP_FLAG_REMCSUM
 		},
 	}}
 	for _, tt := range tests {

@@ -1,9 +1,9 @@
 // Package ipvs programs the kernel's IP Virtual Server: the agent's services (firewall-mark
 // and plain) and their real servers, and the connection counts and counters IPVS keeps for them. Single
-// changes go through github.com/moby/ipvs; batches (Batch: many requests a send, the replies
-// matched by sequence number) and reads use this package's own generic-netlink messages, since
-// moby/ipvs sends one request at a time and decodes neither persistent-connection counts nor
-// the 64-bit counters.
+// service changes go through github.com/moby/ipvs; batches (Batch: many requests a send, the
+// replies matched by sequence number), single destination changes and reads use this package's
+// own generic-netlink messages, since moby/ipvs sends one request at a time, sends no tunnel
+// attributes, and decodes neither persistent-connection counts nor the 64-bit counters.
 package ipvs
 
 import (
@@ -51,7 +51,10 @@ type Kernel struct {
 	// sequence number answered, until the last one's ack; tests replace it too.
 	sendBatch func(buf []byte, last uint32) (map[uint32]syscall.Errno, error)
 	seq       uint32 // the sequence numbers of the exchanges and the batches
-	req       []byte // the request being built, its memory reused
+	// release is the running kernel's version, which tells the tunnel types it has
+	// (unknown in tests that build a Kernel by hand: nothing is refused for it).
+	release release
+	req     []byte // the request being built, its memory reused
 }
 
 // New opens IPVS in the chosen network namespace. A kernel without IPVS gives an error
@@ -73,7 +76,7 @@ func New(opts ...Option) (*Kernel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ipvs: %w", err)
 	}
-	k := &Kernel{conn: c}
+	k := &Kernel{conn: c, release: kernelRelease()}
 	k.exchange = func(req []byte, each func([]byte) error) error {
 		k.seq++
 		return k.conn.exchange(req, k.seq, each)
@@ -397,31 +400,43 @@ func destinationError(op string, key dataplane.ServiceKey, d dataplane.Destinati
 	return fmt.Errorf("ipvs: %s destination %s of %s: %w", op, d.Address, key, err)
 }
 
-func (k *Kernel) destination(op string, s dataplane.Service, d dataplane.Destination,
-	do func(*mobyipvs.Service, *mobyipvs.Destination) error) error {
-	md, err := toMobyDestination(d)
-	if err != nil {
-		return fmt.Errorf("ipvs: %s destination %s of %s: %w", op, d.Address, s.ServiceKey, err)
-	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if err := do(toMobyService(s), md); err != nil {
-		return destinationError(op, s.ServiceKey, d, err)
-	}
-	return nil
-}
-
-// AddDestination adds a real server to a service; an existing one is ErrExist.
+// AddDestination adds a real server to a service; an existing one is ErrExist. Destinations
+// go through this package's own request (Batch's), not moby/ipvs's: moby/ipvs v1.1.0 sends no
+// tunnel attributes.
 func (k *Kernel) AddDestination(s dataplane.Service, d dataplane.Destination) error {
-	return k.destination("add", s, d, k.handle.NewDestination)
+	return k.Batch([]dataplane.Op{{Kind: dataplane.AddDestination, Service: s, Dest: d}})[0]
 }
 
-// UpdateDestination edits a real server's weight, forwarding method and thresholds in place.
+// UpdateDestination edits a real server's weight, forwarding method, thresholds and tunnel
+// in place.
 func (k *Kernel) UpdateDestination(s dataplane.Service, d dataplane.Destination) error {
-	return k.destination("update", s, d, k.handle.UpdateDestination)
+	return k.Batch([]dataplane.Op{{Kind: dataplane.UpdateDestination, Service: s, Dest: d}})[0]
 }
 
 // DelDestination removes a real server; a missing one is ErrNotExist.
 func (k *Kernel) DelDestination(s dataplane.Service, d dataplane.Destination) error {
-	return k.destination("delete", s, d, k.handle.DelDestination)
+	return k.Batch([]dataplane.Op{{Kind: dataplane.DelDestination, Service: s, Dest: d}})[0]
+}
+
+// release is a kernel's version, major.minor; the zero value is unknown.
+type release struct{ major, minor int }
+
+func (r release) known() bool { return r.major > 0 }
+
+func (r release) before(o release) bool {
+	return r.major < o.major || (r.major == o.major && r.minor < o.minor)
+}
+
+// kernelRelease reads the running kernel's version from uname(2) ("6.1.0-27-amd64"): the
+// IPVS netlink interface does not say which tunnel types it has. Unknown when unreadable.
+func kernelRelease() release {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return release{}
+	}
+	var r release
+	if _, err := fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &r.major, &r.minor); err != nil {
+		return release{}
+	}
+	return r
 }

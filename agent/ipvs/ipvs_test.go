@@ -379,3 +379,78 @@ func TestKernelPlainServices(t *testing.T) {
 		}
 	}
 }
+
+// TestKernelTunnel: tunnelled destinations of each type (ipip, gue with port and checksum,
+// gre), made by the single call and by Batch, read back as made, edited in place from one type
+// to another; what ipvsadm shows of them is logged.
+func TestKernelTunnel(t *testing.T) {
+	privileged(t)
+	if !kernelHasIPVS() {
+		if os.Getenv("LVSCTL_REQUIRE_IPVS") == "1" {
+			t.Fatal("IPVS is not loaded (LVSCTL_REQUIRE_IPVS=1): modprobe ip_vs ip_vs_rr")
+		}
+		t.Skip("this kernel has no IPVS loaded; the VM lab runs this test")
+	}
+	ns := netnsPath(t)
+	k, err := New(WithNetNSPath(ns))
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	defer k.Close()
+	if k.release.before(release{5, 8}) {
+		t.Skipf("kernel %d.%d predates gre tunnels (5.8)", k.release.major, k.release.minor)
+	}
+
+	svc := dataplane.Service{
+		ServiceKey: dataplane.ServiceKey{Family: dataplane.IPv4, Protocol: dataplane.TCP, Address: netip.MustParseAddr("192.0.2.40"), Port: 80},
+		Scheduler:  "rr", NetmaskBits: 32,
+	}
+	tunnelled := func(last byte, tn dataplane.Tunnel) dataplane.Destination {
+		return dataplane.Destination{Address: netip.AddrFrom4([4]byte{198, 51, 100, last}), Port: 80, Weight: 1, Forward: dataplane.ForwardTunnel, Tunnel: tn}
+	}
+	ipip := tunnelled(1, dataplane.Tunnel{})
+	gue := tunnelled(2, dataplane.Tunnel{Type: dataplane.TunnelGUE, Port: 6080, Flags: dataplane.TunnelRemCsum})
+	gre := tunnelled(3, dataplane.Tunnel{Type: dataplane.TunnelGRE, Flags: dataplane.TunnelCsum})
+	if err := k.AddService(svc); err != nil {
+		t.Fatalf("AddService: %v", err)
+	}
+	if err := k.AddDestination(svc, gue); err != nil {
+		t.Fatalf("AddDestination(%v): %v", gue, err)
+	}
+	for i, err := range k.Batch([]dataplane.Op{
+		{Kind: dataplane.AddDestination, Service: svc, Dest: ipip},
+		{Kind: dataplane.AddDestination, Service: svc, Dest: gre},
+	}) {
+		if err != nil {
+			t.Fatalf("Batch op %d: %v", i, err)
+		}
+	}
+	sortDests := func(ds []dataplane.Destination) []dataplane.Destination {
+		slices.SortFunc(ds, func(a, b dataplane.Destination) int { return a.Address.Compare(b.Address) })
+		return ds
+	}
+	if ds, err := k.Destinations(svc); err != nil || !slices.Equal(sortDests(ds), []dataplane.Destination{ipip, gue, gre}) {
+		t.Errorf("Destinations = %v, %v; want %v", ds, err, []dataplane.Destination{ipip, gue, gre})
+	}
+	if out, err := exec.Command("ip", "netns", "exec", strings.TrimPrefix(ns, "/run/netns/"), "ipvsadm", "-Sn").CombinedOutput(); err == nil {
+		t.Logf("ipvsadm -Sn:\n%s", out)
+	}
+
+	// Edited in place: gue to ipip (what a hand edit does), gre to gue by a batch.
+	gueNow := gue
+	gueNow.Tunnel = dataplane.Tunnel{}
+	if err := k.UpdateDestination(svc, gueNow); err != nil {
+		t.Fatalf("UpdateDestination: %v", err)
+	}
+	greNow := gre
+	greNow.Tunnel = dataplane.Tunnel{Type: dataplane.TunnelGUE, Port: 5555}
+	if errs := k.Batch([]dataplane.Op{{Kind: dataplane.UpdateDestination, Service: svc, Dest: greNow}}); errs[0] != nil {
+		t.Fatalf("Batch update: %v", errs[0])
+	}
+	if ds, err := k.Destinations(svc); err != nil || !slices.Equal(sortDests(ds), []dataplane.Destination{ipip, gueNow, greNow}) {
+		t.Errorf("Destinations after the edits = %v, %v; want %v", ds, err, []dataplane.Destination{ipip, gueNow, greNow})
+	}
+	if err := k.DelService(svc); err != nil {
+		t.Errorf("DelService: %v", err)
+	}
+}

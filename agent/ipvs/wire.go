@@ -48,6 +48,9 @@ const (
 	destAttrStats        = 10
 	destAttrAddrFamily   = 11
 	destAttrStats64      = 12
+	destAttrTunType      = 13 // u8, Linux 5.3
+	destAttrTunPort      = 14 // be16
+	destAttrTunFlags     = 15 // u16
 
 	statsConns    = 1
 	statsInPkts   = 2
@@ -451,6 +454,9 @@ func decodeDestination(msg []byte, svcFamily dataplane.Family) (dataplane.Destin
 		return d, fmt.Errorf("ipvs destination %s: %w", d.Address, err)
 	}
 	d.Forward = forwardOf(fwd)
+	if d.Tunnel, err = decodeTunnel(m); err != nil {
+		return d, fmt.Errorf("ipvs destination %s: %w", d.Address, err)
+	}
 	if d.Counters, err = decodeCounters(m); err != nil {
 		return d, fmt.Errorf("ipvs destination %s: %w", d.Address, err)
 	}
@@ -482,4 +488,35 @@ func connFlags(f dataplane.Forward) (uint32, error) {
 		return connFwdTunnel, nil
 	}
 	return 0, fmt.Errorf("forward: %s is not masq, route or tunnel", f)
+}
+
+// decodeTunnel reads a destination's tunnel attributes. Linux 5.3 and later send all three
+// for every destination (zero for ipip and for masq and route); an older kernel sends none,
+// and has only ipip, which is the zero Tunnel too.
+func decodeTunnel(m *attrSet) (dataplane.Tunnel, error) {
+	var t dataplane.Tunnel
+	if v, ok := m.get(destAttrTunType); ok {
+		if len(v) < 1 {
+			return t, fmt.Errorf("attribute tun_type: empty, want 1 byte")
+		}
+		t.Type = dataplane.TunnelType(v[0])
+	}
+	if v, ok := m.get(destAttrTunPort); ok {
+		if len(v) < 2 {
+			return t, fmt.Errorf("attribute tun_port: %d bytes, want 2", len(v))
+		}
+		t.Port = binary.BigEndian.Uint16(v) // network order, as the destination's port
+	}
+	flags, err := u16(m, destAttrTunFlags, "tun_flags")
+	t.Flags = dataplane.TunnelFlags(flags)
+	return t, err
+}
+
+// appendTunnelAttrs appends a destination's IPVS_DEST_ATTR_TUN_TYPE, _TUN_PORT and
+// _TUN_FLAGS, always, as ipvsadm does: the kernel takes a missing one as 0, so an edit
+// without them would turn a gue destination back into ipip anyway.
+func appendTunnelAttrs(b []byte, t dataplane.Tunnel) []byte {
+	b = appendAttr(b, destAttrTunType, []byte{uint8(t.Type)})
+	b = appendAttr(b, destAttrTunPort, binary.BigEndian.AppendUint16(nil, t.Port))
+	return appendAttr(b, destAttrTunFlags, binary.NativeEndian.AppendUint16(nil, uint16(t.Flags)))
 }

@@ -237,6 +237,33 @@ func TestDecodeDestination(t *testing.T) {
 			ActiveConns: 1, InactiveConns: 2, PersistentConns: 3, Counters: small,
 		},
 	}, {
+		// ipvsadm -e ... -i --tun-type gue --tun-port 6080 --tun-csum, as Linux 5.3+ reports it
+		name:   "gue tunnel to port 6080 with checksum",
+		family: dataplane.IPv4,
+		msg: message(cmdGetDest, nla{typ: cmdAttrDest, kids: []nla{
+			{typ: destAttrAddr, value: inetAddr("198.51.100.4")},
+			{typ: destAttrPort, value: b16(80)},
+			{typ: destAttrFwdMethod, value: n32(connFwdTunnel)},
+			{typ: destAttrWeight, value: n32(1)},
+			{typ: destAttrTunType, value: []byte{1}},
+			{typ: destAttrTunPort, value: b16(6080)},
+			{typ: destAttrTunFlags, value: n16(1)},
+		}}),
+		want: dataplane.DestinationStats{Destination: dataplane.Destination{Address: netip.MustParseAddr("198.51.100.4"), Port: 80, Weight: 1,
+			Forward: dataplane.ForwardTunnel, Tunnel: dataplane.Tunnel{Type: dataplane.TunnelGUE, Port: 6080, Flags: dataplane.TunnelCsum}}},
+	}, {
+		name:   "gre tunnel",
+		family: dataplane.IPv4,
+		msg: message(cmdGetDest, nla{typ: cmdAttrDest, kids: []nla{
+			{typ: destAttrAddr, value: inetAddr("198.51.100.4")},
+			{typ: destAttrFwdMethod, value: n32(connFwdTunnel)},
+			{typ: destAttrTunType, value: []byte{2}},
+			{typ: destAttrTunPort, value: b16(0)},
+			{typ: destAttrTunFlags, value: n16(0)},
+		}}),
+		want: dataplane.DestinationStats{Destination: dataplane.Destination{Address: netip.MustParseAddr("198.51.100.4"),
+			Forward: dataplane.ForwardTunnel, Tunnel: dataplane.Tunnel{Type: dataplane.TunnelGRE}}},
+	}, {
 		name:   "masq; local node maps to no lvsctl method",
 		family: dataplane.IPv4,
 		msg: message(cmdGetDest, nla{typ: cmdAttrDest, kids: []nla{

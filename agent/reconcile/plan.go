@@ -242,6 +242,10 @@ func translate(c *lvsctlv1.Cluster) (*clusterSpec, error) {
 	default:
 		return nil, fmt.Errorf("forwarding: %v is not masq, route or tunnel", c.GetForwarding())
 	}
+	tunnel, err := tunnelOf(c)
+	if err != nil {
+		return nil, err
+	}
 	for i, rs := range c.GetReals() {
 		addr, err := netip.ParseAddr(rs.GetAddress())
 		if err != nil {
@@ -259,7 +263,7 @@ func translate(c *lvsctlv1.Cluster) (*clusterSpec, error) {
 			return nil, fmt.Errorf("reals[%d].address: %s is listed twice", i, addr)
 		}
 		d := dataplane.Destination{Address: addr, Weight: rs.GetWeight(), Forward: fwd,
-			UpperThreshold: rs.GetUpperThreshold(), LowerThreshold: rs.GetLowerThreshold()}
+			UpperThreshold: rs.GetUpperThreshold(), LowerThreshold: rs.GetLowerThreshold(), Tunnel: tunnel}
 		switch port := rs.GetPort(); {
 		case port > 65535:
 			return nil, fmt.Errorf("reals[%d].port: %d is not a port", i, port)
@@ -352,4 +356,42 @@ func serviceFlags(c *lvsctlv1.Cluster) (dataplane.ServiceFlags, error) {
 // flagName is a scheduler flag as ipvsadm -b names it.
 func flagName(f lvsctlv1.SchedulerFlag) string {
 	return strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(f.String(), "SCHEDULER_FLAG_")), "_", "-")
+}
+
+// tunnelOf is the destinations' encapsulation: the cluster's tunnel block (set only with
+// forwarding tunnel), or the zero Tunnel (ipip, the kernel's default) without one. The
+// controller validated it; what the agent cannot express is refused, naming the field.
+func tunnelOf(c *lvsctlv1.Cluster) (dataplane.Tunnel, error) {
+	t := c.GetTunnel()
+	if t == nil {
+		return dataplane.Tunnel{}, nil
+	}
+	if c.GetForwarding() != lvsctlv1.Forwarding_FORWARDING_TUNNEL {
+		return dataplane.Tunnel{}, fmt.Errorf("tunnel: set with forwarding %v", c.GetForwarding())
+	}
+	var out dataplane.Tunnel
+	switch t.GetType() {
+	case lvsctlv1.TunnelType_TUNNEL_TYPE_IPIP:
+		out.Type = dataplane.TunnelIPIP
+	case lvsctlv1.TunnelType_TUNNEL_TYPE_GUE:
+		out.Type = dataplane.TunnelGUE
+	case lvsctlv1.TunnelType_TUNNEL_TYPE_GRE:
+		out.Type = dataplane.TunnelGRE
+	default:
+		return out, fmt.Errorf("tunnel.type: %v is not ipip, gue or gre", t.GetType())
+	}
+	if t.GetPort() > 65535 {
+		return out, fmt.Errorf("tunnel.port: %d is not a port", t.GetPort())
+	}
+	out.Port = uint16(t.GetPort())
+	switch t.GetChecksum() {
+	case lvsctlv1.TunnelChecksum_TUNNEL_CHECKSUM_UNSPECIFIED:
+	case lvsctlv1.TunnelChecksum_TUNNEL_CHECKSUM_CSUM:
+		out.Flags = dataplane.TunnelCsum
+	case lvsctlv1.TunnelChecksum_TUNNEL_CHECKSUM_REMCSUM:
+		out.Flags = dataplane.TunnelRemCsum
+	default:
+		return out, fmt.Errorf("tunnel.checksum: %v is not none, csum or remcsum", t.GetChecksum())
+	}
+	return out, nil
 }

@@ -355,6 +355,9 @@ func describeCluster(w io.Writer, cl *lvsctlv1.Cluster, g *lvsctlv1.DirectorGrou
 	}
 	fmt.Fprintf(tw, "Persistence:\t%s\n", persistence)
 	fmt.Fprintf(tw, "Forwarding:\t%s\n", printer.ForwardingName(cl.GetForwarding()))
+	if tn := cl.GetTunnel(); tn != nil {
+		fmt.Fprintf(tw, "Tunnel:\t%s\n", validate.FormatTunnel(tn))
+	}
 	fmt.Fprintf(tw, "Health:\t%s\n", healthSummary(cl.GetHealth()))
 	fmt.Fprintf(tw, "Remove grace:\t%s\n", removeGraceSummary(cl))
 	if err := tw.Flush(); err != nil {

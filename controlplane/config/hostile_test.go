@@ -258,6 +258,18 @@ func TestHostileInputs(t *testing.T) {
 			code: inv, want: "schedulerFlags[0]: unknown scheduler flag 99"},
 		{name: "threshold 2^32-1", request: withCluster(func(c *lvsctlv1.Cluster) { c.Reals[0].UpperThreshold = 1<<32 - 1 }),
 			code: inv, want: "reals[0].upperThreshold: 4294967295 is more than 2147483647"},
+		// Tunnel types: through real gRPC, refused naming the field, the store untouched.
+		{name: "tunnel without forwarding tunnel", request: withCluster(func(c *lvsctlv1.Cluster) {
+			c.Tunnel = &lvsctlv1.Tunnel{Type: lvsctlv1.TunnelType_TUNNEL_TYPE_GRE}
+		}), code: inv, want: "tunnel: set with forwarding"},
+		{name: "gue tunnel port 70000", request: withCluster(func(c *lvsctlv1.Cluster) {
+			c.Forwarding = lvsctlv1.Forwarding_FORWARDING_TUNNEL
+			c.Tunnel = &lvsctlv1.Tunnel{Type: lvsctlv1.TunnelType_TUNNEL_TYPE_GUE, Port: 70000}
+		}), code: inv, want: "tunnel.port: 70000 is out of range 1-65535"},
+		{name: "tunnel type 250", request: withCluster(func(c *lvsctlv1.Cluster) {
+			c.Forwarding = lvsctlv1.Forwarding_FORWARDING_TUNNEL
+			c.Tunnel = &lvsctlv1.Tunnel{Type: 250}
+		}), code: inv, want: "tunnel.type: unknown tunnel type 250"},
 		// RPC requests no manifest could produce.
 		{name: "1,001 real servers", request: withCluster(func(c *lvsctlv1.Cluster) {
 			for i := range 1000 {

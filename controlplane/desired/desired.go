@@ -224,6 +224,7 @@ func ClusterChanges(a, b *lvsctlv1.Cluster) []string {
 	add("persistence.timeout", fmt.Sprintf("%ds", a.GetPersistence().GetTimeoutSeconds()), fmt.Sprintf("%ds", b.GetPersistence().GetTimeoutSeconds()))
 	add("persistence.netmask", a.GetPersistence().GetNetmaskBits(), b.GetPersistence().GetNetmaskBits())
 	add("forwarding", a.GetForwarding(), b.GetForwarding())
+	add("tunnel", validate.FormatTunnel(a.GetTunnel()), validate.FormatTunnel(b.GetTunnel()))
 	add("fwmark", a.GetFwmark(), b.GetFwmark())
 	oldReals := map[string]*lvsctlv1.RealServer{}
 	for _, r := range a.GetReals() {

@@ -39,11 +39,18 @@ type clusterView struct {
 	Ops            bool             `json:"ops,omitempty"`
 	Persistence    *persistenceView `json:"persistence,omitempty"`
 	Forwarding     string           `json:"forwarding,omitempty"`
+	Tunnel         *tunnelView      `json:"tunnel,omitempty"`
 	Health         *healthView      `json:"health,omitempty"`
 	RemoveGrace    string           `json:"removeGrace,omitempty"`
 	Reals          []realView       `json:"reals"`
 	FWMark         uint32           `json:"fwmark,omitempty"`
 	Revision       int64            `json:"revision,omitempty"`
+}
+
+type tunnelView struct {
+	Type     string `json:"type"`
+	Port     uint32 `json:"port,omitempty"`
+	Checksum string `json:"checksum,omitempty"`
 }
 
 type serviceView struct {
@@ -239,6 +246,12 @@ func viewCluster(c *lvsctlv1.Cluster) clusterView {
 		FWMark:        c.GetFwmark(),
 		Revision:      c.GetRevision(),
 	}
+	if t := c.GetTunnel(); t != nil {
+		v.Tunnel = &tunnelView{Type: validate.TunnelTypeName(t.GetType()), Port: t.GetPort()}
+		if t.GetChecksum() != lvsctlv1.TunnelChecksum_TUNNEL_CHECKSUM_UNSPECIFIED {
+			v.Tunnel.Checksum = validate.TunnelChecksumName(t.GetChecksum())
+		}
+	}
 	if s := c.GetService(); s != nil {
 		v.Service = &serviceView{Address: s.GetAddress(), Protocol: enumName(protocols, s.GetProtocol()), Port: s.GetPort()}
 	}
@@ -424,6 +437,16 @@ func writeClusterRest(b *bytes.Buffer, v clusterView) {
 	}
 	if v.Forwarding != "" {
 		fmt.Fprintf(b, "forwarding: %s\n", v.Forwarding)
+	}
+	if t := v.Tunnel; t != nil {
+		kv := []string{"type: " + scalar(t.Type)}
+		if t.Port != 0 {
+			kv = append(kv, fmt.Sprintf("port: %d", t.Port))
+		}
+		if t.Checksum != "" {
+			kv = append(kv, "checksum: "+t.Checksum)
+		}
+		fmt.Fprintf(b, "tunnel: {%s}\n", strings.Join(kv, ", "))
 	}
 	if v.Health != nil {
 		fmt.Fprintf(b, "health: %s\n", healthFlow(v.Health))

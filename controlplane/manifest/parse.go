@@ -419,6 +419,9 @@ func (r *docReader) cluster(f *fields, name string) *lvsctlv1.Cluster {
 			r.fail("forwarding", "unknown forwarding %s (want masq, route or tunnel)", limits.Quote(fw))
 		}
 	}
+	if v, ok := f.get("tunnel"); ok {
+		c.Tunnel = r.tunnel(v)
+	}
 	if v, ok := f.get("health"); ok {
 		c.Health = r.health(v, "health")
 	}
@@ -469,6 +472,50 @@ var schedulerFlags = func() map[string]lvsctlv1.SchedulerFlag {
 	}
 	return m
 }()
+
+// tunnelTypes and tunnelChecksums are the names validate gives them (ipvsadm's and
+// keepalived's).
+var (
+	tunnelTypes     = namesOf(lvsctlv1.TunnelType_name, validate.TunnelTypeName)
+	tunnelChecksums = namesOf(lvsctlv1.TunnelChecksum_name, validate.TunnelChecksumName)
+)
+
+func namesOf[E ~int32](values map[int32]string, name func(E) string) map[string]E {
+	m := map[string]E{}
+	for v := range values {
+		if n := name(E(v)); n != "" {
+			m[n] = E(v)
+		}
+	}
+	return m
+}
+
+// tunnel reads a tunnel: {type, port, checksum}. type defaults to ipip, as the kernel's and
+// ipvsadm's; checksum to none. Which combinations hold is validate's business.
+func (r *docReader) tunnel(v any) *lvsctlv1.Tunnel {
+	f, ok := r.mapping(v, "tunnel")
+	if !ok {
+		return nil
+	}
+	t := &lvsctlv1.Tunnel{Type: lvsctlv1.TunnelType_TUNNEL_TYPE_IPIP}
+	if s := r.str(f, "type"); s != "" {
+		var known bool
+		if t.Type, known = tunnelTypes[s]; !known {
+			r.fail("tunnel.type", "unknown tunnel type %s (want ipip, gue or gre)", limits.Quote(s))
+		}
+	}
+	if n, ok := r.number(f, "port", 0, math.MaxUint32); ok {
+		t.Port = uint32(n)
+	}
+	if s := r.str(f, "checksum"); s != "" {
+		var known bool
+		if t.Checksum, known = tunnelChecksums[s]; !known {
+			r.fail("tunnel.checksum", "unknown checksum option %s (want none, csum or remcsum)", limits.Quote(s))
+		}
+	}
+	r.done(f)
+	return t
+}
 
 // service reads a plain service: {address, protocol, port}. What the values mean (address
 // kinds, port range, the port 0 rule) is validate's business.

@@ -283,6 +283,7 @@ func Cluster(cl *lvsctlv1.Cluster) error {
 
 	checkSchedulerFlags(c, cl)
 	checkOps(c, cl)
+	checkTunnel(c, cl)
 
 	// The family of the reals follows the service's. The kernel takes a real of the other
 	// family under tunnel forwarding alone (IPv4 in IPv6 and back, since Linux 3.18), and

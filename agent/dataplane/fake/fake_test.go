@@ -440,3 +440,44 @@ func TestIPVSPlainServices(t *testing.T) {
 		t.Errorf("Stats() = %+v; want the edited destination to keep its 3 active connections", st)
 	}
 }
+
+// TestIPVSTunnel: the fake keeps a destination's tunnel, shows it, and refuses what the
+// kernel (gue without a port) and the agent's backend (the rest) refuse, changing nothing.
+func TestIPVSTunnel(t *testing.T) {
+	f := fake.NewIPVS()
+	mustDo(t, f.AddService(svc16))
+	gue := dataplane.Destination{Address: netip.MustParseAddr("198.51.100.1"), Weight: 1, Forward: dataplane.ForwardTunnel,
+		Tunnel: dataplane.Tunnel{Type: dataplane.TunnelGUE, Port: 6080, Flags: dataplane.TunnelCsum}}
+	mustDo(t, f.AddDestination(svc16, gue))
+	want := "fwm 16 ipv4 wlc timeout 600 netmask /32\nfwm 16 ipv4 -> 198.51.100.1:0 tunnel weight 1 tunnel gue:6080:+c\n"
+	if got := f.Dump(); got != want {
+		t.Errorf("Dump() =\n%s\nwant\n%s", got, want)
+	}
+	ds, err := f.Destinations(svc16)
+	mustDo(t, err)
+	if len(ds) != 1 || ds[0] != gue {
+		t.Errorf("Destinations = %+v, want %+v", ds, gue)
+	}
+	for name, tn := range map[string]dataplane.Tunnel{
+		"gue without port": {Type: dataplane.TunnelGUE},
+		"port on ipip":     {Port: 6080},
+		"csum on ipip":     {Flags: dataplane.TunnelCsum},
+		"remcsum on gre":   {Type: dataplane.TunnelGRE, Flags: dataplane.TunnelRemCsum},
+		"unknown type":     {Type: 7},
+	} {
+		d := gue
+		d.Tunnel = tn
+		if err := f.UpdateDestination(svc16, d); !errors.Is(err, syscall.EINVAL) {
+			t.Errorf("%s: %v, want EINVAL", name, err)
+		}
+	}
+	route := real1
+	route.Address = netip.MustParseAddr("198.51.100.2")
+	route.Tunnel = dataplane.Tunnel{Type: dataplane.TunnelGRE}
+	if err := f.AddDestination(svc16, route); !errors.Is(err, syscall.EINVAL) {
+		t.Errorf("tunnel on masq: %v, want EINVAL", err)
+	}
+	if got := f.Dump(); got != want {
+		t.Errorf("refused changes changed the kernel:\n%s", got)
+	}
+}

@@ -273,6 +273,31 @@ func validDestination(k dataplane.ServiceKey, d dataplane.Destination) error {
 	if d.LowerThreshold > d.UpperThreshold {
 		return fmt.Errorf("lower threshold %d above upper threshold %d: %w", d.LowerThreshold, d.UpperThreshold, syscall.ERANGE)
 	}
+	return checkTunnel(d)
+}
+
+// checkTunnel refuses what the agent's backend refuses of a tunnel. The kernel itself refuses
+// only gue without a port (EINVAL) and stores the rest unused; package ipvs refuses those
+// before sending (tunnel settings on masq or route, a port on ipip or gre, a checksum ipip or
+// gre does not have), which the fake answers with EINVAL too.
+func checkTunnel(d dataplane.Destination) error {
+	t := d.Tunnel
+	switch {
+	case t == dataplane.Tunnel{}:
+		return nil
+	case d.Forward != dataplane.ForwardTunnel:
+		return fmt.Errorf("tunnel %s on a %s destination: %w", t, d.Forward, syscall.EINVAL)
+	case t.Type > dataplane.TunnelGRE:
+		return fmt.Errorf("tunnel type %d: %w", uint8(t.Type), syscall.EINVAL)
+	case t.Type == dataplane.TunnelGUE && t.Port == 0:
+		return fmt.Errorf("gue tunnel port is zero: %w", syscall.EINVAL)
+	case t.Type != dataplane.TunnelGUE && t.Port != 0:
+		return fmt.Errorf("tunnel port %d on %s: %w", t.Port, t.Type, syscall.EINVAL)
+	case t.Flags != 0 && t.Flags != dataplane.TunnelCsum && t.Flags != dataplane.TunnelRemCsum,
+		t.Flags != 0 && t.Type == dataplane.TunnelIPIP,
+		t.Flags == dataplane.TunnelRemCsum && t.Type == dataplane.TunnelGRE:
+		return fmt.Errorf("tunnel %s: no such checksum option for %s: %w", t, t.Type, syscall.EINVAL)
+	}
 	return nil
 }
 
@@ -338,6 +363,7 @@ func (f *IPVS) SetDestinationStats(k dataplane.ServiceKey, st dataplane.Destinat
 //	fwm 16 ipv4 -> 198.51.100.1:0 masq weight 100
 //	tcp 192.0.2.20:80 sh timeout 0 netmask /32 flags 0x18
 //	tcp 192.0.2.20:80 -> 198.51.100.5:8080 masq weight 1 thresholds 400-500
+//	tcp 192.0.2.40:80 -> 198.51.100.7:80 tunnel weight 1 tunnel gue:6080:r+c
 //	sync master eth1 syncid 7
 func (f *IPVS) Dump() string {
 	f.mu.Lock()
@@ -353,6 +379,9 @@ func (f *IPVS) Dump() string {
 			fmt.Fprintf(&b, "%s -> %s %s weight %d", s.svc.ServiceKey, netip.AddrPortFrom(d.Address, d.Port), d.Forward, d.Weight)
 			if d.UpperThreshold != 0 || d.LowerThreshold != 0 {
 				fmt.Fprintf(&b, " thresholds %d-%d", d.LowerThreshold, d.UpperThreshold)
+			}
+			if d.Tunnel != (dataplane.Tunnel{}) {
+				fmt.Fprintf(&b, " tunnel %s", d.Tunnel)
 			}
 			b.WriteByte('\n')
 		}

@@ -4,7 +4,9 @@
 #    persistence and NAT reals; a virtual_server_group of two fwmarks with
 #    TCP_CHECKs the reals pass; a vrrp_instance holding the VIP with two fwmark
 #    services; plain virtual_server IP PORT services, TCP with real ports and
-#    UDP with ops): Debian's keepalived 2.2.7 runs it, `ipvsadm -Sn` is kept,
+#    UDP with ops; tunnelled services, lvs_method TUN type ipip, gue with
+#    port and remcsum, gre with csum on each real_server): Debian's
+#    keepalived 2.2.7 runs it, `ipvsadm -Sn` is kept,
 #    keepalived is stopped (SIGTERM: it removes its services) and the kernel
 #    must be empty; then `lvsctl import keepalived` (with the marks script,
 #    --group edge-1) and `lvsctl apply -f`; once dir-a applied, `ipvsadm -Sn`
@@ -178,6 +180,7 @@ compare group 6 --group edge-1
 # No --group: the vrrp_instance EDGE_1 makes the group (edge-1, dir-a from router_id).
 compare vrrp 6
 compare plain 6 --group edge-1
+compare tunnel 9 --group edge-1
 
 step "The Windows Media guide's commands, by hand, in dir-a"
 sed -n '/^[^#]/p' "$DATA/wms-guide.sh" | sed 's/^/    /'

@@ -20,6 +20,8 @@ expect_eq "TestKernelRoundTrip ran and passed" "--- PASS: TestKernelRoundTrip" \
 	"$(grep -E -- '^--- (PASS|FAIL|SKIP): TestKernelRoundTrip( |$)' /tmp/ipvs-test.out | sed 's/ (.*//')"
 expect_eq "TestKernelBatch (many requests a send, replies matched by sequence number) ran and passed" "--- PASS: TestKernelBatch" \
 	"$(grep -E -- '^--- (PASS|FAIL|SKIP): TestKernelBatch( |$)' /tmp/ipvs-test.out | sed 's/ (.*//')"
+expect_eq "TestKernelTunnel (ipip, gue and gre destinations made, read back and edited) ran and passed" "--- PASS: TestKernelTunnel" \
+	"$(grep -E -- '^--- (PASS|FAIL|SKIP): TestKernelTunnel( |$)' /tmp/ipvs-test.out | sed 's/ (.*//')"
 expect_eq "no test skipped but the no-IPVS one (this kernel has IPVS)" "--- SKIP: TestNewWithoutIPVS" \
 	"$(grep -E -- '^ *--- SKIP: ' /tmp/ipvs-test.out | sed 's/ (.*//; s/^ *//')"
 expect_eq "the test left no IPVS service in namespace t" "" "$(on t ipvsadm -Sn)"

@@ -15,6 +15,12 @@
 # ipvsadm -Sn then shows what an operator expects (-t/-u services, the real
 # servers' ports, -m, ops, -b mh-port; ipvsadm -Ln --thresholds the
 # thresholds); no nftables rule is made for any of them.
+# Tunnel types (after the edits): tun-ipip, tun-gue (port 6080, csum) and
+# tun-gre, tcp 192.0.2.40-42:8080 tunnelled to rs1-rs3, which decapsulate
+# (tunl0, a fou port, gre0) and answer the client directly: 15 requests 5/5/5
+# each; ipvsadm -Sn shows --tun-type/--tun-port/--tun-csum as ipvsadm 1.31
+# writes them; rs1 set back to ipip by hand (ipvsadm -e) is edited back to
+# gue in place at the agent's next resync.
 # Then edits, each made in place (the agent's kernel changes are
 # update-service / update-destination, never a delete; the services' Conns
 # never go down; a connection held through mms keeps answering):
@@ -23,7 +29,7 @@
 #   http's rs2 thresholds 1000/800 -> 5/2 (ipvsadm -Ln --thresholds).
 # The reals serve HTTP on 8080 (IPv4 and IPv6) with busybox httpd, a page
 # naming the server; lab-responder serves udp 554 and tcp 1755.
-# lab-timeout: 180
+# lab-timeout: 300
 # shellcheck disable=SC2317 # (whole file) helpers are called through wait_until
 . ./lib.sh
 
@@ -86,6 +92,39 @@ name: edge-1
 directors: [{name: dir-a, priority: 200}]
 vipInterface: eth0
 YAML
+}
+
+# The tunnel services: the reals' HTTP port (a tunnel keeps the port).
+TUN_IPIP=192.0.2.40
+TUN_GUE=192.0.2.41
+TUN_GRE=192.0.2.42
+TUN_VIPS="$TUN_IPIP $TUN_GUE $TUN_GRE"
+
+# tunnels: the three tunnelled clusters (ipip by default, gue to port 6080
+# with checksums, gre).
+tunnels() {
+	for t in "ipip $TUN_IPIP" "gue $TUN_GUE {type: gue, port: 6080, checksum: csum}" "gre $TUN_GRE {type: gre}"; do
+		# shellcheck disable=SC2086 # "NAME VIP [TUNNEL]"
+		set -- $t
+		_name=$1 _vip=$2
+		shift 2
+		echo "---"
+		cat <<YAML
+kind: Cluster
+name: tun-$_name
+directorGroup: edge-1
+service: {address: $_vip, protocol: tcp, port: 8080}
+scheduler: rr
+forwarding: tunnel
+YAML
+		[ $# -gt 0 ] && echo "tunnel: $*"
+		cat <<YAML
+reals:
+  - {address: 198.51.100.1, weight: 1}
+  - {address: 198.51.100.2, weight: 1}
+  - {address: 198.51.100.3, weight: 1}
+YAML
+	done
 }
 
 # v6_site: IPv6 beside the lab's IPv4: the client side 2001:db8::/64 (the
@@ -285,6 +324,77 @@ for s in "-t $MMS_VIP:1755 $before_mms" "-u $HTTP_VIP:53 $before_dns" "-t $HTTP_
 	now=$(conns "$1 $2")
 	expect_eq "$2: Conns $3 before, $now after (not re-created)" ok "$([ "${now:-0}" -ge "$3" ] && [ "$3" -gt 0 ] && echo ok || echo "went down")"
 done
+
+step "Tunnel types: ipip, gue and gre services, tunnelled to the reals, which decapsulate"
+# Each real server takes the tunnels' VIPs on lo and decapsulates: ipip on
+# tunl0 (the ipip module's catch-all device), gue through a fou port
+# (ip fou add port 6080 gue, then tunl0), gre on gre0 (ip_gre's). rp_filter
+# off: the inner packet comes from the client but arrives on the tunnel
+# device. The reals answer the client directly, from the VIP, through dir-a
+# (their gateway), which has the VIP itself: accept_local lets it forward
+# them.
+on dir-a sysctl -qw net.ipv4.conf.all.accept_local=1
+on dir-a sysctl -qw net.ipv4.conf.eth1.accept_local=1
+for m in fou ip_gre; do modprobe "$m" || note "(modprobe $m failed)"; done
+for _rs in $REALS; do
+	for _v in $TUN_VIPS; do on "$_rs" ip addr add "$_v/32" dev lo; done
+	on "$_rs" ip fou add port 6080 gue
+	on "$_rs" ip link set tunl0 up
+	on "$_rs" ip link set gre0 up
+	for _d in all default eth0 tunl0 gre0; do on "$_rs" sysctl -qw "net.ipv4.conf.$_d.rp_filter=0"; done
+done
+tunnels >/tmp/tunnels.yaml
+show cat /tmp/tunnels.yaml
+before=$(applied_rev)
+out=$(lv apply -f /tmp/tunnels.yaml 2>&1)
+printf '%s\n' "$out" | sed 's/^/    /'
+for c in tun-ipip tun-gue tun-gre; do
+	expect_match "apply creates cluster/$c" "^cluster/$c created" "$(printf '%s\n' "$out" | grep "^cluster/$c ")"
+done
+wait_applied 30 dir-a "$before" || fail_check "dir-a applied the tunnels within 30 s"
+show on dir-a ipvsadm -Sn
+save=$(on dir-a ipvsadm -Sn)
+expect_eq "tun-ipip: -i, and ipvsadm 1.31 names the type" "-a -t $TUN_IPIP:8080 -r 198.51.100.1:8080 -i -w 1 --tun-type ipip
+-a -t $TUN_IPIP:8080 -r 198.51.100.2:8080 -i -w 1 --tun-type ipip
+-a -t $TUN_IPIP:8080 -r 198.51.100.3:8080 -i -w 1 --tun-type ipip" "$(printf '%s\n' "$save" | grep -- "-a -t $TUN_IPIP:8080 " | sort)"
+expect_eq "tun-gue: --tun-type gue --tun-port 6080 --tun-csum" "-a -t $TUN_GUE:8080 -r 198.51.100.1:8080 -i -w 1 --tun-type gue --tun-port 6080 --tun-csum
+-a -t $TUN_GUE:8080 -r 198.51.100.2:8080 -i -w 1 --tun-type gue --tun-port 6080 --tun-csum
+-a -t $TUN_GUE:8080 -r 198.51.100.3:8080 -i -w 1 --tun-type gue --tun-port 6080 --tun-csum" "$(printf '%s\n' "$save" | grep -- "-a -t $TUN_GUE:8080 " | sort)"
+expect_eq "tun-gre: --tun-type gre (and no checksum, --tun-nocsum)" "-a -t $TUN_GRE:8080 -r 198.51.100.1:8080 -i -w 1 --tun-type gre --tun-nocsum
+-a -t $TUN_GRE:8080 -r 198.51.100.2:8080 -i -w 1 --tun-type gre --tun-nocsum
+-a -t $TUN_GRE:8080 -r 198.51.100.3:8080 -i -w 1 --tun-type gre --tun-nocsum" "$(printf '%s\n' "$save" | grep -- "-a -t $TUN_GRE:8080 " | sort)"
+show on dir-a ipvsadm -Ln --tun-info
+for v in "$TUN_IPIP ipip" "$TUN_GUE gue" "$TUN_GRE gre"; do
+	# shellcheck disable=SC2086 # "VIP NAME"
+	set -- $v
+	got=$(http_count "$1" 8080 15)
+	indent "$got"
+	expect_eq "$2: 15 requests through the tunnel, 5 to each real server" "rs1 5
+rs2 5
+rs3 5" "$got"
+done
+
+step "Tunnel drift: rs1 of tun-gue set back to ipip by hand (ipvsadm -e); the agent's resync edits it back in place"
+conns_gue=$(conns "-t $TUN_GUE:8080")
+opl0=$(grep -c ' op=' /tmp/agent.log)
+show on dir-a ipvsadm -e -t "$TUN_GUE:8080" -r 198.51.100.1:8080 -i -w 1 --tun-type ipip
+gue_back() { on dir-a ipvsadm -Sn | grep -q -- "-a -t $TUN_GUE:8080 -r 198.51.100.1:8080 -i -w 1 --tun-type gue --tun-port 6080 --tun-csum"; }
+t0=$(uptime_s)
+if wait_until 45 gue_back; then
+	pass_check "rs1 of tun-gue is gue again after $(awk -v a="$t0" -v b="$(uptime_s)" 'BEGIN { printf "%.1f", b - a }')s (resync every 30 s)"
+else
+	fail_check "rs1 of tun-gue is gue again within 45 s"
+fi
+opl=$(grep ' op=' /tmp/agent.log | tail -n +$((opl0 + 1)))
+note "agent: $(oneline "$opl")"
+expect_eq "the repair is one destination edited in place" "op=update-destination" \
+	"$(printf '%s\n' "$opl" | sed -nE 's/.* (op=[^ ]+).*/\1/p' | sort -u | tr '\n' ' ' | sed 's/ *$//')"
+expect_eq "tun-gue: Conns not reset ($conns_gue before)" ok "$([ "$(conns "-t $TUN_GUE:8080")" -ge "$conns_gue" ] && echo ok || echo "went down")"
+got=$(http_count "$TUN_GUE" 8080 15)
+indent "$got"
+expect_eq "gue after the repair: 5 to each real server" "rs1 5
+rs2 5
+rs3 5" "$got"
 
 note "scenario body took $(awk -v a="$began" -v b="$(uptime_s)" 'BEGIN { printf "%.1f", b - a }')s of guest time"
 finish

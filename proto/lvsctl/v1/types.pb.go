@@ -132,6 +132,116 @@ func (Forwarding) EnumDescriptor() ([]byte, []int) {
 	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{1}
 }
 
+// TunnelType is the kernel's IP_VS_CONN_F_TUNNEL_TYPE_*, one more than its number.
+type TunnelType int32
+
+const (
+	// TUNNEL_TYPE_UNSPECIFIED is never valid in a stored object (a manifest's default is ipip).
+	TunnelType_TUNNEL_TYPE_UNSPECIFIED TunnelType = 0
+	// TUNNEL_TYPE_IPIP is IP in IP (IPv4) or IPv6 in IPv6 (every kernel with IPVS).
+	TunnelType_TUNNEL_TYPE_IPIP TunnelType = 1
+	// TUNNEL_TYPE_GUE is Generic UDP Encapsulation to Tunnel.port (Linux 5.3).
+	TunnelType_TUNNEL_TYPE_GUE TunnelType = 2
+	// TUNNEL_TYPE_GRE is GRE (Linux 5.8).
+	TunnelType_TUNNEL_TYPE_GRE TunnelType = 3
+)
+
+// Enum value maps for TunnelType.
+var (
+	TunnelType_name = map[int32]string{
+		0: "TUNNEL_TYPE_UNSPECIFIED",
+		1: "TUNNEL_TYPE_IPIP",
+		2: "TUNNEL_TYPE_GUE",
+		3: "TUNNEL_TYPE_GRE",
+	}
+	TunnelType_value = map[string]int32{
+		"TUNNEL_TYPE_UNSPECIFIED": 0,
+		"TUNNEL_TYPE_IPIP":        1,
+		"TUNNEL_TYPE_GUE":         2,
+		"TUNNEL_TYPE_GRE":         3,
+	}
+)
+
+func (x TunnelType) Enum() *TunnelType {
+	p := new(TunnelType)
+	*p = x
+	return p
+}
+
+func (x TunnelType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TunnelType) Descriptor() protoreflect.EnumDescriptor {
+	return file_lvsctl_v1_types_proto_enumTypes[2].Descriptor()
+}
+
+func (TunnelType) Type() protoreflect.EnumType {
+	return &file_lvsctl_v1_types_proto_enumTypes[2]
+}
+
+func (x TunnelType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TunnelType.Descriptor instead.
+func (TunnelType) EnumDescriptor() ([]byte, []int) {
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{2}
+}
+
+// TunnelChecksum is the tunnel's checksum option (IP_VS_TUNNEL_ENCAP_FLAG_*).
+type TunnelChecksum int32
+
+const (
+	// TUNNEL_CHECKSUM_UNSPECIFIED is none (--tun-nocsum), the kernel's default.
+	TunnelChecksum_TUNNEL_CHECKSUM_UNSPECIFIED TunnelChecksum = 0
+	// TUNNEL_CHECKSUM_CSUM: the outer header carries a checksum (gue, gre).
+	TunnelChecksum_TUNNEL_CHECKSUM_CSUM TunnelChecksum = 1
+	// TUNNEL_CHECKSUM_REMCSUM: remote checksum offload (gue only).
+	TunnelChecksum_TUNNEL_CHECKSUM_REMCSUM TunnelChecksum = 2
+)
+
+// Enum value maps for TunnelChecksum.
+var (
+	TunnelChecksum_name = map[int32]string{
+		0: "TUNNEL_CHECKSUM_UNSPECIFIED",
+		1: "TUNNEL_CHECKSUM_CSUM",
+		2: "TUNNEL_CHECKSUM_REMCSUM",
+	}
+	TunnelChecksum_value = map[string]int32{
+		"TUNNEL_CHECKSUM_UNSPECIFIED": 0,
+		"TUNNEL_CHECKSUM_CSUM":        1,
+		"TUNNEL_CHECKSUM_REMCSUM":     2,
+	}
+)
+
+func (x TunnelChecksum) Enum() *TunnelChecksum {
+	p := new(TunnelChecksum)
+	*p = x
+	return p
+}
+
+func (x TunnelChecksum) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TunnelChecksum) Descriptor() protoreflect.EnumDescriptor {
+	return file_lvsctl_v1_types_proto_enumTypes[3].Descriptor()
+}
+
+func (TunnelChecksum) Type() protoreflect.EnumType {
+	return &file_lvsctl_v1_types_proto_enumTypes[3]
+}
+
+func (x TunnelChecksum) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TunnelChecksum.Descriptor instead.
+func (TunnelChecksum) EnumDescriptor() ([]byte, []int) {
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{3}
+}
+
 // SchedulerFlag is one of IPVS's scheduler flags (IP_VS_SVC_F_SCHED1..3), named as ipvsadm
 // names them for the scheduler that reads it.
 type SchedulerFlag int32
@@ -178,11 +288,11 @@ func (x SchedulerFlag) String() string {
 }
 
 func (SchedulerFlag) Descriptor() protoreflect.EnumDescriptor {
-	return file_lvsctl_v1_types_proto_enumTypes[2].Descriptor()
+	return file_lvsctl_v1_types_proto_enumTypes[4].Descriptor()
 }
 
 func (SchedulerFlag) Type() protoreflect.EnumType {
-	return &file_lvsctl_v1_types_proto_enumTypes[2]
+	return &file_lvsctl_v1_types_proto_enumTypes[4]
 }
 
 func (x SchedulerFlag) Number() protoreflect.EnumNumber {
@@ -191,7 +301,7 @@ func (x SchedulerFlag) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SchedulerFlag.Descriptor instead.
 func (SchedulerFlag) EnumDescriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{2}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{4}
 }
 
 // Role is a director's role in its group.
@@ -231,11 +341,11 @@ func (x Role) String() string {
 }
 
 func (Role) Descriptor() protoreflect.EnumDescriptor {
-	return file_lvsctl_v1_types_proto_enumTypes[3].Descriptor()
+	return file_lvsctl_v1_types_proto_enumTypes[5].Descriptor()
 }
 
 func (Role) Type() protoreflect.EnumType {
-	return &file_lvsctl_v1_types_proto_enumTypes[3]
+	return &file_lvsctl_v1_types_proto_enumTypes[5]
 }
 
 func (x Role) Number() protoreflect.EnumNumber {
@@ -244,7 +354,7 @@ func (x Role) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Role.Descriptor instead.
 func (Role) EnumDescriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{3}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{5}
 }
 
 // PortRange is one protocol and an inclusive port range; a single port has first == last.
@@ -692,7 +802,11 @@ type Cluster struct {
 	// as foreign; its VIPs already on the interface likewise. A service that differs is refused,
 	// naming the difference, and left alone. Set by `lvsctl apply --adopt` (ApplyRequest.adopt),
 	// cleared by the next apply without it (what was adopted stays owned).
-	Adopt         bool `protobuf:"varint,17,opt,name=adopt,proto3" json:"adopt,omitempty"`
+	Adopt bool `protobuf:"varint,17,opt,name=adopt,proto3" json:"adopt,omitempty"`
+	// tunnel is the encapsulation of forwarding: tunnel (ipvsadm --tun-type/--tun-port/--tun-*csum,
+	// keepalived's lvs_method TUN type ...), the same for every real server of the cluster. Unset
+	// with forwarding tunnel is ipip, the kernel's default; set only with forwarding tunnel.
+	Tunnel        *Tunnel `protobuf:"bytes,18,opt,name=tunnel,proto3" json:"tunnel,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -846,6 +960,75 @@ func (x *Cluster) GetAdopt() bool {
 	return false
 }
 
+func (x *Cluster) GetTunnel() *Tunnel {
+	if x != nil {
+		return x.Tunnel
+	}
+	return nil
+}
+
+// Tunnel is how IPVS encapsulates a tunnelled packet to a real server (IPVS_DEST_ATTR_TUN_*).
+type Tunnel struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Type  TunnelType             `protobuf:"varint,1,opt,name=type,proto3,enum=lvsctl.v1.TunnelType" json:"type,omitempty"`
+	// port is gue's UDP destination port on the real server (1-65535); unset for ipip and gre.
+	Port          uint32         `protobuf:"varint,2,opt,name=port,proto3" json:"port,omitempty"`
+	Checksum      TunnelChecksum `protobuf:"varint,3,opt,name=checksum,proto3,enum=lvsctl.v1.TunnelChecksum" json:"checksum,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Tunnel) Reset() {
+	*x = Tunnel{}
+	mi := &file_lvsctl_v1_types_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Tunnel) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Tunnel) ProtoMessage() {}
+
+func (x *Tunnel) ProtoReflect() protoreflect.Message {
+	mi := &file_lvsctl_v1_types_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Tunnel.ProtoReflect.Descriptor instead.
+func (*Tunnel) Descriptor() ([]byte, []int) {
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Tunnel) GetType() TunnelType {
+	if x != nil {
+		return x.Type
+	}
+	return TunnelType_TUNNEL_TYPE_UNSPECIFIED
+}
+
+func (x *Tunnel) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *Tunnel) GetChecksum() TunnelChecksum {
+	if x != nil {
+		return x.Checksum
+	}
+	return TunnelChecksum_TUNNEL_CHECKSUM_UNSPECIFIED
+}
+
 // VirtualService is a plain IPVS service's address, protocol and port.
 type VirtualService struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -859,7 +1042,7 @@ type VirtualService struct {
 
 func (x *VirtualService) Reset() {
 	*x = VirtualService{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[5]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -871,7 +1054,7 @@ func (x *VirtualService) String() string {
 func (*VirtualService) ProtoMessage() {}
 
 func (x *VirtualService) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[5]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -884,7 +1067,7 @@ func (x *VirtualService) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VirtualService.ProtoReflect.Descriptor instead.
 func (*VirtualService) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{5}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *VirtualService) GetAddress() string {
@@ -923,7 +1106,7 @@ type Director struct {
 
 func (x *Director) Reset() {
 	*x = Director{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[6]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -935,7 +1118,7 @@ func (x *Director) String() string {
 func (*Director) ProtoMessage() {}
 
 func (x *Director) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[6]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -948,7 +1131,7 @@ func (x *Director) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Director.ProtoReflect.Descriptor instead.
 func (*Director) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{6}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Director) GetName() string {
@@ -997,7 +1180,7 @@ type Failover struct {
 
 func (x *Failover) Reset() {
 	*x = Failover{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[7]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1009,7 +1192,7 @@ func (x *Failover) String() string {
 func (*Failover) ProtoMessage() {}
 
 func (x *Failover) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[7]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1022,7 +1205,7 @@ func (x *Failover) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Failover.ProtoReflect.Descriptor instead.
 func (*Failover) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{7}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Failover) GetHeartbeatIntervalMs() uint32 {
@@ -1071,7 +1254,7 @@ type Gateway struct {
 
 func (x *Gateway) Reset() {
 	*x = Gateway{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[8]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1083,7 +1266,7 @@ func (x *Gateway) String() string {
 func (*Gateway) ProtoMessage() {}
 
 func (x *Gateway) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[8]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1096,7 +1279,7 @@ func (x *Gateway) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Gateway.ProtoReflect.Descriptor instead.
 func (*Gateway) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{8}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Gateway) GetAddress() string {
@@ -1124,7 +1307,7 @@ type Sync struct {
 
 func (x *Sync) Reset() {
 	*x = Sync{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[9]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1136,7 +1319,7 @@ func (x *Sync) String() string {
 func (*Sync) ProtoMessage() {}
 
 func (x *Sync) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[9]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1149,7 +1332,7 @@ func (x *Sync) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sync.ProtoReflect.Descriptor instead.
 func (*Sync) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{9}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Sync) GetInterface() string {
@@ -1183,7 +1366,7 @@ type DirectorGroup struct {
 
 func (x *DirectorGroup) Reset() {
 	*x = DirectorGroup{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[10]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1195,7 +1378,7 @@ func (x *DirectorGroup) String() string {
 func (*DirectorGroup) ProtoMessage() {}
 
 func (x *DirectorGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[10]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1208,7 +1391,7 @@ func (x *DirectorGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirectorGroup.ProtoReflect.Descriptor instead.
 func (*DirectorGroup) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{10}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DirectorGroup) GetName() string {
@@ -1274,7 +1457,7 @@ type Object struct {
 
 func (x *Object) Reset() {
 	*x = Object{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[11]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1286,7 +1469,7 @@ func (x *Object) String() string {
 func (*Object) ProtoMessage() {}
 
 func (x *Object) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[11]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1299,7 +1482,7 @@ func (x *Object) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Object.ProtoReflect.Descriptor instead.
 func (*Object) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{11}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Object) GetKind() isObject_Kind {
@@ -1355,7 +1538,7 @@ type RoleAssignment struct {
 
 func (x *RoleAssignment) Reset() {
 	*x = RoleAssignment{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[12]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1367,7 +1550,7 @@ func (x *RoleAssignment) String() string {
 func (*RoleAssignment) ProtoMessage() {}
 
 func (x *RoleAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[12]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1380,7 +1563,7 @@ func (x *RoleAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoleAssignment.ProtoReflect.Descriptor instead.
 func (*RoleAssignment) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{12}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RoleAssignment) GetGroup() string {
@@ -1415,7 +1598,7 @@ type ClusterError struct {
 
 func (x *ClusterError) Reset() {
 	*x = ClusterError{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[13]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1427,7 +1610,7 @@ func (x *ClusterError) String() string {
 func (*ClusterError) ProtoMessage() {}
 
 func (x *ClusterError) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[13]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1440,7 +1623,7 @@ func (x *ClusterError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterError.ProtoReflect.Descriptor instead.
 func (*ClusterError) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{13}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ClusterError) GetCluster() string {
@@ -1487,7 +1670,7 @@ type GroupRoles struct {
 
 func (x *GroupRoles) Reset() {
 	*x = GroupRoles{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[14]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1499,7 +1682,7 @@ func (x *GroupRoles) String() string {
 func (*GroupRoles) ProtoMessage() {}
 
 func (x *GroupRoles) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[14]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1512,7 +1695,7 @@ func (x *GroupRoles) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupRoles.ProtoReflect.Descriptor instead.
 func (*GroupRoles) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{14}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GroupRoles) GetGroup() string {
@@ -1589,7 +1772,7 @@ type PeerHeartbeat struct {
 
 func (x *PeerHeartbeat) Reset() {
 	*x = PeerHeartbeat{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[15]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1601,7 +1784,7 @@ func (x *PeerHeartbeat) String() string {
 func (*PeerHeartbeat) ProtoMessage() {}
 
 func (x *PeerHeartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[15]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1614,7 +1797,7 @@ func (x *PeerHeartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerHeartbeat.ProtoReflect.Descriptor instead.
 func (*PeerHeartbeat) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{15}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PeerHeartbeat) GetGroup() string {
@@ -1699,7 +1882,7 @@ type PeerStatus struct {
 
 func (x *PeerStatus) Reset() {
 	*x = PeerStatus{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[16]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1711,7 +1894,7 @@ func (x *PeerStatus) String() string {
 func (*PeerStatus) ProtoMessage() {}
 
 func (x *PeerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[16]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1724,7 +1907,7 @@ func (x *PeerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerStatus.ProtoReflect.Descriptor instead.
 func (*PeerStatus) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{16}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PeerStatus) GetDirector() string {
@@ -1798,7 +1981,7 @@ type SyncStatus struct {
 
 func (x *SyncStatus) Reset() {
 	*x = SyncStatus{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[17]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1810,7 +1993,7 @@ func (x *SyncStatus) String() string {
 func (*SyncStatus) ProtoMessage() {}
 
 func (x *SyncStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[17]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1823,7 +2006,7 @@ func (x *SyncStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncStatus.ProtoReflect.Descriptor instead.
 func (*SyncStatus) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{17}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SyncStatus) GetMaster() bool {
@@ -1904,7 +2087,7 @@ const file_lvsctl_v1_types_proto_rawDesc = "" +
 	"\bdescribe\x18\x0e \x01(\bR\bdescribe\x12\x18\n" +
 	"\apayload\x18\x0f \x01(\fR\apayload\x12\x19\n" +
 	"\budp_mode\x18\x10 \x01(\tR\audpMode\x12\x18\n" +
-	"\acommand\x18\x11 \x03(\tR\acommand\"\x8b\x05\n" +
+	"\acommand\x18\x11 \x03(\tR\acommand\"\xb6\x05\n" +
 	"\aCluster\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12%\n" +
 	"\x0edirector_group\x18\x02 \x01(\tR\rdirectorGroup\x12\x12\n" +
@@ -1926,7 +2109,12 @@ const file_lvsctl_v1_types_proto_rawDesc = "" +
 	"\aservice\x18\x0e \x01(\v2\x19.lvsctl.v1.VirtualServiceR\aservice\x12A\n" +
 	"\x0fscheduler_flags\x18\x0f \x03(\x0e2\x18.lvsctl.v1.SchedulerFlagR\x0eschedulerFlags\x12\x10\n" +
 	"\x03ops\x18\x10 \x01(\bR\x03ops\x12\x14\n" +
-	"\x05adopt\x18\x11 \x01(\bR\x05adopt\"o\n" +
+	"\x05adopt\x18\x11 \x01(\bR\x05adopt\x12)\n" +
+	"\x06tunnel\x18\x12 \x01(\v2\x11.lvsctl.v1.TunnelR\x06tunnel\"~\n" +
+	"\x06Tunnel\x12)\n" +
+	"\x04type\x18\x01 \x01(\x0e2\x15.lvsctl.v1.TunnelTypeR\x04type\x12\x12\n" +
+	"\x04port\x18\x02 \x01(\rR\x04port\x125\n" +
+	"\bchecksum\x18\x03 \x01(\x0e2\x19.lvsctl.v1.TunnelChecksumR\bchecksum\"o\n" +
 	"\x0eVirtualService\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12/\n" +
 	"\bprotocol\x18\x02 \x01(\x0e2\x13.lvsctl.v1.ProtocolR\bprotocol\x12\x12\n" +
@@ -2013,7 +2201,17 @@ const file_lvsctl_v1_types_proto_rawDesc = "" +
 	"\x16FORWARDING_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fFORWARDING_MASQ\x10\x01\x12\x14\n" +
 	"\x10FORWARDING_ROUTE\x10\x02\x12\x15\n" +
-	"\x11FORWARDING_TUNNEL\x10\x03*\xa7\x01\n" +
+	"\x11FORWARDING_TUNNEL\x10\x03*i\n" +
+	"\n" +
+	"TunnelType\x12\x1b\n" +
+	"\x17TUNNEL_TYPE_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10TUNNEL_TYPE_IPIP\x10\x01\x12\x13\n" +
+	"\x0fTUNNEL_TYPE_GUE\x10\x02\x12\x13\n" +
+	"\x0fTUNNEL_TYPE_GRE\x10\x03*h\n" +
+	"\x0eTunnelChecksum\x12\x1f\n" +
+	"\x1bTUNNEL_CHECKSUM_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14TUNNEL_CHECKSUM_CSUM\x10\x01\x12\x1b\n" +
+	"\x17TUNNEL_CHECKSUM_REMCSUM\x10\x02*\xa7\x01\n" +
 	"\rSchedulerFlag\x12\x1e\n" +
 	"\x1aSCHEDULER_FLAG_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aSCHEDULER_FLAG_SH_FALLBACK\x10\x01\x12\x1a\n" +
@@ -2037,57 +2235,63 @@ func file_lvsctl_v1_types_proto_rawDescGZIP() []byte {
 	return file_lvsctl_v1_types_proto_rawDescData
 }
 
-var file_lvsctl_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_lvsctl_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_lvsctl_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_lvsctl_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_lvsctl_v1_types_proto_goTypes = []any{
 	(Protocol)(0),          // 0: lvsctl.v1.Protocol
 	(Forwarding)(0),        // 1: lvsctl.v1.Forwarding
-	(SchedulerFlag)(0),     // 2: lvsctl.v1.SchedulerFlag
-	(Role)(0),              // 3: lvsctl.v1.Role
-	(*PortRange)(nil),      // 4: lvsctl.v1.PortRange
-	(*Persistence)(nil),    // 5: lvsctl.v1.Persistence
-	(*RealServer)(nil),     // 6: lvsctl.v1.RealServer
-	(*HealthCheck)(nil),    // 7: lvsctl.v1.HealthCheck
-	(*Cluster)(nil),        // 8: lvsctl.v1.Cluster
-	(*VirtualService)(nil), // 9: lvsctl.v1.VirtualService
-	(*Director)(nil),       // 10: lvsctl.v1.Director
-	(*Failover)(nil),       // 11: lvsctl.v1.Failover
-	(*Gateway)(nil),        // 12: lvsctl.v1.Gateway
-	(*Sync)(nil),           // 13: lvsctl.v1.Sync
-	(*DirectorGroup)(nil),  // 14: lvsctl.v1.DirectorGroup
-	(*Object)(nil),         // 15: lvsctl.v1.Object
-	(*RoleAssignment)(nil), // 16: lvsctl.v1.RoleAssignment
-	(*ClusterError)(nil),   // 17: lvsctl.v1.ClusterError
-	(*GroupRoles)(nil),     // 18: lvsctl.v1.GroupRoles
-	(*PeerHeartbeat)(nil),  // 19: lvsctl.v1.PeerHeartbeat
-	(*PeerStatus)(nil),     // 20: lvsctl.v1.PeerStatus
-	(*SyncStatus)(nil),     // 21: lvsctl.v1.SyncStatus
+	(TunnelType)(0),        // 2: lvsctl.v1.TunnelType
+	(TunnelChecksum)(0),    // 3: lvsctl.v1.TunnelChecksum
+	(SchedulerFlag)(0),     // 4: lvsctl.v1.SchedulerFlag
+	(Role)(0),              // 5: lvsctl.v1.Role
+	(*PortRange)(nil),      // 6: lvsctl.v1.PortRange
+	(*Persistence)(nil),    // 7: lvsctl.v1.Persistence
+	(*RealServer)(nil),     // 8: lvsctl.v1.RealServer
+	(*HealthCheck)(nil),    // 9: lvsctl.v1.HealthCheck
+	(*Cluster)(nil),        // 10: lvsctl.v1.Cluster
+	(*Tunnel)(nil),         // 11: lvsctl.v1.Tunnel
+	(*VirtualService)(nil), // 12: lvsctl.v1.VirtualService
+	(*Director)(nil),       // 13: lvsctl.v1.Director
+	(*Failover)(nil),       // 14: lvsctl.v1.Failover
+	(*Gateway)(nil),        // 15: lvsctl.v1.Gateway
+	(*Sync)(nil),           // 16: lvsctl.v1.Sync
+	(*DirectorGroup)(nil),  // 17: lvsctl.v1.DirectorGroup
+	(*Object)(nil),         // 18: lvsctl.v1.Object
+	(*RoleAssignment)(nil), // 19: lvsctl.v1.RoleAssignment
+	(*ClusterError)(nil),   // 20: lvsctl.v1.ClusterError
+	(*GroupRoles)(nil),     // 21: lvsctl.v1.GroupRoles
+	(*PeerHeartbeat)(nil),  // 22: lvsctl.v1.PeerHeartbeat
+	(*PeerStatus)(nil),     // 23: lvsctl.v1.PeerStatus
+	(*SyncStatus)(nil),     // 24: lvsctl.v1.SyncStatus
 }
 var file_lvsctl_v1_types_proto_depIdxs = []int32{
 	0,  // 0: lvsctl.v1.PortRange.protocol:type_name -> lvsctl.v1.Protocol
-	7,  // 1: lvsctl.v1.RealServer.health:type_name -> lvsctl.v1.HealthCheck
-	4,  // 2: lvsctl.v1.Cluster.ports:type_name -> lvsctl.v1.PortRange
-	5,  // 3: lvsctl.v1.Cluster.persistence:type_name -> lvsctl.v1.Persistence
+	9,  // 1: lvsctl.v1.RealServer.health:type_name -> lvsctl.v1.HealthCheck
+	6,  // 2: lvsctl.v1.Cluster.ports:type_name -> lvsctl.v1.PortRange
+	7,  // 3: lvsctl.v1.Cluster.persistence:type_name -> lvsctl.v1.Persistence
 	1,  // 4: lvsctl.v1.Cluster.forwarding:type_name -> lvsctl.v1.Forwarding
-	6,  // 5: lvsctl.v1.Cluster.reals:type_name -> lvsctl.v1.RealServer
-	7,  // 6: lvsctl.v1.Cluster.health:type_name -> lvsctl.v1.HealthCheck
-	9,  // 7: lvsctl.v1.Cluster.service:type_name -> lvsctl.v1.VirtualService
-	2,  // 8: lvsctl.v1.Cluster.scheduler_flags:type_name -> lvsctl.v1.SchedulerFlag
-	0,  // 9: lvsctl.v1.VirtualService.protocol:type_name -> lvsctl.v1.Protocol
-	10, // 10: lvsctl.v1.DirectorGroup.directors:type_name -> lvsctl.v1.Director
-	12, // 11: lvsctl.v1.DirectorGroup.gateway:type_name -> lvsctl.v1.Gateway
-	13, // 12: lvsctl.v1.DirectorGroup.sync:type_name -> lvsctl.v1.Sync
-	11, // 13: lvsctl.v1.DirectorGroup.failover:type_name -> lvsctl.v1.Failover
-	8,  // 14: lvsctl.v1.Object.cluster:type_name -> lvsctl.v1.Cluster
-	14, // 15: lvsctl.v1.Object.group:type_name -> lvsctl.v1.DirectorGroup
-	3,  // 16: lvsctl.v1.RoleAssignment.role:type_name -> lvsctl.v1.Role
-	3,  // 17: lvsctl.v1.PeerHeartbeat.role:type_name -> lvsctl.v1.Role
-	3,  // 18: lvsctl.v1.PeerStatus.role:type_name -> lvsctl.v1.Role
-	19, // [19:19] is the sub-list for method output_type
-	19, // [19:19] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	8,  // 5: lvsctl.v1.Cluster.reals:type_name -> lvsctl.v1.RealServer
+	9,  // 6: lvsctl.v1.Cluster.health:type_name -> lvsctl.v1.HealthCheck
+	12, // 7: lvsctl.v1.Cluster.service:type_name -> lvsctl.v1.VirtualService
+	4,  // 8: lvsctl.v1.Cluster.scheduler_flags:type_name -> lvsctl.v1.SchedulerFlag
+	11, // 9: lvsctl.v1.Cluster.tunnel:type_name -> lvsctl.v1.Tunnel
+	2,  // 10: lvsctl.v1.Tunnel.type:type_name -> lvsctl.v1.TunnelType
+	3,  // 11: lvsctl.v1.Tunnel.checksum:type_name -> lvsctl.v1.TunnelChecksum
+	0,  // 12: lvsctl.v1.VirtualService.protocol:type_name -> lvsctl.v1.Protocol
+	13, // 13: lvsctl.v1.DirectorGroup.directors:type_name -> lvsctl.v1.Director
+	15, // 14: lvsctl.v1.DirectorGroup.gateway:type_name -> lvsctl.v1.Gateway
+	16, // 15: lvsctl.v1.DirectorGroup.sync:type_name -> lvsctl.v1.Sync
+	14, // 16: lvsctl.v1.DirectorGroup.failover:type_name -> lvsctl.v1.Failover
+	10, // 17: lvsctl.v1.Object.cluster:type_name -> lvsctl.v1.Cluster
+	17, // 18: lvsctl.v1.Object.group:type_name -> lvsctl.v1.DirectorGroup
+	5,  // 19: lvsctl.v1.RoleAssignment.role:type_name -> lvsctl.v1.Role
+	5,  // 20: lvsctl.v1.PeerHeartbeat.role:type_name -> lvsctl.v1.Role
+	5,  // 21: lvsctl.v1.PeerStatus.role:type_name -> lvsctl.v1.Role
+	22, // [22:22] is the sub-list for method output_type
+	22, // [22:22] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_lvsctl_v1_types_proto_init() }
@@ -2095,7 +2299,7 @@ func file_lvsctl_v1_types_proto_init() {
 	if File_lvsctl_v1_types_proto != nil {
 		return
 	}
-	file_lvsctl_v1_types_proto_msgTypes[11].OneofWrappers = []any{
+	file_lvsctl_v1_types_proto_msgTypes[12].OneofWrappers = []any{
 		(*Object_Cluster)(nil),
 		(*Object_Group)(nil),
 	}
@@ -2104,8 +2308,8 @@ func file_lvsctl_v1_types_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lvsctl_v1_types_proto_rawDesc), len(file_lvsctl_v1_types_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   18,
+			NumEnums:      6,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
