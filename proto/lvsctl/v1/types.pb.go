@@ -692,7 +692,12 @@ type Cluster struct {
 	// as foreign; its VIPs already on the interface likewise. A service that differs is refused,
 	// naming the difference, and left alone. Set by `lvsctl apply --adopt` (ApplyRequest.adopt),
 	// cleared by the next apply without it (what was adopted stays owned).
-	Adopt         bool `protobuf:"varint,17,opt,name=adopt,proto3" json:"adopt,omitempty"`
+	Adopt bool `protobuf:"varint,17,opt,name=adopt,proto3" json:"adopt,omitempty"`
+	// (18: another feature's.)
+	// sorry_server takes the cluster's new connections while none of its real servers can:
+	// every one down by its check, drained or at weight 0 (keepalived's sorry_server). Each
+	// director decides on its own, as for health; unset: none.
+	SorryServer   *SorryServer `protobuf:"bytes,19,opt,name=sorry_server,json=sorryServer,proto3" json:"sorry_server,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -846,6 +851,70 @@ func (x *Cluster) GetAdopt() bool {
 	return false
 }
 
+func (x *Cluster) GetSorryServer() *SorryServer {
+	if x != nil {
+		return x.SorryServer
+	}
+	return nil
+}
+
+// SorryServer is the destination a cluster's clients get while no real server can take them
+// (a maintenance page). It is added with the cluster's forwarding and weight 1, as keepalived
+// adds its sorry_server, and removed once a real server can take connections again.
+type SorryServer struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Address string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	// port, for a plain service (0: the service's port), as a real server's; 0 for a
+	// firewall-mark service.
+	Port          uint32 `protobuf:"varint,2,opt,name=port,proto3" json:"port,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SorryServer) Reset() {
+	*x = SorryServer{}
+	mi := &file_lvsctl_v1_types_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SorryServer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SorryServer) ProtoMessage() {}
+
+func (x *SorryServer) ProtoReflect() protoreflect.Message {
+	mi := &file_lvsctl_v1_types_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SorryServer.ProtoReflect.Descriptor instead.
+func (*SorryServer) Descriptor() ([]byte, []int) {
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *SorryServer) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *SorryServer) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
 // VirtualService is a plain IPVS service's address, protocol and port.
 type VirtualService struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -859,7 +928,7 @@ type VirtualService struct {
 
 func (x *VirtualService) Reset() {
 	*x = VirtualService{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[5]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -871,7 +940,7 @@ func (x *VirtualService) String() string {
 func (*VirtualService) ProtoMessage() {}
 
 func (x *VirtualService) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[5]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -884,7 +953,7 @@ func (x *VirtualService) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VirtualService.ProtoReflect.Descriptor instead.
 func (*VirtualService) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{5}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *VirtualService) GetAddress() string {
@@ -923,7 +992,7 @@ type Director struct {
 
 func (x *Director) Reset() {
 	*x = Director{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[6]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -935,7 +1004,7 @@ func (x *Director) String() string {
 func (*Director) ProtoMessage() {}
 
 func (x *Director) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[6]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -948,7 +1017,7 @@ func (x *Director) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Director.ProtoReflect.Descriptor instead.
 func (*Director) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{6}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Director) GetName() string {
@@ -997,7 +1066,7 @@ type Failover struct {
 
 func (x *Failover) Reset() {
 	*x = Failover{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[7]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1009,7 +1078,7 @@ func (x *Failover) String() string {
 func (*Failover) ProtoMessage() {}
 
 func (x *Failover) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[7]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1022,7 +1091,7 @@ func (x *Failover) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Failover.ProtoReflect.Descriptor instead.
 func (*Failover) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{7}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Failover) GetHeartbeatIntervalMs() uint32 {
@@ -1071,7 +1140,7 @@ type Gateway struct {
 
 func (x *Gateway) Reset() {
 	*x = Gateway{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[8]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1083,7 +1152,7 @@ func (x *Gateway) String() string {
 func (*Gateway) ProtoMessage() {}
 
 func (x *Gateway) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[8]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1096,7 +1165,7 @@ func (x *Gateway) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Gateway.ProtoReflect.Descriptor instead.
 func (*Gateway) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{8}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Gateway) GetAddress() string {
@@ -1124,7 +1193,7 @@ type Sync struct {
 
 func (x *Sync) Reset() {
 	*x = Sync{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[9]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1136,7 +1205,7 @@ func (x *Sync) String() string {
 func (*Sync) ProtoMessage() {}
 
 func (x *Sync) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[9]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1149,7 +1218,7 @@ func (x *Sync) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sync.ProtoReflect.Descriptor instead.
 func (*Sync) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{9}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Sync) GetInterface() string {
@@ -1183,7 +1252,7 @@ type DirectorGroup struct {
 
 func (x *DirectorGroup) Reset() {
 	*x = DirectorGroup{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[10]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1195,7 +1264,7 @@ func (x *DirectorGroup) String() string {
 func (*DirectorGroup) ProtoMessage() {}
 
 func (x *DirectorGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[10]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1208,7 +1277,7 @@ func (x *DirectorGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirectorGroup.ProtoReflect.Descriptor instead.
 func (*DirectorGroup) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{10}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DirectorGroup) GetName() string {
@@ -1274,7 +1343,7 @@ type Object struct {
 
 func (x *Object) Reset() {
 	*x = Object{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[11]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1286,7 +1355,7 @@ func (x *Object) String() string {
 func (*Object) ProtoMessage() {}
 
 func (x *Object) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[11]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1299,7 +1368,7 @@ func (x *Object) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Object.ProtoReflect.Descriptor instead.
 func (*Object) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{11}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Object) GetKind() isObject_Kind {
@@ -1355,7 +1424,7 @@ type RoleAssignment struct {
 
 func (x *RoleAssignment) Reset() {
 	*x = RoleAssignment{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[12]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1367,7 +1436,7 @@ func (x *RoleAssignment) String() string {
 func (*RoleAssignment) ProtoMessage() {}
 
 func (x *RoleAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[12]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1380,7 +1449,7 @@ func (x *RoleAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoleAssignment.ProtoReflect.Descriptor instead.
 func (*RoleAssignment) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{12}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RoleAssignment) GetGroup() string {
@@ -1415,7 +1484,7 @@ type ClusterError struct {
 
 func (x *ClusterError) Reset() {
 	*x = ClusterError{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[13]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1427,7 +1496,7 @@ func (x *ClusterError) String() string {
 func (*ClusterError) ProtoMessage() {}
 
 func (x *ClusterError) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[13]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1440,7 +1509,7 @@ func (x *ClusterError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterError.ProtoReflect.Descriptor instead.
 func (*ClusterError) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{13}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ClusterError) GetCluster() string {
@@ -1487,7 +1556,7 @@ type GroupRoles struct {
 
 func (x *GroupRoles) Reset() {
 	*x = GroupRoles{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[14]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1499,7 +1568,7 @@ func (x *GroupRoles) String() string {
 func (*GroupRoles) ProtoMessage() {}
 
 func (x *GroupRoles) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[14]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1512,7 +1581,7 @@ func (x *GroupRoles) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupRoles.ProtoReflect.Descriptor instead.
 func (*GroupRoles) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{14}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GroupRoles) GetGroup() string {
@@ -1589,7 +1658,7 @@ type PeerHeartbeat struct {
 
 func (x *PeerHeartbeat) Reset() {
 	*x = PeerHeartbeat{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[15]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1601,7 +1670,7 @@ func (x *PeerHeartbeat) String() string {
 func (*PeerHeartbeat) ProtoMessage() {}
 
 func (x *PeerHeartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[15]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1614,7 +1683,7 @@ func (x *PeerHeartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerHeartbeat.ProtoReflect.Descriptor instead.
 func (*PeerHeartbeat) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{15}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PeerHeartbeat) GetGroup() string {
@@ -1699,7 +1768,7 @@ type PeerStatus struct {
 
 func (x *PeerStatus) Reset() {
 	*x = PeerStatus{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[16]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1711,7 +1780,7 @@ func (x *PeerStatus) String() string {
 func (*PeerStatus) ProtoMessage() {}
 
 func (x *PeerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[16]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1724,7 +1793,7 @@ func (x *PeerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerStatus.ProtoReflect.Descriptor instead.
 func (*PeerStatus) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{16}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PeerStatus) GetDirector() string {
@@ -1798,7 +1867,7 @@ type SyncStatus struct {
 
 func (x *SyncStatus) Reset() {
 	*x = SyncStatus{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[17]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1810,7 +1879,7 @@ func (x *SyncStatus) String() string {
 func (*SyncStatus) ProtoMessage() {}
 
 func (x *SyncStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[17]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1823,7 +1892,7 @@ func (x *SyncStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncStatus.ProtoReflect.Descriptor instead.
 func (*SyncStatus) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{17}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SyncStatus) GetMaster() bool {
@@ -1904,7 +1973,7 @@ const file_lvsctl_v1_types_proto_rawDesc = "" +
 	"\bdescribe\x18\x0e \x01(\bR\bdescribe\x12\x18\n" +
 	"\apayload\x18\x0f \x01(\fR\apayload\x12\x19\n" +
 	"\budp_mode\x18\x10 \x01(\tR\audpMode\x12\x18\n" +
-	"\acommand\x18\x11 \x03(\tR\acommand\"\x8b\x05\n" +
+	"\acommand\x18\x11 \x03(\tR\acommand\"\xc6\x05\n" +
 	"\aCluster\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12%\n" +
 	"\x0edirector_group\x18\x02 \x01(\tR\rdirectorGroup\x12\x12\n" +
@@ -1926,7 +1995,11 @@ const file_lvsctl_v1_types_proto_rawDesc = "" +
 	"\aservice\x18\x0e \x01(\v2\x19.lvsctl.v1.VirtualServiceR\aservice\x12A\n" +
 	"\x0fscheduler_flags\x18\x0f \x03(\x0e2\x18.lvsctl.v1.SchedulerFlagR\x0eschedulerFlags\x12\x10\n" +
 	"\x03ops\x18\x10 \x01(\bR\x03ops\x12\x14\n" +
-	"\x05adopt\x18\x11 \x01(\bR\x05adopt\"o\n" +
+	"\x05adopt\x18\x11 \x01(\bR\x05adopt\x129\n" +
+	"\fsorry_server\x18\x13 \x01(\v2\x16.lvsctl.v1.SorryServerR\vsorryServer\";\n" +
+	"\vSorryServer\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x12\n" +
+	"\x04port\x18\x02 \x01(\rR\x04port\"o\n" +
 	"\x0eVirtualService\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12/\n" +
 	"\bprotocol\x18\x02 \x01(\x0e2\x13.lvsctl.v1.ProtocolR\bprotocol\x12\x12\n" +
@@ -2038,7 +2111,7 @@ func file_lvsctl_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_lvsctl_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_lvsctl_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_lvsctl_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_lvsctl_v1_types_proto_goTypes = []any{
 	(Protocol)(0),          // 0: lvsctl.v1.Protocol
 	(Forwarding)(0),        // 1: lvsctl.v1.Forwarding
@@ -2049,19 +2122,20 @@ var file_lvsctl_v1_types_proto_goTypes = []any{
 	(*RealServer)(nil),     // 6: lvsctl.v1.RealServer
 	(*HealthCheck)(nil),    // 7: lvsctl.v1.HealthCheck
 	(*Cluster)(nil),        // 8: lvsctl.v1.Cluster
-	(*VirtualService)(nil), // 9: lvsctl.v1.VirtualService
-	(*Director)(nil),       // 10: lvsctl.v1.Director
-	(*Failover)(nil),       // 11: lvsctl.v1.Failover
-	(*Gateway)(nil),        // 12: lvsctl.v1.Gateway
-	(*Sync)(nil),           // 13: lvsctl.v1.Sync
-	(*DirectorGroup)(nil),  // 14: lvsctl.v1.DirectorGroup
-	(*Object)(nil),         // 15: lvsctl.v1.Object
-	(*RoleAssignment)(nil), // 16: lvsctl.v1.RoleAssignment
-	(*ClusterError)(nil),   // 17: lvsctl.v1.ClusterError
-	(*GroupRoles)(nil),     // 18: lvsctl.v1.GroupRoles
-	(*PeerHeartbeat)(nil),  // 19: lvsctl.v1.PeerHeartbeat
-	(*PeerStatus)(nil),     // 20: lvsctl.v1.PeerStatus
-	(*SyncStatus)(nil),     // 21: lvsctl.v1.SyncStatus
+	(*SorryServer)(nil),    // 9: lvsctl.v1.SorryServer
+	(*VirtualService)(nil), // 10: lvsctl.v1.VirtualService
+	(*Director)(nil),       // 11: lvsctl.v1.Director
+	(*Failover)(nil),       // 12: lvsctl.v1.Failover
+	(*Gateway)(nil),        // 13: lvsctl.v1.Gateway
+	(*Sync)(nil),           // 14: lvsctl.v1.Sync
+	(*DirectorGroup)(nil),  // 15: lvsctl.v1.DirectorGroup
+	(*Object)(nil),         // 16: lvsctl.v1.Object
+	(*RoleAssignment)(nil), // 17: lvsctl.v1.RoleAssignment
+	(*ClusterError)(nil),   // 18: lvsctl.v1.ClusterError
+	(*GroupRoles)(nil),     // 19: lvsctl.v1.GroupRoles
+	(*PeerHeartbeat)(nil),  // 20: lvsctl.v1.PeerHeartbeat
+	(*PeerStatus)(nil),     // 21: lvsctl.v1.PeerStatus
+	(*SyncStatus)(nil),     // 22: lvsctl.v1.SyncStatus
 }
 var file_lvsctl_v1_types_proto_depIdxs = []int32{
 	0,  // 0: lvsctl.v1.PortRange.protocol:type_name -> lvsctl.v1.Protocol
@@ -2071,23 +2145,24 @@ var file_lvsctl_v1_types_proto_depIdxs = []int32{
 	1,  // 4: lvsctl.v1.Cluster.forwarding:type_name -> lvsctl.v1.Forwarding
 	6,  // 5: lvsctl.v1.Cluster.reals:type_name -> lvsctl.v1.RealServer
 	7,  // 6: lvsctl.v1.Cluster.health:type_name -> lvsctl.v1.HealthCheck
-	9,  // 7: lvsctl.v1.Cluster.service:type_name -> lvsctl.v1.VirtualService
+	10, // 7: lvsctl.v1.Cluster.service:type_name -> lvsctl.v1.VirtualService
 	2,  // 8: lvsctl.v1.Cluster.scheduler_flags:type_name -> lvsctl.v1.SchedulerFlag
-	0,  // 9: lvsctl.v1.VirtualService.protocol:type_name -> lvsctl.v1.Protocol
-	10, // 10: lvsctl.v1.DirectorGroup.directors:type_name -> lvsctl.v1.Director
-	12, // 11: lvsctl.v1.DirectorGroup.gateway:type_name -> lvsctl.v1.Gateway
-	13, // 12: lvsctl.v1.DirectorGroup.sync:type_name -> lvsctl.v1.Sync
-	11, // 13: lvsctl.v1.DirectorGroup.failover:type_name -> lvsctl.v1.Failover
-	8,  // 14: lvsctl.v1.Object.cluster:type_name -> lvsctl.v1.Cluster
-	14, // 15: lvsctl.v1.Object.group:type_name -> lvsctl.v1.DirectorGroup
-	3,  // 16: lvsctl.v1.RoleAssignment.role:type_name -> lvsctl.v1.Role
-	3,  // 17: lvsctl.v1.PeerHeartbeat.role:type_name -> lvsctl.v1.Role
-	3,  // 18: lvsctl.v1.PeerStatus.role:type_name -> lvsctl.v1.Role
-	19, // [19:19] is the sub-list for method output_type
-	19, // [19:19] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	9,  // 9: lvsctl.v1.Cluster.sorry_server:type_name -> lvsctl.v1.SorryServer
+	0,  // 10: lvsctl.v1.VirtualService.protocol:type_name -> lvsctl.v1.Protocol
+	11, // 11: lvsctl.v1.DirectorGroup.directors:type_name -> lvsctl.v1.Director
+	13, // 12: lvsctl.v1.DirectorGroup.gateway:type_name -> lvsctl.v1.Gateway
+	14, // 13: lvsctl.v1.DirectorGroup.sync:type_name -> lvsctl.v1.Sync
+	12, // 14: lvsctl.v1.DirectorGroup.failover:type_name -> lvsctl.v1.Failover
+	8,  // 15: lvsctl.v1.Object.cluster:type_name -> lvsctl.v1.Cluster
+	15, // 16: lvsctl.v1.Object.group:type_name -> lvsctl.v1.DirectorGroup
+	3,  // 17: lvsctl.v1.RoleAssignment.role:type_name -> lvsctl.v1.Role
+	3,  // 18: lvsctl.v1.PeerHeartbeat.role:type_name -> lvsctl.v1.Role
+	3,  // 19: lvsctl.v1.PeerStatus.role:type_name -> lvsctl.v1.Role
+	20, // [20:20] is the sub-list for method output_type
+	20, // [20:20] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_lvsctl_v1_types_proto_init() }
@@ -2095,7 +2170,7 @@ func file_lvsctl_v1_types_proto_init() {
 	if File_lvsctl_v1_types_proto != nil {
 		return
 	}
-	file_lvsctl_v1_types_proto_msgTypes[11].OneofWrappers = []any{
+	file_lvsctl_v1_types_proto_msgTypes[12].OneofWrappers = []any{
 		(*Object_Cluster)(nil),
 		(*Object_Group)(nil),
 	}
@@ -2105,7 +2180,7 @@ func file_lvsctl_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lvsctl_v1_types_proto_rawDesc), len(file_lvsctl_v1_types_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
