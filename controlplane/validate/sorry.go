@@ -52,4 +52,3 @@ func checkSorry(c *collector, cl *lvsctlv1.Cluster, fam string, vips map[netip.A
 		c.add(portPath, "%d differs from service.port %d: only masq (NAT) rewrites the port; route and tunnel forward the packet as it came", port, svc.GetPort())
 	}
 }
-
