@@ -37,6 +37,8 @@ type healthState struct {
 	// start, until the first desired state: those it lacks are held for the grace again.
 	kernelAtStart map[dataplane.ServiceKey][]netip.Addr
 	started       bool
+	// sorry holds the clusters whose sorry server is in use (sorry.go).
+	sorry map[string]bool
 }
 
 // ensure makes the health state usable (a loop built by a test may lack it).
@@ -48,6 +50,7 @@ func (l *loop) ensure() {
 	l.hs.eff = newDesiredSet(nil)
 	l.hs.removing = map[string]map[netip.Addr]*removal{}
 	l.hs.reals = map[string]*stats.Reals{}
+	l.hs.sorry = map[string]bool{}
 }
 
 // effState is the effective state, sorted by name.
@@ -89,8 +92,14 @@ func (l *loop) track(now time.Time, old map[string]*lvsctlv1.Cluster, names []st
 			prior = e.GetReals()
 		case first && c != nil:
 			if k, ok := dataplane.KeyOf(c); ok {
+				sa := sorryAddr(c)
 				for _, a := range hs.kernelAtStart[k] {
 					prior = append(prior, &lvsctlv1.RealServer{Address: a.String()})
+					if a == sa {
+						// In use when the agent stopped: kept until a real server is
+						// known to serve again (sorryNeeded).
+						hs.sorry[n] = true
+					}
 				}
 			}
 		}
@@ -119,11 +128,16 @@ func (l *loop) trackRemovals(now time.Time, name string, prior []*lvsctlv1.RealS
 	if len(rm) == 0 && contains(c.GetReals(), prior) {
 		return // the common case: no real server left, none being removed
 	}
-	has := make(map[netip.Addr]bool, len(c.GetReals()))
+	has := make(map[netip.Addr]bool, len(c.GetReals())+1)
 	for _, r := range c.GetReals() {
 		if a, err := netip.ParseAddr(r.GetAddress()); err == nil {
 			has[a.Unmap()] = true
 		}
+	}
+	if a := sorryAddr(c); a.IsValid() {
+		// The sorry server comes and goes with the real servers' health, without a grace:
+		// keepalived deletes it at once, and its connections outlive the destination.
+		has[a] = true
 	}
 	for a := range rm {
 		if has[a] || c.GetRemoveNow() {
@@ -186,6 +200,7 @@ func (l *loop) rebuild(name string) bool {
 	old := hs.eff.clusters.ByName[name]
 	if c == nil {
 		delete(hs.eff.clusters.ByName, name)
+		delete(hs.sorry, name)
 		if hs.reals[name] != nil {
 			delete(hs.reals, name)
 			hs.pubDirty = true
@@ -195,18 +210,33 @@ func (l *loop) rebuild(name string) bool {
 	}
 	targets := hs.hx.byCluster[name]
 	rm := hs.removing[name]
+	sorry := sorryNeeded(c, func(a netip.Addr) checker.State {
+		if t := targets[a]; t != nil {
+			return t.state
+		}
+		return checker.Up // no check: it serves as given
+	}, hs.sorry[name])
+	if sorry != hs.sorry[name] {
+		if sorry {
+			hs.sorry[name] = true
+			l.log.Info("no real server can take new connections: sorry server in", "cluster", name, "sorry", c.GetSorryServer().GetAddress())
+		} else {
+			delete(hs.sorry, name)
+			l.log.Info("a real server can take new connections: sorry server out", "cluster", name, "sorry", c.GetSorryServer().GetAddress())
+		}
+	}
 	e := effective(c, func(a netip.Addr) checker.State {
 		if t := targets[a]; t != nil {
 			return t.state
 		}
 		return checker.Unknown
-	}, rm)
+	}, rm, sorry)
 	if e != c && old != nil && old != c && proto.Equal(old, e) {
 		e = old // the same content: the reconciler keeps what it translated
 	}
 	// Built in a scratch list, and kept only when it differs: most rebuilds change nothing
 	// status shows.
-	hs.scratch = appendReals(hs.scratch[:0], c, targets, rm)
+	hs.scratch = appendReals(hs.scratch[:0], c, targets, rm, sorry)
 	if cur := hs.reals[name]; (cur == nil) != (len(hs.scratch) == 0) || (cur != nil && !sameList(cur.List, hs.scratch)) {
 		if len(hs.scratch) == 0 {
 			delete(hs.reals, name)
