@@ -23,7 +23,9 @@ func sorryScaleCluster(i int) *lvsctlv1.Cluster {
 	return c
 }
 
-func sorryScaleAddr(i int) netip.Addr { return netip.AddrFrom4([4]byte{198, 19, byte(i / 250), byte(i%250 + 1)}) }
+func sorryScaleAddr(i int) netip.Addr {
+	return netip.AddrFrom4([4]byte{198, 19, byte(i / 250), byte(i%250 + 1)})
+}
 
 // sorryScaleSnapshot is the 10,000 clusters, with their sorry servers or (sorry false, for
 // comparison) without.
