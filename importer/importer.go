@@ -6,7 +6,8 @@
 // It never guesses silently: whatever it does not carry over is a Warning naming the file and
 // line of the setting and why. The model says firewall-mark clusters, plain services
 // (VIP:port), scheduler flags, one-packet scheduling, real server ports (NAT) and thresholds,
-// and director groups; sorry servers, tunnel types and the like are warnings; when the model
+// sorry servers and director groups; sorry_server_inhibit, tunnel types and the like are
+// warnings; when the model
 // grows they become new cases of the mapping functions here (kaImport.cluster, ipvsadm's
 // service), not a rewrite.
 package importer

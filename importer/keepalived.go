@@ -444,6 +444,7 @@ func (k *kaImport) cluster(n *node, t vsTarget, what, from string) {
 		port uint32
 	}
 	var reals []realAt
+	var sorry kaSorry
 	for _, s := range n.children {
 		arg := ""
 		if len(s.args) > 0 {
@@ -519,7 +520,9 @@ func (k *kaImport) cluster(n *node, t vsTarget, what, from string) {
 				reals = append(reals, realAt{r: r, n: s, port: port})
 			}
 		default:
-			k.warnUnknown(s, what+": ")
+			if !sorry.take(s) {
+				k.warnUnknown(s, what+": ")
+			}
 		}
 	}
 	// keepalived makes a service with persistence_granularity alone persistent for its
@@ -611,6 +614,7 @@ func (k *kaImport) cluster(n *node, t vsTarget, what, from string) {
 			k.res.warn(ra.n.file, ra.n.line, "%s: real_server %s %d: under %s the packet keeps the service's port %d (only NAT maps ports): the port is not carried over", what, ra.r.Address, ra.port, lbKinds[c.Forwarding], t.port)
 		}
 	}
+	sorry.carry(k, c, t, plain, what)
 	// One check for every real server is the cluster's.
 	if len(c.Reals) > 0 && c.Reals[0].Health != nil {
 		same := true
