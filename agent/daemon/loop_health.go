@@ -103,7 +103,18 @@ func (l *loop) track(now time.Time, old map[string]*lvsctlv1.Cluster, names []st
 				}
 			}
 		}
-		l.trackRemovals(now, n, prior, c)
+		// The sorry server in use is among prior's destinations: not a real server, so it
+		// is not held for a grace when it goes (it comes and goes with health, deleted at
+		// once as keepalived deletes it; its connections outlive the destination).
+		var sorryWas netip.Addr
+		if hs.sorry[n] {
+			if o := old[n]; o != nil {
+				sorryWas = sorryAddr(o)
+			} else {
+				sorryWas = sorryAddr(c) // found in the kernel at start
+			}
+		}
+		l.trackRemovals(now, n, prior, c, sorryWas)
 		hs.hx.setCluster(n, c, now)
 		if l.rebuild(n) {
 			changed = append(changed, n)
@@ -115,8 +126,9 @@ func (l *loop) track(now time.Time, old map[string]*lvsctlv1.Cluster, names []st
 }
 
 // trackRemovals starts the removal of prior's real servers that c (nil: the cluster is
-// deleted) no longer has, and ends those c has again.
-func (l *loop) trackRemovals(now time.Time, name string, prior []*lvsctlv1.RealServer, c *lvsctlv1.Cluster) {
+// deleted) no longer has, and ends those c has again. sorryWas is the sorry server among
+// prior (invalid: none), which is no real server.
+func (l *loop) trackRemovals(now time.Time, name string, prior []*lvsctlv1.RealServer, c *lvsctlv1.Cluster, sorryWas netip.Addr) {
 	rm := l.hs.removing[name]
 	if c == nil {
 		// A deleted cluster's service goes at once, connections and all, as it always did:
@@ -128,16 +140,11 @@ func (l *loop) trackRemovals(now time.Time, name string, prior []*lvsctlv1.RealS
 	if len(rm) == 0 && contains(c.GetReals(), prior) {
 		return // the common case: no real server left, none being removed
 	}
-	has := make(map[netip.Addr]bool, len(c.GetReals())+1)
+	has := make(map[netip.Addr]bool, len(c.GetReals()))
 	for _, r := range c.GetReals() {
 		if a, err := netip.ParseAddr(r.GetAddress()); err == nil {
 			has[a.Unmap()] = true
 		}
-	}
-	if a := sorryAddr(c); a.IsValid() {
-		// The sorry server comes and goes with the real servers' health, without a grace:
-		// keepalived deletes it at once, and its connections outlive the destination.
-		has[a] = true
 	}
 	for a := range rm {
 		if has[a] || c.GetRemoveNow() {
@@ -151,8 +158,8 @@ func (l *loop) trackRemovals(now time.Time, name string, prior []*lvsctlv1.RealS
 				continue
 			}
 			a = a.Unmap()
-			if has[a] || rm[a] != nil {
-				continue // kept, or held already: a removal keeps its first deadline
+			if has[a] || rm[a] != nil || a == sorryWas {
+				continue // kept, or held already (a removal keeps its first deadline), or the sorry server
 			}
 			if rm == nil {
 				rm = map[netip.Addr]*removal{}

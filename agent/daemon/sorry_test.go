@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/lvsctl/lvsctl/agent/checker"
 	"github.com/lvsctl/lvsctl/agent/dataplane"
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
@@ -187,7 +189,8 @@ func TestSorryServer(t *testing.T) {
 }
 
 // TestSorryServerDrainAll: an operator who drains every real server gets the sorry server
-// (no check needed); enabling one takes it out.
+// (no check needed), which an edit keeps; enabling one takes it out at once (not held for a
+// grace as a removed real server is).
 func TestSorryServerDrainAll(t *testing.T) {
 	e := startAgent(t, t.TempDir(), newFakeSession(true), func(c *Config) { c.StatsPeriod = statsPeriod })
 	c := wmsSorry("")
@@ -201,11 +204,19 @@ func TestSorryServerDrainAll(t *testing.T) {
 		t.Fatalf("every real drained: sorry server %s, want weight 1", w)
 	}
 	waitSorry(t, e, true)
+	// An edit while it is in use (a weight): it stays, at 1, not held as a removal.
+	edited := proto.CloneOf(c)
+	edited.Reals[0].Weight = 50
+	e.deliver(t, wmsDelta(1, 2, edited))
+	e.waitApplied(t, 2)
+	if w := kernelWeight(t, e, sorryIP); w != "1" {
+		t.Fatalf("after an edit, sorry server %s, want weight 1", w)
+	}
 	one := wmsSorry("")
 	one.Health = nil
 	one.Reals[0].Drained, one.Reals[1].Drained = true, true
-	e.deliver(t, wmsDelta(1, 2, one))
-	e.waitApplied(t, 2)
+	e.deliver(t, wmsDelta(2, 3, one))
+	e.waitApplied(t, 3)
 	if w := kernelWeight(t, e, sorryIP); w != "absent" {
 		t.Errorf("one real enabled: sorry server at weight %s", w)
 	}
@@ -248,4 +259,23 @@ func TestSorryServerRestart(t *testing.T) {
 	p.fail("198.51.100.1", false)
 	waitWeight(t, second, sorryIP, "absent")
 	waitWeight(t, second, "198.51.100.1", "100")
+}
+
+// TestSorryServerWasAReal: a real server removed from the cluster and named its sorry server
+// in the same edit is held at weight 0 for its grace like any removed server while the sorry
+// server is not in use (its connections are not cut).
+func TestSorryServerWasAReal(t *testing.T) {
+	e := startAgent(t, t.TempDir(), newFakeSession(true), nil)
+	c := wms("")
+	c.Health = nil
+	e.deliver(t, snapshot(1, "edge-1", c))
+	e.waitApplied(t, 1)
+	next := wms("")
+	next.Health, next.Reals, next.RemoveGraceMs = nil, next.Reals[:2], 3600*1000
+	next.SorryServer = &lvsctlv1.SorryServer{Address: "198.51.100.3"}
+	e.deliver(t, wmsDelta(1, 2, next))
+	e.waitApplied(t, 2)
+	if w := kernelWeight(t, e, "198.51.100.3"); w != "0" {
+		t.Fatalf("the removed real, now the sorry server, has weight %s; want 0 (held)", w)
+	}
 }
