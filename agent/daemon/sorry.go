@@ -28,7 +28,8 @@ import (
 // checks all start Unknown, would take a sorry page out of the kernel, then put it back a
 // fall x interval later. A real server with no check serves (as its weight is applied), so
 // it decides at once. At start, "in use before" is read from the kernel: the sorry server is
-// a destination of the owned service.
+// a destination of the owned service. (keepalived's alpha mode, where real servers start down
+// and a fresh start puts the sorry server in at once, has no counterpart: Unknown serves.)
 //
 // Where lvsctl differs from keepalived, and why:
 //   - keepalived deletes the remaining alive weight-0 real servers while its sorry server is
