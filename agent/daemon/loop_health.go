@@ -137,6 +137,9 @@ func (l *loop) trackRemovals(now time.Time, name string, prior []*lvsctlv1.RealS
 		delete(l.hs.removing, name)
 		return
 	}
+	if n := len(prior); sorryWas.IsValid() && n > 0 && prior[n-1].GetAddress() == sorryWas.String() {
+		prior = prior[:n-1] // effective puts the sorry server last: the fast path below stays fast
+	}
 	if len(rm) == 0 && contains(c.GetReals(), prior) {
 		return // the common case: no real server left, none being removed
 	}
