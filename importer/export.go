@@ -158,6 +158,9 @@ func ExportIpvsadm(objs []*lvsctlv1.Object) (*Exported, error) {
 	var b strings.Builder
 	for _, c := range cs {
 		commonNotes(e, c)
+		if sv := c.GetSorryServer(); sv != nil {
+			e.note("cluster", c.GetName(), "sorryServer %s: not expressible in an ipvsadm-restore file (it is a destination only while no real server can take connections; export keepalived says it)", sv.GetAddress())
+		}
 		v6 := isV6(c)
 		svc := fmt.Sprintf("-f %d", c.GetFwmark())
 		if s := c.GetService(); s != nil {
@@ -473,6 +476,15 @@ func keepalivedCluster(e *Exported, b *strings.Builder, c *lvsctlv1.Cluster) err
 		fmt.Fprintf(b, "    persistence_timeout %d\n", p.GetTimeoutSeconds())
 		if p.GetNetmaskBits() != 0 {
 			fmt.Fprintf(b, "    persistence_granularity %s\n", netmask(p.GetNetmaskBits(), isV6(c)))
+		}
+	}
+	if sv := c.GetSorryServer(); sv != nil {
+		// keepalived gives its sorry server the service's lb_kind and weight 1, as lvsctl does;
+		// a plain service's names its port, as a real server's line does.
+		if p := realPort(c, &lvsctlv1.RealServer{Port: sv.GetPort()}); p != 0 {
+			fmt.Fprintf(b, "    sorry_server %s %d\n", sv.GetAddress(), p)
+		} else {
+			fmt.Fprintf(b, "    sorry_server %s\n", sv.GetAddress())
 		}
 	}
 	for _, r := range c.GetReals() {

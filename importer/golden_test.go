@@ -82,6 +82,7 @@ func TestImportKeepalivedGolden(t *testing.T) {
 		{name: "wms", files: []string{"wms-lb1.conf", "wms-lb2.conf"}, marks: "wms.marks"},
 		{name: "services", files: []string{"services.conf"}},
 		{name: "tunnel", files: []string{"tunnel.conf"}},
+		{name: "sorry", files: []string{"sorry.conf"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -6,7 +6,8 @@
 // It never guesses silently: whatever it does not carry over is a Warning naming the file and
 // line of the setting and why. The model says firewall-mark clusters, plain services
 // (VIP:port), scheduler flags, one-packet scheduling, real server ports (NAT) and thresholds,
-// tunnel types (one per cluster), and director groups; sorry servers and the like are
+// tunnel types (one per cluster), sorry servers and director groups; sorry_server_inhibit and
+// the like are
 // warnings; when the model
 // grows they become new cases of the mapping functions here (kaImport.cluster, ipvsadm's
 // service), not a rewrite.

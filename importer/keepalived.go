@@ -449,6 +449,7 @@ func (k *kaImport) cluster(n *node, t vsTarget, what, from string) {
 	// vsMethod is the virtual_server's lvs_method, which its real servers take unless they
 	// say their own (keepalived copies it into each).
 	var vsMethod *kaMethod
+	var sorry kaSorry
 	for _, s := range n.children {
 		arg := ""
 		if len(s.args) > 0 {
@@ -524,7 +525,9 @@ func (k *kaImport) cluster(n *node, t vsTarget, what, from string) {
 				reals = append(reals, realAt{r: r, n: s, port: port, method: method})
 			}
 		default:
-			k.warnUnknown(s, what+": ")
+			if !sorry.take(s) {
+				k.warnUnknown(s, what+": ")
+			}
 		}
 	}
 	// Forwarding and tunnel are per real server in keepalived (each takes the
@@ -636,6 +639,7 @@ func (k *kaImport) cluster(n *node, t vsTarget, what, from string) {
 			k.res.warn(ra.n.file, ra.n.line, "%s: real_server %s %d: under %s the packet keeps the service's port %d (only NAT maps ports): the port is not carried over", what, ra.r.Address, ra.port, lbKinds[c.Forwarding], t.port)
 		}
 	}
+	sorry.carry(k, c, t, plain, what)
 	// One check for every real server is the cluster's.
 	if len(c.Reals) > 0 && c.Reals[0].Health != nil {
 		same := true

@@ -66,7 +66,7 @@ type benchAgent struct {
 }
 
 // startBenchAgent starts an agent; edit, if any, changes its config.
-func startBenchAgent(b *testing.B, edit ...func(*Config)) *benchAgent {
+func startBenchAgent(b testing.TB, edit ...func(*Config)) *benchAgent {
 	b.Helper()
 	st, err := state.Load(b.TempDir())
 	if err != nil {
@@ -90,14 +90,14 @@ func startBenchAgent(b *testing.B, edit ...func(*Config)) *benchAgent {
 	return a
 }
 
-func (a *benchAgent) stop(b *testing.B) {
+func (a *benchAgent) stop(b testing.TB) {
 	a.cancel()
 	if err := <-a.done; err != nil {
 		b.Errorf("Run: %v", err)
 	}
 }
 
-func (a *benchAgent) deliver(b *testing.B, m *lvsctlv1.ConnectResponse) {
+func (a *benchAgent) deliver(b testing.TB, m *lvsctlv1.ConnectResponse) {
 	select {
 	case a.sess.in <- m:
 	case <-time.After(time.Minute):
@@ -106,7 +106,7 @@ func (a *benchAgent) deliver(b *testing.B, m *lvsctlv1.ConnectResponse) {
 }
 
 // waitAck waits for the ack of rev and fails the benchmark if it carries errors.
-func (a *benchAgent) waitAck(b *testing.B, rev int64) *lvsctlv1.Ack {
+func (a *benchAgent) waitAck(b testing.TB, rev int64) *lvsctlv1.Ack {
 	deadline := time.After(30 * time.Minute)
 	for {
 		select {

@@ -260,8 +260,10 @@ type removalCount struct {
 // effective is cluster c as this director applies it: drained and down (quiesce) real servers
 // at weight 0, down (remove) ones left out, the real servers being removed added at weight 0,
 // sorted by address after c's own. state is a real server's health (Unknown when not checked).
-// It returns c itself when nothing differs, so the reconciler knows the message unchanged.
-func effective(c *lvsctlv1.Cluster, state func(netip.Addr) checker.State, removing map[netip.Addr]*removal) *lvsctlv1.Cluster {
+// sorry adds c's sorry server last, at weight 1 (sorryNeeded decides; sorry.go), in place of
+// a removal of the same address. It returns c itself when nothing differs, so the reconciler
+// knows the message unchanged.
+func effective(c *lvsctlv1.Cluster, state func(netip.Addr) checker.State, removing map[netip.Addr]*removal, sorry bool) *lvsctlv1.Cluster {
 	var reals []*lvsctlv1.RealServer // nil while nothing differs
 	for i, r := range c.GetReals() {
 		weight, keep := r.GetWeight(), true
@@ -295,8 +297,17 @@ func effective(c *lvsctlv1.Cluster, state func(netip.Addr) checker.State, removi
 			reals = slices.Clone(c.GetReals())
 		}
 		for _, a := range slices.SortedFunc(maps.Keys(removing), netip.Addr.Compare) {
+			if sorry && a == sorryAddr(c) {
+				continue // one destination per address: the sorry server's weight wins
+			}
 			reals = append(reals, &lvsctlv1.RealServer{Address: removing[a].address})
 		}
+	}
+	if sorry {
+		if reals == nil {
+			reals = append(make([]*lvsctlv1.RealServer, 0, len(c.GetReals())+1), c.GetReals()...)
+		}
+		reals = append(reals, sorryReal(c))
 	}
 	if reals == nil {
 		return c
@@ -308,17 +319,17 @@ func effective(c *lvsctlv1.Cluster, state func(netip.Addr) checker.State, removi
 
 // realsOf is what status says of c's real servers beyond the kernel's counters (nil: nothing,
 // as for a cluster without checks, drained servers or removals).
-func realsOf(c *lvsctlv1.Cluster, targets map[netip.Addr]*target, removing map[netip.Addr]*removal) *stats.Reals {
-	list := appendReals(nil, c, targets, removing)
+func realsOf(c *lvsctlv1.Cluster, targets map[netip.Addr]*target, removing map[netip.Addr]*removal, sorry bool) *stats.Reals {
+	list := appendReals(nil, c, targets, removing, sorry)
 	if len(list) == 0 {
 		return nil
 	}
 	return &stats.Reals{List: list}
 }
 
-// appendReals appends realsOf's list to list.
-func appendReals(list []stats.Real, c *lvsctlv1.Cluster, targets map[netip.Addr]*target, removing map[netip.Addr]*removal) []stats.Real {
-	if len(targets) == 0 && len(removing) == 0 && !slices.ContainsFunc(c.GetReals(), (*lvsctlv1.RealServer).GetDrained) {
+// appendReals appends realsOf's list to list; sorry: the sorry server is in use.
+func appendReals(list []stats.Real, c *lvsctlv1.Cluster, targets map[netip.Addr]*target, removing map[netip.Addr]*removal, sorry bool) []stats.Real {
+	if !sorry && len(targets) == 0 && len(removing) == 0 && !slices.ContainsFunc(c.GetReals(), (*lvsctlv1.RealServer).GetDrained) {
 		return list
 	}
 	for _, r := range c.GetReals() {
@@ -338,7 +349,15 @@ func appendReals(list []stats.Real, c *lvsctlv1.Cluster, targets map[netip.Addr]
 		}
 		list = append(list, rs)
 	}
+	var sa netip.Addr
+	if sorry {
+		sa = sorryAddr(c)
+		list = append(list, stats.Real{Addr: sa, Health: checker.Unknown.String(), Sorry: true})
+	}
 	for a, rm := range removing {
+		if sorry && a == sa {
+			continue // effective replaced it with the sorry server
+		}
 		list = append(list, stats.Real{Addr: a, Health: checker.Unknown.String(), Removing: true, RemovingUntil: rm.until})
 	}
 	byAddr := func(x, y stats.Real) int { return x.Addr.Compare(y.Addr) }
@@ -360,7 +379,7 @@ func sameList(a, b []stats.Real) bool {
 	return slices.EqualFunc(a, b, func(x, y stats.Real) bool {
 		return x.Addr == y.Addr && x.Checked == y.Checked && x.Health == y.Health && x.Since.Equal(y.Since) &&
 			x.Error == y.Error && x.Drained == y.Drained && x.Out == y.Out && x.Removing == y.Removing &&
-			x.RemovingUntil.Equal(y.RemovingUntil)
+			x.RemovingUntil.Equal(y.RemovingUntil) && x.Sorry == y.Sorry
 	})
 }
 

@@ -88,7 +88,7 @@ func TestEffective(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := proto.CloneOf(tc.c)
-			got := effective(tc.c, tc.state, tc.removing)
+			got := effective(tc.c, tc.state, tc.removing, false)
 			if !proto.Equal(tc.c, before) {
 				t.Fatalf("the desired cluster was changed: %v", tc.c)
 			}
@@ -187,7 +187,7 @@ func TestRealsOf(t *testing.T) {
 		addr("198.51.100.2"): {state: checker.Down, since: since, err: "connection refused"},
 	}
 	until := since.Add(time.Minute)
-	got := realsOf(c, targets, map[netip.Addr]*removal{addr("198.51.100.7"): {address: "198.51.100.7", until: until}})
+	got := realsOf(c, targets, map[netip.Addr]*removal{addr("198.51.100.7"): {address: "198.51.100.7", until: until}}, false)
 	want := &stats.Reals{List: []stats.Real{
 		{Addr: addr("198.51.100.1"), Checked: true, Health: "up", Since: since},
 		{Addr: addr("198.51.100.2"), Checked: true, Health: "down", Since: since, Error: "connection refused", Out: true},
@@ -199,7 +199,7 @@ func TestRealsOf(t *testing.T) {
 	}
 	plain := wms("")
 	plain.Health = nil
-	if r := realsOf(plain, nil, nil); r != nil {
+	if r := realsOf(plain, nil, nil, false); r != nil {
 		t.Errorf("a cluster without checks, drains or removals: %+v, want nothing", r.List)
 	}
 }

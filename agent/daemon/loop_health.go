@@ -37,6 +37,8 @@ type healthState struct {
 	// start, until the first desired state: those it lacks are held for the grace again.
 	kernelAtStart map[dataplane.ServiceKey][]netip.Addr
 	started       bool
+	// sorry holds the clusters whose sorry server is in use (sorry.go).
+	sorry map[string]bool
 }
 
 // ensure makes the health state usable (a loop built by a test may lack it).
@@ -48,6 +50,7 @@ func (l *loop) ensure() {
 	l.hs.eff = newDesiredSet(nil)
 	l.hs.removing = map[string]map[netip.Addr]*removal{}
 	l.hs.reals = map[string]*stats.Reals{}
+	l.hs.sorry = map[string]bool{}
 }
 
 // effState is the effective state, sorted by name.
@@ -89,12 +92,29 @@ func (l *loop) track(now time.Time, old map[string]*lvsctlv1.Cluster, names []st
 			prior = e.GetReals()
 		case first && c != nil:
 			if k, ok := dataplane.KeyOf(c); ok {
+				sa := sorryAddr(c)
 				for _, a := range hs.kernelAtStart[k] {
 					prior = append(prior, &lvsctlv1.RealServer{Address: a.String()})
+					if a == sa {
+						// In use when the agent stopped: kept until a real server is
+						// known to serve again (sorryNeeded).
+						hs.sorry[n] = true
+					}
 				}
 			}
 		}
-		l.trackRemovals(now, n, prior, c)
+		// The sorry server in use is among prior's destinations: not a real server, so it
+		// is not held for a grace when it goes (it comes and goes with health, deleted at
+		// once as keepalived deletes it; its connections outlive the destination).
+		var sorryWas netip.Addr
+		if hs.sorry[n] {
+			if o := old[n]; o != nil {
+				sorryWas = sorryAddr(o)
+			} else {
+				sorryWas = sorryAddr(c) // found in the kernel at start
+			}
+		}
+		l.trackRemovals(now, n, prior, c, sorryWas)
 		hs.hx.setCluster(n, c, now)
 		if l.rebuild(n) {
 			changed = append(changed, n)
@@ -106,8 +126,9 @@ func (l *loop) track(now time.Time, old map[string]*lvsctlv1.Cluster, names []st
 }
 
 // trackRemovals starts the removal of prior's real servers that c (nil: the cluster is
-// deleted) no longer has, and ends those c has again.
-func (l *loop) trackRemovals(now time.Time, name string, prior []*lvsctlv1.RealServer, c *lvsctlv1.Cluster) {
+// deleted) no longer has, and ends those c has again. sorryWas is the sorry server among
+// prior (invalid: none), which is no real server.
+func (l *loop) trackRemovals(now time.Time, name string, prior []*lvsctlv1.RealServer, c *lvsctlv1.Cluster, sorryWas netip.Addr) {
 	rm := l.hs.removing[name]
 	if c == nil {
 		// A deleted cluster's service goes at once, connections and all, as it always did:
@@ -115,6 +136,9 @@ func (l *loop) trackRemovals(now time.Time, name string, prior []*lvsctlv1.RealS
 		// operator deleted.
 		delete(l.hs.removing, name)
 		return
+	}
+	if n := len(prior); sorryWas.IsValid() && n > 0 && prior[n-1].GetAddress() == sorryWas.String() {
+		prior = prior[:n-1] // effective puts the sorry server last: the fast path below stays fast
 	}
 	if len(rm) == 0 && contains(c.GetReals(), prior) {
 		return // the common case: no real server left, none being removed
@@ -137,8 +161,8 @@ func (l *loop) trackRemovals(now time.Time, name string, prior []*lvsctlv1.RealS
 				continue
 			}
 			a = a.Unmap()
-			if has[a] || rm[a] != nil {
-				continue // kept, or held already: a removal keeps its first deadline
+			if has[a] || rm[a] != nil || a == sorryWas {
+				continue // kept, or held already (a removal keeps its first deadline), or the sorry server
 			}
 			if rm == nil {
 				rm = map[netip.Addr]*removal{}
@@ -186,6 +210,7 @@ func (l *loop) rebuild(name string) bool {
 	old := hs.eff.clusters.ByName[name]
 	if c == nil {
 		delete(hs.eff.clusters.ByName, name)
+		delete(hs.sorry, name)
 		if hs.reals[name] != nil {
 			delete(hs.reals, name)
 			hs.pubDirty = true
@@ -195,18 +220,33 @@ func (l *loop) rebuild(name string) bool {
 	}
 	targets := hs.hx.byCluster[name]
 	rm := hs.removing[name]
+	sorry := sorryNeeded(c, func(a netip.Addr) checker.State {
+		if t := targets[a]; t != nil {
+			return t.state
+		}
+		return checker.Up // no check: it serves as given
+	}, hs.sorry[name])
+	if sorry != hs.sorry[name] {
+		if sorry {
+			hs.sorry[name] = true
+			l.log.Info("no real server can take new connections: sorry server in", "cluster", name, "sorry", c.GetSorryServer().GetAddress())
+		} else {
+			delete(hs.sorry, name)
+			l.log.Info("a real server can take new connections: sorry server out", "cluster", name, "sorry", c.GetSorryServer().GetAddress())
+		}
+	}
 	e := effective(c, func(a netip.Addr) checker.State {
 		if t := targets[a]; t != nil {
 			return t.state
 		}
 		return checker.Unknown
-	}, rm)
+	}, rm, sorry)
 	if e != c && old != nil && old != c && proto.Equal(old, e) {
 		e = old // the same content: the reconciler keeps what it translated
 	}
 	// Built in a scratch list, and kept only when it differs: most rebuilds change nothing
 	// status shows.
-	hs.scratch = appendReals(hs.scratch[:0], c, targets, rm)
+	hs.scratch = appendReals(hs.scratch[:0], c, targets, rm, sorry)
 	if cur := hs.reals[name]; (cur == nil) != (len(hs.scratch) == 0) || (cur != nil && !sameList(cur.List, hs.scratch)) {
 		if len(hs.scratch) == 0 {
 			delete(hs.reals, name)

@@ -40,6 +40,9 @@ type Real struct {
 	// connections are gone.
 	Removing      bool
 	RemovingUntil time.Time
+	// Sorry: it is the cluster's sorry server, put in the service because no real server
+	// can take new connections.
+	Sorry bool
 }
 
 // Reals is one cluster's real servers as the agent sees them, sorted by address. A value is
@@ -166,7 +169,11 @@ func convert(cluster string, s *dataplane.ServiceStats, reals *Reals) *lvsctlv1.
 			PersistentConns: d.PersistentConns,
 			Counters:        counters(d.Counters),
 		}
-		annotate(rs, reals.find(d.Address))
+		r := reals.find(d.Address)
+		annotate(rs, r)
+		// Said of what the kernel has: a sorry server the agent means to add but has not yet
+		// is not in use.
+		cs.SorryInUse = cs.SorryInUse || rs.Sorry
 		cs.Reals = append(cs.Reals, rs)
 	}
 	if reals != nil {
@@ -202,6 +209,7 @@ func annotate(rs *lvsctlv1.RealServerStats, r *Real) {
 	rs.HealthError = r.Error
 	rs.Drained = r.Drained
 	rs.Removing = r.Removing
+	rs.Sorry = r.Sorry
 	if r.Removing {
 		rs.RemovingUntilUnixMs = r.RemovingUntil.UnixMilli()
 	}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -360,6 +362,13 @@ func describeCluster(w io.Writer, cl *lvsctlv1.Cluster, g *lvsctlv1.DirectorGrou
 	}
 	fmt.Fprintf(tw, "Health:\t%s\n", healthSummary(cl.GetHealth()))
 	fmt.Fprintf(tw, "Remove grace:\t%s\n", removeGraceSummary(cl))
+	if s := cl.GetSorryServer(); s != nil {
+		text := s.GetAddress()
+		if s.GetPort() != 0 {
+			text = net.JoinHostPort(text, strconv.FormatUint(uint64(s.GetPort()), 10))
+		}
+		fmt.Fprintf(tw, "Sorry server:\t%s (while no real server can take new connections)\n", text)
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}

@@ -6,7 +6,7 @@ import (
 )
 
 // TestDescribePlainService: describe shows a plain service, its scheduler flags, one-packet
-// scheduling, each real's port (its own or the service's) and thresholds.
+// scheduling, each real's port (its own or the service's) and thresholds, the sorry server.
 func TestDescribePlainService(t *testing.T) {
 	srv, addr := start(t)
 	srv.setFleet(testFleet())
@@ -24,6 +24,7 @@ forwarding: masq
 reals:
   - {address: 198.51.100.5, port: 5353, weight: 1, upperThreshold: 1000, lowerThreshold: 800}
   - {address: 198.51.100.6, weight: 2}
+sorryServer: {address: 198.51.100.9, port: 8053}
 `
 	if got := lvsctl(t, addr, dns, "apply", "-f", "-"); got.code != 0 {
 		t.Fatalf("apply: %+v", got)
@@ -32,6 +33,7 @@ reals:
 	for _, want := range []string{
 		"\nService:          udp 192.0.2.53:53 (plain: no fwmark)\nScheduler:        sh\n",
 		"\nScheduler flags:  sh-fallback, sh-port\nOne-packet:       yes (each UDP datagram scheduled on its own)\n",
+		"\nSorry server:     198.51.100.9:8053 (while no real server can take new connections)\n",
 		"\n  ADDRESS       PORT  WEIGHT  THRESHOLDS             DRAINED  CHECK\n" +
 			"  198.51.100.5  5353  1       upper 1000, lower 800  no       -\n" +
 			"  198.51.100.6  53    2       -                      no       -\n",

@@ -56,14 +56,16 @@ Each director checks the real servers on its own, so each row is one director's 
 is the weight in its kernel (0 while the server is down with onFailure quiesce, drained, or
 being removed), HEALTH is up, down or unknown (no check configured, or none finished yet),
 STATE is drained (lvsctl drain) and/or removing (removed from the cluster and held at weight
-0 until its connections end or removeGrace passes). Down lists since when and the last
-check's error; Removing lists until when. The (total) rows sum every director's counts.
+0 until its connections end or removeGrace passes), or sorry for the cluster's sorry server,
+in that director's kernel because none of the real servers can take new connections there.
+Down lists since when and the last check's error; Removing lists until when; Sorry server
+in use lists the directors that use it. The (total) rows sum every director's counts.
 
 -o json and -o yaml print {cluster, directors[], total}: each director has name, role,
-connected, appliedRevision, desiredRevision, errors, directorErrors and reals[]; each of its
+connected, appliedRevision, desiredRevision, errors, directorErrors, sorryInUse and reals[]; each of its
 reals has address, weight, activeConns, inactiveConns, persistentConns, conns, cps, inBps,
 outBps, health ("up", "down" or "unknown"), healthSince (RFC 3339, "" when not known),
-healthError, drained, removing and removingUntil (RFC 3339). total.reals[] have the counts
+healthError, drained, removing, removingUntil (RFC 3339) and sorry. total.reals[] have the counts
 only.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

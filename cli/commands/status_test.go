@@ -124,6 +124,7 @@ type directorRealJSON struct {
 	Drained       bool   `json:"drained"`
 	Removing      bool   `json:"removing"`
 	RemovingUntil string `json:"removingUntil"`
+	Sorry         bool   `json:"sorry"`
 }
 
 // clusterJSON is `status cluster NAME -o json` as the lab scenarios read it: decoding with
@@ -138,6 +139,7 @@ type clusterJSON struct {
 		DesiredRevision int64              `json:"desiredRevision"`
 		Errors          []string           `json:"errors"`
 		DirectorErrors  []string           `json:"directorErrors"`
+		SorryInUse      bool               `json:"sorryInUse"`
 		Reals           []directorRealJSON `json:"reals"`
 	} `json:"directors"`
 	Total struct {

@@ -100,11 +100,14 @@ type RealHealthView struct {
 	// connections end or RemovingUntil (RFC 3339) passes.
 	Removing      bool   `json:"removing"`
 	RemovingUntil string `json:"removingUntil"`
+	// Sorry: it is the cluster's sorry server, in this director's kernel because no real
+	// server can take new connections there.
+	Sorry bool `json:"sorry"`
 }
 
 // ViewRealHealth converts a real server's health, drain and removal.
 func ViewRealHealth(r *lvsctlv1.RealServerStats) RealHealthView {
-	v := RealHealthView{Health: r.GetHealth(), HealthError: r.GetHealthError(), Drained: r.GetDrained(), Removing: r.GetRemoving()}
+	v := RealHealthView{Health: r.GetHealth(), HealthError: r.GetHealthError(), Drained: r.GetDrained(), Removing: r.GetRemoving(), Sorry: r.GetSorry()}
 	if v.Health == "" {
 		v.Health = HealthUnknown
 	}
@@ -123,7 +126,7 @@ func unixMillisText(ms int64) string {
 }
 
 // StateText is a real server's drain and removal at a glance: "drained", "removing",
-// "drained,removing", or "" for neither.
+// "drained,removing", "sorry" for a sorry server in use, or "" for none.
 func StateText(v RealHealthView) string {
 	var s []string
 	if v.Drained {
@@ -131,6 +134,9 @@ func StateText(v RealHealthView) string {
 	}
 	if v.Removing {
 		s = append(s, "removing")
+	}
+	if v.Sorry {
+		s = append(s, "sorry")
 	}
 	return strings.Join(s, ",")
 }
@@ -174,6 +180,9 @@ type ClusterDirectorView struct {
 	// DirectorErrors stop every cluster on the director (IPVS missing, say), so they belong
 	// in each cluster's view too.
 	DirectorErrors []string `json:"directorErrors"`
+	// SorryInUse: the cluster's sorry server is in this director's kernel, taking the new
+	// connections no real server can (it is among Reals, with sorry set).
+	SorryInUse bool `json:"sorryInUse"`
 	// Reals carry each real server's health and drain as this director sees them.
 	Reals []DirectorRealView `json:"reals"`
 }
@@ -212,6 +221,7 @@ func ViewClusterStatus(cluster, group string, ds []*lvsctlv1.DirectorStatus, tot
 		for _, st := range d.GetClusters() {
 			if st.GetCluster() == cluster {
 				dv.Reals = append(dv.Reals, viewDirectorReals(st)...)
+				dv.SorryInUse = dv.SorryInUse || st.GetSorryInUse()
 				reports = true
 			}
 		}
@@ -310,9 +320,12 @@ func (tablePrinter) ClusterStatus(w io.Writer, v ClusterStatusView) error {
 		row(tw, director, r.Address, r.Weight, h.Health, StateText(h), r.ActiveConns, r.InactiveConns, r.PersistentConns,
 			r.Conns, r.CPS, HumanRate(r.InBps), HumanRate(r.OutBps))
 	}
-	var down, removing []string
+	var down, removing, sorry []string
 	for _, d := range v.Directors {
 		for _, r := range d.Reals {
+			if r.Sorry {
+				sorry = append(sorry, d.Name+" "+r.Address+": no real server can take new connections")
+			}
 			realRow(d.Name, r.RealView, r.RealHealthView)
 			if r.Health == HealthDown {
 				line := d.Name + " " + r.Address + ":"
@@ -339,7 +352,7 @@ func (tablePrinter) ClusterStatus(w io.Writer, v ClusterStatusView) error {
 	for _, section := range []struct {
 		title string
 		lines []string
-	}{{"Down", down}, {"Removing", removing}, {"Errors", errs}} {
+	}{{"Down", down}, {"Removing", removing}, {"Sorry server in use", sorry}, {"Errors", errs}} {
 		if len(section.lines) > 0 {
 			fmt.Fprintf(w, "\n%s:\n  %s\n", section.title, strings.Join(section.lines, "\n  "))
 		}

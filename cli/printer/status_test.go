@@ -83,17 +83,17 @@ Errors:
 `},
 		{"json stream", JSON, true, wmsTotal(),
 			`{"cluster":"wms","directors":[` +
-				`{"name":"dir-a","role":"ACTIVE","connected":true,"appliedRevision":5,"desiredRevision":5,"errors":[],"directorErrors":[],"reals":[` +
+				`{"name":"dir-a","role":"ACTIVE","connected":true,"appliedRevision":5,"desiredRevision":5,"errors":[],"directorErrors":[],"sorryInUse":false,"reals":[` +
 				`{"address":"198.51.100.1","weight":100,"activeConns":4,"inactiveConns":0,"persistentConns":4,"conns":12,"cps":1,"inBps":1000,"outBps":2250000000,` +
-				`"health":"up","healthSince":"2025-01-02T03:04:05Z","healthError":"","drained":false,"removing":false,"removingUntil":""},` +
+				`"health":"up","healthSince":"2025-01-02T03:04:05Z","healthError":"","drained":false,"removing":false,"removingUntil":"","sorry":false},` +
 				`{"address":"198.51.100.2","weight":0,"activeConns":1,"inactiveConns":2,"persistentConns":3,"conns":40,"cps":2,"inBps":999,"outBps":1500000,` +
-				`"health":"down","healthSince":"2025-01-02T03:05:05Z","healthError":"rtsp OPTIONS: status 404 Not Found","drained":false,"removing":false,"removingUntil":""},` +
+				`"health":"down","healthSince":"2025-01-02T03:05:05Z","healthError":"rtsp OPTIONS: status 404 Not Found","drained":false,"removing":false,"removingUntil":"","sorry":false},` +
 				`{"address":"198.51.100.3","weight":0,"activeConns":0,"inactiveConns":1,"persistentConns":1,"conns":0,"cps":0,"inBps":0,"outBps":0,` +
-				`"health":"up","healthSince":"2025-01-02T03:04:05Z","healthError":"","drained":false,"removing":true,"removingUntil":"2025-01-02T03:06:05Z"}]},` +
-				`{"name":"dir-b","role":"STANDBY","connected":false,"appliedRevision":4,"desiredRevision":5,"errors":["scheduler mh: module not loaded"],"directorErrors":[],"reals":[` +
+				`"health":"up","healthSince":"2025-01-02T03:04:05Z","healthError":"","drained":false,"removing":true,"removingUntil":"2025-01-02T03:06:05Z","sorry":false}]},` +
+				`{"name":"dir-b","role":"STANDBY","connected":false,"appliedRevision":4,"desiredRevision":5,"errors":["scheduler mh: module not loaded"],"directorErrors":[],"sorryInUse":false,"reals":[` +
 				`{"address":"198.51.100.1","weight":0,"activeConns":0,"inactiveConns":0,"persistentConns":2,"conns":0,"cps":0,"inBps":0,"outBps":0,` +
-				`"health":"unknown","healthSince":"","healthError":"","drained":true,"removing":false,"removingUntil":""}]},` +
-				`{"name":"dir-d","role":"","connected":true,"appliedRevision":5,"desiredRevision":5,"errors":[],"directorErrors":[],"reals":[]}],` +
+				`"health":"unknown","healthSince":"","healthError":"","drained":true,"removing":false,"removingUntil":"","sorry":false}]},` +
+				`{"name":"dir-d","role":"","connected":true,"appliedRevision":5,"desiredRevision":5,"errors":[],"directorErrors":[],"sorryInUse":false,"reals":[]}],` +
 				`"total":{"reals":[` +
 				`{"address":"198.51.100.1","weight":100,"activeConns":4,"inactiveConns":0,"persistentConns":6,"conns":12,"cps":1,"inBps":1000,"outBps":2250000000},` +
 				`{"address":"198.51.100.2","weight":100,"activeConns":1,"inactiveConns":2,"persistentConns":3,"conns":40,"cps":2,"inBps":999,"outBps":1500000}]}}` + "\n"},
@@ -108,6 +108,7 @@ Errors:
       "desiredRevision": 5,
       "errors": [],
       "directorErrors": [],
+      "sorryInUse": false,
       "reals": []
     }
   ],
@@ -171,11 +172,11 @@ dir-b     wms      198.51.100.1  0       unknown  drained   0       0         2 
 		{"json is one line per frame", JSON, ds[1:3],
 			`{"time":"2025-01-02T03:04:05Z","directors":2,"disconnected":["dir-b"],"reals":[` +
 				`{"director":"dir-c","cluster":"echo","address":"198.51.100.8","weight":100,"activeConns":9,"inactiveConns":0,"persistentConns":0,"conns":0,"cps":0,"inBps":0,"outBps":0,` +
-				`"health":"unknown","healthSince":"","healthError":"","drained":false,"removing":false,"removingUntil":""},` +
+				`"health":"unknown","healthSince":"","healthError":"","drained":false,"removing":false,"removingUntil":"","sorry":false},` +
 				`{"director":"dir-c","cluster":"echo","address":"198.51.100.7","weight":100,"activeConns":4,"inactiveConns":1,"persistentConns":0,"conns":0,"cps":3,"inBps":12345,"outBps":999950,` +
-				`"health":"unknown","healthSince":"","healthError":"","drained":false,"removing":false,"removingUntil":""},` +
+				`"health":"unknown","healthSince":"","healthError":"","drained":false,"removing":false,"removingUntil":"","sorry":false},` +
 				`{"director":"dir-b","cluster":"wms","address":"198.51.100.1","weight":0,"activeConns":0,"inactiveConns":0,"persistentConns":2,"conns":0,"cps":0,"inBps":0,"outBps":0,` +
-				`"health":"unknown","healthSince":"","healthError":"","drained":true,"removing":false,"removingUntil":""}]}` + "\n"},
+				`"health":"unknown","healthSince":"","healthError":"","drained":true,"removing":false,"removingUntil":"","sorry":false}]}` + "\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

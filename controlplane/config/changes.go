@@ -25,6 +25,9 @@ func clusterChanges(a, b *lvsctlv1.Cluster) []string {
 	if a.GetAdopt() != b.GetAdopt() {
 		out = append(out, fmt.Sprintf("adopt: %v -> %v", a.GetAdopt(), b.GetAdopt()))
 	}
+	if sa, sb := sorryText(a), sorryText(b); sa != sb {
+		out = append(out, fmt.Sprintf("sorryServer: %s -> %s", sa, sb))
+	}
 	old := map[string]*lvsctlv1.RealServer{}
 	for _, r := range a.GetReals() {
 		old[r.GetAddress()] = r
@@ -60,4 +63,16 @@ func graceText(c *lvsctlv1.Cluster) string {
 		return "default"
 	}
 	return (time.Duration(c.GetRemoveGraceMs()) * time.Millisecond).String()
+}
+
+// sorryText is a cluster's sorry server as an operator reads it.
+func sorryText(c *lvsctlv1.Cluster) string {
+	s := c.GetSorryServer()
+	switch {
+	case s == nil:
+		return "none"
+	case s.GetPort() != 0:
+		return fmt.Sprintf("%s port %d", s.GetAddress(), s.GetPort())
+	}
+	return s.GetAddress()
 }

@@ -43,6 +43,7 @@ type clusterView struct {
 	Health         *healthView      `json:"health,omitempty"`
 	RemoveGrace    string           `json:"removeGrace,omitempty"`
 	Reals          []realView       `json:"reals"`
+	SorryServer    *sorryView       `json:"sorryServer,omitempty"`
 	FWMark         uint32           `json:"fwmark,omitempty"`
 	Revision       int64            `json:"revision,omitempty"`
 }
@@ -51,6 +52,11 @@ type tunnelView struct {
 	Type     string `json:"type"`
 	Port     uint32 `json:"port,omitempty"`
 	Checksum string `json:"checksum,omitempty"`
+}
+
+type sorryView struct {
+	Address string `json:"address"`
+	Port    uint32 `json:"port,omitempty"`
 }
 
 type serviceView struct {
@@ -251,6 +257,9 @@ func viewCluster(c *lvsctlv1.Cluster) clusterView {
 		if t.GetChecksum() != lvsctlv1.TunnelChecksum_TUNNEL_CHECKSUM_UNSPECIFIED {
 			v.Tunnel.Checksum = validate.TunnelChecksumName(t.GetChecksum())
 		}
+	}
+	if s := c.GetSorryServer(); s != nil {
+		v.SorryServer = &sorryView{Address: s.GetAddress(), Port: s.GetPort()}
 	}
 	if s := c.GetService(); s != nil {
 		v.Service = &serviceView{Address: s.GetAddress(), Protocol: enumName(protocols, s.GetProtocol()), Port: s.GetPort()}
@@ -475,6 +484,13 @@ func writeClusterRest(b *bytes.Buffer, v clusterView) {
 		}
 		return s + "}"
 	})
+	if s := v.SorryServer; s != nil {
+		if s.Port != 0 {
+			fmt.Fprintf(b, "sorryServer: {address: %s, port: %d}\n", scalar(s.Address), s.Port)
+		} else {
+			fmt.Fprintf(b, "sorryServer: {address: %s}\n", scalar(s.Address))
+		}
+	}
 	if v.FWMark != 0 {
 		fmt.Fprintf(b, "fwmark: %d\n", v.FWMark)
 	}

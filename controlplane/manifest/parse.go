@@ -453,6 +453,9 @@ func (r *docReader) cluster(f *fields, name string) *lvsctlv1.Cluster {
 		r.done(rf)
 		c.Reals = append(c.Reals, rs)
 	}
+	if v, ok := f.get("sorryServer"); ok {
+		c.SorryServer = r.sorryServer(v)
+	}
 	if m, ok := r.number(f, "fwmark", 0, math.MaxUint32); ok {
 		c.Fwmark = uint32(m)
 	}
@@ -460,6 +463,21 @@ func (r *docReader) cluster(f *fields, name string) *lvsctlv1.Cluster {
 		c.Revision = rev
 	}
 	return c
+}
+
+// sorryServer reads {address, port}; what they may be (family, port rules, not a real
+// server) is validate's business.
+func (r *docReader) sorryServer(v any) *lvsctlv1.SorryServer {
+	f, ok := r.mapping(v, "sorryServer")
+	if !ok {
+		return nil
+	}
+	s := &lvsctlv1.SorryServer{Address: r.str(f, "address")}
+	if p, ok := r.number(f, "port", 0, math.MaxUint32); ok {
+		s.Port = uint32(p)
+	}
+	r.done(f)
+	return s
 }
 
 // schedulerFlags are ipvsadm's names of the scheduler flags (-b), as validate names them.

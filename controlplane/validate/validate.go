@@ -321,6 +321,7 @@ func Cluster(cl *lvsctlv1.Cluster) error {
 	}
 
 	checkHealth(c, cl)
+	checkSorry(c, cl, fam, vips, svcAddr, reals)
 
 	if svc != nil && cl.GetFwmark() != 0 {
 		c.add("fwmark", "%d is set on a plain service (service): it has no mark; leave fwmark out", cl.GetFwmark())

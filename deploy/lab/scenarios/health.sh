@@ -19,6 +19,12 @@
 #     (interval + timeout) + interval + slack (a check lasts its timeout, and
 #     one due while the last still runs is skipped); back;
 #   - rs1 answers RTSP/1.0 404: down within fall x interval + slack; back;
+#   - sorryServer (issue 12): with rs1-rs3 all stopped, the sorry server
+#     (namespace sorry, 198.51.100.9, its own responder) is added at weight 1
+#     on both directors within fall x interval + slack and new connections
+#     through the VIP reach it; lvsctl status -o json shows it (sorry, and
+#     sorryInUse per director); rs2 back: the sorry server leaves both kernels
+#     within rise x interval + slack and new connections reach rs2;
 #   - onFailure: remove: rs2 stopped leaves both kernels, comes back on recovery;
 #   - 100 real servers in 10 more clusters with the default check timings
 #     (`health: {check: rtsp, port: 554}`: interval 2s, timeout 1s, rise 2,
@@ -163,6 +169,61 @@ expect_match "lvsctl status cluster wms: rs1's error on dir-a says 404" '404' "$
 t0=$(uptime_s)
 rtsp_mode rs1 ok
 measure "rs1 answering 200 -> weight 100 on both directors" "$LIMIT_UP" "$(wait_weight "$RS1" 100 "$t0" 20)"
+
+step "Sorry server: every real server's RTSP stopped, then one back"
+# A namespace "sorry" on br-real (198.51.100.9, routing through the
+# gateway like the real servers) with its own responder: the cluster's
+# sorryServer. It is in neither kernel while any real server is up.
+SORRY_IP=198.51.100.9
+add_real sorry "$SORRY_IP" || die "namespace sorry"
+# TCP 554 and 1755 only (no UDP range: its 4,000 sockets are not needed), stopped
+# after this step: the guest's CPU is the 100-reals step's.
+# (iproute2 directly, not on(): $! is then the responder's pid, as lib.sh's agents'.)
+/usr/sbin/ip netns exec sorry lab-responder --name sorry --udp-first 1 --udp-last 0 >/tmp/sorry.log 2>&1 &
+SORRY_PID=$!
+wait_line /tmp/sorry.log ready 20 || die "responder sorry did not start"
+rev_a=$(applied_rev dir-a)
+rev_b=$(applied_rev dir-b)
+HA_CLUSTER_EXTRA="health: $HEALTH
+sorryServer: {address: $SORRY_IP}"
+ha_manifest | lv apply -f - || fail_check "apply of wms with sorryServer"
+wait_applied 30 dir-a "$rev_a" || fail_check "dir-a applied the sorry server"
+wait_applied 30 dir-b "$rev_b" || fail_check "dir-b applied the sorry server"
+expect_eq "sorry server in ipvsadm -Ln while rs1-rs3 are up" "dir-a=absent dir-b=absent" "$(weights "$SORRY_IP")"
+t0=$(uptime_s)
+rtsp_mode rs1 off
+rtsp_mode rs2 off
+rtsp_mode rs3 off
+measure "rs1-rs3 stopped -> sorry server at weight 1 on both directors" "$LIMIT_DOWN" "$(wait_weight "$SORRY_IP" 1 "$t0" 20)"
+for d in $HA_DIRECTORS; do
+	note "$d: $(oneline "$(on "$d" ipvsadm -Ln | grep -E '^  ->|^FWM')")"
+done
+expect_eq "weights rs1 rs2 rs3 sorry (ipvsadm, both directors)" "dir-a=0 dir-b=0 dir-a=0 dir-b=0 dir-a=0 dir-b=0 dir-a=1 dir-b=1" \
+	"$(weights "$RS1") $(weights "$RS2") $(weights "$RS3") $(weights "$SORRY_IP")"
+out=$(on client lab-client tcp "$VIP:554" -n 6 --count-by-server 2>&1)
+expect_eq "6 new connections through the VIP: all answered by the sorry server" "sorry 6" "$out"
+# Status follows the kernels by up to one stats report.
+sorry_status() { lv status cluster wms -o json 2>/dev/null | lab-health reals --fields weight,sorry | awk -v a="$SORRY_IP" '$2 == a { print $1 "=" $3 "," $4 }' | sort | tr '\n' ' '; }
+sorry_shown() { [ "$(sorry_status)" = "dir-a=1,true dir-b=1,true " ]; }
+wait_until 5 sorry_shown
+expect_eq "lvsctl status cluster wms -o json: the sorry server's row (weight, sorry) per director" "dir-a=1,true dir-b=1,true " "$(sorry_status)"
+expect_eq "lvsctl status cluster wms -o json: directors with sorryInUse true" 2 "$(lv status cluster wms -o json | grep -c '"sorryInUse": *true')"
+lv status cluster wms | sed -n '/^Sorry server in use/,/^$/p' | sed 's/^/    /'
+t0=$(uptime_s)
+rtsp_mode rs2 ok
+measure "rs2 back -> sorry server out of both directors" "$LIMIT_UP" "$(wait_weight "$SORRY_IP" absent "$t0" 20)"
+expect_eq "rs2 weight (ipvsadm, both directors)" "dir-a=100 dir-b=100" "$(weights "$RS2")"
+out=$(on client lab-client tcp "$VIP:554" -n 4 --count-by-server 2>&1)
+expect_eq "4 new connections through the VIP: all on rs2" "rs2 4" "$out"
+sorry_gone() { [ "$(sorry_status)" = "" ] && [ "$(lv status cluster wms -o json | grep -c '"sorryInUse": *true')" = 0 ]; }
+wait_until 5 sorry_gone
+expect_eq "lvsctl status cluster wms -o json: the sorry server no longer listed, no director sorryInUse" "" "$(sorry_status)"
+t0=$(uptime_s)
+rtsp_mode rs1 ok
+rtsp_mode rs3 ok
+measure "rs1 back -> weight 100 on both directors" "$LIMIT_UP" "$(wait_weight "$RS1" 100 "$t0" 20)"
+measure "rs3 back -> weight 100 on both directors" "$LIMIT_UP" "$(wait_weight "$RS3" 100 "$t0" 20)"
+kill "$SORRY_PID" 2>/dev/null
 
 step "onFailure: remove: a failing real server leaves the IPVS service, and returns"
 rev_a=$(applied_rev dir-a)

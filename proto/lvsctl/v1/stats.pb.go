@@ -158,8 +158,10 @@ type RealServerStats struct {
 	Drained             bool  `protobuf:"varint,10,opt,name=drained,proto3" json:"drained,omitempty"`
 	Removing            bool  `protobuf:"varint,11,opt,name=removing,proto3" json:"removing,omitempty"`
 	RemovingUntilUnixMs int64 `protobuf:"varint,12,opt,name=removing_until_unix_ms,json=removingUntilUnixMs,proto3" json:"removing_until_unix_ms,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// sorry: it is the cluster's sorry server, in use (see ClusterStats.sorry_in_use).
+	Sorry         bool `protobuf:"varint,13,opt,name=sorry,proto3" json:"sorry,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RealServerStats) Reset() {
@@ -276,13 +278,24 @@ func (x *RealServerStats) GetRemovingUntilUnixMs() int64 {
 	return 0
 }
 
+func (x *RealServerStats) GetSorry() bool {
+	if x != nil {
+		return x.Sorry
+	}
+	return false
+}
+
 // ClusterStats is one cluster's IPVS service on one director.
 type ClusterStats struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Cluster       string                 `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
-	Fwmark        uint32                 `protobuf:"varint,2,opt,name=fwmark,proto3" json:"fwmark,omitempty"`
-	Counters      *Counters              `protobuf:"bytes,3,opt,name=counters,proto3" json:"counters,omitempty"`
-	Reals         []*RealServerStats     `protobuf:"bytes,4,rep,name=reals,proto3" json:"reals,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Cluster  string                 `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	Fwmark   uint32                 `protobuf:"varint,2,opt,name=fwmark,proto3" json:"fwmark,omitempty"`
+	Counters *Counters              `protobuf:"bytes,3,opt,name=counters,proto3" json:"counters,omitempty"`
+	Reals    []*RealServerStats     `protobuf:"bytes,4,rep,name=reals,proto3" json:"reals,omitempty"`
+	// sorry_in_use: no real server can take new connections, and the cluster's sorry server is
+	// in this director's IPVS service taking them. Read from the kernel: never set before the
+	// kernel has the sorry server.
+	SorryInUse    bool `protobuf:"varint,5,opt,name=sorry_in_use,json=sorryInUse,proto3" json:"sorry_in_use,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -345,6 +358,13 @@ func (x *ClusterStats) GetReals() []*RealServerStats {
 	return nil
 }
 
+func (x *ClusterStats) GetSorryInUse() bool {
+	if x != nil {
+		return x.SorryInUse
+	}
+	return false
+}
+
 var File_lvsctl_v1_stats_proto protoreflect.FileDescriptor
 
 const file_lvsctl_v1_stats_proto_rawDesc = "" +
@@ -363,7 +383,7 @@ const file_lvsctl_v1_stats_proto_rawDesc = "" +
 	"\aout_pps\x18\b \x01(\x04R\x06outPps\x12\x15\n" +
 	"\x06in_bps\x18\t \x01(\x04R\x05inBps\x12\x17\n" +
 	"\aout_bps\x18\n" +
-	" \x01(\x04R\x06outBps\"\xc0\x03\n" +
+	" \x01(\x04R\x06outBps\"\xd6\x03\n" +
 	"\x0fRealServerStats\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x16\n" +
 	"\x06weight\x18\x02 \x01(\rR\x06weight\x12!\n" +
@@ -377,12 +397,15 @@ const file_lvsctl_v1_stats_proto_rawDesc = "" +
 	"\adrained\x18\n" +
 	" \x01(\bR\adrained\x12\x1a\n" +
 	"\bremoving\x18\v \x01(\bR\bremoving\x123\n" +
-	"\x16removing_until_unix_ms\x18\f \x01(\x03R\x13removingUntilUnixMs\"\xa3\x01\n" +
+	"\x16removing_until_unix_ms\x18\f \x01(\x03R\x13removingUntilUnixMs\x12\x14\n" +
+	"\x05sorry\x18\r \x01(\bR\x05sorry\"\xc5\x01\n" +
 	"\fClusterStats\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x16\n" +
 	"\x06fwmark\x18\x02 \x01(\rR\x06fwmark\x12/\n" +
 	"\bcounters\x18\x03 \x01(\v2\x13.lvsctl.v1.CountersR\bcounters\x120\n" +
-	"\x05reals\x18\x04 \x03(\v2\x1a.lvsctl.v1.RealServerStatsR\x05realsB3Z1github.com/lvsctl/lvsctl/proto/lvsctl/v1;lvsctlv1b\x06proto3"
+	"\x05reals\x18\x04 \x03(\v2\x1a.lvsctl.v1.RealServerStatsR\x05reals\x12 \n" +
+	"\fsorry_in_use\x18\x05 \x01(\bR\n" +
+	"sorryInUseB3Z1github.com/lvsctl/lvsctl/proto/lvsctl/v1;lvsctlv1b\x06proto3"
 
 var (
 	file_lvsctl_v1_stats_proto_rawDescOnce sync.Once

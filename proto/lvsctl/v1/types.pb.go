@@ -806,7 +806,11 @@ type Cluster struct {
 	// tunnel is the encapsulation of forwarding: tunnel (ipvsadm --tun-type/--tun-port/--tun-*csum,
 	// keepalived's lvs_method TUN type ...), the same for every real server of the cluster. Unset
 	// with forwarding tunnel is ipip, the kernel's default; set only with forwarding tunnel.
-	Tunnel        *Tunnel `protobuf:"bytes,18,opt,name=tunnel,proto3" json:"tunnel,omitempty"`
+	Tunnel *Tunnel `protobuf:"bytes,18,opt,name=tunnel,proto3" json:"tunnel,omitempty"`
+	// sorry_server takes the cluster's new connections while none of its real servers can:
+	// every one down by its check, drained or at weight 0 (keepalived's sorry_server). Each
+	// director decides on its own, as for health; unset: none.
+	SorryServer   *SorryServer `protobuf:"bytes,19,opt,name=sorry_server,json=sorryServer,proto3" json:"sorry_server,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -967,6 +971,13 @@ func (x *Cluster) GetTunnel() *Tunnel {
 	return nil
 }
 
+func (x *Cluster) GetSorryServer() *SorryServer {
+	if x != nil {
+		return x.SorryServer
+	}
+	return nil
+}
+
 // Tunnel is how IPVS encapsulates a tunnelled packet to a real server (IPVS_DEST_ATTR_TUN_*).
 type Tunnel struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1029,6 +1040,63 @@ func (x *Tunnel) GetChecksum() TunnelChecksum {
 	return TunnelChecksum_TUNNEL_CHECKSUM_UNSPECIFIED
 }
 
+// SorryServer is the destination a cluster's clients get while no real server can take them
+// (a maintenance page). It is added with the cluster's forwarding and weight 1, as keepalived
+// adds its sorry_server, and removed once a real server can take connections again.
+type SorryServer struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Address string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	// port, for a plain service (0: the service's port), as a real server's; 0 for a
+	// firewall-mark service.
+	Port          uint32 `protobuf:"varint,2,opt,name=port,proto3" json:"port,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SorryServer) Reset() {
+	*x = SorryServer{}
+	mi := &file_lvsctl_v1_types_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SorryServer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SorryServer) ProtoMessage() {}
+
+func (x *SorryServer) ProtoReflect() protoreflect.Message {
+	mi := &file_lvsctl_v1_types_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SorryServer.ProtoReflect.Descriptor instead.
+func (*SorryServer) Descriptor() ([]byte, []int) {
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *SorryServer) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *SorryServer) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
 // VirtualService is a plain IPVS service's address, protocol and port.
 type VirtualService struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -1042,7 +1110,7 @@ type VirtualService struct {
 
 func (x *VirtualService) Reset() {
 	*x = VirtualService{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[6]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1054,7 +1122,7 @@ func (x *VirtualService) String() string {
 func (*VirtualService) ProtoMessage() {}
 
 func (x *VirtualService) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[6]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1067,7 +1135,7 @@ func (x *VirtualService) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VirtualService.ProtoReflect.Descriptor instead.
 func (*VirtualService) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{6}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *VirtualService) GetAddress() string {
@@ -1106,7 +1174,7 @@ type Director struct {
 
 func (x *Director) Reset() {
 	*x = Director{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[7]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1118,7 +1186,7 @@ func (x *Director) String() string {
 func (*Director) ProtoMessage() {}
 
 func (x *Director) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[7]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1131,7 +1199,7 @@ func (x *Director) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Director.ProtoReflect.Descriptor instead.
 func (*Director) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{7}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Director) GetName() string {
@@ -1180,7 +1248,7 @@ type Failover struct {
 
 func (x *Failover) Reset() {
 	*x = Failover{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[8]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1192,7 +1260,7 @@ func (x *Failover) String() string {
 func (*Failover) ProtoMessage() {}
 
 func (x *Failover) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[8]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1205,7 +1273,7 @@ func (x *Failover) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Failover.ProtoReflect.Descriptor instead.
 func (*Failover) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{8}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Failover) GetHeartbeatIntervalMs() uint32 {
@@ -1254,7 +1322,7 @@ type Gateway struct {
 
 func (x *Gateway) Reset() {
 	*x = Gateway{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[9]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1266,7 +1334,7 @@ func (x *Gateway) String() string {
 func (*Gateway) ProtoMessage() {}
 
 func (x *Gateway) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[9]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1279,7 +1347,7 @@ func (x *Gateway) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Gateway.ProtoReflect.Descriptor instead.
 func (*Gateway) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{9}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Gateway) GetAddress() string {
@@ -1307,7 +1375,7 @@ type Sync struct {
 
 func (x *Sync) Reset() {
 	*x = Sync{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[10]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1319,7 +1387,7 @@ func (x *Sync) String() string {
 func (*Sync) ProtoMessage() {}
 
 func (x *Sync) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[10]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1332,7 +1400,7 @@ func (x *Sync) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sync.ProtoReflect.Descriptor instead.
 func (*Sync) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{10}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Sync) GetInterface() string {
@@ -1366,7 +1434,7 @@ type DirectorGroup struct {
 
 func (x *DirectorGroup) Reset() {
 	*x = DirectorGroup{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[11]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1378,7 +1446,7 @@ func (x *DirectorGroup) String() string {
 func (*DirectorGroup) ProtoMessage() {}
 
 func (x *DirectorGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[11]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1391,7 +1459,7 @@ func (x *DirectorGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirectorGroup.ProtoReflect.Descriptor instead.
 func (*DirectorGroup) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{11}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *DirectorGroup) GetName() string {
@@ -1457,7 +1525,7 @@ type Object struct {
 
 func (x *Object) Reset() {
 	*x = Object{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[12]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1469,7 +1537,7 @@ func (x *Object) String() string {
 func (*Object) ProtoMessage() {}
 
 func (x *Object) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[12]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1482,7 +1550,7 @@ func (x *Object) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Object.ProtoReflect.Descriptor instead.
 func (*Object) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{12}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Object) GetKind() isObject_Kind {
@@ -1538,7 +1606,7 @@ type RoleAssignment struct {
 
 func (x *RoleAssignment) Reset() {
 	*x = RoleAssignment{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[13]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1550,7 +1618,7 @@ func (x *RoleAssignment) String() string {
 func (*RoleAssignment) ProtoMessage() {}
 
 func (x *RoleAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[13]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1563,7 +1631,7 @@ func (x *RoleAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoleAssignment.ProtoReflect.Descriptor instead.
 func (*RoleAssignment) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{13}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RoleAssignment) GetGroup() string {
@@ -1598,7 +1666,7 @@ type ClusterError struct {
 
 func (x *ClusterError) Reset() {
 	*x = ClusterError{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[14]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1610,7 +1678,7 @@ func (x *ClusterError) String() string {
 func (*ClusterError) ProtoMessage() {}
 
 func (x *ClusterError) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[14]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1623,7 +1691,7 @@ func (x *ClusterError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterError.ProtoReflect.Descriptor instead.
 func (*ClusterError) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{14}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ClusterError) GetCluster() string {
@@ -1670,7 +1738,7 @@ type GroupRoles struct {
 
 func (x *GroupRoles) Reset() {
 	*x = GroupRoles{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[15]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1682,7 +1750,7 @@ func (x *GroupRoles) String() string {
 func (*GroupRoles) ProtoMessage() {}
 
 func (x *GroupRoles) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[15]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1695,7 +1763,7 @@ func (x *GroupRoles) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupRoles.ProtoReflect.Descriptor instead.
 func (*GroupRoles) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{15}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GroupRoles) GetGroup() string {
@@ -1772,7 +1840,7 @@ type PeerHeartbeat struct {
 
 func (x *PeerHeartbeat) Reset() {
 	*x = PeerHeartbeat{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[16]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1784,7 +1852,7 @@ func (x *PeerHeartbeat) String() string {
 func (*PeerHeartbeat) ProtoMessage() {}
 
 func (x *PeerHeartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[16]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1797,7 +1865,7 @@ func (x *PeerHeartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerHeartbeat.ProtoReflect.Descriptor instead.
 func (*PeerHeartbeat) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{16}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PeerHeartbeat) GetGroup() string {
@@ -1882,7 +1950,7 @@ type PeerStatus struct {
 
 func (x *PeerStatus) Reset() {
 	*x = PeerStatus{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[17]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1894,7 +1962,7 @@ func (x *PeerStatus) String() string {
 func (*PeerStatus) ProtoMessage() {}
 
 func (x *PeerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[17]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1907,7 +1975,7 @@ func (x *PeerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerStatus.ProtoReflect.Descriptor instead.
 func (*PeerStatus) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{17}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PeerStatus) GetDirector() string {
@@ -1981,7 +2049,7 @@ type SyncStatus struct {
 
 func (x *SyncStatus) Reset() {
 	*x = SyncStatus{}
-	mi := &file_lvsctl_v1_types_proto_msgTypes[18]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1993,7 +2061,7 @@ func (x *SyncStatus) String() string {
 func (*SyncStatus) ProtoMessage() {}
 
 func (x *SyncStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_lvsctl_v1_types_proto_msgTypes[18]
+	mi := &file_lvsctl_v1_types_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2006,7 +2074,7 @@ func (x *SyncStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncStatus.ProtoReflect.Descriptor instead.
 func (*SyncStatus) Descriptor() ([]byte, []int) {
-	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{18}
+	return file_lvsctl_v1_types_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SyncStatus) GetMaster() bool {
@@ -2087,7 +2155,7 @@ const file_lvsctl_v1_types_proto_rawDesc = "" +
 	"\bdescribe\x18\x0e \x01(\bR\bdescribe\x12\x18\n" +
 	"\apayload\x18\x0f \x01(\fR\apayload\x12\x19\n" +
 	"\budp_mode\x18\x10 \x01(\tR\audpMode\x12\x18\n" +
-	"\acommand\x18\x11 \x03(\tR\acommand\"\xb6\x05\n" +
+	"\acommand\x18\x11 \x03(\tR\acommand\"\xf1\x05\n" +
 	"\aCluster\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12%\n" +
 	"\x0edirector_group\x18\x02 \x01(\tR\rdirectorGroup\x12\x12\n" +
@@ -2110,11 +2178,15 @@ const file_lvsctl_v1_types_proto_rawDesc = "" +
 	"\x0fscheduler_flags\x18\x0f \x03(\x0e2\x18.lvsctl.v1.SchedulerFlagR\x0eschedulerFlags\x12\x10\n" +
 	"\x03ops\x18\x10 \x01(\bR\x03ops\x12\x14\n" +
 	"\x05adopt\x18\x11 \x01(\bR\x05adopt\x12)\n" +
-	"\x06tunnel\x18\x12 \x01(\v2\x11.lvsctl.v1.TunnelR\x06tunnel\"~\n" +
+	"\x06tunnel\x18\x12 \x01(\v2\x11.lvsctl.v1.TunnelR\x06tunnel\x129\n" +
+	"\fsorry_server\x18\x13 \x01(\v2\x16.lvsctl.v1.SorryServerR\vsorryServer\"~\n" +
 	"\x06Tunnel\x12)\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x15.lvsctl.v1.TunnelTypeR\x04type\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\rR\x04port\x125\n" +
-	"\bchecksum\x18\x03 \x01(\x0e2\x19.lvsctl.v1.TunnelChecksumR\bchecksum\"o\n" +
+	"\bchecksum\x18\x03 \x01(\x0e2\x19.lvsctl.v1.TunnelChecksumR\bchecksum\";\n" +
+	"\vSorryServer\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x12\n" +
+	"\x04port\x18\x02 \x01(\rR\x04port\"o\n" +
 	"\x0eVirtualService\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12/\n" +
 	"\bprotocol\x18\x02 \x01(\x0e2\x13.lvsctl.v1.ProtocolR\bprotocol\x12\x12\n" +
@@ -2236,7 +2308,7 @@ func file_lvsctl_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_lvsctl_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_lvsctl_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_lvsctl_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_lvsctl_v1_types_proto_goTypes = []any{
 	(Protocol)(0),          // 0: lvsctl.v1.Protocol
 	(Forwarding)(0),        // 1: lvsctl.v1.Forwarding
@@ -2250,19 +2322,20 @@ var file_lvsctl_v1_types_proto_goTypes = []any{
 	(*HealthCheck)(nil),    // 9: lvsctl.v1.HealthCheck
 	(*Cluster)(nil),        // 10: lvsctl.v1.Cluster
 	(*Tunnel)(nil),         // 11: lvsctl.v1.Tunnel
-	(*VirtualService)(nil), // 12: lvsctl.v1.VirtualService
-	(*Director)(nil),       // 13: lvsctl.v1.Director
-	(*Failover)(nil),       // 14: lvsctl.v1.Failover
-	(*Gateway)(nil),        // 15: lvsctl.v1.Gateway
-	(*Sync)(nil),           // 16: lvsctl.v1.Sync
-	(*DirectorGroup)(nil),  // 17: lvsctl.v1.DirectorGroup
-	(*Object)(nil),         // 18: lvsctl.v1.Object
-	(*RoleAssignment)(nil), // 19: lvsctl.v1.RoleAssignment
-	(*ClusterError)(nil),   // 20: lvsctl.v1.ClusterError
-	(*GroupRoles)(nil),     // 21: lvsctl.v1.GroupRoles
-	(*PeerHeartbeat)(nil),  // 22: lvsctl.v1.PeerHeartbeat
-	(*PeerStatus)(nil),     // 23: lvsctl.v1.PeerStatus
-	(*SyncStatus)(nil),     // 24: lvsctl.v1.SyncStatus
+	(*SorryServer)(nil),    // 12: lvsctl.v1.SorryServer
+	(*VirtualService)(nil), // 13: lvsctl.v1.VirtualService
+	(*Director)(nil),       // 14: lvsctl.v1.Director
+	(*Failover)(nil),       // 15: lvsctl.v1.Failover
+	(*Gateway)(nil),        // 16: lvsctl.v1.Gateway
+	(*Sync)(nil),           // 17: lvsctl.v1.Sync
+	(*DirectorGroup)(nil),  // 18: lvsctl.v1.DirectorGroup
+	(*Object)(nil),         // 19: lvsctl.v1.Object
+	(*RoleAssignment)(nil), // 20: lvsctl.v1.RoleAssignment
+	(*ClusterError)(nil),   // 21: lvsctl.v1.ClusterError
+	(*GroupRoles)(nil),     // 22: lvsctl.v1.GroupRoles
+	(*PeerHeartbeat)(nil),  // 23: lvsctl.v1.PeerHeartbeat
+	(*PeerStatus)(nil),     // 24: lvsctl.v1.PeerStatus
+	(*SyncStatus)(nil),     // 25: lvsctl.v1.SyncStatus
 }
 var file_lvsctl_v1_types_proto_depIdxs = []int32{
 	0,  // 0: lvsctl.v1.PortRange.protocol:type_name -> lvsctl.v1.Protocol
@@ -2272,26 +2345,27 @@ var file_lvsctl_v1_types_proto_depIdxs = []int32{
 	1,  // 4: lvsctl.v1.Cluster.forwarding:type_name -> lvsctl.v1.Forwarding
 	8,  // 5: lvsctl.v1.Cluster.reals:type_name -> lvsctl.v1.RealServer
 	9,  // 6: lvsctl.v1.Cluster.health:type_name -> lvsctl.v1.HealthCheck
-	12, // 7: lvsctl.v1.Cluster.service:type_name -> lvsctl.v1.VirtualService
+	13, // 7: lvsctl.v1.Cluster.service:type_name -> lvsctl.v1.VirtualService
 	4,  // 8: lvsctl.v1.Cluster.scheduler_flags:type_name -> lvsctl.v1.SchedulerFlag
 	11, // 9: lvsctl.v1.Cluster.tunnel:type_name -> lvsctl.v1.Tunnel
-	2,  // 10: lvsctl.v1.Tunnel.type:type_name -> lvsctl.v1.TunnelType
-	3,  // 11: lvsctl.v1.Tunnel.checksum:type_name -> lvsctl.v1.TunnelChecksum
-	0,  // 12: lvsctl.v1.VirtualService.protocol:type_name -> lvsctl.v1.Protocol
-	13, // 13: lvsctl.v1.DirectorGroup.directors:type_name -> lvsctl.v1.Director
-	15, // 14: lvsctl.v1.DirectorGroup.gateway:type_name -> lvsctl.v1.Gateway
-	16, // 15: lvsctl.v1.DirectorGroup.sync:type_name -> lvsctl.v1.Sync
-	14, // 16: lvsctl.v1.DirectorGroup.failover:type_name -> lvsctl.v1.Failover
-	10, // 17: lvsctl.v1.Object.cluster:type_name -> lvsctl.v1.Cluster
-	17, // 18: lvsctl.v1.Object.group:type_name -> lvsctl.v1.DirectorGroup
-	5,  // 19: lvsctl.v1.RoleAssignment.role:type_name -> lvsctl.v1.Role
-	5,  // 20: lvsctl.v1.PeerHeartbeat.role:type_name -> lvsctl.v1.Role
-	5,  // 21: lvsctl.v1.PeerStatus.role:type_name -> lvsctl.v1.Role
-	22, // [22:22] is the sub-list for method output_type
-	22, // [22:22] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	12, // 10: lvsctl.v1.Cluster.sorry_server:type_name -> lvsctl.v1.SorryServer
+	2,  // 11: lvsctl.v1.Tunnel.type:type_name -> lvsctl.v1.TunnelType
+	3,  // 12: lvsctl.v1.Tunnel.checksum:type_name -> lvsctl.v1.TunnelChecksum
+	0,  // 13: lvsctl.v1.VirtualService.protocol:type_name -> lvsctl.v1.Protocol
+	14, // 14: lvsctl.v1.DirectorGroup.directors:type_name -> lvsctl.v1.Director
+	16, // 15: lvsctl.v1.DirectorGroup.gateway:type_name -> lvsctl.v1.Gateway
+	17, // 16: lvsctl.v1.DirectorGroup.sync:type_name -> lvsctl.v1.Sync
+	15, // 17: lvsctl.v1.DirectorGroup.failover:type_name -> lvsctl.v1.Failover
+	10, // 18: lvsctl.v1.Object.cluster:type_name -> lvsctl.v1.Cluster
+	18, // 19: lvsctl.v1.Object.group:type_name -> lvsctl.v1.DirectorGroup
+	5,  // 20: lvsctl.v1.RoleAssignment.role:type_name -> lvsctl.v1.Role
+	5,  // 21: lvsctl.v1.PeerHeartbeat.role:type_name -> lvsctl.v1.Role
+	5,  // 22: lvsctl.v1.PeerStatus.role:type_name -> lvsctl.v1.Role
+	23, // [23:23] is the sub-list for method output_type
+	23, // [23:23] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_lvsctl_v1_types_proto_init() }
@@ -2299,7 +2373,7 @@ func file_lvsctl_v1_types_proto_init() {
 	if File_lvsctl_v1_types_proto != nil {
 		return
 	}
-	file_lvsctl_v1_types_proto_msgTypes[12].OneofWrappers = []any{
+	file_lvsctl_v1_types_proto_msgTypes[13].OneofWrappers = []any{
 		(*Object_Cluster)(nil),
 		(*Object_Group)(nil),
 	}
@@ -2309,7 +2383,7 @@ func file_lvsctl_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lvsctl_v1_types_proto_rawDesc), len(file_lvsctl_v1_types_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   19,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
