@@ -476,12 +476,8 @@ type runner struct {
 	// peers is the peer heartbeat transport, bound to l.local; nil without one.
 	peers  PeerTransport
 	peerIn <-chan peer.Received
-	// releasing counts the takes and releases running (ahead).
+	// releasing counts the releases running.
 	releasing sync.WaitGroup
-	// lastRelease is closed when the last release started has finished (nil: none yet); a
-	// take waits for it. cancelTake cuts the last take short.
-	lastRelease chan struct{}
-	cancelTake  context.CancelFunc
 	// bindFailed is the address the transport last failed to open on (logged once).
 	bindFailed netip.AddrPort
 }
@@ -542,12 +538,27 @@ func (r *runner) do(act action) []event {
 		}
 	case actHolding:
 		h, ok := a.cfg.Reconciler.(HoldingReconciler)
-		if !ok {
+		if act.hold || !ok {
 			act.queued = time.Now()
 			r.w.jobs <- func() { r.w.do(act) }
 			return nil
 		}
-		r.ahead(h, act)
+		// A release does not queue behind a reconcile: the lease says when the addresses
+		// must be gone. It runs now and stops the reconcile running; the worker waits for it
+		// before anything else, so what follows (a status saying not holding) is true.
+		start, preempts := time.Now(), r.w.busy > 0
+		r.w.releases.Add(1) // after hold was stored: a job that sees this sees hold false
+		done := make(chan reconcile.Result, 1)
+		r.releasing.Go(func() { done <- h.ApplyHolding(r.ctx, false) })
+		r.w.jobs <- func() {
+			r.w.held(false, <-done, start, 0)
+			if preempts {
+				select {
+				case r.w.preempted <- struct{}{}:
+				default: // one is waiting already
+				}
+			}
+		}
 	case actRoleStatus:
 		r.w.queueStatus(act.status)
 	case actSetTargets:
@@ -566,91 +577,6 @@ func (r *runner) do(act action) []event {
 		r.w.jobs <- func() { r.w.do(act) }
 	}
 	return nil
-}
-
-// ahead takes or releases the group's addresses now, on a goroutine of its own, not behind
-// the worker's queue (a reconcile, a stats sample of 10,000 services): the lease says when a
-// release must be done, and a takeover's clients wait for the take and its announcement (in
-// the lab a take once waited 240 ms behind a reconcile, at 10,000 clusters 514 ms behind other
-// jobs). A release runs at once: it cuts the take in flight short (a take whose context ended
-// changes nothing) and stops the reconcile running (the reconciler's preemption), which the
-// loop then runs again. A take waits for the release before it to finish, and is not made if a
-// release was decided after it; it waits for a running reconcile (the reconciler's lock), but
-// a takeover's delta takes the addresses itself (reconcile.ApplyDeltaAt). The worker records
-// each result in order with its other jobs, so a status sent after it is true.
-func (r *runner) ahead(h HoldingReconciler, act actHolding) {
-	// A release stops the reconcile running, which must then be done again; a take does not.
-	decided, preempts := time.Now(), !act.hold && r.w.busy > 0
-	gen := r.w.releases.Load()
-	ctx, cancel := r.ctx, context.CancelFunc(func() {})
-	var prev chan struct{}
-	if act.hold {
-		prev = r.lastRelease
-		ctx, cancel = context.WithCancel(r.ctx)
-		r.cancelTake = cancel
-	} else {
-		r.w.releases.Add(1) // after hold was stored: a job that sees this sees hold false
-		if r.cancelTake != nil {
-			r.cancelTake()
-		}
-		r.lastRelease = make(chan struct{})
-	}
-	finished := r.lastRelease
-	type outcome struct {
-		res          reconcile.Result
-		made         bool
-		took, waited time.Duration
-	}
-	done := make(chan outcome, 1)
-	r.releasing.Go(func() {
-		defer cancel()
-		if !act.hold {
-			defer close(finished)
-		} else if prev != nil {
-			<-prev
-		}
-		began := time.Now()
-		if act.hold && (!r.w.hold.Load() || r.w.releases.Load() != gen) {
-			done <- outcome{} // a release was decided since: its own job records it
-			return
-		}
-		res := h.ApplyHolding(ctx, act.hold)
-		if act.hold && ctx.Err() != nil {
-			// Cut short by a release, which removes whatever it added: nothing to
-			// announce, and the release's job records what is held.
-			done <- outcome{}
-			return
-		}
-		if act.hold && len(res.Added) > 0 && r.a.cfg.Announcer != nil {
-			// At once, from here: the clients' neighbour entries still name the dead
-			// director. It sends once and returns; the repeats run in the background.
-			r.a.cfg.Announcer.Announce(r.ctx, announced(res.Added))
-			res.Added = nil // announced: the worker's announce is for what reconciles added
-		}
-		done <- outcome{res: res, made: true, took: time.Since(began), waited: began.Sub(decided)}
-	})
-	r.w.jobs <- func() {
-		o := <-done
-		if o.made {
-			// A take with a release decided after it: the release's job records it.
-			r.w.held(act.hold && r.w.releases.Load() == gen, o.res, o.took, o.waited)
-		}
-		if preempts {
-			select {
-			case r.w.preempted <- struct{}{}:
-			default: // one is waiting already
-			}
-		}
-	}
-}
-
-// announced is addrs as the announcer takes them.
-func announced(addrs []state.Address) []announce.Address {
-	out := make([]announce.Address, len(addrs))
-	for i, ad := range addrs {
-		out[i] = announce.Address{Interface: ad.Interface, IP: ad.Prefix.Addr()}
-	}
-	return out
 }
 
 // bind moves the peer transport to local (closes it when local is invalid); false: it could
@@ -747,19 +673,24 @@ func (w *worker) do(act action) {
 		}
 		start := time.Now()
 		var res reconcile.Result
-		if act.desired != nil {
-			// Without a fast path, the take or release is a whole reconcile.
+		if h, ok := a.cfg.Reconciler.(HoldingReconciler); ok {
+			res = h.ApplyHolding(w.ctx, act.hold)
+		} else if act.desired != nil {
 			res = a.cfg.Reconciler.Apply(w.ctx, act.desired, act.role)
 		}
-		w.held(act.hold && !w.releasedSince(gen), res, time.Since(start), start.Sub(act.queued))
+		w.held(act.hold && !w.releasedSince(gen), res, start, start.Sub(act.queued))
 	case actPrepareAnnounce:
 		if a.cfg.Announcer != nil {
 			a.cfg.Announcer.Prepare(act.ifaces)
 		}
 	case actAnnounce:
 		if a.cfg.Announcer != nil && len(w.added) > 0 {
+			addrs := make([]announce.Address, len(w.added))
+			for i, ad := range w.added {
+				addrs[i] = announce.Address{Interface: ad.Interface, IP: ad.Prefix.Addr()}
+			}
 			// It sends once and returns; the repeats run in the background.
-			a.cfg.Announcer.Announce(w.ctx, announced(w.added))
+			a.cfg.Announcer.Announce(w.ctx, addrs)
 		}
 		w.added = nil
 	case actSave:
@@ -849,31 +780,22 @@ func (w *worker) applied(hold bool, res reconcile.Result) {
 }
 
 // releasedSince reports whether a release was started since gen was read, and if so releases
-// again, unless the reconciler fences on generations itself (GenReconciler: a reconcile it was
-// not told of applies as not holding). A job that read hold before the loop released may call
-// the reconciler after the release ran (the release stops only what runs when it starts): its
-// addresses must not stay. (The real reconciler is a GenReconciler: a release here, outside
-// the order of takes and releases, could undo a take decided after it.)
+// again. A job that read hold before the loop released may call the reconciler after the
+// release ran (the release stops only what runs when it starts): its addresses must not stay.
 func (w *worker) releasedSince(gen uint64) bool {
 	if w.releases.Load() == gen {
 		return false
 	}
-	if _, fenced := w.a.cfg.Reconciler.(GenReconciler); fenced {
-		return true
-	}
 	if h, ok := w.a.cfg.Reconciler.(HoldingReconciler); ok && !w.hold.Load() {
-		start := time.Now()
-		res := h.ApplyHolding(w.ctx, false)
-		w.held(false, res, time.Since(start), 0)
+		w.held(false, h.ApplyHolding(w.ctx, false), time.Now(), 0)
 	}
 	return true
 }
 
-// held records and logs a holding job that took took, after waiting waited to start (0: not
-// logged).
-func (w *worker) held(hold bool, res reconcile.Result, took, waited time.Duration) {
+// held records and logs a holding job; waited is how long it was queued (0: not).
+func (w *worker) held(hold bool, res reconcile.Result, start time.Time, waited time.Duration) {
 	w.applied(hold, res)
-	log := w.a.log.With("hold", hold, "operations", res.Operations, "duration", took.Round(time.Microsecond))
+	log := w.a.log.With("hold", hold, "operations", res.Operations, "duration", time.Since(start).Round(time.Microsecond))
 	if waited > 0 {
 		log = log.With("waited", waited.Round(time.Microsecond))
 	}

@@ -25,9 +25,7 @@ import (
 //
 // A release does not wait for a running Apply or ApplyDelta to finish: it stops it at its
 // next step (ErrPreempted), and any that starts meanwhile, and runs first. It may be called
-// from another goroutine than the reconciles for that. A take waits: stopping a reconcile
-// costs doing it again, and a take comes at a start (the first reconcile, 10,000 clusters of
-// it) as well as at a takeover, whose delta takes the addresses itself (ApplyDeltaAt).
+// from another goroutine than the reconciles for that.
 //
 // Result.Added lists the addresses added; its cluster errors are the remembered ones, and its
 // Sync the last status, as a delta's are.
