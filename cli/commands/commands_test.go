@@ -322,7 +322,7 @@ Revision:       `+fmt.Sprint(groupRev)+`
 VIP interface:  eth0
 Gateway:        none
 Sync:           none
-Failover:       heartbeat every 40ms, lost after 120ms, fence 160ms, preempt no, port 7140
+Failover:       heartbeat every 50ms, lost after 150ms, fence 200ms, preempt no, port 7140
 Clusters:       wms
 Active:         dir-a, epoch 3: holds the VIPs and gateway
 Directors:

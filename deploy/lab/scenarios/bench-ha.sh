@@ -14,7 +14,7 @@
 #   keepalived 2.2.7: VRRPv3, advert_int 0.1 (KA_ADVERT), nopreempt on both,
 #                     lvs_sync_daemon eth1 id 7
 #   lvsctl:           controller + two agents, the group's default failover
-#                     settings (heartbeat 40 ms, dead after 120 ms, fence 160 ms)
+#                     settings (heartbeat 50 ms, dead after 150 ms, fence 200 ms)
 # lab-ha watch samples both directors' addresses every 10 ms through each
 # half. Prints
 #   LAB-BENCH takeover_keepalived min=.. median=.. max=.. runs=.. dual=..
