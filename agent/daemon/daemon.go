@@ -684,15 +684,7 @@ func (w *worker) do(act action) {
 			a.cfg.Announcer.Prepare(act.ifaces)
 		}
 	case actAnnounce:
-		if a.cfg.Announcer != nil && len(w.added) > 0 {
-			addrs := make([]announce.Address, len(w.added))
-			for i, ad := range w.added {
-				addrs[i] = announce.Address{Interface: ad.Interface, IP: ad.Prefix.Addr()}
-			}
-			// It sends once and returns; the repeats run in the background.
-			a.cfg.Announcer.Announce(w.ctx, addrs)
-		}
-		w.added = nil
+		w.announce()
 	case actSave:
 		if err := a.cfg.State.SetDesired(state.Desired{Revision: act.rev, State: act.desired, Role: act.assigned}); err != nil {
 			a.log.Error("saving the desired state", "revision", act.rev, "error", err)
@@ -771,12 +763,30 @@ func (w *worker) applied(hold bool, res reconcile.Result) {
 		defer w.sendStatus()
 	}
 	if hold {
-		// A reconcile that runs after the machine said hold may add the addresses before
-		// the holding job does: the announce that follows covers both.
+		// Announced at once, whichever job added them: a reconcile that runs after the
+		// machine said hold (a takeover's delta, queued before the fence ended) may add the
+		// addresses before the holding job does, and the clients' neighbour entries name
+		// the old ACTIVE until the announcement (in the lab it once waited 120 ms for the
+		// holding job and the announce job behind it).
 		w.added = append(w.added, res.Added...)
+		w.announce()
 	} else {
 		w.added = nil
 	}
+}
+
+// announce sends gratuitous ARP / unsolicited NA for the addresses added since the last
+// announcement.
+func (w *worker) announce() {
+	if w.a.cfg.Announcer != nil && len(w.added) > 0 {
+		addrs := make([]announce.Address, len(w.added))
+		for i, ad := range w.added {
+			addrs[i] = announce.Address{Interface: ad.Interface, IP: ad.Prefix.Addr()}
+		}
+		// It sends once and returns; the repeats run in the background.
+		w.a.cfg.Announcer.Announce(w.ctx, addrs)
+	}
+	w.added = nil
 }
 
 // releasedSince reports whether a release was started since gen was read, and if so releases

@@ -15,6 +15,7 @@ import (
 	"github.com/lvsctl/lvsctl/agent/dataplane/fake"
 	"github.com/lvsctl/lvsctl/agent/peer"
 	"github.com/lvsctl/lvsctl/agent/reconcile"
+	"github.com/lvsctl/lvsctl/agent/state"
 	lvsctlv1 "github.com/lvsctl/lvsctl/proto/lvsctl/v1"
 )
 
@@ -562,5 +563,29 @@ func TestFailoverPeerBindRetried(t *testing.T) {
 	defer mu.Unlock()
 	if calls != 3 {
 		t.Errorf("the transport was opened %d times, want 3 (two refused, then open)", calls)
+	}
+}
+
+// TestAnnounceWhenAdded: addresses that a reconcile adds while the role machine says hold (a
+// takeover's delta that reached the reconciler before the holding job) are announced at once,
+// not after the holding job and the announce job behind it; the announce that follows sends
+// nothing twice, and addresses added while not holding are never announced.
+func TestAnnounceWhenAdded(t *testing.T) {
+	ann := &announcements{}
+	w := &worker{a: New(Config{Announcer: ann}), ctx: context.Background(), releaseFailed: make(chan struct{}, 1)}
+	vip := []state.Address{{Interface: "eth0", Prefix: netip.MustParsePrefix("192.0.2.20/32")}}
+	w.applied(false, reconcile.Result{Added: vip})
+	w.do(actAnnounce{})
+	if got := ann.log(); len(got) != 0 {
+		t.Fatalf("announced %q while not holding", got)
+	}
+	w.applied(true, reconcile.Result{Added: vip})
+	if got := strings.Join(ann.log(), "; "); got != "eth0 192.0.2.20" {
+		t.Fatalf("announced %q when the reconcile added the VIP, want it at once", got)
+	}
+	w.applied(true, reconcile.Result{}) // the holding job: nothing left to add
+	w.do(actAnnounce{})
+	if got := strings.Join(ann.log(), "; "); got != "eth0 192.0.2.20" {
+		t.Errorf("announced %q in all, want the VIP once", got)
 	}
 }
