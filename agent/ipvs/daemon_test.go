@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -270,13 +269,7 @@ func TestKernelSyncDaemons(t *testing.T) {
 // VM lab runs it; see TestKernelRoundTrip), checked against ipvsadm's own reading: master and
 // backup run at once, and the kernel's refusals map to the dataplane sentinels.
 func TestKernelSyncDaemonsRoundTrip(t *testing.T) {
-	privileged(t)
-	if !kernelHasIPVS() {
-		if os.Getenv("LVSCTL_REQUIRE_IPVS") == "1" {
-			t.Fatal("IPVS is not loaded (LVSCTL_REQUIRE_IPVS=1): modprobe ip_vs")
-		}
-		t.Skip("this kernel has no IPVS loaded; the VM lab runs this test")
-	}
+	requireIPVS(t)
 	path := netnsPath(t)
 	ns := filepath.Base(path)
 	for _, args := range [][]string{

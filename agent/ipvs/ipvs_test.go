@@ -63,6 +63,30 @@ func netnsPath(t *testing.T) string {
 
 // kernelHasIPVS tells, independently of the code under test, whether IPVS is loaded: the
 // module (or built-in code) shows in /sys/module, and the host namespace has /proc/net/ip_vs.
+// requireIPVS: the test needs root and a kernel with IPVS (the VM lab's): it fails without
+// them under LVSCTL_REQUIRE_PRIVILEGED=1 / LVSCTL_REQUIRE_IPVS=1, and is skipped otherwise.
+func requireIPVS(t *testing.T) {
+	t.Helper()
+	privileged(t)
+	if !kernelHasIPVS() {
+		if os.Getenv("LVSCTL_REQUIRE_IPVS") == "1" {
+			t.Fatal("IPVS is not loaded (LVSCTL_REQUIRE_IPVS=1): modprobe ip_vs ip_vs_wlc ip_vs_rr")
+		}
+		t.Skip("this kernel has no IPVS loaded; the VM lab runs this test")
+	}
+}
+
+// newKernel opens IPVS in the network namespace at path, closed when the test ends.
+func newKernel(t *testing.T, path string) *Kernel {
+	t.Helper()
+	k, err := New(WithNetNSPath(path))
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { k.Close() })
+	return k
+}
+
 func kernelHasIPVS() bool {
 	for _, p := range []string{"/sys/module/ip_vs", "/proc/net/ip_vs"} {
 		if _, err := os.Stat(p); err == nil {
@@ -102,18 +126,8 @@ func TestNewBadNamespace(t *testing.T) {
 // TestKernelRoundTrip drives a real IPVS in a fresh namespace. This host has none; the VM lab
 // runs it with LVSCTL_REQUIRE_IPVS=1, which turns the skip into a failure.
 func TestKernelRoundTrip(t *testing.T) {
-	privileged(t)
-	if !kernelHasIPVS() {
-		if os.Getenv("LVSCTL_REQUIRE_IPVS") == "1" {
-			t.Fatal("IPVS is not loaded (LVSCTL_REQUIRE_IPVS=1): modprobe ip_vs ip_vs_wlc ip_vs_rr")
-		}
-		t.Skip("this kernel has no IPVS loaded; the VM lab runs this test")
-	}
-	k, err := New(WithNetNSPath(netnsPath(t)))
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	defer k.Close()
+	requireIPVS(t)
+	k := newKernel(t, netnsPath(t))
 
 	svc := dataplane.Service{ServiceKey: dataplane.ServiceKey{Family: dataplane.IPv4, FWMark: 16}, Scheduler: "wlc", Timeout: 600, NetmaskBits: 32}
 	if err := k.AddService(svc); err != nil {
@@ -194,18 +208,8 @@ func TestKernelRoundTrip(t *testing.T) {
 // op and the rest is made, and a cold start's worth of changes (1,000 services of 10 reals,
 // several sends) reads back whole.
 func TestKernelBatch(t *testing.T) {
-	privileged(t)
-	if !kernelHasIPVS() {
-		if os.Getenv("LVSCTL_REQUIRE_IPVS") == "1" {
-			t.Fatal("IPVS is not loaded (LVSCTL_REQUIRE_IPVS=1): modprobe ip_vs ip_vs_wlc ip_vs_rr")
-		}
-		t.Skip("this kernel has no IPVS loaded; the VM lab runs this test")
-	}
-	k, err := New(WithNetNSPath(netnsPath(t)))
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	defer k.Close()
+	requireIPVS(t)
+	k := newKernel(t, netnsPath(t))
 
 	svc := dataplane.Service{ServiceKey: dataplane.ServiceKey{Family: dataplane.IPv4, FWMark: 16}, Scheduler: "wlc", Timeout: 600, NetmaskBits: 24}
 	missing := dataplane.Service{ServiceKey: dataplane.ServiceKey{Family: dataplane.IPv4, FWMark: 17}, Scheduler: "rr", NetmaskBits: 32}
@@ -293,19 +297,9 @@ func TestKernelBatch(t *testing.T) {
 // scheduler flags, one-packet scheduling, destination ports and thresholds, made by the single
 // calls and by Batch, read back as made; flags and thresholds edited in place.
 func TestKernelPlainServices(t *testing.T) {
-	privileged(t)
-	if !kernelHasIPVS() {
-		if os.Getenv("LVSCTL_REQUIRE_IPVS") == "1" {
-			t.Fatal("IPVS is not loaded (LVSCTL_REQUIRE_IPVS=1): modprobe ip_vs ip_vs_wlc ip_vs_rr")
-		}
-		t.Skip("this kernel has no IPVS loaded; the VM lab runs this test")
-	}
+	requireIPVS(t)
 	ns := netnsPath(t)
-	k, err := New(WithNetNSPath(ns))
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	defer k.Close()
+	k := newKernel(t, ns)
 
 	http := dataplane.Service{
 		ServiceKey: dataplane.ServiceKey{Family: dataplane.IPv4, Protocol: dataplane.TCP, Address: netip.MustParseAddr("192.0.2.20"), Port: 80},
@@ -384,19 +378,9 @@ func TestKernelPlainServices(t *testing.T) {
 // gre), made by the single call and by Batch, read back as made, edited in place from one type
 // to another; what ipvsadm shows of them is logged.
 func TestKernelTunnel(t *testing.T) {
-	privileged(t)
-	if !kernelHasIPVS() {
-		if os.Getenv("LVSCTL_REQUIRE_IPVS") == "1" {
-			t.Fatal("IPVS is not loaded (LVSCTL_REQUIRE_IPVS=1): modprobe ip_vs ip_vs_rr")
-		}
-		t.Skip("this kernel has no IPVS loaded; the VM lab runs this test")
-	}
+	requireIPVS(t)
 	ns := netnsPath(t)
-	k, err := New(WithNetNSPath(ns))
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	defer k.Close()
+	k := newKernel(t, ns)
 	if k.release.before(release{5, 8}) {
 		t.Skipf("kernel %d.%d predates gre tunnels (5.8)", k.release.major, k.release.minor)
 	}

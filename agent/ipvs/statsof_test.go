@@ -2,7 +2,6 @@ package ipvs
 
 import (
 	"net/netip"
-	"os"
 	"testing"
 
 	"github.com/lvsctl/lvsctl/agent/dataplane"
@@ -11,18 +10,8 @@ import (
 // TestKernelStatsOf: StatsOf returns the services it keeps, with their destinations, and
 // leaves the others (another tool's) out, against a real IPVS (the VM lab).
 func TestKernelStatsOf(t *testing.T) {
-	privileged(t)
-	if !kernelHasIPVS() {
-		if os.Getenv("LVSCTL_REQUIRE_IPVS") == "1" {
-			t.Fatal("IPVS is not loaded (LVSCTL_REQUIRE_IPVS=1): modprobe ip_vs ip_vs_wlc ip_vs_rr")
-		}
-		t.Skip("this kernel has no IPVS loaded; the VM lab runs this test")
-	}
-	k, err := New(WithNetNSPath(netnsPath(t)))
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	defer k.Close()
+	requireIPVS(t)
+	k := newKernel(t, netnsPath(t))
 	ours := dataplane.Service{ServiceKey: dataplane.ServiceKey{Family: dataplane.IPv4, FWMark: 16}, Scheduler: "wlc"}
 	theirs := dataplane.Service{ServiceKey: dataplane.ServiceKey{Family: dataplane.IPv4, Protocol: dataplane.TCP,
 		Address: netip.MustParseAddr("10.96.0.1"), Port: 443}, Scheduler: "rr"}
