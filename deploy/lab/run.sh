@@ -153,6 +153,7 @@ mkdir -p "$BUILD/logs"
 passed=0
 failed=0
 summary=()
+failures=()
 for s in "${scenarios[@]}"; do
 	log=$BUILD/logs/$s.log
 	# A scenario that needs longer (a large site, a benchmark) says so itself.
@@ -217,11 +218,17 @@ for s in "${scenarios[@]}"; do
 		fi
 	fi
 	summary+=("$(printf '%-24s %-30s %6ss  %s' "$s" "$result" "$took" "${log#"$REPO"/}")")
+	if [ "$result" != PASS ]; then
+		# Repeated under the summary: CI keeps only the tail of a long run's output.
+		fails=$(grep -a '^FAIL' "$log" | head -n 20 || true)
+		failures+=("$s: ${fails:-$(grep -a -v '^\s*$' "$log" | tail -n 5)}")
+	fi
 done
 
 echo
 say "fetch ${t_fetch}s, go build ${t_go}s, initramfs ${t_initrd}s, total $(since "$t0")s (accel: ${accel[*]})"
 for line in "${summary[@]}"; do say "$line"; done
 [ ${#broken[@]} -gt 0 ] && say "BUILD FAILED: ${broken[*]}"
+for f in "${failures[@]}"; do say "failed $f"; done
 say "$passed passed, $failed failed"
 [ "$failed" = 0 ] && [ ${#broken[@]} = 0 ]
