@@ -705,8 +705,12 @@ vipInterface: eth0
 gateway: {address: $GATEWAY/24, interface: eth1}
 sync: {interface: eth1, syncId: $SYNC_ID}
 YAML
-	if [ -n "${HA_FAILOVER:-}" ]; then echo "failover: $HA_FAILOVER"; fi
+	if [ -n "${HA_FAILOVER:-}" ]; then echo "failover: $(ha_failover)"; fi
 }
+
+# ha_failover: HA_FAILOVER with a space after each ':' and ',' (YAML's flow
+# style needs one after ':'; LAB_ENV cannot carry spaces).
+ha_failover() { printf '%s\n' "$HA_FAILOVER" | sed -E 's/([:,])([^ ])/\1 \2/g'; }
 
 # start_agent_in NS [FLAGS...]: lvs-agent for director NS inside NS, state in
 # /var/lib/lvsctl/NS, log /tmp/agent.NS.log (appended: restarts add to it),
@@ -859,7 +863,7 @@ ha_up() {
 	# HA_FAILOVER: the group's failover block, as ha_manifest takes it (the
 	# group is the manifest's last document).
 	if [ -n "${HA_FAILOVER:-}" ] && ! grep -q '^failover:' /tmp/ha.yaml; then
-		echo "failover: $HA_FAILOVER" >>/tmp/ha.yaml
+		echo "failover: $(ha_failover)" >>/tmp/ha.yaml
 	fi
 	show lv apply -f /tmp/ha.yaml
 	wait_until 40 lv_healthy || {
