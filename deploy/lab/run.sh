@@ -220,8 +220,11 @@ for s in "${scenarios[@]}"; do
 	summary+=("$(printf '%-24s %-30s %6ss  %s' "$s" "$result" "$took" "${log#"$REPO"/}")")
 	if [ "$result" != PASS ]; then
 		# Repeated under the summary: CI keeps only the tail of a long run's output.
-		fails=$(grep -a '^FAIL' "$log" | head -n 20 || true)
-		failures+=("$s: ${fails:-$(grep -a -v '^\s*$' "$log" | tail -n 5)}")
+		fails=$(grep -a -e '^FAIL' -e '^lab-init: scenario .* killed after' "$log" | head -n 20 || true)
+		# A scenario killed at its time limit: what was running then (lab-init lists it).
+		stuck=$(sed -n '/^lab-init: scenario .* killed after/,/^lab-init: scenario .* took/p' "$log" | grep -a '^    ' | grep -v -e ' /init$' -e ' ps$' | head -n 12 || true)
+		failures+=("$s: ${fails:-$(grep -a -v '^\s*$' "$log" | tail -n 5)}${stuck:+
+$stuck}")
 	fi
 done
 

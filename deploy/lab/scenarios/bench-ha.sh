@@ -10,7 +10,8 @@
 # a real server (lab-ha takeover, from the client, a new connection every
 # 10 ms). The dead director then comes back as after a reboot (no floating
 # addresses, links up, its daemon started) and the next run waits until the
-# pair is healthy. HA_RUNS runs (default 5) of each:
+# pair is healthy. HA_RUNS runs (default 9: the median of 5 moved by 30-40 ms
+# from boot to boot in the emulated guest) of each:
 #   keepalived 2.2.7: VRRPv3, advert_int 0.1 (KA_ADVERT), nopreempt on both,
 #                     lvs_sync_daemon eth1 id 7
 #   lvsctl:           controller + two agents, the group's default failover
@@ -29,7 +30,38 @@
 # lab-timeout: 900
 . ./lib.sh
 
-RUNS=${HA_RUNS:-5}
+RUNS=${HA_RUNS:-9}
+
+# cpu_top SECS: the processes that used the most CPU over the next SECS
+# seconds, in percent of one CPU (HA_DIGEST=1).
+cpu_top() {
+	for _p in /proc/[0-9]*; do
+		[ -r "$_p/stat" ] && echo "${_p#/proc/} $(cut -d' ' -f14,15 "$_p/stat" 2>/dev/null)"
+	done >/tmp/cpu1
+	sleep "$1"
+	for _p in /proc/[0-9]*; do
+		[ -r "$_p/stat" ] && echo "${_p#/proc/} $(cut -d' ' -f14,15 "$_p/stat" 2>/dev/null)"
+	done >/tmp/cpu2
+	# utime and stime count clock ticks (USER_HZ, 100 on Linux).
+	awk -v secs="$1" 'NR == FNR { u[$1] = $2 + $3; next }
+		($1 in u) && $2 + $3 > u[$1] { printf "%.1f %s\n", ($2 + $3 - u[$1]) / secs, $1 }' /tmp/cpu1 /tmp/cpu2 |
+		sort -rn | head -n 8 | while read -r _pct _pid; do
+			echo "    $_pct% $_pid $(tr '\0' ' ' <"/proc/$_pid/cmdline" 2>/dev/null | cut -c1-70)"
+		done
+}
+
+# cpu_busy SECS: how busy the guest's CPUs were over the next SECS seconds, in
+# percent (from /proc/stat: all but idle and iowait). Each half prints its
+# background load before its takeovers: in the emulated guest, what the pair
+# costs at rest slows every step of a takeover.
+cpu_busy() {
+	_c1=$(head -n 1 /proc/stat)
+	sleep "$1"
+	_c2=$(head -n 1 /proc/stat)
+	printf '%s\n%s\n' "$_c1" "$_c2" | awk '
+		{ t = 0; for (i = 2; i <= NF; i++) t += $i; idle = $5 + $6 }
+		NR == 1 { t1 = t; i1 = idle } NR == 2 { printf "%.0f", 100 * (1 - (idle - i1) / (t - t1)) }'
+}
 
 step "Site: client, dir-a and dir-b, rs1-rs3 (gateway $GATEWAY floats)"
 site_ha
@@ -79,6 +111,9 @@ if [ "${HA_ONLY:-keepalived}" = keepalived ]; then
 	note "MASTER: $(holders "$VIP")"
 	show on "$(holders "$VIP")" ipvsadm -L --daemon
 
+	KA_BUSY=$(cpu_busy 5)
+	echo "LAB-BENCH at_rest_cpu_busy keepalived=$KA_BUSY%"
+	[ -n "${HA_DIGEST:-}" ] && cpu_top 5
 	step "keepalived: $RUNS takeovers"
 	TAKEOVER_MS=""
 	TAKEOVER_DEATH_MS=""
@@ -138,6 +173,9 @@ if [ "${HA_ONLY:-lvsctl}" = lvsctl ]; then
 		wait_until 10 on client lab-client tcp "$VIP:554" --timeout 1s || fail_check "lvsctl: an answer through $VIP"
 		note "ACTIVE: $(active_of)"
 		show lv status
+		LV_BUSY=$(cpu_busy 5)
+		echo "LAB-BENCH at_rest_cpu_busy lvsctl=$LV_BUSY%"
+		[ -n "${HA_DIGEST:-}" ] && cpu_top 5
 		step "lvsctl: $RUNS takeovers"
 		TAKEOVER_MS=""
 		TAKEOVER_DEATH_MS=""

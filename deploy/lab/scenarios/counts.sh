@@ -56,7 +56,7 @@ status_view() {
 
 # metrics_view: the agent's lvsctl_real_*_connections{cluster="wms"}.
 metrics_view() {
-	wget -qO- "http://$AGENT_METRICS/metrics" 2>/dev/null | awk '
+	timeout 10 wget -qO- "http://$AGENT_METRICS/metrics" 2>/dev/null | awk '
 		/^lvsctl_real_(active|inactive|persistent)_connections\{/ && /cluster="wms"/ {
 			r = $1; sub(/.*real="/, "", r); sub(/".*/, "", r)
 			k = $1; sub(/\{.*/, "", k); v[k, r] = $2; reals[r] = 1
@@ -132,7 +132,7 @@ catch_up() {
 }
 
 # real_metrics: the agent's per-real and per-cluster samples.
-real_metrics() { wget -qO- "http://$AGENT_METRICS/metrics" | grep -E '^lvsctl_(real|cluster)_'; }
+real_metrics() { timeout 10 wget -qO- "http://$AGENT_METRICS/metrics" | grep -E '^lvsctl_(real|cluster)_'; }
 
 step "Topology (with client2 192.0.2.101 and client3 192.0.2.102) and responders"
 topology

@@ -350,7 +350,7 @@ metric() { metric_at "$AGENT_METRICS" "$@"; }
 # metric_at HOST:PORT NAME [SUBSTRING]: the same from the /metrics at HOST:PORT
 # (with two directors: "$(mgmt_ip dir-b):9444").
 metric_at() {
-	wget -qO- "http://$1/metrics" 2>/dev/null |
+	timeout 10 wget -qO- "http://$1/metrics" 2>/dev/null |
 		awk -v n="$2" -v s="${3:-}" '
 			/^#/ { next }
 			{ name = $1; sub(/\{.*/, "", name) }
@@ -1087,7 +1087,7 @@ start_etcd_member() {
 
 # etcd_health MEMBER: status 0 if MEMBER's /health says true (it has a
 # leader and answers reads).
-etcd_health() { wget -qO- "http://127.0.0.1:$(etcd_port "$1" client)/health" 2>/dev/null | grep -q '"health": *"true"'; }
+etcd_health() { timeout 10 wget -qO- "http://127.0.0.1:$(etcd_port "$1" client)/health" 2>/dev/null | grep -q '"health": *"true"'; }
 
 # start_etcd_cluster: the three members; returns once each says it is healthy.
 start_etcd_cluster() {
