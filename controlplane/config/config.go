@@ -194,6 +194,20 @@ func (ch *change) group(name string) (*lvsctlv1.DirectorGroup, bool) {
 	return ch.cache.Group(name)
 }
 
+// judged returns a write's refusal, unless the cache moved on while the change was computed:
+// then the refusal may mix two revisions (a mark allocated from one, checked against a
+// cluster that took it in the next: "already used"; a cluster not found that was just
+// created), and the write is computed again (store.ErrConflict, which retry retries).
+func (ch *change) judged(err error) error {
+	if err == nil || errors.Is(err, store.ErrConflict) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	if stale := ch.stale(); stale != nil {
+		return stale
+	}
+	return err
+}
+
 // stale reports whether the cache moved on since the change was computed from it; the
 // write would be refused, so it is computed again rather than sent.
 func (ch *change) stale() error {
@@ -204,8 +218,14 @@ func (ch *change) stale() error {
 	return nil
 }
 
-func (s *Server) apply(ctx context.Context, req *lvsctlv1.ApplyRequest, as recordAs) (*lvsctlv1.ApplyResponse, int64, error) {
+func (s *Server) apply(ctx context.Context, req *lvsctlv1.ApplyRequest, as recordAs) (_ *lvsctlv1.ApplyResponse, _ int64, err error) {
 	ch := newChange(s.cache)
+	judging := true // until the write is sent: etcd's errors are etcd's
+	defer func() {
+		if judging {
+			err = ch.judged(err)
+		}
+	}()
 	ch.as = as
 	resp := &lvsctlv1.ApplyResponse{}
 	seen := map[string]bool{}
@@ -259,6 +279,7 @@ func (s *Server) apply(ctx context.Context, req *lvsctlv1.ApplyRequest, as recor
 		resp.Objects = append(resp.Objects, ch.stored(o))
 	}
 	resp.Revision = ch.rev
+	judging = false
 	if req.GetDryRun() || len(ch.write.Puts) == 0 {
 		// Nothing is written, so no conditional write confirms what the cache showed: ask
 		// etcd whether it is the latest (and fail as the write would with etcd down).
@@ -838,8 +859,14 @@ func (s *Server) Delete(ctx context.Context, req *lvsctlv1.DeleteRequest) (*lvsc
 	return resp, nil
 }
 
-func (s *Server) delete(ctx context.Context, req *lvsctlv1.DeleteRequest, as recordAs) (*lvsctlv1.DeleteResponse, int64, error) {
+func (s *Server) delete(ctx context.Context, req *lvsctlv1.DeleteRequest, as recordAs) (_ *lvsctlv1.DeleteResponse, _ int64, err error) {
 	ch := newChange(s.cache)
+	judging := true // until the write is sent: etcd's errors are etcd's
+	defer func() {
+		if judging {
+			err = ch.judged(err)
+		}
+	}()
 	ch.as = as
 	name := req.GetName()
 	switch req.GetKind() {
@@ -896,6 +923,7 @@ func (s *Server) delete(ctx context.Context, req *lvsctlv1.DeleteRequest, as rec
 	// A delete needs no cross-object validation: removing a cluster breaks no rule, and a
 	// group in use was refused above.
 	resp := &lvsctlv1.DeleteResponse{Revision: ch.rev, Plans: ch.plans()}
+	judging = false
 	if req.GetDryRun() {
 		if rev, err := s.current(ctx, ch.head); err != nil {
 			return nil, rev, err
