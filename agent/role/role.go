@@ -107,12 +107,6 @@ type Actions struct {
 	Conflict string
 }
 
-// probeIdle is how often a peer whose heartbeats arrive on time is probed: enough to know
-// that its host answers ICMP echo (probes_answered), without an echo and a reply per
-// heartbeat (a third of a pair's packets at rest). A peer whose heartbeat is late by half an
-// interval is probed every beat again, long before it could be lost.
-const probeIdle = time.Second
-
 // maxSent bounds the remembered sent values whatever the settings: a lease needs only those
 // sent within the last Fence, Fence/Interval of them (3 with the defaults).
 const maxSent = 1024
@@ -127,9 +121,8 @@ type sentAt struct {
 type peer struct {
 	name string
 	addr netip.AddrPort
-	// heard and probed are when its last heartbeat and probe answer arrived (zero: never);
-	// probeSent when it was last probed.
-	heard, probed, probeSent time.Time
+	// heard and probed are when its last heartbeat and probe answer arrived (zero: never).
+	heard, probed time.Time
 	// echo is the latest sent value received from it, which our heartbeats echo.
 	echo int64
 	// What it last said of itself.
@@ -393,8 +386,7 @@ func (m *Machine) advance(now time.Time) Actions {
 	var act Actions
 	for _, p := range m.peers {
 		p.reachable = !p.heard.IsZero() && now.Before(p.heard.Add(m.settings.DeadAfter))
-		// A heartbeat is from the peer's host too.
-		p.hostReachable = p.reachable || (!p.probed.IsZero() && now.Before(p.probed.Add(m.settings.DeadAfter)))
+		p.hostReachable = !p.probed.IsZero() && now.Before(p.probed.Add(m.settings.DeadAfter))
 	}
 	hold, fenced := m.decide(now)
 	act.Hold = hold
@@ -456,8 +448,7 @@ func (m *Machine) reply(now time.Time, act *Actions) {
 	}
 }
 
-// beat sends one round of heartbeats, and probes of the peers that are due one (probeIdle),
-// and remembers the sent value.
+// beat sends one round of heartbeats and probes, and remembers the sent value.
 func (m *Machine) beat(now time.Time, act *Actions) {
 	m.lastBeat, m.beaten = now, true
 	v := m.newSent(now)
@@ -471,10 +462,7 @@ func (m *Machine) beat(now time.Time, act *Actions) {
 			Group: m.group, Director: m.director, Epoch: m.epoch, Role: m.role,
 			Holding: m.hold, Sent: v, Echo: p.echo,
 		}})
-		if late := p.heard.IsZero() || now.Sub(p.heard) > m.settings.Interval*3/2; late || p.probeSent.IsZero() || now.Sub(p.probeSent) >= probeIdle {
-			p.probeSent = now
-			act.Probes = append(act.Probes, Outgoing{Peer: name, To: p.addr})
-		}
+		act.Probes = append(act.Probes, Outgoing{Peer: name, To: p.addr})
 	}
 }
 
@@ -516,8 +504,8 @@ func (m *Machine) Next() time.Time {
 		if p.reachable {
 			earlier(p.heard.Add(m.settings.DeadAfter))
 		}
-		if end := p.probed.Add(m.settings.DeadAfter); p.hostReachable && !p.probed.IsZero() && end.After(m.now) {
-			earlier(end)
+		if p.hostReachable {
+			earlier(p.probed.Add(m.settings.DeadAfter))
 		}
 	}
 	return next

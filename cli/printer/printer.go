@@ -109,9 +109,8 @@ type DirectorView struct {
 // PeerView is one peer of a director, as the director sees it.
 type PeerView struct {
 	Name string `json:"name"`
-	// Reachable: the peer's heartbeats arrive. HostReachable: its host answers probes or its
-	// heartbeats arrive; true while its agent is silent but its host answers (an agent
-	// restarting leaves a kernel that still forwards).
+	// Reachable: the peer's heartbeats arrive. HostReachable: its host answers probes, even
+	// when its agent does not (an agent restarting leaves a kernel that still forwards).
 	Reachable     bool `json:"reachable"`
 	HostReachable bool `json:"hostReachable"`
 	// HeardAgoMs is the time from the peer's last heartbeat to the report; -1: never heard.

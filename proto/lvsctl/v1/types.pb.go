@@ -1930,9 +1930,8 @@ type PeerStatus struct {
 	Director string                 `protobuf:"bytes,1,opt,name=director,proto3" json:"director,omitempty"`
 	// reachable: the peer's heartbeats arrive (the last within dead_after_ms).
 	Reachable bool `protobuf:"varint,2,opt,name=reachable,proto3" json:"reachable,omitempty"`
-	// host_reachable: the peer's host answers probes (the last within dead_after_ms), or its
-	// heartbeats arrive; true also while its agent is silent (an agent restarting leaves a
-	// kernel that still forwards and holds addresses).
+	// host_reachable: the peer's host answers probes, even when its agent does not (an agent
+	// restarting leaves a kernel that still forwards and holds addresses).
 	HostReachable bool `protobuf:"varint,3,opt,name=host_reachable,json=hostReachable,proto3" json:"host_reachable,omitempty"`
 	// heard_ago_ms is the time since the peer's last heartbeat arrived, when this status was
 	// sent; -1 if none ever did.
